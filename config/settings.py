@@ -1,0 +1,179 @@
+"""The typed, frozen settings tree.
+
+Every section rejects unknown keys, and scalar fields are strict: a TOML string where a number or a
+boolean belongs is an error, not a guess. Values that arrive as text from the environment are converted
+by the loader before validation (see `config.loader`). Secrets are `SecretStr`, whose repr and str are
+redacted; `config.redaction.redacted_settings` renders the whole tree for operators.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, model_validator
+
+from config.dsn import dsn_password
+from domain.market import PAIR_PATTERN, Interval
+
+Pair = Annotated[str, StringConstraints(pattern=PAIR_PATTERN)]
+# Containers and paths accept the TOML shapes (lists, strings); their items stay strictly typed.
+Pairs = Annotated[tuple[Pair, ...], Field(strict=False)]
+Intervals = Annotated[tuple[Interval, ...], Field(strict=False, min_length=1)]
+FilePath = Annotated[Path, Field(strict=False)]
+
+Environment = Literal["development", "production"]
+TradingMode = Literal["paper", "live"]
+MarketDataSource = Literal["bingx", "simulator", "replay"]
+FeatureSetName = Literal["v1", "v2"]
+LogLevel = Literal["debug", "info", "warning", "error", "critical"]
+LogFormat = Literal["auto", "json", "console"]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, validate_default=True)
+
+
+class ExchangeSettings(Section):
+    """How tradingd reaches BingX (or the BingX-compatible simulator on loopback)."""
+
+    mode: TradingMode = "paper"
+    rest_url: str = Field(default="https://open-api.bingx.com", pattern=r"^https?://\S+$")
+    ws_url: str = Field(default="wss://open-api-swap.bingx.com/swap-market", pattern=r"^wss?://\S+$")
+    api_key: SecretStr | None = None
+    secret_key: SecretStr | None = None
+    recv_window_ms: int = Field(default=5000, ge=1, le=60_000)
+
+
+class MarketDataSettings(Section):
+    """Which pairs and intervals are collected, from where, and how gaps are healed."""
+
+    source: MarketDataSource = "bingx"
+    pairs: Pairs = Field(default=("BTC-USDT",), min_length=1)
+    intervals: Intervals = ("1m",)
+    backfill_enabled: bool = False
+    backfill_max_batches: int | None = Field(default=None, ge=1)
+    gap_monitor_interval_min: int = Field(default=0, ge=0, description="0 disables the gap monitor")
+    mock: bool = False
+    replay_file: FilePath | None = None
+
+    @model_validator(mode="after")
+    def _no_duplicates(self) -> MarketDataSettings:
+        for name, values in (("pairs", self.pairs), ("intervals", self.intervals)):
+            if len(set(values)) != len(values):
+                raise ValueError(f"market_data.{name} lists a value twice: {list(values)}")
+        return self
+
+
+class StorageSettings(Section):
+    """Where state lives: the embedded PostgreSQL under `data_dir`, or an external server."""
+
+    timescale_url: SecretStr | None = None
+    data_dir: FilePath | None = None
+    disable_test_data_in_db: bool = False
+    pool_min_size: int = Field(default=1, ge=1, le=100)
+    pool_max_size: int = Field(default=10, ge=1, le=100)
+    command_timeout_sec: float = Field(default=60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _pool_bounds(self) -> StorageSettings:
+        if self.pool_min_size > self.pool_max_size:
+            raise ValueError("storage.pool_min_size must not exceed storage.pool_max_size")
+        return self
+
+    def resolved_data_dir(self) -> Path:
+        """`data_dir`, else systemd's `STATE_DIRECTORY`, else `$XDG_DATA_HOME/tradingd`."""
+        if self.data_dir is not None:
+            return self.data_dir.expanduser()
+        state_directory = os.environ.get("STATE_DIRECTORY")
+        if state_directory:
+            return Path(state_directory.split(":")[0])
+        xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+        return Path(xdg) / "tradingd"
+
+
+class ControlSettings(Section):
+    """The unix control socket and its single-operator token."""
+
+    socket_path: FilePath | None = None
+    api_token: SecretStr | None = None
+
+    def resolved_socket_path(self, data_dir: Path) -> Path:
+        """`socket_path`, else systemd's `RUNTIME_DIRECTORY`, else the data directory."""
+        if self.socket_path is not None:
+            return self.socket_path.expanduser()
+        runtime_directory = os.environ.get("RUNTIME_DIRECTORY")
+        base = Path(runtime_directory.split(":")[0]) if runtime_directory else data_dir
+        return base / "control.sock"
+
+
+class FeatureSettings(Section):
+    """Feature-set choice and the feature-quality gate's limits."""
+
+    feature_set: FeatureSetName = "v2"
+    ood_zscore_limit: float = Field(default=8.0, gt=0)
+    max_missing_critical: int = Field(default=0, ge=0)
+    max_freshness_sec: float = Field(default=120.0, gt=0)
+
+
+class TradingSettings(Section):
+    """Execution bookkeeping and decision provenance."""
+
+    reconcile_interval_min: int = Field(default=5, ge=1)
+    enforce_provenance: bool = False
+
+
+class OnlineLearningSettings(Section):
+    """Champion/challenger online learning and its promotion thresholds."""
+
+    enabled: bool = False
+    auto_roll_forward: bool = False
+    pairs: Pairs = ()
+    interval: Interval = "1m"
+    min_win_rate_delta: float = 0.0
+    min_net_pnl_delta: float = 0.0
+    max_drawdown_delta: float = 0.0
+    min_trade_count_delta: int = 0
+
+
+class IdeaSourceSettings(Section):
+    """Auxiliary idea/signal sources. The file-backed variants are fixtures, refused in production."""
+
+    tradingview_use_html: bool = False
+    tradingview_html_path: FilePath | None = None
+    telegram_messages_path: FilePath | None = None
+
+
+class LoggingSettings(Section):
+    level: LogLevel = "info"
+    format: LogFormat = "auto"
+
+
+class Settings(Section):
+    """The whole effective configuration of one tradingd process."""
+
+    env: Environment = "development"
+    e2e_run: bool = False
+    exchange: ExchangeSettings = ExchangeSettings()
+    market_data: MarketDataSettings = MarketDataSettings()
+    storage: StorageSettings = StorageSettings()
+    control: ControlSettings = ControlSettings()
+    features: FeatureSettings = FeatureSettings()
+    trading: TradingSettings = TradingSettings()
+    online_learning: OnlineLearningSettings = OnlineLearningSettings()
+    sources: IdeaSourceSettings = IdeaSourceSettings()
+    logging: LoggingSettings = LoggingSettings()
+
+    def secret_values(self) -> list[str]:
+        """Every secret's plain value, for the log redactor. Never log what this returns."""
+        candidates = (
+            self.exchange.api_key,
+            self.exchange.secret_key,
+            self.control.api_token,
+            self.storage.timescale_url,
+        )
+        values = [secret.get_secret_value() for secret in candidates if secret is not None]
+        if self.storage.timescale_url is not None:
+            values.append(dsn_password(self.storage.timescale_url.get_secret_value()) or "")
+        return [value for value in values if value]

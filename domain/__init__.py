@@ -1,0 +1,1 @@
+"""Pure domain types shared by every other package. Nothing here does I/O or imports our other packages."""
