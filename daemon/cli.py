@@ -1,0 +1,84 @@
+"""The `tradingd` command line.
+
+Configuration is loaded and validated once, before any command runs; an invalid or unsafe one
+exits with EX_CONFIG (78) and a message naming the setting at fault. One-shot commands print their
+results on stdout and log on stderr, so their output can be piped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from importlib.metadata import version
+from pathlib import Path
+
+from config import ConfigError, Settings, load_settings, redacted_settings
+from daemon import exit_codes
+from daemon.db_commands import run_db_command
+from observability import configure_logging
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tradingd", description="RL trading daemon for BingX perpetual swaps")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="TOML config file (default: $TRADINGD_CONFIG, else built-in defaults plus the environment)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    commands.add_parser("version", help="print the tradingd version")
+
+    config_parser = commands.add_parser("config", help="inspect the configuration")
+    config_commands = config_parser.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")
+    check = config_commands.add_parser("check", help="validate and print the effective config, secrets redacted")
+    check.add_argument("file", nargs="?", type=Path, help="config file to check (overrides --config)")
+
+    db_parser = commands.add_parser("db", help="database schema and data hygiene")
+    db_commands = db_parser.add_subparsers(dest="db_command", required=True, metavar="SUBCOMMAND")
+    db_commands.add_parser("migrate", help="apply pending migrations (idempotent)")
+    status = db_commands.add_parser("status", help="show mode and migrations; exits 1 when some are pending")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    export = db_commands.add_parser("export", help="export a table as JSON lines")
+    export.add_argument("--table", required=True)
+    export.add_argument("--out", required=True, metavar="FILE")
+    importer = db_commands.add_parser("import", help="import JSON lines into a table, all or nothing")
+    importer.add_argument("--table", required=True)
+    importer.add_argument("file", metavar="FILE")
+    importer.add_argument("--replace", action="store_true", help="delete the table's rows first (same transaction)")
+    reset = db_commands.add_parser("reset", help="delete every row of a table")
+    reset.add_argument("--table", required=True)
+    reset.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "version":
+        print(f"tradingd {version('tradingd')}")
+        return exit_codes.OK
+    config_path = args.file if args.command == "config" and args.file is not None else args.config
+    try:
+        settings = load_settings(config_path)
+    except ConfigError as error:
+        print(f"tradingd: {error}", file=sys.stderr)
+        return exit_codes.CONFIG
+    configure_logging(
+        settings.logging.level, settings.logging.format, secrets=settings.secret_values(), stream=sys.stderr
+    )
+    if args.command == "config":
+        return _config_check(settings)
+    return asyncio.run(run_db_command(settings, args))
+
+
+def _config_check(settings: Settings) -> int:
+    print(json.dumps(redacted_settings(settings), indent=2))
+    return exit_codes.OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

