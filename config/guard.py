@@ -50,15 +50,16 @@ def live_mode_faults(settings: Settings) -> list[str]:
 def production_faults(settings: Settings, environ: Mapping[str, str]) -> list[str]:
     faults = []
     if not settings.storage.disable_test_data_in_db:
-        faults.append(
-            "TRADINGD_ENV=production requires DISABLE_TEST_DATA_IN_DB=true (storage.disable_test_data_in_db)"
-        )
+        faults.append("TRADINGD_ENV=production requires DISABLE_TEST_DATA_IN_DB=true (storage.disable_test_data_in_db)")
     fixture_flags = {
         "E2E_RUN": ("e2e_run", settings.e2e_run),
         "BINGX_MARKET_DATA_MOCK": ("market_data.mock", settings.market_data.mock),
         "TRADINGVIEW_USE_HTML": ("sources.tradingview_use_html", settings.sources.tradingview_use_html),
         "TRADINGVIEW_HTML_PATH": ("sources.tradingview_html_path", settings.sources.tradingview_html_path is not None),
-        "TELEGRAM_MESSAGES_PATH": ("sources.telegram_messages_path", settings.sources.telegram_messages_path is not None),
+        "TELEGRAM_MESSAGES_PATH": (
+            "sources.telegram_messages_path",
+            settings.sources.telegram_messages_path is not None,
+        ),
         "TRADINGD_REPLAY_FILE": ("market_data.replay_file", settings.market_data.replay_file is not None),
     }
     for variable, (setting, enabled) in fixture_flags.items():
@@ -69,8 +70,10 @@ def production_faults(settings: Settings, environ: Mapping[str, str]) -> list[st
             f"market_data.source = {settings.market_data.source!r} (TRADINGD_MARKET_DATA_SOURCE) "
             "is a test source; production needs 'bingx'"
         )
-    for setting, url in (("exchange.rest_url (BINGX_REST_URL)", settings.exchange.rest_url),
-                         ("exchange.ws_url (BINGX_WS_URL)", settings.exchange.ws_url)):
+    for setting, url in (
+        ("exchange.rest_url (BINGX_REST_URL)", settings.exchange.rest_url),
+        ("exchange.ws_url (BINGX_WS_URL)", settings.exchange.ws_url),
+    ):
         if is_loopback_url(url):
             faults.append(f"{setting} = {url} points at a local simulator, refused in production")
     return faults

@@ -205,4 +205,3 @@ def _refuse_readable_secrets(path: Path, file_data: Mapping[str, Any]) -> None:
             f"config file {path} holds secrets ({', '.join(secret_keys)}) but its mode is {mode:04o}; "
             "make it private (chmod 600) or pass the secrets through the environment"
         )
-

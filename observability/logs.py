@@ -90,8 +90,12 @@ def register_secrets(secrets: Iterable[str]) -> None:
 
 @contextmanager
 def log_context(
-    *, pair: str | None = None, run_id: str | None = None, trace_id: str | None = None,
-    actor: str | None = None, **extra: Any,
+    *,
+    pair: str | None = None,
+    run_id: str | None = None,
+    trace_id: str | None = None,
+    actor: str | None = None,
+    **extra: Any,
 ) -> Iterator[None]:
     """Bind context (pair, run_id, trace_id, actor, ...) to every event logged inside the block,
     including in tasks started inside it (contextvars are copied into new asyncio tasks)."""

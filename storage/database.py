@@ -4,6 +4,7 @@ server (PostgreSQL or TimescaleDB) when a URL is given."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,16 +66,16 @@ class Database:
                 command_timeout=options.command_timeout_sec,
                 init=_init_connection,
             )
-        except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as error:
+        except (TimeoutError, OSError, asyncpg.PostgresError) as error:
             if embedded is not None:
                 await asyncio.to_thread(embedded.stop)
             raise StorageUnavailableError(f"cannot connect to {target}: {type(error).__name__}: {error}") from None
         return cls(pool, embedded, target)
 
-    async def close(self, timeout: float = 10.0) -> None:
-        """Close gracefully within `timeout`, then terminate what is left; stop the embedded server."""
+    async def close(self, grace_sec: float = 10.0) -> None:
+        """Close gracefully within `grace_sec`, then terminate what is left; stop the embedded server."""
         try:
-            await asyncio.wait_for(self.pool.close(), timeout)
+            await asyncio.wait_for(self.pool.close(), grace_sec)
         except TimeoutError:
             self.pool.terminate()
         if self.embedded is not None:
@@ -97,10 +98,9 @@ async def _ensure_database(maintenance_dsn: str, name: str) -> None:
     try:
         exists = await connection.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
         if not exists:
-            try:
+            # Another process may create it between our check and our create; that is fine.
+            with contextlib.suppress(asyncpg.DuplicateDatabaseError):
                 await connection.execute(f'CREATE DATABASE "{name}"')
-            except asyncpg.DuplicateDatabaseError:
-                pass  # another process created it between our check and our create
     finally:
         await connection.close()
 

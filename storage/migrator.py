@@ -127,11 +127,7 @@ async def schema_status(connection: asyncpg.Connection, migrations: list[Migrati
     has_table = await connection.fetchval("SELECT to_regclass($1) IS NOT NULL", SCHEMA_TABLE)
     applied = await _applied(connection) if has_table else []
     done = {(a.version, a.variant) for a in applied}
-    pending = [
-        m
-        for m in known
-        if (m.version, m.variant) not in done and (m.variant == "base" or timescale.available)
-    ]
+    pending = [m for m in known if (m.version, m.variant) not in done and (m.variant == "base" or timescale.available)]
     hypertables: list[str] = []
     if timescale.installed_version is not None:
         rows = await connection.fetch(

@@ -77,10 +77,7 @@ async def export_table(connection: asyncpg.Connection, table: str, out: Path) ->
     The file appears only when complete (written beside it, then renamed)."""
     await _require_table(connection, table)
     order = await _order_columns(connection, table)
-    query = (
-        f"SELECT to_jsonb(t)::text AS line FROM {_quote(table)} AS t "
-        f"ORDER BY {', '.join(_quote(c) for c in order)}"
-    )
+    query = f"SELECT to_jsonb(t)::text AS line FROM {_quote(table)} AS t ORDER BY {', '.join(_quote(c) for c in order)}"
     partial = out.with_name(f".{out.name}.partial")
     count = 0
     try:
@@ -194,14 +191,14 @@ async def _insert_batch(connection: asyncpg.Connection, table: str, batch: list[
         return
     except asyncpg.PostgresError:
         pass
-    # The batch failed: find the first line that fails on its own, so the operator can fix it.
+    # The batch failed (and was rolled back to its savepoint): insert its lines one by one, so the first
+    # line that fails on its own is named. If none fails, each row is now inserted exactly once.
     for line in batch:
         try:
             async with connection.transaction():
                 await connection.execute(statement, f"[{line.text}]")
         except asyncpg.PostgresError as error:
             raise ImportLineError(line.number, _postgres_reason(error)) from None
-    raise TableIOError(f"rows of lines {batch[0].number}-{batch[-1].number} conflict with each other")
 
 
 async def _delete_all(connection: asyncpg.Connection, table: str) -> int:
@@ -219,9 +216,9 @@ async def _advance_sequences(connection: asyncpg.Connection, table: str, columns
     for column in columns:
         if column.sequence is None:
             continue
+        name = _quote(column.name)
         await connection.execute(
-            f"SELECT setval($1::regclass, COALESCE(max({_quote(column.name)}), 1), max({_quote(column.name)}) IS NOT NULL) "
-            f"FROM {_quote(table)}",
+            f"SELECT setval($1::regclass, COALESCE(max({name}), 1), max({name}) IS NOT NULL) FROM {_quote(table)}",
             column.sequence,
         )
 

@@ -109,7 +109,7 @@ async def timescale_url(timescale_server_url: str) -> AsyncIterator[str]:
     """The TimescaleDB server with no tables left in its one database. The extension stays: PGlite is a
     single backend session, and TimescaleDB cannot be created again in a session that loaded it."""
     await _drop_public_tables(timescale_server_url)
-    yield timescale_server_url
+    return timescale_server_url
 
 
 async def _drop_public_tables(url: str) -> None:
@@ -126,4 +126,3 @@ async def _drop_public_tables(url: str) -> None:
         )
     finally:
         await connection.close()
-

@@ -22,7 +22,7 @@ async def public_tables(connection: asyncpg.Connection) -> set[str]:
 async def test_migrate_from_empty_creates_every_table(pg: asyncpg.Connection) -> None:
     assert await public_tables(pg) == set()
     applied = await migrate(pg)
-    assert [m.label for m in applied][0] == "0001_core_schema"
+    assert next(m.label for m in applied) == "0001_core_schema"
     assert set(SEED_TABLES) | set(OWN_TABLES) | {SCHEMA_TABLE} <= await public_tables(pg)
 
 

@@ -18,7 +18,10 @@ async def test_migrate_from_empty_then_again_as_a_no_op(timescale_url: str) -> N
         applied = [m.label for m in await migrate(connection)]
         assert applied[:2] == ["0001_core_schema", "0001_core_schema (timescale)"]
         assert await migrate(connection) == []
-        tables = {r["tablename"] for r in await connection.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+        tables = {
+            r["tablename"]
+            for r in await connection.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        }
         assert set(SEED_TABLES) | set(OWN_TABLES) <= tables
     finally:
         await connection.close()

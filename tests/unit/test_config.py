@@ -55,7 +55,7 @@ def test_unknown_section_is_named(tmp_path: Path) -> None:
     [
         ('[market_data]\ngap_monitor_interval_min = "5"\n', "market_data.gap_monitor_interval_min"),
         ("[market_data]\nbackfill_enabled = 1\n", "market_data.backfill_enabled"),
-        ("[market_data]\npairs = \"BTC-USDT\"\n", "market_data.pairs"),
+        ('[market_data]\npairs = "BTC-USDT"\n', "market_data.pairs"),
         ('[market_data]\npairs = ["btc-usdt"]\n', "market_data.pairs.0"),
         ('[market_data]\nintervals = ["2m"]\n', "market_data.intervals.0"),
         ('[exchange]\nmode = "real"\n', "exchange.mode"),
@@ -184,7 +184,7 @@ def test_live_mode_refuses_non_live_market_data() -> None:
         "BINGX_SECRET_KEY": "secret-abcdefgh",
         "TRADINGD_MARKET_DATA_SOURCE": "replay",
     }
-    with pytest.raises(UnsafeConfigError, match="cannot trade on market_data.source = 'replay'"):
+    with pytest.raises(UnsafeConfigError, match=r"cannot trade on market_data\.source = 'replay'"):
         load_settings(None, environ)
 
 
@@ -230,7 +230,10 @@ def test_production_refuses_each_test_source(extra: dict[str, str], fault: str) 
 
 
 def test_production_refuses_fixture_set_in_file(tmp_path: Path) -> None:
-    path = write(tmp_path, 'env = "production"\n[storage]\ndisable_test_data_in_db = true\n[sources]\ntradingview_use_html = true\n')
+    path = write(
+        tmp_path,
+        'env = "production"\n[storage]\ndisable_test_data_in_db = true\n[sources]\ntradingview_use_html = true\n',
+    )
     with pytest.raises(UnsafeConfigError, match="TRADINGVIEW_USE_HTML"):
         load_settings(path, {})
 

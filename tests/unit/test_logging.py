@@ -57,7 +57,8 @@ def test_console_output_on_a_terminal() -> None:
     try:
         get_logger().info("daemon_ready", pairs=2)
         text = buffer.getvalue()
-        assert "daemon_ready" in text and "pairs" in text
+        assert "daemon_ready" in text
+        assert "pairs" in text
         with pytest.raises(json.JSONDecodeError):
             json.loads(text)
     finally:
@@ -89,9 +90,13 @@ def test_context_is_bound_through_contextvars_including_tasks(output: io.StringI
     in_block, in_task, after = [event for event in lines(output) if event.get("logger") != "asyncio"]
     for event in (in_block, in_task):
         assert (event["pair"], event["run_id"], event["trace_id"], event["actor"]) == (
-            "ETH-USDT", "run-1", "trace-9", "feed",
+            "ETH-USDT",
+            "run-1",
+            "trace-9",
+            "feed",
         )
-    assert "pair" not in after and "trace_id" not in after
+    assert "pair" not in after
+    assert "trace_id" not in after
 
 
 def test_stdlib_loggers_share_the_format_and_context(output: io.StringIO) -> None:
@@ -123,13 +128,15 @@ def test_secrets_never_reach_the_output(output: io.StringIO) -> None:
     assert HMAC_SECRET not in text
     assert signature not in text
     assert text.count(REDACTED) >= 8
-    assert "order_failed" in text and "Traceback" in text
+    assert "order_failed" in text
+    assert "Traceback" in text
 
 
 def test_secret_fragments_and_dsn_passwords_are_scrubbed_by_shape() -> None:
     redactor = Redactor()
     text = redactor.redact_text("connect postgresql://trader:s3cret-pw@db:5432/x?password=other failed")
-    assert "s3cret-pw" not in text and "other" not in text
+    assert "s3cret-pw" not in text
+    assert "other" not in text
     assert "postgresql://trader:[REDACTED]@db:5432/x" in text
 
 
