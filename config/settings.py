@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import unquote
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, model_validator
 
@@ -175,5 +176,6 @@ class Settings(Section):
         )
         values = [secret.get_secret_value() for secret in candidates if secret is not None]
         if self.storage.timescale_url is not None:
-            values.append(dsn_password(self.storage.timescale_url.get_secret_value()) or "")
+            password = dsn_password(self.storage.timescale_url.get_secret_value()) or ""
+            values += [password, unquote(password)]  # a library may print it percent-decoded
         return [value for value in values if value]

@@ -157,6 +157,11 @@ def test_secrets_are_redacted_in_repr_and_check_output() -> None:
     assert set(settings.secret_values()) >= {"key-123456789", "secret-abcdefgh", "token-zyxwvut", "pa55word"}
 
 
+def test_percent_encoded_database_password_is_registered_in_both_forms() -> None:
+    settings = load_settings(None, {"TIMESCALE_URL": "postgresql://u:p%40ss-w0rd@h/db"})
+    assert {"p%40ss-w0rd", "p@ss-w0rd"} <= set(settings.secret_values())
+
+
 def test_bad_secret_value_is_not_echoed() -> None:
     with pytest.raises(ConfigError) as error:
         load_settings(None, {"TIMESCALE_URL": "postgresql://u:hunter2@h/db", "DATA_GAP_MONITOR_INTERVAL_MIN": "x"})
