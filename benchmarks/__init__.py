@@ -1,0 +1,1 @@
+"""Benchmarks, each runnable with one command; figures go to docs/performance.md."""
