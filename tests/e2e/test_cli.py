@@ -141,3 +141,12 @@ def test_production_guard_refuses_to_start(env: dict[str, str]) -> None:
     assert "DISABLE_TEST_DATA_IN_DB=true" in result.stderr
     assert "BINGX_MARKET_DATA_MOCK" in result.stderr
     assert not (Path(env["TRADINGD_DATA_DIR"]) / "postgres").exists()
+
+
+def test_an_unusable_data_directory_exits_69_with_the_reason(env: dict[str, str], tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the data directory's parent should be")
+    result = tradingd({**env, "TRADINGD_DATA_DIR": str(blocker / "data")}, "db", "status")
+    assert result.returncode == 69
+    assert "cannot create the data directory" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,53 @@
+"""The CLI's own behaviour: parsing, and failures that must not leak secrets."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+
+import pytest
+import structlog
+
+from config import Settings
+from daemon import cli, exit_codes
+
+SECRET = "sk-NeverShowThisKey-0123456789"
+
+
+@pytest.fixture(autouse=True)
+def clean_logging() -> object:
+    yield
+    structlog.reset_defaults()
+    logging.getLogger().handlers.clear()
+    logging.captureWarnings(False)
+
+
+def test_an_unexpected_failure_is_logged_redacted_and_exits_1(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("BINGX_API_KEY", SECRET)
+    monkeypatch.setenv("TRADINGD_LOG_FORMAT", "json")
+
+    async def explode(_settings: Settings, _args: argparse.Namespace) -> int:
+        raise RuntimeError(f"venue rejected key {SECRET}")
+
+    monkeypatch.setattr(cli, "run_db_command", explode)
+    assert cli.main(["db", "status"]) == exit_codes.FAILURE
+    captured = capsys.readouterr()
+    assert SECRET not in captured.out + captured.err
+    event = json.loads(captured.err.strip().splitlines()[-1])
+    assert event["event"] == "command_failed"
+    assert "venue rejected key [REDACTED]" in event["exception"]
+
+
+def test_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["db", "explode"])
+    assert exited.value.code == exit_codes.USAGE
+    assert "invalid choice: 'explode'" in capsys.readouterr().err
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["version"]) == exit_codes.OK
+    assert capsys.readouterr().out.startswith("tradingd 0.1.0")
