@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Sequence
 from importlib.metadata import version
@@ -75,6 +76,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _config_check(settings)
         return asyncio.run(run_db_command(settings, args))
     except KeyboardInterrupt:
+        return exit_codes.FAILURE
+    except BrokenPipeError:
+        # The reader went away (`tradingd db status | head -1`): not an error worth a traceback.
+        # Point stdout at /dev/null so the interpreter's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return exit_codes.FAILURE
     except Exception:
         # Through the logger, not Python's default hook, so the traceback passes the secret redactor.

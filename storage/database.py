@@ -71,6 +71,7 @@ class Database:
                 max_size=options.pool_max_size,
                 command_timeout=options.command_timeout_sec,
                 init=_init_connection,
+                server_settings={"application_name": "tradingd"},
             )
         except (TimeoutError, OSError, asyncpg.PostgresError) as error:
             if embedded is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -81,8 +81,14 @@ async def export_table(connection: asyncpg.Connection, table: str, out: Path) ->
     partial = out.with_name(f".{out.name}.partial")
     count = 0
     try:
-        with partial.open("w", encoding="utf-8", newline="\n") as handle:
+        handle = partial.open("w", encoding="utf-8", newline="\n")
+    except OSError as error:
+        raise TableIOError(f"cannot write {out}: {error.strerror}") from None
+    try:
+        with handle:
             async with connection.transaction(readonly=True, isolation="repeatable_read"):
+                # Timestamps in UTC, whatever the server's time zone, so files compare across servers.
+                await connection.execute("SET LOCAL timezone = 'UTC'")
                 async for record in connection.cursor(query, prefetch=BATCH_ROWS):
                     handle.write(record["line"])
                     handle.write("\n")
@@ -95,17 +101,19 @@ async def export_table(connection: asyncpg.Connection, table: str, out: Path) ->
 
 async def import_table(connection: asyncpg.Connection, table: str, source: Path, *, replace: bool = False) -> int:
     """Insert the rows of a JSON-lines file into `table` (after deleting its rows, with `replace`).
-    All or nothing: on any invalid line, raise `ImportLineError` and leave the table unchanged."""
+    All or nothing: on any invalid line, raise `ImportLineError` and leave the table unchanged.
+    The file is streamed, one batch in memory at a time; the single transaction makes it atomic."""
     await _require_table(connection, table)
     columns = await table_columns(connection, table)
-    lines = list(_validated_lines(source, columns, table))
+    count = 0
     async with connection.transaction():
         if replace:
             await _delete_all(connection, table)
-        for batch in _batches(lines):
+        for batch in _batches(_validated_lines(source, columns, table)):
             await _insert_batch(connection, table, batch)
+            count += len(batch)
         await _advance_sequences(connection, table, columns)
-    return len(lines)
+    return count
 
 
 async def reset_table(connection: asyncpg.Connection, table: str) -> int:
@@ -167,7 +175,7 @@ def _check_line(number: int, text: str, by_name: dict[str, Column], required: li
     return tuple(sorted(value))
 
 
-def _batches(lines: list[_Line]) -> Iterator[list[_Line]]:
+def _batches(lines: Iterable[_Line]) -> Iterator[list[_Line]]:
     """Runs of consecutive lines with the same columns, at most BATCH_ROWS long."""
     batch: list[_Line] = []
     for line in lines:

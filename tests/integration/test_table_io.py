@@ -238,6 +238,17 @@ async def test_only_known_tables_can_be_touched(db: asyncpg.Connection, tmp_path
 
 async def test_export_does_not_leave_a_partial_file_on_failure(db: asyncpg.Connection, tmp_path: Path) -> None:
     target = tmp_path / "missing-dir" / "out.jsonl"
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(TableIOError, match=r"cannot write .*out\.jsonl: No such file or directory"):
         await export_table(db, "candles", target)
     assert not target.exists()
+
+
+async def test_export_writes_utc_whatever_the_session_time_zone(db: asyncpg.Connection, tmp_path: Path) -> None:
+    await db.execute("SET timezone = 'Asia/Kolkata'")
+    await db.execute(
+        "INSERT INTO ops_audit_events (occurred_at, actor, command, outcome) "
+        "VALUES ('2024-03-01T12:00:00.123456Z', 'op', 'pause', 'accepted')"
+    )
+    out = tmp_path / "audit.jsonl"
+    await export_table(db, "ops_audit_events", out)
+    assert json.loads(out.read_text())["occurred_at"] == "2024-03-01T12:00:00.123456+00:00"
