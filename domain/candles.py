@@ -1,0 +1,68 @@
+"""Candles: one OHLCV bar of a pair and interval, keyed by its open time.
+
+Times are epoch milliseconds (UTC) as integers, the venue's own unit: exact, hashable and cheap,
+where datetimes would cost a conversion per bar on every hot path. Convert at the edges.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from domain.market import Interval, interval_duration
+
+
+@dataclass(frozen=True, slots=True)
+class Candle:
+    pair: str
+    interval: Interval
+    open_time_ms: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    quote_volume: float | None = None
+
+    @property
+    def open_time(self) -> datetime:
+        return ms_to_datetime(self.open_time_ms)
+
+
+def ms_to_datetime(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def datetime_to_ms(moment: datetime) -> int:
+    """Exact integer arithmetic (float timestamps can be off by one millisecond)."""
+    if moment.tzinfo is None:
+        raise ValueError("naive datetime: times must carry a time zone (UTC)")
+    delta = moment - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+
+
+def interval_ms(interval: Interval) -> int:
+    return int(interval_duration(interval).total_seconds() * 1000)
+
+
+def candle_problem(candle: Candle) -> str | None:
+    """Why a candle cannot be stored (non-finite or non-positive prices, negative volume,
+    inconsistent high/low, open time off the interval grid), or None when it is sound."""
+    prices = (candle.open, candle.high, candle.low, candle.close)
+    if not all(math.isfinite(value) for value in (*prices, candle.volume)):
+        return "non-finite value"
+    if candle.quote_volume is not None and not (math.isfinite(candle.quote_volume) and candle.quote_volume >= 0):
+        return "invalid quote volume"
+    if min(prices) <= 0:
+        return "non-positive price"
+    if candle.volume < 0:
+        return "negative volume"
+    if candle.high < max(candle.open, candle.close, candle.low) or candle.low > min(candle.open, candle.close):
+        return "high/low inconsistent with open/close"
+    if candle.interval != "1M" and candle.open_time_ms % interval_ms(candle.interval) != 0:
+        return f"open time {candle.open_time_ms} is not aligned to the {candle.interval} grid"
+    return None

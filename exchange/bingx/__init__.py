@@ -1,0 +1,1 @@
+"""The BingX USDT-M perpetual swap client: signing, wire parsers, REST and websocket."""

@@ -1,0 +1,250 @@
+"""Parsers for BingX swap wire messages (../shared/bingx/API.md). Pure functions: bytes and JSON in,
+domain values or domain errors out. Where the spec marks a shape uncertain, every listed variant is
+accepted.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any, Final
+
+from domain.candles import Candle
+from domain.errors import (
+    DuplicateClientOrderIdError,
+    FatalVenueError,
+    OrderNotFoundError,
+    RateLimitedError,
+    RejectedError,
+    TemporaryVenueError,
+    UnknownOutcomeError,
+    VenueError,
+    WireFormatError,
+)
+from domain.instruments import Contract
+from domain.market import Interval
+
+FATAL_CODES: Final = frozenset({100001, 100412, 100413, 100004, 100419})
+RATE_LIMIT_CODES: Final = frozenset({100410, 109429})
+TEMPORARY_CODES: Final = frozenset({80012, 100500, 109500, 110500, 100421})
+"""100421 (timestamp mismatch) is temporary: the client re-syncs its clock and retries."""
+ORDER_NOT_FOUND_CODES: Final = frozenset({80016, 109421, 109414})
+DUPLICATE_CLIENT_ORDER_ID: Final = 101481
+TIMESTAMP_MISMATCH: Final = 100421
+PING: Final = "Ping"
+PONG: Final = "Pong"
+
+
+def error_for_code(code: int, message: str, http_status: int | None = None) -> VenueError:
+    """The error family of a non-zero envelope `code` (API.md 2.4; old and new numbering)."""
+    text = f"BingX error {code}: {message}" if message else f"BingX error {code}"
+    if code in FATAL_CODES:
+        return FatalVenueError(text, code=code, http_status=http_status)
+    if code in RATE_LIMIT_CODES:
+        return RateLimitedError(text, code=code, http_status=http_status, retry_after_sec=5.0)
+    if code in TEMPORARY_CODES:
+        return TemporaryVenueError(text, code=code, http_status=http_status)
+    if code in ORDER_NOT_FOUND_CODES:
+        return OrderNotFoundError(text, code=code, http_status=http_status)
+    if code == DUPLICATE_CLIENT_ORDER_ID:
+        return DuplicateClientOrderIdError(text, code=code, http_status=http_status)
+    return RejectedError(text, code=code, http_status=http_status)
+
+
+def error_for_status(status: int, body: str) -> VenueError:
+    """The error family of a non-200 HTTP status without a usable envelope (API.md 2.3)."""
+    text = f"HTTP {status}: {body[:200]}"
+    if status == 429:
+        return RateLimitedError(text, http_status=status, retry_after_sec=5.0)
+    if status in (418, 403):
+        # 418: banned after ignoring 429s; 403: WAF ban. Both last about five minutes.
+        return RateLimitedError(text, http_status=status, retry_after_sec=300.0)
+    if status == 401:
+        return FatalVenueError(text, http_status=status)
+    if status == 504:
+        return UnknownOutcomeError(text, http_status=status)
+    if status >= 500:
+        return TemporaryVenueError(text, http_status=status)
+    return RejectedError(text, http_status=status)
+
+
+def parse_envelope(status: int, body: bytes) -> Any:
+    """`data` of a `{code, msg, data}` response, or the matching `VenueError`."""
+    text = body.decode("utf-8", errors="replace")
+    try:
+        document = json.loads(text)
+    except ValueError:
+        if status != 200:
+            raise error_for_status(status, text) from None
+        raise WireFormatError(f"response is not JSON: {text[:200]}", http_status=status) from None
+    if isinstance(document, dict) and "code" in document:
+        code = _int(document["code"], "code")
+        if code != 0:
+            raise error_for_code(code, str(document.get("msg") or ""), status)
+        if status != 200:
+            raise error_for_status(status, text)
+        return document.get("data")
+    if status != 200:
+        raise error_for_status(status, text)
+    raise WireFormatError(f"response has no envelope: {text[:200]}", http_status=status)
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedRow:
+    raw: Any
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class KlineBatch:
+    """Candles in ascending open time without duplicates, and the rows that could not be parsed."""
+
+    candles: list[Candle]
+    rejected: list[RejectedRow]
+    unsorted: bool
+    duplicates: int
+
+
+def parse_rest_klines(data: Any, pair: str, interval: Interval) -> KlineBatch:
+    """`data` of GET /openApi/swap/v3/quote/klines: a list of objects (`open, close, high, low,
+    volume, time`), or of Binance-style arrays, or (legacy v2) a single object."""
+    rows = data if isinstance(data, list) else [] if data is None else [data]
+    parsed: list[Candle] = []
+    rejected: list[RejectedRow] = []
+    for row in rows:
+        try:
+            if isinstance(row, Mapping):
+                parsed.append(
+                    _candle(
+                        pair, interval, row["time"], row["open"], row["high"], row["low"], row["close"], row["volume"]
+                    )
+                )
+            elif isinstance(row, list) and len(row) >= 6:
+                parsed.append(_candle(pair, interval, row[0], row[1], row[2], row[3], row[4], row[5]))
+            else:
+                rejected.append(RejectedRow(row, "neither a kline object nor a kline array"))
+        except (KeyError, WireFormatError) as error:
+            rejected.append(RejectedRow(row, f"malformed kline: {error}"))
+    return order_and_dedupe(parsed, rejected)
+
+
+def parse_kline_push(message: Mapping[str, Any], interval: Interval) -> KlineBatch:
+    """A websocket `<SYMBOL>@kline_<interval>` push; `data` is an array (or, in old examples, an
+    object) of `{o, h, l, c, v, T}` with `T` the candle's open time."""
+    pair = message.get("s")
+    if not isinstance(pair, str):
+        data_type = str(message.get("dataType", ""))
+        pair = data_type.split("@", 1)[0]
+    data = message.get("data")
+    rows = data if isinstance(data, list) else [data] if isinstance(data, Mapping) else []
+    parsed: list[Candle] = []
+    rejected: list[RejectedRow] = []
+    for row in rows:
+        try:
+            if not isinstance(row, Mapping):
+                raise WireFormatError("not an object")
+            parsed.append(_candle(pair, interval, row["T"], row["o"], row["h"], row["l"], row["c"], row["v"]))
+        except (KeyError, WireFormatError) as error:
+            rejected.append(RejectedRow(row, f"malformed kline push: {error}"))
+    return order_and_dedupe(parsed, rejected)
+
+
+def order_and_dedupe(candles: list[Candle], rejected: list[RejectedRow] | None = None) -> KlineBatch:
+    """Sort ascending by open time; of several rows with one open time keep the last received (for
+    a forming candle it is the newest update)."""
+    unsorted = any(a.open_time_ms > b.open_time_ms for a, b in zip(candles, candles[1:], strict=False))
+    by_time: dict[int, Candle] = {}
+    for candle in candles:
+        by_time[candle.open_time_ms] = candle
+    ordered = [by_time[key] for key in sorted(by_time)]
+    return KlineBatch(ordered, list(rejected or []), unsorted, len(candles) - len(ordered))
+
+
+def parse_contracts(data: Any) -> list[Contract]:
+    """`data` of GET /openApi/swap/v2/quote/contracts. Tick and step sizes derive from the
+    precisions (the venue sends no tickSize/stepSize)."""
+    if not isinstance(data, list):
+        raise WireFormatError("contracts: expected a list")
+    contracts = []
+    for row in data:
+        try:
+            contracts.append(
+                Contract(
+                    symbol=str(row["symbol"]),
+                    price_precision=_int(row["pricePrecision"], "pricePrecision"),
+                    quantity_precision=_int(row["quantityPrecision"], "quantityPrecision"),
+                    min_quantity=_decimal(row.get("tradeMinQuantity", 0), "tradeMinQuantity"),
+                    min_notional=_decimal(row.get("tradeMinUSDT", 0), "tradeMinUSDT"),
+                    maker_fee_rate=_decimal(row.get("makerFeeRate", row.get("feeRate", 0)), "makerFeeRate"),
+                    taker_fee_rate=_decimal(row.get("takerFeeRate", row.get("feeRate", 0)), "takerFeeRate"),
+                    max_long_leverage=_int(row.get("maxLongLeverage", 1), "maxLongLeverage"),
+                    max_short_leverage=_int(row.get("maxShortLeverage", 1), "maxShortLeverage"),
+                    status=_int(row.get("status", 0), "status"),
+                    api_tradable=_true(row.get("apiStateOpen")) and _true(row.get("apiStateClose")),
+                )
+            )
+        except (KeyError, TypeError) as error:
+            raise WireFormatError(f"contract without {error}") from None
+    return contracts
+
+
+def decode_frame(frame: bytes | str) -> str:
+    """Server frames are binary GZIP-compressed UTF-8 (heartbeats too); tolerate plain text."""
+    if isinstance(frame, str):
+        return frame
+    try:
+        return gzip.decompress(frame).decode("utf-8")
+    except (OSError, EOFError, zlib.error):
+        try:
+            return frame.decode("utf-8")
+        except UnicodeDecodeError:
+            raise WireFormatError("websocket frame is neither gzip nor UTF-8 text") from None
+
+
+def _candle(pair: str, interval: Interval, time: Any, o: Any, h: Any, low: Any, c: Any, v: Any) -> Candle:
+    return Candle(
+        pair,
+        interval,
+        _int(time, "time"),
+        _float(o, "open"),
+        _float(h, "high"),
+        _float(low, "low"),
+        _float(c, "close"),
+        _float(v, "volume"),
+    )
+
+
+def _float(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise WireFormatError(f"{name} is {type(value).__name__}, not a number")
+    try:
+        return float(value)
+    except ValueError:
+        raise WireFormatError(f"{name} is not a number: {value!r}") from None
+
+
+def _int(value: Any, name: str) -> int:
+    if isinstance(value, bool):
+        raise WireFormatError(f"{name} is a boolean, not an integer")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    raise WireFormatError(f"{name} is not an integer: {value!r}")
+
+
+def _decimal(value: Any, name: str) -> Decimal:
+    try:
+        return Decimal(str(value))
+    except InvalidOperation:
+        raise WireFormatError(f"{name} is not a decimal: {value!r}") from None
+
+
+def _true(value: Any) -> bool:
+    return value is True or (isinstance(value, str) and value.lower() == "true")
