@@ -25,6 +25,15 @@ from storage.embedded import EmbeddedPostgres
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PGLITE_DIR = REPO_ROOT / "scripts" / "pglite"
+SHARED_CANDLES = REPO_ROOT.parent / "shared" / "data" / "candles"
+
+
+@pytest.fixture(scope="session")
+def shared_candles() -> Path:
+    """../shared/data/candles, the real candles used by tests; CI always has them, a user's clone may not."""
+    if not (SHARED_CANDLES / "BINANCE_BTCUSDT_1m.csv").is_file():
+        pytest.skip(f"real candle data not found at {SHARED_CANDLES} (only the project's CI and developers have it)")
+    return SHARED_CANDLES
 
 
 def _with_database(url: str, database: str) -> str:

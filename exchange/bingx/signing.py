@@ -22,10 +22,14 @@ def signature(secret: str, message: str) -> str:
     return hmac.new(secret.encode(), message.encode(), hashlib.sha256).hexdigest()
 
 
+def encoded_query(params: Mapping[str, str]) -> str:
+    """Sorted pairs with URL-encoded values (keys are never encoded)."""
+    return "&".join(f"{key}={quote(params[key], safe='')}" for key in sorted(params))
+
+
 def signed_query(params: Mapping[str, str], secret: str) -> str:
-    """The query string to send: sorted pairs with URL-encoded values, then `&signature=`."""
-    encoded = "&".join(f"{key}={quote(params[key], safe='')}" for key in sorted(params))
-    return f"{encoded}&signature={signature(secret, payload(params))}"
+    """The query string to send: `encoded_query`, then `&signature=` over the raw values."""
+    return f"{encoded_query(params)}&signature={signature(secret, payload(params))}"
 
 
 def verify(received_pairs: list[tuple[str, str]], secret: str, received_signature: str) -> bool:

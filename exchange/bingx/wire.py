@@ -6,6 +6,7 @@ accepted.
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 import zlib
 from collections.abc import Mapping
@@ -156,7 +157,7 @@ def parse_kline_push(message: Mapping[str, Any], interval: Interval) -> KlineBat
 def order_and_dedupe(candles: list[Candle], rejected: list[RejectedRow] | None = None) -> KlineBatch:
     """Sort ascending by open time; of several rows with one open time keep the last received (for
     a forming candle it is the newest update)."""
-    unsorted = any(a.open_time_ms > b.open_time_ms for a, b in zip(candles, candles[1:], strict=False))
+    unsorted = any(a.open_time_ms > b.open_time_ms for a, b in itertools.pairwise(candles))
     by_time: dict[int, Candle] = {}
     for candle in candles:
         by_time[candle.open_time_ms] = candle

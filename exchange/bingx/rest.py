@@ -1,0 +1,243 @@
+"""Async REST client for BingX USDT-M perpetual swaps.
+
+Reads (GET) are retried on temporary failures and rate limits with exponential backoff and jitter; a
+timestamp rejection (100421) re-syncs the clock offset first. Writes are never retried here: a write
+that failed after it may have reached the venue raises `UnknownOutcomeError`, and the caller resolves
+it (for orders: by client order id) before acting again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Protocol
+
+import httpx
+
+from domain.errors import (
+    RateLimitedError,
+    TemporaryVenueError,
+    UnknownOutcomeError,
+    VenueError,
+    WireFormatError,
+)
+from domain.instruments import Contract
+from domain.market import Interval
+from exchange.bingx import signing
+from exchange.bingx.wire import TIMESTAMP_MISMATCH, KlineBatch, parse_contracts, parse_envelope, parse_rest_klines
+
+KLINES_MAX_LIMIT = 1440
+
+
+class Clock(Protocol):
+    def now_ms(self) -> int: ...
+
+
+class SystemClock:
+    def now_ms(self) -> int:
+        return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True)
+class Credentials:
+    api_key: str
+    secret_key: str
+
+    def __repr__(self) -> str:
+        return "Credentials(api_key=[REDACTED], secret_key=[REDACTED])"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 5
+    base_delay_sec: float = 0.25
+    max_delay_sec: float = 30.0
+
+    def delay(self, attempt: int, at_least: float = 0.0) -> float:
+        """Exponential backoff with full jitter, never below what the venue asked for."""
+        ceiling = min(self.max_delay_sec, self.base_delay_sec * 2**attempt)
+        return max(at_least, random.uniform(0, ceiling))  # noqa: S311 (jitter, not security)
+
+
+class TokenBucket:
+    """At most `rate` requests per `per_sec`, smoothed; callers wait for a token."""
+
+    def __init__(self, rate: int, per_sec: float, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._capacity = float(rate)
+        self._tokens = float(rate)
+        self._refill_per_sec = rate / per_sec
+        self._monotonic = monotonic
+        self._updated = monotonic()
+        self._lock = asyncio.Lock()
+
+    async def acquire(self, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+        async with self._lock:
+            while True:
+                now = self._monotonic()
+                self._tokens = min(self._capacity, self._tokens + (now - self._updated) * self._refill_per_sec)
+                self._updated = now
+                if self._tokens >= 1:
+                    self._tokens -= 1
+                    return
+                await sleep((1 - self._tokens) / self._refill_per_sec)
+
+
+class BingXRest:
+    """One venue endpoint (live BingX or the simulator), public and signed calls."""
+
+    def __init__(
+        self,
+        base_url: str,
+        credentials: Credentials | None = None,
+        *,
+        recv_window_ms: int = 5000,
+        timeout_sec: float = 10.0,
+        retry: RetryPolicy | None = None,
+        clock: Clock | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._http = httpx.AsyncClient(base_url=base_url, timeout=timeout_sec, transport=transport)
+        self._credentials = credentials
+        self._recv_window_ms = recv_window_ms
+        self._retry = retry or RetryPolicy()
+        self._clock = clock or SystemClock()
+        self._sleep = sleep
+        self._offset_ms = 0
+        # BingX shares one market-data bucket of 500 requests / 10 s per IP; stay well inside it.
+        self._market_bucket = TokenBucket(rate=250, per_sec=10.0)
+        self._trade_bucket = TokenBucket(rate=5, per_sec=1.0)
+        self.requests_sent = 0
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> BingXRest:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.close()
+
+    @property
+    def clock_offset_ms(self) -> int:
+        """Server time minus local time, as last measured."""
+        return self._offset_ms
+
+    # ---------------------------------------------------------------- market data (public)
+
+    async def server_time_ms(self) -> int:
+        data = await self._get("/openApi/swap/v2/server/time", {})
+        return _require_int(data, "serverTime")
+
+    async def sync_time(self) -> int:
+        """Measure the offset to server time (assumes a symmetric round trip) and keep it."""
+        sent = self._clock.now_ms()
+        server = await self.server_time_ms()
+        received = self._clock.now_ms()
+        self._offset_ms = server - (sent + received) // 2
+        return self._offset_ms
+
+    async def contracts(self, symbol: str | None = None) -> list[Contract]:
+        return parse_contracts(await self._get("/openApi/swap/v2/quote/contracts", _drop_none(symbol=symbol)))
+
+    async def klines(
+        self,
+        symbol: str,
+        interval: Interval,
+        *,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        limit: int = 1000,
+    ) -> KlineBatch:
+        """One page of candles, sorted ascending and de-duplicated (the venue documents neither)."""
+        if not 1 <= limit <= KLINES_MAX_LIMIT:
+            raise ValueError(f"limit must be 1..{KLINES_MAX_LIMIT}")
+        params = _drop_none(symbol=symbol, interval=interval, startTime=start_ms, endTime=end_ms, limit=limit)
+        return parse_rest_klines(await self._get("/openApi/swap/v3/quote/klines", params), symbol, interval)
+
+    async def price(self, symbol: str) -> Decimal:
+        data = await self._get("/openApi/swap/v2/quote/price", {"symbol": symbol})
+        if not isinstance(data, Mapping) or "price" not in data:
+            raise WireFormatError("price: expected an object with a price")
+        return Decimal(str(data["price"]))
+
+    # ---------------------------------------------------------------- plumbing
+
+    async def _get(self, path: str, params: Mapping[str, object], *, signed: bool = False) -> Any:
+        attempt = 0
+        while True:
+            try:
+                return await self._send("GET", path, params, signed=signed)
+            except RateLimitedError as error:
+                if attempt + 1 >= self._retry.attempts:
+                    raise
+                await self._sleep(self._retry.delay(attempt, at_least=error.retry_after_sec))
+            except TemporaryVenueError as error:
+                if attempt + 1 >= self._retry.attempts:
+                    raise
+                if error.code == TIMESTAMP_MISMATCH:
+                    await self.sync_time()
+                await self._sleep(self._retry.delay(attempt))
+            attempt += 1
+
+    async def _send(self, method: str, path: str, params: Mapping[str, object], *, signed: bool) -> Any:
+        text_params = {key: _wire_value(value) for key, value in params.items()}
+        bucket = self._trade_bucket if signed else self._market_bucket
+        await bucket.acquire(self._sleep)
+        headers: dict[str, str] = {}
+        if signed:
+            if self._credentials is None:
+                raise VenueError("this call needs API credentials (BINGX_API_KEY, BINGX_SECRET_KEY)")
+            text_params["timestamp"] = str(self._clock.now_ms() + self._offset_ms)
+            text_params["recvWindow"] = str(self._recv_window_ms)
+            query = signing.signed_query(text_params, self._credentials.secret_key)
+            headers["X-BX-APIKEY"] = self._credentials.api_key
+        else:
+            query = signing.encoded_query(text_params)
+        url = f"{path}?{query}" if query else path
+        self.requests_sent += 1
+        try:
+            response = await self._http.request(method, url, headers=headers)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as error:
+            # Nothing reached the venue: safe to treat as temporary for reads and writes alike.
+            raise TemporaryVenueError(f"{method} {path}: {type(error).__name__}") from None
+        except httpx.TransportError as error:
+            if method == "GET":
+                raise TemporaryVenueError(f"{method} {path}: {type(error).__name__}") from None
+            raise UnknownOutcomeError(f"{method} {path} may have reached the venue: {type(error).__name__}") from None
+        await self._obey_rate_headers(response)
+        return parse_envelope(response.status_code, response.content)
+
+    async def _obey_rate_headers(self, response: httpx.Response) -> None:
+        remain = response.headers.get("X-RateLimit-Requests-Remain")
+        expire = response.headers.get("X-RateLimit-Requests-Expire")
+        if remain is None or expire is None or not remain.strip().isdigit() or int(remain) > 0:
+            return
+        try:
+            expire_value = int(expire)
+        except ValueError:
+            return
+        # The spec does not say whether Expire is an instant or a duration; an epoch-ms value is an instant.
+        wait_ms = expire_value - (self._clock.now_ms() + self._offset_ms) if expire_value > 10**12 else expire_value
+        if wait_ms > 0:
+            await self._sleep(min(wait_ms / 1000, self._retry.max_delay_sec))
+
+
+def _wire_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _drop_none(**params: object) -> dict[str, object]:
+    return {key: value for key, value in params.items() if value is not None}
+
+
+def _require_int(data: Any, key: str) -> int:
+    if not isinstance(data, Mapping) or not isinstance(data.get(key), int):
+        raise WireFormatError(f"expected an object with an integer {key}")
+    return int(data[key])

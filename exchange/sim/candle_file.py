@@ -1,0 +1,59 @@
+"""Candle files in the format of ../shared/data/candles: `open_time_ms,open,high,low,close,volume`.
+
+Values are kept as the text written in the file, so the simulator serves exactly what the file holds
+and a test can compare stored candles with the file bit for bit.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+HEADER = ("open_time_ms", "open", "high", "low", "close", "volume")
+
+
+class CandleFileError(ValueError):
+    """The file is not a valid candle file; the message names the line."""
+
+
+@dataclass(frozen=True, slots=True)
+class FileCandle:
+    open_time_ms: int
+    open: str
+    high: str
+    low: str
+    close: str
+    volume: str
+
+
+def load_candle_file(path: Path) -> list[FileCandle]:
+    rows: list[FileCandle] = []
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if header is None or tuple(header) != HEADER:
+            raise CandleFileError(f"{path}: line 1: expected header {','.join(HEADER)}")
+        for number, record in enumerate(reader, start=2):
+            if len(record) != len(HEADER):
+                raise CandleFileError(f"{path}: line {number}: expected {len(HEADER)} fields, found {len(record)}")
+            try:
+                open_time = int(record[0])
+                for value in record[1:]:
+                    float(value)
+            except ValueError:
+                raise CandleFileError(f"{path}: line {number}: not a number") from None
+            if rows and open_time <= rows[-1].open_time_ms:
+                raise CandleFileError(f"{path}: line {number}: open times must ascend without duplicates")
+            rows.append(FileCandle(open_time, *record[1:]))
+    if not rows:
+        raise CandleFileError(f"{path}: no candles")
+    return rows
+
+
+def write_candle_file(path: Path, rows: list[FileCandle]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(HEADER)
+        for row in rows:
+            writer.writerow((row.open_time_ms, row.open, row.high, row.low, row.close, row.volume))

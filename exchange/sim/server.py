@@ -1,0 +1,271 @@
+"""The simulator's network face: BingX's REST wire format on a loopback port (aiohttp).
+
+Business errors come back with HTTP 200 and a non-zero `code`, exactly like the venue; HTTP errors
+(429, 418, 5xx, 504) are injected by tests through `Faults`. Every request is recorded in
+`request_log`, so tests can assert what a client asked for (for example, that a dataset build
+fetched only the missing windows).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import zlib
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from aiohttp import web
+
+from domain.market import INTERVALS, Interval
+from exchange.sim.replay import KlineView, ReplayClock, ReplaySeries
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+KLINE_LIMIT_DEFAULT = 500
+KLINE_LIMIT_MAX = 1440
+
+
+@dataclass
+class Faults:
+    """Switches a test flips to make the venue misbehave."""
+
+    http_errors: deque[int] = field(default_factory=deque)
+    """Statuses returned, one per request, before normal service resumes (e.g. [429, 429, 503])."""
+    latency_sec: float = 0.0
+
+    def burst(self, status: int, count: int) -> None:
+        self.http_errors.extend([status] * count)
+
+
+@dataclass(frozen=True)
+class SimulatorOptions:
+    kline_order: Literal["asc", "desc"] = "asc"
+    """The venue does not document the order of kline pages; clients must cope with both."""
+    kline_end_inclusive: bool = False
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    method: str
+    path: str
+    params: dict[str, str]
+    status: int
+    at_wall_ms: int
+
+
+@dataclass(frozen=True)
+class ContractSpec:
+    price_precision: int = 1
+    quantity_precision: int = 4
+    min_quantity: str = "0.0001"
+    min_notional: str = "2"
+    maker_fee_rate: str = "0.0002"
+    taker_fee_rate: str = "0.0005"
+    max_leverage: int = 125
+
+
+class BingXSimulator:
+    """Serve replayed candle series the way BingX serves live ones."""
+
+    def __init__(
+        self,
+        series: list[ReplaySeries],
+        clock: ReplayClock,
+        *,
+        options: SimulatorOptions | None = None,
+        contracts: Mapping[str, ContractSpec] | None = None,
+    ) -> None:
+        self.series = {(s.pair, s.interval): s for s in series}
+        self.clock = clock
+        self.options = options or SimulatorOptions()
+        self.contracts = {pair: (contracts or {}).get(pair, ContractSpec()) for pair, _ in self.series}
+        self.faults = Faults()
+        self.request_log: list[RequestRecord] = []
+        self._runner: web.AppRunner | None = None
+        self.rest_url = ""
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        if host not in ("127.0.0.1", "::1", "localhost"):
+            raise ValueError("the simulator listens on loopback only")
+        app = web.Application(middlewares=[self._faults_and_log])
+        app.router.add_get("/openApi/swap/v2/server/time", self._server_time)
+        app.router.add_get("/openApi/swap/v2/quote/contracts", self._contracts)
+        app.router.add_get("/openApi/swap/v3/quote/klines", self._klines)
+        app.router.add_get("/openApi/swap/v2/quote/klines", self._klines)
+        app.router.add_get("/openApi/swap/v2/quote/price", self._price)
+        app.router.add_get("/openApi/swap/v1/ticker/price", self._price)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port)
+        await site.start()
+        bound = site._server.sockets[0].getsockname()  # type: ignore[union-attr]
+        self.rest_url = f"http://{host}:{bound[1]}"
+        return self.rest_url
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def requests_to(self, path: str) -> list[RequestRecord]:
+        return [record for record in self.request_log if record.path == path]
+
+    # ---------------------------------------------------------------- middleware
+
+    @web.middleware
+    async def _faults_and_log(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if self.faults.latency_sec:
+            await asyncio.sleep(self.faults.latency_sec)
+        if self.faults.http_errors:
+            status = self.faults.http_errors.popleft()
+            response: web.StreamResponse = web.Response(status=status, text=_status_body(status))
+        else:
+            try:
+                response = await handler(request)
+            except web.HTTPNotFound:
+                response = _envelope_error(100400, "this api is not exist", status=404)
+        self.request_log.append(
+            RequestRecord(request.method, request.path, dict(request.query), response.status, _wall_ms())
+        )
+        return response
+
+    # ---------------------------------------------------------------- routes
+
+    async def _server_time(self, _request: web.Request) -> web.Response:
+        # Server time is wall time (clients sign with it); market data follows the replay clock.
+        return _ok({"serverTime": _wall_ms()})
+
+    async def _contracts(self, request: web.Request) -> web.Response:
+        symbol = request.query.get("symbol")
+        pairs = [symbol] if symbol else sorted(self.contracts)
+        if symbol and symbol not in self.contracts:
+            return _envelope_error(109425, f"symbol {symbol} does not exist")
+        return _ok([_contract_json(pair, self.contracts[pair]) for pair in pairs])
+
+    async def _klines(self, request: web.Request) -> web.Response:
+        query = request.query
+        symbol, interval = query.get("symbol"), query.get("interval")
+        if not symbol or not interval:
+            return _envelope_error(109400, "symbol and interval are required")
+        if interval not in INTERVALS:
+            return _envelope_error(109400, f"interval {interval} is invalid")
+        series = self.series.get((symbol, _interval(interval)))
+        if series is None:
+            if symbol not in self.contracts:
+                return _envelope_error(109425, f"symbol {symbol} does not exist")
+            return _ok([])
+        try:
+            limit = int(query.get("limit", KLINE_LIMIT_DEFAULT))
+            start = int(query["startTime"]) if "startTime" in query else None
+            end = int(query["endTime"]) if "endTime" in query else None
+        except ValueError:
+            return _envelope_error(109400, "limit, startTime and endTime must be integers")
+        if not 1 <= limit <= KLINE_LIMIT_MAX:
+            return _envelope_error(109400, f"limit must be between 1 and {KLINE_LIMIT_MAX}")
+        views = self._kline_views(series, start, end, limit)
+        rows = [_kline_json(view) for view in views]
+        if self.options.kline_order == "desc":
+            rows.reverse()
+        return _ok(rows)
+
+    async def _price(self, request: web.Request) -> web.Response:
+        symbol = request.query.get("symbol", "")
+        candidates = [s for (pair, _), s in self.series.items() if pair == symbol]
+        if not candidates:
+            return _envelope_error(109425, f"symbol {symbol} does not exist")
+        series = min(candidates, key=lambda s: s.step_ms)
+        now = self.clock.now_ms()
+        _, stop = series.visible_range(now)
+        if stop == 0:
+            return _envelope_error(109400, "no trades yet")
+        view = series.view(stop - 1, now)
+        assert view is not None
+        return _ok({"symbol": symbol, "price": view.close, "time": now})
+
+    def _kline_views(self, series: ReplaySeries, start: int | None, end: int | None, limit: int) -> list[KlineView]:
+        now = self.clock.now_ms()
+        _, visible_stop = series.visible_range(now)
+        if end is not None:
+            cut = series.index_at_or_after(end + 1 if self.options.kline_end_inclusive else end)
+            visible_stop = min(visible_stop, cut)
+        if start is not None:
+            first = series.index_at_or_after(start)
+            indexes = range(first, min(visible_stop, first + limit))
+        else:
+            indexes = range(max(0, visible_stop - limit), visible_stop)
+        views = [series.view(index, now) for index in indexes]
+        return [view for view in views if view is not None]
+
+
+def _interval(text: str) -> Interval:
+    for interval in INTERVALS:
+        if interval == text:
+            return interval
+    raise ValueError(text)
+
+
+def _ok(data: Any) -> web.Response:
+    return web.Response(
+        text=json.dumps({"code": 0, "msg": "", "data": data}, separators=(",", ":")),
+        content_type="application/json",
+    )
+
+
+def _envelope_error(code: int, message: str, status: int = 200) -> web.Response:
+    return web.Response(
+        status=status,
+        text=json.dumps({"code": code, "msg": message, "data": {}}, separators=(",", ":")),
+        content_type="application/json",
+    )
+
+
+def _status_body(status: int) -> str:
+    return {429: "Too Many Requests", 418: "I'm a teapot", 504: "Gateway Timeout"}.get(status, "error")
+
+
+def _kline_json(view: KlineView) -> dict[str, Any]:
+    return {
+        "open": view.open,
+        "close": view.close,
+        "high": view.high,
+        "low": view.low,
+        "volume": view.volume,
+        "time": view.open_time_ms,
+    }
+
+
+def _contract_json(pair: str, spec: ContractSpec) -> dict[str, Any]:
+    base, quote = pair.split("-", 1)
+    return {
+        "contractId": str(zlib.crc32(pair.encode()) % 10**6),
+        "symbol": pair,
+        "size": "0",
+        "displayName": pair,
+        "quantityPrecision": spec.quantity_precision,
+        "pricePrecision": spec.price_precision,
+        "feeRate": float(spec.taker_fee_rate),
+        "makerFeeRate": float(spec.maker_fee_rate),
+        "takerFeeRate": float(spec.taker_fee_rate),
+        "tradeMinLimit": 0,
+        "tradeMinQuantity": float(spec.min_quantity),
+        "tradeMinUSDT": float(spec.min_notional),
+        "maxLongLeverage": spec.max_leverage,
+        "maxShortLeverage": spec.max_leverage,
+        "currency": quote,
+        "asset": base,
+        "status": 1,
+        "apiStateOpen": "true",
+        "apiStateClose": "true",
+        "ensureTrigger": False,
+        "triggerFeeRate": "0.00020000",
+        "brokerState": True,
+        "launchTime": 0,
+        "maintainTime": 0,
+        "offTime": 0,
+    }
+
+
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000
