@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -84,6 +85,27 @@ class TokenBucket:
                     self._tokens -= 1
                     return
                 await sleep((1 - self._tokens) / self._refill_per_sec)
+
+
+class SlidingWindowLimiter:
+    """At most `max_events` in any window of `window_sec` (a token bucket allows one more than its
+    burst inside a sliding window; some venue rules are stated per sliding second)."""
+
+    def __init__(self, max_events: int, window_sec: float, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._max = max_events
+        self._window = window_sec
+        self._monotonic = monotonic
+        self._sent: deque[float] = deque()
+
+    async def acquire(self, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+        while True:
+            now = self._monotonic()
+            while self._sent and now - self._sent[0] >= self._window:
+                self._sent.popleft()
+            if len(self._sent) < self._max:
+                self._sent.append(now)
+                return
+            await sleep(self._window - (now - self._sent[0]))
 
 
 class BingXRest:

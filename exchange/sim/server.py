@@ -21,6 +21,7 @@ from aiohttp import web
 
 from domain.market import INTERVALS, Interval
 from exchange.sim.replay import KlineView, ReplayClock, ReplaySeries
+from exchange.sim.stream import MarketLoop, MarketStream, Pace
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 KLINE_LIMIT_DEFAULT = 500
@@ -76,15 +77,27 @@ class BingXSimulator:
         *,
         options: SimulatorOptions | None = None,
         contracts: Mapping[str, ContractSpec] | None = None,
+        pace: Pace = "manual",
+        ping_interval_sec: float = 5.0,
+        pong_timeout_sec: float = 15.0,
     ) -> None:
         self.series = {(s.pair, s.interval): s for s in series}
         self.clock = clock
+        self.stream = MarketStream(
+            {(pair, str(interval)): s for (pair, interval), s in self.series.items()},
+            clock,
+            ping_interval_sec=ping_interval_sec,
+            pong_timeout_sec=pong_timeout_sec,
+        )
+        end_ms = max((s.last_ms + s.step_ms for s in series), default=None)
+        self.market = MarketLoop(self.stream, clock, pace, end_ms=end_ms)
         self.options = options or SimulatorOptions()
         self.contracts = {pair: (contracts or {}).get(pair, ContractSpec()) for pair, _ in self.series}
         self.faults = Faults()
         self.request_log: list[RequestRecord] = []
         self._runner: web.AppRunner | None = None
         self.rest_url = ""
+        self.ws_url = ""
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         if host not in ("127.0.0.1", "::1", "localhost"):
@@ -96,15 +109,20 @@ class BingXSimulator:
         app.router.add_get("/openApi/swap/v2/quote/klines", self._klines)
         app.router.add_get("/openApi/swap/v2/quote/price", self._price)
         app.router.add_get("/openApi/swap/v1/ticker/price", self._price)
+        app.router.add_get("/swap-market", self.stream.handle)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
         await site.start()
         bound = site._server.sockets[0].getsockname()  # type: ignore[union-attr]
         self.rest_url = f"http://{host}:{bound[1]}"
+        self.ws_url = f"ws://{host}:{bound[1]}/swap-market"
+        self.market.start()
         return self.rest_url
 
     async def stop(self) -> None:
+        await self.market.stop()
+        await self.stream.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -116,6 +134,8 @@ class BingXSimulator:
 
     @web.middleware
     async def _faults_and_log(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path == "/swap-market":
+            return await handler(request)
         if self.faults.latency_sec:
             await asyncio.sleep(self.faults.latency_sec)
         if self.faults.http_errors:

@@ -89,8 +89,10 @@ async def test_end_time_is_exclusive_unless_configured(sim: BingXSimulator, clie
     assert len(inclusive.candles) == 4
 
 
-async def test_forming_candle_is_not_final_until_its_last_second(sim: BingXSimulator, client: BingXRest) -> None:
-    sim.clock = ReplayClock(start_ms=START + 5 * MINUTE + 20_000)
+async def test_forming_candle_is_not_final_until_its_last_second() -> None:
+    sim = BingXSimulator([ReplaySeries("BTC-USDT", "1m", synthetic_rows(10))], ReplayClock(START + 5 * MINUTE + 20_000))
+    await sim.start()
+    client = BingXRest(sim.rest_url, sleep=no_sleep)
     forming = (await client.klines("BTC-USDT", "1m", limit=1)).candles[0]
     assert forming.open_time_ms == START + 5 * MINUTE
     assert forming.close != 106.0
@@ -103,6 +105,8 @@ async def test_forming_candle_is_not_final_until_its_last_second(sim: BingXSimul
         104.75,
         5.125,
     )
+    await client.close()
+    await sim.stop()
 
 
 async def test_price(client: BingXRest) -> None:
