@@ -1,0 +1,147 @@
+"""Candle storage: bulk idempotent writes, indexed range reads, and gap detection.
+
+A write is one `INSERT ... SELECT FROM unnest(arrays) ... ON CONFLICT` statement: idempotent, one round
+trip per batch, and it runs on every server we support (the PGlite TimescaleDB used in tests has no
+`COPY FROM STDIN`). Writing a candle that is already stored with the same values
+changes nothing; writing different values for a stored candle (a REST confirmation of a candle first
+finalised from the websocket) replaces them, and the result counts it as `updated` so the caller can
+log the drift. Rows must be valid already: the integrity step decides what may be written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import asyncpg
+
+from domain.candles import Candle, interval_ms, ms_to_datetime
+from domain.market import Interval
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    inserted: int
+    updated: int
+    unchanged: int
+
+
+@dataclass(frozen=True)
+class Gap:
+    """Missing candles: open times from `start_ms` up to (excluding) `end_ms`."""
+
+    start_ms: int
+    end_ms: int
+    missing: int
+
+
+async def write_candles(connection: asyncpg.Connection, candles: Sequence[Candle], source: str) -> WriteResult:
+    if not candles:
+        return WriteResult(0, 0, 0)
+    latest: dict[tuple[str, str, int], Candle] = {}
+    for candle in candles:  # one row per key (the last given wins): ON CONFLICT may touch a row once
+        latest[(candle.pair, candle.interval, candle.open_time_ms)] = candle
+    batch = list(latest.values())
+    rows = await connection.fetch(
+        """
+        INSERT INTO candles AS c (pair, interval, open_time, open, high, low, close, volume, quote_volume, source)
+        SELECT t.pair, t.interval, t.open_time, t.open, t.high, t.low, t.close, t.volume, t.quote_volume, $10
+        FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::float8[], $5::float8[], $6::float8[],
+                    $7::float8[], $8::float8[], $9::float8[])
+             AS t(pair, interval, open_time, open, high, low, close, volume, quote_volume)
+        ON CONFLICT (pair, interval, open_time) DO UPDATE
+            SET open = excluded.open, high = excluded.high, low = excluded.low, close = excluded.close,
+                volume = excluded.volume, quote_volume = excluded.quote_volume, source = excluded.source,
+                ingested_at = now()
+            WHERE (c.open, c.high, c.low, c.close, c.volume, c.quote_volume)
+                  IS DISTINCT FROM
+                  (excluded.open, excluded.high, excluded.low, excluded.close, excluded.volume,
+                   excluded.quote_volume)
+        RETURNING (xmax = 0) AS inserted
+        """,
+        [c.pair for c in batch],
+        [c.interval for c in batch],
+        [ms_to_datetime(c.open_time_ms) for c in batch],
+        [c.open for c in batch],
+        [c.high for c in batch],
+        [c.low for c in batch],
+        [c.close for c in batch],
+        [c.volume for c in batch],
+        [c.quote_volume for c in batch],
+        source,
+    )
+    inserted = sum(1 for row in rows if row["inserted"])
+    return WriteResult(inserted, len(rows) - inserted, len(batch) - len(rows))
+
+
+async def read_candles(
+    connection: asyncpg.Connection, pair: str, interval: Interval, start_ms: int, end_ms: int
+) -> list[Candle]:
+    """Candles with `start_ms <= open time < end_ms`, ascending (a primary-key range scan)."""
+    rows = await connection.fetch(
+        """
+        SELECT (extract(epoch FROM open_time) * 1000)::bigint AS t, open, high, low, close, volume, quote_volume
+        FROM candles
+        WHERE pair = $1 AND interval = $2 AND open_time >= $3 AND open_time < $4
+        ORDER BY open_time
+        """,
+        pair,
+        interval,
+        ms_to_datetime(start_ms),
+        ms_to_datetime(end_ms),
+    )
+    return [
+        Candle(pair, interval, r["t"], r["open"], r["high"], r["low"], r["close"], r["volume"], r["quote_volume"])
+        for r in rows
+    ]
+
+
+async def stored_span(connection: asyncpg.Connection, pair: str, interval: Interval) -> tuple[int, int] | None:
+    """Open times of the earliest and the latest stored candle, or None when there is none."""
+    row = await connection.fetchrow(
+        """
+        SELECT (extract(epoch FROM min(open_time)) * 1000)::bigint AS first,
+               (extract(epoch FROM max(open_time)) * 1000)::bigint AS last
+        FROM candles WHERE pair = $1 AND interval = $2
+        """,
+        pair,
+        interval,
+    )
+    if row is None or row["first"] is None:
+        return None
+    return int(row["first"]), int(row["last"])
+
+
+async def find_gaps(
+    connection: asyncpg.Connection, pair: str, interval: Interval, start_ms: int, end_ms: int
+) -> list[Gap]:
+    """Missing candles between `start_ms` and `end_ms` (open times on the interval grid), including a
+    missing head (before the first stored candle) and tail (after the last)."""
+    step = interval_ms(interval)
+    start_ms -= start_ms % step
+    rows = await connection.fetch(
+        """
+        SELECT (extract(epoch FROM open_time) * 1000)::bigint AS t,
+               (extract(epoch FROM lead(open_time) OVER (ORDER BY open_time)) * 1000)::bigint AS next
+        FROM candles
+        WHERE pair = $1 AND interval = $2 AND open_time >= $3 AND open_time < $4
+        ORDER BY open_time
+        """,
+        pair,
+        interval,
+        ms_to_datetime(start_ms),
+        ms_to_datetime(end_ms),
+    )
+    gaps: list[Gap] = []
+    if not rows:
+        return [Gap(start_ms, end_ms, (end_ms - start_ms + step - 1) // step)] if end_ms > start_ms else []
+    if rows[0]["t"] > start_ms:
+        gaps.append(Gap(start_ms, rows[0]["t"], (rows[0]["t"] - start_ms) // step))
+    for row in rows:
+        following = row["next"] if row["next"] is not None else None
+        if following is not None and following - row["t"] > step:
+            gaps.append(Gap(row["t"] + step, following, (following - row["t"]) // step - 1))
+    tail_start = rows[-1]["t"] + step
+    if tail_start < end_ms:
+        gaps.append(Gap(tail_start, end_ms, (end_ms - tail_start + step - 1) // step))
+    return gaps
