@@ -19,6 +19,7 @@ from pathlib import Path
 from config import ConfigError, Settings, load_settings, redacted_settings
 from daemon import exit_codes
 from daemon.db_commands import run_db_command
+from daemon.market_commands import add_market_commands, run_backfill, run_simulator
 from observability import configure_logging, get_logger
 
 
@@ -54,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     reset = db_commands.add_parser("reset", help="delete every row of a table")
     reset.add_argument("--table", required=True)
     reset.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    add_market_commands(commands)
     return parser
 
 
@@ -74,6 +76,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "config":
             return _config_check(settings)
+        if args.command == "backfill":
+            return asyncio.run(run_backfill(settings, args))
+        if args.command == "sim":
+            return asyncio.run(run_simulator(args))
         return asyncio.run(run_db_command(settings, args))
     except KeyboardInterrupt:
         return exit_codes.FAILURE

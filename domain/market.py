@@ -27,3 +27,11 @@ def interval_duration(interval: Interval) -> timedelta:
 def is_valid_pair(symbol: str) -> bool:
     """True for BingX swap symbols: `BASE-QUOTE`, upper case, hyphen required (e.g. `BTC-USDT`)."""
     return _PAIR_RE.fullmatch(symbol) is not None
+
+
+def parse_interval(text: str) -> Interval:
+    """The interval named `text`, or ValueError."""
+    for interval in INTERVALS:
+        if interval == text:
+            return interval
+    raise ValueError(f"unknown interval {text!r}; expected one of {' '.join(INTERVALS)}")

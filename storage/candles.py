@@ -145,3 +145,27 @@ async def find_gaps(
     if tail_start < end_ms:
         gaps.append(Gap(tail_start, end_ms, (end_ms - tail_start + step - 1) // step))
     return gaps
+
+
+class CandleStore:
+    """The candle operations on a database's pool, for callers outside `storage` (which never see
+    a driver connection)."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def write(self, candles: Sequence[Candle], source: str) -> WriteResult:
+        async with self._pool.acquire() as connection:
+            return await write_candles(connection, candles, source)
+
+    async def read(self, pair: str, interval: Interval, start_ms: int, end_ms: int) -> list[Candle]:
+        async with self._pool.acquire() as connection:
+            return await read_candles(connection, pair, interval, start_ms, end_ms)
+
+    async def span(self, pair: str, interval: Interval) -> tuple[int, int] | None:
+        async with self._pool.acquire() as connection:
+            return await stored_span(connection, pair, interval)
+
+    async def gaps(self, pair: str, interval: Interval, start_ms: int, end_ms: int) -> list[Gap]:
+        async with self._pool.acquire() as connection:
+            return await find_gaps(connection, pair, interval, start_ms, end_ms)

@@ -24,7 +24,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from domain.errors import FatalVenueError, WireFormatError
-from domain.market import INTERVALS, Interval
+from domain.market import Interval, parse_interval
 from exchange.bingx.rest import RetryPolicy, SlidingWindowLimiter
 from exchange.bingx.wire import PING, PONG, RATE_LIMIT_CODES, KlineBatch, decode_frame, parse_kline_push
 
@@ -204,9 +204,9 @@ class MarketDataStream:
             return None
         data_type = message.get("dataType")
         if isinstance(data_type, str) and "@kline_" in data_type:
-            interval_text = data_type.rsplit("@kline_", 1)[1]
-            interval = next((i for i in INTERVALS if i == interval_text), None)
-            if interval is None:
+            try:
+                interval = parse_interval(data_type.rsplit("@kline_", 1)[1])
+            except ValueError:
                 self._malformed(f"unknown interval in {data_type}")
                 return None
             batch = parse_kline_push(message, interval)

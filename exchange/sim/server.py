@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 
-from domain.market import INTERVALS, Interval
+from domain.market import INTERVALS, parse_interval
 from exchange.sim.replay import KlineView, ReplayClock, ReplaySeries
 from exchange.sim.stream import MarketLoop, MarketStream, Pace
 
@@ -171,7 +171,7 @@ class BingXSimulator:
             return _envelope_error(109400, "symbol and interval are required")
         if interval not in INTERVALS:
             return _envelope_error(109400, f"interval {interval} is invalid")
-        series = self.series.get((symbol, _interval(interval)))
+        series = self.series.get((symbol, parse_interval(interval)))
         if series is None:
             if symbol not in self.contracts:
                 return _envelope_error(109425, f"symbol {symbol} does not exist")
@@ -217,13 +217,6 @@ class BingXSimulator:
             indexes = range(max(0, visible_stop - limit), visible_stop)
         views = [series.view(index, now) for index in indexes]
         return [view for view in views if view is not None]
-
-
-def _interval(text: str) -> Interval:
-    for interval in INTERVALS:
-        if interval == text:
-            return interval
-    raise ValueError(text)
 
 
 def _ok(data: Any) -> web.Response:

@@ -1,0 +1,120 @@
+"""`tradingd backfill` and `tradingd sim`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+from pathlib import Path
+
+from actors.feed.backfill import backfill
+from config import Settings
+from daemon import exit_codes
+from daemon.db_commands import storage_options
+from domain.errors import FatalVenueError, VenueError
+from domain.market import INTERVALS, parse_interval
+from exchange.bingx.rest import BingXRest
+from exchange.sim.candle_file import CandleFileError, load_candle_file
+from exchange.sim.replay import ReplayClock, ReplaySeries
+from exchange.sim.server import BingXSimulator
+from observability import get_logger
+from storage.candles import CandleStore
+from storage.database import Database, StorageUnavailableError
+from storage.migrator import migrate
+
+log = get_logger("tradingd.cli")
+
+
+def add_market_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    fill = commands.add_parser("backfill", help="fetch past candles back to the earliest the venue has")
+    fill.add_argument("--pair", required=True, help="e.g. BTC-USDT")
+    fill.add_argument("--interval", required=True, choices=INTERVALS)
+    fill.add_argument("--max-batches", type=int, metavar="N", help="stop after N batches (resume by running again)")
+
+    sim = commands.add_parser("sim", help="run the BingX-compatible simulator on loopback, replaying candle files")
+    sim.add_argument(
+        "--candles",
+        required=True,
+        action="append",
+        metavar="PAIR:INTERVAL:FILE",
+        help="a series to replay, e.g. BTC-USDT:1m:BTC.csv (repeatable)",
+    )
+    sim.add_argument("--port", type=int, default=0)
+    sim.add_argument("--speed", default="1", help="times real time (e.g. 1, 60), or 'fast' (as fast as clients read)")
+    sim.add_argument("--start", type=int, metavar="MS", help="simulated start time (default: the first candle)")
+
+
+async def run_backfill(settings: Settings, args: argparse.Namespace) -> int:
+    if args.max_batches is not None and args.max_batches < 1:
+        print("tradingd: --max-batches must be at least 1", file=sys.stderr)
+        return exit_codes.USAGE
+    try:
+        database = await Database.open(storage_options(settings))
+    except StorageUnavailableError as error:
+        print(f"tradingd: {error}", file=sys.stderr)
+        return exit_codes.UNAVAILABLE
+    try:
+        async with database.pool.acquire() as connection:
+            await migrate(connection)
+        async with BingXRest(settings.exchange.rest_url, recv_window_ms=settings.exchange.recv_window_ms) as rest:
+            result = await backfill(
+                rest, CandleStore(database.pool), args.pair, args.interval, max_batches=args.max_batches
+            )
+    except FatalVenueError as error:
+        print(f"tradingd: the venue refused us: {error}", file=sys.stderr)
+        return exit_codes.CONFIG
+    except VenueError as error:
+        print(f"tradingd: backfill stopped: {error}; run it again to resume", file=sys.stderr)
+        return exit_codes.UNAVAILABLE
+    finally:
+        await database.close()
+    print(
+        json.dumps(
+            {
+                "pair": args.pair,
+                "interval": args.interval,
+                "batches": result.batches,
+                "written": result.written,
+                "rejected": result.rejected,
+                "reached_earliest": result.reached_earliest,
+                "earliest_ms": result.earliest_ms,
+            }
+        )
+    )
+    return exit_codes.OK
+
+
+async def run_simulator(args: argparse.Namespace) -> int:
+    series: list[ReplaySeries] = []
+    for spec in args.candles:
+        try:
+            pair, interval_text, file = spec.split(":", 2)
+            interval = parse_interval(interval_text)
+            series.append(ReplaySeries(pair, interval, load_candle_file(Path(file))))
+        except (ValueError, CandleFileError, OSError) as error:
+            print(f"tradingd: --candles {spec}: {error}", file=sys.stderr)
+            return exit_codes.USAGE
+    pace: float | str
+    if args.speed == "fast":
+        pace = "fast"
+    else:
+        try:
+            pace = float(args.speed)
+        except ValueError:
+            print("tradingd: --speed takes a number or 'fast'", file=sys.stderr)
+            return exit_codes.USAGE
+    start = args.start if args.start is not None else min(s.first_ms for s in series)
+    simulator = BingXSimulator(series, ReplayClock(start), pace=pace)  # type: ignore[arg-type]
+    await simulator.start(port=args.port)
+    print(json.dumps({"rest_url": simulator.rest_url, "ws_url": simulator.ws_url}), flush=True)
+    log.info("simulator_started", rest_url=simulator.rest_url, ws_url=simulator.ws_url, pace=args.speed)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    await simulator.stop()
+    log.info("simulator_stopped")
+    return exit_codes.OK

@@ -1,0 +1,98 @@
+"""`tradingd sim` and `tradingd backfill` as real processes: a replayed file lands in the database."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from exchange.sim.candle_file import FileCandle, load_candle_file, write_candle_file
+from storage.candles import CandleStore
+from storage.database import Database, StorageOptions
+
+TRADINGD = shutil.which("tradingd")
+MINUTE = 60_000
+
+
+@pytest.fixture
+def candle_file(tmp_path: Path, shared_candles: Path) -> Path:
+    rows = load_candle_file(shared_candles / "BINANCE_ETHUSDT_1m.csv")[: 3 * 1440 + 1]
+    path = tmp_path / "eth.csv"
+    write_candle_file(path, rows)
+    return path
+
+
+@pytest.fixture
+def simulator(candle_file: Path) -> Iterator[dict[str, str]]:
+    assert TRADINGD is not None
+    rows = load_candle_file(candle_file)
+    process = subprocess.Popen(
+        [
+            TRADINGD,
+            "sim",
+            "--candles",
+            f"ETH-USDT:1m:{candle_file}",
+            "--speed",
+            "1",
+            "--start",
+            str(rows[-1].open_time_ms + 30_000),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={k: v for k, v in os.environ.items() if not k.startswith("TRADINGD_")},
+    )
+    assert process.stdout is not None
+    urls = json.loads(process.stdout.readline())
+    yield urls
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=15) == 0
+    process.stdout.close()
+
+
+def backfill(env: dict[str, str], *args: str) -> dict[str, object]:
+    assert TRADINGD is not None
+    done = subprocess.run(
+        [TRADINGD, "backfill", "--pair", "ETH-USDT", "--interval", "1m", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_backfill_stops_resumes_and_reproduces_the_file(
+    simulator: dict[str, str], candle_file: Path, tmp_path: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRADINGD_", "BINGX_", "TIMESCALE_"))}
+    env.update({"TRADINGD_DATA_DIR": str(tmp_path / "data"), "BINGX_REST_URL": simulator["rest_url"]})
+    first = backfill(env, "--max-batches", "1")
+    assert (first["batches"], first["written"], first["reached_earliest"]) == (1, 1439, False)
+    rest = backfill(env)
+    assert rest["reached_earliest"] is True
+    rows = load_candle_file(candle_file)[:-1]  # the last one was still forming
+    stored = asyncio.run(read_back(tmp_path / "data", rows))
+    assert stored == [
+        (r.open_time_ms, float(r.open), float(r.high), float(r.low), float(r.close), float(r.volume)) for r in rows
+    ]
+
+
+async def read_back(data_dir: Path, rows: list[FileCandle]) -> list[tuple[float, ...]]:
+    database = await Database.open(StorageOptions(url=None, data_dir=data_dir))
+    try:
+        candles = await CandleStore(database.pool).read(
+            "ETH-USDT", "1m", rows[0].open_time_ms, rows[-1].open_time_ms + MINUTE
+        )
+    finally:
+        await database.close()
+    return [(c.open_time_ms, c.open, c.high, c.low, c.close, c.volume) for c in candles]
