@@ -106,6 +106,9 @@ class MarketDataStream:
         checkers do not narrow it across awaits)."""
         return self._closed
 
+    def is_connected(self) -> bool:
+        return self._socket is not None
+
     async def close(self) -> None:
         self._closed = True
         if self._socket is not None:
