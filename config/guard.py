@@ -87,3 +87,22 @@ def is_loopback_url(url: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def test_data_source(settings: Settings) -> str | None:
+    """Why market data written now would be test data (a simulator, replay, fixture or mock source),
+    or None when it comes from BingX. With DISABLE_TEST_DATA_IN_DB such writes are refused."""
+    market = settings.market_data
+    if market.source != "bingx":
+        return f"market_data.source = {market.source!r}"
+    if market.mock:
+        return "market_data.mock (BINGX_MARKET_DATA_MOCK) is on"
+    if settings.e2e_run:
+        return "E2E_RUN is on"
+    for setting, url in (
+        ("exchange.rest_url", settings.exchange.rest_url),
+        ("exchange.ws_url", settings.exchange.ws_url),
+    ):
+        if is_loopback_url(url):
+            return f"{setting} = {url} is a local simulator"
+    return None

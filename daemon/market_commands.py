@@ -10,7 +10,10 @@ import sys
 from pathlib import Path
 
 from actors.feed.backfill import backfill
+from actors.feed.live import FeedTopic
+from actors.feed.runner import FeedRunner, FeedSchedule
 from config import Settings
+from config.guard import test_data_source
 from daemon import exit_codes
 from daemon.db_commands import storage_options
 from domain.errors import FatalVenueError, VenueError
@@ -23,6 +26,8 @@ from observability import get_logger
 from storage.candles import CandleStore
 from storage.database import Database, StorageUnavailableError
 from storage.migrator import migrate
+from storage.retry_queue import RetryQueue
+from storage.source_status import SourceStatusStore
 
 log = get_logger("tradingd.cli")
 
@@ -32,6 +37,12 @@ def add_market_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     fill.add_argument("--pair", required=True, help="e.g. BTC-USDT")
     fill.add_argument("--interval", required=True, choices=INTERVALS)
     fill.add_argument("--max-batches", type=int, metavar="N", help="stop after N batches (resume by running again)")
+
+    commands.add_parser(
+        "ingest",
+        help="collect live candles for the configured pairs and intervals (with scheduled backfill, gap "
+        "monitor and retries) until stopped",
+    )
 
     sim = commands.add_parser("sim", help="run the BingX-compatible simulator on loopback, replaying candle files")
     sim.add_argument(
@@ -46,10 +57,21 @@ def add_market_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     sim.add_argument("--start", type=int, metavar="MS", help="simulated start time (default: the first candle)")
 
 
+def refuse_test_data(settings: Settings) -> int | None:
+    """With DISABLE_TEST_DATA_IN_DB, market data from a test source must not be written."""
+    reason = test_data_source(settings)
+    if settings.storage.disable_test_data_in_db and reason is not None:
+        print(f"tradingd: DISABLE_TEST_DATA_IN_DB is set and {reason}: refusing to write test data", file=sys.stderr)
+        return exit_codes.CONFIG
+    return None
+
+
 async def run_backfill(settings: Settings, args: argparse.Namespace) -> int:
     if args.max_batches is not None and args.max_batches < 1:
         print("tradingd: --max-batches must be at least 1", file=sys.stderr)
         return exit_codes.USAGE
+    if (refused := refuse_test_data(settings)) is not None:
+        return refused
     try:
         database = await Database.open(storage_options(settings))
     except StorageUnavailableError as error:
@@ -83,6 +105,53 @@ async def run_backfill(settings: Settings, args: argparse.Namespace) -> int:
             }
         )
     )
+    return exit_codes.OK
+
+
+async def run_ingest(settings: Settings) -> int:
+    if (refused := refuse_test_data(settings)) is not None:
+        return refused
+    try:
+        database = await Database.open(storage_options(settings))
+    except StorageUnavailableError as error:
+        print(f"tradingd: {error}", file=sys.stderr)
+        return exit_codes.UNAVAILABLE
+    market = settings.market_data
+    topics = [FeedTopic(pair, interval) for pair in market.pairs for interval in market.intervals]
+    schedule = FeedSchedule(
+        backfill_enabled=market.backfill_enabled,
+        backfill_max_batches=market.backfill_max_batches,
+        gap_monitor_every_sec=market.gap_monitor_interval_min * 60 if market.gap_monitor_interval_min else None,
+    )
+    try:
+        async with database.pool.acquire() as connection:
+            await migrate(connection)
+        async with BingXRest(settings.exchange.rest_url, recv_window_ms=settings.exchange.recv_window_ms) as rest:
+            runner = FeedRunner(
+                rest,
+                settings.exchange.ws_url,
+                CandleStore(database.pool),
+                SourceStatusStore(database.pool),
+                RetryQueue(database.pool),
+                topics,
+                schedule,
+            )
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, lambda: asyncio.ensure_future(runner.stop()))
+            log.info(
+                "ingest_started",
+                topics=[topic.name for topic in topics],
+                backfill=schedule.backfill_enabled,
+                gap_monitor_every_sec=schedule.gap_monitor_every_sec,
+            )
+            await runner.run()
+            log.info("ingest_stopped")
+    except FatalVenueError as error:
+        print(f"tradingd: the venue refused us: {error}", file=sys.stderr)
+        return exit_codes.CONFIG
+    finally:
+        await database.close()
     return exit_codes.OK
 
 

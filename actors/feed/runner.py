@@ -1,0 +1,119 @@
+"""Everything the feed does for a set of pairs and intervals, until stopped: live ingestion, and on
+their own schedules the backfill (when enabled), the gap monitor and the retry worker.
+
+This is the feed actor's core: the CLI runs it today (`tradingd ingest`); the daemon's feed actor
+will run the same object inside its Ray shell.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import structlog
+
+from actors.feed.backfill import backfill
+from actors.feed.gap_monitor import heal_gaps
+from actors.feed.live import FeedTopic, LiveIngestor
+from actors.feed.retries import BACKFILL, run_due_jobs
+from domain.errors import FatalVenueError, VenueError
+from exchange.bingx.rest import BingXRest
+from exchange.bingx.ws import MAX_TOPICS_PER_CONNECTION, MarketDataStream
+from storage.candles import CandleStore
+from storage.retry_queue import RetryQueue
+from storage.source_status import SourceStatusStore
+
+log = structlog.get_logger("tradingd.feed")
+
+
+@dataclass(frozen=True)
+class FeedSchedule:
+    backfill_enabled: bool = False
+    backfill_max_batches: int | None = None
+    backfill_every_sec: float = 3600.0
+    gap_monitor_every_sec: float | None = None
+    """None disables the gap monitor."""
+    retry_every_sec: float = 30.0
+
+
+class FeedRunner:
+    def __init__(
+        self,
+        rest: BingXRest,
+        ws_url: str,
+        store: CandleStore,
+        status: SourceStatusStore,
+        queue: RetryQueue,
+        topics: list[FeedTopic],
+        schedule: FeedSchedule,
+    ) -> None:
+        if len(topics) > MAX_TOPICS_PER_CONNECTION:
+            raise ValueError(f"at most {MAX_TOPICS_PER_CONNECTION} pair/interval topics per feed")
+        self.rest = rest
+        self.store = store
+        self.queue = queue
+        self.topics = topics
+        self.schedule = schedule
+        stream = MarketDataStream(ws_url, [topic.name for topic in topics])
+        self.live = LiveIngestor(rest, store, stream, topics, status=status)
+        self._backfilled: set[str] = set()
+
+    async def run(self) -> None:
+        jobs: list[asyncio.Task[None]] = [asyncio.create_task(self._every(self.schedule.retry_every_sec, self._retry))]
+        if self.schedule.backfill_enabled:
+            jobs.append(asyncio.create_task(self._every(self.schedule.backfill_every_sec, self._backfill)))
+        if self.schedule.gap_monitor_every_sec is not None:
+            jobs.append(asyncio.create_task(self._every(self.schedule.gap_monitor_every_sec, self._gaps)))
+        try:
+            await self.live.run()
+        finally:
+            for job in jobs:
+                job.cancel()
+            for job in jobs:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await job
+
+    async def stop(self) -> None:
+        await self.live.stop()
+
+    async def _every(self, period_sec: float, action: Callable[[], Awaitable[None]]) -> None:
+        while True:
+            try:
+                await action()
+            except FatalVenueError:
+                raise
+            except VenueError as error:
+                log.warning("feed_job_failed", job=getattr(action, "__name__", "job"), error=str(error))
+            await asyncio.sleep(period_sec)
+
+    async def _backfill(self) -> None:
+        for topic in self.topics:
+            if topic.name in self._backfilled:
+                continue
+            try:
+                result = await backfill(
+                    self.rest, self.store, topic.pair, topic.interval, max_batches=self.schedule.backfill_max_batches
+                )
+            except VenueError as error:
+                await self.queue.enqueue(
+                    BACKFILL,
+                    topic.name,
+                    {
+                        "pair": topic.pair,
+                        "interval": topic.interval,
+                        "max_batches": self.schedule.backfill_max_batches,
+                    },
+                    str(error),
+                )
+                continue
+            if result.reached_earliest:
+                self._backfilled.add(topic.name)
+
+    async def _gaps(self) -> None:
+        for topic in self.topics:
+            await heal_gaps(self.rest, self.store, topic.pair, topic.interval, self.queue)
+
+    async def _retry(self) -> None:
+        await run_due_jobs(self.queue, self.rest, self.store)
