@@ -189,6 +189,17 @@ class BingXRest:
 
     # ---------------------------------------------------------------- plumbing
 
+    async def read(self, path: str, params: Mapping[str, object], *, signed: bool = False) -> Any:
+        """A GET, retried on temporary failures and rate limits."""
+        return await self._get(path, params, signed=signed)
+
+    async def write(self, method: str, path: str, params: Mapping[str, object]) -> Any:
+        """A signed state-changing call, sent exactly once: it is never retried here. A failure after
+        the request may have reached the venue raises `UnknownOutcomeError`."""
+        if method == "GET":
+            raise ValueError("writes are POST, PUT or DELETE")
+        return await self._send(method, path, params, signed=True)
+
     async def _get(self, path: str, params: Mapping[str, object], *, signed: bool = False) -> Any:
         attempt = 0
         while True:

@@ -9,19 +9,22 @@ fetched only the missing windows).
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import zlib
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Literal
 
 from aiohttp import web
 
 from domain.market import INTERVALS, parse_interval
+from exchange.sim.account import SimAccount, SymbolRules
+from exchange.sim.envelope import error, ok
 from exchange.sim.replay import KlineView, ReplayClock, ReplaySeries
 from exchange.sim.stream import MarketLoop, MarketStream, Pace
+from exchange.sim.trading import TradingRoutes
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 KLINE_LIMIT_DEFAULT = 500
@@ -80,6 +83,8 @@ class BingXSimulator:
         pace: Pace = "manual",
         ping_interval_sec: float = 5.0,
         pong_timeout_sec: float = 15.0,
+        api_keys: Mapping[str, str] | None = None,
+        balance: Decimal = Decimal(10_000),
     ) -> None:
         self.series = {(s.pair, s.interval): s for s in series}
         self.clock = clock
@@ -90,9 +95,11 @@ class BingXSimulator:
             pong_timeout_sec=pong_timeout_sec,
         )
         end_ms = max((s.last_ms + s.step_ms for s in series), default=None)
-        self.market = MarketLoop(self.stream, clock, pace, end_ms=end_ms)
+        self.market = MarketLoop(self.stream, clock, pace, end_ms=end_ms, on_tick=self._settle_orders)
         self.options = options or SimulatorOptions()
         self.contracts = {pair: (contracts or {}).get(pair, ContractSpec()) for pair, _ in self.series}
+        self.account = SimAccount({pair: _rules(spec) for pair, spec in self.contracts.items()}, balance=balance)
+        self.trading = TradingRoutes(self.account, api_keys or {}, self.last_price)
         self.faults = Faults()
         self.request_log: list[RequestRecord] = []
         self._runner: web.AppRunner | None = None
@@ -110,6 +117,7 @@ class BingXSimulator:
         app.router.add_get("/openApi/swap/v2/quote/price", self._price)
         app.router.add_get("/openApi/swap/v1/ticker/price", self._price)
         app.router.add_get("/swap-market", self.stream.handle)
+        self.trading.register(app)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
@@ -126,6 +134,26 @@ class BingXSimulator:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    def last_price(self, symbol: str) -> Decimal | None:
+        """The close of the symbol's current (forming) candle on its smallest interval."""
+        view = self._current_view(symbol)
+        return Decimal(view.close) if view is not None else None
+
+    def _current_view(self, symbol: str) -> KlineView | None:
+        candidates = [s for (pair, _), s in self.series.items() if pair == symbol]
+        if not candidates:
+            return None
+        series = min(candidates, key=lambda s: s.step_ms)
+        now = self.clock.now_ms()
+        _, stop = series.visible_range(now)
+        return series.view(stop - 1, now) if stop else None
+
+    def _settle_orders(self) -> None:
+        for symbol in self.contracts:
+            view = self._current_view(symbol)
+            if view is not None and self.account.open_orders(symbol):
+                self.account.on_price(symbol, Decimal(view.low), Decimal(view.high), self.clock.now_ms())
 
     def requests_to(self, path: str) -> list[RequestRecord]:
         return [record for record in self.request_log if record.path == path]
@@ -145,7 +173,7 @@ class BingXSimulator:
             try:
                 response = await handler(request)
             except web.HTTPNotFound:
-                response = _envelope_error(100400, "this api is not exist", status=404)
+                response = error(100400, "this api is not exist", status=404)
         self.request_log.append(
             RequestRecord(request.method, request.path, dict(request.query), response.status, _wall_ms())
         )
@@ -155,54 +183,47 @@ class BingXSimulator:
 
     async def _server_time(self, _request: web.Request) -> web.Response:
         # Server time is wall time (clients sign with it); market data follows the replay clock.
-        return _ok({"serverTime": _wall_ms()})
+        return ok({"serverTime": _wall_ms()})
 
     async def _contracts(self, request: web.Request) -> web.Response:
         symbol = request.query.get("symbol")
         pairs = [symbol] if symbol else sorted(self.contracts)
         if symbol and symbol not in self.contracts:
-            return _envelope_error(109425, f"symbol {symbol} does not exist")
-        return _ok([_contract_json(pair, self.contracts[pair]) for pair in pairs])
+            return error(109425, f"symbol {symbol} does not exist")
+        return ok([_contract_json(pair, self.contracts[pair]) for pair in pairs])
 
     async def _klines(self, request: web.Request) -> web.Response:
         query = request.query
         symbol, interval = query.get("symbol"), query.get("interval")
         if not symbol or not interval:
-            return _envelope_error(109400, "symbol and interval are required")
+            return error(109400, "symbol and interval are required")
         if interval not in INTERVALS:
-            return _envelope_error(109400, f"interval {interval} is invalid")
+            return error(109400, f"interval {interval} is invalid")
         series = self.series.get((symbol, parse_interval(interval)))
         if series is None:
             if symbol not in self.contracts:
-                return _envelope_error(109425, f"symbol {symbol} does not exist")
-            return _ok([])
+                return error(109425, f"symbol {symbol} does not exist")
+            return ok([])
         try:
             limit = int(query.get("limit", KLINE_LIMIT_DEFAULT))
             start = int(query["startTime"]) if "startTime" in query else None
             end = int(query["endTime"]) if "endTime" in query else None
         except ValueError:
-            return _envelope_error(109400, "limit, startTime and endTime must be integers")
+            return error(109400, "limit, startTime and endTime must be integers")
         if not 1 <= limit <= KLINE_LIMIT_MAX:
-            return _envelope_error(109400, f"limit must be between 1 and {KLINE_LIMIT_MAX}")
+            return error(109400, f"limit must be between 1 and {KLINE_LIMIT_MAX}")
         views = self._kline_views(series, start, end, limit)
         rows = [_kline_json(view) for view in views]
         if self.options.kline_order == "desc":
             rows.reverse()
-        return _ok(rows)
+        return ok(rows)
 
     async def _price(self, request: web.Request) -> web.Response:
         symbol = request.query.get("symbol", "")
-        candidates = [s for (pair, _), s in self.series.items() if pair == symbol]
-        if not candidates:
-            return _envelope_error(109425, f"symbol {symbol} does not exist")
-        series = min(candidates, key=lambda s: s.step_ms)
-        now = self.clock.now_ms()
-        _, stop = series.visible_range(now)
-        if stop == 0:
-            return _envelope_error(109400, "no trades yet")
-        view = series.view(stop - 1, now)
-        assert view is not None
-        return _ok({"symbol": symbol, "price": view.close, "time": now})
+        price = self.last_price(symbol)
+        if price is None:
+            return error(109425, f"symbol {symbol} does not exist")
+        return ok({"symbol": symbol, "price": str(price), "time": self.clock.now_ms()})
 
     def _kline_views(self, series: ReplaySeries, start: int | None, end: int | None, limit: int) -> list[KlineView]:
         now = self.clock.now_ms()
@@ -219,18 +240,14 @@ class BingXSimulator:
         return [view for view in views if view is not None]
 
 
-def _ok(data: Any) -> web.Response:
-    return web.Response(
-        text=json.dumps({"code": 0, "msg": "", "data": data}, separators=(",", ":")),
-        content_type="application/json",
-    )
-
-
-def _envelope_error(code: int, message: str, status: int = 200) -> web.Response:
-    return web.Response(
-        status=status,
-        text=json.dumps({"code": code, "msg": message, "data": {}}, separators=(",", ":")),
-        content_type="application/json",
+def _rules(spec: ContractSpec) -> SymbolRules:
+    return SymbolRules(
+        Decimal(1).scaleb(-spec.price_precision),
+        Decimal(1).scaleb(-spec.quantity_precision),
+        Decimal(spec.min_quantity),
+        Decimal(spec.min_notional),
+        Decimal(spec.maker_fee_rate),
+        Decimal(spec.taker_fee_rate),
     )
 
 

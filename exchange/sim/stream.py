@@ -14,7 +14,7 @@ import gzip
 import json
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -210,9 +210,17 @@ class MarketStream:
 class MarketLoop:
     """Advance simulated time one second per step and push, at the chosen pace."""
 
-    def __init__(self, stream: MarketStream, clock: ReplayClock, pace: Pace = "manual", end_ms: int | None = None):
+    def __init__(
+        self,
+        stream: MarketStream,
+        clock: ReplayClock,
+        pace: Pace = "manual",
+        end_ms: int | None = None,
+        on_tick: Callable[[], None] | None = None,
+    ):
         if not clock.manual:
             raise ValueError("the market loop drives the replay clock; give it a manual clock")
+        self.on_tick = on_tick
         self.stream = stream
         self.clock = clock
         self.pace = pace
@@ -222,6 +230,8 @@ class MarketLoop:
     async def step(self, seconds: int = 1) -> None:
         for _ in range(seconds):
             self.clock.advance(1000)
+            if self.on_tick is not None:
+                self.on_tick()
             await self.stream.push()
 
     def start(self) -> None:

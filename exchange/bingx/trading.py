@@ -1,0 +1,194 @@
+"""Orders, positions and balance (API.md section 6), in one-way position mode (`positionSide=BOTH`,
+`reduceOnly` allowed). Placing and cancelling are sent exactly once; the caller resolves an
+`UnknownOutcomeError` by querying the order by its client order id."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Literal
+
+from domain.errors import WireFormatError
+from exchange.bingx.rest import BingXRest
+
+Side = Literal["BUY", "SELL"]
+OrderType = Literal["MARKET", "LIMIT"]
+CLIENT_ORDER_ID = re.compile(r"^[a-z0-9_-]{1,40}$")
+OPEN_STATUSES = frozenset({"NEW", "PENDING", "PARTIALLY_FILLED"})
+
+
+@dataclass(frozen=True)
+class VenueOrder:
+    order_id: int
+    client_order_id: str
+    symbol: str
+    side: str
+    type: str
+    status: str
+    quantity: Decimal
+    executed_quantity: Decimal
+    avg_price: Decimal
+    commission: Decimal
+
+    @property
+    def open(self) -> bool:
+        return self.status in OPEN_STATUSES
+
+
+@dataclass(frozen=True)
+class VenuePosition:
+    symbol: str
+    quantity: Decimal
+    """Signed: positive long, negative short (the venue sends a positive amount and a side)."""
+    entry_price: Decimal
+    unrealised_pnl: Decimal
+
+
+@dataclass(frozen=True)
+class VenueBalance:
+    asset: str
+    balance: Decimal
+    equity: Decimal
+    available_margin: Decimal
+
+
+class BingXTrading:
+    def __init__(self, rest: BingXRest) -> None:
+        self.rest = rest
+
+    async def place_order(
+        self,
+        symbol: str,
+        side: Side,
+        order_type: OrderType,
+        quantity: Decimal,
+        *,
+        client_order_id: str,
+        price: Decimal | None = None,
+        reduce_only: bool = False,
+    ) -> VenueOrder:
+        if not CLIENT_ORDER_ID.match(client_order_id):
+            # The venue lower-cases ids; ours are lower-case already so the echo matches what we stored.
+            raise ValueError("client order ids must be 1-40 characters of [a-z0-9_-]")
+        if (order_type == "LIMIT") != (price is not None):
+            raise ValueError("LIMIT orders need a price; MARKET orders take none")
+        params: dict[str, object] = {
+            "symbol": symbol,
+            "side": side,
+            "positionSide": "BOTH",
+            "type": order_type,
+            "quantity": _text(quantity),
+            "clientOrderId": client_order_id,
+            "reduceOnly": reduce_only,
+        }
+        if price is not None:
+            params["price"] = _text(price)
+        data = await self.rest.write("POST", "/openApi/swap/v2/trade/order", params)
+        echo = _object(data, "order")
+        echoed_id = str(echo.get("clientOrderID", echo.get("clientOrderId", "")))
+        if echoed_id != client_order_id:
+            raise WireFormatError(f"the venue echoed client order id {echoed_id!r}, not {client_order_id!r}")
+        return _order(echo)
+
+    async def query_order(
+        self, symbol: str, *, order_id: int | None = None, client_order_id: str | None = None
+    ) -> VenueOrder:
+        params = _order_ref(symbol, order_id, client_order_id)
+        return _order(_object(await self.rest.read("/openApi/swap/v2/trade/order", params, signed=True), "order"))
+
+    async def cancel_order(
+        self, symbol: str, *, order_id: int | None = None, client_order_id: str | None = None
+    ) -> VenueOrder:
+        params = _order_ref(symbol, order_id, client_order_id)
+        return _order(_object(await self.rest.write("DELETE", "/openApi/swap/v2/trade/order", params), "order"))
+
+    async def open_orders(self, symbol: str | None = None) -> list[VenueOrder]:
+        data = await self.rest.read("/openApi/swap/v2/trade/openOrders", _some(symbol=symbol), signed=True)
+        orders = data.get("orders") if isinstance(data, dict) else None
+        if not isinstance(orders, list):
+            raise WireFormatError("openOrders: expected data.orders")
+        return [_order(order) for order in orders]
+
+    async def positions(self, symbol: str | None = None) -> list[VenuePosition]:
+        data = await self.rest.read("/openApi/swap/v2/user/positions", _some(symbol=symbol), signed=True)
+        if not isinstance(data, list):
+            raise WireFormatError("positions: expected a list")
+        positions = []
+        for row in data:
+            amount = Decimal(str(row["positionAmt"]))
+            positions.append(
+                VenuePosition(
+                    str(row["symbol"]),
+                    amount if row["positionSide"] != "SHORT" else -amount,
+                    Decimal(str(row["avgPrice"])),
+                    Decimal(str(row["unrealizedProfit"])),
+                )
+            )
+        return positions
+
+    async def balance(self) -> list[VenueBalance]:
+        data = await self.rest.read("/openApi/swap/v3/user/balance", {}, signed=True)
+        if not isinstance(data, list):
+            raise WireFormatError("balance: expected a list (v3)")
+        return [
+            VenueBalance(
+                str(r["asset"]),
+                Decimal(str(r["balance"])),
+                Decimal(str(r["equity"])),
+                Decimal(str(r["availableMargin"])),
+            )
+            for r in data
+        ]
+
+    async def close_all_positions(self, symbol: str | None = None) -> list[int]:
+        data = await self.rest.write("POST", "/openApi/swap/v2/trade/closeAllPositions", _some(symbol=symbol))
+        success = data.get("success") if isinstance(data, dict) else None
+        if not isinstance(success, list):
+            raise WireFormatError("closeAllPositions: expected data.success")
+        return [int(order_id) for order_id in success]
+
+
+def _order(row: Any) -> VenueOrder:
+    if not isinstance(row, dict):
+        raise WireFormatError("order: expected an object")
+    try:
+        return VenueOrder(
+            order_id=int(row["orderId"] if "orderId" in row else row["orderID"]),
+            client_order_id=str(row.get("clientOrderId", row.get("clientOrderID", ""))),
+            symbol=str(row["symbol"]),
+            side=str(row["side"]),
+            type=str(row["type"]),
+            status=str(row.get("status", "NEW")),
+            quantity=Decimal(str(row.get("origQty", row.get("quantity", "0")))),
+            executed_quantity=Decimal(str(row.get("executedQty", "0"))),
+            avg_price=Decimal(str(row.get("avgPrice", "0") or "0")),
+            commission=Decimal(str(row.get("commission", "0") or "0")),
+        )
+    except (KeyError, TypeError, ValueError, ArithmeticError) as error:
+        raise WireFormatError(f"malformed order: {error}") from None
+
+
+def _object(data: Any, key: str) -> Any:
+    if not isinstance(data, dict) or key not in data:
+        raise WireFormatError(f"expected data.{key}")
+    return data[key]
+
+
+def _order_ref(symbol: str, order_id: int | None, client_order_id: str | None) -> dict[str, object]:
+    if (order_id is None) == (client_order_id is None):
+        raise ValueError("give exactly one of order_id and client_order_id")
+    params: dict[str, object] = {"symbol": symbol}
+    if order_id is not None:
+        params["orderId"] = order_id
+    else:
+        params["clientOrderId"] = client_order_id
+    return params
+
+
+def _some(**params: object) -> dict[str, object]:
+    return {key: value for key, value in params.items() if value is not None}
+
+
+def _text(value: Decimal) -> str:
+    return format(value.normalize(), "f")

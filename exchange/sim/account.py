@@ -1,0 +1,220 @@
+"""The simulator's trading account: one-way position mode (positionSide BOTH), USDT margin.
+
+Market orders fill at once at the last replayed price moved against the taker by `slippage_bps` and
+rounded onto the tick grid against the taker too (so any slippage costs at least a tick), paying
+the taker fee; limit orders rest until the replayed price crosses them and fill at their price, paying
+the maker fee. Venue rules enforced with BingX's codes: quantity truncated to the step size, minimum
+quantity and notional (101400), reduce-only that would open or grow a position (101290), insufficient
+margin (101204), client order id 1-40 characters, lower-cased, unique (101481).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, Decimal
+from typing import Literal
+
+Side = Literal["BUY", "SELL"]
+OrderType = Literal["MARKET", "LIMIT"]
+Status = Literal["NEW", "PARTIALLY_FILLED", "FILLED", "CANCELLED"]
+
+
+class AccountError(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        self.code = code
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class SymbolRules:
+    tick: Decimal
+    step: Decimal
+    min_quantity: Decimal
+    min_notional: Decimal
+    maker_fee: Decimal
+    taker_fee: Decimal
+
+
+@dataclass
+class SimOrder:
+    order_id: int
+    client_order_id: str
+    symbol: str
+    side: Side
+    type: OrderType
+    quantity: Decimal
+    price: Decimal | None
+    reduce_only: bool
+    time_ms: int
+    status: Status = "NEW"
+    executed: Decimal = Decimal(0)
+    cum_quote: Decimal = Decimal(0)
+    commission: Decimal = Decimal(0)
+    update_ms: int = 0
+
+    @property
+    def avg_price(self) -> Decimal:
+        return self.cum_quote / self.executed if self.executed else Decimal(0)
+
+
+@dataclass
+class Position:
+    quantity: Decimal = Decimal(0)
+    """Signed: positive long, negative short."""
+    entry_price: Decimal = Decimal(0)
+    realised: Decimal = Decimal(0)
+
+
+@dataclass
+class SimAccount:
+    rules: dict[str, SymbolRules]
+    balance: Decimal = Decimal(10_000)
+    leverage: Decimal = Decimal(5)
+    slippage_bps: Decimal = Decimal(2)
+    orders: dict[int, SimOrder] = field(default_factory=dict)
+    by_client_id: dict[str, int] = field(default_factory=dict)
+    positions: dict[str, Position] = field(default_factory=dict)
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1_735_119_588_833_849_344))
+
+    def place(
+        self,
+        symbol: str,
+        side: Side,
+        order_type: OrderType,
+        quantity: Decimal,
+        price: Decimal | None,
+        client_order_id: str,
+        reduce_only: bool,
+        last_price: Decimal,
+        now_ms: int,
+    ) -> SimOrder:
+        rules = self.rules.get(symbol)
+        if rules is None:
+            raise AccountError(109425, f"symbol {symbol} does not exist")
+        client_order_id = client_order_id.lower()
+        if client_order_id and not 1 <= len(client_order_id) <= 40:
+            raise AccountError(109400, "clientOrderId must be 1 to 40 characters")
+        if client_order_id and client_order_id in self.by_client_id:
+            raise AccountError(101481, f"clientOrderID {client_order_id} already used")
+        quantity = quantity.quantize(rules.step, rounding=ROUND_DOWN)  # the venue truncates silently
+        if order_type == "LIMIT":
+            if price is None or price <= 0:
+                raise AccountError(109400, "price is required for LIMIT orders")
+            price = price.quantize(rules.tick, rounding=ROUND_DOWN)
+        reference = price if order_type == "LIMIT" and price is not None else last_price
+        if quantity < rules.min_quantity or quantity * reference < rules.min_notional:
+            raise AccountError(101400, f"order below the minimum ({rules.min_quantity} / {rules.min_notional} USDT)")
+        position = self.positions.setdefault(symbol, Position())
+        signed = quantity if side == "BUY" else -quantity
+        if reduce_only and (
+            position.quantity == 0 or (position.quantity > 0) == (signed > 0) or abs(signed) > abs(position.quantity)
+        ):
+            raise AccountError(101290, "reduce-only order would open or increase a position")
+        if not reduce_only and not self._margin_ok(symbol, signed, reference):
+            raise AccountError(101204, "insufficient margin")
+        order = SimOrder(
+            next(self._ids),
+            client_order_id,
+            symbol,
+            side,
+            order_type,
+            quantity,
+            price,
+            reduce_only,
+            now_ms,
+            update_ms=now_ms,
+        )
+        self.orders[order.order_id] = order
+        if client_order_id:
+            self.by_client_id[client_order_id] = order.order_id
+        if order_type == "MARKET":
+            sign = Decimal(1) if side == "BUY" else Decimal(-1)
+            # Slipped against the taker, then onto the tick grid, again against the taker.
+            slipped = last_price * (1 + sign * self.slippage_bps / 10_000)
+            fill_price = slipped.quantize(rules.tick, rounding=ROUND_CEILING if side == "BUY" else ROUND_FLOOR)
+            self._fill(order, fill_price, rules.taker_fee, now_ms)
+        return order
+
+    def on_price(self, symbol: str, low: Decimal, high: Decimal, now_ms: int) -> list[SimOrder]:
+        """Fill the resting limit orders that the price range [low, high] crosses."""
+        filled = []
+        for order in self.open_orders(symbol):
+            assert order.price is not None
+            crossed = low <= order.price if order.side == "BUY" else high >= order.price
+            if crossed:
+                self._fill(order, order.price, self.rules[symbol].maker_fee, now_ms)
+                filled.append(order)
+        return filled
+
+    def find(self, order_id: int | None, client_order_id: str | None) -> SimOrder:
+        if order_id is not None and order_id in self.orders:
+            return self.orders[order_id]
+        if client_order_id and client_order_id.lower() in self.by_client_id:
+            return self.orders[self.by_client_id[client_order_id.lower()]]
+        raise AccountError(109421, "order does not exist")
+
+    def cancel(self, order: SimOrder, now_ms: int) -> SimOrder:
+        if order.status == "FILLED":
+            raise AccountError(80018, "order already filled")
+        if order.status == "CANCELLED":
+            raise AccountError(109421, "order does not exist")
+        order.status = "CANCELLED"
+        order.update_ms = now_ms
+        return order
+
+    def open_orders(self, symbol: str | None = None) -> list[SimOrder]:
+        return [
+            o
+            for o in self.orders.values()
+            if o.status in ("NEW", "PARTIALLY_FILLED") and (symbol is None or o.symbol == symbol)
+        ]
+
+    def close_all(self, symbol: str | None, prices: dict[str, Decimal], now_ms: int) -> list[int]:
+        closed = []
+        for name, position in sorted(self.positions.items()):
+            if position.quantity == 0 or (symbol is not None and name != symbol):
+                continue
+            side: Side = "SELL" if position.quantity > 0 else "BUY"
+            order = self.place(name, side, "MARKET", abs(position.quantity), None, "", True, prices[name], now_ms)
+            closed.append(order.order_id)
+        return closed
+
+    def unrealised(self, symbol: str, mark: Decimal) -> Decimal:
+        position = self.positions.get(symbol, Position())
+        return (mark - position.entry_price) * position.quantity
+
+    def _margin_ok(self, symbol: str, signed: Decimal, price: Decimal) -> bool:
+        position = self.positions.get(symbol, Position())
+        exposure = sum((abs(p.quantity) * p.entry_price for p in self.positions.values()), Decimal(0))
+        growth = max(Decimal(0), abs(position.quantity + signed) - abs(position.quantity)) * price
+        return (exposure + growth) / self.leverage <= self.balance
+
+    def _fill(self, order: SimOrder, price: Decimal, fee_rate: Decimal, now_ms: int) -> None:
+        quantity = order.quantity - order.executed
+        fee = (quantity * price * fee_rate).quantize(Decimal("0.00000001"))
+        order.executed += quantity
+        order.cum_quote += quantity * price
+        order.commission -= fee  # BingX reports commission as a negative number
+        order.status = "FILLED"
+        order.update_ms = now_ms
+        self.balance -= fee
+        position = self.positions.setdefault(order.symbol, Position())
+        signed = quantity if order.side == "BUY" else -quantity
+        if position.quantity == 0 or (position.quantity > 0) == (signed > 0):
+            total = position.quantity + signed
+            position.entry_price = (position.entry_price * position.quantity + price * signed) / total
+            position.quantity = total
+            return
+        closing = min(abs(signed), abs(position.quantity))
+        pnl = (price - position.entry_price) * closing * (1 if position.quantity > 0 else -1)
+        position.realised += pnl
+        self.balance += pnl
+        remaining = position.quantity + signed
+        if remaining == 0 or (remaining > 0) == (position.quantity > 0):
+            position.quantity = remaining
+            if remaining == 0:
+                position.entry_price = Decimal(0)
+        else:  # flipped through zero: the rest opens the other side at the fill price
+            position.quantity = remaining
+            position.entry_price = price

@@ -1,0 +1,24 @@
+"""BingX's response envelope, as the simulator writes it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+
+def ok(data: Any) -> web.Response:
+    """`{"code":0,"msg":"","data":...}`; integers stay JSON integers (order ids exceed 2^53)."""
+    return web.Response(
+        text=json.dumps({"code": 0, "msg": "", "data": data}, separators=(",", ":")), content_type="application/json"
+    )
+
+
+def error(code: int, message: str, status: int = 200) -> web.Response:
+    """A business error: HTTP 200 with a non-zero code, like the venue (unless `status` says otherwise)."""
+    return web.Response(
+        status=status,
+        text=json.dumps({"code": code, "msg": message, "data": {}}, separators=(",", ":")),
+        content_type="application/json",
+    )

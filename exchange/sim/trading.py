@@ -1,0 +1,245 @@
+"""The simulator's signed endpoints: orders, positions, balance (API.md section 6).
+
+Authentication follows the venue: `X-BX-APIKEY` must name a known key (100413), the signature must
+match (100001; missing: 100412) by the recommended rule (received order, else sorted), and the
+timestamp must lie within `recvWindow` before and `forward_tolerance_ms` after the server's wall
+clock (100421). Parameters may come in the query string or a form body (the query wins).
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+from urllib.parse import parse_qsl
+
+from aiohttp import web
+
+from exchange.bingx.signing import verify
+from exchange.sim.account import AccountError, OrderType, Side, SimAccount, SimOrder
+from exchange.sim.envelope import error, ok
+
+
+@dataclass
+class TradingFaults:
+    lose_next_order_response: bool = False
+    """Book the next order, then answer HTTP 504 (the outcome is unknown to the client)."""
+
+
+class TradingRoutes:
+    def __init__(
+        self,
+        account: SimAccount,
+        api_keys: Mapping[str, str],
+        last_price: Callable[[str], Decimal | None],
+        *,
+        forward_tolerance_ms: int = 1000,
+        max_recv_window_ms: int = 60_000,
+    ) -> None:
+        self.account = account
+        self.api_keys = dict(api_keys)
+        self.last_price = last_price
+        self.forward_tolerance_ms = forward_tolerance_ms
+        self.max_recv_window_ms = max_recv_window_ms
+        self.faults = TradingFaults()
+
+    def register(self, app: web.Application) -> None:
+        router = app.router
+        router.add_post("/openApi/swap/v2/trade/order", self._signed(self._place))
+        router.add_get("/openApi/swap/v2/trade/order", self._signed(self._query))
+        router.add_delete("/openApi/swap/v2/trade/order", self._signed(self._cancel))
+        router.add_get("/openApi/swap/v2/trade/openOrders", self._signed(self._open_orders))
+        router.add_get("/openApi/swap/v2/user/positions", self._signed(self._positions))
+        router.add_get("/openApi/swap/v3/user/balance", self._signed(self._balance))
+        router.add_post("/openApi/swap/v2/trade/closeAllPositions", self._signed(self._close_all))
+
+    # ---------------------------------------------------------------- authentication
+
+    def _signed(self, handler: Callable[[dict[str, str]], web.Response]) -> Callable[[web.Request], Any]:
+        async def wrapped(request: web.Request) -> web.Response:
+            pairs = parse_qsl(request.query_string, keep_blank_values=True)
+            if request.can_read_body:
+                body = await request.text()
+                query_keys = {key for key, _ in pairs}
+                pairs += [(k, v) for k, v in parse_qsl(body, keep_blank_values=True) if k not in query_keys]
+            params = dict(pairs)
+            refusal = self._authenticate(request.headers.get("X-BX-APIKEY"), pairs, params)
+            if refusal is not None:
+                return refusal
+            try:
+                return handler(params)
+            except AccountError as refused:
+                return error(refused.code, str(refused))
+            except (KeyError, InvalidOperation, ValueError) as bad:
+                return error(109400, f"invalid parameter: {bad}")
+
+        return wrapped
+
+    def _authenticate(
+        self, api_key: str | None, pairs: list[tuple[str, str]], params: dict[str, str]
+    ) -> web.Response | None:
+        if not api_key or api_key not in self.api_keys:
+            return error(100413, "incorrect apiKey")
+        signature = params.get("signature")
+        if not signature:
+            return error(100412, "signature is missing")
+        if not verify([p for p in pairs if p[0] != "signature"], self.api_keys[api_key], signature):
+            return error(100001, "signature verification failed")
+        try:
+            timestamp = int(params["timestamp"])
+            recv_window = min(int(params.get("recvWindow", "5000")), self.max_recv_window_ms)
+        except (KeyError, ValueError):
+            return error(100421, "Null timestamp or timestamp mismatch")
+        now = time.time_ns() // 1_000_000
+        if timestamp < now - recv_window or timestamp > now + self.forward_tolerance_ms:
+            return error(100421, "Null timestamp or timestamp mismatch")
+        return None
+
+    # ---------------------------------------------------------------- endpoints
+
+    def _place(self, params: dict[str, str]) -> web.Response:
+        symbol = params["symbol"]
+        side = _SIDES.get(params["side"].upper())
+        order_type = _TYPES.get(params["type"].upper())
+        if side is None or order_type is None:
+            return error(109400, "side must be BUY/SELL and type MARKET/LIMIT")
+        if params.get("positionSide", "LONG").upper() != "BOTH":
+            # An omitted positionSide means LONG, which one-way mode refuses (API.md 6.1).
+            return error(109400, "positionSide must be BOTH in one-way mode")
+        last = self.last_price(symbol)
+        if last is None:
+            return error(109425, f"symbol {symbol} does not exist")
+        client_id = params.get("clientOrderId", params.get("clientOrderID", ""))
+        price = Decimal(params["price"]) if "price" in params else None
+        order = self.account.place(
+            symbol,
+            side,
+            order_type,
+            Decimal(params["quantity"]),
+            price,
+            client_id,
+            params.get("reduceOnly", "false").lower() == "true",
+            last,
+            _now(),
+        )
+        if self.faults.lose_next_order_response:
+            self.faults.lose_next_order_response = False
+            return web.Response(status=504, text="Gateway Timeout")
+        echo = {
+            "symbol": symbol,
+            "orderId": order.order_id,
+            "side": side,
+            "positionSide": "BOTH",
+            "type": order_type,
+            "clientOrderID": order.client_order_id,
+            "workingType": "MARK_PRICE",
+            "quantity": str(order.quantity),
+            "price": str(order.price or 0),
+            "status": order.status,
+            "avgPrice": str(order.avg_price),
+            "executedQty": str(order.executed),
+        }
+        return ok({"order": echo})
+
+    def _query(self, params: dict[str, str]) -> web.Response:
+        return ok({"order": _order_json(self._find(params))})
+
+    def _cancel(self, params: dict[str, str]) -> web.Response:
+        return ok({"order": _order_json(self.account.cancel(self._find(params), _now()))})
+
+    def _open_orders(self, params: dict[str, str]) -> web.Response:
+        return ok({"orders": [_order_json(o) for o in self.account.open_orders(params.get("symbol"))]})
+
+    def _positions(self, params: dict[str, str]) -> web.Response:
+        rows = []
+        for symbol, position in sorted(self.account.positions.items()):
+            if position.quantity == 0 or params.get("symbol", symbol) != symbol:
+                continue
+            mark = self.last_price(symbol) or position.entry_price
+            rows.append(
+                {
+                    "positionId": str(zlib.crc32(symbol.encode())),
+                    "symbol": symbol,
+                    "currency": "USDT",
+                    "positionSide": "LONG" if position.quantity > 0 else "SHORT",
+                    "isolated": False,
+                    "positionAmt": str(abs(position.quantity)),
+                    "availableAmt": str(abs(position.quantity)),
+                    "avgPrice": str(position.entry_price),
+                    "leverage": int(self.account.leverage),
+                    "unrealizedProfit": str(self.account.unrealised(symbol, mark)),
+                    "realisedProfit": str(position.realised),
+                    "markPrice": str(mark),
+                    "liquidationPrice": 0.0,
+                    "updateTime": _now(),
+                }
+            )
+        return ok(rows)
+
+    def _balance(self, _params: dict[str, str]) -> web.Response:
+        unrealised = sum(
+            (self.account.unrealised(s, self.last_price(s) or Decimal(0)) for s in self.account.positions), Decimal(0)
+        )
+        balance = self.account.balance
+        return ok(
+            [
+                {
+                    "userId": "1",
+                    "asset": "USDT",
+                    "balance": str(balance),
+                    "equity": str(balance + unrealised),
+                    "unrealizedProfit": str(unrealised),
+                    "realisedProfit": "0",
+                    "availableMargin": str(balance),
+                    "usedMargin": "0",
+                    "freezedMargin": "0",
+                    "shortUid": "1",
+                }
+            ]
+        )
+
+    def _close_all(self, params: dict[str, str]) -> web.Response:
+        prices = {s: self.last_price(s) or Decimal(0) for s in self.account.positions}
+        closed = self.account.close_all(params.get("symbol"), prices, _now())
+        return ok({"success": closed, "failed": None})
+
+    def _find(self, params: dict[str, str]) -> SimOrder:
+        order_id = int(params["orderId"]) if "orderId" in params else None
+        client_id = params.get("clientOrderId", params.get("clientOrderID"))
+        return self.account.find(order_id, client_id)
+
+
+_SIDES: dict[str, Side] = {"BUY": "BUY", "SELL": "SELL"}
+_TYPES: dict[str, OrderType] = {"MARKET": "MARKET", "LIMIT": "LIMIT"}
+
+
+def _order_json(order: SimOrder) -> dict[str, Any]:
+    return {
+        "symbol": order.symbol,
+        "orderId": order.order_id,
+        "side": order.side,
+        "positionSide": "BOTH",
+        "type": order.type,
+        "origQty": str(order.quantity),
+        "price": str(order.price or 0),
+        "executedQty": str(order.executed),
+        "avgPrice": str(order.avg_price),
+        "cumQuote": str(order.cum_quote),
+        "stopPrice": "",
+        "profit": "0",
+        "commission": str(order.commission),
+        "status": order.status,
+        "time": order.time_ms,
+        "updateTime": order.update_ms,
+        "clientOrderId": order.client_order_id,
+        "leverage": "",
+        "workingType": "MARK_PRICE",
+        "reduceOnly": order.reduce_only,
+    }
+
+
+def _now() -> int:
+    return time.time_ns() // 1_000_000
