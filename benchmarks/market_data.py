@@ -1,0 +1,227 @@
+"""Market-data benchmark: backfill throughput next to the raw COPY rate of the same database in the
+same run, websocket frame decode rate, and the time from a candle's close in the simulator to its
+row in the database (p50/p99).
+
+    uv run python -m benchmarks.market_data [--days N] [--candles N] [--write]
+
+`--write` replaces the market-data section of docs/performance.md with this run's figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gzip
+import json
+import platform
+import statistics
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from actors.feed.backfill import backfill
+from actors.feed.live import FeedTopic, LiveIngestor
+from exchange.bingx.rest import BingXRest
+from exchange.bingx.wire import decode_frame, parse_kline_push
+from exchange.bingx.ws import MarketDataStream
+from exchange.sim.candle_file import FileCandle
+from exchange.sim.replay import ReplayClock, ReplaySeries
+from exchange.sim.server import BingXSimulator
+from storage.candles import CandleStore
+from storage.database import Database, StorageOptions
+from storage.migrator import migrate
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "performance.md"
+START, END = "<!-- market-data-bench:start -->", "<!-- market-data-bench:end -->"
+MINUTE = 60_000
+T0 = 1_735_689_600_000  # 2025-01-01T00:00Z
+
+
+def rows(count: int, start: int = T0) -> list[FileCandle]:
+    return [
+        FileCandle(
+            start + i * MINUTE,
+            f"{94000 + (i * 7) % 900}.5",
+            f"{94010 + (i * 7) % 900}.1",
+            f"{93990 + (i * 7) % 900}.7",
+            f"{94003 + (i * 7) % 900}.2",
+            f"{(i * 13) % 97}.125",
+        )
+        for i in range(count)
+    ]
+
+
+async def no_sleep(_seconds: float) -> None:
+    return None
+
+
+async def backfill_vs_copy(days: int) -> dict[str, float]:
+    data = rows(days * 1440 + 1)
+    with tempfile.TemporaryDirectory() as scratch:
+        database = await Database.open(StorageOptions(url=None, data_dir=Path(scratch), pool_max_size=2))
+        simulator = BingXSimulator([ReplaySeries("BTC-USDT", "1m", data)], ReplayClock(data[-1].open_time_ms + 30_000))
+        await simulator.start()
+        try:
+            async with database.pool.acquire() as connection:
+                await migrate(connection)
+                records = [
+                    (
+                        "BTC-USDT",
+                        "1m",
+                        datetime.fromtimestamp(r.open_time_ms / 1000, UTC),
+                        float(r.open),
+                        float(r.high),
+                        float(r.low),
+                        float(r.close),
+                        float(r.volume),
+                        None,
+                        "bench",
+                    )
+                    for r in data[:-1]
+                ]
+                began = time.perf_counter()
+                await connection.copy_records_to_table(
+                    "candles",
+                    records=records,
+                    columns=(
+                        "pair",
+                        "interval",
+                        "open_time",
+                        "open",
+                        "high",
+                        "low",
+                        "close",
+                        "volume",
+                        "quote_volume",
+                        "source",
+                    ),
+                )
+                copy_rate = len(records) / (time.perf_counter() - began)
+                await connection.execute("TRUNCATE candles")
+            store = CandleStore(database.pool)
+            async with BingXRest(simulator.rest_url, sleep=no_sleep) as rest:
+                began = time.perf_counter()
+                result = await backfill(rest, store, "BTC-USDT", "1m")
+                elapsed = time.perf_counter() - began
+            assert result.reached_earliest
+            assert result.written == len(data) - 1
+            return {"copy_rows_s": copy_rate, "backfill_rows_s": result.written / elapsed, "rows": result.written}
+        finally:
+            await simulator.stop()
+            await database.close()
+
+
+def decode_rate(frames: int = 50_000) -> float:
+    payload = gzip.compress(
+        json.dumps(
+            {
+                "code": 0,
+                "dataType": "BTC-USDT@kline_1m",
+                "s": "BTC-USDT",
+                "data": [
+                    {"c": "43561.3", "o": "43557.5", "h": "43563.0", "l": "43553.0", "v": "13.8908", "T": 1703300820000}
+                ],
+            },
+            separators=(",", ":"),
+        ).encode()
+    )
+    began = time.perf_counter()
+    for _ in range(frames):
+        parse_kline_push(json.loads(decode_frame(payload)), "1m")
+    return frames / (time.perf_counter() - began)
+
+
+async def close_to_database_latency(candles: int, speed: float) -> list[float]:
+    """Replay at `speed` times real time; for each candle, the time from the simulator step that
+    opened the next candle (the close) to the row's `ingested_at` in the database."""
+    data = rows(candles + 2)
+    closes: dict[int, float] = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        database = await Database.open(StorageOptions(url=None, data_dir=Path(scratch), pool_max_size=4))
+        async with database.pool.acquire() as connection:
+            await migrate(connection)
+        simulator = BingXSimulator([ReplaySeries("BTC-USDT", "1m", data)], ReplayClock(data[0].open_time_ms))
+        await simulator.start()
+        rest = BingXRest(simulator.rest_url, sleep=no_sleep)
+        stream = MarketDataStream(simulator.ws_url, ["BTC-USDT@kline_1m"])
+        ingestor = LiveIngestor(rest, CandleStore(database.pool), stream, [FeedTopic("BTC-USDT", "1m")])
+        running = asyncio.create_task(ingestor.run())
+        try:
+            while not simulator.stream.subscribe_log:  # noqa: ASYNC110 (polling another object's state)
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.2)
+            for _ in range(candles * 60):
+                opens_ms = simulator.clock.now_ms() + 1000
+                if opens_ms % MINUTE == 0:  # this step opens a candle: the previous one closes now
+                    closes[opens_ms - MINUTE] = time.time()
+                await simulator.market.step(1)
+                await asyncio.sleep(1 / speed)
+            await asyncio.sleep(0.5)
+            async with database.pool.acquire() as connection:
+                stored = await connection.fetch(
+                    "SELECT (extract(epoch FROM open_time) * 1000)::bigint AS t, extract(epoch FROM ingested_at) AS at "
+                    "FROM candles ORDER BY open_time"
+                )
+        finally:
+            await ingestor.stop()
+            await running
+            await rest.close()
+            await simulator.stop()
+            await database.close()
+    return [float(row["at"]) - closes[row["t"]] for row in stored if row["t"] in closes]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def markdown(backfill_figures: dict[str, float], decode: float, latency: list[float], speed: float) -> str:
+    copy = backfill_figures["copy_rows_s"]
+    return "\n".join(
+        [
+            START,
+            f"Measured {datetime.now(UTC):%Y-%m-%d} with `uv run python -m benchmarks.market_data --write` on "
+            f"{platform.machine()}, Python {platform.python_version()}, embedded PostgreSQL, simulator on loopback.",
+            "",
+            "| what | figure | beside it, same run |",
+            "| --- | --- | --- |",
+            f"| raw `COPY` of the same candle rows | {copy:,.0f} rows/s | baseline |",
+            f"| backfill, {backfill_figures['rows']:,.0f} 1m candles through REST pages of 1440 "
+            f"| {backfill_figures['backfill_rows_s']:,.0f} candles/s "
+            f"| {backfill_figures['backfill_rows_s'] / copy:.0%} of COPY (goal: 75%) |",
+            f"| websocket kline frame decode (gzip, JSON, parse) | {decode:,.0f} frames/s | |",
+            f"| candle close in the simulator to its row in the database ({len(latency)} candles, replay at "
+            f"{speed:.0f}x) | p50 {statistics.median(latency) * 1000:.1f} ms, "
+            f"p99 {percentile(latency, 0.99) * 1000:.1f} ms | |",
+            END,
+        ]
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--candles", type=int, default=100)
+    parser.add_argument("--speed", type=float, default=600.0, help="replay speed for the latency run")
+    parser.add_argument("--write", action="store_true")
+    args = parser.parse_args()
+    figures = asyncio.run(backfill_vs_copy(args.days))
+    decode = decode_rate()
+    latency = asyncio.run(close_to_database_latency(args.candles, args.speed))
+    section = markdown(figures, decode, latency, args.speed)
+    print(section)
+    if args.write:
+        text = DOC.read_text()
+        if START not in text:
+            text = text.replace(
+                "## Installing and testing", f"## Market data\n\n{START}\n{END}\n\n## Installing and testing"
+            )
+        before, _, rest = text.partition(START)
+        _, _, after = rest.partition(END)
+        DOC.write_text(before + section + after)
+
+
+if __name__ == "__main__":
+    main()
