@@ -32,12 +32,19 @@ def storage_options(settings: Settings) -> StorageOptions:
     )
 
 
-async def run_db_command(settings: Settings, args: argparse.Namespace) -> int:
-    handler: Callable[[asyncpg.Connection, argparse.Namespace, Database], Awaitable[int]] = _HANDLERS[args.db_command]
+async def open_database(settings: Settings) -> Database | None:
+    """The configured database, or None after telling the operator why it cannot be opened."""
     try:
-        database = await Database.open(storage_options(settings))
+        return await Database.open(storage_options(settings))
     except (StorageUnavailableError, OSError) as error:
         print(f"tradingd: {error}", file=sys.stderr)
+        return None
+
+
+async def run_db_command(settings: Settings, args: argparse.Namespace) -> int:
+    handler: Callable[[asyncpg.Connection, argparse.Namespace, Database], Awaitable[int]] = _HANDLERS[args.db_command]
+    database = await open_database(settings)
+    if database is None:
         return exit_codes.UNAVAILABLE
     try:
         async with database.pool.acquire() as connection:

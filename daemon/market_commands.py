@@ -15,7 +15,7 @@ from actors.feed.runner import FeedRunner, FeedSchedule
 from config import Settings
 from config.guard import test_data_source
 from daemon import exit_codes
-from daemon.db_commands import storage_options
+from daemon.db_commands import open_database
 from domain.errors import FatalVenueError, VenueError
 from domain.market import INTERVALS, parse_interval
 from exchange.bingx.rest import BingXRest
@@ -24,7 +24,6 @@ from exchange.sim.replay import ReplayClock, ReplaySeries
 from exchange.sim.server import BingXSimulator
 from observability import get_logger
 from storage.candles import CandleStore
-from storage.database import Database, StorageUnavailableError
 from storage.migrator import migrate
 from storage.retry_queue import RetryQueue
 from storage.source_status import SourceStatusStore
@@ -72,10 +71,8 @@ async def run_backfill(settings: Settings, args: argparse.Namespace) -> int:
         return exit_codes.USAGE
     if (refused := refuse_test_data(settings)) is not None:
         return refused
-    try:
-        database = await Database.open(storage_options(settings))
-    except StorageUnavailableError as error:
-        print(f"tradingd: {error}", file=sys.stderr)
+    database = await open_database(settings)
+    if database is None:
         return exit_codes.UNAVAILABLE
     try:
         async with database.pool.acquire() as connection:
@@ -111,10 +108,8 @@ async def run_backfill(settings: Settings, args: argparse.Namespace) -> int:
 async def run_ingest(settings: Settings) -> int:
     if (refused := refuse_test_data(settings)) is not None:
         return refused
-    try:
-        database = await Database.open(storage_options(settings))
-    except StorageUnavailableError as error:
-        print(f"tradingd: {error}", file=sys.stderr)
+    database = await open_database(settings)
+    if database is None:
         return exit_codes.UNAVAILABLE
     market = settings.market_data
     topics = [FeedTopic(pair, interval) for pair in market.pairs for interval in market.intervals]
