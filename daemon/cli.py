@@ -19,7 +19,7 @@ from pathlib import Path
 from config import ConfigError, Settings, load_settings, redacted_settings
 from daemon import exit_codes
 from daemon.db_commands import run_db_command
-from daemon.market_commands import add_market_commands, run_backfill, run_ingest, run_simulator
+from daemon.market_commands import add_market_commands, run_backfill, run_ingest, run_retry_queue, run_simulator
 from observability import configure_logging, get_logger
 
 
@@ -82,6 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(run_simulator(args))
         if args.command == "ingest":
             return asyncio.run(run_ingest(settings))
+        if args.command == "retry-queue":
+            return asyncio.run(run_retry_queue(settings, args))
         return asyncio.run(run_db_command(settings, args))
     except KeyboardInterrupt:
         return exit_codes.FAILURE

@@ -43,6 +43,9 @@ def add_market_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
         "monitor and retries) until stopped",
     )
 
+    queue = commands.add_parser("retry-queue", help="list failed jobs waiting for a retry, and dead ones")
+    queue.add_argument("--json", action="store_true", help="machine-readable output")
+
     sim = commands.add_parser("sim", help="run the BingX-compatible simulator on loopback, replaying candle files")
     sim.add_argument(
         "--candles",
@@ -147,6 +150,42 @@ async def run_ingest(settings: Settings) -> int:
         return exit_codes.CONFIG
     finally:
         await database.close()
+    return exit_codes.OK
+
+
+async def run_retry_queue(settings: Settings, args: argparse.Namespace) -> int:
+    database = await open_database(settings)
+    if database is None:
+        return exit_codes.UNAVAILABLE
+    try:
+        async with database.pool.acquire() as connection:
+            await migrate(connection)
+        jobs = await RetryQueue(database.pool).jobs()
+    finally:
+        await database.close()
+    rows = [
+        {
+            "id": job.id,
+            "kind": job.kind,
+            "key": job.key,
+            "status": job.status,
+            "attempts": job.attempts,
+            "max_attempts": job.max_attempts,
+            "next_attempt_at": job.next_attempt_at.isoformat(),
+            "last_error": job.last_error,
+        }
+        for job in jobs
+    ]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    elif not rows:
+        print("the retry queue is empty")
+    else:
+        for row in rows:
+            print(
+                f"{row['id']:>6}  {row['status']:<8} {row['kind']:<10} {row['key']:<40} "
+                f"attempt {row['attempts']}/{row['max_attempts']}  next {row['next_attempt_at']}  {row['last_error']}"
+            )
     return exit_codes.OK
 
 

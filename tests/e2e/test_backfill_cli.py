@@ -96,3 +96,35 @@ async def read_back(data_dir: Path, rows: list[FileCandle]) -> list[tuple[float,
     finally:
         await database.close()
     return [(c.open_time_ms, c.open, c.high, c.low, c.close, c.volume) for c in candles]
+
+
+def test_retry_queue_lists_jobs(tmp_path: Path) -> None:
+    assert TRADINGD is not None
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRADINGD_", "BINGX_", "TIMESCALE_"))}
+    env["TRADINGD_DATA_DIR"] = str(tmp_path / "data")
+    empty = subprocess.run([TRADINGD, "retry-queue"], env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert (empty.returncode, empty.stdout.strip()) == (0, "the retry queue is empty")
+    job = tmp_path / "job.jsonl"
+    job.write_text(
+        '{"job_kind": "heal_gap", "job_key": "BTC-USDT/1m/0", "status": "dead", "attempts": 8, '
+        '"last_error": "HTTP 503: error"}\n'
+    )
+    imported = subprocess.run(
+        [TRADINGD, "db", "import", "--table", "retry_queue", str(job)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert imported.returncode == 0, imported.stderr
+    listed = subprocess.run(
+        [TRADINGD, "retry-queue", "--json"], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    (row,) = json.loads(listed.stdout)
+    assert (row["kind"], row["status"], row["attempts"], row["last_error"]) == (
+        "heal_gap",
+        "dead",
+        8,
+        "HTTP 503: error",
+    )
