@@ -82,7 +82,7 @@ async def run_backfill(settings: Settings, args: argparse.Namespace) -> int:
             await migrate(connection)
         async with BingXRest(settings.exchange.rest_url, recv_window_ms=settings.exchange.recv_window_ms) as rest:
             result = await backfill(
-                rest, CandleStore(database.pool), args.pair, args.interval, max_batches=args.max_batches
+                rest, CandleStore.of(database), args.pair, args.interval, max_batches=args.max_batches
             )
     except FatalVenueError as error:
         print(f"tradingd: the venue refused us: {error}", file=sys.stderr)
@@ -128,7 +128,7 @@ async def run_ingest(settings: Settings) -> int:
             runner = FeedRunner(
                 rest,
                 settings.exchange.ws_url,
-                CandleStore(database.pool),
+                CandleStore.of(database),
                 SourceStatusStore(database.pool),
                 RetryQueue(database.pool),
                 topics,

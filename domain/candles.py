@@ -6,6 +6,7 @@ where datetimes would cost a conversion per bar on every hot path. Convert at th
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -45,6 +46,7 @@ def datetime_to_ms(moment: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
 
 
+@functools.cache
 def interval_ms(interval: Interval) -> int:
     return int(interval_duration(interval).total_seconds() * 1000)
 
@@ -53,7 +55,8 @@ def candle_problem(candle: Candle) -> str | None:
     """Why a candle cannot be stored (non-finite or non-positive prices, negative volume,
     inconsistent high/low, open time off the interval grid), or None when it is sound."""
     prices = (candle.open, candle.high, candle.low, candle.close)
-    if not all(math.isfinite(value) for value in (*prices, candle.volume)):
+    # One test for all five: a sum is finite only if every term is (NaN and infinities propagate).
+    if not math.isfinite(candle.open + candle.high + candle.low + candle.close + candle.volume):
         return "non-finite value"
     if candle.quote_volume is not None and not (math.isfinite(candle.quote_volume) and candle.quote_volume >= 0):
         return "invalid quote volume"

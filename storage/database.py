@@ -36,10 +36,14 @@ class StorageOptions:
 class Database:
     """The process's pool, and the embedded server behind it when there is one."""
 
-    def __init__(self, pool: asyncpg.Pool, embedded: EmbeddedPostgres | None, target: str) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, embedded: EmbeddedPostgres | None, target: str, *, copy_supported: bool = True
+    ) -> None:
         self.pool = pool
         self.embedded = embedded
         self.target = target
+        self.copy_supported = copy_supported
+        """Whether the server implements `COPY FROM STDIN` (PGlite, used to test Timescale mode, does not)."""
         """Where the data lives, safe to print: `embedded:<pgdata>` or the URL's host/port/database."""
 
     @classmethod
@@ -65,19 +69,20 @@ class Database:
             dsn = options.url
             target = describe_url(options.url)
         try:
+            pglite = await _is_pglite(dsn)
             pool = await asyncpg.create_pool(
                 dsn,
                 min_size=options.pool_min_size,
                 max_size=options.pool_max_size,
                 command_timeout=options.command_timeout_sec,
                 init=_init_connection,
-                server_settings={"application_name": "tradingd"},
+                reset=_reset_keeping_search_path if pglite else None,
             )
         except (TimeoutError, OSError, asyncpg.PostgresError) as error:
             if embedded is not None:
                 await asyncio.to_thread(embedded.stop)
             raise StorageUnavailableError(f"cannot connect to {target}: {type(error).__name__}: {error}") from None
-        return cls(pool, embedded, target)
+        return cls(pool, embedded, target, copy_supported=not pglite)
 
     async def close(self, grace_sec: float = 10.0) -> None:
         """Close gracefully within `grace_sec`, then terminate what is left; stop the embedded server."""
@@ -87,6 +92,23 @@ class Database:
             self.pool.terminate()
         if self.embedded is not None:
             await asyncio.to_thread(self.embedded.stop)
+
+
+async def _is_pglite(dsn: str) -> bool:
+    """PGlite (PostgreSQL in WASM, which serves our TimescaleDB tests) differs from a server in two ways
+    that matter here: it has no `COPY FROM STDIN`, and all connections share one backend session."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        return "emscripten" in str(await connection.fetchval("SELECT version()")).lower()
+    finally:
+        await connection.close()
+
+
+async def _reset_keeping_search_path(connection: asyncpg.Connection) -> None:
+    """The pool's usual reset, then the default search path again: on PGlite's single shared session,
+    `RESET ALL` leaves `search_path` at `pg_catalog` for every connection after it."""
+    await connection.reset()
+    await connection.execute('SET search_path TO "$user", public')
 
 
 async def _init_connection(connection: asyncpg.Connection) -> None:

@@ -12,6 +12,7 @@ gap monitor store it once the next candle has opened.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 import structlog
@@ -20,6 +21,7 @@ from actors.feed.screening import screen
 from domain.candles import interval_ms
 from domain.market import Interval
 from exchange.bingx.rest import BingXRest
+from exchange.bingx.wire import KlineBatch
 from storage.candles import CandleStore
 
 PAGE = 1440
@@ -57,42 +59,59 @@ async def backfill(
         cursor, anchored_at_now = now - now % step + step, True
     batches = written = rejected = 0
     reached_earliest = False
-    while max_batches is None or batches < max_batches:
-        start = cursor - page * step
-        result = await rest.klines(pair, interval, start_ms=start, end_ms=cursor - 1, limit=page)
-        screened = screen(result, pair, interval, SOURCE)
-        rejected += screened.rejected
-        candles = [c for c in screened.accepted if start <= c.open_time_ms < cursor]
-        if anchored_at_now and candles:
-            candles = candles[:-1]  # possibly still forming
-            anchored_at_now = False
-        if candles:
-            batches += 1
-            outcome = await store.write(candles, SOURCE)
-            written += outcome.inserted + outcome.updated
-            cursor = candles[0].open_time_ms if candles[0].open_time_ms > start else start
+
+    async def window(end: int) -> KlineBatch:
+        return await rest.klines(pair, interval, start_ms=end - page * step, end_ms=end - 1, limit=page)
+
+    # The next window is fetched while the current one is written; it is used when the walk goes where
+    # it was aimed (a full page), and discarded otherwise.
+    prefetch: tuple[int, asyncio.Task[KlineBatch]] | None = None
+    try:
+        while max_batches is None or batches < max_batches:
+            start = cursor - page * step
+            if prefetch is not None and prefetch[0] == cursor:
+                result = await prefetch[1]
+            else:
+                _discard(prefetch)
+                result = await window(cursor)
+            prefetch = None
+            screened = screen(result, pair, interval, SOURCE)
+            rejected += screened.rejected
+            candles = [c for c in screened.accepted if start <= c.open_time_ms < cursor]
+            if anchored_at_now and candles:
+                candles = candles[:-1]  # possibly still forming
+                anchored_at_now = False
+            if candles:
+                batches += 1
+                cursor = candles[0].open_time_ms if candles[0].open_time_ms > start else start
+                if max_batches is None or batches < max_batches:
+                    prefetch = (cursor, asyncio.create_task(window(cursor)))
+                outcome = await store.write_new(candles, SOURCE)  # below everything stored so far
+                written += outcome.inserted + outcome.updated
+                log.info(
+                    "backfill_batch",
+                    pair=pair,
+                    interval=interval,
+                    batch=batches,
+                    candles=len(candles),
+                    first_open_ms=candles[0].open_time_ms,
+                )
+                continue
+            probe = await rest.klines(pair, interval, end_ms=start - 1, limit=1)
+            before = [c for c in probe.candles if c.open_time_ms < start]
+            if not before:
+                reached_earliest = True
+                break
             log.info(
-                "backfill_batch",
+                "backfill_hole_skipped",
                 pair=pair,
                 interval=interval,
-                batch=batches,
-                candles=len(candles),
-                first_open_ms=candles[0].open_time_ms,
+                hole_end_ms=start,
+                resume_below_ms=before[-1].open_time_ms + step,
             )
-            continue
-        probe = await rest.klines(pair, interval, end_ms=start - 1, limit=1)
-        before = [c for c in probe.candles if c.open_time_ms < start]
-        if not before:
-            reached_earliest = True
-            break
-        log.info(
-            "backfill_hole_skipped",
-            pair=pair,
-            interval=interval,
-            hole_end_ms=start,
-            resume_below_ms=before[-1].open_time_ms + step,
-        )
-        cursor = before[-1].open_time_ms + step
+            cursor = before[-1].open_time_ms + step
+    finally:
+        _discard(prefetch)
     final_span = await store.span(pair, interval)
     log.info(
         "backfill_finished",
@@ -104,3 +123,15 @@ async def backfill(
         reached_earliest=reached_earliest,
     )
     return BackfillResult(batches, written, rejected, reached_earliest, final_span[0] if final_span else None)
+
+
+def _discard(prefetch: tuple[int, asyncio.Task[KlineBatch]] | None) -> None:
+    """Drop an unused prefetch: cancel it if still running; if it already failed, retrieve the error so
+    it is not reported as unhandled (the walk fetches that window again if it needs it)."""
+    if prefetch is None:
+        return
+    task = prefetch[1]
+    if not task.done():
+        task.cancel()
+    elif not task.cancelled():
+        task.exception()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import asyncpg
 import pytest
 
 from domain.candles import Candle
-from storage.candles import Gap, find_gaps, read_candles, stored_span, write_candles
+from storage.candles import CandleStore, Gap, copy_new_candles, find_gaps, read_candles, stored_span, write_candles
+from storage.database import Database, StorageOptions
 from storage.migrator import migrate
 
 MINUTE = 60_000
@@ -82,3 +85,25 @@ async def test_the_same_writes_work_on_a_timescale_hypertable(timescale_url: str
         assert await find_gaps(connection, "BTC-USDT", "1m", T0, T0 + 101 * MINUTE) == []
     finally:
         await connection.close()
+
+
+async def test_copy_of_new_candles_falls_back_when_one_is_stored_already(db: asyncpg.Connection) -> None:
+    first = await copy_new_candles(db, [candle(i) for i in range(5)], "x")
+    assert (first.inserted, first.updated) == (5, 0)
+    overlapping = await copy_new_candles(db, [candle(i, close=101.5) for i in range(3, 8)], "x")
+    assert (overlapping.inserted, overlapping.updated, overlapping.unchanged) == (3, 2, 0)
+    stored = await read_candles(db, "BTC-USDT", "1m", T0, T0 + 10 * MINUTE)
+    assert [c.close for c in stored] == [101.0, 101.0, 101.0, 101.5, 101.5, 101.5, 101.5, 101.5]
+
+
+async def test_pglite_reports_no_copy_and_the_store_writes_without_it(timescale_url: str, tmp_path: Path) -> None:
+    database = await Database.open(StorageOptions(url=timescale_url, data_dir=tmp_path, pool_max_size=1))
+    try:
+        assert database.copy_supported is False
+        async with database.pool.acquire() as connection:
+            await migrate(connection)
+        store = CandleStore.of(database)
+        assert (await store.write_new([candle(i) for i in range(3)], "x")).inserted == 3
+        assert len(await store.read("BTC-USDT", "1m", T0, T0 + 3 * MINUTE)) == 3
+    finally:
+        await database.close()
