@@ -24,6 +24,7 @@ from pathlib import Path
 
 from actors.feed.backfill import backfill
 from actors.feed.live import FeedTopic, LiveIngestor
+from benchmarks.report import write_section
 from exchange.bingx.rest import BingXRest
 from exchange.bingx.wire import decode_frame, parse_kline_push
 from exchange.bingx.ws import MarketDataStream
@@ -34,7 +35,6 @@ from storage.candles import CandleStore
 from storage.database import Database, StorageOptions
 from storage.migrator import migrate
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "performance.md"
 START, END = "<!-- market-data-bench:start -->", "<!-- market-data-bench:end -->"
 MINUTE = 60_000
 T0 = 1_735_689_600_000  # 2025-01-01T00:00Z
@@ -233,14 +233,7 @@ def main() -> None:
     section = markdown(figures, decode, latency, args.speed)
     print(section)
     if args.write:
-        text = DOC.read_text()
-        if START not in text:
-            text = text.replace(
-                "## Installing and testing", f"## Market data\n\n{START}\n{END}\n\n## Installing and testing"
-            )
-        before, _, rest = text.partition(START)
-        _, _, after = rest.partition(END)
-        DOC.write_text(before + section + after)
+        write_section(START, END, section, heading="Market data")
 
 
 if __name__ == "__main__":

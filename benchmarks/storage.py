@@ -19,13 +19,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from benchmarks.report import write_section
 from domain.candles import Candle, datetime_to_ms
 from storage.candles import write_candles
 from storage.database import Database, StorageOptions
 from storage.migrator import migrate
 from storage.table_io import export_table, import_table, reset_table
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "performance.md"
 START, END = "<!-- storage-bench:start -->", "<!-- storage-bench:end -->"
 CANDLE_COLUMNS = ("pair", "interval", "open_time", "open", "high", "low", "close", "volume", "quote_volume", "source")
 
@@ -148,10 +148,7 @@ def main() -> None:
     section = markdown(asyncio.run(run(args.rows, args.repeat)))
     print(section)
     if args.write:
-        text = DOC.read_text()
-        before, _, rest = text.partition(START)
-        _, _, after = rest.partition(END)
-        DOC.write_text(before + section + after)
+        write_section(START, END, section, heading="Storage")
 
 
 if __name__ == "__main__":
