@@ -41,6 +41,21 @@ async def open_database(settings: Settings) -> Database | None:
         return None
 
 
+async def open_migrated_database(settings: Settings) -> Database | None:
+    """`open_database`, with the schema brought up to date; None after telling the operator why not."""
+    database = await open_database(settings)
+    if database is None:
+        return None
+    try:
+        async with database.pool.acquire() as connection:
+            await migrate(connection)
+    except MigrationError as error:
+        print(f"tradingd: {error}", file=sys.stderr)
+        await database.close()
+        return None
+    return database
+
+
 async def run_db_command(settings: Settings, args: argparse.Namespace) -> int:
     handler: Callable[[asyncpg.Connection, argparse.Namespace, Database], Awaitable[int]] = _HANDLERS[args.db_command]
     database = await open_database(settings)

@@ -15,7 +15,7 @@ from actors.feed.runner import FeedRunner, FeedSchedule
 from config import Settings
 from config.guard import test_data_source
 from daemon import exit_codes
-from daemon.db_commands import open_database
+from daemon.db_commands import open_migrated_database
 from domain.errors import FatalVenueError, VenueError
 from domain.market import INTERVALS, parse_interval
 from exchange.bingx.rest import BingXRest
@@ -24,7 +24,6 @@ from exchange.sim.replay import ReplayClock, ReplaySeries
 from exchange.sim.server import BingXSimulator
 from observability import get_logger
 from storage.candles import CandleStore
-from storage.migrator import migrate
 from storage.retry_queue import RetryQueue
 from storage.source_status import SourceStatusStore
 
@@ -74,12 +73,10 @@ async def run_backfill(settings: Settings, args: argparse.Namespace) -> int:
         return exit_codes.USAGE
     if (refused := refuse_test_data(settings)) is not None:
         return refused
-    database = await open_database(settings)
+    database = await open_migrated_database(settings)
     if database is None:
         return exit_codes.UNAVAILABLE
     try:
-        async with database.pool.acquire() as connection:
-            await migrate(connection)
         async with BingXRest(settings.exchange.rest_url, recv_window_ms=settings.exchange.recv_window_ms) as rest:
             result = await backfill(
                 rest, CandleStore.of(database), args.pair, args.interval, max_batches=args.max_batches
@@ -111,7 +108,7 @@ async def run_backfill(settings: Settings, args: argparse.Namespace) -> int:
 async def run_ingest(settings: Settings) -> int:
     if (refused := refuse_test_data(settings)) is not None:
         return refused
-    database = await open_database(settings)
+    database = await open_migrated_database(settings)
     if database is None:
         return exit_codes.UNAVAILABLE
     market = settings.market_data
@@ -122,8 +119,6 @@ async def run_ingest(settings: Settings) -> int:
         gap_monitor_every_sec=market.gap_monitor_interval_min * 60 if market.gap_monitor_interval_min else None,
     )
     try:
-        async with database.pool.acquire() as connection:
-            await migrate(connection)
         async with BingXRest(settings.exchange.rest_url, recv_window_ms=settings.exchange.recv_window_ms) as rest:
             runner = FeedRunner(
                 rest,
@@ -154,12 +149,10 @@ async def run_ingest(settings: Settings) -> int:
 
 
 async def run_retry_queue(settings: Settings, args: argparse.Namespace) -> int:
-    database = await open_database(settings)
+    database = await open_migrated_database(settings)
     if database is None:
         return exit_codes.UNAVAILABLE
     try:
-        async with database.pool.acquire() as connection:
-            await migrate(connection)
         jobs = await RetryQueue(database.pool).jobs()
     finally:
         await database.close()

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import structlog
@@ -68,7 +68,8 @@ class FeedStats:
     rejected: int = 0
     late_updates: int = 0
     rest_failures: int = 0
-    lags_sec: list[float] = field(default_factory=list)
+    last_lag_sec: float | None = None
+    """Time from a candle becoming final (its successor's first update) to its row being written."""
 
 
 class LiveIngestor:
@@ -183,7 +184,7 @@ class LiveIngestor:
             await self.store.write(finals, STREAM_SOURCE)
             self.stats.finals_from_stream += len(finals)
             stored_at = self._monotonic()
-            self.stats.lags_sec.append(stored_at - now)
+            self.stats.last_lag_sec = stored_at - now
             state.last_final_at = stored_at
             await self._record(state, "ok", lag=stored_at - now)
 

@@ -16,6 +16,7 @@ import json
 import logging
 import time
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,7 +64,8 @@ class StreamStats:
     pongs_sent: int = 0
     malformed: int = 0
     last_error: str = ""
-    rejected_rows: list[str] = field(default_factory=list)
+    recent_rejections: deque[str] = field(default_factory=lambda: deque(maxlen=100))
+    """Reasons of the latest rejected kline rows (bounded: the stream runs for days)."""
 
 
 class _Reconnect(Exception):
@@ -213,7 +215,7 @@ class MarketDataStream:
                 self._malformed(f"unknown interval in {data_type}")
                 return None
             batch = parse_kline_push(message, interval)
-            self.stats.rejected_rows.extend(row.reason for row in batch.rejected)
+            self.stats.recent_rejections.extend(row.reason for row in batch.rejected)
             return KlineUpdate(data_type, batch, _wall_ms())
         if message.get("code") not in (0, None):
             self._malformed(f"error frame: {message}")

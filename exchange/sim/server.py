@@ -29,6 +29,7 @@ from exchange.sim.trading import TradingRoutes
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 KLINE_LIMIT_DEFAULT = 500
 KLINE_LIMIT_MAX = 1440
+REQUEST_LOG_SIZE = 100_000
 
 
 @dataclass
@@ -101,7 +102,8 @@ class BingXSimulator:
         self.account = SimAccount({pair: _rules(spec) for pair, spec in self.contracts.items()}, balance=balance)
         self.trading = TradingRoutes(self.account, api_keys or {}, self.last_price)
         self.faults = Faults()
-        self.request_log: list[RequestRecord] = []
+        # The most recent requests only: `tradingd sim` may run for days.
+        self.request_log: deque[RequestRecord] = deque(maxlen=REQUEST_LOG_SIZE)
         self._runner: web.AppRunner | None = None
         self.rest_url = ""
         self.ws_url = ""

@@ -196,7 +196,7 @@ async def test_malformed_frames_are_counted_and_skipped(sim: BingXSimulator) -> 
         assert isinstance(update, KlineUpdate)
         assert stream.stats.malformed == 3
         assert stream.stats.connections == 1
-        assert any("malformed kline push" in reason for reason in stream.stats.rejected_rows)
+        assert any("malformed kline push" in reason for reason in stream.stats.recent_rejections)
 
 
 async def test_more_than_ten_subscribe_messages_a_second_are_refused(sim: BingXSimulator) -> None:
