@@ -7,7 +7,6 @@ where datetimes would cost a conversion per bar on every hot path. Convert at th
 from __future__ import annotations
 
 import functools
-import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -49,23 +48,3 @@ def datetime_to_ms(moment: datetime) -> int:
 @functools.cache
 def interval_ms(interval: Interval) -> int:
     return int(interval_duration(interval).total_seconds() * 1000)
-
-
-def candle_problem(candle: Candle) -> str | None:
-    """Why a candle cannot be stored (non-finite or non-positive prices, negative volume,
-    inconsistent high/low, open time off the interval grid), or None when it is sound."""
-    prices = (candle.open, candle.high, candle.low, candle.close)
-    # One test for all five: a sum is finite only if every term is (NaN and infinities propagate).
-    if not math.isfinite(candle.open + candle.high + candle.low + candle.close + candle.volume):
-        return "non-finite value"
-    if candle.quote_volume is not None and not (math.isfinite(candle.quote_volume) and candle.quote_volume >= 0):
-        return "invalid quote volume"
-    if min(prices) <= 0:
-        return "non-positive price"
-    if candle.volume < 0:
-        return "negative volume"
-    if candle.high < max(candle.open, candle.close, candle.low) or candle.low > min(candle.open, candle.close):
-        return "high/low inconsistent with open/close"
-    if candle.interval != "1M" and candle.open_time_ms % interval_ms(candle.interval) != 0:
-        return f"open time {candle.open_time_ms} is not aligned to the {candle.interval} grid"
-    return None

@@ -15,8 +15,10 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from domain.candle_columns import CandleColumns
 from domain.candles import Candle, interval_ms, ms_to_datetime
 from domain.market import Interval
+from storage.copy_format import CANDLE_COPY_COLUMNS, candle_copy_payload
 from storage.database import Database
 
 
@@ -36,20 +38,34 @@ class Gap:
     missing: int
 
 
-async def write_candles(connection: asyncpg.Connection, candles: Sequence[Candle], source: str) -> WriteResult:
-    if not candles:
+async def write_candles(
+    connection: asyncpg.Connection, candles: CandleColumns | Sequence[Candle], source: str
+) -> WriteResult:
+    """Upsert candles (any pairs and intervals; of several rows for one key the last given wins)."""
+    groups = _column_groups(candles)
+    if not groups:
         return WriteResult(0, 0, 0)
-    latest: dict[tuple[str, str, int], Candle] = {}
-    for candle in candles:  # one row per key (the last given wins): ON CONFLICT may touch a row once
-        latest[(candle.pair, candle.interval, candle.open_time_ms)] = candle
-    batch = list(latest.values())
+    if len(groups) == 1:
+        return await _upsert(connection, groups[0], source)
+    async with connection.transaction():
+        results = [await _upsert(connection, group, source) for group in groups]
+    return WriteResult(
+        sum(r.inserted for r in results), sum(r.updated for r in results), sum(r.unchanged for r in results)
+    )
+
+
+async def _upsert(connection: asyncpg.Connection, candles: CandleColumns, source: str) -> WriteResult:
+    batch = candles.sorted_unique()  # ON CONFLICT may touch a row only once per statement
+    if len(batch) == 0:
+        return WriteResult(0, 0, 0)
     rows = await connection.fetch(
         """
         INSERT INTO candles AS c (pair, interval, open_time, open, high, low, close, volume, quote_volume, source)
-        SELECT t.pair, t.interval, t.open_time, t.open, t.high, t.low, t.close, t.volume, t.quote_volume, $10
-        FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::float8[], $5::float8[], $6::float8[],
-                    $7::float8[], $8::float8[], $9::float8[])
-             AS t(pair, interval, open_time, open, high, low, close, volume, quote_volume)
+        SELECT $8, $9, 'epoch'::timestamptz + t.open_ms * interval '1 millisecond',
+               t.open, t.high, t.low, t.close, t.volume, nullif(t.quote_volume, 'NaN'), $10
+        FROM unnest($1::int8[], $2::float8[], $3::float8[], $4::float8[], $5::float8[], $6::float8[],
+                    $7::float8[])
+             AS t(open_ms, open, high, low, close, volume, quote_volume)
         ON CONFLICT (pair, interval, open_time) DO UPDATE
             SET open = excluded.open, high = excluded.high, low = excluded.low, close = excluded.close,
                 volume = excluded.volume, quote_volume = excluded.quote_volume, source = excluded.source,
@@ -60,47 +76,44 @@ async def write_candles(connection: asyncpg.Connection, candles: Sequence[Candle
                    excluded.quote_volume)
         RETURNING (xmax = 0) AS inserted
         """,
-        [c.pair for c in batch],
-        [c.interval for c in batch],
-        [ms_to_datetime(c.open_time_ms) for c in batch],
-        [c.open for c in batch],
-        [c.high for c in batch],
-        [c.low for c in batch],
-        [c.close for c in batch],
-        [c.volume for c in batch],
-        [c.quote_volume for c in batch],
+        batch.open_time_ms.tolist(),
+        batch.open.tolist(),
+        batch.high.tolist(),
+        batch.low.tolist(),
+        batch.close.tolist(),
+        batch.volume.tolist(),
+        batch.quote_volume.tolist(),
+        batch.pair,
+        batch.interval,
         source,
     )
     inserted = sum(1 for row in rows if row["inserted"])
     return WriteResult(inserted, len(rows) - inserted, len(batch) - len(rows))
 
 
-_COPY_COLUMNS = ("pair", "interval", "open_time", "open", "high", "low", "close", "volume", "quote_volume", "source")
+def _column_groups(candles: CandleColumns | Sequence[Candle]) -> list[CandleColumns]:
+    if isinstance(candles, CandleColumns):
+        return [candles]
+    by_series: dict[tuple[str, str], list[Candle]] = {}
+    for candle in candles:
+        by_series.setdefault((candle.pair, candle.interval), []).append(candle)
+    return [CandleColumns.from_candles(group) for group in by_series.values()]
 
 
-async def copy_new_candles(connection: asyncpg.Connection, candles: Sequence[Candle], source: str) -> WriteResult:
+async def copy_new_candles(connection: asyncpg.Connection, candles: CandleColumns, source: str) -> WriteResult:
     """Write candles that cannot be stored yet (a backfill page below the earliest stored candle) with
-    `COPY`, the fastest path. If one is stored after all (a concurrent writer), the COPY is rolled back
-    to its savepoint and the idempotent `write_candles` runs instead."""
-    batch = list({(c.pair, c.interval, c.open_time_ms): c for c in candles}.values())
-    records = [
-        (
-            c.pair,
-            c.interval,
-            ms_to_datetime(c.open_time_ms),
-            c.open,
-            c.high,
-            c.low,
-            c.close,
-            c.volume,
-            c.quote_volume,
-            source,
-        )
-        for c in batch
-    ]
+    a binary `COPY`, the fastest path. If one is stored after all (a concurrent writer), the COPY
+    fails as a whole and the idempotent `write_candles` runs instead."""
+    batch = candles.sorted_unique()
+    if len(batch) == 0:
+        return WriteResult(0, 0, 0)
+    payload = memoryview(candle_copy_payload(batch, source))  # bytes would be taken for a file path
     try:
-        async with connection.transaction():
-            await connection.copy_records_to_table("candles", records=records, columns=_COPY_COLUMNS)
+        if connection.is_in_transaction():  # a savepoint keeps the caller's transaction usable
+            async with connection.transaction():
+                await connection.copy_to_table("candles", source=payload, columns=CANDLE_COPY_COLUMNS, format="binary")
+        else:  # one statement: all rows or none, without the round trips of a transaction block
+            await connection.copy_to_table("candles", source=payload, columns=CANDLE_COPY_COLUMNS, format="binary")
     except asyncpg.UniqueViolationError:
         return await write_candles(connection, batch, source)
     return WriteResult(len(batch), 0, 0)
@@ -191,11 +204,11 @@ class CandleStore:
     def of(cls, database: Database) -> CandleStore:
         return cls(database.pool, copy_supported=database.copy_supported)
 
-    async def write(self, candles: Sequence[Candle], source: str) -> WriteResult:
+    async def write(self, candles: CandleColumns | Sequence[Candle], source: str) -> WriteResult:
         async with self._pool.acquire() as connection:
             return await write_candles(connection, candles, source)
 
-    async def write_new(self, candles: Sequence[Candle], source: str) -> WriteResult:
+    async def write_new(self, candles: CandleColumns, source: str) -> WriteResult:
         """Like `write`, faster for candles expected not to be stored yet (see `copy_new_candles`)."""
         async with self._pool.acquire() as connection:
             if self._copy_supported:

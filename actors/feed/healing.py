@@ -38,10 +38,11 @@ async def heal_range(
         requests += 1
         screened = screen(batch, pair, interval, SOURCE)
         rejected += screened.rejected
-        candles = [c for c in screened.accepted if cursor <= c.open_time_ms < window_end]
-        if candles:
+        accepted = screened.accepted
+        candles = accepted.take((accepted.open_time_ms >= cursor) & (accepted.open_time_ms < window_end))
+        if len(candles):
             await store.write(candles, SOURCE)
-            stored.extend(candles)
+            stored.extend(candles.to_candles())
         cursor = window_end
     return Healed(stored, rejected, requests)
 
@@ -53,9 +54,9 @@ async def poll_latest(
     Returns the stored ones and the newest (possibly forming) one."""
     batch = await rest.klines(pair, interval, limit=limit)
     screened = screen(batch, pair, interval, SOURCE)
-    if not screened.accepted:
+    if not screened.candles:
         return [], None
-    *final, newest = screened.accepted
+    *final, newest = screened.candles
     if final:
         await store.write(final, SOURCE)
     return final, newest

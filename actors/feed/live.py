@@ -167,7 +167,7 @@ class LiveIngestor:
         screened = screen(event.batch, topic.pair, topic.interval, STREAM_SOURCE)
         self.stats.rejected += screened.rejected
         finals: list[Candle] = []
-        for candle in screened.accepted:
+        for candle in screened.candles:
             assembled = state.assembler.update(candle)
             finals.extend(assembled.final)
             self.stats.late_updates += assembled.late

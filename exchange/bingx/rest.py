@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Protocol
 
-import httpx
+import aiohttp
+from yarl import URL
 
 from domain.errors import (
     RateLimitedError,
@@ -29,7 +30,7 @@ from domain.errors import (
 from domain.instruments import Contract
 from domain.market import Interval
 from exchange.bingx import signing
-from exchange.bingx.wire import TIMESTAMP_MISMATCH, KlineBatch, parse_contracts, parse_envelope, parse_rest_klines
+from exchange.bingx.wire import TIMESTAMP_MISMATCH, KlineBatch, parse_contracts, parse_envelope, parse_kline_response
 
 KLINES_MAX_LIMIT = 1440
 
@@ -121,9 +122,10 @@ class BingXRest:
         retry: RetryPolicy | None = None,
         clock: Clock | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self._http = httpx.AsyncClient(base_url=base_url, timeout=timeout_sec, transport=transport)
+        self._base_url = base_url.rstrip("/")
+        self._timeout = aiohttp.ClientTimeout(total=timeout_sec)
+        self._http: aiohttp.ClientSession | None = None  # opened on first use, inside the event loop
         self._credentials = credentials
         self._recv_window_ms = recv_window_ms
         self._retry = retry or RetryPolicy()
@@ -136,7 +138,9 @@ class BingXRest:
         self.requests_sent = 0
 
     async def close(self) -> None:
-        await self._http.aclose()
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
 
     async def __aenter__(self) -> BingXRest:
         return self
@@ -152,7 +156,7 @@ class BingXRest:
     # ---------------------------------------------------------------- market data (public)
 
     async def server_time_ms(self) -> int:
-        data = await self._get("/openApi/swap/v2/server/time", {})
+        data: Any = await self._get("/openApi/swap/v2/server/time", {})
         return _require_int(data, "serverTime")
 
     async def sync_time(self) -> int:
@@ -179,10 +183,14 @@ class BingXRest:
         if not 1 <= limit <= KLINES_MAX_LIMIT:
             raise ValueError(f"limit must be 1..{KLINES_MAX_LIMIT}")
         params = _drop_none(symbol=symbol, interval=interval, startTime=start_ms, endTime=end_ms, limit=limit)
-        return parse_rest_klines(await self._get("/openApi/swap/v3/quote/klines", params), symbol, interval)
+
+        def decode(status: int, body: bytes) -> KlineBatch:
+            return parse_kline_response(status, body, symbol, interval)
+
+        return await self._get("/openApi/swap/v3/quote/klines", params, decode=decode)
 
     async def price(self, symbol: str) -> Decimal:
-        data = await self._get("/openApi/swap/v2/quote/price", {"symbol": symbol})
+        data: Any = await self._get("/openApi/swap/v2/quote/price", {"symbol": symbol})
         if not isinstance(data, Mapping) or "price" not in data:
             raise WireFormatError("price: expected an object with a price")
         return Decimal(str(data["price"]))
@@ -200,11 +208,18 @@ class BingXRest:
             raise ValueError("writes are POST, PUT or DELETE")
         return await self._send(method, path, params, signed=True)
 
-    async def _get(self, path: str, params: Mapping[str, object], *, signed: bool = False) -> Any:
+    async def _get[T](
+        self,
+        path: str,
+        params: Mapping[str, object],
+        *,
+        signed: bool = False,
+        decode: Callable[[int, bytes], T] = parse_envelope,
+    ) -> T:
         attempt = 0
         while True:
             try:
-                return await self._send("GET", path, params, signed=signed)
+                return await self._send("GET", path, params, signed=signed, decode=decode)
             except RateLimitedError as error:
                 if attempt + 1 >= self._retry.attempts:
                     raise
@@ -217,7 +232,16 @@ class BingXRest:
                 await self._sleep(self._retry.delay(attempt))
             attempt += 1
 
-    async def _send(self, method: str, path: str, params: Mapping[str, object], *, signed: bool) -> Any:
+    async def _send[T](
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, object],
+        *,
+        signed: bool,
+        decode: Callable[[int, bytes], T] = parse_envelope,
+    ) -> T:
+        """One request. `decode` turns the status and body into the result or a `VenueError`."""
         text_params = {key: _wire_value(value) for key, value in params.items()}
         bucket = self._trade_bucket if signed else self._market_bucket
         await bucket.acquire(self._sleep)
@@ -231,23 +255,27 @@ class BingXRest:
             headers["X-BX-APIKEY"] = self._credentials.api_key
         else:
             query = signing.encoded_query(text_params)
-        url = f"{path}?{query}" if query else path
+        # The query goes out exactly as signed: `encoded=True` stops yarl from re-quoting it.
+        url = URL(f"{self._base_url}{path}?{query}" if query else f"{self._base_url}{path}", encoded=True)
+        if self._http is None:
+            self._http = aiohttp.ClientSession(timeout=self._timeout)
         self.requests_sent += 1
         try:
-            response = await self._http.request(method, url, headers=headers)
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as error:
+            async with self._http.request(method, url, headers=headers) as response:
+                body = await response.read()
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as error:
             # Nothing reached the venue: safe to treat as temporary for reads and writes alike.
             raise TemporaryVenueError(f"{method} {path}: {type(error).__name__}") from None
-        except httpx.TransportError as error:
+        except (aiohttp.ClientError, TimeoutError) as error:
             if method == "GET":
                 raise TemporaryVenueError(f"{method} {path}: {type(error).__name__}") from None
             raise UnknownOutcomeError(f"{method} {path} may have reached the venue: {type(error).__name__}") from None
-        await self._obey_rate_headers(response)
-        return parse_envelope(response.status_code, response.content)
+        await self._obey_rate_headers(response.headers)
+        return decode(response.status, body)
 
-    async def _obey_rate_headers(self, response: httpx.Response) -> None:
-        remain = response.headers.get("X-RateLimit-Requests-Remain")
-        expire = response.headers.get("X-RateLimit-Requests-Expire")
+    async def _obey_rate_headers(self, headers: Mapping[str, str]) -> None:
+        remain = headers.get("X-RateLimit-Requests-Remain")
+        expire = headers.get("X-RateLimit-Requests-Expire")
         if remain is None or expire is None or not remain.strip().isdigit() or int(remain) > 0:
             return
         try:

@@ -5,8 +5,8 @@ accepted.
 
 from __future__ import annotations
 
+import functools
 import gzip
-import itertools
 import json
 import zlib
 from collections.abc import Mapping
@@ -14,6 +14,10 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
+import msgspec
+import numpy as np
+
+from domain.candle_columns import CandleColumns
 from domain.candles import Candle
 from domain.errors import (
     DuplicateClientOrderIdError,
@@ -100,14 +104,66 @@ class RejectedRow:
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, eq=False)
 class KlineBatch:
     """Candles in ascending open time without duplicates, and the rows that could not be parsed."""
 
-    candles: list[Candle]
+    columns: CandleColumns
     rejected: list[RejectedRow]
     unsorted: bool
     duplicates: int
+
+    @functools.cached_property
+    def candles(self) -> list[Candle]:
+        return self.columns.to_candles()
+
+
+class _RestKline(msgspec.Struct):
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    time: int
+
+
+class _RestKlineEnvelope(msgspec.Struct):
+    code: int
+    data: list[_RestKline] | None = None
+
+
+# Lax decoding turns the wire's numeric strings into numbers; anything it cannot type (arrays, a single
+# object, a malformed row, an error envelope) goes to the general path below, row by row.
+_REST_KLINES = msgspec.json.Decoder(_RestKlineEnvelope, strict=False)
+
+
+def parse_kline_response(status: int, body: bytes, pair: str, interval: Interval) -> KlineBatch:
+    """A whole GET /openApi/swap/v3/quote/klines response. The usual shape (a 200 with `code` 0 and a
+    list of kline objects) is decoded straight into columns, about ten times faster than building a
+    `Candle` per row; every other shape takes `parse_envelope` and `parse_rest_klines`."""
+    if status == 200:
+        try:
+            document = _REST_KLINES.decode(body)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            document = None
+        if document is not None and document.code == 0:
+            rows = document.data or []
+            size = len(rows)
+            if size == 0:
+                return order_and_dedupe(CandleColumns.empty(pair, interval))
+            columns = CandleColumns(
+                pair,
+                interval,
+                np.fromiter((r.time for r in rows), np.int64, size),
+                np.fromiter((r.open for r in rows), np.float64, size),
+                np.fromiter((r.high for r in rows), np.float64, size),
+                np.fromiter((r.low for r in rows), np.float64, size),
+                np.fromiter((r.close for r in rows), np.float64, size),
+                np.fromiter((r.volume for r in rows), np.float64, size),
+                np.full(size, np.nan),
+            )
+            return order_and_dedupe(columns)
+    return parse_rest_klines(parse_envelope(status, body), pair, interval)
 
 
 def parse_rest_klines(data: Any, pair: str, interval: Interval) -> KlineBatch:
@@ -130,7 +186,7 @@ def parse_rest_klines(data: Any, pair: str, interval: Interval) -> KlineBatch:
                 rejected.append(RejectedRow(row, "neither a kline object nor a kline array"))
         except (KeyError, WireFormatError) as error:
             rejected.append(RejectedRow(row, f"malformed kline: {error}"))
-    return order_and_dedupe(parsed, rejected)
+    return order_and_dedupe(_columns(parsed, pair, interval), rejected)
 
 
 def parse_kline_push(message: Mapping[str, Any], interval: Interval) -> KlineBatch:
@@ -151,18 +207,18 @@ def parse_kline_push(message: Mapping[str, Any], interval: Interval) -> KlineBat
             parsed.append(_candle(pair, interval, row["T"], row["o"], row["h"], row["l"], row["c"], row["v"]))
         except (KeyError, WireFormatError) as error:
             rejected.append(RejectedRow(row, f"malformed kline push: {error}"))
-    return order_and_dedupe(parsed, rejected)
+    return order_and_dedupe(_columns(parsed, pair, interval), rejected)
 
 
-def order_and_dedupe(candles: list[Candle], rejected: list[RejectedRow] | None = None) -> KlineBatch:
+def order_and_dedupe(columns: CandleColumns, rejected: list[RejectedRow] | None = None) -> KlineBatch:
     """Sort ascending by open time; of several rows with one open time keep the last received (for
     a forming candle it is the newest update)."""
-    unsorted = any(a.open_time_ms > b.open_time_ms for a, b in itertools.pairwise(candles))
-    by_time: dict[int, Candle] = {}
-    for candle in candles:
-        by_time[candle.open_time_ms] = candle
-    ordered = [by_time[key] for key in sorted(by_time)]
-    return KlineBatch(ordered, list(rejected or []), unsorted, len(candles) - len(ordered))
+    ordered = columns.sorted_unique()
+    return KlineBatch(ordered, list(rejected or []), not columns.is_sorted(), len(columns) - len(ordered))
+
+
+def _columns(candles: list[Candle], pair: str, interval: Interval) -> CandleColumns:
+    return CandleColumns.from_candles(candles) if candles else CandleColumns.empty(pair, interval)
 
 
 def parse_contracts(data: Any) -> list[Contract]:

@@ -15,6 +15,11 @@ def ok(data: Any) -> web.Response:
     )
 
 
+def ok_encoded(data_json: bytes) -> web.Response:
+    """`ok` for a `data` already encoded as JSON (the kline pages, built from cached rows)."""
+    return web.Response(body=b'{"code":0,"msg":"","data":' + data_json + b"}", content_type="application/json")
+
+
 def error(code: int, message: str, status: int = 200) -> web.Response:
     """A business error: HTTP 200 with a non-zero code, like the venue (unless `status` says otherwise)."""
     return web.Response(

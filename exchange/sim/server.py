@@ -21,7 +21,7 @@ from aiohttp import web
 
 from domain.market import INTERVALS, parse_interval
 from exchange.sim.account import SimAccount, SymbolRules
-from exchange.sim.envelope import error, ok
+from exchange.sim.envelope import error, ok, ok_encoded
 from exchange.sim.replay import KlineView, ReplayClock, ReplaySeries
 from exchange.sim.stream import MarketLoop, MarketStream, Pace
 from exchange.sim.trading import TradingRoutes
@@ -214,11 +214,11 @@ class BingXSimulator:
             return error(109400, "limit, startTime and endTime must be integers")
         if not 1 <= limit <= KLINE_LIMIT_MAX:
             return error(109400, f"limit must be between 1 and {KLINE_LIMIT_MAX}")
-        views = self._kline_views(series, start, end, limit)
-        rows = [_kline_json(view) for view in views]
+        now = self.clock.now_ms()
+        rows = [series.kline_json(index, now) for index in self._kline_indexes(series, now, start, end, limit)]
         if self.options.kline_order == "desc":
             rows.reverse()
-        return ok(rows)
+        return ok_encoded(b"[" + b",".join(rows) + b"]")
 
     async def _price(self, request: web.Request) -> web.Response:
         symbol = request.query.get("symbol", "")
@@ -227,19 +227,16 @@ class BingXSimulator:
             return error(109425, f"symbol {symbol} does not exist")
         return ok({"symbol": symbol, "price": str(price), "time": self.clock.now_ms()})
 
-    def _kline_views(self, series: ReplaySeries, start: int | None, end: int | None, limit: int) -> list[KlineView]:
-        now = self.clock.now_ms()
+    def _kline_indexes(self, series: ReplaySeries, now: int, start: int | None, end: int | None, limit: int) -> range:
+        """Rows to answer with, all opened by `now`."""
         _, visible_stop = series.visible_range(now)
         if end is not None:
             cut = series.index_at_or_after(end + 1 if self.options.kline_end_inclusive else end)
             visible_stop = min(visible_stop, cut)
         if start is not None:
             first = series.index_at_or_after(start)
-            indexes = range(first, min(visible_stop, first + limit))
-        else:
-            indexes = range(max(0, visible_stop - limit), visible_stop)
-        views = [series.view(index, now) for index in indexes]
-        return [view for view in views if view is not None]
+            return range(first, min(visible_stop, first + limit))
+        return range(max(0, visible_stop - limit), visible_stop)
 
 
 def _rules(spec: ContractSpec) -> SymbolRules:
@@ -255,17 +252,6 @@ def _rules(spec: ContractSpec) -> SymbolRules:
 
 def _status_body(status: int) -> str:
     return {429: "Too Many Requests", 418: "I'm a teapot", 504: "Gateway Timeout"}.get(status, "error")
-
-
-def _kline_json(view: KlineView) -> dict[str, Any]:
-    return {
-        "open": view.open,
-        "close": view.close,
-        "high": view.high,
-        "low": view.low,
-        "volume": view.volume,
-        "time": view.open_time_ms,
-    }
 
 
 def _contract_json(pair: str, spec: ContractSpec) -> dict[str, Any]:

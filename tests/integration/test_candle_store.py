@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import asyncpg
 import pytest
 
+from domain.candle_columns import CandleColumns
 from domain.candles import Candle
 from storage.candles import CandleStore, Gap, copy_new_candles, find_gaps, read_candles, stored_span, write_candles
 from storage.database import Database, StorageOptions
@@ -18,6 +20,10 @@ T0 = 1_700_000_040_000
 
 def candle(i: int, close: float = 101.0, pair: str = "BTC-USDT") -> Candle:
     return Candle(pair, "1m", T0 + i * MINUTE, 100.0, 102.0, 99.0, close, 5.0 + i)
+
+
+def columns(candles: Iterable[Candle]) -> CandleColumns:
+    return CandleColumns.from_candles(list(candles))
 
 
 @pytest.fixture
@@ -88,9 +94,11 @@ async def test_the_same_writes_work_on_a_timescale_hypertable(timescale_url: str
 
 
 async def test_copy_of_new_candles_falls_back_when_one_is_stored_already(db: asyncpg.Connection) -> None:
-    first = await copy_new_candles(db, [candle(i) for i in range(5)], "x")
+    first = await copy_new_candles(db, columns(candle(i) for i in range(5)), "x")
     assert (first.inserted, first.updated) == (5, 0)
-    overlapping = await copy_new_candles(db, [candle(i, close=101.5) for i in range(3, 8)], "x")
+    async with db.transaction():  # the failed COPY must not abort a caller's transaction
+        overlapping = await copy_new_candles(db, columns(candle(i, close=101.5) for i in range(3, 8)), "x")
+        assert await db.fetchval("SELECT count(*) FROM candles") == 8
     assert (overlapping.inserted, overlapping.updated, overlapping.unchanged) == (3, 2, 0)
     stored = await read_candles(db, "BTC-USDT", "1m", T0, T0 + 10 * MINUTE)
     assert [c.close for c in stored] == [101.0, 101.0, 101.0, 101.5, 101.5, 101.5, 101.5, 101.5]
@@ -103,7 +111,21 @@ async def test_pglite_reports_no_copy_and_the_store_writes_without_it(timescale_
         async with database.pool.acquire() as connection:
             await migrate(connection)
         store = CandleStore.of(database)
-        assert (await store.write_new([candle(i) for i in range(3)], "x")).inserted == 3
+        assert (await store.write_new(columns(candle(i) for i in range(3)), "x")).inserted == 3
         assert len(await store.read("BTC-USDT", "1m", T0, T0 + 3 * MINUTE)) == 3
     finally:
         await database.close()
+
+
+async def test_binary_copy_stores_every_value_exactly(db: asyncpg.Connection) -> None:
+    """Bit-exact floats, millisecond times before and after 2000 (the zero of binary timestamps), and
+    quote volumes present on some rows and NULL on others, in one COPY stream."""
+    given = [
+        Candle("BTC-USDT", "1m", 915_148_800_000, 0.1, 0.30000000000000004, 0.1, 0.2, 0.0, None),  # 1999
+        Candle("BTC-USDT", "1m", T0, 94_000.5, 94_010.1, 93_990.7, 94_003.2, 13.8908, 1_305_712.25),
+        Candle("BTC-USDT", "1m", T0 + MINUTE, 1e-8, 2.5e-8, 1e-8, 2e-8, 1e300, None),
+    ]
+    assert (await copy_new_candles(db, columns(given), "bingx-rest")).inserted == 3
+    stored = await read_candles(db, "BTC-USDT", "1m", 0, T0 + 2 * MINUTE)
+    assert stored == given
+    assert await db.fetchval("SELECT count(*) FROM candles WHERE source = 'bingx-rest'") == 3

@@ -18,7 +18,14 @@ from domain.errors import (
     UnknownOutcomeError,
     WireFormatError,
 )
-from exchange.bingx.wire import decode_frame, parse_contracts, parse_envelope, parse_kline_push, parse_rest_klines
+from exchange.bingx.wire import (
+    decode_frame,
+    parse_contracts,
+    parse_envelope,
+    parse_kline_push,
+    parse_kline_response,
+    parse_rest_klines,
+)
 
 
 def body(document: object) -> bytes:
@@ -205,3 +212,49 @@ def test_frames_are_gzip_and_ping_is_literal() -> None:
     assert decode_frame("Ping") == "Ping"
     with pytest.raises(WireFormatError):
         decode_frame(b"\xff\xfe\x00garbage")
+
+
+KLINE_ROWS = [
+    {"open": "0.7065", "close": "0.7071", "high": "0.7082", "low": "0.7060", "volume": "11.00", "time": 1702717260000},
+    {
+        "open": "0.7068",
+        "close": "0.7065",
+        "high": "0.7081",
+        "low": "0.7033",
+        "volume": "635494.00",
+        "time": 1702717200000,
+    },
+    {"open": 0.7066, "close": 0.707, "high": 0.708, "low": 0.706, "volume": 12, "time": "1702717260000"},
+    {"open": "nan", "close": "1", "high": "1", "low": "1", "volume": "0", "time": 1702717320000},
+]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        KLINE_ROWS,  # the usual shape, with a duplicate, unsorted, numbers as numbers and a NaN
+        [],
+        None,
+        [[1702717200000, "1", "2", "0.5", "1.5", "3", 1702717259999]],  # arrays: the general path
+        {"open": "1", "close": "1", "high": "1", "low": "1", "volume": "0", "time": 1702717200000},  # legacy single
+        [*KLINE_ROWS, {"open": "x", "close": "1", "high": "1", "low": "1", "volume": "0", "time": 1}],  # one broken
+        [{**KLINE_ROWS[0], "extra": [1, 2]}],  # unknown fields are ignored
+    ],
+)
+def test_fast_kline_response_equals_the_general_parser(data: object) -> None:
+    """The typed decoder is an optimisation only: whatever it accepts, the general parser reads the
+    same way, and whatever it cannot type goes to the general parser."""
+    fast = parse_kline_response(200, body({"code": 0, "msg": "", "data": data}), "DOGE-USDT", "1m")
+    general = parse_rest_klines(data, "DOGE-USDT", "1m")
+    assert repr(fast.candles) == repr(general.candles)  # repr: NaN compares unequal to itself
+    assert [row.reason for row in fast.rejected] == [row.reason for row in general.rejected]
+    assert (fast.unsorted, fast.duplicates) == (general.unsorted, general.duplicates)
+
+
+def test_kline_response_errors_keep_their_families() -> None:
+    with pytest.raises(RateLimitedError):
+        parse_kline_response(200, body({"code": 100410, "msg": "slow down", "data": {}}), "BTC-USDT", "1m")
+    with pytest.raises(TemporaryVenueError):
+        parse_kline_response(502, b"<html>bad gateway</html>", "BTC-USDT", "1m")
+    with pytest.raises(WireFormatError):
+        parse_kline_response(200, b"not json", "BTC-USDT", "1m")

@@ -40,8 +40,8 @@ def test_every_kind_of_bad_row_is_rejected_with_its_reason() -> None:
     ]
     with capture_logs() as logs:
         screened = screen_candles(batch, "BTC-USDT", "1m", "test")
-    assert [candle.open_time_ms for candle in screened.accepted] == [T, T + 3 * M]
-    assert screened.accepted[0].close == 1.7
+    assert [candle.open_time_ms for candle in screened.candles] == [T, T + 3 * M]
+    assert screened.candles[0].close == 1.7
     assert screened.rejected == 7
     reasons = {entry.get("open_time_ms"): entry.get("reason") for entry in logs if entry["event"] == "candle_rejected"}
     assert reasons == {
