@@ -1,6 +1,8 @@
 """The gap monitor: find missing candles between the earliest and the latest stored candle of each
 topic and heal them over REST. A gap the venue cannot fill (a hole in its own history) is reported
-and left alone; a gap that fails to heal for a temporary reason goes to the retry queue."""
+and left alone: with a `known_unfillable` set (the feed runner keeps one for its lifetime) it is asked
+for once per process, not on every run. A gap that fails to heal for a temporary reason goes to the
+retry queue."""
 
 from __future__ import annotations
 
@@ -27,16 +29,25 @@ class GapReport:
     healed: int
     unfillable: int
     queued: int
+    skipped: int = 0
+    """Gaps already known to be unfillable, not asked for again."""
 
 
 async def heal_gaps(
-    rest: BingXRest, store: CandleStore, pair: str, interval: Interval, retry: RetryQueue | None = None
+    rest: BingXRest,
+    store: CandleStore,
+    pair: str,
+    interval: Interval,
+    retry: RetryQueue | None = None,
+    known_unfillable: set[tuple[str, str, int, int]] | None = None,
 ) -> GapReport:
     span = await store.span(pair, interval)
     if span is None:
         return GapReport(0, 0, 0, 0, 0)
     step = interval_ms(interval)
-    gaps = await store.gaps(pair, interval, span[0], span[1] + step)
+    found = await store.gaps(pair, interval, span[0], span[1] + step)
+    known = known_unfillable if known_unfillable is not None else set()
+    gaps = [gap for gap in found if (pair, interval, gap.start_ms, gap.end_ms) not in known]
     healed = unfillable = queued = 0
     for gap in gaps:
         try:
@@ -66,6 +77,8 @@ async def heal_gaps(
             )
             continue
         healed += len(result.stored)
+        if not result.stored:  # nothing came back: the venue has none of it
+            known.add((pair, interval, gap.start_ms, gap.end_ms))
         if len(result.stored) < gap.missing:
             unfillable += gap.missing - len(result.stored)
             log.warning(
@@ -76,7 +89,7 @@ async def heal_gaps(
                 end_ms=gap.end_ms,
                 missing=gap.missing - len(result.stored),
             )
-    report = GapReport(len(gaps), sum(g.missing for g in gaps), healed, unfillable, queued)
+    report = GapReport(len(gaps), sum(g.missing for g in gaps), healed, unfillable, queued, len(found) - len(gaps))
     if gaps:
         log.info("gaps_checked", pair=pair, interval=interval, **report.__dict__)
     return report

@@ -20,7 +20,7 @@ from actors.feed.live import FeedTopic, LiveIngestor
 from actors.feed.retries import BACKFILL, run_due_jobs
 from domain.errors import FatalVenueError, VenueError
 from exchange.bingx.rest import BingXRest
-from exchange.bingx.ws import MAX_TOPICS_PER_CONNECTION, MarketDataStream
+from exchange.bingx.ws import MAX_CONNECTIONS, MAX_TOPICS_PER_CONNECTION, MarketDataStream
 from storage.candles import CandleStore
 from storage.retry_queue import RetryQueue
 from storage.source_status import SourceStatusStore
@@ -48,17 +48,35 @@ class FeedRunner:
         queue: RetryQueue,
         topics: list[FeedTopic],
         schedule: FeedSchedule,
+        *,
+        topics_per_connection: int = MAX_TOPICS_PER_CONNECTION,
     ) -> None:
-        if len(topics) > MAX_TOPICS_PER_CONNECTION:
-            raise ValueError(f"at most {MAX_TOPICS_PER_CONNECTION} pair/interval topics per feed")
+        if not topics:
+            raise ValueError("a feed needs at least one pair/interval topic")
+        names = [topic.name for topic in topics]
+        if len(set(names)) != len(names):
+            twice = next(name for name in names if names.count(name) > 1)
+            raise ValueError(f"topic {twice} is listed twice")
+        if not 1 <= topics_per_connection <= MAX_TOPICS_PER_CONNECTION:
+            raise ValueError(f"topics_per_connection must be 1..{MAX_TOPICS_PER_CONNECTION}")
+        if len(topics) > topics_per_connection * MAX_CONNECTIONS:
+            raise ValueError(
+                f"{len(topics)} topics need more than {MAX_CONNECTIONS} websocket connections "
+                f"({topics_per_connection} topics each), the most BingX allows per IP"
+            )
         self.rest = rest
         self.store = store
         self.queue = queue
         self.topics = topics
         self.schedule = schedule
-        stream = MarketDataStream(ws_url, [topic.name for topic in topics])
-        self.live = LiveIngestor(rest, store, stream, topics, status=status)
+        # The venue allows 200 topics per connection, subscribed at 10 a second: one stream, and one
+        # ingestor, per `topics_per_connection` (a smaller number subscribes a large feed sooner).
+        self.live = [
+            LiveIngestor(rest, store, MarketDataStream(ws_url, [t.name for t in chunk]), chunk, status=status)
+            for chunk in (topics[i : i + topics_per_connection] for i in range(0, len(topics), topics_per_connection))
+        ]
         self._backfilled: set[str] = set()
+        self._unfillable_gaps: set[tuple[str, str, int, int]] = set()
 
     async def run(self) -> None:
         jobs: list[asyncio.Task[None]] = [asyncio.create_task(self._every(self.schedule.retry_every_sec, self._retry))]
@@ -66,9 +84,24 @@ class FeedRunner:
             jobs.append(asyncio.create_task(self._every(self.schedule.backfill_every_sec, self._backfill)))
         if self.schedule.gap_monitor_every_sec is not None:
             jobs.append(asyncio.create_task(self._every(self.schedule.gap_monitor_every_sec, self._gaps)))
+        ingesting = [asyncio.create_task(ingestor.run()) for ingestor in self.live]
         try:
-            await self.live.run()
+            # Everything runs until stopped; the first connection or job to fail (with a fatal venue error:
+            # other errors are logged and retried) stops the rest and is raised.
+            waiting: set[asyncio.Task[None]] = {*ingesting, *jobs}
+            while not all(task.done() for task in ingesting):
+                done, waiting = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    if not task.cancelled() and (error := task.exception()) is not None:
+                        await self.stop()
+                        await asyncio.gather(*ingesting, return_exceptions=True)
+                        raise error
         finally:
+            for task in ingesting:
+                task.cancel()
+            for task in ingesting:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             for job in jobs:
                 job.cancel()
             for job in jobs:
@@ -76,7 +109,8 @@ class FeedRunner:
                     await job
 
     async def stop(self) -> None:
-        await self.live.stop()
+        for ingestor in self.live:
+            await ingestor.stop()
 
     async def _every(self, period_sec: float, action: Callable[[], Awaitable[None]]) -> None:
         while True:
@@ -113,7 +147,9 @@ class FeedRunner:
 
     async def _gaps(self) -> None:
         for topic in self.topics:
-            await heal_gaps(self.rest, self.store, topic.pair, topic.interval, self.queue)
+            await heal_gaps(
+                self.rest, self.store, topic.pair, topic.interval, self.queue, known_unfillable=self._unfillable_gaps
+            )
 
     async def _retry(self) -> None:
         await run_due_jobs(self.queue, self.rest, self.store)

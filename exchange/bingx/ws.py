@@ -30,6 +30,8 @@ from exchange.bingx.rest import RetryPolicy, SlidingWindowLimiter
 from exchange.bingx.wire import PING, PONG, RATE_LIMIT_CODES, KlineBatch, decode_frame, parse_kline_push
 
 MAX_TOPICS_PER_CONNECTION = 200
+MAX_CONNECTIONS = 60
+"""Websocket connections per IP: API.md reads 60 or 240 from two sources; plan for 60."""
 SUBSCRIBES_PER_SECOND = 10
 
 log = logging.getLogger("tradingd.exchange.ws")

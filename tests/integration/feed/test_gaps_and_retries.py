@@ -83,12 +83,17 @@ async def test_gaps_cut_into_the_store_are_healed_and_venue_holes_reported(
             ms_to_datetime(data[400].open_time_ms),
         )
     store = CandleStore(database.pool)
+    known: set[tuple[str, str, int, int]] = set()
     with capture_logs() as logs:
-        report = await heal_gaps(rest, store, "BTC-USDT", "1m")
+        report = await heal_gaps(rest, store, "BTC-USDT", "1m", known_unfillable=known)
     assert (report.gaps, report.missing, report.healed, report.unfillable) == (3, 75 + 60 + 1, 76, 60)
     assert any(e["event"] == "gap_unfillable" and e["missing"] == 60 for e in logs)
     stored = await store.read("BTC-USDT", "1m", T0, T0 + 500 * MINUTE)
     assert [c.open_time_ms for c in stored] == [r.open_time_ms for r in data[:200] + data[260:]]
+    # The venue's hole is not asked for again in this process.
+    requests_before = rest.requests_sent
+    again = await heal_gaps(rest, store, "BTC-USDT", "1m", known_unfillable=known)
+    assert (again.gaps, again.skipped, rest.requests_sent) == (0, 1, requests_before)
 
 
 async def test_a_failed_heal_waits_in_the_retry_queue_and_succeeds_later(
