@@ -118,6 +118,7 @@ class BingXRest:
         credentials: Credentials | None = None,
         *,
         recv_window_ms: int = 5000,
+        time_sync_every_sec: float = 300.0,
         timeout_sec: float = 10.0,
         retry: RetryPolicy | None = None,
         clock: Clock | None = None,
@@ -132,6 +133,8 @@ class BingXRest:
         self._clock = clock or SystemClock()
         self._sleep = sleep
         self._offset_ms = 0
+        self._synced_at_ms: int | None = None
+        self._time_sync_every_ms = int(time_sync_every_sec * 1000)
         # BingX shares one market-data bucket of 500 requests / 10 s per IP; stay well inside it.
         self._market_bucket = TokenBucket(rate=250, per_sec=10.0)
         self._trade_bucket = TokenBucket(rate=5, per_sec=1.0)
@@ -165,6 +168,7 @@ class BingXRest:
         server = await self.server_time_ms()
         received = self._clock.now_ms()
         self._offset_ms = server - (sent + received) // 2
+        self._synced_at_ms = received
         return self._offset_ms
 
     async def contracts(self, symbol: str | None = None) -> list[Contract]:
@@ -249,6 +253,12 @@ class BingXRest:
         if signed:
             if self._credentials is None:
                 raise VenueError("this call needs API credentials (BINGX_API_KEY, BINGX_SECRET_KEY)")
+            # Measure the offset before the first signed call and again every few minutes (or after the
+            # local clock jumped either way), so a drifting clock is corrected before the venue refuses
+            # a write with 100421: writes are never retried.
+            synced_at = self._synced_at_ms
+            if synced_at is None or abs(self._clock.now_ms() - synced_at) > self._time_sync_every_ms:
+                await self.sync_time()
             text_params["timestamp"] = str(self._clock.now_ms() + self._offset_ms)
             text_params["recvWindow"] = str(self._recv_window_ms)
             query = signing.signed_query(text_params, self._credentials.secret_key)

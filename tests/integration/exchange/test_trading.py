@@ -167,16 +167,27 @@ class SkewedClock:
         return SystemClock().now_ms() - self.skew_ms
 
 
-async def test_a_skewed_clock_is_corrected_for_reads_and_refused_for_writes(sim: BingXSimulator) -> None:
-    async with client(sim, clock=SkewedClock(10 * MINUTE)) as rest:
+async def test_a_skewed_clock_is_corrected_before_writes_and_on_100421(sim: BingXSimulator) -> None:
+    clock = SkewedClock(10 * MINUTE)
+    async with client(sim, clock=clock) as rest:
         trading = BingXTrading(rest)
-        with pytest.raises(TemporaryVenueError) as stale:
-            await trading.place_order("BTC-USDT", "BUY", "MARKET", Decimal("0.1"), client_order_id="skew-1")
-        assert stale.value.code == 100421
-        assert await trading.positions() == []  # the read re-synced the offset and succeeded
+        # The offset is measured before the first signed call, so the write is not refused.
+        order = await trading.place_order("BTC-USDT", "BUY", "MARKET", Decimal("0.1"), client_order_id="skew-1")
+        assert order.status == "FILLED"
         assert abs(rest.clock_offset_ms - 10 * MINUTE) < 2000
+        clock.skew_ms = 25 * MINUTE  # the local clock jumps: measured again before the next signed call
         order = await trading.place_order("BTC-USDT", "BUY", "MARKET", Decimal("0.1"), client_order_id="skew-2")
         assert order.status == "FILLED"
+        assert abs(rest.clock_offset_ms - 25 * MINUTE) < 2000
+    async with client(sim, clock=clock) as rest:
+        await rest.sync_time()
+        clock.skew_ms = 26 * MINUTE  # a drift smaller than the refresh period: the venue refuses a write,
+        trading = BingXTrading(rest)
+        with pytest.raises(TemporaryVenueError) as stale:
+            await trading.place_order("BTC-USDT", "BUY", "MARKET", Decimal("0.1"), client_order_id="skew-3")
+        assert stale.value.code == 100421
+        assert len(await trading.positions()) == 1  # and a read re-syncs on 100421 and succeeds
+        assert abs(rest.clock_offset_ms - 26 * MINUTE) < 2000
 
 
 async def test_a_lost_response_is_resolved_by_client_order_id(sim: BingXSimulator) -> None:
