@@ -116,6 +116,8 @@ class FeatureSettings(Section):
     ood_zscore_limit: float = Field(default=8.0, gt=0)
     max_missing_critical: int = Field(default=0, ge=0)
     max_freshness_sec: float = Field(default=120.0, gt=0)
+    max_source_drift: float = Field(default=0.002, gt=0, lt=1)
+    """Integrity gate: the largest relative OHLC difference between two sources for one candle."""
 
 
 class TradingSettings(Section):
