@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import asyncpg
+import numpy as np
 
 from domain.candle_columns import CandleColumns
 from domain.candles import Candle, interval_ms, ms_to_datetime
@@ -141,6 +142,29 @@ async def read_candles(
     ]
 
 
+async def read_candle_columns(
+    connection: asyncpg.Connection, pair: str, interval: Interval, start_ms: int, end_ms: int
+) -> CandleColumns:
+    """`read_candles` as columns, for bulk readers (dataset builds, feature warm-ups)."""
+    rows = await connection.fetch(
+        """
+        SELECT (extract(epoch FROM open_time) * 1000)::bigint, open, high, low, close, volume,
+               coalesce(quote_volume, 'NaN')
+        FROM candles
+        WHERE pair = $1 AND interval = $2 AND open_time >= $3 AND open_time < $4
+        ORDER BY open_time
+        """,
+        pair,
+        interval,
+        ms_to_datetime(start_ms),
+        ms_to_datetime(end_ms),
+    )
+    if not rows:
+        return CandleColumns.empty(pair, interval)
+    values = np.array([tuple(row)[1:] for row in rows], np.float64).T.copy()
+    return CandleColumns(pair, interval, np.array([row[0] for row in rows], np.int64), *values)
+
+
 async def stored_span(connection: asyncpg.Connection, pair: str, interval: Interval) -> tuple[int, int] | None:
     """Open times of the earliest and the latest stored candle, or None when there is none."""
     row = await connection.fetchrow(
@@ -218,6 +242,10 @@ class CandleStore:
     async def read(self, pair: str, interval: Interval, start_ms: int, end_ms: int) -> list[Candle]:
         async with self._pool.acquire() as connection:
             return await read_candles(connection, pair, interval, start_ms, end_ms)
+
+    async def read_columns(self, pair: str, interval: Interval, start_ms: int, end_ms: int) -> CandleColumns:
+        async with self._pool.acquire() as connection:
+            return await read_candle_columns(connection, pair, interval, start_ms, end_ms)
 
     async def span(self, pair: str, interval: Interval) -> tuple[int, int] | None:
         async with self._pool.acquire() as connection:
