@@ -6,55 +6,15 @@ import asyncio
 import json
 import os
 import shutil
-import signal
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from exchange.sim.candle_file import FileCandle, load_candle_file, write_candle_file
+from exchange.sim.candle_file import FileCandle, load_candle_file
 from storage.candles import CandleStore
 from storage.database import Database, StorageOptions
 
 TRADINGD = shutil.which("tradingd")
 MINUTE = 60_000
-
-
-@pytest.fixture
-def candle_file(tmp_path: Path, shared_candles: Path) -> Path:
-    rows = load_candle_file(shared_candles / "BINANCE_ETHUSDT_1m.csv")[: 3 * 1440 + 1]
-    path = tmp_path / "eth.csv"
-    write_candle_file(path, rows)
-    return path
-
-
-@pytest.fixture
-def simulator(candle_file: Path) -> Iterator[dict[str, str]]:
-    assert TRADINGD is not None
-    rows = load_candle_file(candle_file)
-    process = subprocess.Popen(
-        [
-            TRADINGD,
-            "sim",
-            "--candles",
-            f"ETH-USDT:1m:{candle_file}",
-            "--speed",
-            "1",
-            "--start",
-            str(rows[-1].open_time_ms + 30_000),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env={k: v for k, v in os.environ.items() if not k.startswith("TRADINGD_")},
-    )
-    assert process.stdout is not None
-    urls = json.loads(process.stdout.readline())
-    yield urls
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=15) == 0
-    process.stdout.close()
 
 
 def backfill(env: dict[str, str], *args: str) -> dict[str, object]:

@@ -1,0 +1,131 @@
+"""`tradingd dataset build | list | show`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import uuid
+from datetime import UTC, datetime
+
+from config import Settings
+from daemon import exit_codes
+from daemon.db_commands import open_migrated_database
+from daemon.market_commands import refuse_test_data
+from domain.candles import datetime_to_ms, ms_to_datetime
+from domain.errors import FatalVenueError, VenueError
+from domain.market import INTERVALS
+from exchange.bingx.rest import BingXRest
+from features.definitions import FEATURE_SETS, feature_set
+from learning.datasets import DatasetBuildError, build_dataset
+from storage.candles import CandleStore
+from storage.datasets import DatasetStore, DatasetVersion
+
+
+def add_dataset_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    dataset = commands.add_parser("dataset", help="versioned datasets of candles and features")
+    sub = dataset.add_subparsers(dest="dataset_command", required=True, metavar="SUBCOMMAND")
+    build = sub.add_parser(
+        "build", help="build a dataset from stored candles, fetching only what is missing from the venue"
+    )
+    build.add_argument("--pair", required=True, help="e.g. BTC-USDT")
+    build.add_argument("--interval", required=True, choices=INTERVALS)
+    build.add_argument("--from", dest="start", required=True, type=moment, help="first candle (ISO date/time or ms)")
+    build.add_argument("--to", dest="end", required=True, type=moment, help="end, exclusive (ISO date/time or ms)")
+    build.add_argument("--feature-set", default=None, choices=sorted(FEATURE_SETS), help="default: from config")
+    listing = sub.add_parser("list", help="list dataset versions, newest first")
+    listing.add_argument("--pair")
+    show = sub.add_parser("show", help="one dataset version with its lineage")
+    show.add_argument("id", type=uuid.UUID)
+
+
+def moment(text: str) -> int:
+    """Epoch milliseconds, or an ISO date/time (UTC unless it says otherwise)."""
+    if text.isdigit():
+        return int(text)
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither epoch milliseconds nor an ISO date/time") from None
+    return datetime_to_ms(parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC))
+
+
+async def run_dataset_command(settings: Settings, args: argparse.Namespace) -> int:
+    if args.dataset_command == "build" and (refused := refuse_test_data(settings)) is not None:
+        return refused
+    database = await open_migrated_database(settings)
+    if database is None:
+        return exit_codes.UNAVAILABLE
+    datasets = DatasetStore(database.pool)
+    try:
+        if args.dataset_command == "list":
+            for version in await datasets.versions(args.pair):
+                print(json.dumps(_summary(version)))
+            return exit_codes.OK
+        if args.dataset_command == "show":
+            found = await datasets.get(args.id)
+            if found is None:
+                print(f"tradingd: no dataset {args.id}", file=sys.stderr)
+                return exit_codes.DATA_ERROR
+            lineage = [
+                {
+                    "kind": entry.kind,
+                    "source": entry.source,
+                    "start": _iso(entry.start_ms),
+                    "end": _iso(entry.end_ms),
+                    "details": entry.details,
+                }
+                for entry in await datasets.lineage(found.id)
+            ]
+            print(json.dumps(_summary(found) | {"lineage": lineage}, indent=2))
+            return exit_codes.OK
+        spec = feature_set(args.feature_set or settings.features.feature_set)
+        try:
+            async with BingXRest(settings.exchange.rest_url, recv_window_ms=settings.exchange.recv_window_ms) as rest:
+                built = await build_dataset(
+                    rest, CandleStore.of(database), datasets, spec, args.pair, args.interval, args.start, args.end
+                )
+        except DatasetBuildError as error:
+            print(f"tradingd: {error}", file=sys.stderr)
+            return exit_codes.DATA_ERROR
+        except FatalVenueError as error:
+            print(f"tradingd: the venue refused us: {error}", file=sys.stderr)
+            return exit_codes.CONFIG
+        except VenueError as error:
+            print(f"tradingd: dataset build stopped: {error}; run it again (fetched candles are kept)", file=sys.stderr)
+            return exit_codes.UNAVAILABLE
+        print(
+            json.dumps(
+                {
+                    "id": str(built.id),
+                    "content_hash": built.content_hash,
+                    "rows": built.rows,
+                    "reused": built.reused,
+                    "fetched_windows": built.fetched_windows,
+                    "fetched_candles": built.fetched_candles,
+                }
+            )
+        )
+        return exit_codes.OK
+    finally:
+        await database.close()
+
+
+def _iso(ms: int | None) -> str | None:
+    return None if ms is None else ms_to_datetime(ms).isoformat().replace("+00:00", "Z")
+
+
+def _summary(version: DatasetVersion) -> dict[str, object]:
+    return {
+        "id": str(version.id),
+        "pair": version.pair,
+        "interval": version.interval,
+        "first_candle": _iso(version.start_ms),
+        "last_candle": _iso(version.end_ms),
+        "rows": version.row_count,
+        "feature_set": version.feature_set,
+        "schema_hash": version.schema_hash,
+        "content_hash": version.content_hash,
+        "storage_uri": version.storage_uri,
+        "created_at": version.created_at.isoformat(),
+    }
