@@ -26,9 +26,8 @@ import numpy as np
 from benchmarks.market_data import no_sleep, percentile, rows
 from benchmarks.report import write_section
 from domain.candle_columns import CandleColumns
-from domain.candles import Candle
 from exchange.bingx.rest import BingXRest
-from exchange.sim.candle_file import FileCandle, load_candle_file, write_candle_file
+from exchange.sim.candle_file import FileCandle, as_columns, load_candle_file, write_candle_file
 from features.batch import batch_features
 from features.definitions import V2
 from features.engine import FeatureEngine
@@ -47,24 +46,6 @@ def month() -> tuple[list[FileCandle], str]:
     if SHARED_MONTH.is_file():
         return load_candle_file(SHARED_MONTH), f"real candles ({SHARED_MONTH.name})"
     return rows(43_200), "synthetic candles (../shared/data absent)"
-
-
-def as_columns(data: list[FileCandle]) -> CandleColumns:
-    return CandleColumns.from_candles(
-        [
-            Candle(
-                "BTC-USDT",
-                "1m",
-                r.open_time_ms,
-                float(r.open),
-                float(r.high),
-                float(r.low),
-                float(r.close),
-                float(r.volume),
-            )
-            for r in data
-        ]
-    )
 
 
 def update_latency(candles: CandleColumns, updates: int = 3_000) -> dict[str, float]:
@@ -156,7 +137,7 @@ def main() -> None:
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
     data, source = month()
-    latency = update_latency(as_columns(data))
+    latency = update_latency(as_columns(data, "BTC-USDT", "1m"))
     rates = asyncio.run(dataset_rates(data))
     section = markdown(source, latency, rates)
     print(section)

@@ -25,12 +25,10 @@ from pathlib import Path
 from actors.feed.backfill import PAGE, backfill
 from actors.feed.live import FeedTopic, LiveIngestor
 from benchmarks.report import write_section
-from domain.candle_columns import CandleColumns
-from domain.candles import Candle
 from exchange.bingx.rest import BingXRest
 from exchange.bingx.wire import decode_frame, parse_kline_push
 from exchange.bingx.ws import MarketDataStream
-from exchange.sim.candle_file import FileCandle, write_candle_file
+from exchange.sim.candle_file import FileCandle, as_columns, write_candle_file
 from exchange.sim.replay import ReplayClock, ReplaySeries
 from exchange.sim.server import BingXSimulator
 from storage.candles import CandleStore
@@ -59,24 +57,6 @@ def rows(count: int, start: int = T0) -> list[FileCandle]:
 
 async def no_sleep(_seconds: float) -> None:
     return None
-
-
-def as_columns(data: list[FileCandle]) -> CandleColumns:
-    return CandleColumns.from_candles(
-        [
-            Candle(
-                "BTC-USDT",
-                "1m",
-                r.open_time_ms,
-                float(r.open),
-                float(r.high),
-                float(r.low),
-                float(r.close),
-                float(r.volume),
-            )
-            for r in data
-        ]
-    )
 
 
 async def warm_simulator(rest: BingXRest, data: list[FileCandle]) -> None:
@@ -112,7 +92,7 @@ async def backfill_vs_copy(days: int) -> dict[str, float]:
             rest_url = json.loads(await simulator.stdout.readline())["rest_url"]
             async with database.pool.acquire() as connection:
                 await migrate(connection)
-                payload = memoryview(candle_copy_payload(as_columns(data[:-1]), "bench"))
+                payload = memoryview(candle_copy_payload(as_columns(data[:-1], "BTC-USDT", "1m"), "bench"))
                 began = time.perf_counter()
                 await connection.copy_to_table("candles", source=payload, columns=CANDLE_COPY_COLUMNS, format="binary")
                 copy_rate = (len(data) - 1) / (time.perf_counter() - began)

@@ -10,6 +10,10 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
+from domain.candle_columns import CandleColumns
+from domain.candles import Candle
+from domain.market import Interval
+
 HEADER = ("open_time_ms", "open", "high", "low", "close", "volume")
 
 
@@ -25,6 +29,20 @@ class FileCandle:
     low: str
     close: str
     volume: str
+
+
+def as_candles(rows: list[FileCandle], pair: str, interval: Interval) -> list[Candle]:
+    """File rows as the candles the venue would give for them."""
+    return [
+        Candle(
+            pair, interval, r.open_time_ms, float(r.open), float(r.high), float(r.low), float(r.close), float(r.volume)
+        )
+        for r in rows
+    ]
+
+
+def as_columns(rows: list[FileCandle], pair: str, interval: Interval) -> CandleColumns:
+    return CandleColumns.from_candles(as_candles(rows, pair, interval))
 
 
 def load_candle_file(path: Path) -> list[FileCandle]:

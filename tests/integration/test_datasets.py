@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from domain.candles import Candle, ms_to_datetime
+from domain.candles import ms_to_datetime
 from exchange.bingx.rest import BingXRest
-from exchange.sim.candle_file import FileCandle, load_candle_file
+from exchange.sim.candle_file import FileCandle, as_candles, load_candle_file
 from exchange.sim.replay import ReplayClock, ReplaySeries
 from exchange.sim.server import BingXSimulator
 from features.batch import batch_features
@@ -51,22 +51,6 @@ async def env(
     await database.close()
 
 
-def as_candles(file_rows: list[FileCandle]) -> list[Candle]:
-    return [
-        Candle(
-            "BTC-USDT",
-            "1h",
-            r.open_time_ms,
-            float(r.open),
-            float(r.high),
-            float(r.low),
-            float(r.close),
-            float(r.volume),
-        )
-        for r in file_rows
-    ]
-
-
 async def test_half_filled_store_fetches_only_the_missing_windows_and_hashes_the_same(
     env: tuple[Database, BingXSimulator, BingXRest], rows: list[FileCandle]
 ) -> None:
@@ -88,7 +72,7 @@ async def test_half_filled_store_fetches_only_the_missing_windows_and_hashes_the
     async with database.pool.acquire() as connection:
         await connection.execute("DELETE FROM dataset_versions")
         await connection.execute("DELETE FROM candles")
-    await store.write(as_candles(rows[2_400:3_200] + rows[3_260:3_900]), "earlier-backfill")
+    await store.write(as_candles(rows[2_400:3_200] + rows[3_260:3_900], "BTC-USDT", "1h"), "earlier-backfill")
     simulator.request_log.clear()
     half = await build_dataset(rest, store, datasets, V2, "BTC-USDT", "1h", start_ms, end_ms)
     assert half.content_hash == full.content_hash

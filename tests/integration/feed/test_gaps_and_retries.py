@@ -10,9 +10,9 @@ from structlog.testing import capture_logs
 
 from actors.feed.gap_monitor import heal_gaps
 from actors.feed.retries import run_due_jobs
-from domain.candles import Candle, ms_to_datetime
+from domain.candles import ms_to_datetime
 from exchange.bingx.rest import BingXRest, RetryPolicy
-from exchange.sim.candle_file import FileCandle
+from exchange.sim.candle_file import FileCandle, as_candles
 from exchange.sim.replay import ReplayClock, ReplaySeries
 from exchange.sim.server import BingXSimulator
 from storage.candles import CandleStore, write_candles
@@ -32,22 +32,6 @@ def rows(count: int) -> list[FileCandle]:
     return [
         FileCandle(T0 + i * MINUTE, f"{50 + i}.5", f"{53 + i}.0", f"{49 + i}.25", f"{51 + i}.75", "3.5")
         for i in range(count)
-    ]
-
-
-def as_candles(file_rows: list[FileCandle]) -> list[Candle]:
-    return [
-        Candle(
-            "BTC-USDT",
-            "1m",
-            r.open_time_ms,
-            float(r.open),
-            float(r.high),
-            float(r.low),
-            float(r.close),
-            float(r.volume),
-        )
-        for r in file_rows
     ]
 
 
@@ -75,7 +59,7 @@ async def test_gaps_cut_into_the_store_are_healed_and_venue_holes_reported(
     database, _simulator, rest = env
     data = rows(500)
     async with database.pool.acquire() as connection:
-        await write_candles(connection, as_candles(data[:200] + data[260:]), "test")
+        await write_candles(connection, as_candles(data[:200] + data[260:], "BTC-USDT", "1m"), "test")
         await connection.execute(
             "DELETE FROM candles WHERE open_time >= $1 AND open_time < $2 OR open_time = $3",
             ms_to_datetime(data[20].open_time_ms),
@@ -102,7 +86,7 @@ async def test_a_failed_heal_waits_in_the_retry_queue_and_succeeds_later(
     database, simulator, rest = env
     data = rows(500)
     async with database.pool.acquire() as connection:
-        await write_candles(connection, as_candles(data[300:310] + data[330:340]), "test")
+        await write_candles(connection, as_candles(data[300:310] + data[330:340], "BTC-USDT", "1m"), "test")
     store, queue = CandleStore(database.pool), RetryQueue(database.pool)
     simulator.faults.burst(503, 2)  # exactly the client's two attempts: the heal fails, the retry will not
     report = await heal_gaps(rest, store, "BTC-USDT", "1m", queue)
