@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import platform
-import signal
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -25,9 +22,10 @@ import numpy as np
 
 from benchmarks.market_data import no_sleep, percentile, rows
 from benchmarks.report import write_section
+from benchmarks.venue import simulator_process
 from domain.candle_columns import CandleColumns
 from exchange.bingx.rest import BingXRest
-from exchange.sim.candle_file import FileCandle, as_columns, load_candle_file, write_candle_file
+from exchange.sim.candle_file import FileCandle, as_columns, load_candle_file
 from features.batch import batch_features
 from features.definitions import V2
 from features.engine import FeatureEngine
@@ -77,36 +75,27 @@ async def dataset_rates(data: list[FileCandle]) -> dict[str, float]:
     first, last = data[V2.warmup_bars].open_time_ms, data[-1].open_time_ms  # the last candle stays forming
     span = len(data) - 1 - V2.warmup_bars
     with tempfile.TemporaryDirectory() as scratch:
-        candle_file = Path(scratch) / "month.csv"
-        write_candle_file(candle_file, data)
-        simulator = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "daemon.cli", "sim", "--candles", f"BTC-USDT:1m:{candle_file}",
-            "--start", str(last + 30_000), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
-        )  # fmt: skip
         database = await Database.open(StorageOptions(url=None, data_dir=Path(scratch), pool_max_size=4))
         try:
-            assert simulator.stdout is not None
-            rest_url = json.loads(await simulator.stdout.readline())["rest_url"]
-            async with database.pool.acquire() as connection:
-                await migrate(connection)
-            store, datasets = CandleStore.of(database), DatasetStore(database.pool)
-            async with BingXRest(rest_url, sleep=no_sleep) as rest:
-                began = time.perf_counter()
-                fetched = await build_dataset(rest, store, datasets, V2, "BTC-USDT", "1m", first, last)
-                from_venue = time.perf_counter() - began
+            async with simulator_process(data, Path(scratch)) as rest_url:
                 async with database.pool.acquire() as connection:
-                    await connection.execute("DELETE FROM dataset_versions")
-                began = time.perf_counter()
-                stored = await build_dataset(rest, store, datasets, V2, "BTC-USDT", "1m", first, last)
-                from_store = time.perf_counter() - began
-            assert fetched.rows == stored.rows == span
-            assert fetched.content_hash == stored.content_hash
-            assert stored.fetched_windows == 0
-            return {"rows": span, "from_store": span / from_store, "from_venue": span / from_venue}
+                    await migrate(connection)
+                store, datasets = CandleStore.of(database), DatasetStore(database.pool)
+                async with BingXRest(rest_url, sleep=no_sleep) as rest:
+                    began = time.perf_counter()
+                    fetched = await build_dataset(rest, store, datasets, V2, "BTC-USDT", "1m", first, last)
+                    from_venue = time.perf_counter() - began
+                    async with database.pool.acquire() as connection:
+                        await connection.execute("DELETE FROM dataset_versions")
+                    began = time.perf_counter()
+                    stored = await build_dataset(rest, store, datasets, V2, "BTC-USDT", "1m", first, last)
+                    from_store = time.perf_counter() - began
         finally:
-            simulator.send_signal(signal.SIGTERM)
-            await asyncio.wait_for(simulator.wait(), 15)
             await database.close()
+    assert fetched.rows == stored.rows == span
+    assert fetched.content_hash == stored.content_hash
+    assert stored.fetched_windows == 0
+    return {"rows": span, "from_store": span / from_store, "from_venue": span / from_venue}
 
 
 def markdown(source: str, latency: dict[str, float], rates: dict[str, float]) -> str:

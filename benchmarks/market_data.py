@@ -14,9 +14,7 @@ import asyncio
 import gzip
 import json
 import platform
-import signal
 import statistics
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -25,10 +23,11 @@ from pathlib import Path
 from actors.feed.backfill import PAGE, backfill
 from actors.feed.live import FeedTopic, LiveIngestor
 from benchmarks.report import write_section
+from benchmarks.venue import simulator_process
 from exchange.bingx.rest import BingXRest
 from exchange.bingx.wire import decode_frame, parse_kline_push
 from exchange.bingx.ws import MarketDataStream
-from exchange.sim.candle_file import FileCandle, as_columns, write_candle_file
+from exchange.sim.candle_file import FileCandle, as_columns
 from exchange.sim.replay import ReplayClock, ReplaySeries
 from exchange.sim.server import BingXSimulator
 from storage.candles import CandleStore
@@ -72,45 +71,30 @@ async def backfill_vs_copy(days: int) -> dict[str, float]:
     ours. COPY is measured on the same database in the same run."""
     data = rows(days * 1440 + 1)
     with tempfile.TemporaryDirectory() as scratch:
-        candle_file = Path(scratch) / "candles.csv"
-        write_candle_file(candle_file, data)
-        simulator = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "daemon.cli",
-            "sim",
-            "--candles",
-            f"BTC-USDT:1m:{candle_file}",
-            "--start",
-            str(data[-1].open_time_ms + 30_000),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
         database = await Database.open(StorageOptions(url=None, data_dir=Path(scratch), pool_max_size=2))
         try:
-            assert simulator.stdout is not None
-            rest_url = json.loads(await simulator.stdout.readline())["rest_url"]
-            async with database.pool.acquire() as connection:
-                await migrate(connection)
-                payload = memoryview(candle_copy_payload(as_columns(data[:-1], "BTC-USDT", "1m"), "bench"))
-                began = time.perf_counter()
-                await connection.copy_to_table("candles", source=payload, columns=CANDLE_COPY_COLUMNS, format="binary")
-                copy_rate = (len(data) - 1) / (time.perf_counter() - began)
-                await connection.execute("TRUNCATE candles")
-            async with BingXRest(rest_url, sleep=no_sleep) as rest:
-                await warm_simulator(rest, data)
-            store = CandleStore.of(database)
-            async with BingXRest(rest_url, sleep=no_sleep) as rest:
-                began = time.perf_counter()
-                result = await backfill(rest, store, "BTC-USDT", "1m")
-                elapsed = time.perf_counter() - began
-            assert result.reached_earliest
-            assert result.written == len(data) - 1
-            return {"copy_rows_s": copy_rate, "backfill_rows_s": result.written / elapsed, "rows": result.written}
+            async with simulator_process(data, Path(scratch)) as rest_url:
+                async with database.pool.acquire() as connection:
+                    await migrate(connection)
+                    payload = memoryview(candle_copy_payload(as_columns(data[:-1], "BTC-USDT", "1m"), "bench"))
+                    began = time.perf_counter()
+                    await connection.copy_to_table(
+                        "candles", source=payload, columns=CANDLE_COPY_COLUMNS, format="binary"
+                    )
+                    copy_rate = (len(data) - 1) / (time.perf_counter() - began)
+                    await connection.execute("TRUNCATE candles")
+                async with BingXRest(rest_url, sleep=no_sleep) as rest:
+                    await warm_simulator(rest, data)
+                store = CandleStore.of(database)
+                async with BingXRest(rest_url, sleep=no_sleep) as rest:
+                    began = time.perf_counter()
+                    result = await backfill(rest, store, "BTC-USDT", "1m")
+                    elapsed = time.perf_counter() - began
         finally:
-            simulator.send_signal(signal.SIGTERM)
-            await asyncio.wait_for(simulator.wait(), 15)
             await database.close()
+    assert result.reached_earliest
+    assert result.written == len(data) - 1
+    return {"copy_rows_s": copy_rate, "backfill_rows_s": result.written / elapsed, "rows": result.written}
 
 
 def decode_rate(frames: int = 50_000) -> float:

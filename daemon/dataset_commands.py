@@ -11,9 +11,9 @@ from datetime import UTC, datetime
 from config import Settings
 from daemon import exit_codes
 from daemon.db_commands import open_migrated_database
-from daemon.market_commands import refuse_test_data
+from daemon.market_commands import refuse_test_data, venue_failure
 from domain.candles import datetime_to_ms, ms_to_datetime
-from domain.errors import FatalVenueError, VenueError
+from domain.errors import VenueError
 from domain.market import INTERVALS
 from exchange.bingx.rest import BingXRest
 from features.definitions import FEATURE_SETS, feature_set
@@ -88,12 +88,8 @@ async def run_dataset_command(settings: Settings, args: argparse.Namespace) -> i
         except DatasetBuildError as error:
             print(f"tradingd: {error}", file=sys.stderr)
             return exit_codes.DATA_ERROR
-        except FatalVenueError as error:
-            print(f"tradingd: the venue refused us: {error}", file=sys.stderr)
-            return exit_codes.CONFIG
         except VenueError as error:
-            print(f"tradingd: dataset build stopped: {error}; run it again (fetched candles are kept)", file=sys.stderr)
-            return exit_codes.UNAVAILABLE
+            return venue_failure(error, "dataset build", "run it again (fetched candles are kept)")
         print(
             json.dumps(
                 {

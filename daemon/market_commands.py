@@ -58,6 +58,16 @@ def add_market_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     sim.add_argument("--start", type=int, metavar="MS", help="simulated start time (default: the first candle)")
 
 
+def venue_failure(error: VenueError, command: str, retry_hint: str) -> int:
+    """Report a venue error that ended a command: a fatal one is a configuration problem (keys,
+    permissions); any other is the venue being unavailable for now."""
+    if isinstance(error, FatalVenueError):
+        print(f"tradingd: the venue refused us: {error}", file=sys.stderr)
+        return exit_codes.CONFIG
+    print(f"tradingd: {command} stopped: {error}; {retry_hint}", file=sys.stderr)
+    return exit_codes.UNAVAILABLE
+
+
 def refuse_test_data(settings: Settings) -> int | None:
     """With DISABLE_TEST_DATA_IN_DB, market data from a test source must not be written."""
     reason = test_data_source(settings)
@@ -81,12 +91,8 @@ async def run_backfill(settings: Settings, args: argparse.Namespace) -> int:
             result = await backfill(
                 rest, CandleStore.of(database), args.pair, args.interval, max_batches=args.max_batches
             )
-    except FatalVenueError as error:
-        print(f"tradingd: the venue refused us: {error}", file=sys.stderr)
-        return exit_codes.CONFIG
     except VenueError as error:
-        print(f"tradingd: backfill stopped: {error}; run it again to resume", file=sys.stderr)
-        return exit_codes.UNAVAILABLE
+        return venue_failure(error, "backfill", "run it again to resume")
     finally:
         await database.close()
     print(
@@ -141,8 +147,7 @@ async def run_ingest(settings: Settings) -> int:
             await runner.run()
             log.info("ingest_stopped")
     except FatalVenueError as error:
-        print(f"tradingd: the venue refused us: {error}", file=sys.stderr)
-        return exit_codes.CONFIG
+        return venue_failure(error, "ingest", "")
     finally:
         await database.close()
     return exit_codes.OK

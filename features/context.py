@@ -58,7 +58,3 @@ class ContextAligner:
         if index < 0:
             return np.full(self._width, np.nan)
         return self._rows[index]
-
-    def latest_close_ms(self) -> int | None:
-        """When the newest context candle closed (the gate's freshness check reads it)."""
-        return self._closes[-1] if self._closes else None

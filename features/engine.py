@@ -68,14 +68,16 @@ class FeatureEngine:
             self._remember(
                 float(history.high[i]), float(history.low[i]), float(history.close[i]), float(history.volume[i])
             )
-        self.latest = self.update(
-            int(history.open_time_ms[last]),
-            float(history.open[last]),
-            float(history.high[last]),
-            float(history.low[last]),
-            float(history.close[last]),
-            float(history.volume[last]),
-        )
+        # The market features of the newest candle seen (after opening: the last history candle).
+        self.latest = self.run(history.take(np.arange(last, last + 1)))[0]
+
+    def run(self, candles: CandleColumns) -> npt.NDArray[np.float64]:
+        """`update` for each candle in turn: one row of market features per candle."""
+        rows = np.empty((len(candles), len(self.spec.market_features)))
+        columns = (candles.open_time_ms, candles.open, candles.high, candles.low, candles.close, candles.volume)
+        for i, (t, o, h, low, c, v) in enumerate(zip(*(column.tolist() for column in columns), strict=True)):
+            rows[i] = self.update(t, o, h, low, c, v)
+        return rows
 
     def update(self, open_time_ms: int, o: float, h: float, low: float, c: float, v: float) -> npt.NDArray[np.float64]:
         """The market features of the candle that just became final (the state features are appended

@@ -41,9 +41,6 @@ class FeatureSetSpec:
     def names(self) -> tuple[str, ...]:
         return self.market_features + self.state_features
 
-    def index(self, feature: str) -> int:
-        return self.names.index(feature)
-
     def schema(self) -> dict[str, object]:
         return {
             "name": self.name,

@@ -104,20 +104,7 @@ async def build_dataset(
 
     engine = FeatureEngine(spec, window.take(np.arange(spec.warmup_bars)))
     rows = window.take(np.arange(spec.warmup_bars, len(window)))
-    features = np.array(
-        [
-            engine.update(int(t), o, h, low, c, v)
-            for t, o, h, low, c, v in zip(
-                rows.open_time_ms.tolist(),
-                rows.open.tolist(),
-                rows.high.tolist(),
-                rows.low.tolist(),
-                rows.close.tolist(),
-                rows.volume.tolist(),
-                strict=True,
-            )
-        ]
-    )
+    features = engine.run(rows)
     content_hash = dataset_hash(spec, rows, features)
     feature_set_id = await datasets.feature_set_version(spec.name, spec.schema_hash, spec.names, spec.schema())
     existing = await datasets.find(feature_set_id, content_hash)

@@ -124,28 +124,14 @@ async def read_candles(
     connection: asyncpg.Connection, pair: str, interval: Interval, start_ms: int, end_ms: int
 ) -> list[Candle]:
     """Candles with `start_ms <= open time < end_ms`, ascending (a primary-key range scan)."""
-    rows = await connection.fetch(
-        """
-        SELECT (extract(epoch FROM open_time) * 1000)::bigint AS t, open, high, low, close, volume, quote_volume
-        FROM candles
-        WHERE pair = $1 AND interval = $2 AND open_time >= $3 AND open_time < $4
-        ORDER BY open_time
-        """,
-        pair,
-        interval,
-        ms_to_datetime(start_ms),
-        ms_to_datetime(end_ms),
-    )
-    return [
-        Candle(pair, interval, r["t"], r["open"], r["high"], r["low"], r["close"], r["volume"], r["quote_volume"])
-        for r in rows
-    ]
+    return (await read_candle_columns(connection, pair, interval, start_ms, end_ms)).to_candles()
 
 
 async def read_candle_columns(
     connection: asyncpg.Connection, pair: str, interval: Interval, start_ms: int, end_ms: int
 ) -> CandleColumns:
-    """`read_candles` as columns, for bulk readers (dataset builds, feature warm-ups)."""
+    """Candles with `start_ms <= open time < end_ms`, ascending, as columns (a primary-key range scan);
+    a missing quote volume reads as NaN."""
     rows = await connection.fetch(
         """
         SELECT (extract(epoch FROM open_time) * 1000)::bigint, open, high, low, close, volume,

@@ -103,7 +103,7 @@ class ReplaySeries:
         row = self.rows[index]
         if now_ms < row.open_time_ms:
             return None
-        progress = (now_ms - row.open_time_ms + 1000) / self.step_ms
+        progress = self._progress(index, now_ms)
         if progress >= 1:
             return KlineView(row.open_time_ms, row.open, row.high, row.low, row.close, row.volume, True)
         return _forming(row, progress)
@@ -112,7 +112,7 @@ class ReplaySeries:
         """`view(index, now_ms).wire_json()` for a row that has opened; a final row's JSON is kept,
         so a page of 1440 closed candles costs a join, not 1440 encodings (the simulator must not
         be what a client benchmark measures)."""
-        final = now_ms - self.rows[index].open_time_ms + 1000 >= self.step_ms
+        final = self._progress(index, now_ms) >= 1
         if final and index in self._final_json:
             return self._final_json[index]
         view = self.view(index, now_ms)
@@ -122,6 +122,10 @@ class ReplaySeries:
         if final:
             self._final_json[index] = encoded
         return encoded
+
+    def _progress(self, index: int, now_ms: int) -> float:
+        """How far row `index` has formed at `now_ms`: 1 or more once its last second has begun (final)."""
+        return (now_ms - self.rows[index].open_time_ms + 1000) / self.step_ms
 
     def visible_range(self, now_ms: int) -> tuple[int, int]:
         """Indexes [start, stop) of the rows that have opened by `now_ms`."""

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -16,8 +14,7 @@ from exchange.sim.candle_file import FileCandle
 from exchange.sim.replay import ReplayClock, ReplaySeries
 from exchange.sim.server import BingXSimulator
 from storage.candles import CandleStore
-from storage.database import Database, StorageOptions
-from storage.migrator import migrate
+from storage.database import Database
 from storage.retry_queue import RetryQueue
 from storage.source_status import SourceStatusStore
 
@@ -32,15 +29,6 @@ async def no_sleep(_seconds: float) -> None:
 
 def rows(count: int) -> list[FileCandle]:
     return [FileCandle(T0 + i * MINUTE, "10.5", "11.0", "10.0", "10.75", "2.5") for i in range(count)]
-
-
-@pytest.fixture
-async def database(postgres_url: str, tmp_path: Path) -> AsyncIterator[Database]:
-    db = await Database.open(StorageOptions(url=postgres_url, data_dir=tmp_path, pool_max_size=4))
-    async with db.pool.acquire() as connection:
-        await migrate(connection)
-    yield db
-    await db.close()
 
 
 def runner_for(

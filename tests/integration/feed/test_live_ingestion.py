@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-
-import pytest
 
 from actors.feed.live import FeedTopic, LiveIngestor
 from exchange.bingx.rest import BingXRest, RetryPolicy
@@ -15,8 +13,7 @@ from exchange.sim.candle_file import FileCandle, load_candle_file
 from exchange.sim.replay import ReplayClock, ReplaySeries
 from exchange.sim.server import BingXSimulator
 from storage.candles import CandleStore
-from storage.database import Database, StorageOptions
-from storage.migrator import migrate
+from storage.database import Database
 from storage.source_status import SourceStatusStore
 
 MINUTE = 60_000
@@ -39,15 +36,6 @@ def synthetic(count: int, start: int = 1_700_000_040_000) -> list[FileCandle]:
         )
         for i in range(count)
     ]
-
-
-@pytest.fixture
-async def database(postgres_url: str, tmp_path: Path) -> AsyncIterator[Database]:
-    db = await Database.open(StorageOptions(url=postgres_url, data_dir=tmp_path, pool_max_size=4))
-    async with db.pool.acquire() as connection:
-        await migrate(connection)
-    yield db
-    await db.close()
 
 
 async def replay(

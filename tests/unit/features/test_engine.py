@@ -20,19 +20,7 @@ Load = Callable[[str], CandleColumns]
 def run_engine(spec: FeatureSetSpec, candles: CandleColumns, start: int, stop: int) -> npt.NDArray[np.float64]:
     """Open on the `warmup_bars` candles before `start`, then update through `stop`."""
     engine = FeatureEngine(spec, candles.take(np.arange(start - spec.warmup_bars, start)))
-    return np.array(
-        [
-            engine.update(
-                int(candles.open_time_ms[i]),
-                float(candles.open[i]),
-                float(candles.high[i]),
-                float(candles.low[i]),
-                float(candles.close[i]),
-                float(candles.volume[i]),
-            )
-            for i in range(start, stop)
-        ]
-    )
+    return engine.run(candles.take(np.arange(start, stop)))
 
 
 @pytest.mark.parametrize("spec", [V1, V2], ids=lambda s: s.name)
