@@ -46,9 +46,18 @@ class CandleAssembler:
         hole = (expected, candle.open_time_ms) if candle.open_time_ms > expected else None
         return Assembled(final=[current], hole=hole)
 
-    def confirmed(self, open_time_ms: int) -> None:
-        """A candle was stored as final by another path (REST): forget any older forming state."""
+    def confirmed(self, open_time_ms: int) -> tuple[int, int] | None:
+        """A candle was stored as final by another path (REST): forget any older forming state. Returns
+        the open times [start, end) between it and a forming candle that is further ahead: the stream
+        moved on while the REST answer was under way, and nothing else would store them."""
         if self.last_final_open_ms is None or open_time_ms > self.last_final_open_ms:
             self.last_final_open_ms = open_time_ms
-        if self.forming is not None and self.forming.open_time_ms <= open_time_ms:
+        forming = self.forming
+        if forming is not None and forming.open_time_ms <= open_time_ms:
             self.forming = None
+            return None
+        if forming is not None:
+            expected = self.last_final_open_ms + interval_ms(forming.interval)
+            if forming.open_time_ms > expected:
+                return expected, forming.open_time_ms
+        return None

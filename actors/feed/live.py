@@ -233,8 +233,11 @@ class LiveIngestor:
         state.last_final_at = self._monotonic()
         if stored:
             self.stats.candles_from_rest += len(stored)
-            state.assembler.confirmed(stored[-1].open_time_ms)
+            hole = state.assembler.confirmed(stored[-1].open_time_ms)
             log.info("feed_caught_up", pair=topic.pair, interval=topic.interval, candles=len(stored))
+            if hole is not None:
+                log.warning("stream_hole", pair=topic.pair, interval=topic.interval, start_ms=hole[0], end_ms=hole[1])
+                self._work.put_nowait(("hole", topic, *hole))
         await self._record(state, "ok")
 
     # ---------------------------------------------------------------- watchdog

@@ -57,3 +57,15 @@ def test_a_rest_confirmation_supersedes_the_forming_state() -> None:
     result = assembler.update(c(6))
     assert result.final == []
     assert result.hole is None
+
+
+def test_a_rest_confirmation_behind_the_stream_reveals_the_candles_between() -> None:
+    """The stream's first update was candle 3; a REST catch-up that left when candle 2 was still forming
+    confirms only up to 1. Candle 2 is neither forming nor stored: it must be healed."""
+    assembler = CandleAssembler()
+    assembler.update(c(3))
+    assert assembler.confirmed(T + M) == (T + 2 * M, T + 3 * M)
+    assert assembler.forming == c(3)
+    assert assembler.confirmed(T + 2 * M) is None  # caught up to just below the forming candle
+    assert assembler.confirmed(T + 3 * M) is None  # at or past the forming one: it is dropped
+    assert assembler.forming is None
