@@ -22,6 +22,7 @@ Pair = Annotated[str, StringConstraints(pattern=PAIR_PATTERN)]
 # Containers and paths accept the TOML shapes (lists, strings); their items stay strictly typed.
 Pairs = Annotated[tuple[Pair, ...], Field(strict=False)]
 Intervals = Annotated[tuple[Interval, ...], Field(strict=False, min_length=1)]
+ContextIntervals = Annotated[tuple[Interval, ...], Field(strict=False)]
 FilePath = Annotated[Path, Field(strict=False)]
 
 Environment = Literal["development", "production"]
@@ -113,11 +114,21 @@ class FeatureSettings(Section):
     """Feature-set choice and the feature-quality gate's limits."""
 
     feature_set: FeatureSetName = "v2"
+    context: ContextIntervals = ()
+    """Higher intervals whose features join the feature set (e.g. `5m`, `1h` beside 1m candles)."""
     ood_zscore_limit: float = Field(default=8.0, gt=0)
     max_missing_critical: int = Field(default=0, ge=0)
     max_freshness_sec: float = Field(default=120.0, gt=0)
     max_source_drift: float = Field(default=0.002, gt=0, lt=1)
     """Integrity gate: the largest relative OHLC difference between two sources for one candle."""
+
+    @model_validator(mode="after")
+    def _fixed_context(self) -> FeatureSettings:
+        if len(set(self.context)) != len(self.context):
+            raise ValueError(f"features.context lists an interval twice: {list(self.context)}")
+        if "1M" in self.context:
+            raise ValueError("features.context cannot use 1M: a calendar month has no fixed length")
+        return self
 
 
 class TradingSettings(Section):

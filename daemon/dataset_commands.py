@@ -14,9 +14,10 @@ from daemon.db_commands import open_migrated_database
 from daemon.market_commands import refuse_test_data, venue_failure
 from domain.candles import datetime_to_ms, ms_to_datetime
 from domain.errors import VenueError
-from domain.market import INTERVALS
+from domain.market import INTERVALS, Interval, parse_interval
 from exchange.bingx.rest import BingXRest
 from features.definitions import FEATURE_SETS, feature_set
+from features.spec import FeatureSetSpec
 from learning.datasets import DatasetBuildError, build_dataset
 from storage.candles import CandleStore
 from storage.datasets import DatasetStore, DatasetVersion
@@ -33,10 +34,26 @@ def add_dataset_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
     build.add_argument("--from", dest="start", required=True, type=moment, help="first candle (ISO date/time or ms)")
     build.add_argument("--to", dest="end", required=True, type=moment, help="end, exclusive (ISO date/time or ms)")
     build.add_argument("--feature-set", default=None, choices=sorted(FEATURE_SETS), help="default: from config")
+    build.add_argument(
+        "--context",
+        type=intervals,
+        default=None,
+        metavar="INTERVALS",
+        help="higher intervals whose features join the set, e.g. 5m,1h (default: from config; 'none' for none)",
+    )
     listing = sub.add_parser("list", help="list dataset versions, newest first")
     listing.add_argument("--pair")
     show = sub.add_parser("show", help="one dataset version with its lineage")
     show.add_argument("id", type=uuid.UUID)
+
+
+def intervals(text: str) -> tuple[Interval, ...]:
+    if text.strip().lower() == "none":
+        return ()
+    try:
+        return tuple(parse_interval(part.strip()) for part in text.split(",") if part.strip())
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def moment(text: str) -> int:
@@ -51,8 +68,17 @@ def moment(text: str) -> int:
 
 
 async def run_dataset_command(settings: Settings, args: argparse.Namespace) -> int:
-    if args.dataset_command == "build" and (refused := refuse_test_data(settings)) is not None:
-        return refused
+    spec: FeatureSetSpec | None = None
+    if args.dataset_command == "build":
+        if (refused := refuse_test_data(settings)) is not None:
+            return refused
+        context = settings.features.context if args.context is None else args.context
+        try:
+            spec = feature_set(args.feature_set or settings.features.feature_set, context)
+            spec.check_interval(args.interval)
+        except ValueError as error:
+            print(f"tradingd: {error}", file=sys.stderr)
+            return exit_codes.USAGE
     database = await open_migrated_database(settings)
     if database is None:
         return exit_codes.UNAVAILABLE
@@ -79,7 +105,7 @@ async def run_dataset_command(settings: Settings, args: argparse.Namespace) -> i
             ]
             print(json.dumps(_summary(found) | {"lineage": lineage}, indent=2))
             return exit_codes.OK
-        spec = feature_set(args.feature_set or settings.features.feature_set)
+        assert spec is not None
         try:
             async with BingXRest(settings.exchange.rest_url, recv_window_ms=settings.exchange.recv_window_ms) as rest:
                 built = await build_dataset(

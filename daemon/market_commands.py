@@ -19,7 +19,7 @@ from daemon.db_commands import open_migrated_database
 from domain.errors import FatalVenueError, VenueError
 from domain.market import INTERVALS, parse_interval
 from exchange.bingx.rest import BingXRest
-from exchange.sim.candle_file import CandleFileError, load_candle_file
+from exchange.sim.candle_file import CandleFileError, aggregate, load_candle_file
 from exchange.sim.replay import ReplayClock, ReplaySeries
 from exchange.sim.server import BingXSimulator
 from observability import get_logger
@@ -52,6 +52,12 @@ def add_market_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
         action="append",
         metavar="PAIR:INTERVAL:FILE",
         help="a series to replay, e.g. BTC-USDT:1m:BTC.csv (repeatable)",
+    )
+    sim.add_argument(
+        "--derive",
+        default="",
+        metavar="INTERVALS",
+        help="also serve these longer intervals, aggregated from each --candles series, e.g. 5m,1h",
     )
     sim.add_argument("--port", type=int, default=0)
     sim.add_argument("--speed", default="1", help="times real time (e.g. 1, 60), or 'fast' (as fast as clients read)")
@@ -193,7 +199,13 @@ async def run_simulator(args: argparse.Namespace) -> int:
         try:
             pair, interval_text, file = spec.split(":", 2)
             interval = parse_interval(interval_text)
-            series.append(ReplaySeries(pair, interval, load_candle_file(Path(file))))
+            rows = load_candle_file(Path(file))
+            series.append(ReplaySeries(pair, interval, rows))
+            for derived in (parse_interval(part.strip()) for part in args.derive.split(",") if part.strip()):
+                made = aggregate(rows, interval, derived)
+                if not made:
+                    raise ValueError(f"the file holds no complete {derived} candle")
+                series.append(ReplaySeries(pair, derived, made))
         except (ValueError, CandleFileError, OSError) as error:
             print(f"tradingd: --candles {spec}: {error}", file=sys.stderr)
             return exit_codes.USAGE

@@ -22,10 +22,10 @@ Floats = npt.NDArray[np.float64]
 
 def batch_features(spec: FeatureSetSpec, candles: CandleColumns) -> Floats:
     """Rows: candles; columns: the spec's market features. NaN where the history is too short."""
-    if spec.market_features not in (V1.market_features, V2.market_features):
+    if spec.interval_features not in (V1.interval_features, V2.interval_features):
         raise ValueError(f"batch features exist for v1 and v2; {spec.name} lists others")
     base = _v1(candles)
-    if spec.market_features == V1.market_features:
+    if spec.interval_features == V1.interval_features:
         return base
     return np.hstack([base, _ta(candles)])
 

@@ -10,7 +10,10 @@ That is what lets the live engine, opened on recent history, equal the training 
 
 from __future__ import annotations
 
-from features.spec import FeatureSetSpec
+from collections.abc import Iterable
+
+from domain.market import Interval
+from features.spec import FeatureSetSpec, split_name
 
 RETURN_HORIZONS = (1, 5, 15, 60)
 VOLATILITY_WINDOWS = (15, 60)
@@ -29,6 +32,7 @@ V1_FEATURES = (
     "day_of_week_sin",
     "day_of_week_cos",
 )
+CALENDAR_FEATURES = frozenset(name for name in V1_FEATURES if name.startswith(("minute_of_day", "day_of_week")))
 
 TA_FEATURES = (
     "rsi_14",
@@ -74,25 +78,30 @@ TA_PARAMETERS: dict[str, int | float] = {
 
 V1 = FeatureSetSpec(
     name="v1",
-    market_features=V1_FEATURES,
+    interval_features=V1_FEATURES,
     parameters=V1_PARAMETERS,
     warmup_bars=max(RETURN_HORIZONS) + 1,
     critical=frozenset({"ret_1", "ret_15", "vol_60", "range_ratio"}),
+    context_sources=tuple(name for name in V1_FEATURES if name not in CALENDAR_FEATURES),
 )
 
 V2 = FeatureSetSpec(
     name="v2",
-    market_features=V1_FEATURES + TA_FEATURES,
+    interval_features=V1_FEATURES + TA_FEATURES,
     parameters={**V1_PARAMETERS, **TA_PARAMETERS},
     warmup_bars=1000,
     critical=frozenset({"ret_1", "ret_15", "vol_60", "range_ratio", "rsi_14", "atr_14", "macd_hist"}),
+    context_sources=tuple(name for name in V1_FEATURES + TA_FEATURES if name not in CALENDAR_FEATURES),
 )
 
 FEATURE_SETS: dict[str, FeatureSetSpec] = {spec.name: spec for spec in (V1, V2)}
 
 
-def feature_set(name: str) -> FeatureSetSpec:
+def feature_set(name: str, context: Iterable[Interval] = ()) -> FeatureSetSpec:
+    """A feature set by name (`v2`, or `v2+5m+1h` as recorded with datasets), with extra context."""
+    base, named_context = split_name(name)
     try:
-        return FEATURE_SETS[name]
+        spec = FEATURE_SETS[base]
     except KeyError:
-        raise ValueError(f"unknown feature set {name!r}; known: {', '.join(sorted(FEATURE_SETS))}") from None
+        raise ValueError(f"unknown feature set {base!r}; known: {', '.join(sorted(FEATURE_SETS))}") from None
+    return spec.with_context((*named_context, *context))

@@ -39,11 +39,15 @@ class FeatureEngine:
             raise InsufficientHistoryError(
                 f"feature set {spec.name} needs {spec.warmup_bars} candles of history, got {len(history)}"
             )
+        if spec.context:
+            raise ValueError(
+                f"feature set {spec.name} has context: open a FeaturePipeline, which runs one engine per interval"
+            )
         self.spec = spec
         self.pair, self.interval = history.pair, history.interval
-        if spec.market_features not in (V1.market_features, V2.market_features):
+        if spec.interval_features not in (V1.interval_features, V2.interval_features):
             raise ValueError(f"the engine computes the v1 and v2 features; {spec.name} lists others")
-        self.with_ta = spec.market_features == V2.market_features
+        self.with_ta = spec.interval_features == V2.interval_features
         self.last_open_ms: int | None = None
         keep = max(max(RETURN_HORIZONS) + 1, int(P["stoch_fastk"] + P["stoch_slowk"] + P["stoch_slowd"]))
         self._log_close = RollingWindow(keep)
@@ -73,7 +77,7 @@ class FeatureEngine:
 
     def run(self, candles: CandleColumns) -> npt.NDArray[np.float64]:
         """`update` for each candle in turn: one row of market features per candle."""
-        rows = np.empty((len(candles), len(self.spec.market_features)))
+        rows = np.empty((len(candles), len(self.spec.interval_features)))
         columns = (candles.open_time_ms, candles.open, candles.high, candles.low, candles.close, candles.volume)
         for i, (t, o, h, low, c, v) in enumerate(zip(*(column.tolist() for column in columns), strict=True)):
             rows[i] = self.update(t, o, h, low, c, v)
@@ -87,7 +91,7 @@ class FeatureEngine:
                 f"candle {open_time_ms} is not after {self.last_open_ms}: features are computed once, in order"
             )
         self.last_open_ms = open_time_ms
-        out = np.full(len(self.spec.market_features), np.nan)
+        out = np.full(len(self.spec.interval_features), np.nan)
         self._remember(h, low, c, v)
         log_close = self._log_close.ago(0)
         for i, horizon in enumerate(RETURN_HORIZONS):

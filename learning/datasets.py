@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -23,8 +23,8 @@ from domain.candle_columns import CandleColumns
 from domain.candles import interval_ms
 from domain.market import Interval
 from exchange.bingx.rest import BingXRest
-from features.engine import FeatureEngine
 from features.normalization import NormalizationStats
+from features.pipeline import FeaturePipeline
 from features.spec import FeatureSetSpec
 from storage.candles import CandleStore
 from storage.datasets import DatasetContent, DatasetStore, LineageEntry
@@ -58,6 +58,10 @@ async def build_dataset(
     start_ms: int,
     end_ms: int,
 ) -> BuiltDataset:
+    try:
+        spec.check_interval(interval)
+    except ValueError as error:
+        raise DatasetBuildError(str(error)) from None
     step = interval_ms(interval)
     start = -(-start_ms // step) * step  # the first open time on the grid at or after start_ms
     end = -(-end_ms // step) * step
@@ -71,23 +75,80 @@ async def build_dataset(
     newest_final = int(newest[-1]) - step
     if end - step > newest_final:
         raise DatasetBuildError(f"the span ends after the newest final candle ({newest_final}); choose an earlier --to")
-    warm_start = start - spec.warmup_bars * step
 
-    lineage: list[LineageEntry] = []
-    fetched_windows = fetched_candles = 0
-    for gap in await candles.gaps(pair, interval, warm_start, end):
+    fetched = _Fetches()
+    warm_start = start - spec.warmup_bars * step
+    window = await _complete_window(rest, candles, spec, pair, interval, warm_start, end, fetched)
+    context: dict[Interval, CandleColumns] = {}
+    context_history: dict[Interval, CandleColumns] = {}
+    for context_interval in spec.context:
+        # The first row uses the last context candle closed by `start`; the engine opens on it and
+        # the `warmup_bars - 1` before it, and is fed the rest up to the last row's open.
+        context_step = interval_ms(context_interval)
+        first_used = start // context_step * context_step - context_step
+        context_end = (end - step) // context_step * context_step
+        context_start = first_used - (spec.warmup_bars - 1) * context_step
+        span = await _complete_window(rest, candles, spec, pair, context_interval, context_start, context_end, fetched)
+        context_history[context_interval] = span.take(np.arange(spec.warmup_bars))
+        context[context_interval] = span.take(np.arange(spec.warmup_bars, len(span)))
+
+    pipeline = FeaturePipeline(spec, window.take(np.arange(spec.warmup_bars)), context_history)
+    rows = window.take(np.arange(spec.warmup_bars, len(window)))
+    features = pipeline.run(rows, context)
+    content_hash = dataset_hash(spec, rows, features)
+    feature_set_id = await datasets.feature_set_version(spec.name, spec.schema_hash, spec.names, spec.schema())
+    existing = await datasets.find(feature_set_id, content_hash)
+    if existing is not None:
+        log.info("dataset_reused", dataset_id=str(existing.id), content_hash=content_hash)
+        return BuiltDataset(existing.id, content_hash, existing.row_count, True, fetched.windows, fetched.candles)
+    stats = NormalizationStats.of(spec.market_features, features)
+    dataset_id = await datasets.create(
+        pair=pair,
+        interval=interval,
+        feature_set_version_id=feature_set_id,
+        content_hash=content_hash,
+        content=DatasetContent(rows, features, spec.market_features),
+        normalization=stats.to_json(),
+        lineage=fetched.lineage,
+    )
+    log.info("dataset_built", dataset_id=str(dataset_id), rows=len(rows), content_hash=content_hash)
+    return BuiltDataset(dataset_id, content_hash, len(rows), False, fetched.windows, fetched.candles)
+
+
+@dataclass
+class _Fetches:
+    lineage: list[LineageEntry] = field(default_factory=list)
+    windows: int = 0
+    candles: int = 0
+
+
+async def _complete_window(
+    rest: BingXRest,
+    candles: CandleStore,
+    spec: FeatureSetSpec,
+    pair: str,
+    interval: Interval,
+    start: int,
+    end: int,
+    fetched: _Fetches,
+) -> CandleColumns:
+    """The candles with open times in [start, end), every one of them: what the store lacks is fetched
+    from the venue first (and recorded in the lineage)."""
+    step = interval_ms(interval)
+    source = len(fetched.lineage)
+    for gap in await candles.gaps(pair, interval, start, end):
         healed = await heal_range(rest, candles, pair, interval, gap.start_ms, gap.end_ms)
-        fetched_windows += 1
-        fetched_candles += len(healed.stored)
-        interior = gap.start_ms > warm_start and gap.end_ms < end
-        lineage.append(
-            LineageEntry(
-                "gap_healed" if interior else "fetch",
-                SOURCE,
-                gap.start_ms,
-                gap.end_ms,
-                {"missing": gap.missing, "stored": len(healed.stored), "requests": healed.requests},
-            )
+        fetched.windows += 1
+        fetched.candles += len(healed.stored)
+        interior = gap.start_ms > start and gap.end_ms < end
+        details = {
+            "interval": interval,
+            "missing": gap.missing,
+            "stored": len(healed.stored),
+            "requests": healed.requests,
+        }
+        fetched.lineage.append(
+            LineageEntry("gap_healed" if interior else "fetch", SOURCE, gap.start_ms, gap.end_ms, details)
         )
         log.info(
             "dataset_window_fetched",
@@ -98,31 +159,11 @@ async def build_dataset(
             missing=gap.missing,
             stored=len(healed.stored),
         )
-    window = await candles.read_columns(pair, interval, warm_start, end)
-    _require_complete(window, warm_start, end, step, spec)
-    lineage.insert(0, LineageEntry("source", "candles", warm_start, end, {"rows_read": len(window)}))
-
-    engine = FeatureEngine(spec, window.take(np.arange(spec.warmup_bars)))
-    rows = window.take(np.arange(spec.warmup_bars, len(window)))
-    features = engine.run(rows)
-    content_hash = dataset_hash(spec, rows, features)
-    feature_set_id = await datasets.feature_set_version(spec.name, spec.schema_hash, spec.names, spec.schema())
-    existing = await datasets.find(feature_set_id, content_hash)
-    if existing is not None:
-        log.info("dataset_reused", dataset_id=str(existing.id), content_hash=content_hash)
-        return BuiltDataset(existing.id, content_hash, existing.row_count, True, fetched_windows, fetched_candles)
-    stats = NormalizationStats.of(spec.market_features, features)
-    dataset_id = await datasets.create(
-        pair=pair,
-        interval=interval,
-        feature_set_version_id=feature_set_id,
-        content_hash=content_hash,
-        content=DatasetContent(rows, features, spec.market_features),
-        normalization=stats.to_json(),
-        lineage=lineage,
-    )
-    log.info("dataset_built", dataset_id=str(dataset_id), rows=len(rows), content_hash=content_hash)
-    return BuiltDataset(dataset_id, content_hash, len(rows), False, fetched_windows, fetched_candles)
+    window = await candles.read_columns(pair, interval, start, end)
+    _require_complete(window, start, end, step, spec)
+    read = LineageEntry("source", "candles", start, end, {"interval": interval, "rows_read": len(window)})
+    fetched.lineage.insert(source, read)
+    return window
 
 
 def dataset_hash(spec: FeatureSetSpec, candles: CandleColumns, features: npt.NDArray[np.float64]) -> str:
@@ -136,6 +177,7 @@ def dataset_hash(spec: FeatureSetSpec, candles: CandleColumns, features: npt.NDA
 
 
 def _require_complete(window: CandleColumns, warm_start: int, end: int, step: int, spec: FeatureSetSpec) -> None:
+    interval = window.interval
     expected = (end - warm_start) // step
     if len(window) == expected:
         return
@@ -143,12 +185,12 @@ def _require_complete(window: CandleColumns, warm_start: int, end: int, step: in
     if len(window) == 0 or times[0] > warm_start:
         first = "none" if len(window) == 0 else str(int(times[0]))
         raise DatasetBuildError(
-            f"the venue has no candles before {first}; feature set {spec.name} needs {spec.warmup_bars} "
-            f"candles before --from (from {warm_start}): choose a later --from"
+            f"the venue has no {interval} candles before {first}; feature set {spec.name} needs "
+            f"{spec.warmup_bars} {interval} candles before --from (from {warm_start}): choose a later --from"
         )
     holes = np.flatnonzero(np.diff(times) > step)
     described = ", ".join(f"{int(times[i]) + step}..{int(times[i + 1])}" for i in holes[:3])
     raise DatasetBuildError(
-        f"{expected - len(window)} candles are missing even after fetching from the venue (holes in its "
+        f"{expected - len(window)} {interval} candles are missing even after fetching from the venue (holes in its "
         f"history: {described or 'at the end of the span'}); a dataset must not bridge them"
     )

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import csv
 from dataclasses import dataclass
+from decimal import Decimal
+from itertools import groupby
 from pathlib import Path
 
 from domain.candle_columns import CandleColumns
-from domain.candles import Candle
+from domain.candles import Candle, interval_ms
 from domain.market import Interval
 
 HEADER = ("open_time_ms", "open", "high", "low", "close", "volume")
@@ -75,3 +77,28 @@ def write_candle_file(path: Path, rows: list[FileCandle]) -> None:
         writer.writerow(HEADER)
         for row in rows:
             writer.writerow((row.open_time_ms, row.open, row.high, row.low, row.close, row.volume))
+
+
+def aggregate(rows: list[FileCandle], interval: Interval, into: Interval) -> list[FileCandle]:
+    """The `into` candles a venue would publish for these `interval` rows: first open, highest high,
+    lowest low, last close, summed volume (exact, in decimal). Buckets missing a row are left out,
+    as the venue's candle for them is unknown."""
+    step, size = interval_ms(into), interval_ms(interval)
+    if step <= size or step % size:
+        raise ValueError(f"{into} candles cannot be made from {interval} ones")
+    out: list[FileCandle] = []
+    for bucket, members in groupby(rows, key=lambda row: row.open_time_ms // step):
+        group = list(members)
+        if len(group) != step // size:
+            continue
+        out.append(
+            FileCandle(
+                bucket * step,
+                group[0].open,
+                max((row.high for row in group), key=Decimal),
+                min((row.low for row in group), key=Decimal),
+                group[-1].close,
+                format(sum((Decimal(row.volume) for row in group), Decimal(0)), "f"),
+            )
+        )
+    return out

@@ -35,6 +35,8 @@ def simulator(candle_file: Path) -> Iterator[dict[str, str]]:
             "sim",
             "--candles",
             f"ETH-USDT:1m:{candle_file}",
+            "--derive",
+            "5m",
             "--speed",
             "1",
             "--start",

@@ -46,7 +46,7 @@ def test_bad_spans_and_arguments_are_refused_clearly(clean_env: dict[str, str], 
         "--from", str(rows[10].open_time_ms), "--to", str(rows[50].open_time_ms),
     )  # fmt: skip
     assert too_early.returncode == 65
-    assert "needs 1000 candles before --from" in too_early.stderr
+    assert "needs 1000 1m candles before --from" in too_early.stderr
     not_a_time = tradingd(
         clean_env, "dataset", "build", "--pair", "ETH-USDT", "--interval", "1m", "--from", "yesterday", "--to", "1"
     )
@@ -54,3 +54,30 @@ def test_bad_spans_and_arguments_are_refused_clearly(clean_env: dict[str, str], 
     assert "neither epoch milliseconds nor an ISO date/time" in not_a_time.stderr
     unknown = tradingd(clean_env, "dataset", "show", "00000000-0000-0000-0000-000000000000")
     assert unknown.returncode == 65
+    for context, message in (("7m", "unknown interval '7m'"), ("1m", "must be longer than the base interval 1m")):
+        refused = tradingd(
+            clean_env, "dataset", "build", "--pair", "ETH-USDT", "--interval", "1m",
+            "--from", str(rows[1_200].open_time_ms), "--to", str(rows[1_300].open_time_ms), "--context", context,
+        )  # fmt: skip
+        assert refused.returncode == 2
+        assert message in refused.stderr
+
+
+def test_context_from_the_config_or_the_flag_names_the_feature_set(
+    clean_env: dict[str, str], candle_file: Path
+) -> None:
+    """The simulator serves 5m candles aggregated from the file's 1m ones (`tradingd sim --derive 5m`)."""
+    rows = load_candle_file(candle_file)
+    build = ["dataset", "build", "--pair", "ETH-USDT", "--interval", "1m", "--feature-set", "v1"]
+    build += ["--from", str(rows[1_200].open_time_ms), "--to", str(rows[1_500].open_time_ms)]
+    made = tradingd(clean_env | {"TRADINGD_FEATURE_CONTEXT": "5m"}, *build)
+    assert made.returncode == 0, made.stderr
+    built = json.loads(made.stdout)
+    detail = json.loads(tradingd(clean_env, "dataset", "show", built["id"]).stdout)
+    assert detail["feature_set"] == "v1+5m"
+    sources = [entry["details"]["interval"] for entry in detail["lineage"] if entry["kind"] == "source"]
+    assert sources == ["1m", "5m"]
+    flagged = json.loads(tradingd(clean_env, *build, "--context", "5m").stdout)
+    assert (flagged["id"], flagged["reused"]) == (built["id"], True)
+    plain = json.loads(tradingd(clean_env | {"TRADINGD_FEATURE_CONTEXT": "5m"}, *build, "--context", "none").stdout)
+    assert plain["content_hash"] != built["content_hash"]

@@ -36,13 +36,19 @@ def rows(shared_candles: Path) -> list[FileCandle]:
 
 
 @pytest.fixture
+def rows_4h(shared_candles: Path) -> list[FileCandle]:
+    return load_candle_file(shared_candles / "BINANCE_BTCUSDT_4h.csv")
+
+
+@pytest.fixture
 async def env(
-    postgres_url: str, tmp_path: Path, rows: list[FileCandle]
+    postgres_url: str, tmp_path: Path, rows: list[FileCandle], rows_4h: list[FileCandle]
 ) -> AsyncIterator[tuple[Database, BingXSimulator, BingXRest]]:
     database = await Database.open(StorageOptions(url=postgres_url, data_dir=tmp_path, pool_max_size=4))
     async with database.pool.acquire() as connection:
         await migrate(connection)
-    simulator = BingXSimulator([ReplaySeries("BTC-USDT", "1h", rows)], ReplayClock(rows[-1].open_time_ms + HOUR))
+    series = [ReplaySeries("BTC-USDT", "1h", rows), ReplaySeries("BTC-USDT", "4h", rows_4h)]
+    simulator = BingXSimulator(series, ReplayClock(rows[-1].open_time_ms + HOUR))
     await simulator.start()
     rest = BingXRest(simulator.rest_url, sleep=no_sleep)
     yield database, simulator, rest
@@ -93,7 +99,7 @@ async def test_half_filled_store_fetches_only_the_missing_windows_and_hashes_the
 
     lineage = await datasets.lineage(half.id)
     assert [entry.kind for entry in lineage] == ["source", "fetch", "gap_healed", "fetch"]
-    assert lineage[2].details == {"missing": 60, "stored": 60, "requests": 1}
+    assert lineage[2].details == {"interval": "1h", "missing": 60, "stored": 60, "requests": 1}
 
 
 async def test_the_payload_reads_back_and_equals_the_reference_features(
@@ -122,7 +128,7 @@ async def test_spans_that_cannot_be_datasets_are_refused(
 ) -> None:
     database, _simulator, rest = env
     store, datasets = CandleStore.of(database), DatasetStore(database.pool)
-    with pytest.raises(DatasetBuildError, match="needs 1000 candles before --from"):
+    with pytest.raises(DatasetBuildError, match="needs 1000 1h candles before --from"):
         await build_dataset(rest, store, datasets, V2, "BTC-USDT", "1h", rows[10].open_time_ms, rows[20].open_time_ms)
     with pytest.raises(DatasetBuildError, match="newest final candle"):
         await build_dataset(
@@ -131,3 +137,59 @@ async def test_spans_that_cannot_be_datasets_are_refused(
     async with database.pool.acquire() as connection:  # nothing was recorded for refused builds
         assert await connection.fetchval("SELECT count(*) FROM dataset_versions") == 0
     assert ms_to_datetime(rows[0].open_time_ms).year == 2024
+
+
+async def test_context_candles_are_fetched_like_the_base_ones_and_join_without_look_ahead(
+    env: tuple[Database, BingXSimulator, BingXRest], rows: list[FileCandle]
+) -> None:
+    """1h candles with 4h context: 1000 4h candles of warm-up come from the store or the venue too."""
+    database, simulator, rest = env
+    store, datasets = CandleStore.of(database), DatasetStore(database.pool)
+    spec = V2.with_context(["4h"])
+    start_ms, end_ms = rows[7_000].open_time_ms, rows[7_300].open_time_ms
+    full = await build_dataset(rest, store, datasets, spec, "BTC-USDT", "1h", start_ms, end_ms)
+    assert (full.rows, full.reused) == (300, False)
+    version = await datasets.get(full.id)
+    assert version is not None
+    assert (version.feature_set, version.schema_hash) == ("v2+4h", spec.schema_hash)
+    lineage = await datasets.lineage(full.id)
+    sources = [entry for entry in lineage if entry.kind == "source"]
+    assert [(entry.details["interval"], entry.details["rows_read"]) for entry in sources] == [
+        ("1h", 1_300),
+        ("4h", 1_074),  # 1000 up to the one closed at --from, then 74 closed by the last row's open
+    ]
+    four_hours = 4 * HOUR
+    first_used = start_ms // four_hours * four_hours - four_hours  # closed when the first row opens
+    assert sources[1].start_ms == first_used - 999 * four_hours
+
+    # The context columns are the 4h features of the newest 4h candle closed by each row's open.
+    content = await datasets.load(version)
+    assert content.feature_names == spec.market_features
+    context = await store.read_columns("BTC-USDT", "4h", sources[1].start_ms or 0, sources[1].end_ms or 0)
+    context_features = batch_features(V2, context)[:, [V2.interval_features.index(n) for n in V2.context_sources]]
+    used = np.searchsorted(context.open_time_ms + four_hours, content.candles.open_time_ms, side="right") - 1
+    assert (context.open_time_ms[used] + four_hours <= content.candles.open_time_ms).all()
+    own = len(V2.interval_features)
+    # The batch starts at the window's first candle, the engine after 1000 of warm-up: within 1e-9.
+    assert np.allclose(content.features[:, own:], context_features[used], rtol=1e-9, atol=1e-12)
+
+    # The oldest 499 4h candles missing from the store: only they are fetched, and the hash is the same.
+    async with database.pool.acquire() as connection:
+        await connection.execute("DELETE FROM dataset_versions")
+        await connection.execute(
+            "DELETE FROM candles WHERE interval = '4h' AND open_time < to_timestamp($1::bigint / 1000.0)",
+            first_used - 500 * four_hours,
+        )
+    simulator.request_log.clear()
+    half = await build_dataset(rest, store, datasets, spec, "BTC-USDT", "1h", start_ms, end_ms)
+    assert (half.content_hash, half.fetched_windows, half.fetched_candles) == (full.content_hash, 1, 499)
+    asked = [r.params for r in simulator.requests_to(KLINES) if "startTime" in r.params]
+    assert {params["interval"] for params in asked} == {"4h"}
+
+    # Context the venue has no history for is refused, naming the interval.
+    with pytest.raises(DatasetBuildError, match="needs 1000 4h candles before --from"):
+        await build_dataset(
+            rest, store, datasets, spec, "BTC-USDT", "1h", rows[2_000].open_time_ms, rows[2_100].open_time_ms
+        )
+    with pytest.raises(DatasetBuildError, match="must be longer than the base interval 4h"):
+        await build_dataset(rest, store, datasets, spec, "BTC-USDT", "4h", start_ms, end_ms)
