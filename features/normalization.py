@@ -11,6 +11,9 @@ import numpy as np
 import numpy.typing as npt
 
 Floats = npt.NDArray[np.float64]
+SCALE_CLIP = 10.0
+"""Scaled inputs beyond 10 standard deviations carry no more information; the quality gate holds on
+them anyway (`RL_FEATURE_OOD_ZSCORE_LIMIT`, default 8)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -43,6 +46,13 @@ class NormalizationStats:
             if i is not None and self.std[i] > 0:
                 z[j] = (values[j] - self.mean[i]) / self.std[i]
         return z
+
+    def scale(self, values: Floats, clip: float = SCALE_CLIP) -> Floats:
+        """Model inputs: (value - mean) / std per column, clipped to +-`clip`; 0 (the mean) where a value
+        is missing or a column had no spread. Rows or single vectors, columns in `names` order."""
+        spread = np.where(self.std > 0, self.std, 1.0)
+        scaled = np.where(self.std > 0, (values - self.mean) / spread, 0.0)
+        return np.clip(np.nan_to_num(scaled, nan=0.0, posinf=clip, neginf=-clip), -clip, clip)
 
     def to_json(self) -> dict[str, object]:
         return {

@@ -14,13 +14,16 @@ import os
 import shutil
 import subprocess
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
 
+from domain.candle_columns import CandleColumns
+from domain.market import parse_interval
+from exchange.sim.candle_file import as_columns, load_candle_file
 from storage.embedded import EmbeddedPostgres
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -34,6 +37,22 @@ def shared_candles() -> Path:
     if not (SHARED_CANDLES / "BINANCE_BTCUSDT_1m.csv").is_file():
         pytest.skip(f"real candle data not found at {SHARED_CANDLES} (only the project's CI and developers have it)")
     return SHARED_CANDLES
+
+
+@pytest.fixture(scope="session")
+def real_candles(shared_candles: Path) -> Callable[[str], CandleColumns]:
+    """`real_candles("BTCUSDT_1m")`: a file of ../shared/data/candles as columns."""
+    cache: dict[str, CandleColumns] = {}
+
+    def load(name: str) -> CandleColumns:
+        if name not in cache:
+            symbol = name.split("_", 1)[0]
+            interval = parse_interval(name.rsplit("_", 1)[-1])
+            rows = load_candle_file(shared_candles / f"BINANCE_{name}.csv")
+            cache[name] = as_columns(rows, f"{symbol[:-4]}-{symbol[-4:]}", interval)
+        return cache[name]
+
+    return load
 
 
 def _with_database(url: str, database: str) -> str:

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, Decimal
+from decimal import ROUND_DOWN, Decimal
 from typing import Literal
 
-Side = Literal["BUY", "SELL"]
+from domain.fills import Fill, FillRules, Position, Side, below_minimum, limit_fill, market_fill, truncate_quantity
+
 OrderType = Literal["MARKET", "LIMIT"]
 Status = Literal["NEW", "PARTIALLY_FILLED", "FILLED", "CANCELLED"]
 
@@ -24,16 +25,6 @@ class AccountError(Exception):
     def __init__(self, code: int, message: str) -> None:
         self.code = code
         super().__init__(message)
-
-
-@dataclass(frozen=True)
-class SymbolRules:
-    tick: Decimal
-    step: Decimal
-    min_quantity: Decimal
-    min_notional: Decimal
-    maker_fee: Decimal
-    taker_fee: Decimal
 
 
 @dataclass
@@ -59,19 +50,10 @@ class SimOrder:
 
 
 @dataclass
-class Position:
-    quantity: Decimal = Decimal(0)
-    """Signed: positive long, negative short."""
-    entry_price: Decimal = Decimal(0)
-    realised: Decimal = Decimal(0)
-
-
-@dataclass
 class SimAccount:
-    rules: dict[str, SymbolRules]
+    rules: dict[str, FillRules]
     balance: Decimal = Decimal(10_000)
     leverage: Decimal = Decimal(5)
-    slippage_bps: Decimal = Decimal(2)
     orders: dict[int, SimOrder] = field(default_factory=dict)
     by_client_id: dict[str, int] = field(default_factory=dict)
     positions: dict[str, Position] = field(default_factory=dict)
@@ -97,13 +79,13 @@ class SimAccount:
             raise AccountError(109400, "clientOrderId must be 1 to 40 characters")
         if client_order_id and client_order_id in self.by_client_id:
             raise AccountError(101481, f"clientOrderID {client_order_id} already used")
-        quantity = quantity.quantize(rules.step, rounding=ROUND_DOWN)  # the venue truncates silently
+        quantity = truncate_quantity(quantity, rules)
         if order_type == "LIMIT":
             if price is None or price <= 0:
                 raise AccountError(109400, "price is required for LIMIT orders")
             price = price.quantize(rules.tick, rounding=ROUND_DOWN)
         reference = price if order_type == "LIMIT" and price is not None else last_price
-        if quantity < rules.min_quantity or quantity * reference < rules.min_notional:
+        if below_minimum(quantity, reference, rules):
             raise AccountError(101400, f"order below the minimum ({rules.min_quantity} / {rules.min_notional} USDT)")
         position = self.positions.setdefault(symbol, Position())
         signed = quantity if side == "BUY" else -quantity
@@ -129,11 +111,7 @@ class SimAccount:
         if client_order_id:
             self.by_client_id[client_order_id] = order.order_id
         if order_type == "MARKET":
-            sign = Decimal(1) if side == "BUY" else Decimal(-1)
-            # Slipped against the taker, then onto the tick grid, again against the taker.
-            slipped = last_price * (1 + sign * self.slippage_bps / 10_000)
-            fill_price = slipped.quantize(rules.tick, rounding=ROUND_CEILING if side == "BUY" else ROUND_FLOOR)
-            self._fill(order, fill_price, rules.taker_fee, now_ms)
+            self._fill(order, market_fill(side, quantity, last_price, rules), now_ms)
         return order
 
     def on_price(self, symbol: str, low: Decimal, high: Decimal, now_ms: int) -> list[SimOrder]:
@@ -143,7 +121,8 @@ class SimAccount:
             assert order.price is not None
             crossed = low <= order.price if order.side == "BUY" else high >= order.price
             if crossed:
-                self._fill(order, order.price, self.rules[symbol].maker_fee, now_ms)
+                fill = limit_fill(order.side, order.quantity - order.executed, order.price, self.rules[symbol])
+                self._fill(order, fill, now_ms)
                 filled.append(order)
         return filled
 
@@ -190,31 +169,11 @@ class SimAccount:
         growth = max(Decimal(0), abs(position.quantity + signed) - abs(position.quantity)) * price
         return (exposure + growth) / self.leverage <= self.balance
 
-    def _fill(self, order: SimOrder, price: Decimal, fee_rate: Decimal, now_ms: int) -> None:
-        quantity = order.quantity - order.executed
-        fee = (quantity * price * fee_rate).quantize(Decimal("0.00000001"))
-        order.executed += quantity
-        order.cum_quote += quantity * price
-        order.commission -= fee  # BingX reports commission as a negative number
+    def _fill(self, order: SimOrder, fill: Fill, now_ms: int) -> None:
+        order.executed += fill.quantity
+        order.cum_quote += fill.quantity * fill.price
+        order.commission -= fill.fee  # BingX reports commission as a negative number
         order.status = "FILLED"
         order.update_ms = now_ms
-        self.balance -= fee
         position = self.positions.setdefault(order.symbol, Position())
-        signed = quantity if order.side == "BUY" else -quantity
-        if position.quantity == 0 or (position.quantity > 0) == (signed > 0):
-            total = position.quantity + signed
-            position.entry_price = (position.entry_price * position.quantity + price * signed) / total
-            position.quantity = total
-            return
-        closing = min(abs(signed), abs(position.quantity))
-        pnl = (price - position.entry_price) * closing * (1 if position.quantity > 0 else -1)
-        position.realised += pnl
-        self.balance += pnl
-        remaining = position.quantity + signed
-        if remaining == 0 or (remaining > 0) == (position.quantity > 0):
-            position.quantity = remaining
-            if remaining == 0:
-                position.entry_price = Decimal(0)
-        else:  # flipped through zero: the rest opens the other side at the fill price
-            position.quantity = remaining
-            position.entry_price = price
+        self.balance += position.apply(fill) - fill.fee

@@ -19,8 +19,9 @@ from typing import Any, Literal
 
 from aiohttp import web
 
+from domain.fills import FillRules
 from domain.market import INTERVALS, parse_interval
-from exchange.sim.account import SimAccount, SymbolRules
+from exchange.sim.account import SimAccount
 from exchange.sim.envelope import error, ok, ok_encoded
 from exchange.sim.replay import KlineView, ReplayClock, ReplaySeries
 from exchange.sim.stream import MarketLoop, MarketStream, Pace
@@ -239,8 +240,8 @@ class BingXSimulator:
         return range(max(0, visible_stop - limit), visible_stop)
 
 
-def _rules(spec: ContractSpec) -> SymbolRules:
-    return SymbolRules(
+def _rules(spec: ContractSpec) -> FillRules:
+    return FillRules(
         Decimal(1).scaleb(-spec.price_precision),
         Decimal(1).scaleb(-spec.quantity_precision),
         Decimal(spec.min_quantity),

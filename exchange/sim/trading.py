@@ -18,8 +18,9 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
+from domain.fills import Side
 from exchange.bingx.signing import verify
-from exchange.sim.account import AccountError, OrderType, Side, SimAccount, SimOrder
+from exchange.sim.account import AccountError, OrderType, SimAccount, SimOrder
 from exchange.sim.envelope import error, ok
 
 

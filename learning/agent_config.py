@@ -1,0 +1,155 @@
+"""Agent configurations: the algorithm and its hyperparameters, the environment the agent learns in,
+its reward shaping, its decision threshold and the gates it must pass before it trades.
+
+Validated once, strictly (unknown keys refused by name), when created from a TOML file; stored in
+`agent_configurations` and read back into the same model.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from features.definitions import feature_set
+
+Algorithm = Literal["PPO"]
+"""The algorithms whose policy network we can export for the live path. Others are refused by name
+until their export exists, rather than trained into something the daemon cannot run."""
+Activation = Literal["tanh", "relu"]
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, validate_default=True)
+
+
+class Hyperparameters(_Model):
+    """PPO on RLlib's new API stack."""
+
+    iterations: int = Field(default=20, ge=1, le=100_000)
+    lr: float = Field(default=3e-4, gt=0, lt=1)
+    gamma: float = Field(default=0.99, gt=0, le=1)
+    lambda_: float = Field(default=0.95, ge=0, le=1, alias="lambda")
+    clip_param: float = Field(default=0.2, gt=0, lt=1)
+    entropy_coeff: float = Field(default=0.01, ge=0)
+    vf_loss_coeff: float = Field(default=0.5, ge=0)
+    train_batch_size: int = Field(default=4000, ge=64)
+    minibatch_size: int = Field(default=500, ge=16)
+    num_epochs: int = Field(default=4, ge=1, le=100)
+    hidden_layers: Annotated[tuple[int, ...], Field(strict=False, min_length=1, max_length=8)] = (64, 64)
+    activation: Activation = "tanh"
+    env_runners: int = Field(default=0, ge=0, le=64)
+    """0 samples in the training process itself (fastest on a small machine: no actor hops)."""
+    envs_per_env_runner: int = Field(default=8, ge=1, le=256)
+    checkpoint_every: int = Field(default=5, ge=1)
+    seed: int = Field(default=0, ge=0)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, validate_default=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _batches(self) -> Hyperparameters:
+        if self.minibatch_size > self.train_batch_size:
+            raise ValueError("minibatch_size must not exceed train_batch_size")
+        if any(width < 1 or width > 4096 for width in self.hidden_layers):
+            raise ValueError("hidden_layers widths must be between 1 and 4096")
+        return self
+
+
+class Environment(_Model):
+    """The training world. Fills, fees and slippage follow `domain.fills`, as paper execution does."""
+
+    episode_bars: int = Field(default=1440, ge=16)
+    position_sizes: Annotated[tuple[float, ...], Field(strict=False, min_length=1, max_length=8)] = (1.0,)
+    """Fractions of the maximum position: (1.0,) gives the actions short, flat, long; (0.5, 1.0) adds
+    half positions each way."""
+    initial_equity: float = Field(default=10_000.0, gt=0)
+    max_exposure: float = Field(default=1.0, gt=0, le=20)
+    """The notional of a full position, as a multiple of equity (above 1 is leverage)."""
+    slippage_bps: float = Field(default=2.0, ge=0, le=1000)
+    bust_equity_fraction: float = Field(default=0.5, ge=0, lt=1)
+    """An episode ends when equity falls to this fraction of the initial equity."""
+
+    @model_validator(mode="after")
+    def _sizes(self) -> Environment:
+        if any(not 0 < size <= 1 for size in self.position_sizes) or len(set(self.position_sizes)) != len(
+            self.position_sizes
+        ):
+            raise ValueError("position_sizes must be distinct fractions in (0, 1]")
+        return self
+
+    @property
+    def targets(self) -> tuple[float, ...]:
+        """Target positions, one per action, as signed fractions of the maximum: short ... flat ... long."""
+        sizes = sorted(self.position_sizes)
+        return (*(-size for size in reversed(sizes)), 0.0, *sizes)
+
+
+class Reward(_Model):
+    drawdown_penalty: float = Field(default=0.0, ge=0)
+    """Subtracted per unit of new drawdown (as a fraction of the peak equity)."""
+    turnover_penalty: float = Field(default=0.0, ge=0)
+    """Subtracted per unit of traded notional (as a fraction of the initial equity), beyond fees."""
+
+
+class PromotionGates(_Model):
+    """What a walk-forward evaluation must show before the version may trade (evaluation issue)."""
+
+    min_win_rate: float = Field(default=0.5, ge=0, le=1)
+    min_net_pnl: float = 0.0
+    max_drawdown: float = Field(default=0.2, gt=0, le=1)
+    min_trade_count: int = Field(default=10, ge=0)
+    min_margin_over_baseline: float = 0.0
+
+
+class AgentConfig(_Model):
+    name: str = Field(pattern=NAME_PATTERN)
+    algorithm: Algorithm = "PPO"
+    feature_set: str = "v2"
+    """A feature-set name, with context if any (`v2+5m`): a dataset of another schema is refused."""
+    decision_threshold: float = Field(default=0.5, ge=0, le=1)
+    hyperparameters: Hyperparameters = Hyperparameters()
+    environment: Environment = Environment()
+    reward: Reward = Reward()
+    promotion_gates: PromotionGates = PromotionGates()
+
+    @model_validator(mode="after")
+    def _known_feature_set(self) -> AgentConfig:
+        feature_set(self.feature_set)  # ValueError names the unknown set or interval
+        return self
+
+    def sections(self) -> dict[str, Any]:
+        """JSON documents for the `agent_configurations` columns."""
+        return {
+            "hyperparameters": self.hyperparameters.model_dump(by_alias=True, mode="json"),
+            "environment": self.environment.model_dump(mode="json"),
+            "reward": self.reward.model_dump(mode="json"),
+            "promotion_gates": self.promotion_gates.model_dump(mode="json"),
+        }
+
+
+class AgentConfigError(ValueError):
+    """The agent configuration is invalid; the message names the fields."""
+
+
+def parse_agent_config(document: dict[str, Any], origin: str) -> AgentConfig:
+    try:
+        return AgentConfig.model_validate(document)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in item['loc']) or '(top level)'}: {item['msg']}" for item in error.errors()
+        )
+        raise AgentConfigError(f"{origin}: {problems}") from None
+
+
+def load_agent_config(path: Path) -> AgentConfig:
+    try:
+        with path.open("rb") as handle:
+            document = tomllib.load(handle)
+    except FileNotFoundError:
+        raise AgentConfigError(f"{path} does not exist") from None
+    except tomllib.TOMLDecodeError as error:
+        raise AgentConfigError(f"{path}: not valid TOML: {error}") from None
+    return parse_agent_config(document, str(path))
