@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -73,7 +72,7 @@ class DatasetStore:
                 name,
                 schema_hash,
                 list(names),
-                json.dumps(parameters, sort_keys=True),
+                dict(parameters),
             )
             if found is None:
                 found = await connection.fetchval(
@@ -132,7 +131,7 @@ class DatasetStore:
                 len(times),
                 feature_set_version_id,
                 content_hash,
-                json.dumps(normalization),
+                normalization,
             )
             await connection.execute(
                 "UPDATE dataset_versions SET storage_uri = $2 WHERE id = $1",
@@ -159,7 +158,7 @@ class DatasetStore:
                         entry.source,
                         None if entry.start_ms is None else ms_to_datetime(entry.start_ms),
                         None if entry.end_ms is None else ms_to_datetime(entry.end_ms),
-                        json.dumps(entry.details),
+                        entry.details,
                     )
                     for entry in lineage
                 ],
@@ -179,7 +178,7 @@ class DatasetStore:
                 row["source"],
                 None if row["span_start"] is None else datetime_to_ms(row["span_start"]),
                 None if row["span_end"] is None else datetime_to_ms(row["span_end"]),
-                json.loads(row["details"]),
+                row["details"],
             )
             for row in rows
         ]
@@ -213,7 +212,7 @@ def _version(row: asyncpg.Record) -> DatasetVersion:
         feature_set=row["feature_set"],
         schema_hash=row["schema_hash"],
         content_hash=row["content_hash"],
-        normalization=json.loads(row["normalization"]),
+        normalization=row["normalization"],
         storage_uri=row["storage_uri"],
         created_at=row["created_at"],
     )

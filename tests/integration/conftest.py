@@ -1,3 +1,5 @@
+"""Integration fixtures: a migrated database of its own per test."""
+
 from __future__ import annotations
 
 from collections.abc import AsyncIterator

@@ -1,0 +1,315 @@
+"""`tradingd train`: RLlib PPO (new API stack) on the trading environment over a dataset version,
+checkpointed so an interrupted run resumes, exported to a numpy policy artifact that is proven to act
+like the trained module before it is recorded.
+
+Ray is started here only if no one started it (the CLI does, sized for the machine). Sampling runs in
+this process by default (`env_runners = 0`) with several environments per runner: on a small machine
+an actor hop per batch costs more than it saves.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+import uuid
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import ray
+import structlog
+from ray.rllib.algorithms.ppo import PPOConfig
+from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
+
+from actors.policy.artifact import FORMAT, PolicyArtifact, checksum, load_artifact
+from domain.fills import FillRules
+from features.definitions import feature_set
+from features.normalization import NormalizationStats
+from features.spec import FeatureSetSpec
+from learning.agent_config import AgentConfig, parse_agent_config
+from learning.code_version import code_version
+from learning.env import MarketData, TradingEnv
+from learning.export import policy_layers, verify_export
+from storage.agents import AgentStore, AgentVersion, ArtifactStore, StoredAgent
+from storage.datasets import DatasetStore, DatasetVersion
+
+log = structlog.get_logger("tradingd.training")
+EXPORT_CHECK_ROWS = 4096
+
+
+class TrainingError(ValueError):
+    """Training cannot start: unknown agent or dataset, or a dataset of another feature set."""
+
+
+@dataclass(frozen=True)
+class IterationReport:
+    iteration: int
+    total: int
+    env_steps: int
+    episode_return_mean: float | None
+    seconds: float
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    version: AgentVersion
+    artifact_id: uuid.UUID | None
+    """None when training stopped early (`stop_after`) and can be resumed."""
+    checksum: str | None
+    iterations: int
+    env_steps: int
+    resumed_from: int
+    """The iteration the run resumed after (0 for a fresh run)."""
+
+
+def agent_config_of(stored: StoredAgent) -> AgentConfig:
+    document = {
+        "name": stored.name,
+        "algorithm": stored.algorithm,
+        "feature_set": stored.feature_set,
+        "decision_threshold": stored.decision_threshold,
+        **stored.sections,
+    }
+    return parse_agent_config(document, f"agent {stored.name}")
+
+
+async def train_agent(
+    agents: AgentStore,
+    datasets: DatasetStore,
+    *,
+    agent_name: str,
+    dataset_id: uuid.UUID,
+    rules: FillRules,
+    checkpoint_root: Path,
+    artifact_store: ArtifactStore = "database",
+    progress: Callable[[IterationReport], None] | None = None,
+    stop_after: int | None = None,
+) -> TrainingResult:
+    """Train (or resume training) `agent_name` on the dataset. `stop_after` ends the run after that many
+    iterations of this call, checkpointed and resumable, as an interruption would."""
+    stored = await agents.get(agent_name)
+    if stored is None:
+        raise TrainingError(f"no agent configuration named {agent_name!r} (create it with `tradingd agent create`)")
+    agent = agent_config_of(stored)
+    dataset = await datasets.get(dataset_id)
+    if dataset is None:
+        raise TrainingError(f"no dataset {dataset_id}")
+    spec = _dataset_spec(agent, dataset)
+    content = await datasets.load(dataset)
+    market = MarketData(
+        content.candles.open,
+        content.candles.close,
+        content.features,
+        NormalizationStats.from_json(dataset.normalization),
+    )
+    env_config = {"market": market, "rules": rules, "environment": agent.environment, "reward": agent.reward}
+
+    version = await agents.training_version(stored.id, dataset.id)
+    resumed_from = 0
+    if version is None:
+        version = await agents.start_version(stored.id, dataset.id, dataset.feature_set_version_id, code_version())
+    elif version.checkpoint_path is not None:
+        resumed_from = version.iterations_done
+    log.info(
+        "training_started",
+        agent=agent.name,
+        version=version.version,
+        dataset_id=str(dataset.id),
+        rows=dataset.row_count,
+        resumed_from=resumed_from,
+    )
+
+    ensure_ray()
+    with warnings.catch_warnings():
+        # RLlib registers its env wrapper under one name per build; a second build in a process says so.
+        warnings.filterwarnings("ignore", message=".*Overriding environment rllib-single-agent-env-v0")
+        algo = _ppo(agent, env_config).build_algo()
+    try:
+        if resumed_from:
+            assert version.checkpoint_path is not None
+            algo.restore_from_path(version.checkpoint_path)
+        total = agent.hyperparameters.iterations
+        env_steps, last_return, iteration = 0, None, resumed_from
+        metrics: dict[str, Any] = dict(version.training_metrics)
+        while iteration < total:
+            started = time.monotonic()
+            result = algo.train()
+            iteration += 1
+            env_steps = int(result.get("num_env_steps_sampled_lifetime", 0))
+            episode_return = result.get("env_runners", {}).get("episode_return_mean")
+            if episode_return is not None and np.isfinite(episode_return):
+                last_return = float(episode_return)
+            report = IterationReport(iteration, total, env_steps, last_return, time.monotonic() - started)
+            if progress is not None:
+                progress(report)
+            log.info(
+                "training_iteration",
+                agent=agent.name,
+                version=version.version,
+                iteration=iteration,
+                total=total,
+                env_steps=env_steps,
+                episode_return_mean=last_return,
+                seconds=round(report.seconds, 3),
+            )
+            metrics.update(iterations=iteration, env_steps=env_steps, episode_return_mean=last_return)
+            done = iteration == total
+            interrupted = stop_after is not None and iteration - resumed_from >= stop_after
+            if done or interrupted or iteration % agent.hyperparameters.checkpoint_every == 0:
+                path = _checkpoint(algo, checkpoint_root / str(version.id), iteration)
+                await agents.record_progress(version.id, iteration, str(path), metrics)
+            if interrupted and not done:
+                log.info("training_paused", agent=agent.name, version=version.version, iteration=iteration)
+                paused = await agents.version(version.id)
+                assert paused is not None
+                return TrainingResult(paused, None, None, iteration, env_steps, resumed_from)
+
+        module = algo.get_module()
+        layers = policy_layers(module)
+        env = TradingEnv(env_config)
+        metrics.update(verify_export(module, layers, _export_observations(env, agent.hyperparameters.seed)))
+    finally:
+        algo.stop()
+
+    artifact = PolicyArtifact(
+        layers=layers,
+        feature_set=spec.name,
+        feature_schema_hash=spec.schema_hash,
+        market_features=spec.market_features,
+        state_features=spec.state_features,
+        normalization=market.stats,
+        targets=agent.environment.targets,
+        decision_threshold=agent.decision_threshold,
+        provenance={
+            "agent": agent.name,
+            "version": version.version,
+            "agent_version_id": str(version.id),
+            "dataset_id": str(dataset.id),
+            "dataset_hash": dataset.content_hash,
+            "algorithm": agent.algorithm,
+            "hyperparameters": agent.hyperparameters.model_dump(by_alias=True, mode="json"),
+            "environment": agent.environment.model_dump(mode="json"),
+            "fill_rules": _rules_json(rules),
+            "code_version": code_version(),
+        },
+    )
+    content_bytes = artifact.to_bytes()
+    digest = checksum(content_bytes)
+    load_artifact(content_bytes, digest, spec)  # what the live path will do, before anything is recorded
+    metrics.update(code_version=code_version(), artifact_bytes=len(content_bytes))
+    artifact_id = await agents.finish_version(
+        version.id,
+        metrics,
+        content=content_bytes,
+        artifact_format=FORMAT,
+        checksum=digest,
+        feature_schema_hash=spec.schema_hash,
+        normalization=market.stats.to_json(),
+        metadata={key: value for key, value in artifact.metadata().items() if key != "normalization"},
+        store=artifact_store,
+    )
+    _prune_checkpoints(checkpoint_root / str(version.id), keep=iteration)
+    finished = await agents.version(version.id)
+    assert finished is not None
+    log.info(
+        "training_finished",
+        agent=agent.name,
+        version=finished.version,
+        artifact_id=str(artifact_id),
+        checksum=digest,
+        env_steps=env_steps,
+        episode_return_mean=last_return,
+    )
+    return TrainingResult(finished, artifact_id, digest, iteration, env_steps, resumed_from)
+
+
+def _dataset_spec(agent: AgentConfig, dataset: DatasetVersion) -> FeatureSetSpec:
+    if dataset.feature_set != agent.feature_set:
+        raise TrainingError(
+            f"agent {agent.name} uses feature set {agent.feature_set}, dataset {dataset.id} has {dataset.feature_set}"
+        )
+    spec = feature_set(dataset.feature_set)
+    if spec.schema_hash != dataset.schema_hash:
+        raise TrainingError(
+            f"dataset {dataset.id} was built with another definition of {dataset.feature_set} "
+            f"(schema {dataset.schema_hash[:12]}, now {spec.schema_hash[:12]}): build the dataset again"
+        )
+    return spec
+
+
+def _ppo(agent: AgentConfig, env_config: dict[str, Any]) -> PPOConfig:
+    h = agent.hyperparameters
+    return (
+        PPOConfig()
+        .environment(TradingEnv, env_config=env_config)
+        .env_runners(num_env_runners=h.env_runners, num_envs_per_env_runner=h.envs_per_env_runner)
+        .training(
+            lr=h.lr,
+            gamma=h.gamma,
+            lambda_=h.lambda_,
+            clip_param=h.clip_param,
+            entropy_coeff=h.entropy_coeff,
+            vf_loss_coeff=h.vf_loss_coeff,
+            train_batch_size_per_learner=h.train_batch_size,
+            minibatch_size=h.minibatch_size,
+            num_epochs=h.num_epochs,
+        )
+        .rl_module(
+            model_config=DefaultModelConfig(
+                fcnet_hiddens=list(h.hidden_layers), fcnet_activation=h.activation, vf_share_layers=False
+            )
+        )
+        .debugging(seed=h.seed)
+    )
+
+
+def ensure_ray() -> None:
+    """Start a local Ray sized for this machine, unless one is running (the caller may have joined a cluster)."""
+    if not ray.is_initialized():
+        # Under `uv run`, Ray would otherwise package the working directory for its workers.
+        os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+        ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False)
+
+
+def _checkpoint(algo: Any, directory: Path, iteration: int) -> Path:
+    """Save to a fresh directory, then drop the older ones: a crash mid-save leaves the last good one."""
+    path = directory / f"iteration-{iteration:06d}"
+    if path.exists():
+        shutil.rmtree(path)
+    algo.save_to_path(str(path))
+    _prune_checkpoints(directory, keep=iteration)
+    return path
+
+
+def _prune_checkpoints(directory: Path, keep: int) -> None:
+    for old in directory.glob("iteration-*"):
+        if old.name != f"iteration-{keep:06d}":
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _export_observations(env: TradingEnv, seed: int) -> npt.NDArray[np.float32]:
+    """Real scaled features beside varied position states: what the live policy will be asked."""
+    rng = np.random.default_rng(seed)
+    rows = np.linspace(0, len(env.scaled) - 1, min(EXPORT_CHECK_ROWS, len(env.scaled))).astype(int)
+    n = len(rows)
+    state = np.column_stack(
+        [rng.integers(-1, 2, n), rng.uniform(0, 1, n), rng.normal(0, 0.02, n), rng.uniform(0, 2, n)]
+    ).astype(np.float32)
+    return np.concatenate([env.scaled[rows], state], axis=1)
+
+
+def _rules_json(rules: FillRules) -> dict[str, str]:
+    return {
+        "tick": str(rules.tick),
+        "step": str(rules.step),
+        "min_quantity": str(rules.min_quantity),
+        "min_notional": str(rules.min_notional),
+        "maker_fee": str(rules.maker_fee),
+        "taker_fee": str(rules.taker_fee),
+        "slippage_bps": str(rules.slippage_bps),
+    }

@@ -1,0 +1,154 @@
+"""A short RLlib PPO training on real candles and a real PostgreSQL: interrupted and resumed from its
+checkpoint, exported to a numpy artifact that reloads to the module's actions, and refused when
+tampered with or run against another feature schema."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import numpy as np
+import pytest
+import ray
+from ray.rllib.core.rl_module.rl_module import RLModule
+
+from actors.policy.artifact import ArtifactError, load_artifact
+from actors.policy.policies import ArtifactPolicy
+from domain.candle_columns import CandleColumns
+from domain.fills import FillRules
+from features.definitions import V1, V2
+from features.engine import FeatureEngine
+from features.normalization import NormalizationStats
+from learning.agent_config import AgentConfig
+from learning.datasets import dataset_hash
+from learning.export import module_logits
+from learning.training import IterationReport, TrainingError, ensure_ray, train_agent
+from storage.agents import AgentStore
+from storage.database import Database
+from storage.datasets import DatasetContent, DatasetStore
+
+RULES = FillRules(
+    Decimal("0.1"), Decimal("0.0001"), Decimal("0.0001"), Decimal(5), Decimal("0.0002"), Decimal("0.0005"), Decimal(2)
+)
+QUICK = {
+    "iterations": 3,
+    "train_batch_size": 1000,
+    "minibatch_size": 250,
+    "num_epochs": 2,
+    "hidden_layers": [32, 32],
+    "envs_per_env_runner": 4,
+    "checkpoint_every": 1,
+    "seed": 3,
+}
+
+
+@pytest.fixture(scope="module")
+def ray_session() -> Iterator[None]:
+    ensure_ray()
+    yield
+    ray.shutdown()
+
+
+async def v1_dataset(database: Database, candles: CandleColumns) -> uuid.UUID:
+    engine = FeatureEngine(V1, candles.take(np.arange(V1.warmup_bars)))
+    rows = candles.take(np.arange(V1.warmup_bars, len(candles)))
+    features = engine.run(rows)
+    datasets = DatasetStore(database.pool)
+    feature_set_id = await datasets.feature_set_version(V1.name, V1.schema_hash, V1.names, V1.schema())
+    return await datasets.create(
+        pair=candles.pair,
+        interval=candles.interval,
+        feature_set_version_id=feature_set_id,
+        content_hash=dataset_hash(V1, rows, features),
+        content=DatasetContent(rows, features, V1.market_features),
+        normalization=NormalizationStats.of(V1.market_features, features).to_json(),
+        lineage=[],
+    )
+
+
+async def test_train_interrupt_resume_export_and_reload(
+    ray_session: None, database: Database, tmp_path: Path, real_candles: Callable[[str], CandleColumns]
+) -> None:
+    agents = AgentStore(database.pool, tmp_path / "artifacts")
+    datasets = DatasetStore(database.pool)
+    config = AgentConfig.model_validate(
+        {"name": "quick", "feature_set": "v1", "hyperparameters": QUICK, "environment": {"episode_bars": 400}}
+    )
+    await agents.create(config.name, config.algorithm, config.feature_set, config.decision_threshold, config.sections())
+    dataset_id = await v1_dataset(database, real_candles("BTCUSDT_1m").take(np.arange(6_000)))
+    reports: list[IterationReport] = []
+
+    first = await train_agent(
+        agents, datasets, agent_name="quick", dataset_id=dataset_id, rules=RULES,
+        checkpoint_root=tmp_path / "checkpoints", progress=reports.append, stop_after=2,
+    )  # fmt: skip
+    assert (first.artifact_id, first.iterations, first.version.status) == (None, 2, "training")
+    assert first.version.checkpoint_path is not None
+    assert Path(first.version.checkpoint_path).name == "iteration-000002"
+
+    # The same command again resumes at iteration 3 and finishes the same version.
+    second = await train_agent(
+        agents, datasets, agent_name="quick", dataset_id=dataset_id, rules=RULES,
+        checkpoint_root=tmp_path / "checkpoints", progress=reports.append, artifact_store="file",
+    )  # fmt: skip
+    assert (second.resumed_from, second.iterations, second.version.id) == (2, 3, first.version.id)
+    assert [r.iteration for r in reports] == [1, 2, 3]
+    assert reports[-1].env_steps >= 3_000  # the restored counters carry on
+    version = second.version
+    assert (version.status, version.version, version.dataset_version_id) == ("trained", 1, dataset_id)
+    assert version.feature_set == "v1"
+    assert version.artifact_uri is not None
+    assert version.artifact_uri.startswith("file://")
+    assert version.training_metrics["export_max_logit_difference"] < 1e-4
+    assert version.training_metrics["iterations"] == 3
+
+    stored = await agents.artifact(version.id)
+    assert stored is not None
+    assert stored.checksum == second.checksum
+    artifact = load_artifact(stored.content, stored.checksum, V1)
+    assert artifact.provenance["dataset_id"] == str(dataset_id)
+    assert artifact.targets == (-1.0, 0.0, 1.0)
+    # Reloaded, the artifact decides the same on the same inputs, every time.
+    policy, again = ArtifactPolicy(artifact, V1), ArtifactPolicy(load_artifact(stored.content, stored.checksum), V1)
+    content = await datasets.load(await datasets.get(dataset_id))  # type: ignore[arg-type]
+    state = np.zeros((len(content.features), 4))
+    inputs = policy.inputs(content.features, state)
+    assert np.array_equal(policy.actions(inputs), again.actions(inputs))
+
+    # The exported numpy network acts like the RLlib module restored from the final checkpoint, on
+    # thousands of real observations (the market features of every row, with varied position states).
+    assert version.checkpoint_path is not None
+    module = RLModule.from_checkpoint(
+        Path(version.checkpoint_path) / "learner_group" / "learner" / "rl_module" / "default_policy"
+    )
+    rng = np.random.default_rng(5)
+    state = np.column_stack([rng.integers(-1, 2, len(inputs)), rng.uniform(0, 1, (len(inputs), 3))])
+    observations = policy.inputs(content.features, state)
+    assert len(observations) > 5_000
+    logits = module_logits(module, observations)
+    # Float32 sums in another order may only flip a near tie; there are (almost) none to flip.
+    top_two = np.sort(logits, axis=1)[:, -2:]
+    decisive = top_two[:, 1] - top_two[:, 0] > 1e-5
+    assert decisive.mean() > 0.999
+    assert np.array_equal(policy.actions(observations)[decisive], np.argmax(logits, axis=1)[decisive])
+
+    # A tampered artifact or another feature schema is refused.
+    tampered = bytearray(stored.content)
+    tampered[len(tampered) // 2] ^= 0x01
+    with pytest.raises(ArtifactError, match="checksum mismatch"):
+        load_artifact(bytes(tampered), stored.checksum, V1)
+    with pytest.raises(ArtifactError, match="trained on feature set v1"):
+        load_artifact(stored.content, stored.checksum, V2)
+    with pytest.raises(ArtifactError, match="running feature set is v1\\+5m"):
+        ArtifactPolicy(artifact, V1.with_context(["5m"]))
+
+    # A dataset of another feature set is refused before any training.
+    config_v2 = AgentConfig.model_validate({"name": "wants-v2", "feature_set": "v2"})
+    await agents.create(config_v2.name, "PPO", "v2", 0.5, config_v2.sections())
+    with pytest.raises(TrainingError, match=r"uses feature set v2, dataset .* has v1"):
+        await train_agent(
+            agents, datasets, agent_name="wants-v2", dataset_id=dataset_id, rules=RULES,
+            checkpoint_root=tmp_path / "checkpoints",
+        )  # fmt: skip
