@@ -51,6 +51,7 @@ ENV_VARIABLES: Final[Mapping[str, tuple[str, ...]]] = {
     "RL_FEATURE_MAX_FRESHNESS_SEC": ("features", "max_freshness_sec"),
     "TRADINGD_FEATURE_MAX_SOURCE_DRIFT": ("features", "max_source_drift"),
     "TRADINGD_FEATURE_CONTEXT": ("features", "context"),
+    "TRADINGD_ARTIFACT_STORE": ("training", "artifact_store"),
     "TRADE_RECONCILE_INTERVAL_MIN": ("trading", "reconcile_interval_min"),
     "RL_ENFORCE_PROVENANCE": ("trading", "enforce_provenance"),
     "RL_ONLINE_LEARNING_ENABLED": ("online_learning", "enabled"),

@@ -29,6 +29,7 @@ Environment = Literal["development", "production"]
 TradingMode = Literal["paper", "live"]
 MarketDataSource = Literal["bingx", "simulator", "replay"]
 FeatureSetName = Literal["v1", "v2"]
+ArtifactStore = Literal["database", "file"]
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 LogFormat = Literal["auto", "json", "console"]
 
@@ -138,6 +139,14 @@ class TradingSettings(Section):
     enforce_provenance: bool = False
 
 
+class TrainingSettings(Section):
+    """Where trained policies are kept."""
+
+    artifact_store: ArtifactStore = "database"
+    """`database`: the artifact's bytes in `model_artifacts` (db://); `file`: a file under
+    `<data_dir>/artifacts` (file://). Either way the row holds the checksum the loader verifies."""
+
+
 class OnlineLearningSettings(Section):
     """Champion/challenger online learning and its promotion thresholds."""
 
@@ -175,6 +184,7 @@ class Settings(Section):
     control: ControlSettings = ControlSettings()
     features: FeatureSettings = FeatureSettings()
     trading: TradingSettings = TradingSettings()
+    training: TrainingSettings = TrainingSettings()
     online_learning: OnlineLearningSettings = OnlineLearningSettings()
     sources: IdeaSourceSettings = IdeaSourceSettings()
     logging: LoggingSettings = LoggingSettings()

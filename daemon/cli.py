@@ -18,6 +18,7 @@ from pathlib import Path
 
 from config import ConfigError, Settings, load_settings, redacted_settings
 from daemon import exit_codes
+from daemon.agent_commands import add_agent_commands, run_agent_command
 from daemon.dataset_commands import add_dataset_commands, run_dataset_command
 from daemon.db_commands import run_db_command
 from daemon.market_commands import add_market_commands, run_backfill, run_ingest, run_retry_queue, run_simulator
@@ -58,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     reset.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     add_market_commands(commands)
     add_dataset_commands(commands)
+    add_agent_commands(commands)
     return parser
 
 
@@ -88,6 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(run_retry_queue(settings, args))
         if args.command == "dataset":
             return asyncio.run(run_dataset_command(settings, args))
+        if args.command in ("agent", "train"):
+            return asyncio.run(run_agent_command(settings, args))
         return asyncio.run(run_db_command(settings, args))
     except KeyboardInterrupt:
         return exit_codes.FAILURE

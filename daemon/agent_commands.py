@@ -1,0 +1,177 @@
+"""`tradingd agent create | list | show | versions` and `tradingd train`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import uuid
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from config import Settings
+from daemon import exit_codes
+from daemon.db_commands import open_migrated_database
+from daemon.market_commands import venue_failure
+from domain.errors import VenueError
+from domain.fills import FillRules
+from exchange.bingx.rest import BingXRest
+from learning.agent_config import AgentConfigError, load_agent_config
+from storage.agents import AgentExistsError, AgentStore, AgentVersion, StoredAgent
+from storage.datasets import DatasetStore
+
+
+def add_agent_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    agent = commands.add_parser("agent", help="agent configurations and their trained versions")
+    sub = agent.add_subparsers(dest="agent_command", required=True, metavar="SUBCOMMAND")
+    create = sub.add_parser("create", help="create an agent configuration from a TOML file")
+    create.add_argument("file", type=Path, metavar="FILE", help="e.g. config/agents/example.toml")
+    sub.add_parser("list", help="list agent configurations")
+    show = sub.add_parser("show", help="one agent configuration, in full")
+    show.add_argument("name")
+    versions = sub.add_parser("versions", help="trained versions with their lineage (dataset, feature set, artifact)")
+    versions.add_argument("name", nargs="?", help="only this agent's versions")
+
+    train = commands.add_parser("train", help="train an agent on a dataset with RLlib (resumes an interrupted run)")
+    train.add_argument("--agent", required=True, metavar="NAME")
+    train.add_argument("--dataset", required=True, type=uuid.UUID, metavar="ID")
+
+
+async def run_agent_command(settings: Settings, args: argparse.Namespace) -> int:
+    config = None
+    if args.command == "agent" and args.agent_command == "create":
+        try:
+            config = load_agent_config(args.file)
+        except AgentConfigError as error:
+            print(f"tradingd: {error}", file=sys.stderr)
+            return exit_codes.DATA_ERROR
+    database = await open_migrated_database(settings)
+    if database is None:
+        return exit_codes.UNAVAILABLE
+    data_dir = settings.storage.resolved_data_dir()
+    agents = AgentStore(database.pool, data_dir / "artifacts")
+    try:
+        if args.command == "train":
+            return await _train(settings, agents, DatasetStore(database.pool), args, data_dir)
+        if config is not None:
+            try:
+                await agents.create(
+                    config.name, config.algorithm, config.feature_set, config.decision_threshold, config.sections()
+                )
+            except AgentExistsError as error:
+                print(f"tradingd: {error}", file=sys.stderr)
+                return exit_codes.DATA_ERROR
+            created = await agents.get(config.name)
+            assert created is not None
+            print(json.dumps(_agent_json(created)))
+            return exit_codes.OK
+        if args.agent_command == "list":
+            for stored in await agents.agents():
+                print(json.dumps({key: value for key, value in _agent_json(stored).items() if key != "sections"}))
+            return exit_codes.OK
+        if args.agent_command == "show":
+            found = await agents.get(args.name)
+            if found is None:
+                print(f"tradingd: no agent configuration named {args.name!r}", file=sys.stderr)
+                return exit_codes.DATA_ERROR
+            print(json.dumps(_agent_json(found), indent=2))
+            return exit_codes.OK
+        for version in await agents.versions(args.name):
+            print(json.dumps(_version_json(version)))
+        return exit_codes.OK
+    finally:
+        await database.close()
+
+
+async def _train(
+    settings: Settings, agents: AgentStore, datasets: DatasetStore, args: argparse.Namespace, data_dir: Path
+) -> int:
+    # RLlib and torch take seconds to import: only this command pays for them.
+    from learning.training import IterationReport, TrainingError, agent_config_of, train_agent
+
+    stored = await agents.get(args.agent)
+    dataset = await datasets.get(args.dataset)
+    if stored is None or dataset is None:
+        missing = f"agent configuration {args.agent!r}" if stored is None else f"dataset {args.dataset}"
+        print(f"tradingd: no {missing}", file=sys.stderr)
+        return exit_codes.DATA_ERROR
+    environment = agent_config_of(stored).environment
+    try:
+        async with BingXRest(settings.exchange.rest_url, recv_window_ms=settings.exchange.recv_window_ms) as rest:
+            contracts = await rest.contracts(dataset.pair)
+    except VenueError as error:
+        return venue_failure(error, "train", "run it again when the venue answers")
+    contract = next((c for c in contracts if c.symbol == dataset.pair), None)
+    if contract is None:
+        print(f"tradingd: the venue lists no contract {dataset.pair}", file=sys.stderr)
+        return exit_codes.DATA_ERROR
+    rules = FillRules.of(contract, Decimal(repr(environment.slippage_bps)))
+    on_terminal = sys.stderr.isatty()
+
+    def show(report: IterationReport) -> None:
+        if on_terminal:
+            episode = "-" if report.episode_return_mean is None else f"{report.episode_return_mean:+.4f}"
+            print(
+                f"iteration {report.iteration}/{report.total}  env steps {report.env_steps:,}  "
+                f"episode return {episode}  ({report.seconds:.1f} s)",
+                file=sys.stderr,
+            )
+
+    try:
+        result = await train_agent(
+            agents,
+            datasets,
+            agent_name=args.agent,
+            dataset_id=args.dataset,
+            rules=rules,
+            checkpoint_root=data_dir / "training",
+            artifact_store=settings.training.artifact_store,
+            progress=show,
+        )
+    except (TrainingError, AgentConfigError) as error:
+        print(f"tradingd: {error}", file=sys.stderr)
+        return exit_codes.DATA_ERROR
+    except KeyboardInterrupt:
+        print(
+            "tradingd: training interrupted; run the same command to resume from its last checkpoint", file=sys.stderr
+        )
+        return exit_codes.FAILURE
+    print(
+        json.dumps(
+            _version_json(result.version)
+            | {"resumed_from": result.resumed_from, "iterations": result.iterations, "env_steps": result.env_steps}
+        )
+    )
+    return exit_codes.OK
+
+
+def _agent_json(stored: StoredAgent) -> dict[str, Any]:
+    return {
+        "name": stored.name,
+        "id": str(stored.id),
+        "algorithm": stored.algorithm,
+        "feature_set": stored.feature_set,
+        "decision_threshold": stored.decision_threshold,
+        "created_at": stored.created_at.isoformat(),
+        "sections": dict(stored.sections),
+    }
+
+
+def _version_json(version: AgentVersion) -> dict[str, Any]:
+    return {
+        "agent": version.agent,
+        "version": version.version,
+        "id": str(version.id),
+        "status": version.status,
+        "dataset_id": None if version.dataset_version_id is None else str(version.dataset_version_id),
+        "feature_set": version.feature_set,
+        "parent_version_id": None if version.parent_version_id is None else str(version.parent_version_id),
+        "artifact_uri": version.artifact_uri,
+        "artifact_checksum": version.artifact_checksum,
+        "iterations_done": version.iterations_done,
+        "code_version": version.code_version,
+        "promoted_at": None if version.promoted_at is None else version.promoted_at.isoformat(),
+        "created_at": version.created_at.isoformat(),
+        "training_metrics": dict(version.training_metrics),
+    }

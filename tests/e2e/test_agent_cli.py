@@ -1,0 +1,80 @@
+"""`tradingd agent ...` and `tradingd train` as real processes: a dataset built against `tradingd sim`,
+an agent created from TOML, a short RLlib training, and the version listed with its lineage."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+from exchange.sim.candle_file import load_candle_file
+
+TRADINGD = shutil.which("tradingd")
+QUICK_AGENT = """
+name = "e2e-quick"
+feature_set = "v1"
+decision_threshold = 0.4
+
+[hyperparameters]
+iterations = 2
+train_batch_size = 600
+minibatch_size = 200
+num_epochs = 1
+hidden_layers = [16]
+envs_per_env_runner = 2
+
+[environment]
+episode_bars = 300
+position_sizes = [0.5, 1.0]
+"""
+
+
+def tradingd(env: dict[str, str], *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    assert TRADINGD is not None
+    return subprocess.run([TRADINGD, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def test_create_train_and_list_an_agent(clean_env: dict[str, str], candle_file: Path, tmp_path: Path) -> None:
+    rows = load_candle_file(candle_file)
+    built = tradingd(
+        clean_env, "dataset", "build", "--pair", "ETH-USDT", "--interval", "1m", "--feature-set", "v1",
+        "--from", str(rows[100].open_time_ms), "--to", str(rows[3_000].open_time_ms),
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    dataset_id = json.loads(built.stdout)["id"]
+
+    agent_file = tmp_path / "agent.toml"
+    agent_file.write_text(QUICK_AGENT)
+    created = tradingd(clean_env, "agent", "create", str(agent_file))
+    assert created.returncode == 0, created.stderr
+    assert json.loads(created.stdout)["sections"]["environment"]["position_sizes"] == [0.5, 1.0]
+    again = tradingd(clean_env, "agent", "create", str(agent_file))
+    assert again.returncode == 65
+    assert "exists" in again.stderr
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "bad"\n[hyperparameters]\nlearning_rate = 0.1\n')
+    refused = tradingd(clean_env, "agent", "create", str(bad))
+    assert refused.returncode == 65
+    assert "hyperparameters.learning_rate: Extra inputs are not permitted" in refused.stderr
+
+    trained = tradingd(clean_env, "train", "--agent", "e2e-quick", "--dataset", dataset_id, timeout=400)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    result = json.loads(trained.stdout)
+    assert (result["status"], result["version"], result["iterations"]) == ("trained", 1, 2)
+    assert result["artifact_uri"].startswith("db://model_artifacts/")
+    events = [json.loads(line) for line in trained.stderr.splitlines() if line.startswith("{")]
+    iterations = [event for event in events if event.get("event") == "training_iteration"]
+    assert [event["iteration"] for event in iterations] == [1, 2]
+
+    listed = [json.loads(line) for line in tradingd(clean_env, "agent", "versions", "e2e-quick").stdout.splitlines()]
+    assert [(v["version"], v["status"], v["dataset_id"], v["feature_set"]) for v in listed] == [
+        (1, "trained", dataset_id, "v1")
+    ]
+    assert listed[0]["artifact_checksum"] == result["artifact_checksum"]
+    shown = json.loads(tradingd(clean_env, "agent", "show", "e2e-quick").stdout)
+    assert shown["decision_threshold"] == 0.4
+    names = [json.loads(line)["name"] for line in tradingd(clean_env, "agent", "list").stdout.splitlines()]
+    assert names == ["e2e-quick"]
+    unknown = tradingd(clean_env, "train", "--agent", "nobody", "--dataset", dataset_id)
+    assert unknown.returncode == 65
