@@ -5,7 +5,7 @@ outside what the model has seen."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -22,6 +22,9 @@ class NormalizationStats:
     mean: Floats
     std: Floats
     rows: int
+    _spread: Floats = field(init=False, repr=False)
+    _centre: Floats = field(init=False, repr=False)
+    _flat: npt.NDArray[np.bool_] = field(init=False, repr=False)
 
     @classmethod
     def of(cls, names: Sequence[str], features: Floats) -> NormalizationStats:
@@ -47,12 +50,22 @@ class NormalizationStats:
                 z[j] = (values[j] - self.mean[i]) / self.std[i]
         return z
 
+    def __post_init__(self) -> None:
+        # Precomputed once: `scale` runs per live decision.
+        spread = self.std > 0
+        object.__setattr__(self, "_spread", np.where(spread, self.std, 1.0))
+        object.__setattr__(self, "_centre", np.where(spread, self.mean, 0.0))
+        object.__setattr__(self, "_flat", ~spread)
+
     def scale(self, values: Floats, clip: float = SCALE_CLIP) -> Floats:
         """Model inputs: (value - mean) / std per column, clipped to +-`clip`; 0 (the mean) where a value
-        is missing or a column had no spread. Rows or single vectors, columns in `names` order."""
-        spread = np.where(self.std > 0, self.std, 1.0)
-        scaled = np.where(self.std > 0, (values - self.mean) / spread, 0.0)
-        return np.clip(np.nan_to_num(scaled, nan=0.0, posinf=clip, neginf=-clip), -clip, clip)
+        is missing or a column had no spread. Rows or single vectors, columns in `names` order. The one
+        scaling for training observations and live decisions."""
+        scaled: Floats = (values - self._centre) / self._spread
+        scaled[..., self._flat] = 0.0
+        np.clip(scaled, -clip, clip, out=scaled)
+        scaled[np.isnan(scaled)] = 0.0
+        return scaled
 
     def to_json(self) -> dict[str, object]:
         return {

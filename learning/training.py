@@ -128,7 +128,7 @@ async def train_agent(
     with warnings.catch_warnings():
         # RLlib registers its env wrapper under one name per build; a second build in a process says so.
         warnings.filterwarnings("ignore", message=".*Overriding environment rllib-single-agent-env-v0")
-        algo = _ppo(agent, env_config).build_algo()
+        algo = ppo_config(agent, env_config).build_algo()
     try:
         if resumed_from:
             assert version.checkpoint_path is not None
@@ -210,7 +210,8 @@ async def train_agent(
         checksum=digest,
         feature_schema_hash=spec.schema_hash,
         normalization=market.stats.to_json(),
-        metadata={key: value for key, value in artifact.metadata().items() if key != "normalization"},
+        metadata={key: value for key, value in artifact.metadata().items() if key != "normalization"}
+        | {"training_metrics": metrics},
         store=artifact_store,
     )
     _prune_checkpoints(checkpoint_root / str(version.id), keep=iteration)
@@ -242,7 +243,7 @@ def _dataset_spec(agent: AgentConfig, dataset: DatasetVersion) -> FeatureSetSpec
     return spec
 
 
-def _ppo(agent: AgentConfig, env_config: dict[str, Any]) -> PPOConfig:
+def ppo_config(agent: AgentConfig, env_config: dict[str, Any]) -> PPOConfig:
     h = agent.hyperparameters
     return (
         PPOConfig()

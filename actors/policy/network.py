@@ -1,10 +1,12 @@
 """The exported policy network in plain numpy, float32 like the torch module it was exported from.
 
-One decision is a few small matrix products: about 10 us on one thread, against about 30 us for the
-same network in torch (benchmarks/agents.py), and no torch in the live actors (a Ray actor that
-imports torch costs about 260 MiB more)."""
+One decision is a few small matrix products: a fraction of the same network's time in torch
+(`benchmarks/agents.py`, figures in docs/performance.md), and no torch in the live actors (a Ray actor
+that imports torch costs about 260 MiB more)."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import numpy.typing as npt
@@ -30,7 +32,10 @@ class NumpyNetwork:
         return x
 
 
-def softmax(logits: Floats32) -> npt.NDArray[np.float64]:
-    shifted = logits.astype(np.float64) - np.max(logits, axis=-1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / np.sum(exp, axis=-1, keepdims=True)
+def greedy(logits: Floats32) -> tuple[int, float]:
+    """The most probable action of one decision and its softmax probability (a handful of logits:
+    plain Python floats are faster than numpy here)."""
+    values = logits.tolist()
+    best = max(range(len(values)), key=values.__getitem__)
+    top = values[best]
+    return best, 1.0 / sum(math.exp(value - top) for value in values)

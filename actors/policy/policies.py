@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from actors.policy.artifact import PolicyArtifact
-from actors.policy.network import NumpyNetwork, softmax
+from actors.policy.network import NumpyNetwork, greedy
 from features.spec import FeatureSetSpec
 
 Floats = npt.NDArray[np.float64]
@@ -58,9 +58,7 @@ class ArtifactPolicy:
         return np.concatenate([scaled, state], axis=-1).astype(np.float32)
 
     def decide(self, market_features: Floats, state: Floats) -> Decision:
-        probabilities = softmax(self._network.logits(self.inputs(market_features, state)))
-        action = int(np.argmax(probabilities))
-        confidence = float(probabilities[action])
+        action, confidence = greedy(self._network.logits(self.inputs(market_features, state)))
         if confidence < self.threshold:
             return Decision(None, confidence, action, BELOW_THRESHOLD)
         return Decision(self.artifact.targets[action], confidence, action)
