@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 import uuid
@@ -132,11 +133,12 @@ async def _train(
     except (TrainingError, AgentConfigError) as error:
         print(f"tradingd: {error}", file=sys.stderr)
         return exit_codes.DATA_ERROR
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        # Ctrl-C reaches a coroutine as a cancellation at its next await (asyncio.run's handler).
         print(
             "tradingd: training interrupted; run the same command to resume from its last checkpoint", file=sys.stderr
         )
-        return exit_codes.FAILURE
+        raise
     print(
         json.dumps(
             _version_json(result.version)

@@ -163,6 +163,8 @@ async def train_agent(
             if done or interrupted or iteration % agent.hyperparameters.checkpoint_every == 0:
                 path = _checkpoint(algo, checkpoint_root / str(version.id), iteration)
                 await agents.record_progress(version.id, iteration, str(path), metrics)
+                # Only now that the record points at the new checkpoint may the older one go.
+                _prune_checkpoints(path.parent, keep=iteration)
             if interrupted and not done:
                 log.info("training_paused", agent=agent.name, version=version.version, iteration=iteration)
                 paused = await agents.version(version.id)
@@ -278,12 +280,11 @@ def ensure_ray() -> None:
 
 
 def _checkpoint(algo: Any, directory: Path, iteration: int) -> Path:
-    """Save to a fresh directory, then drop the older ones: a crash mid-save leaves the last good one."""
+    """Save to a fresh directory beside the recorded one: a crash mid-save leaves the last good one."""
     path = directory / f"iteration-{iteration:06d}"
     if path.exists():
         shutil.rmtree(path)
     algo.save_to_path(str(path))
-    _prune_checkpoints(directory, keep=iteration)
     return path
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -17,7 +18,8 @@ feature_set = "v1"
 decision_threshold = 0.4
 
 [hyperparameters]
-iterations = 2
+iterations = 4
+checkpoint_every = 1
 train_batch_size = 600
 minibatch_size = 200
 num_epochs = 1
@@ -58,14 +60,34 @@ def test_create_train_and_list_an_agent(clean_env: dict[str, str], candle_file: 
     assert refused.returncode == 65
     assert "hyperparameters.learning_rate: Extra inputs are not permitted" in refused.stderr
 
+    # Ctrl-C during training: the run stops, its last checkpoint stays recorded.
+    assert TRADINGD is not None
+    first = subprocess.Popen(
+        [TRADINGD, "train", "--agent", "e2e-quick", "--dataset", dataset_id],
+        env=clean_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert first.stderr is not None
+    seen: list[str] = []
+    for line in first.stderr:
+        seen.append(line)
+        event = json.loads(line) if line.startswith("{") else {}
+        if event.get("event") == "training_iteration" and event["iteration"] == 2:
+            first.send_signal(signal.SIGINT)
+            break
+    _, rest = first.communicate(timeout=300)
+    assert first.returncode == 1, "".join(seen)[-3000:] + rest[-3000:]
+    assert "training interrupted; run the same command to resume" in rest
+
+    # The same command resumes the same version from that checkpoint and finishes it.
     trained = tradingd(clean_env, "train", "--agent", "e2e-quick", "--dataset", dataset_id, timeout=400)
     assert trained.returncode == 0, trained.stderr[-3000:]
     result = json.loads(trained.stdout)
-    assert (result["status"], result["version"], result["iterations"]) == ("trained", 1, 2)
+    assert (result["status"], result["version"], result["iterations"]) == ("trained", 1, 4)
+    assert result["resumed_from"] in (2, 3)
     assert result["artifact_uri"].startswith("db://model_artifacts/")
     events = [json.loads(line) for line in trained.stderr.splitlines() if line.startswith("{")]
-    iterations = [event for event in events if event.get("event") == "training_iteration"]
-    assert [event["iteration"] for event in iterations] == [1, 2]
+    iterations = [event["iteration"] for event in events if event.get("event") == "training_iteration"]
+    assert iterations == list(range(result["resumed_from"] + 1, 5))
 
     listed = [json.loads(line) for line in tradingd(clean_env, "agent", "versions", "e2e-quick").stdout.splitlines()]
     assert [(v["version"], v["status"], v["dataset_id"], v["feature_set"]) for v in listed] == [
