@@ -1,6 +1,6 @@
 """How an order fills, what it costs, and what it does to a position: one implementation for the
-simulator's venue, paper execution and the training environment, so an agent learns in the world it
-will trade in.
+simulator's venue and the training environment (and for paper execution, which the daemon builds on
+it), so an agent learns in the world it will trade in.
 
 Decimal throughout: prices sit on a tick grid and fees are charged to the 1e-8 USDT, as on the venue.
 """
