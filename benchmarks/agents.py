@@ -14,7 +14,6 @@ import argparse
 import platform
 import time
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -25,8 +24,8 @@ from actors.policy.policies import ArtifactPolicy
 from benchmarks.features import month
 from benchmarks.market_data import percentile
 from benchmarks.report import write_section
-from domain.fills import FillRules
 from exchange.sim.candle_file import as_columns
+from exchange.sim.server import ContractSpec
 from features.definitions import V2
 from features.engine import FeatureEngine
 from features.normalization import NormalizationStats
@@ -36,9 +35,7 @@ from learning.export import module_logits, policy_layers
 from learning.training import ensure_ray, ppo_config
 
 START, END = "<!-- agents-bench:start -->", "<!-- agents-bench:end -->"
-RULES = FillRules(
-    Decimal("0.1"), Decimal("0.0001"), Decimal("0.0001"), Decimal(2), Decimal("0.0002"), Decimal("0.0005"), Decimal(2)
-)
+RULES = ContractSpec().fill_rules()  # the simulated venue's default contract
 
 
 def market() -> tuple[MarketData, str]:

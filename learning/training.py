@@ -134,8 +134,10 @@ async def train_agent(
             assert version.checkpoint_path is not None
             algo.restore_from_path(version.checkpoint_path)
         total = agent.hyperparameters.iterations
-        env_steps, last_return, iteration = 0, None, resumed_from
         metrics: dict[str, Any] = dict(version.training_metrics)
+        # A run resumed after its last checkpoint reports the figures that checkpoint recorded.
+        env_steps, last_return = int(metrics.get("env_steps", 0)), metrics.get("episode_return_mean")
+        iteration = resumed_from
         while iteration < total:
             started = time.monotonic()
             result = algo.train()

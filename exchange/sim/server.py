@@ -71,6 +71,17 @@ class ContractSpec:
     taker_fee_rate: str = "0.0005"
     max_leverage: int = 125
 
+    def fill_rules(self) -> FillRules:
+        """How the simulated venue fills this contract's orders (its default slippage included)."""
+        return FillRules(
+            Decimal(1).scaleb(-self.price_precision),
+            Decimal(1).scaleb(-self.quantity_precision),
+            Decimal(self.min_quantity),
+            Decimal(self.min_notional),
+            Decimal(self.maker_fee_rate),
+            Decimal(self.taker_fee_rate),
+        )
+
 
 class BingXSimulator:
     """Serve replayed candle series the way BingX serves live ones."""
@@ -100,7 +111,7 @@ class BingXSimulator:
         self.market = MarketLoop(self.stream, clock, pace, end_ms=end_ms, on_tick=self._settle_orders)
         self.options = options or SimulatorOptions()
         self.contracts = {pair: (contracts or {}).get(pair, ContractSpec()) for pair, _ in self.series}
-        self.account = SimAccount({pair: _rules(spec) for pair, spec in self.contracts.items()}, balance=balance)
+        self.account = SimAccount({pair: spec.fill_rules() for pair, spec in self.contracts.items()}, balance=balance)
         self.trading = TradingRoutes(self.account, api_keys or {}, self.last_price)
         self.faults = Faults()
         # The most recent requests only: `tradingd sim` may run for days.
@@ -238,17 +249,6 @@ class BingXSimulator:
             first = series.index_at_or_after(start)
             return range(first, min(visible_stop, first + limit))
         return range(max(0, visible_stop - limit), visible_stop)
-
-
-def _rules(spec: ContractSpec) -> FillRules:
-    return FillRules(
-        Decimal(1).scaleb(-spec.price_precision),
-        Decimal(1).scaleb(-spec.quantity_precision),
-        Decimal(spec.min_quantity),
-        Decimal(spec.min_notional),
-        Decimal(spec.maker_fee_rate),
-        Decimal(spec.taker_fee_rate),
-    )
 
 
 def _status_body(status: int) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
-from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,7 @@ from ray.rllib.core.rl_module.rl_module import RLModule
 from actors.policy.artifact import ArtifactError, load_artifact
 from actors.policy.policies import ArtifactPolicy
 from domain.candle_columns import CandleColumns
-from domain.fills import FillRules
+from exchange.sim.server import ContractSpec
 from features.definitions import V1, V2
 from features.engine import FeatureEngine
 from features.normalization import NormalizationStats
@@ -29,9 +28,7 @@ from storage.agents import AgentStore
 from storage.database import Database
 from storage.datasets import DatasetContent, DatasetStore
 
-RULES = FillRules(
-    Decimal("0.1"), Decimal("0.0001"), Decimal("0.0001"), Decimal(5), Decimal("0.0002"), Decimal("0.0005"), Decimal(2)
-)
+RULES = ContractSpec().fill_rules()  # the simulated venue's default contract
 QUICK = {
     "iterations": 3,
     "train_batch_size": 1000,

@@ -11,23 +11,16 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 from domain.candle_columns import CandleColumns
-from domain.fills import FillRules, Position, market_fill
+from domain.fills import Position, market_fill
 from exchange.sim.account import SimAccount
+from exchange.sim.server import ContractSpec
 from features.batch import batch_features
 from features.definitions import V1
 from features.normalization import NormalizationStats
 from learning.agent_config import Environment, Reward
 from learning.env import MarketData, TradingEnv
 
-RULES = FillRules(
-    tick=Decimal("0.1"),
-    step=Decimal("0.0001"),
-    min_quantity=Decimal("0.0001"),
-    min_notional=Decimal(5),
-    maker_fee=Decimal("0.0002"),
-    taker_fee=Decimal("0.0005"),
-    slippage_bps=Decimal(2),
-)
+RULES = ContractSpec().fill_rules()  # the simulated venue's default contract
 
 
 def make_env(
