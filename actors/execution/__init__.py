@@ -1,0 +1,1 @@
+"""Execution: orders from decisions, paper fills or the venue, reconciled and recorded."""

@@ -1,0 +1,339 @@
+"""Paper trading's order book for one pair: working orders, the net position, and the trade it belongs
+to. Pure (no I/O, no clock); the execution actor persists what it reports.
+
+Orders are market orders and fill at the open of the next final candle, as in the training
+environment, with the shared fill model (`domain.fills`): slippage against the taker onto the tick
+grid, the taker fee, step truncation. A trade is one position's life: created with the order that
+opens it (status `open`, no entry price until it fills), closed when the position returns to zero.
+A decision that flips the position sends two orders, a reduce-only close and an opening order, so
+every trade closes and opens cleanly.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict, dataclass, field
+from decimal import Decimal
+from typing import Any, Literal
+
+from domain.candles import Candle
+from domain.fills import Fill, FillRules, Position, market_fill
+from domain.messages import ExitReason, OrderIntent, Side
+from domain.orders import OrderState
+
+TradeSide = Literal["long", "short"]
+NOTHING_TO_REDUCE = "reduce_only_nothing_to_reduce"
+CHECKPOINT_VERSION = 1
+
+
+@dataclass
+class WorkingOrder:
+    execution_id: uuid.UUID
+    client_order_id: str
+    side: Side
+    quantity: Decimal
+    reduce_only: bool
+    reason: ExitReason
+    sequence: int
+    trade_id: uuid.UUID
+    state: OrderState = "intent"
+    """As last recorded: the book fills an order whatever this says; execution records the steps."""
+
+    @property
+    def signed_quantity(self) -> Decimal:
+        return self.quantity if self.side == "BUY" else -self.quantity
+
+
+@dataclass
+class Trade:
+    id: uuid.UUID
+    side: TradeSide
+    quantity: Decimal
+    """The position's size (before the first fill: the opening order's quantity)."""
+    opened_at_ms: int
+    entry_price: Decimal | None = None
+    fees: Decimal = Decimal(0)
+    realised: Decimal = Decimal(0)
+    """PnL of the closing fills, before fees."""
+    exit_quantity: Decimal = Decimal(0)
+    exit_value: Decimal = Decimal(0)
+    status: Literal["open", "closing", "closed", "cancelled"] = "open"
+    close_reason: str | None = None
+
+    @property
+    def exit_price(self) -> Decimal | None:
+        return self.exit_value / self.exit_quantity if self.exit_quantity else None
+
+    @property
+    def net_pnl(self) -> Decimal:
+        return self.realised - self.fees
+
+
+@dataclass(frozen=True)
+class OrderFilled:
+    order: WorkingOrder
+    fill: Fill
+    realised: Decimal
+    trade: Trade
+
+
+@dataclass(frozen=True)
+class OrderCancelled:
+    order: WorkingOrder
+    reason: str
+    trade: Trade
+
+
+BookEvent = OrderFilled | OrderCancelled
+
+
+@dataclass
+class PaperBook:
+    pair: str
+    rules: FillRules
+    position: Position = field(default_factory=Position)
+    working: dict[str, WorkingOrder] = field(default_factory=dict)
+    trade: Trade | None = None
+    """The trade the position (or its opening order) belongs to."""
+    next_trade: Trade | None = None
+    """The trade an opening order placed while the current one is closing will start (a flip)."""
+    bars_held: int = 0
+    last_open_ms: int | None = None
+    """The newest candle the book has seen (fills happen once per candle)."""
+
+    @property
+    def working_quantity(self) -> Decimal:
+        return sum((order.signed_quantity for order in self.working.values()), Decimal(0))
+
+    def place(self, intent: OrderIntent, sequence: int, now_ms: int) -> tuple[WorkingOrder, Trade, bool]:
+        """Accept an order; returns it, its trade, and whether that trade is new. Raises ValueError for
+        a reduce-only order with nothing to reduce (the risk guard never plans one)."""
+        if intent.client_order_id in self.working:
+            raise ValueError(f"order {intent.client_order_id} is already working")
+        created = False
+        if intent.reduce_only:
+            if self.trade is None or self.position.quantity == 0:
+                raise ValueError(NOTHING_TO_REDUCE)
+            trade = self.trade
+            if abs(self.position.quantity + self._working_reduction() + _signed(intent)) == 0:
+                trade.status = "closing"
+        else:
+            side: TradeSide = "long" if intent.side == "BUY" else "short"
+            current = self.trade
+            if current is not None and current.side == side and current.status != "closing":
+                trade = current
+            elif current is None:
+                trade = self.trade = Trade(uuid.uuid4(), side, intent.quantity, now_ms)
+                created = True
+            elif current.status == "closing" and self.next_trade is None:
+                trade = self.next_trade = Trade(uuid.uuid4(), side, intent.quantity, now_ms)
+                created = True
+            else:
+                raise ValueError(f"an order opening {side} while a {current.side} trade is {current.status}")
+        order = WorkingOrder(
+            uuid.uuid4(),
+            intent.client_order_id,
+            intent.side,
+            intent.quantity,
+            intent.reduce_only,
+            intent.reason,
+            sequence,
+            trade.id,
+        )
+        self.working[order.client_order_id] = order
+        return order, trade, created
+
+    def on_candle(self, candle: Candle) -> list[BookEvent]:
+        """A final candle: every working order fills at its open (a reduce-only one only as far as the
+        position reaches), then the bars-held count moves on. A candle seen before does nothing."""
+        if self.last_open_ms is not None and candle.open_time_ms <= self.last_open_ms:
+            return []
+        self.last_open_ms = candle.open_time_ms
+        events: list[BookEvent] = []
+        price = Decimal(repr(candle.open))
+        for key in list(self.working):
+            order = self.working.pop(key)
+            quantity = order.quantity
+            if order.reduce_only:
+                reducible = abs(self.position.quantity) if _reduces(self.position.quantity, order.side) else Decimal(0)
+                quantity = min(quantity, reducible)
+                if quantity == 0:
+                    events.append(self._cancelled(order, NOTHING_TO_REDUCE))
+                    continue
+            fill = market_fill(order.side, quantity, price, self.rules)
+            events.append(self._filled(order, fill, candle.open_time_ms))
+        if self.position.quantity != 0:
+            self.bars_held += 1
+        return events
+
+    def cancel(self, client_order_id: str, reason: str) -> OrderCancelled:
+        order = self.working.pop(client_order_id, None)
+        if order is None:
+            raise KeyError(client_order_id)
+        return self._cancelled(order, reason)
+
+    def cancel_trade(self, trade_id: uuid.UUID, reason: str) -> list[OrderCancelled]:
+        """Cancel the working orders of a trade. Cancelling the closing order of a flip cancels the
+        opening order too: alone, it would sell into the position it was meant to follow."""
+        doomed = {trade_id}
+        if self.trade is not None and self.trade.id == trade_id and self.next_trade is not None:
+            doomed.add(self.next_trade.id)
+        # The opening leg first, so the closing trade's state is restored last.
+        keys = sorted(
+            (k for k, o in self.working.items() if o.trade_id in doomed), key=lambda k: not self.working[k].reduce_only
+        )
+        return [self.cancel(key, reason) for key in reversed(keys)]
+
+    def unrealised(self, mark: Decimal) -> Decimal:
+        return self.position.unrealised(mark)
+
+    # ---------------------------------------------------------------- bookkeeping
+
+    def _trade_of(self, order: WorkingOrder) -> Trade:
+        for trade in (self.trade, self.next_trade):
+            if trade is not None and trade.id == order.trade_id:
+                return trade
+        raise AssertionError(f"order {order.client_order_id} belongs to no open trade")
+
+    def _filled(self, order: WorkingOrder, fill: Fill, open_ms: int) -> OrderFilled:
+        trade = self._trade_of(order)
+        if trade is self.next_trade:  # the closing leg of a flip did not close: the book stays sane
+            raise AssertionError("an opening order filled before the trade it follows closed")
+        before = self.position.quantity
+        realised = self.position.apply(fill)
+        after = self.position.quantity
+        trade.fees += fill.fee
+        if abs(after) < abs(before) or (before != 0 and after != 0 and (after > 0) != (before > 0)):
+            closed = min(abs(before), fill.quantity)
+            trade.realised += realised
+            trade.exit_quantity += closed
+            trade.exit_value += closed * fill.price
+        if after == 0:
+            trade.status = "closed"
+            trade.close_reason = order.reason
+            trade.quantity = max(trade.quantity, abs(before))
+            self.trade, self.next_trade = self.next_trade, None
+            self.bars_held = 0
+        else:
+            if before == 0:
+                self.bars_held = 0
+            trade.quantity = abs(after)
+            trade.entry_price = self.position.entry_price
+        return OrderFilled(order, fill, realised, trade)
+
+    def _cancelled(self, order: WorkingOrder, reason: str) -> OrderCancelled:
+        trade = self._trade_of(order)
+        orphaned = not any(o.trade_id == trade.id for o in self.working.values())
+        if trade is self.next_trade:
+            if orphaned:
+                trade.status, trade.close_reason = "cancelled", reason
+                self.next_trade = None
+        elif self.position.quantity == 0 and orphaned:
+            trade.status, trade.close_reason = "cancelled", reason
+            self.trade, self.next_trade = self.next_trade, None
+        elif trade.status == "closing" and order.reduce_only:
+            trade.status = "open"
+        return OrderCancelled(order, reason, trade)
+
+    def _working_reduction(self) -> Decimal:
+        return sum((o.signed_quantity for o in self.working.values() if o.reduce_only), Decimal(0))
+
+    # ---------------------------------------------------------------- checkpoint
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": CHECKPOINT_VERSION,
+            "position": {k: str(v) for k, v in asdict(self.position).items()},
+            "working": [_order_json(order) for order in self.working.values()],
+            "trade": None if self.trade is None else _trade_json(self.trade),
+            "next_trade": None if self.next_trade is None else _trade_json(self.next_trade),
+            "bars_held": self.bars_held,
+            "last_open_ms": self.last_open_ms,
+        }
+
+    @classmethod
+    def from_json(cls, pair: str, rules: FillRules, document: dict[str, Any]) -> PaperBook:
+        if document.get("version") != CHECKPOINT_VERSION:
+            raise ValueError(f"paper book checkpoint version {document.get('version')!r} is not {CHECKPOINT_VERSION}")
+        position = Position(**{k: Decimal(v) for k, v in document["position"].items()})
+        working = [_order_from_json(item) for item in document["working"]]
+        trade = None if document["trade"] is None else _trade_from_json(document["trade"])
+        following = None if document["next_trade"] is None else _trade_from_json(document["next_trade"])
+        return cls(
+            pair,
+            rules,
+            position,
+            {order.client_order_id: order for order in working},
+            trade,
+            following,
+            int(document["bars_held"]),
+            document["last_open_ms"],
+        )
+
+
+def _signed(intent: OrderIntent) -> Decimal:
+    return intent.quantity if intent.side == "BUY" else -intent.quantity
+
+
+def _reduces(position: Decimal, side: Side) -> bool:
+    return (position > 0 and side == "SELL") or (position < 0 and side == "BUY")
+
+
+def _order_json(order: WorkingOrder) -> dict[str, Any]:
+    return {
+        "execution_id": str(order.execution_id),
+        "client_order_id": order.client_order_id,
+        "side": order.side,
+        "quantity": str(order.quantity),
+        "reduce_only": order.reduce_only,
+        "reason": order.reason,
+        "sequence": order.sequence,
+        "trade_id": str(order.trade_id),
+        "state": order.state,
+    }
+
+
+def _order_from_json(item: dict[str, Any]) -> WorkingOrder:
+    return WorkingOrder(
+        uuid.UUID(item["execution_id"]),
+        item["client_order_id"],
+        item["side"],
+        Decimal(item["quantity"]),
+        bool(item["reduce_only"]),
+        item["reason"],
+        int(item["sequence"]),
+        uuid.UUID(item["trade_id"]),
+        item["state"],
+    )
+
+
+def _trade_json(trade: Trade) -> dict[str, Any]:
+    return {
+        "id": str(trade.id),
+        "side": trade.side,
+        "quantity": str(trade.quantity),
+        "opened_at_ms": trade.opened_at_ms,
+        "entry_price": None if trade.entry_price is None else str(trade.entry_price),
+        "fees": str(trade.fees),
+        "realised": str(trade.realised),
+        "exit_quantity": str(trade.exit_quantity),
+        "exit_value": str(trade.exit_value),
+        "status": trade.status,
+        "close_reason": trade.close_reason,
+    }
+
+
+def _trade_from_json(item: dict[str, Any]) -> Trade:
+    return Trade(
+        uuid.UUID(item["id"]),
+        item["side"],
+        Decimal(item["quantity"]),
+        int(item["opened_at_ms"]),
+        None if item["entry_price"] is None else Decimal(item["entry_price"]),
+        Decimal(item["fees"]),
+        Decimal(item["realised"]),
+        Decimal(item["exit_quantity"]),
+        Decimal(item["exit_value"]),
+        item["status"],
+        item["close_reason"],
+    )

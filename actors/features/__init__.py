@@ -1,0 +1,1 @@
+"""The feature actor: final candles to gated market features, in order, once."""

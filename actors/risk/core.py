@@ -1,0 +1,245 @@
+"""The risk guard actor's core for one pair: a decision in, an order plan out.
+
+- **Trading state**: the strictest of the operator's (pause, `--reduce-only`, resume; survives
+  restarts), the automatic one (a failed integrity gate or a stale source pauses the pair and their
+  recovery resumes it, logged both ways), and start-up (HALTED until execution has reconciled).
+- **Exits**: a position beyond its stop-loss or take-profit distance is closed whatever the policy says.
+- **Sizing**: a target is a signed fraction of the pair's maximum notional (`PairContext.max_notional`),
+  truncated to the step. The order is the difference to the projected position: the position plus
+  working orders (as execution last reported) plus orders sent since (sequence after the report's).
+  A move through zero is two orders: a reduce-only close, then the opening order.
+- **Checks**: every order passes the pair's limits; an order that adds exposure also asks the account
+  guard. A denial stops the plan there and is recorded with its reason; a close already allowed is
+  still sent (reducing risk is never held back by a denial of what comes after it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from actors.risk.account import AccountVerdict
+from actors.risk.limits import STOP_LOSS, TAKE_PROFIT, OrderCheck, PairRiskGuard, RiskLimits
+from actors.run_context import PairContext
+from domain.fills import FillRules, below_minimum, truncate_quantity
+from domain.messages import ExitReason, OrderIntent, OrderPlan, PolicyDecision, PositionReport, RiskOutcome
+from domain.orders import client_order_id
+from domain.trading_state import Origin, StateChange, TradingState, strictest
+from features.gates import DUPLICATES_DISAGREE, GAP, INVALID_VALUES, SOURCE_DRIFT, STALE, UNALIGNED
+
+AccountCheck = Callable[[str, Decimal, bool], Awaitable[AccountVerdict]]
+"""(pair, the pair's signed notional if the order fills, whether it only reduces) -> the account's verdict."""
+
+AUTO_PAUSE_REASONS = frozenset({GAP, UNALIGNED, INVALID_VALUES, DUPLICATES_DISAGREE, SOURCE_DRIFT, STALE})
+NOT_RECONCILED = "not_reconciled"
+LEGS_PER_DECISION = 4
+"""Client order ids are numbered `sequence * 4 + leg`: legs 0 and 1 for a decision's orders."""
+CHECKPOINT_VERSION = 1
+
+
+@dataclass
+class Pauses:
+    operator: TradingState = "ACTIVE"
+    operator_reason: str | None = None
+    automatic: str | None = None
+    """The reason of an automatic pause (a failed integrity gate, a stale source), or None."""
+    reconciled: bool = False
+
+    @property
+    def state(self) -> TradingState:
+        automatic: TradingState = "HALTED" if self.automatic else "ACTIVE"
+        startup: TradingState = "ACTIVE" if self.reconciled else "HALTED"
+        return strictest(self.operator, automatic, startup)
+
+    @property
+    def reason(self) -> str | None:
+        if not self.reconciled:
+            return NOT_RECONCILED
+        if self.operator != "ACTIVE":
+            return self.operator_reason
+        return self.automatic
+
+
+@dataclass
+class RiskCore:
+    context: PairContext
+    limits: RiskLimits
+    rules: FillRules
+    account: AccountCheck
+    pauses: Pauses = field(default_factory=Pauses)
+    position: PositionReport | None = None
+    in_flight: dict[int, Decimal] = field(default_factory=dict)
+    """Signed quantity of the orders sent per decision sequence, until a report covers them."""
+    guard: PairRiskGuard = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.guard = PairRiskGuard(self.context.pair, self.limits)
+
+    @property
+    def trading_state(self) -> TradingState:
+        return self.pauses.state
+
+    # ---------------------------------------------------------------- state
+
+    def reconciled(self) -> StateChange | None:
+        """Execution has restored and reconciled its book: the start-up halt ends."""
+        return self._change(lambda: setattr(self.pauses, "reconciled", True), "reconciled", "startup")
+
+    def pause(self, reason: str, *, reduce_only: bool = False) -> StateChange | None:
+        def apply() -> None:
+            self.pauses.operator = "REDUCING" if reduce_only else "HALTED"
+            self.pauses.operator_reason = reason
+
+        return self._change(apply, reason, "operator")
+
+    def resume(self) -> StateChange | None:
+        def apply() -> None:
+            self.pauses.operator, self.pauses.operator_reason = "ACTIVE", None
+
+        return self._change(apply, "operator_resume", "operator")
+
+    def automatic(self, reason: str | None) -> StateChange | None:
+        """Pause (a reason) or resume (None) automatically; only an automatic pause is lifted this way."""
+        if reason == self.pauses.automatic:
+            return None
+        return self._change(lambda: setattr(self.pauses, "automatic", reason), reason or "data_recovered", "automatic")
+
+    def halt_for_shutdown(self) -> None:
+        """SIGTERM: no more orders from this process (not checkpointed: a restart reconciles first anyway)."""
+        self.pauses.reconciled = False
+
+    def _change(self, apply: Callable[[], None], reason: str, origin: Origin) -> StateChange | None:
+        before = self.pauses.state
+        apply()
+        after = self.pauses.state
+        return None if before == after else StateChange(before, after, reason, origin)
+
+    def on_report(self, report: PositionReport) -> None:
+        if self.position is not None and report.version <= self.position.version:
+            return
+        self.position = report
+        for sequence in [s for s in self.in_flight if s <= report.last_sequence]:
+            del self.in_flight[sequence]
+
+    # ---------------------------------------------------------------- deciding
+
+    async def plan(self, decision: PolicyDecision) -> tuple[OrderPlan, StateChange | None]:
+        market = decision.input
+        forced = market.forced_hold
+        change = None
+        if forced in AUTO_PAUSE_REASONS:
+            change = self.automatic(f"gate:{forced}")
+        elif forced is None and (self.pauses.automatic or "").startswith("gate:"):
+            change = self.automatic(None)
+        state = self.trading_state
+        price = Decimal(repr(market.candle.close))
+        target, reason = self._target(decision, price)
+        if target is None:
+            return OrderPlan(decision, None, (), RiskOutcome(True), state), change
+        projected = self._projected()
+        legs = _legs(projected, target - projected)
+        orders: list[OrderIntent] = []
+        outcome = RiskOutcome(True)
+        position = projected
+        for leg, quantity, reduce_only in legs:
+            after = position + quantity
+            full_close = reduce_only and after == 0
+            if not full_close and below_minimum(abs(quantity), price, self.rules):
+                break
+            verdict = await self._check(market.pair, abs(quantity), price, position, after, market.candle.open_time_ms)
+            if not verdict.allowed:
+                outcome = verdict
+                break
+            orders.append(
+                OrderIntent(
+                    client_order_id(self.context.run_id, market.pair, market.sequence * LEGS_PER_DECISION + leg),
+                    "BUY" if quantity > 0 else "SELL",
+                    abs(quantity),
+                    reduce_only,
+                    reason,
+                    leg,
+                )
+            )
+            self.guard.record_sent(market.candle.open_time_ms)
+            self.in_flight[market.sequence] = self.in_flight.get(market.sequence, Decimal(0)) + quantity
+            position = after
+        return OrderPlan(decision, target, tuple(orders), outcome, state), change
+
+    def _target(self, decision: PolicyDecision, price: Decimal) -> tuple[Decimal | None, ExitReason]:
+        """The signed target quantity, and why; None to keep the position (HOLD)."""
+        report = self.position
+        if report is not None and report.quantity != 0:
+            exit_reason = self.guard.exit_reason(report.quantity, report.entry_price, price)
+            if exit_reason == STOP_LOSS:
+                return Decimal(0), "stop_loss"
+            if exit_reason == TAKE_PROFIT:
+                return Decimal(0), "take_profit"
+        if decision.target is None:
+            return None, "target"
+        equity = self.context.equity(report, price)
+        fraction = Decimal(repr(decision.target))
+        quantity = truncate_quantity(abs(fraction) * self.context.max_notional(equity) / price, self.rules)
+        return (quantity if fraction > 0 else -quantity), "target"
+
+    def _projected(self) -> Decimal:
+        report = self.position
+        base = Decimal(0) if report is None else report.quantity + report.working
+        return base + sum(self.in_flight.values(), Decimal(0))
+
+    async def _check(
+        self, pair: str, quantity: Decimal, price: Decimal, before: Decimal, after: Decimal, interval_start_ms: int
+    ) -> RiskOutcome:
+        self.guard.state = self.trading_state
+        order = OrderCheck(
+            pair, quantity, price, before, after, self.context.equity(self.position, price), interval_start_ms
+        )
+        verdict = self.guard.check(order)
+        if not verdict.allowed:
+            details = dict(verdict.details)
+            if verdict.reason in ("trading_halted", "reduce_only") and self.pauses.reason:
+                details["why"] = self.pauses.reason
+            return RiskOutcome(False, verdict.reason, details)
+        account = await self.account(pair, after * price, order.reduces_only)
+        if not account.allowed:
+            return RiskOutcome(False, account.reason, dict(account.details or {}))
+        return RiskOutcome(True)
+
+    # ---------------------------------------------------------------- checkpoint
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": CHECKPOINT_VERSION,
+            "operator": self.pauses.operator,
+            "operator_reason": self.pauses.operator_reason,
+            "automatic": self.pauses.automatic,
+        }
+
+    def restore(self, document: dict[str, Any]) -> None:
+        """The operator's and the automatic pause survive a restart; reconciliation is done again."""
+        if document.get("version") != CHECKPOINT_VERSION:
+            raise ValueError(f"risk checkpoint version {document.get('version')!r} is not {CHECKPOINT_VERSION}")
+        self.pauses = Pauses(document["operator"], document["operator_reason"], document["automatic"], False)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "trading_state": self.trading_state,
+            "reason": self.pauses.reason,
+            "operator": self.pauses.operator,
+            "automatic": self.pauses.automatic,
+            "reconciled": self.pauses.reconciled,
+            "projected_position": str(self._projected()),
+        }
+
+
+def _legs(position: Decimal, delta: Decimal) -> list[tuple[int, Decimal, bool]]:
+    """The orders that move `position` by `delta`: (leg, signed quantity, reduce-only)."""
+    if delta == 0:
+        return []
+    if position == 0 or (position > 0) == (delta > 0):
+        return [(1, delta, False)]
+    closing = min(abs(delta), abs(position))
+    close = closing if delta > 0 else -closing
+    rest = delta - close
+    return [(0, close, True)] + ([(1, rest, False)] if rest != 0 else [])

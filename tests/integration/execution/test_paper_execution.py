@@ -1,0 +1,197 @@
+"""Paper execution on a real PostgreSQL: each decision recorded once with its orders, the intent
+committed before the paper venue accepts it, fills at the next candle's open, trades and the
+checkpoint kept, and a restart that resumes without deciding or sending anything twice."""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+
+import pytest
+
+from actors.execution.core import ExecutionCore
+from actors.run_context import PairContext
+from domain.candles import Candle
+from domain.fills import FillRules
+from domain.messages import (
+    InputSnapshot,
+    MarketInput,
+    OrderIntent,
+    OrderPlan,
+    PolicyDecision,
+    RiskOutcome,
+    decision_sequence,
+    trace_id,
+)
+from domain.orders import client_order_id
+from storage.database import Database
+from storage.trading import CheckpointStore, RunStore, TradingJournal
+
+RULES = FillRules(
+    tick=Decimal("0.1"),
+    step=Decimal("0.001"),
+    min_quantity=Decimal("0.001"),
+    min_notional=Decimal(5),
+    maker_fee=Decimal("0.0002"),
+    taker_fee=Decimal("0.0005"),
+    slippage_bps=Decimal(0),
+)
+PAIR = "BTC-USDT"
+
+
+async def start_run(database: Database) -> PairContext:
+    run = await RunStore(database.pool).start(
+        pairs=[PAIR], interval="1m", feature_set="v1", decision_threshold=0.5, settings={}, baseline_policy="momentum"
+    )
+    return PairContext(str(run.id), PAIR, "1m", "paper", "v1", "baseline:momentum", Decimal(10_000))
+
+
+def plan(
+    context: PairContext, minute: int, price: float, target: float | None, orders: list[tuple[str, str, bool]]
+) -> OrderPlan:
+    open_ms = 1_700_000_000_000 // 60_000 * 60_000 + minute * 60_000
+    candle = Candle(PAIR, "1m", open_ms, price, price + 5, price - 5, price, 3.0)
+    sequence = decision_sequence("1m", open_ms)
+    market = MarketInput(
+        context.run_id,
+        PAIR,
+        "1m",
+        sequence,
+        trace_id(PAIR, "1m", open_ms),
+        candle,
+        (0.1, 0.2),
+        None,
+        {"integrity": {"passed": True}, "quality": {"passed": True}},
+        InputSnapshot(open_ms - 60_000, open_ms, 2, "c" * 64, "f" * 64, "v1", None, ("a", "b")),
+        0.0,
+    )
+    decision = PolicyDecision(market, "momentum", target, 1.0)
+    intents = tuple(
+        OrderIntent(
+            client_order_id(context.run_id, PAIR, sequence * 4 + leg), side, Decimal(qty), reduce, "target", leg
+        )  # type: ignore[arg-type]
+        for leg, (side, qty, reduce) in enumerate(orders)
+    )
+    target_quantity = None if target is None else Decimal(str(target))
+    return OrderPlan(decision, target_quantity, intents, RiskOutcome(True), "ACTIVE")
+
+
+@pytest.fixture
+async def context(database: Database) -> PairContext:
+    return await start_run(database)
+
+
+def core(database: Database, context: PairContext) -> ExecutionCore:
+    return ExecutionCore(context, RULES, TradingJournal(database.pool), CheckpointStore(database.pool))
+
+
+async def test_decisions_orders_fills_and_trades_are_recorded_once(database: Database, context: PairContext) -> None:
+    execution = core(database, context)
+    assert await execution.restore() == []
+    first = await execution.on_plan(plan(context, 0, 100.0, 1.0, [("BUY", "1", False)]))
+    assert first is not None
+    assert first.report.working == Decimal(1)
+    assert first.report.quantity == 0
+    assert await execution.on_plan(plan(context, 0, 100.0, 1.0, [("BUY", "1", False)])) is None  # decided before
+    second = await execution.on_plan(plan(context, 1, 110.0, None, []))
+    assert second is not None
+    assert second.report.quantity == Decimal(1)
+    assert second.report.entry_price == Decimal("110.0")
+    third = await execution.on_plan(plan(context, 2, 120.0, 0.0, [("SELL", "1", True)]))
+    assert third is not None
+    assert not third.closed_trades
+    fourth = await execution.on_plan(plan(context, 3, 100.0, None, []))
+    assert fourth is not None
+    assert len(fourth.closed_trades) == 1
+    pool = database.pool
+    assert await pool.fetchval("SELECT count(*) FROM trade_decisions") == 4
+    assert await pool.fetchval("SELECT count(*) FROM market_input_snapshots") == 4
+    executions = await pool.fetch(
+        "SELECT client_order_id, state, filled_quantity, avg_fill_price, fee FROM trade_executions ORDER BY created_at"
+    )
+    assert [(e["state"], e["filled_quantity"], e["avg_fill_price"]) for e in executions] == [
+        ("filled", Decimal(1), Decimal("110.0")),
+        ("filled", Decimal(1), Decimal("100.0")),
+    ]
+    events = await pool.fetch("SELECT from_state, to_state FROM trade_state_events ORDER BY id")
+    assert [(e["from_state"], e["to_state"]) for e in events][:4] == [
+        (None, "intent"),
+        ("intent", "submitted"),
+        ("submitted", "accepted"),
+        ("accepted", "filled"),
+    ]
+    trade = await pool.fetchrow("SELECT * FROM trades")
+    # (100 - 110) * 1 = -10, fees 0.055 + 0.05
+    assert (trade["status"], trade["entry_price"], trade["exit_price"]) == (
+        "closed",
+        Decimal("110.0"),
+        Decimal("100.0"),
+    )
+    assert trade["realized_pnl"] == Decimal("-10.105")
+    assert trade["close_reason"] == "target"
+    row = await pool.fetchrow(
+        "SELECT action, order_count, policy, latency_ms FROM trade_decisions ORDER BY candle_open_time LIMIT 1"
+    )
+    assert (row["action"], row["order_count"], row["policy"]) == ("long", 1, "momentum")
+    assert await pool.fetchval("SELECT count(*) FROM observability_metrics WHERE metric = 'slippage_bps'") == 2
+
+
+async def test_a_restart_resumes_the_book_and_submits_an_intent_left_unsent(
+    database: Database, context: PairContext
+) -> None:
+    execution = core(database, context)
+    await execution.restore()
+    submitted: list[str] = []
+
+    async def crash_before_submit(orders: list[object]) -> list[str]:
+        submitted.extend(str(o) for o in orders)
+        raise ConnectionError("killed between the intent and the submit")
+
+    execution._submit = crash_before_submit  # type: ignore[method-assign,assignment]
+    with pytest.raises(ConnectionError):
+        await execution.on_plan(plan(context, 0, 100.0, 1.0, [("BUY", "0.5", False)]))
+    pool = database.pool
+    assert await pool.fetchval("SELECT state FROM trade_executions") == "intent"
+    restarted = core(database, context)
+    (sent,) = await restarted.restore()
+    assert await pool.fetchval("SELECT state FROM trade_executions") == "accepted"
+    assert await restarted.on_plan(plan(context, 0, 100.0, 1.0, [("BUY", "0.5", False)])) is None
+    recorded = await restarted.on_plan(plan(context, 1, 101.0, None, []))
+    assert recorded is not None
+    assert recorded.report.quantity == Decimal("0.5")
+    assert await pool.fetchval("SELECT count(*) FROM trade_executions WHERE client_order_id = $1", sent) == 1
+    assert await pool.fetchval("SELECT state FROM trade_executions") == "filled"
+
+
+async def test_a_failed_commit_leaves_the_book_as_it_was(database: Database, context: PairContext) -> None:
+    execution = core(database, context)
+    await execution.restore()
+    await execution.on_plan(plan(context, 0, 100.0, 1.0, [("BUY", "1", False)]))
+    before = execution.book.to_json()
+    bad = plan(context, 1, 100.0, 1.0, [("BUY", "1", False)])
+    # The same client order id as the first order: the unique constraint refuses the whole commit.
+    first_id = await database.pool.fetchval("SELECT client_order_id FROM trade_executions")
+    bad = OrderPlan(
+        bad.decision,
+        bad.target_quantity,
+        (OrderIntent(first_id, "BUY", Decimal(1), False, "target", 1),),
+        bad.risk,
+        "ACTIVE",
+    )
+    with pytest.raises(Exception, match=r"unique|duplicate"):
+        await execution.on_plan(bad)
+    assert execution.book.to_json() == before
+    assert await database.pool.fetchval("SELECT count(*) FROM trade_decisions") == 1
+
+
+async def test_cancelling_a_trade_before_it_fills(database: Database, context: PairContext) -> None:
+    execution = core(database, context)
+    await execution.restore()
+    await execution.on_plan(plan(context, 0, 100.0, 1.0, [("BUY", "1", False)]))
+    trade_id = await database.pool.fetchval("SELECT id FROM trades")
+    assert len(await execution.cancel_trade(uuid.UUID(str(trade_id)))) == 1
+    assert await database.pool.fetchval("SELECT status FROM trades") == "cancelled"
+    assert await database.pool.fetchval("SELECT state FROM trade_executions") == "cancelled"
+    recorded = await execution.on_plan(plan(context, 1, 100.0, None, []))
+    assert recorded is not None
+    assert recorded.report.quantity == 0

@@ -1,0 +1,139 @@
+"""Paper trading's book: fills at the next candle's open with the shared fill model, trades that open,
+grow, reduce, close and flip, cancellations, and a checkpoint that restores the same book."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from actors.execution.paper import NOTHING_TO_REDUCE, OrderCancelled, OrderFilled, PaperBook
+from domain.candles import Candle
+from domain.fills import FillRules
+from domain.messages import OrderIntent
+
+RULES = FillRules(
+    tick=Decimal("0.1"),
+    step=Decimal("0.001"),
+    min_quantity=Decimal("0.001"),
+    min_notional=Decimal(5),
+    maker_fee=Decimal("0.0002"),
+    taker_fee=Decimal("0.0005"),
+    slippage_bps=Decimal(0),
+)
+
+
+def candle(minute: int, open_: float) -> Candle:
+    return Candle("BTC-USDT", "1m", minute * 60_000, open_, open_ + 1, open_ - 1, open_, 10.0)
+
+
+def order(cid: str, side: str, quantity: str, *, reduce_only: bool = False, leg: int = 1) -> OrderIntent:
+    return OrderIntent(cid, side, Decimal(quantity), reduce_only, "target", leg)  # type: ignore[arg-type]
+
+
+def test_an_order_fills_at_the_next_candles_open_and_a_round_trip_books_pnl_after_fees() -> None:
+    book = PaperBook("BTC-USDT", RULES)
+    _working, trade, created = book.place(order("a", "BUY", "0.5"), 1, 60_000)
+    assert created
+    assert trade.status == "open"
+    assert trade.entry_price is None
+    assert book.working_quantity == Decimal("0.5")
+    (filled,) = book.on_candle(candle(2, 100.0))
+    assert isinstance(filled, OrderFilled)
+    assert filled.fill.price == Decimal("100.0")
+    assert book.position.quantity == Decimal("0.5")
+    assert trade.entry_price == Decimal("100.0")
+    assert book.on_candle(candle(2, 100.0)) == []  # the same candle again: nothing fills twice
+    book.on_candle(candle(3, 101.0))
+    assert book.bars_held == 2
+    book.place(order("b", "SELL", "0.5", reduce_only=True, leg=0), 3, 180_000)
+    assert trade.status == "closing"
+    (closed,) = book.on_candle(candle(4, 110.0))
+    assert isinstance(closed, OrderFilled)
+    # (110 - 100) * 0.5 = 5 realised; fees 0.5*100*0.0005 + 0.5*110*0.0005 = 0.025 + 0.0275
+    assert trade.status == "closed"
+    assert trade.realised == Decimal("5.0")
+    assert trade.fees == Decimal("0.0525")
+    assert trade.net_pnl == Decimal("4.9475")
+    assert trade.exit_price == Decimal("110.0")
+    assert trade.quantity == Decimal("0.5")
+    assert book.trade is None
+    assert book.position.quantity == 0
+    assert book.bars_held == 0
+
+
+def test_a_flip_closes_one_trade_and_opens_the_next() -> None:
+    book = PaperBook("BTC-USDT", RULES)
+    _, long_trade, _ = book.place(order("a", "BUY", "1"), 1, 0)
+    book.on_candle(candle(2, 100.0))
+    book.place(order("b0", "SELL", "1", reduce_only=True, leg=0), 2, 0)
+    _, short_trade, created = book.place(order("b1", "SELL", "0.4"), 2, 0)
+    assert created
+    assert short_trade is not long_trade
+    events = book.on_candle(candle(3, 90.0))
+    assert [type(e) for e in events] == [OrderFilled, OrderFilled]
+    assert long_trade.status == "closed"
+    assert long_trade.realised == Decimal("-10.0")
+    assert book.trade is short_trade
+    assert short_trade.entry_price == Decimal("90.0")
+    assert book.position.quantity == Decimal("-0.4")
+
+
+def test_a_partial_reduction_keeps_the_trade_open_with_its_exit_so_far() -> None:
+    book = PaperBook("BTC-USDT", RULES)
+    _, trade, _ = book.place(order("a", "SELL", "1"), 1, 0)
+    book.on_candle(candle(2, 100.0))
+    book.place(order("b", "BUY", "0.25", reduce_only=True, leg=0), 2, 0)
+    book.on_candle(candle(3, 96.0))
+    assert trade.status == "open"
+    assert trade.quantity == Decimal("0.75")
+    assert trade.realised == Decimal("1.000")
+    assert trade.exit_price == Decimal("96.0")
+
+
+def test_a_reduce_only_order_never_grows_the_position() -> None:
+    book = PaperBook("BTC-USDT", RULES)
+    book.place(order("a", "BUY", "0.5"), 1, 0)
+    book.on_candle(candle(2, 100.0))
+    book.place(order("b", "SELL", "2", reduce_only=True, leg=0), 2, 0)
+    (filled,) = book.on_candle(candle(3, 100.0))
+    assert isinstance(filled, OrderFilled)
+    assert filled.fill.quantity == Decimal("0.5")
+    assert book.position.quantity == 0
+    with pytest.raises(ValueError, match=NOTHING_TO_REDUCE):
+        book.place(order("c", "SELL", "1", reduce_only=True, leg=0), 3, 0)
+
+
+def test_cancelling_an_unfilled_opening_order_cancels_its_trade_and_a_flip_is_cancelled_whole() -> None:
+    book = PaperBook("BTC-USDT", RULES)
+    _, trade, _ = book.place(order("a", "BUY", "0.5"), 1, 0)
+    (cancelled,) = book.cancel_trade(trade.id, "operator")
+    assert isinstance(cancelled, OrderCancelled)
+    assert trade.status == "cancelled"
+    assert book.trade is None
+    _, trade, _ = book.place(order("b", "BUY", "0.5"), 2, 0)
+    book.on_candle(candle(3, 100.0))
+    book.place(order("c0", "SELL", "0.5", reduce_only=True, leg=0), 3, 0)
+    _, following, _ = book.place(order("c1", "SELL", "0.5"), 3, 0)
+    events = book.cancel_trade(trade.id, "operator")
+    assert {e.order.client_order_id for e in events} == {"c0", "c1"}
+    assert trade.status == "open"
+    assert following.status == "cancelled"
+    assert book.working == {}
+    assert book.trade is trade
+    assert book.next_trade is None
+
+
+def test_the_checkpoint_restores_the_same_book() -> None:
+    book = PaperBook("BTC-USDT", RULES)
+    book.place(order("a", "BUY", "1"), 1, 0)
+    book.on_candle(candle(2, 100.0))
+    book.place(order("b0", "SELL", "1", reduce_only=True, leg=0), 2, 0)
+    book.place(order("b1", "SELL", "0.5"), 2, 0)
+    restored = PaperBook.from_json("BTC-USDT", RULES, book.to_json())
+    assert restored == book
+    assert restored.on_candle(candle(3, 95.0))
+    assert book.on_candle(candle(3, 95.0))
+    assert restored == book
+    with pytest.raises(ValueError, match="checkpoint version"):
+        PaperBook.from_json("BTC-USDT", RULES, {**book.to_json(), "version": 99})
