@@ -9,6 +9,7 @@ redacted; `config.redaction.redacted_settings` renders the whole tree for operat
 from __future__ import annotations
 
 import os
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import unquote
@@ -139,6 +140,92 @@ class TradingSettings(Section):
     enforce_provenance: bool = False
 
 
+BaselineName = Literal["hold", "momentum", "ema_cross"]
+PositiveDecimal = Annotated[Decimal, Field(strict=False, gt=0)]
+Fraction = Annotated[Decimal, Field(strict=False, gt=0, le=1)]
+PolicyName = Annotated[str, StringConstraints(pattern=r"^(hold|momentum|ema_cross|agent:[0-9a-fA-F-]{36})$")]
+
+
+class RunSettings(Section):
+    """The paper run the daemon starts when none is active (`runs start` starts others)."""
+
+    autostart: bool = True
+    policy: PolicyName = "momentum"
+    """A baseline (`hold`, `momentum`, `ema_cross`) or a trained agent version, `agent:<version id>`."""
+    interval: Interval = "1m"
+    initial_equity: PositiveDecimal = Decimal(10_000)
+    max_exposure: Fraction = Decimal("0.5")
+    """A full target position is this fraction of the equity (as in the agents' training environment)."""
+    slippage_bps: Annotated[Decimal, Field(strict=False, ge=0, le=1000)] = Decimal(2)
+
+
+class RiskSettings(Section):
+    """The per-pair risk limits, written to `risk_limit_sets` and made active at start-up."""
+
+    name: str = Field(default="default", min_length=1)
+    max_position_notional: PositiveDecimal = Decimal(6_000)
+    max_order_notional: PositiveDecimal = Decimal(6_000)
+    max_orders_per_interval: int = Field(default=2, ge=1)
+    max_leverage: Annotated[Decimal, Field(strict=False, ge=1)] = Decimal(1)
+    stop_loss_pct: Fraction | None = Decimal("0.05")
+    take_profit_pct: PositiveDecimal | None = None
+    allowed_instruments: Pairs = ()
+    """Empty: every configured pair; otherwise only these (a configured pair outside it is refused)."""
+
+
+class AccountSettings(Section):
+    """The account guard's policy, written to `account_risk_policies` and made active at start-up."""
+
+    name: str = Field(default="default", min_length=1)
+    max_gross_exposure: PositiveDecimal = Decimal(15_000)
+    max_net_exposure: PositiveDecimal = Decimal(10_000)
+    daily_loss_limit: PositiveDecimal = Decimal(500)
+    breaker_max_losses: int = Field(default=5, ge=1)
+    breaker_cooldown_min: int = Field(default=60, ge=0)
+
+
+ReplaySpeed = Annotated[float, Field(gt=0)] | Literal["fast"]
+
+
+class ReplaySettings(Section):
+    """`market_data.source = "replay"`: the daemon serves these candle files from an in-process
+    BingX-compatible simulator on loopback and trades against it."""
+
+    candles: Annotated[tuple[str, ...], Field(strict=False)] = ()
+    """`PAIR:INTERVAL:FILE` (relative paths from the config file's directory)."""
+    derive: ContextIntervals = ()
+    """Longer intervals served aggregated from each file (for `market_data.intervals` beyond the file's)."""
+    speed: ReplaySpeed = 60.0
+    """Times real time; one 1m candle a second at 60."""
+    start_bars: int = Field(default=1100, ge=0)
+    """The replay clock starts this many bars into each file, so there is history for the warm-up."""
+
+
+class RaySettings(Section):
+    address: str | None = None
+    """A Ray cluster to join (`ray://...` or `host:port`); None starts a local Ray in this process."""
+    num_cpus: int | None = Field(default=None, ge=1)
+    include_dashboard: bool = False
+
+
+class DaemonSettings(Section):
+    """Supervision: health checks, restarts, shutdown."""
+
+    health_interval_sec: float = Field(default=5.0, gt=0)
+    health_timeout_sec: float = Field(default=10.0, gt=0)
+    restart_backoff_sec: float = Field(default=1.0, gt=0)
+    restart_backoff_max_sec: float = Field(default=60.0, gt=0)
+    max_restarts: int = Field(default=5, ge=1)
+    """Restarts of one pair's actors within `restart_window_sec` before the pair is FAULTED."""
+    restart_window_sec: float = Field(default=600.0, gt=0)
+    shutdown_deadline_sec: float = Field(default=60.0, gt=0)
+    heartbeat_sec: float = Field(default=30.0, gt=0)
+    gap_patience_sec: float = Field(default=30.0, ge=0)
+    """How long the feature actor waits for a missing candle before it moves past it."""
+    stale_after_sec: float = Field(default=120.0, gt=0)
+    """A pair whose source has been silent this long is paused automatically, until data flows again."""
+
+
 class TrainingSettings(Section):
     """Where trained policies are kept."""
 
@@ -184,10 +271,27 @@ class Settings(Section):
     control: ControlSettings = ControlSettings()
     features: FeatureSettings = FeatureSettings()
     trading: TradingSettings = TradingSettings()
+    run: RunSettings = RunSettings()
+    risk: RiskSettings = RiskSettings()
+    account: AccountSettings = AccountSettings()
+    replay: ReplaySettings = ReplaySettings()
+    ray: RaySettings = RaySettings()
+    daemon: DaemonSettings = DaemonSettings()
     training: TrainingSettings = TrainingSettings()
     online_learning: OnlineLearningSettings = OnlineLearningSettings()
     sources: IdeaSourceSettings = IdeaSourceSettings()
     logging: LoggingSettings = LoggingSettings()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        market = self.market_data
+        allowed = self.risk.allowed_instruments
+        refused = [pair for pair in market.pairs if allowed and pair not in allowed]
+        if refused:
+            raise ValueError(f"market_data.pairs {refused} are not in risk.allowed_instruments {list(allowed)}")
+        if market.source == "replay" and not self.replay.candles:
+            raise ValueError("market_data.source = replay needs replay.candles (PAIR:INTERVAL:FILE)")
+        return self
 
     def secret_values(self) -> list[str]:
         """Every secret's plain value, for the log redactor. Never log what this returns."""

@@ -19,6 +19,7 @@ from pathlib import Path
 from config import ConfigError, Settings, load_settings, redacted_settings
 from daemon import exit_codes
 from daemon.agent_commands import add_agent_commands, run_agent_command
+from daemon.ctl import add_ctl_commands, run_ctl
 from daemon.dataset_commands import add_dataset_commands, run_dataset_command
 from daemon.db_commands import run_db_command
 from daemon.market_commands import add_market_commands, run_backfill, run_ingest, run_retry_queue, run_simulator
@@ -60,6 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_market_commands(commands)
     add_dataset_commands(commands)
     add_agent_commands(commands)
+    commands.add_parser(
+        "run",
+        help="run the daemon in the foreground (systemd Type=notify): paper-trade the configured pairs, "
+        "with the control socket open",
+    )
+    add_ctl_commands(commands)
     return parser
 
 
@@ -92,6 +99,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(run_dataset_command(settings, args))
         if args.command in ("agent", "train"):
             return asyncio.run(run_agent_command(settings, args))
+        if args.command == "run":
+            from daemon.run_command import run_daemon
+
+            configure_logging(
+                settings.logging.level, settings.logging.format, secrets=settings.secret_values(), stream=sys.stdout
+            )
+            return asyncio.run(run_daemon(settings, config_path))
+        if args.command == "ctl":
+            return run_ctl(settings, args)
         return asyncio.run(run_db_command(settings, args))
     except KeyboardInterrupt:
         return exit_codes.FAILURE

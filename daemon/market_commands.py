@@ -7,7 +7,6 @@ import asyncio
 import json
 import signal
 import sys
-from pathlib import Path
 
 from actors.feed.backfill import backfill
 from actors.feed.live import FeedTopic
@@ -19,8 +18,9 @@ from daemon.db_commands import open_migrated_database
 from domain.errors import FatalVenueError, VenueError
 from domain.market import INTERVALS, parse_interval
 from exchange.bingx.rest import BingXRest
-from exchange.sim.candle_file import CandleFileError, aggregate, load_candle_file
+from exchange.sim.candle_file import CandleFileError
 from exchange.sim.replay import ReplayClock, ReplaySeries
+from exchange.sim.series import series_from_spec
 from exchange.sim.server import BingXSimulator
 from observability import get_logger
 from storage.candles import CandleStore
@@ -195,17 +195,14 @@ async def run_retry_queue(settings: Settings, args: argparse.Namespace) -> int:
 
 async def run_simulator(args: argparse.Namespace) -> int:
     series: list[ReplaySeries] = []
+    try:
+        derive = [parse_interval(part.strip()) for part in args.derive.split(",") if part.strip()]
+    except ValueError as error:
+        print(f"tradingd: --derive: {error}", file=sys.stderr)
+        return exit_codes.USAGE
     for spec in args.candles:
         try:
-            pair, interval_text, file = spec.split(":", 2)
-            interval = parse_interval(interval_text)
-            rows = load_candle_file(Path(file))
-            series.append(ReplaySeries(pair, interval, rows))
-            for derived in (parse_interval(part.strip()) for part in args.derive.split(",") if part.strip()):
-                made = aggregate(rows, interval, derived)
-                if not made:
-                    raise ValueError(f"the file holds no complete {derived} candle")
-                series.append(ReplaySeries(pair, derived, made))
+            series.extend(series_from_spec(spec, derive))
         except (ValueError, CandleFileError, OSError) as error:
             print(f"tradingd: --candles {spec}: {error}", file=sys.stderr)
             return exit_codes.USAGE

@@ -219,6 +219,11 @@ class AgentStore:
             )
         return [_version(row) for row in rows]
 
+    async def artifact_normalization(self, artifact_id: uuid.UUID) -> dict[str, object] | None:
+        """The normalisation statistics stored with an artifact (the quality gate's reference)."""
+        value = await self._pool.fetchval("SELECT normalization FROM model_artifacts WHERE id = $1", artifact_id)
+        return dict(value) if value else None
+
     async def artifact(self, version_id: uuid.UUID) -> StoredArtifact | None:
         """The newest artifact of a version, its bytes read from the row or the file."""
         async with self._pool.acquire() as connection:

@@ -37,9 +37,17 @@ class Database:
     """The process's pool, and the embedded server behind it when there is one."""
 
     def __init__(
-        self, pool: asyncpg.Pool, embedded: EmbeddedPostgres | None, target: str, *, copy_supported: bool = True
+        self,
+        pool: asyncpg.Pool,
+        embedded: EmbeddedPostgres | None,
+        target: str,
+        *,
+        copy_supported: bool = True,
+        dsn: str = "",
     ) -> None:
         self.pool = pool
+        self.dsn = dsn
+        """How other processes of the daemon (its actors) reach the same database. May hold a password."""
         self.embedded = embedded
         self.target = target
         self.copy_supported = copy_supported
@@ -82,7 +90,7 @@ class Database:
             if embedded is not None:
                 await asyncio.to_thread(embedded.stop)
             raise StorageUnavailableError(f"cannot connect to {target}: {type(error).__name__}: {error}") from None
-        return cls(pool, embedded, target, copy_supported=not pglite)
+        return cls(pool, embedded, target, copy_supported=not pglite, dsn=dsn)
 
     async def close(self, grace_sec: float = 10.0) -> None:
         """Close gracefully within `grace_sec`, then terminate what is left; stop the embedded server."""

@@ -23,8 +23,8 @@ from actors.execution.paper import BookEvent, OrderCancelled, OrderFilled, Paper
 from actors.run_context import PairContext
 from domain.candles import interval_ms
 from domain.fills import FillRules
-from domain.messages import OrderPlan, PolicyDecision, PositionReport
-from domain.orders import FINAL_STATES, OrderState, transition
+from domain.messages import OrderIntent, OrderPlan, PolicyDecision, PositionReport
+from domain.orders import FINAL_STATES, OrderState, client_order_id, transition
 from storage.trading import (
     Checkpoint,
     CheckpointStore,
@@ -189,6 +189,37 @@ class ExecutionCore:
             self._rewind(before, mark)
             raise
         return [event.order.client_order_id for event in events]
+
+    async def close_trade(self, trade_id: uuid.UUID) -> str:
+        """An operator's reduce-only exit of the open trade, filling at the next candle's open. Its client
+        order id derives from the trade, so asking twice sends one order."""
+        trade = self.book.trade
+        if trade is None or trade.id != trade_id:
+            raise KeyError(f"trade {trade_id} is not the open trade of {self.context.pair}")
+        cid = client_order_id(self.context.run_id, f"{self.context.pair}#close", int(trade_id.hex[:9], 16))
+        if cid in self.book.working:
+            return cid
+        position = self.book.position.quantity
+        reducing = sum((o.signed_quantity for o in self.book.working.values() if o.reduce_only), Decimal(0))
+        quantity = abs(position + reducing)
+        if position == 0 or quantity == 0:
+            raise KeyError(f"trade {trade_id} has no position left to close")
+        intent = OrderIntent(cid, "SELL" if position > 0 else "BUY", quantity, True, "operator", 0)
+        before, mark = self.book.to_json(), self.mark
+        try:
+            order, trade, _ = self.book.place(intent, self.last_sequence, self.book.last_open_ms or 0)
+            await self.journal.commit(
+                Commit(
+                    trades=[self._trade_row(trade)],
+                    new_executions=[self._execution_row(order, f"operator.{trade_id}")],
+                    checkpoint=self._checkpoint(self.last_sequence),
+                )
+            )
+        except BaseException:
+            self._rewind(before, mark)
+            raise
+        await self._submit([order])
+        return cid
 
     # ---------------------------------------------------------------- rows
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -85,7 +85,10 @@ class LiveIngestor:
         check_every_sec: float = 1.0,
         stale_after_sec: float | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        on_final: Callable[[list[Candle]], Awaitable[None]] | None = None,
     ) -> None:
+        """`on_final` is told of every candle stored as final, whichever path stored it (stream, hole
+        healing, catch-up): the daemon's feed actor passes them on to the feature actor."""
         names = {topic.name for topic in topics}
         if names != set(stream.topics):
             raise ValueError("the stream must carry exactly the feed's topics")
@@ -99,6 +102,7 @@ class LiveIngestor:
         self.stale_after_sec = stale_after_sec if stale_after_sec is not None else 2 * smallest
         self.check_every_sec = check_every_sec
         self._monotonic = monotonic
+        self._on_final = on_final
         self._states: dict[str, _TopicState] = {}
         self._work: asyncio.Queue[tuple[str, FeedTopic, int, int]] = asyncio.Queue()
         self._catch_up_pending: set[str] = set()
@@ -134,6 +138,19 @@ class LiveIngestor:
     async def stop(self) -> None:
         self._stopped.set()
         await self.stream.close()
+
+    def topic_status(self) -> dict[str, dict[str, object]]:
+        """Per topic: the newest final candle, seconds since the stream last spoke, and the last status."""
+        now = self._monotonic()
+        return {
+            name: {
+                "last_final_open_ms": state.assembler.last_final_open_ms,
+                "silent_sec": None if state.last_event_at is None else round(now - state.last_event_at, 3),
+                "since_final_sec": round(now - state.last_final_at, 3),
+                "connected": self.stream.is_connected(),
+            }
+            for name, state in self._states.items()
+        }
 
     async def drain(self) -> None:
         """Wait until queued REST work is done (for tests and orderly shutdown)."""
@@ -182,6 +199,7 @@ class LiveIngestor:
                 self._work.put_nowait(("hole", topic, *assembled.hole))
         if finals:
             await self.store.write(finals, STREAM_SOURCE)
+            await self._tell(finals)
             self.stats.finals_from_stream += len(finals)
             stored_at = self._monotonic()
             self.stats.last_lag_sec = stored_at - now
@@ -201,6 +219,7 @@ class LiveIngestor:
             try:
                 if kind == "hole":
                     healed = await heal_range(self.rest, self.store, topic.pair, topic.interval, start, end)
+                    await self._tell(healed.stored)
                     self.stats.holes_healed += len(healed.stored)
                     self.stats.candles_from_rest += len(healed.stored)
                 else:
@@ -231,6 +250,7 @@ class LiveIngestor:
                 stored = healed.stored
         self.stats.catch_ups += 1
         state.last_final_at = self._monotonic()
+        await self._tell(stored)
         if stored:
             self.stats.candles_from_rest += len(stored)
             hole = state.assembler.confirmed(stored[-1].open_time_ms)
@@ -239,6 +259,10 @@ class LiveIngestor:
                 log.warning("stream_hole", pair=topic.pair, interval=topic.interval, start_ms=hole[0], end_ms=hole[1])
                 self._work.put_nowait(("hole", topic, *hole))
         await self._record(state, "ok")
+
+    async def _tell(self, candles: list[Candle]) -> None:
+        if candles and self._on_final is not None:
+            await self._on_final(candles)
 
     # ---------------------------------------------------------------- watchdog
 

@@ -18,6 +18,7 @@ from actors.feed.backfill import backfill
 from actors.feed.gap_monitor import heal_gaps
 from actors.feed.live import FeedTopic, LiveIngestor
 from actors.feed.retries import BACKFILL, run_due_jobs
+from domain.candles import Candle
 from domain.errors import FatalVenueError, VenueError
 from exchange.bingx.rest import BingXRest
 from exchange.bingx.ws import MAX_CONNECTIONS, MAX_TOPICS_PER_CONNECTION, MarketDataStream
@@ -50,6 +51,7 @@ class FeedRunner:
         schedule: FeedSchedule,
         *,
         topics_per_connection: int = MAX_TOPICS_PER_CONNECTION,
+        on_final: Callable[[list[Candle]], Awaitable[None]] | None = None,
     ) -> None:
         if not topics:
             raise ValueError("a feed needs at least one pair/interval topic")
@@ -72,7 +74,9 @@ class FeedRunner:
         # The venue allows 200 topics per connection, subscribed at 10 a second: one stream, and one
         # ingestor, per `topics_per_connection` (a smaller number subscribes a large feed sooner).
         self.live = [
-            LiveIngestor(rest, store, MarketDataStream(ws_url, [t.name for t in chunk]), chunk, status=status)
+            LiveIngestor(
+                rest, store, MarketDataStream(ws_url, [t.name for t in chunk]), chunk, status=status, on_final=on_final
+            )
             for chunk in (topics[i : i + topics_per_connection] for i in range(0, len(topics), topics_per_connection))
         ]
         self._backfilled: set[str] = set()
@@ -111,6 +115,9 @@ class FeedRunner:
     async def stop(self) -> None:
         for ingestor in self.live:
             await ingestor.stop()
+
+    def topic_status(self) -> dict[str, dict[str, object]]:
+        return {name: status for ingestor in self.live for name, status in ingestor.topic_status().items()}
 
     async def _every(self, period_sec: float, action: Callable[[], Awaitable[None]]) -> None:
         while True:

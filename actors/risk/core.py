@@ -34,6 +34,7 @@ AccountCheck = Callable[[str, Decimal, bool], Awaitable[AccountVerdict]]
 
 AUTO_PAUSE_REASONS = frozenset({GAP, UNALIGNED, INVALID_VALUES, DUPLICATES_DISAGREE, SOURCE_DRIFT, STALE})
 NOT_RECONCILED = "not_reconciled"
+SOURCE_STALE = "source_stale"
 LEGS_PER_DECISION = 4
 """Client order ids are numbered `sequence * 4 + leg`: legs 0 and 1 for a decision's orders."""
 CHECKPOINT_VERSION = 1
@@ -72,6 +73,9 @@ class RiskCore:
     position: PositionReport | None = None
     in_flight: dict[int, Decimal] = field(default_factory=dict)
     """Signed quantity of the orders sent per decision sequence, until a report covers them."""
+    held_target: float | None = None
+    """The target the position was last moved to: choosing it again trades nothing (as in training),
+    so a position is not churned as equity moves."""
     guard: PairRiskGuard = field(init=False)
 
     def __post_init__(self) -> None:
@@ -106,6 +110,15 @@ class RiskCore:
             return None
         return self._change(lambda: setattr(self.pauses, "automatic", reason), reason or "data_recovered", "automatic")
 
+    def source(self, stale: bool) -> StateChange | None:
+        """The supervisor's freshness check: a silent source pauses the pair, its return resumes it
+        (an automatic pause for another reason is left alone)."""
+        if stale and self.pauses.automatic is None:
+            return self.automatic(SOURCE_STALE)
+        if not stale and self.pauses.automatic == SOURCE_STALE:
+            return self.automatic(None)
+        return None
+
     def halt_for_shutdown(self) -> None:
         """SIGTERM: no more orders from this process (not checkpointed: a restart reconciles first anyway)."""
         self.pauses.reconciled = False
@@ -136,8 +149,8 @@ class RiskCore:
         state = self.trading_state
         price = Decimal(repr(market.candle.close))
         target, reason = self._target(decision, price)
-        if target is None:
-            return OrderPlan(decision, None, (), RiskOutcome(True), state), change
+        if target is None or (reason == "target" and decision.target == self.held_target):
+            return OrderPlan(decision, target, (), RiskOutcome(True), state), change
         projected = self._projected()
         legs = _legs(projected, target - projected)
         orders: list[OrderIntent] = []
@@ -163,8 +176,12 @@ class RiskCore:
                 )
             )
             self.guard.record_sent(market.candle.open_time_ms)
-            self.in_flight[market.sequence] = self.in_flight.get(market.sequence, Decimal(0)) + quantity
             position = after
+        if orders:
+            # Set, not added: a decision sent again (after a restart downstream) replaces its own orders.
+            self.in_flight[market.sequence] = position - projected
+        if outcome.allowed:
+            self.held_target = 0.0 if reason != "target" else decision.target
         return OrderPlan(decision, target, tuple(orders), outcome, state), change
 
     def _target(self, decision: PolicyDecision, price: Decimal) -> tuple[Decimal | None, ExitReason]:
@@ -214,6 +231,7 @@ class RiskCore:
             "operator": self.pauses.operator,
             "operator_reason": self.pauses.operator_reason,
             "automatic": self.pauses.automatic,
+            "held_target": self.held_target,
         }
 
     def restore(self, document: dict[str, Any]) -> None:
@@ -221,6 +239,7 @@ class RiskCore:
         if document.get("version") != CHECKPOINT_VERSION:
             raise ValueError(f"risk checkpoint version {document.get('version')!r} is not {CHECKPOINT_VERSION}")
         self.pauses = Pauses(document["operator"], document["operator_reason"], document["automatic"], False)
+        self.held_target = document.get("held_target")
 
     def status(self) -> dict[str, Any]:
         return {

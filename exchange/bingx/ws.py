@@ -123,7 +123,11 @@ class MarketDataStream:
         last_heard: int | None = None
         while not self.is_closed():
             try:
-                async with connect(self.url, compression=None, max_size=2**22, open_timeout=10) as socket:
+                # The venue's own heartbeat (`Ping`/`Pong` text, and reconnecting after
+                # `idle_timeout_sec` of silence) keeps the connection; protocol-level pings are off.
+                async with connect(
+                    self.url, compression=None, max_size=2**22, open_timeout=10, ping_interval=None
+                ) as socket:
                     self._socket = socket
                     self.stats.connections += 1
                     failures = 0

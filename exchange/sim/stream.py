@@ -80,6 +80,8 @@ class MarketStream:
             async for message in socket:
                 if message.type == WSMsgType.TEXT:
                     await self._on_text(connection, message.data)
+                elif message.type == WSMsgType.PING:  # RFC 6455: a ping is answered, whatever the app does
+                    await socket.pong(message.data)
                 elif message.type in (WSMsgType.CLOSE, WSMsgType.ERROR):
                     break
         finally:

@@ -187,9 +187,9 @@ def test_live_mode_refuses_non_live_market_data() -> None:
         "TRADINGD_TRADING_MODE": "live",
         "BINGX_API_KEY": "key-123456789",
         "BINGX_SECRET_KEY": "secret-abcdefgh",
-        "TRADINGD_MARKET_DATA_SOURCE": "replay",
+        "TRADINGD_MARKET_DATA_SOURCE": "simulator",
     }
-    with pytest.raises(UnsafeConfigError, match=r"cannot trade on market_data\.source = 'replay'"):
+    with pytest.raises(UnsafeConfigError, match=r"cannot trade on market_data\.source = 'simulator'"):
         load_settings(None, environ)
 
 

@@ -195,3 +195,21 @@ async def test_cancelling_a_trade_before_it_fills(database: Database, context: P
     recorded = await execution.on_plan(plan(context, 1, 100.0, None, []))
     assert recorded is not None
     assert recorded.report.quantity == 0
+
+
+async def test_an_operator_closes_the_open_trade_once(database: Database, context: PairContext) -> None:
+    execution = core(database, context)
+    await execution.restore()
+    await execution.on_plan(plan(context, 0, 100.0, 1.0, [("BUY", "1", False)]))
+    await execution.on_plan(plan(context, 1, 100.0, None, []))
+    trade_id = uuid.UUID(str(await database.pool.fetchval("SELECT id FROM trades")))
+    first = await execution.close_trade(trade_id)
+    assert await execution.close_trade(trade_id) == first  # asked twice, one order
+    with pytest.raises(KeyError):
+        await execution.close_trade(uuid.uuid4())
+    recorded = await execution.on_plan(plan(context, 2, 105.0, None, []))
+    assert recorded is not None
+    assert recorded.report.quantity == 0
+    trade = await database.pool.fetchrow("SELECT status, close_reason, realized_pnl FROM trades")
+    assert (trade["status"], trade["close_reason"]) == ("closed", "operator")
+    assert await database.pool.fetchval("SELECT count(*) FROM trade_executions WHERE reduce_only") == 1

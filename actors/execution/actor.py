@@ -1,0 +1,127 @@
+"""The execution actor's Ray shell: restores its book in `ready()`, then records plans in order and
+tells the risk guard, the policy and the account guard about every position change."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import ray
+
+from actors.execution.core import ExecutionCore
+from actors.run_context import PairContext
+from actors.shell import Inbox, WorkerEnv, fatal
+from domain.fills import FillRules
+from domain.messages import OrderPlan, PositionReport
+from observability import get_logger
+from storage.database import Database
+from storage.trading import CheckpointStore, TradingJournal
+
+log = get_logger("tradingd.execution")
+Operation = Callable[[], Awaitable[Any]]
+
+
+@ray.remote(num_cpus=0, max_restarts=0)
+class ExecutionActor:
+    def __init__(self, env: WorkerEnv, context: PairContext, rules: FillRules) -> None:
+        env.configure_logging()
+        self.env = env
+        self.context = context
+        self.rules = rules
+        self.database: Database | None = None
+        self.core: ExecutionCore | None = None
+        self.peers: dict[str, Any] = {}
+        self.inbox: Inbox[OrderPlan | tuple[Operation, ray.ObjectRef[Any] | Any]] = Inbox(
+            "execution", self._handle, fatal
+        )
+
+    async def ready(self) -> dict[str, Any]:
+        if self.core is None:
+            self.database = await self.env.open_database()
+            pool = self.database.pool
+            core = ExecutionCore(self.context, self.rules, TradingJournal(pool), CheckpointStore(pool))
+            submitted = await core.restore()
+            self.core = core
+            if submitted:
+                log.warning("intents_submitted_after_restart", pair=self.context.pair, client_order_ids=submitted)
+            self.inbox.start()
+            log.info("actor_ready", role="execution", pair=self.context.pair, run_id=self.context.run_id)
+        return {"pid": os.getpid(), "report": self.core.report()}
+
+    def ping(self) -> dict[str, Any]:
+        return {"pid": os.getpid(), **self.inbox.status()}
+
+    def set_peers(self, risk: Any, policy: Any, account: Any) -> None:
+        self.peers = {"risk": risk, "policy": policy, "account": account}
+
+    def report(self) -> PositionReport:
+        assert self.core is not None, "ready() first"
+        return self.core.report()
+
+    async def on_plan(self, plan: OrderPlan) -> None:
+        self.inbox.put(plan)
+
+    async def close_trade(self, trade_id: str) -> str:
+        core = self._core()
+        return str(await self._serialised(lambda: core.close_trade(uuid.UUID(trade_id))))
+
+    async def cancel_trade(self, trade_id: str) -> list[str]:
+        core = self._core()
+        cancelled: list[str] = await self._serialised(lambda: core.cancel_trade(uuid.UUID(trade_id)))
+        return cancelled
+
+    async def status(self) -> dict[str, Any]:
+        core = self._core()
+        return {**core.status(), "equity": str(core.equity()), "inbox": self.inbox.status()}
+
+    async def drain(self, timeout_sec: float) -> bool:
+        return await self.inbox.drain(timeout_sec)
+
+    async def close(self) -> None:
+        await self.inbox.stop()
+        if self.database is not None:
+            await self.database.close()
+
+    # ---------------------------------------------------------------- internals
+
+    def _core(self) -> ExecutionCore:
+        assert self.core is not None, "ready() first"
+        return self.core
+
+    async def _serialised(self, operation: Operation) -> Any:
+        """Run an operator action between plans, never during one."""
+        import asyncio
+
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.inbox.put((operation, done))
+        return await done
+
+    async def _handle(self, message: OrderPlan | tuple[Operation, Any]) -> None:
+        core = self._core()
+        if isinstance(message, tuple):
+            operation, done = message
+            try:
+                done.set_result(await operation())
+            except KeyError as error:
+                done.set_exception(error)
+                return
+            self._tell(core.report())
+            return
+        recorded = await core.on_plan(message)
+        if recorded is None:
+            self._tell(core.report())  # a plan decided before: the risk guard may drop what it kept for it
+            return
+        self._tell(recorded.report)
+        account = self.peers.get("account")
+        for trade in recorded.closed_trades:
+            if account is not None:
+                account.trade_closed.remote(str(trade.net_pnl), self.context.pair, str(trade.id))
+        log.info("decision", **recorded.log)
+
+    def _tell(self, report: PositionReport) -> None:
+        for role in ("risk", "policy", "account"):
+            peer = self.peers.get(role)
+            if peer is not None:
+                peer.on_report.remote(report)

@@ -1,0 +1,193 @@
+"""The feature actor's Ray shell.
+
+`ready()` finds where to resume: after the last candle this run decided for the pair, or, for a new
+run, after the newest candle stored when the pair started (kept in its checkpoint, so a restart
+before the first decision starts at the same place). It opens the pipeline on the stored history,
+then passes on every stored candle since. Candles from the feed, and a one-second tick that looks up
+what the core waits for in the store, keep it going. `rewind()` does the opening again: after an
+actor downstream restarted, whatever was in flight to it is decided again (execution refuses what
+was recorded already).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import uuid
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import ray
+
+from actors.features.core import GATE_WINDOW_BARS, FeatureCore, GateSettings
+from actors.run_context import PairContext
+from actors.shell import Inbox, WorkerEnv, fatal
+from domain.candles import Candle, datetime_to_ms, interval_ms
+from domain.messages import MarketInput
+from features.definitions import feature_set
+from features.normalization import NormalizationStats
+from observability import get_logger
+from storage.candles import CandleStore
+from storage.database import Database
+from storage.trading import Checkpoint, CheckpointStore, TradingJournal
+
+log = get_logger("tradingd.features")
+ROLE = "features"
+TICK_SEC = 1.0
+FAR_FUTURE_MS = 4_102_444_800_000  # 2100-01-01: "everything stored after"
+
+
+@dataclass(frozen=True)
+class FeatureSource:
+    feature_set: str
+    gates: GateSettings
+    stats: dict[str, object] | None = None
+    """The trained agent's normalisation statistics (for the out-of-distribution gate)."""
+    feature_set_version_id: str | None = None
+
+
+Message = tuple[Literal["candles"], list[Candle]] | tuple[Literal["tick"], None] | tuple[Literal["rewind"], None]
+
+
+class NoHistoryError(RuntimeError):
+    """Nothing is stored for the pair yet: the feed must warm up first."""
+
+
+@ray.remote(num_cpus=0, max_restarts=0)
+class FeatureActor:
+    def __init__(self, env: WorkerEnv, context: PairContext, source: FeatureSource) -> None:
+        env.configure_logging()
+        self.env = env
+        self.context = context
+        self.source = source
+        self.spec = feature_set(source.feature_set)
+        self.policy: Any = None
+        self.core: FeatureCore | None = None
+        self.database: Database | None = None
+        self.inbox: Inbox[Message] = Inbox("features", self._handle, fatal)
+        self.ticker: asyncio.Task[None] | None = None
+        self.emitted = 0
+
+    async def ready(self, policy: Any) -> dict[str, Any]:
+        self.policy = policy
+        if self.database is None:
+            self.database = await self.env.open_database()
+            await self._open()
+            self.inbox.start()
+            self.ticker = asyncio.get_running_loop().create_task(self._tick())
+        assert self.core is not None
+        return {"pid": os.getpid(), "resume_after_ms": self.core.last_open_ms, "warming_up": self.core.warming_up}
+
+    def ping(self) -> dict[str, Any]:
+        return {"pid": os.getpid(), **self.inbox.status()}
+
+    def set_peers(self, policy: Any) -> None:
+        self.policy = policy
+
+    async def on_candles(self, candles: list[Candle]) -> None:
+        self.inbox.put(("candles", candles))
+
+    async def rewind(self) -> None:
+        self.inbox.put(("rewind", None))
+
+    def status(self) -> dict[str, Any]:
+        core = self.core
+        return {
+            "last_decided_open_ms": None if core is None else core.last_open_ms,
+            "newest_known_open_ms": None if core is None else core.newest_known_ms,
+            "warming_up": None if core is None else core.warming_up,
+            "emitted": self.emitted,
+            "inbox": self.inbox.status(),
+        }
+
+    async def drain(self, timeout_sec: float) -> bool:
+        return await self.inbox.drain(timeout_sec)
+
+    async def close(self) -> None:
+        if self.ticker is not None:
+            self.ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.ticker
+        await self.inbox.stop()
+        if self.database is not None:
+            await self.database.close()
+
+    # ---------------------------------------------------------------- internals
+
+    async def _open(self) -> None:
+        assert self.database is not None
+        pool = self.database.pool
+        store = CandleStore.of(self.database)
+        context = self.context
+        checkpoints = CheckpointStore(pool)
+        key = context.actor_key(ROLE)
+        saved = await checkpoints.load(key)
+        start = None if saved is None else saved.state.get("start_after_ms")
+        if start is None:
+            span = await store.span(context.pair, context.interval)
+            if span is None:
+                raise NoHistoryError(f"no {context.interval} candles of {context.pair} are stored yet")
+            start = span[1]
+            await checkpoints.save(Checkpoint(key, ROLE, context.pair, 1, 0, {"start_after_ms": start}))
+        decided = await TradingJournal(pool).last_decided(uuid.UUID(context.run_id), context.pair, context.interval)
+        resume = max(int(start), datetime_to_ms(decided) if decided is not None else int(start))
+        step = interval_ms(context.interval)
+        warmup = self.spec.warmup_bars
+        history = await store.read_columns(
+            context.pair, context.interval, resume - (warmup + GATE_WINDOW_BARS) * step, resume + step
+        )
+        context_history = {
+            iv: await store.read_columns(context.pair, iv, resume - (warmup + 2) * interval_ms(iv), resume + step)
+            for iv in self.spec.context
+        }
+        stats = None if self.source.stats is None else NormalizationStats.from_json(self.source.stats)
+        core = FeatureCore(
+            context,
+            self.spec,
+            self.source.gates,
+            stats=stats,
+            feature_set_version_id=self.source.feature_set_version_id,
+        )
+        core.open(history, context_history, resume)
+        core.add(await store.read(context.pair, context.interval, resume + step, FAR_FUTURE_MS))
+        for iv in self.spec.context:
+            core.add(await store.read(context.pair, iv, resume - interval_ms(iv), FAR_FUTURE_MS))
+        self.core = core
+        log.info(
+            "features_opened",
+            pair=context.pair,
+            run_id=context.run_id,
+            resume_after_ms=resume,
+            history=len(history),
+            warming_up=core.warming_up,
+        )
+        self._emit(core.process())
+
+    async def _handle(self, message: Message) -> None:
+        kind, payload = message
+        if kind == "rewind":
+            await self._open()
+            return
+        core = self.core
+        assert core is not None
+        assert self.database is not None
+        if kind == "candles":
+            assert payload is not None
+            core.add(payload)
+        else:
+            store = CandleStore.of(self.database)
+            for missing in core.missing():
+                core.add(await store.read(self.context.pair, missing.interval, missing.start_ms, missing.end_ms))
+        self._emit(core.process())
+
+    def _emit(self, inputs: list[MarketInput]) -> None:
+        for market in inputs:
+            self.policy.on_input.remote(market)
+        self.emitted += len(inputs)
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_SEC)
+            if self.inbox.backlog == 0:
+                self.inbox.put(("tick", None))

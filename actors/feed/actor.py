@@ -1,0 +1,132 @@
+"""The feed actor's Ray shell: one pair's market data (every configured interval).
+
+`ready()` warms up first: the last `history_bars` final candles of each interval are made sure of in
+the store (fetched over REST where missing), so the feature actor can open its pipeline. Then the
+feed runs (websocket, REST catch-up and hole healing, gap monitor, retries) and passes every candle
+it stores as final on to the feature actor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+
+from actors.feed.healing import heal_range
+from actors.feed.live import FeedTopic
+from actors.feed.runner import FeedRunner, FeedSchedule
+from actors.shell import WorkerEnv
+from domain.candles import Candle, interval_ms
+from domain.market import Interval
+from exchange.bingx.rest import BingXRest
+from observability import get_logger
+from storage.candles import CandleStore
+from storage.database import Database
+from storage.retry_queue import RetryQueue
+from storage.source_status import SourceStatusStore
+
+log = get_logger("tradingd.feed")
+
+
+@dataclass(frozen=True)
+class FeedSource:
+    rest_url: str
+    ws_url: str
+    intervals: tuple[Interval, ...]
+    history_bars: int
+    schedule: FeedSchedule
+    recv_window_ms: int = 5000
+
+
+@ray.remote(num_cpus=0, max_restarts=0)
+class FeedActor:
+    def __init__(self, env: WorkerEnv, pair: str, source: FeedSource) -> None:
+        env.configure_logging()
+        self.env = env
+        self.pair = pair
+        self.source = source
+        self.features: Any = None
+        self.database: Database | None = None
+        self.rest: BingXRest | None = None
+        self.runner: FeedRunner | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.forwarded = 0
+        self.warmed: dict[str, int] = {}
+
+    async def ready(self, features: Any) -> dict[str, Any]:
+        self.features = features
+        if self.runner is None:
+            self.database = await self.env.open_database()
+            store = CandleStore.of(self.database)
+            self.rest = BingXRest(self.source.rest_url, recv_window_ms=self.source.recv_window_ms)
+            for interval in self.source.intervals:
+                self.warmed[interval] = await self._warm_up(store, interval)
+            self.runner = FeedRunner(
+                self.rest,
+                self.source.ws_url,
+                store,
+                SourceStatusStore(self.database.pool),
+                RetryQueue(self.database.pool),
+                [FeedTopic(self.pair, interval) for interval in self.source.intervals],
+                self.source.schedule,
+                on_final=self._forward,
+            )
+            self.task = asyncio.get_running_loop().create_task(self._run(self.runner))
+            log.info("actor_ready", role="feed", pair=self.pair, warmed=self.warmed)
+        return {"pid": os.getpid(), "warmed": self.warmed}
+
+    def ping(self) -> dict[str, Any]:
+        alive = self.task is not None and not self.task.done()
+        return {"pid": os.getpid(), "running": alive}
+
+    def set_peers(self, features: Any) -> None:
+        self.features = features
+
+    def status(self) -> dict[str, Any]:
+        topics = {} if self.runner is None else self.runner.topic_status()
+        return {"topics": topics, "forwarded": self.forwarded}
+
+    async def backfill(self, interval: Interval, bars: int) -> int:
+        """The operator's `backfill`: make sure of the last `bars` candles of an interval now."""
+        assert self.database is not None
+        return await self._warm_up(CandleStore.of(self.database), interval, bars)
+
+    async def close(self) -> None:
+        if self.runner is not None:
+            await self.runner.stop()
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.task
+        if self.rest is not None:
+            await self.rest.close()
+        if self.database is not None:
+            await self.database.close()
+
+    async def _warm_up(self, store: CandleStore, interval: Interval, bars: int | None = None) -> int:
+        assert self.rest is not None
+        newest = (await self.rest.klines(self.pair, interval, limit=1)).candles
+        if not newest:
+            return 0
+        end = newest[-1].open_time_ms  # still forming: never stored here
+        start = end - (bars or self.source.history_bars) * interval_ms(interval)
+        healed = await heal_range(self.rest, store, self.pair, interval, start, end)
+        return len(healed.stored)
+
+    async def _forward(self, candles: list[Candle]) -> None:
+        if self.features is not None:
+            self.features.on_candles.remote(candles)
+            self.forwarded += len(candles)
+
+    async def _run(self, runner: FeedRunner) -> None:
+        try:
+            await runner.run()
+        except asyncio.CancelledError:
+            raise
+        except BaseException:
+            log.exception("feed_failed", pair=self.pair)
+            os._exit(70)  # the supervisor restarts the feed

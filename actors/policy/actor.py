@@ -1,0 +1,82 @@
+"""The policy actor's Ray shell: a baseline, or a trained agent's verified artifact, deciding in order."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import ray
+
+from actors.policy.artifact import load_artifact
+from actors.policy.core import ModelProvenance, PolicyCore
+from actors.policy.policies import ArtifactPolicy, Policy, baseline
+from actors.run_context import PairContext
+from actors.shell import Inbox, WorkerEnv, fatal
+from domain.messages import MarketInput, PositionReport
+from features.definitions import feature_set
+from observability import get_logger
+
+log = get_logger("tradingd.policy")
+
+
+@dataclass(frozen=True)
+class PolicySource:
+    """A baseline by name, or an artifact's bytes with the checksum its row holds."""
+
+    baseline: str | None = None
+    artifact: bytes | None = None
+    checksum: str | None = None
+    provenance: ModelProvenance = field(default_factory=ModelProvenance)
+    decision_threshold: float | None = None
+
+    def load(self, feature_set_name: str) -> Policy:
+        spec = feature_set(feature_set_name)
+        if self.baseline is not None:
+            return baseline(self.baseline, spec)
+        if self.artifact is None or self.checksum is None:
+            raise ValueError("a policy source is a baseline or an artifact with its checksum")
+        return ArtifactPolicy(load_artifact(self.artifact, self.checksum, spec), spec, self.decision_threshold)
+
+
+@ray.remote(num_cpus=0, max_restarts=0)
+class PolicyActor:
+    def __init__(self, env: WorkerEnv, context: PairContext, source: PolicySource, enforce_provenance: bool) -> None:
+        env.configure_logging()
+        self.context = context
+        self.core = PolicyCore(
+            source.load(context.feature_set),
+            context,
+            provenance=source.provenance,
+            enforce_provenance=enforce_provenance,
+        )
+        self.risk: Any = None
+        self.inbox: Inbox[MarketInput] = Inbox("policy", self._handle, fatal)
+
+    async def ready(self, risk: Any, report: PositionReport) -> dict[str, Any]:
+        self.risk = risk
+        self.core.on_report(report)
+        self.inbox.start()
+        log.info("actor_ready", role="policy", pair=self.context.pair, policy=self.core.policy.name)
+        return {"pid": os.getpid(), "policy": self.core.policy.name}
+
+    def ping(self) -> dict[str, Any]:
+        return {"pid": os.getpid(), **self.inbox.status()}
+
+    def set_peers(self, risk: Any) -> None:
+        self.risk = risk
+
+    async def on_input(self, market: MarketInput) -> None:
+        self.inbox.put(market)
+
+    def on_report(self, report: PositionReport) -> None:
+        self.core.on_report(report)
+
+    async def drain(self, timeout_sec: float) -> bool:
+        return await self.inbox.drain(timeout_sec)
+
+    async def close(self) -> None:
+        await self.inbox.stop()
+
+    async def _handle(self, market: MarketInput) -> None:
+        self.risk.on_decision.remote(self.core.decide(market))

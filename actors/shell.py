@@ -1,0 +1,126 @@
+"""What every actor's Ray shell shares: setting up its worker process (logging, its own small pool on
+the daemon's database) and an ordered inbox.
+
+Ray starts the tasks one caller submits to an async actor in order, but their awaits interleave; an
+inbox method only enqueues, and one task per actor handles the messages one at a time, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from observability import configure_logging, get_logger
+from observability.forwarding import DatagramLines
+from storage.database import Database, StorageOptions
+
+log = get_logger("tradingd.actor")
+
+
+@dataclass(frozen=True)
+class WorkerEnv:
+    """Passed to every actor: where the database is, where logs go. The DSN may hold a password:
+    it is registered with the log redactor like the other secrets."""
+
+    dsn: str
+    log_socket: str | None
+    log_level: str
+    secrets: tuple[str, ...]
+
+    def configure_logging(self) -> None:
+        stream = DatagramLines(Path(self.log_socket)) if self.log_socket else None
+        configure_logging(self.log_level, "json", secrets=(*self.secrets, self.dsn), stream=stream)  # type: ignore[arg-type]
+
+    async def open_database(self, max_size: int = 1) -> Database:
+        options = StorageOptions(
+            url=self.dsn, data_dir=Path(tempfile.gettempdir()), pool_min_size=1, pool_max_size=max_size
+        )
+        return await Database.open(options)
+
+
+class Inbox[T]:
+    """Messages handled one at a time, in the order they arrived. A handler error is logged and, by
+    default, fatal to the actor (`on_error`): its state may be half-changed, and the supervisor's
+    restart from the checkpoint is the safe way on."""
+
+    def __init__(
+        self,
+        name: str,
+        handle: Callable[[T], Awaitable[None]],
+        on_error: Callable[[BaseException], None],
+    ) -> None:
+        self.name = name
+        self._handle = handle
+        self._on_error = on_error
+        self._queue: asyncio.Queue[T] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self.handled = 0
+        self.last_handled_at: float | None = None
+        self.busy_since: float | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def put(self, message: T) -> None:
+        self._queue.put_nowait(message)
+
+    @property
+    def backlog(self) -> int:
+        return self._queue.qsize()
+
+    async def drain(self, timeout_sec: float) -> bool:
+        """Wait until every message so far is handled; False on timeout."""
+        try:
+            await asyncio.wait_for(self._queue.join(), timeout_sec)
+        except TimeoutError:
+            return False
+        return True
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "backlog": self.backlog,
+            "handled": self.handled,
+            "busy_sec": None if self.busy_since is None else round(time.monotonic() - self.busy_since, 3),
+        }
+
+    async def _run(self) -> None:
+        while True:
+            message = await self._queue.get()
+            self.busy_since = time.monotonic()
+            try:
+                await self._handle(message)
+            except asyncio.CancelledError:
+                raise
+            except BaseException as error:  # a failed message must not be silently skipped
+                log.exception("actor_message_failed", inbox=self.name)
+                self._on_error(error)
+            finally:
+                self.busy_since = None
+                self.handled += 1
+                self.last_handled_at = time.time()
+                self._queue.task_done()
+
+
+EXIT_FAILED_MESSAGE = 70
+
+
+def fatal(error: BaseException) -> None:
+    """End the worker after a message failed: the supervisor restarts the actor from its checkpoint, and
+    the feature actor re-sends what was not recorded."""
+    log.critical("actor_exiting", error=f"{type(error).__name__}: {error}", pid=os.getpid())
+    os._exit(EXIT_FAILED_MESSAGE)

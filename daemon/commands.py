@@ -1,0 +1,311 @@
+"""The control socket's commands. Idempotent: pausing a paused pair, resuming an active one, closing a
+trade that is already closing, all answer with the state as it is. Every accepted (or refused, or
+failed) command lands in `ops_audit_events`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from ray.exceptions import RayError
+
+from daemon.control_protocol import CommandError, ControlRequest
+from daemon.control_server import ControlServer
+from daemon.run_state import DaemonState
+from domain.market import INTERVALS
+from storage.ops import OpsStore
+from storage.retry_queue import RetryQueue
+from storage.trading import RunConflictError, RunStore
+
+Command = Callable[[DaemonState, Mapping[str, object]], Awaitable[Mapping[str, object]]]
+CALL_TIMEOUT_SEC = 30.0
+
+
+async def open_control(state: DaemonState, path: Path) -> ControlServer:
+    ops = OpsStore(state.database.pool)
+
+    async def handle(request: ControlRequest) -> Mapping[str, object]:
+        return await COMMANDS[request.cmd](state, request.args)
+
+    async def audit(request: ControlRequest, outcome: str, detail: str | None) -> None:
+        target = request.args.get("pair") or request.args.get("id")
+        await ops.audit(
+            request.cmd,
+            dict(request.args),
+            outcome,  # type: ignore[arg-type]
+            detail,
+            actor="control-socket",
+            target=None if target is None else str(target),
+        )
+
+    token = state.settings.control.api_token
+    server = ControlServer(
+        path,
+        handle,
+        COMMANDS,
+        token=None if token is None else token.get_secret_value(),
+        audit=audit,
+    )
+    await server.start()
+    return server
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+
+def _text(args: Mapping[str, object], key: str, *, required: bool = False) -> str | None:
+    value = args.get(key)
+    if value is None:
+        if required:
+            raise CommandError("bad_args", f"{key} is required")
+        return None
+    if not isinstance(value, str) or not value:
+        raise CommandError("bad_args", f"{key} must be a non-empty string")
+    return value
+
+
+def _flag(args: Mapping[str, object], key: str) -> bool:
+    value = args.get(key, False)
+    if not isinstance(value, bool):
+        raise CommandError("bad_args", f"{key} must be true or false")
+    return value
+
+
+def _slots(state: DaemonState, pair: str | None) -> list[Any]:
+    supervisor = state.require_supervisor()
+    if pair is not None and pair not in supervisor.slots:
+        raise CommandError("unknown_pair", f"{pair} is not a pair of run {state.run_id}")
+    return supervisor.running(pair)
+
+
+async def _call(ref: Any) -> Any:
+    try:
+        return await asyncio.wait_for(ref, CALL_TIMEOUT_SEC)
+    except KeyError as error:
+        raise CommandError("not_found", str(error).strip("'\"")) from None
+    except (TimeoutError, RayError) as error:
+        raise CommandError("unavailable", f"the actor did not answer: {type(error).__name__}") from None
+
+
+def _uuid(args: Mapping[str, object]) -> uuid.UUID:
+    text = _text(args, "id", required=True)
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        raise CommandError("bad_args", f"id {text!r} is not a trade id (a UUID)") from None
+
+
+# ---------------------------------------------------------------------------------------------- commands
+
+
+async def status(state: DaemonState, args: Mapping[str, object]) -> Mapping[str, object]:
+    supervisor = state.supervisor
+    pairs: dict[str, object] = {}
+    account: object = None
+    if supervisor is not None:
+        slots = list(supervisor.slots.values())
+        views = await asyncio.gather(*(supervisor.pair_status(slot) for slot in slots))
+        pairs = {slot.pair: view for slot, view in zip(slots, views, strict=True)}
+        if supervisor.account is not None:
+            try:
+                account = await asyncio.wait_for(supervisor.account.summary.remote(), CALL_TIMEOUT_SEC)
+            except (TimeoutError, RayError):
+                account = {"error": "the account guard did not answer"}
+    return {
+        "daemon": {
+            "pid": os.getpid(),
+            "uptime_sec": round(time.monotonic() - state.started_monotonic, 1),
+            "stopping": state.stop.is_set(),
+        },
+        "run": state.run_view(),
+        "account": account,
+        "pairs": pairs,
+    }
+
+
+async def pause(state: DaemonState, args: Mapping[str, object]) -> Mapping[str, object]:
+    pair = _text(args, "pair")
+    reason = _text(args, "reason") or ("operator_reduce_only" if _flag(args, "reduce_only") else "operator_pause")
+    reduce_only = _flag(args, "reduce_only")
+    slots = _slots(state, pair)
+    states = await asyncio.gather(*(_call(s.actors["risk"].pause.remote(reason, reduce_only)) for s in slots))
+    return {"pairs": {slot.pair: value for slot, value in zip(slots, states, strict=True)}}
+
+
+async def resume(state: DaemonState, args: Mapping[str, object]) -> Mapping[str, object]:
+    pair = _text(args, "pair")
+    slots = _slots(state, pair)
+    states = await asyncio.gather(*(_call(s.actors["risk"].resume.remote()) for s in slots))
+    answer: dict[str, object] = {"pairs": {slot.pair: value for slot, value in zip(slots, states, strict=True)}}
+    if pair is None and state.require_supervisor().account is not None:
+        refusal = await _call(state.require_supervisor().account.resume.remote())
+        answer["circuit_breaker"] = "closed" if refusal is None else refusal
+    return answer
+
+
+async def risk(state: DaemonState, args: Mapping[str, object]) -> Mapping[str, object]:
+    supervisor = state.require_supervisor()
+    account = await _call(supervisor.account.summary.remote())
+    slots = supervisor.running(None)
+    views = await asyncio.gather(*(_call(s.actors["risk"].status.remote()) for s in slots))
+    limits = state.settings.risk
+    return {
+        "account": account,
+        "limits": {
+            "name": limits.name,
+            "max_position_notional": str(limits.max_position_notional),
+            "max_order_notional": str(limits.max_order_notional),
+            "max_orders_per_interval": limits.max_orders_per_interval,
+            "max_leverage": str(limits.max_leverage),
+            "stop_loss_pct": None if limits.stop_loss_pct is None else str(limits.stop_loss_pct),
+            "take_profit_pct": None if limits.take_profit_pct is None else str(limits.take_profit_pct),
+            "allowed_instruments": list(limits.allowed_instruments),
+        },
+        "pairs": {slot.pair: view for slot, view in zip(slots, views, strict=True)},
+    }
+
+
+async def runs(state: DaemonState, args: Mapping[str, object]) -> Mapping[str, object]:
+    action = _text(args, "action") or "list"
+    store = RunStore(state.database.pool)
+    if action == "list":
+        return {"runs": [state.run_row(run) for run in await store.runs()]}
+    if action == "stop":
+        if state.supervisor is None:
+            return {"stopped": None, "detail": "no run is active"}
+        stopped = await state.stop_run(_text(args, "reason") or "operator")
+        return {"stopped": stopped}
+    if action == "start":
+        policy = _text(args, "policy") or state.settings.run.policy
+        pairs_arg = args.get("pairs")
+        if pairs_arg is None:
+            pairs = state.settings.market_data.pairs
+        elif isinstance(pairs_arg, list) and pairs_arg and all(isinstance(p, str) for p in pairs_arg):
+            pairs = tuple(str(p) for p in pairs_arg)
+        else:
+            raise CommandError("bad_args", "pairs must be a non-empty list of pairs")
+        try:
+            run = await state.start_run(policy, pairs)
+        except RunConflictError as error:
+            raise CommandError("run_active", str(error)) from None
+        return {"started": state.run_row(run)}
+    raise CommandError("bad_args", f"unknown runs action {action!r}; use start, stop or list")
+
+
+async def backfill(state: DaemonState, args: Mapping[str, object]) -> Mapping[str, object]:
+    pair = _text(args, "pair", required=True)
+    interval = _text(args, "interval") or state.settings.run.interval
+    if interval not in INTERVALS:
+        raise CommandError("bad_args", f"unknown interval {interval!r}")
+    bars = args.get("bars", 1440)
+    if not isinstance(bars, int) or isinstance(bars, bool) or not 1 <= bars <= 100_000:
+        raise CommandError("bad_args", "bars must be an integer from 1 to 100000")
+    (slot,) = _slots(state, pair) or [None]
+    if slot is None:
+        raise CommandError("not_running", f"{pair} is not running")
+    stored = await _call(slot.actors["feed"].backfill.remote(interval, bars))
+    return {"pair": pair, "interval": interval, "bars": bars, "stored": stored}
+
+
+async def reconcile(state: DaemonState, args: Mapping[str, object]) -> Mapping[str, object]:
+    supervisor = state.require_supervisor()
+    retried = await supervisor.retry_faulted()
+    await supervisor.reconcile_once()
+    return {"retried": retried, "pairs": {slot.pair: slot.state for slot in supervisor.slots.values()}}
+
+
+async def _trade_slot(state: DaemonState, trade_id: uuid.UUID) -> Any:
+    found = await OpsStore(state.database.pool).trade_pair(trade_id)
+    if found is None:
+        raise CommandError("not_found", f"no trade {trade_id}")
+    run_id, pair, trade_status = found
+    if str(run_id) != state.run_id:
+        raise CommandError("not_running", f"trade {trade_id} belongs to run {run_id}, which is not active")
+    slots = _slots(state, pair)
+    if not slots:
+        raise CommandError("not_running", f"{pair} is not running")
+    return slots[0], trade_status
+
+
+async def close_trade(state: DaemonState, args: Mapping[str, object]) -> Mapping[str, object]:
+    trade_id = _uuid(args)
+    slot, trade_status = await _trade_slot(state, trade_id)
+    if trade_status in ("closed", "cancelled"):
+        return {"trade": str(trade_id), "status": trade_status, "order": None}
+    order = await _call(slot.actors["execution"].close_trade.remote(str(trade_id)))
+    return {"trade": str(trade_id), "status": "closing", "order": order}
+
+
+async def cancel_trade(state: DaemonState, args: Mapping[str, object]) -> Mapping[str, object]:
+    trade_id = _uuid(args)
+    slot, trade_status = await _trade_slot(state, trade_id)
+    if trade_status in ("closed", "cancelled"):
+        return {"trade": str(trade_id), "status": trade_status, "cancelled": []}
+    cancelled = await _call(slot.actors["execution"].cancel_trade.remote(str(trade_id)))
+    return {"trade": str(trade_id), "cancelled": cancelled}
+
+
+async def retry_queue(state: DaemonState, args: Mapping[str, object]) -> Mapping[str, object]:
+    jobs = await RetryQueue(state.database.pool).jobs()
+    return {
+        "jobs": [
+            {
+                "id": job.id,
+                "kind": job.kind,
+                "key": job.key,
+                "status": job.status,
+                "attempts": job.attempts,
+                "max_attempts": job.max_attempts,
+                "next_attempt_at": job.next_attempt_at.isoformat(),
+                "last_error": job.last_error,
+            }
+            for job in jobs
+        ]
+    }
+
+
+async def alerts(state: DaemonState, args: Mapping[str, object]) -> Mapping[str, object]:
+    limit = args.get("limit", 50)
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 1000:
+        raise CommandError("bad_args", "limit must be an integer from 1 to 1000")
+    rows = await OpsStore(state.database.pool).alerts(limit)
+    return {
+        "alerts": [
+            {
+                "id": alert.id,
+                "raised_at": alert.raised_at.isoformat(),
+                "severity": alert.severity,
+                "kind": alert.kind,
+                "pair": alert.pair,
+                "message": alert.message,
+                "trace_id": alert.trace_id,
+            }
+            for alert in rows
+        ]
+    }
+
+
+async def shutdown(state: DaemonState, args: Mapping[str, object]) -> Mapping[str, object]:
+    state.stop.set()
+    return {"stopping": True}
+
+
+COMMANDS: dict[str, Command] = {
+    "status": status,
+    "pause": pause,
+    "resume": resume,
+    "risk": risk,
+    "runs": runs,
+    "backfill": backfill,
+    "reconcile": reconcile,
+    "close-trade": close_trade,
+    "cancel-trade": cancel_trade,
+    "retry-queue": retry_queue,
+    "alerts": alerts,
+    "shutdown": shutdown,
+}

@@ -1,0 +1,36 @@
+"""Starting and stopping Ray for the daemon: a local Ray sized for the machine (or a cluster address),
+no dashboard unless asked, worker output kept out of the daemon's log stream (workers send their JSON
+lines through the log socket instead)."""
+
+from __future__ import annotations
+
+import os
+
+import ray
+
+from config import Settings
+from observability import get_logger
+
+log = get_logger("tradingd.daemon")
+
+
+def start_ray(settings: Settings) -> None:
+    if ray.is_initialized():
+        return
+    # Under `uv run`, Ray would otherwise package the working directory for every worker.
+    os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+    options = settings.ray
+    if options.address:
+        ray.init(address=options.address, log_to_driver=False)
+    else:
+        ray.init(
+            num_cpus=options.num_cpus or os.cpu_count() or 1,
+            include_dashboard=options.include_dashboard,
+            log_to_driver=False,
+        )
+    log.info("ray_started", address=options.address or "local", resources=ray.cluster_resources())
+
+
+def stop_ray() -> None:
+    if ray.is_initialized():
+        ray.shutdown()

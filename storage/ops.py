@@ -1,0 +1,102 @@
+"""Operations: the audit trail of operator commands (`ops_audit_events`), alerts (`alerts`), and the
+trades an operator names by id."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+import asyncpg
+
+Severity = Literal["info", "warning", "critical"]
+
+
+@dataclass(frozen=True)
+class Alert:
+    id: int
+    raised_at: datetime
+    severity: Severity
+    kind: str
+    pair: str | None
+    run_id: uuid.UUID | None
+    message: str
+    trace_id: str | None
+    details: Mapping[str, Any]
+
+
+class OpsStore:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def audit(
+        self,
+        command: str,
+        params: Mapping[str, Any],
+        outcome: Literal["accepted", "rejected", "failed"],
+        detail: str | None,
+        *,
+        actor: str,
+        target: str | None = None,
+    ) -> int:
+        audit_id: int = await self._pool.fetchval(
+            "INSERT INTO ops_audit_events (actor, command, target, params, outcome, detail) "
+            "VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+            actor,
+            command,
+            target,
+            dict(params),
+            outcome,
+            detail,
+        )
+        return audit_id
+
+    async def raise_alert(
+        self,
+        severity: Severity,
+        kind: str,
+        message: str,
+        *,
+        pair: str | None = None,
+        run_id: uuid.UUID | None = None,
+        trace_id: str | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> int:
+        alert_id: int = await self._pool.fetchval(
+            "INSERT INTO alerts (severity, kind, pair, run_id, message, trace_id, details) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+            severity,
+            kind,
+            pair,
+            run_id,
+            message,
+            trace_id,
+            dict(details or {}),
+        )
+        return alert_id
+
+    async def alerts(self, limit: int = 50) -> list[Alert]:
+        rows = await self._pool.fetch(
+            "SELECT id, raised_at, severity, kind, pair, run_id, message, trace_id, details FROM alerts "
+            "ORDER BY raised_at DESC, id DESC LIMIT $1",
+            limit,
+        )
+        return [Alert(**dict(row)) for row in rows]
+
+    async def trade_pair(self, trade_id: uuid.UUID) -> tuple[uuid.UUID, str, str] | None:
+        """(run, pair, status) of a trade."""
+        row = await self._pool.fetchrow("SELECT run_id, pair, status FROM trades WHERE id = $1", trade_id)
+        return None if row is None else (row["run_id"], row["pair"], row["status"])
+
+    async def record_metric(
+        self, metric: str, value: float, *, pair: str | None = None, labels: Mapping[str, Any] | None = None
+    ) -> None:
+        await self._pool.execute(
+            "INSERT INTO observability_metrics (metric, value, pair, labels) VALUES ($1, $2, $3, $4)",
+            metric,
+            value,
+            pair,
+            dict(labels or {}),
+        )
