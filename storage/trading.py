@@ -29,6 +29,10 @@ class RunConflictError(ValueError):
     """Another run is active: one run trades at a time."""
 
 
+class FencedError(RuntimeError):
+    """A newer instance of this actor has claimed its checkpoint: this one must stop writing."""
+
+
 @dataclass(frozen=True)
 class Run:
     id: uuid.UUID
@@ -145,6 +149,8 @@ class Checkpoint:
     state_version: int
     sequence: int
     state: Mapping[str, Any]
+    fence: int | None = None
+    """The writer's fencing token (see `CheckpointStore.claim`); None writes unconditionally."""
 
 
 class CheckpointStore:
@@ -153,18 +159,39 @@ class CheckpointStore:
 
     async def load(self, actor_key: str) -> Checkpoint | None:
         row = await self._pool.fetchrow(
-            "SELECT actor_key, role, pair, state_version, sequence, state FROM actor_checkpoints WHERE actor_key = $1",
+            "SELECT actor_key, role, pair, state_version, sequence, state, fence FROM actor_checkpoints "
+            "WHERE actor_key = $1",
             actor_key,
         )
         return None if row is None else Checkpoint(**dict(row))
 
+    async def claim(self, actor_key: str, role: str, pair: str | None) -> int:
+        """Take over a checkpoint key: its fencing token goes up by one, and writes carrying an older
+        token are refused from now on."""
+        fence: int = await self._pool.fetchval(
+            """
+            INSERT INTO actor_checkpoints (actor_key, role, pair, state_version, sequence, state, fence)
+            VALUES ($1, $2, $3, 1, 0, '{}'::jsonb, 1)
+            ON CONFLICT (actor_key) DO UPDATE SET fence = actor_checkpoints.fence + 1, updated_at = now()
+            RETURNING fence
+            """,
+            actor_key,
+            role,
+            pair,
+        )
+        return fence
+
     async def save(self, checkpoint: Checkpoint, connection: asyncpg.Connection | None = None) -> None:
+        """Upsert; with a fence, only while the stored token is still this writer's (else FencedError)."""
         query = """
-            INSERT INTO actor_checkpoints (actor_key, role, pair, state_version, sequence, state, updated_at)
-            VALUES ($1, $2, $3, $4, $5, $6, now())
+            INSERT INTO actor_checkpoints AS c (actor_key, role, pair, state_version, sequence, state, fence,
+                                               updated_at)
+            VALUES ($1, $2, $3, $4, $5, $6, COALESCE($7, 0), now())
             ON CONFLICT (actor_key) DO UPDATE SET role = excluded.role, pair = excluded.pair,
                 state_version = excluded.state_version, sequence = excluded.sequence, state = excluded.state,
                 updated_at = now()
+            WHERE $7::bigint IS NULL OR c.fence = $7::bigint
+            RETURNING 1
         """
         args = (
             checkpoint.actor_key,
@@ -173,11 +200,14 @@ class CheckpointStore:
             checkpoint.state_version,
             checkpoint.sequence,
             dict(checkpoint.state),
+            checkpoint.fence,
         )
         if connection is not None:
-            await connection.execute(query, *args)
+            written = await connection.fetchval(query, *args)
         else:
-            await self._pool.execute(query, *args)
+            written = await self._pool.fetchval(query, *args)
+        if written is None:
+            raise FencedError(f"{checkpoint.actor_key} was claimed by a newer instance (fence {checkpoint.fence})")
 
 
 # ---------------------------------------------------------------------------------------------- the journal

@@ -116,8 +116,8 @@ class ExecutionActor:
         self._tell(recorded.report)
         account = self.peers.get("account")
         for trade in recorded.closed_trades:
-            if account is not None:
-                account.trade_closed.remote(str(trade.net_pnl), self.context.pair, str(trade.id))
+            if account is not None:  # in order: the circuit breaker counts losses in a row
+                await account.trade_closed.remote(str(trade.net_pnl), self.context.pair, str(trade.id))
         log.info("decision", **recorded.log)
 
     def _tell(self, report: PositionReport) -> None:

@@ -64,6 +64,7 @@ class ExecutionCore:
     last_sequence: int = -1
     version: int = 0
     clock: Callable[[], float] = time.time
+    fence: int | None = None
 
     def __post_init__(self) -> None:
         self.book = PaperBook(self.context.pair, self.rules)
@@ -77,7 +78,8 @@ class ExecutionCore:
         has no venue to ask), and a recorded state newer than the checkpoint's wins. Returns the client
         order ids submitted now."""
         checkpoint = await self.checkpoints.load(self.key)
-        if checkpoint is not None:
+        self.fence = await self.checkpoints.claim(self.key, ROLE, self.context.pair)
+        if checkpoint is not None and "book" in checkpoint.state:
             state = dict(checkpoint.state)
             self.book = PaperBook.from_json(self.context.pair, self.rules, state["book"])
             self.mark = Decimal(state["mark"])
@@ -243,7 +245,7 @@ class ExecutionCore:
                     )
                 )
                 order.state = step
-        await self.journal.commit(Commit(updates=updates))
+        await self.journal.commit(Commit(updates=updates, checkpoint=self._checkpoint(self.last_sequence)))
         return [order.client_order_id for order in orders]
 
     def _fill_updates(self, events: list[BookEvent], trades: dict[uuid.UUID, Trade]) -> list[ExecutionUpdate]:
@@ -342,6 +344,7 @@ class ExecutionCore:
             STATE_VERSION,
             max(sequence, 0),
             {"book": self.book.to_json(), "mark": str(self.mark)},
+            self.fence,
         )
 
     def _metrics(self, plan: OrderPlan, events: list[BookEvent], latency_ms: float) -> list[MetricRow]:

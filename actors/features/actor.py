@@ -162,7 +162,7 @@ class FeatureActor:
             history=len(history),
             warming_up=core.warming_up,
         )
-        self._emit(core.process())
+        await self._emit(core.process())
 
     async def _handle(self, message: Message) -> None:
         kind, payload = message
@@ -179,12 +179,14 @@ class FeatureActor:
             store = CandleStore.of(self.database)
             for missing in core.missing():
                 core.add(await store.read(self.context.pair, missing.interval, missing.start_ms, missing.end_ms))
-        self._emit(core.process())
+        await self._emit(core.process())
 
-    def _emit(self, inputs: list[MarketInput]) -> None:
+    async def _emit(self, inputs: list[MarketInput]) -> None:
+        # Ray does not keep the order of calls to an async actor: each is awaited (it only enqueues)
+        # before the next is sent, so the policy receives the candles in order.
         for market in inputs:
-            self.policy.on_input.remote(market)
-        self.emitted += len(inputs)
+            await self.policy.on_input.remote(market)
+            self.emitted += 1
 
     async def _tick(self) -> None:
         while True:

@@ -79,4 +79,4 @@ class PolicyActor:
         await self.inbox.stop()
 
     async def _handle(self, market: MarketInput) -> None:
-        self.risk.on_decision.remote(self.core.decide(market))
+        await self.risk.on_decision.remote(self.core.decide(market))  # awaited: keeps the order

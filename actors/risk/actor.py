@@ -118,7 +118,7 @@ class RiskActor:
                 reason=plan.risk.reason,
                 details=dict(plan.risk.details),
             )
-        self.execution.on_plan.remote(plan)
+        await self.execution.on_plan.remote(plan)  # awaited: Ray does not keep the order of async calls
 
     async def _ask_account(self, pair: str, after: Decimal, reduces_only: bool) -> AccountVerdict:
         verdict: AccountVerdict = await self.account.check.remote(pair, str(after), reduces_only)

@@ -13,6 +13,11 @@ ALTER TABLE agent_runs ADD COLUMN settings jsonb NOT NULL DEFAULT '{}'::jsonb;
 -- At most one run trades a pair at a time; the daemon resumes the run that was active when it stopped.
 CREATE UNIQUE INDEX agent_runs_one_active ON agent_runs ((true)) WHERE status IN ('starting', 'running', 'paused');
 
+-- A fencing token per checkpoint: an actor claims its key at start (the token goes up by one) and every
+-- later write must carry it, so an old instance still running after a restart (a worker the supervisor
+-- gave up on, a daemon killed while its Ray workers linger) can no longer write anything.
+ALTER TABLE actor_checkpoints ADD COLUMN fence bigint NOT NULL DEFAULT 0 CHECK (fence >= 0);
+
 -- Alerts raised by the daemon (a pair FAULTED, an order outcome unresolved, the circuit breaker, a
 -- stale source), tied to the decision or candle that caused them by `trace_id`.
 CREATE TABLE alerts (

@@ -25,7 +25,7 @@ from domain.messages import (
 )
 from domain.orders import client_order_id
 from storage.database import Database
-from storage.trading import CheckpointStore, RunStore, TradingJournal
+from storage.trading import CheckpointStore, FencedError, RunStore, TradingJournal
 
 RULES = FillRules(
     tick=Decimal("0.1"),
@@ -213,3 +213,21 @@ async def test_an_operator_closes_the_open_trade_once(database: Database, contex
     trade = await database.pool.fetchrow("SELECT status, close_reason, realized_pnl FROM trades")
     assert (trade["status"], trade["close_reason"]) == ("closed", "operator")
     assert await database.pool.fetchval("SELECT count(*) FROM trade_executions WHERE reduce_only") == 1
+
+
+async def test_an_old_instance_is_fenced_off_once_a_new_one_claimed_the_pair(
+    database: Database, context: PairContext
+) -> None:
+    old = core(database, context)
+    await old.restore()
+    await old.on_plan(plan(context, 0, 100.0, 1.0, [("BUY", "1", False)]))
+    new = core(database, context)
+    await new.restore()
+    with pytest.raises(FencedError):
+        await old.on_plan(plan(context, 1, 100.0, -1.0, [("SELL", "1", True), ("SELL", "1", False)]))
+    assert old.book.position.quantity == 0  # rewound: the refused commit left nothing behind
+    assert await database.pool.fetchval("SELECT count(*) FROM trade_decisions") == 1
+    assert await database.pool.fetchval("SELECT count(*) FROM trade_executions") == 1
+    recorded = await new.on_plan(plan(context, 1, 100.0, None, []))
+    assert recorded is not None
+    assert recorded.report.quantity == Decimal(1)
