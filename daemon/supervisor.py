@@ -70,6 +70,7 @@ class PairSlot:
     last_error: str | None = None
     started_at: float | None = None
     task: asyncio.Task[None] | None = None
+    stale: bool = False
 
     @property
     def pair(self) -> str:
@@ -239,6 +240,15 @@ class Supervisor:
             quiet = silent if silent is not None else time.monotonic() - started
             stale = quiet > self.settings.stale_after_sec
             await asyncio.wait_for(slot.actors["risk"].source.remote(stale), self.settings.health_timeout_sec)
+            if stale != slot.stale:
+                slot.stale = stale
+                if stale:
+                    await self.alert(
+                        "warning",
+                        "source_stale",
+                        f"{slot.pair}: no market data for {quiet:.0f} s; paused until it flows again",
+                        slot.pair,
+                    )
         except (TimeoutError, RayError, KeyError):
             return
 

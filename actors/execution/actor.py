@@ -117,7 +117,9 @@ class ExecutionActor:
         account = self.peers.get("account")
         for trade in recorded.closed_trades:
             if account is not None:  # in order: the circuit breaker counts losses in a row
-                await account.trade_closed.remote(str(trade.net_pnl), self.context.pair, str(trade.id))
+                await account.trade_closed.remote(
+                    str(trade.net_pnl), self.context.pair, str(trade.id), message.decision.input.trace_id
+                )
         log.info("decision", **recorded.log)
 
     def _tell(self, report: PositionReport) -> None:

@@ -351,6 +351,21 @@ class ExecutionCore:
         market = plan.decision.input
         run_id = uuid.UUID(self.context.run_id)
         rows = [MetricRow("decision_latency_ms", latency_ms, market.pair, run_id, market.trace_id)]
+        quality = market.gates.get("quality")
+        details = quality.get("details") if isinstance(quality, dict) else None
+        if isinstance(details, dict) and isinstance(details.get("max_abs_zscore"), int | float):
+            # Feature drift: the largest |z| against the training data's statistics (agents only).
+            feature = {"feature": details.get("max_zscore_feature")}
+            rows.append(
+                MetricRow(
+                    "feature_drift_zscore",
+                    float(details["max_abs_zscore"]),
+                    market.pair,
+                    run_id,
+                    market.trace_id,
+                    feature,
+                )
+            )
         for event in events:
             if isinstance(event, OrderFilled) and market.candle.open > 0:
                 reference = Decimal(repr(market.candle.open))

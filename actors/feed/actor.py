@@ -26,10 +26,12 @@ from exchange.bingx.rest import BingXRest
 from observability import get_logger
 from storage.candles import CandleStore
 from storage.database import Database
+from storage.ops import OpsStore
 from storage.retry_queue import RetryQueue
 from storage.source_status import SourceStatusStore
 
 log = get_logger("tradingd.feed")
+LAG_METRIC_EVERY_SEC = 60.0
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,7 @@ class FeedActor:
         self.task: asyncio.Task[None] | None = None
         self.forwarded = 0
         self.warmed: dict[str, int] = {}
+        self.metrics: asyncio.Task[None] | None = None
 
     async def ready(self, features: Any) -> dict[str, Any]:
         self.features = features
@@ -76,6 +79,7 @@ class FeedActor:
                 on_final=self._forward,
             )
             self.task = asyncio.get_running_loop().create_task(self._run(self.runner))
+            self.metrics = asyncio.get_running_loop().create_task(self._record_lag(self.runner))
             log.info("actor_ready", role="feed", pair=self.pair, warmed=self.warmed)
         return {"pid": os.getpid(), "warmed": self.warmed}
 
@@ -96,6 +100,8 @@ class FeedActor:
         return await self._warm_up(CandleStore.of(self.database), interval, bars)
 
     async def close(self) -> None:
+        if self.metrics is not None:
+            self.metrics.cancel()
         if self.runner is not None:
             await self.runner.stop()
         if self.task is not None:
@@ -121,6 +127,16 @@ class FeedActor:
         if self.features is not None:
             self.features.on_candles.remote(candles)
             self.forwarded += len(candles)
+
+    async def _record_lag(self, runner: FeedRunner) -> None:
+        """`ingestion_lag_sec` in observability_metrics, once a minute."""
+        assert self.database is not None
+        ops = OpsStore(self.database.pool)
+        while True:
+            await asyncio.sleep(LAG_METRIC_EVERY_SEC)
+            lag = runner.ingestion_lag_sec()
+            if lag is not None:
+                await ops.record_metric("ingestion_lag_sec", lag, pair=self.pair)
 
     async def _run(self, runner: FeedRunner) -> None:
         try:

@@ -116,6 +116,11 @@ class FeedRunner:
         for ingestor in self.live:
             await ingestor.stop()
 
+    def ingestion_lag_sec(self) -> float | None:
+        """The latest time from a candle becoming final to its row being written (the slowest stream)."""
+        lags = [ingestor.stats.last_lag_sec for ingestor in self.live if ingestor.stats.last_lag_sec is not None]
+        return max(lags) if lags else None
+
     def topic_status(self) -> dict[str, dict[str, object]]:
         return {name: status for ingestor in self.live for name, status in ingestor.topic_status().items()}
 

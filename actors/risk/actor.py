@@ -20,6 +20,7 @@ from domain.messages import PolicyDecision, PositionReport
 from domain.trading_state import StateChange
 from observability import get_logger
 from storage.database import Database
+from storage.ops import OpsStore
 from storage.risk import RiskStore
 from storage.trading import Checkpoint, CheckpointStore
 
@@ -176,12 +177,23 @@ class AccountActor:
     def on_report(self, report: PositionReport) -> None:
         self._desk().on_report(report)
 
-    async def trade_closed(self, net_pnl: str, pair: str, trade_id: str) -> None:
+    async def trade_closed(self, net_pnl: str, pair: str, trade_id: str, trace_id: str | None = None) -> None:
         desk = self._desk()
         tripped = desk.trade_closed(Decimal(net_pnl), datetime.now(UTC))
-        if tripped:
-            log.critical("circuit_breaker_tripped", pair=pair, trade_id=trade_id, **desk.summary())
         await self._save()
+        if tripped:
+            summary = desk.summary()
+            log.critical("circuit_breaker_tripped", pair=pair, trade_id=trade_id, trace_id=trace_id, **summary)
+            assert self.database is not None
+            await OpsStore(self.database.pool).raise_alert(
+                "critical",
+                "circuit_breaker_tripped",
+                f"the account is HALTED: {summary['breaker_reason']} (last: trade {trade_id} on {pair}); "
+                "`resume` closes it after the cooldown",
+                pair=pair,
+                trace_id=trace_id,
+                details={"trade_id": trade_id, "daily_pnl": summary["daily_pnl"]},
+            )
 
     async def resume(self) -> str | None:
         refusal = self._desk().resume(datetime.now(UTC))

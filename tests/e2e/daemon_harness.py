@@ -218,4 +218,8 @@ def query(url: str, sql: str, *args: object) -> list[asyncpg.Record]:
 
 
 def decisions(url: str, pair: str) -> int:
-    return int(query(url, "SELECT count(*) FROM trade_decisions WHERE pair = $1", pair)[0][0])
+    """Decisions recorded for a pair (0 before the daemon has created the schema)."""
+    try:
+        return int(query(url, "SELECT count(*) FROM trade_decisions WHERE pair = $1", pair)[0][0])
+    except asyncpg.UndefinedTableError:
+        return 0
