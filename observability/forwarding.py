@@ -42,6 +42,9 @@ class DatagramLines:
     def isatty(self) -> bool:
         return False
 
+    def close(self) -> None:
+        self._socket.close()
+
     def _send(self, line: str) -> None:
         data = line.encode("utf-8", "replace")[:MAX_DATAGRAM]
         try:
