@@ -259,6 +259,23 @@ max_position_notional = 100000
         d.wait_until(lambda: newest_decided(postgres_url, "ETH-USDT") >= eth + 3 * 60_000, 60, "ETH trading on")
         alerts = d.ctl("alerts")["alerts"]
         assert any(a["kind"] == "pair_faulted" and a["pair"] == "BTC-USDT" for a in alerts)
+        # runs: stop this one, start another for one pair with another policy
+        first_run = d.ctl("status")["run"]["id"]
+        assert d.ctl("runs", action="start")["code"] == "run_active"
+        assert d.ctl("runs", action="stop", reason="e2e")["stopped"] == first_run
+        assert d.ctl("status")["pairs"] == {}
+        started = d.ctl("runs", action="start", policy="ema_cross", pairs=["ETH-USDT"])["started"]
+        assert (started["policy"], started["pairs"]) == ("baseline:ema_cross", ["ETH-USDT"])
+        d.wait_until(
+            lambda: (
+                query(postgres_url, "SELECT count(*) FROM trade_decisions WHERE run_id = $1::uuid", started["id"])[0][0]
+                >= 3
+            ),
+            120,
+            "decisions of the new run",
+        )
+        listed = d.ctl("runs")["runs"]
+        assert [(r["id"], r["status"]) for r in listed] == [(started["id"], "running"), (first_run, "stopped")]
         assert d.terminate() == 0
 
 

@@ -1,0 +1,849 @@
+"""Daemon benchmark: the real `tradingd run` process trading 1, 4 and 16 pairs replayed by `tradingd sim`,
+beside a bare 4-actor Ray chain measured in the same run.
+
+    uv run python -m benchmarks.daemon [--quick] [--write]
+
+- the bare chain: 4 async Ray actors (num_cpus=0) shaped like ours (the receiving method only enqueues,
+  one worker task per actor awaits the call to the next one); latency from the first actor's receipt to
+  the last's, one message at a time, and throughput when sent as fast as the first actor accepts them;
+- decision latency (`trade_decisions.latency_ms`, p50/p99) at one candle per second per pair (`--speed 60`);
+- sustained decisions/s with the simulator pushing as fast as the daemon reads (`--speed fast`);
+- resident memory of the daemon and every process under it (RSS and USS), per pair;
+- time from the process start to READY=1, and from `kill -9` of the whole tree to the next decision.
+
+Pairs beyond BTC and ETH replay copies of ../shared/data/candles under other names (B01-USDT, E01-USDT,
+...). Each daemon gets its own database on one embedded PostgreSQL started here (not under the daemon,
+so not in its memory). `--quick` runs 1 and 4 pairs only. `--write` replaces the daemon section of
+docs/performance.md with this run's figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import psutil
+
+from benchmarks.market_data import percentile
+from benchmarks.report import write_section
+from exchange.sim.candle_file import FileCandle, load_candle_file, write_candle_file
+from storage.embedded import EmbeddedPostgres
+
+START, END = "<!-- daemon-bench:start -->", "<!-- daemon-bench:end -->"
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "candles"
+SOURCES = {"B": "BINANCE_BTCUSDT_1m.csv", "E": "BINANCE_ETHUSDT_1m.csv"}
+MINUTE = 60_000
+START_BARS = 1200  # the simulator's clock starts this far into the files: history for the feed's warm-up
+LIVE_ROWS = START_BARS + 1500  # enough for a 16-pair start-up and the live window at 60x
+SKIP_PER_PAIR = 10  # the first decisions of each pair (catching up on stored candles) are not counted
+CHAIN_ROLES = 4
+
+
+# ---------------------------------------------------------------------------------------------- the bare Ray chain
+
+
+class ChainHop:
+    """Shaped like our actors: `on_message` only enqueues; one worker task handles messages in order and
+    awaits the call to the next hop. The first hop records its receipt, the last one its arrival."""
+
+    def __init__(self, next_hop: Any, record: bool) -> None:
+        self.next_hop = next_hop
+        self.record = record
+        self.times: dict[int, float] = {}
+        self.queue: asyncio.Queue[int] = asyncio.Queue()
+        self.worker: asyncio.Task[None] | None = None
+
+    async def on_message(self, message: int) -> None:
+        if self.record:
+            self.times[message] = time.time()
+        if self.next_hop is not None:
+            if self.worker is None:
+                self.worker = asyncio.get_running_loop().create_task(self._work())
+            self.queue.put_nowait(message)
+
+    async def _work(self) -> None:
+        while True:
+            message = await self.queue.get()
+            await self.next_hop.on_message.remote(message)
+
+    def recorded(self) -> dict[int, float]:
+        return dict(self.times)
+
+    def count(self) -> int:
+        return len(self.times)
+
+    def clear(self) -> None:
+        self.times = {}
+
+
+def ray_chain(latency_messages: int, throughput_messages: int, pause_sec: float = 0.01) -> dict[str, Any]:
+    # Read when ray is imported: under `uv run`, Ray would otherwise package the working directory.
+    os.environ["RAY_ENABLE_UV_RUN_RUNTIME_ENV"] = "0"
+    import ray
+
+    hop_class: Any = ray.remote(num_cpus=0)(ChainHop)
+    began = time.perf_counter()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    init_sec = time.perf_counter() - began
+    try:
+        last = hop_class.remote(None, True)
+        hop = last
+        for _ in range(CHAIN_ROLES - 2):
+            hop = hop_class.remote(hop, False)
+        first = hop_class.remote(hop, True)
+
+        def arrived(count: int, timeout: float = 120.0) -> None:
+            deadline = time.monotonic() + timeout
+            while ray.get(last.count.remote()) < count:
+                if time.monotonic() > deadline:
+                    raise TimeoutError("the chain did not deliver every message")
+                time.sleep(0.02)
+
+        for message in range(200):  # warm-up: workers, connections between them
+            ray.get(first.on_message.remote(message))
+        arrived(200)
+        ray.get([first.clear.remote(), last.clear.remote()])
+
+        for message in range(latency_messages):
+            ray.get(first.on_message.remote(message))
+            time.sleep(pause_sec)
+        arrived(latency_messages)
+        sent, got = ray.get([first.recorded.remote(), last.recorded.remote()])
+        latencies = [got[m] - sent[m] for m in range(latency_messages)]
+        ray.get([first.clear.remote(), last.clear.remote()])
+
+        began = time.perf_counter()
+        for message in range(throughput_messages):
+            ray.get(first.on_message.remote(message))
+        accepted_sec = time.perf_counter() - began
+        arrived(throughput_messages)
+        sent, got = ray.get([first.recorded.remote(), last.recorded.remote()])
+        span = max(got.values()) - min(sent.values())
+    finally:
+        ray.shutdown()
+    return {
+        "init_sec": init_sec,
+        "messages": latency_messages,
+        "p50_ms": statistics.median(latencies) * 1000,
+        "p99_ms": percentile(latencies, 0.99) * 1000,
+        "throughput_messages": throughput_messages,
+        "throughput": throughput_messages / span,
+        "accepted": throughput_messages / accepted_sec,
+        "version": ray.__version__,
+    }
+
+
+# ---------------------------------------------------------------------------------------------- processes
+
+
+def tradingd_command() -> list[str]:
+    script = Path(sys.executable).with_name("tradingd")
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("tradingd")
+    return [found] if found else [sys.executable, "-m", "daemon.cli"]
+
+
+def clean_environment() -> dict[str, str]:
+    prefixes = ("TRADINGD_", "BINGX_", "TIMESCALE_", "NOTIFY_", "WATCHDOG_", "RAY_ADDRESS")
+    return {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+
+
+def pair_names(count: int) -> list[str]:
+    """B01-USDT, E01-USDT, B02-USDT, ...: BTC and ETH candles under new names, alternately."""
+    return [f"{'BE'[i % 2]}{i // 2 + 1:02d}-USDT" for i in range(count)]
+
+
+def cut_files(directory: Path, rows: int | None) -> dict[str, Path]:
+    files = {}
+    for prefix, name in SOURCES.items():
+        data = load_candle_file(SHARED / name)
+        path = directory / f"{prefix}.csv"
+        write_candle_file(path, data if rows is None else data[:rows])
+        files[prefix] = path
+    return files
+
+
+def first_open_ms(files: dict[str, Path]) -> int:
+    return max(load_candle_file(path)[0].open_time_ms for path in files.values())
+
+
+def last_open_ms(files: dict[str, Path]) -> int:
+    rows: list[FileCandle] = []
+    for path in files.values():
+        rows.append(load_candle_file(path)[-1])
+    return min(row.open_time_ms for row in rows)
+
+
+def kill_tree(pid: int) -> None:
+    """kill -9 the process and every process under it at once (as systemd does to the unit's cgroup)."""
+    try:
+        root = psutil.Process(pid)
+        victims = [*root.children(recursive=True), root]
+    except psutil.NoSuchProcess:
+        return
+    for victim in victims:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            victim.kill()
+    psutil.wait_procs(victims, timeout=30)
+
+
+@contextlib.contextmanager
+def simulator(files: dict[str, Path], pairs: list[str], speed: str, work: Path) -> Iterator[tuple[dict[str, str], int]]:
+    """`tradingd sim` in its own process, its clock START_BARS minutes into the files; its urls and pid."""
+    command = [*tradingd_command(), "sim", "--speed", speed, "--start", str(first_open_ms(files) + START_BARS * MINUTE)]
+    for pair in pairs:
+        command += ["--candles", f"{pair}:1m:{files[pair[0]]}"]
+    out = work / f"sim-{speed}.log"
+    with out.open("wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=clean_environment())
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            text = out.read_text(errors="replace")
+            if "\n" in text:
+                yield dict(json.loads(text.splitlines()[0])), process.pid
+                break
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"tradingd sim did not start:\n{text}")
+            time.sleep(0.05)
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                kill_tree(process.pid)
+
+
+class Postgres:
+    """One embedded PostgreSQL for the whole benchmark; a fresh database per daemon run."""
+
+    def __init__(self, directory: Path) -> None:
+        self.server = EmbeddedPostgres(directory)
+        self.url = ""
+
+    def start(self) -> None:
+        self.url = self.server.start()
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    def new_database(self) -> str:
+        name = f"tradingd_bench_{uuid.uuid4().hex[:12]}"
+
+        async def create() -> None:
+            admin = await asyncpg.connect(self.url)
+            try:
+                await admin.execute(f'CREATE DATABASE "{name}"')
+            finally:
+                await admin.close()
+
+        asyncio.run(create())
+        parts = urlsplit(self.url)
+        return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
+
+    def pids(self) -> list[int]:
+        try:
+            postmaster = psutil.Process(int((self.server.pgdata / "postmaster.pid").read_text().split()[0]))
+            return [postmaster.pid, *(p.pid for p in postmaster.children(recursive=True))]
+        except (OSError, ValueError, IndexError, psutil.NoSuchProcess):
+            return []
+
+
+class Sql:
+    """One connection, used from synchronous code."""
+
+    def __init__(self, url: str) -> None:
+        self.runner = asyncio.Runner()
+        self.connection: Any = self.runner.run(asyncpg.connect(url))
+
+    def fetch(self, sql: str, *args: object) -> list[Any]:
+        return list(self.runner.run(self.connection.fetch(sql, *args)))
+
+    def value(self, sql: str, *args: object) -> Any:
+        return self.runner.run(self.connection.fetchval(sql, *args))
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.runner.run(self.connection.close())
+        self.runner.close()
+
+
+def write_config(directory: Path, pairs: list[str]) -> Path:
+    """Like the e2e tests' config, with the benchmark's pairs, account limits that let every pair hold a
+    position, and the daemon's default supervision settings."""
+    path = directory / "tradingd.toml"
+    path.write_text(
+        f"""
+[market_data]
+source = "simulator"
+pairs = {json.dumps(pairs)}
+intervals = ["1m"]
+
+[run]
+policy = "momentum"
+
+[account]
+breaker_max_losses = 1000000
+max_gross_exposure = 1000000000
+max_net_exposure = 1000000000
+daily_loss_limit = 1000000000
+
+[logging]
+format = "json"
+"""
+    )
+    return path
+
+
+@dataclass
+class Daemon:
+    """`tradingd --config FILE run` with a notify socket read continuously, as systemd does."""
+
+    config: Path
+    urls: dict[str, str]
+    database_url: str
+    work: Path
+    process: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0
+    messages: list[tuple[float, str]] = field(default_factory=list)
+    runtime: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="tdb-", dir=tempfile.gettempdir())))
+
+    def __post_init__(self) -> None:
+        self.log_path = self.work / "daemon.log"
+        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.notify.bind(str(self.runtime / "notify"))
+        self.notify.settimeout(0.2)
+        self.listener = threading.Thread(target=self._listen, daemon=True)
+        self.listener.start()
+
+    def _listen(self) -> None:
+        while self.notify.fileno() != -1:
+            try:
+                data = self.notify.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.messages.append((time.monotonic(), data.decode(errors="replace")))
+
+    def environment(self) -> dict[str, str]:
+        env = clean_environment()
+        env.update(
+            {
+                "TRADINGD_DATA_DIR": str(self.work / "data"),
+                "TRADINGD_CONTROL_SOCKET": str(self.runtime / "control.sock"),
+                "BINGX_REST_URL": self.urls["rest_url"],
+                "BINGX_WS_URL": self.urls["ws_url"],
+                "TIMESCALE_URL": self.database_url,
+                "NOTIFY_SOCKET": str(self.runtime / "notify"),
+                "WATCHDOG_USEC": "60000000",  # deploy/tradingd.service: WatchdogSec=60
+                "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0",
+            }
+        )
+        return env
+
+    def start(self) -> None:
+        self.messages.clear()
+        with self.log_path.open("ab") as log:
+            self.started_at = time.monotonic()
+            self.process = subprocess.Popen(
+                [*tradingd_command(), "--config", str(self.config), "run"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.environment(),
+            )
+
+    def ready_sec(self, timeout: float = 600.0) -> float:
+        """Seconds from the process start to READY=1."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for at, message in list(self.messages):
+                if "READY=1" in message.split("\n"):
+                    return at - self.started_at
+            self.check_alive("READY=1")
+            time.sleep(0.05)
+        raise TimeoutError(f"no READY=1 within {timeout:.0f} s:\n{self.tail()}")
+
+    def check_alive(self, waiting_for: str) -> None:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise RuntimeError(
+                f"the daemon exited ({self.process.returncode}) waiting for {waiting_for}:\n{self.tail()}"
+            )
+
+    def tree(self) -> list[psutil.Process]:
+        assert self.process is not None
+        try:
+            root = psutil.Process(self.process.pid)
+            return [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
+    def memory(self) -> dict[str, float]:
+        """MiB resident (RSS) and unique (USS) summed over the daemon and every process under it."""
+        rss = uss = 0
+        processes = self.tree()
+        for process in processes:
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+                info = process.memory_full_info()
+                rss += info.rss
+                uss += info.uss
+        return {"rss_mib": rss / 2**20, "uss_mib": uss / 2**20, "processes": len(processes)}
+
+    def kill_everything(self) -> float:
+        """kill -9 the whole tree; the wall time just before the first signal."""
+        assert self.process is not None
+        victims = self.tree()
+        killed_at = time.time()
+        for victim in victims:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                victim.kill()
+        psutil.wait_procs(victims, timeout=30)
+        self.process.wait(timeout=30)
+        return killed_at
+
+    def terminate(self, timeout: float = 120.0) -> tuple[int | None, float, int]:
+        """SIGTERM; (exit code or None on timeout, seconds to exit, processes left under it afterwards)."""
+        assert self.process is not None
+        descendants = self.tree()[1:]
+        began = time.monotonic()
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            code: int | None = self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            code = None
+            kill_tree(self.process.pid)
+        took = time.monotonic() - began
+        _, alive = psutil.wait_procs(descendants, timeout=15)
+        for straggler in alive:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                straggler.kill()
+        return code, took, len(alive)
+
+    def close(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            kill_tree(self.process.pid)
+        self.notify.close()
+        shutil.rmtree(self.runtime, ignore_errors=True)
+
+    def tail(self, lines: int = 30) -> str:
+        if not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def log_records(self) -> list[dict[str, Any]]:
+        records = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            with contextlib.suppress(ValueError):
+                record = json.loads(line)
+                if isinstance(record, dict):
+                    records.append(record)
+        return records
+
+    def problems(self) -> Counter[str]:
+        """error and critical events in the daemon's log, by event name."""
+        return Counter(
+            f"{r.get('level')}:{r.get('event')}" for r in self.log_records() if r.get("level") in ("error", "critical")
+        )
+
+    def own_ready_sec(self) -> list[float]:
+        return [float(r["seconds"]) for r in self.log_records() if r.get("event") == "daemon_ready"]
+
+
+def wait_for(condition: Any, timeout: float, what: str, daemon: Daemon, every: float = 0.25) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        daemon.check_alive(what)
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}:\n{daemon.tail()}")
+        time.sleep(every)
+
+
+def decisions_per_pair(sql: Sql) -> dict[str, int]:
+    return {row[0]: int(row[1]) for row in sql.fetch("SELECT pair, count(*) FROM trade_decisions GROUP BY pair")}
+
+
+# ---------------------------------------------------------------------------------------------- CPU while running
+
+
+def cpu_seconds(processes: dict[str, list[int]]) -> dict[str, float]:
+    """User + system CPU seconds so far, by group."""
+    totals: dict[str, float] = {}
+    for group, pids in processes.items():
+        for pid in pids:
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+                times = psutil.Process(pid).cpu_times()
+                totals[group] = totals.get(group, 0.0) + times.user + times.system
+    return totals
+
+
+def process_groups(daemon: Daemon, postgres: Postgres, sim_pid: int | None) -> dict[str, list[int]]:
+    """The daemon's processes by role (its main process, each Ray actor class, Ray's own processes), the
+    simulator and the embedded PostgreSQL."""
+    groups: dict[str, list[int]] = {}
+    tree = daemon.tree()
+    for index, process in enumerate(tree):
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            if index == 0:
+                name = "daemon main process"
+            else:
+                cmdline = process.cmdline()
+                title = cmdline[0] if cmdline else process.name()
+                if title.startswith("ray::"):
+                    name = title.split(".")[0].split()[0]
+                else:
+                    name = "ray system (raylet, gcs, agents)"
+            groups.setdefault(name, []).append(process.pid)
+    if sim_pid is not None:
+        groups["simulator"] = [sim_pid]
+    groups["postgres"] = postgres.pids()
+    return groups
+
+
+def machine_busy() -> float:
+    times = psutil.cpu_times()
+    return float(sum(times) - times.idle - getattr(times, "iowait", 0.0))
+
+
+# ---------------------------------------------------------------------------------------------- scenarios
+
+
+@dataclass
+class PairsResult:
+    pairs: int
+    ready_sec: float = 0.0
+    own_ready_sec: float = 0.0
+    latency: dict[str, float] = field(default_factory=dict)
+    memory: dict[str, float] = field(default_factory=dict)
+    throughput: dict[str, float] = field(default_factory=dict)
+    cpu: dict[str, float] = field(default_factory=dict)
+    exits: list[str] = field(default_factory=list)
+    problems: Counter[str] = field(default_factory=Counter)
+
+
+def live_run(count: int, postgres: Postgres, scratch: Path, window_sec: float, result: PairsResult) -> None:
+    """`--speed 60`: READY, memory, and the decision latency over `window_sec` once every pair decided."""
+    pairs = pair_names(count)
+    work = scratch / f"live-{count}"
+    work.mkdir()
+    files = cut_files(work, LIVE_ROWS)
+    database = postgres.new_database()
+    sql = Sql(database)
+    try:
+        with simulator(files, pairs, "60", work) as (urls, _):
+            daemon = Daemon(write_config(work, pairs), urls, database, work)
+            try:
+                daemon.start()
+                result.ready_sec = daemon.ready_sec()
+                wait_for(
+                    lambda: all(decisions_per_pair(sql).get(p, 0) >= SKIP_PER_PAIR for p in pairs),
+                    180,
+                    "the first decisions of every pair",
+                    daemon,
+                )
+                time.sleep(window_sec)
+                daemon.check_alive("the live window")
+                result.memory = daemon.memory()
+                rows = sql.fetch(
+                    "SELECT pair, latency_ms, forced_hold_reason, "
+                    "row_number() OVER (PARTITION BY pair ORDER BY candle_open_time) AS n FROM trade_decisions"
+                )
+                kept = [
+                    float(r["latency_ms"])
+                    for r in rows
+                    if r["n"] > SKIP_PER_PAIR and r["forced_hold_reason"] != "stale_features"
+                ]
+                stale = sum(1 for r in rows if r["n"] > SKIP_PER_PAIR and r["forced_hold_reason"] == "stale_features")
+                result.latency = {
+                    "count": len(kept),
+                    "p50_ms": statistics.median(kept),
+                    "p99_ms": percentile(kept, 0.99),
+                    "max_ms": max(kept),
+                    "stale": stale,
+                }
+                code, took, left = daemon.terminate()
+                result.exits.append(f"live: exit {code} after SIGTERM in {took:.1f} s, {left} processes left")
+                result.own_ready_sec = daemon.own_ready_sec()[0]
+                result.problems.update(daemon.problems())
+            finally:
+                daemon.close()
+    finally:
+        sql.close()
+
+
+def fast_run(
+    count: int, postgres: Postgres, scratch: Path, skip_sec: float, window_sec: float, result: PairsResult
+) -> None:
+    """`--speed fast`: decisions/s over `window_sec`, `skip_sec` after the first decision following READY.
+    Whole files: with no client connected the simulator's clock races ahead until the first feed does."""
+    pairs = pair_names(count)
+    work = scratch / f"fast-{count}"
+    work.mkdir()
+    files = cut_files(work, None)
+    end_ms = last_open_ms(files)
+    database = postgres.new_database()
+    sql = Sql(database)
+    try:
+        with simulator(files, pairs, "fast", work) as (urls, sim_pid):
+            daemon = Daemon(write_config(work, pairs), urls, database, work)
+            try:
+                daemon.start()
+                daemon.ready_sec()
+                wait_for(lambda: int(sql.value("SELECT count(*) FROM trade_decisions")) > 0, 120, "a decision", daemon)
+                time.sleep(skip_sec)
+                groups = process_groups(daemon, postgres, sim_pid)
+                cpu_before, busy_before = cpu_seconds(groups), machine_busy()
+                first = int(sql.value("SELECT count(*) FROM trade_decisions"))
+                began = time.monotonic()
+                time.sleep(window_sec)
+                last = int(sql.value("SELECT count(*) FROM trade_decisions"))
+                took = time.monotonic() - began
+                cpu_after, busy_after = cpu_seconds(groups), machine_busy()
+                daemon.check_alive("the fast window")
+                per_pair = decisions_per_pair(sql)
+                newest = sql.value(
+                    "SELECT (extract(epoch FROM max(candle_open_time)) * 1000)::bigint FROM trade_decisions"
+                )
+                window_rows = sql.fetch(
+                    "SELECT latency_ms, forced_hold_reason FROM trade_decisions ORDER BY decided_at DESC LIMIT $1",
+                    last - first,
+                )
+                latencies = [float(r["latency_ms"]) for r in window_rows]
+                result.throughput = {
+                    "decisions": last - first,
+                    "seconds": took,
+                    "per_sec": (last - first) / took,
+                    "min_pair": min(per_pair.get(p, 0) for p in pairs),
+                    "max_pair": max(per_pair.get(p, 0) for p in pairs),
+                    "stale_share": sum(1 for r in window_rows if r["forced_hold_reason"] == "stale_features")
+                    / max(1, len(window_rows)),
+                    "latency_p50_ms": statistics.median(latencies) if latencies else 0.0,
+                    "sim_left_min": (end_ms - int(newest or 0)) / MINUTE,
+                }
+                result.cpu = {k: 100 * (cpu_after.get(k, 0.0) - v) / took for k, v in cpu_before.items()}
+                result.cpu["whole machine"] = 100 * (busy_after - busy_before) / took
+                code, took_stop, left = daemon.terminate()
+                result.exits.append(f"fast: exit {code} after SIGTERM in {took_stop:.1f} s, {left} processes left")
+                result.problems.update(daemon.problems())
+            finally:
+                daemon.close()
+    finally:
+        sql.close()
+
+
+def kill_restart(postgres: Postgres, scratch: Path) -> dict[str, Any]:
+    """2 pairs at 60x: kill -9 of the whole tree once decisions flow, an immediate restart; seconds from
+    the kill to the first decision recorded after it, and from the restart to READY=1."""
+    pairs = pair_names(2)
+    work = scratch / "kill"
+    work.mkdir()
+    files = cut_files(work, LIVE_ROWS)
+    database = postgres.new_database()
+    sql = Sql(database)
+    try:
+        with simulator(files, pairs, "60", work) as (urls, _):
+            daemon = Daemon(write_config(work, pairs), urls, database, work)
+            try:
+                daemon.start()
+                daemon.ready_sec()
+                wait_for(
+                    lambda: all(decisions_per_pair(sql).get(p, 0) >= SKIP_PER_PAIR for p in pairs),
+                    180,
+                    "decisions",
+                    daemon,
+                )
+                killed_at = daemon.kill_everything()
+                problems_before = daemon.problems()
+                daemon.start()
+                restart_ready = daemon.ready_sec()
+
+                def decided_again() -> bool:
+                    found = sql.value(
+                        "SELECT extract(epoch FROM min(decided_at)) FROM trade_decisions WHERE decided_at > "
+                        "to_timestamp($1)",
+                        killed_at,
+                    )
+                    return found is not None
+
+                wait_for(decided_again, 180, "a decision after the restart", daemon, every=0.1)
+                first_after = float(
+                    sql.value(
+                        "SELECT extract(epoch FROM min(decided_at)) FROM trade_decisions WHERE decided_at > "
+                        "to_timestamp($1)",
+                        killed_at,
+                    )
+                )
+                code, took, left = daemon.terminate()
+                problems = daemon.problems() - problems_before
+                return {
+                    "kill_to_decision_sec": first_after - killed_at,
+                    "restart_ready_sec": restart_ready,
+                    "exit": f"exit {code} after SIGTERM in {took:.1f} s, {left} processes left",
+                    "problems": problems,
+                    "problems_before_kill": problems_before,
+                }
+            finally:
+                daemon.close()
+    finally:
+        sql.close()
+
+
+# ---------------------------------------------------------------------------------------------- report
+
+
+def markdown(
+    chain: dict[str, Any],
+    results: dict[int, PairsResult],
+    kill: dict[str, Any],
+    settings: dict[str, float],
+    load: str,
+) -> str:
+    counts = sorted(results)
+    lines = [
+        START,
+        f"Measured {datetime.now(UTC):%Y-%m-%d} with `uv run python -m benchmarks.daemon --write` on "
+        f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, Ray {chain['version']}; "
+        f"`tradingd run` (policy `momentum`, feature set v2, 1m) against `tradingd sim` in its own process, "
+        f"embedded PostgreSQL; {load}.",
+        "",
+        "| what | " + " | ".join(f"{n} pair{'s' if n > 1 else ''}" for n in counts) + " | beside it, same run |",
+        "| --- | " + " | ".join("---" for _ in counts) + " | --- |",
+    ]
+    lat = [results[n].latency for n in counts]
+    lines.append(
+        f"| decision latency (`trade_decisions.latency_ms`), 60x, {settings['live_window']:.0f} s window | "
+        + " | ".join(f"p50 {x['p50_ms']:.1f} ms, p99 {x['p99_ms']:.1f} ms (n={x['count']:.0f})" for x in lat)
+        + f" | bare 4-actor Ray chain, each awaiting the next: p50 {chain['p50_ms']:.1f} ms, "
+        f"p99 {chain['p99_ms']:.1f} ms ({chain['messages']:.0f} messages one at a time) |"
+    )
+    thr = [results[n].throughput for n in counts]
+    lines.append(
+        f"| sustained decisions/s, all pairs, `--speed fast`, {settings['fast_window']:.0f} s window | "
+        + " | ".join(f"{x['per_sec']:,.0f}" for x in thr)
+        + f" | the bare chain, sent as fast as the first actor accepts: {chain['throughput']:,.0f} msg/s |"
+    )
+    lines.append(
+        "| resident memory, daemon and everything under it, RSS / USS (60x, trading) | "
+        + " | ".join(
+            f"{results[n].memory['rss_mib']:,.0f} / {results[n].memory['uss_mib']:,.0f} MiB "
+            f"({results[n].memory['processes']:.0f} processes)"
+            for n in counts
+        )
+        + " | "
+        + (
+            f"per added pair: RSS {(results[16].memory['rss_mib'] - results[1].memory['rss_mib']) / 15:,.0f} MiB, "
+            f"USS {(results[16].memory['uss_mib'] - results[1].memory['uss_mib']) / 15:,.0f} MiB |"
+            if 1 in results and 16 in results
+            else "|"
+        )
+    )
+    lines.append(
+        "| process start to READY=1 (fresh database) | "
+        + " | ".join(f"{results[n].ready_sec:.1f} s" for n in counts)
+        + f" | `ray.init` in this benchmark: {chain['init_sec']:.1f} s |"
+    )
+    lines.append(
+        f"| `kill -9` of the whole tree (2 pairs, 60x) to the next decision recorded, restart at once "
+        f"| {kill['kill_to_decision_sec']:.1f} s (READY {kill['restart_ready_sec']:.1f} s after the restart) "
+        + " | " * (len(counts) - 1)
+        + " |"
+    )
+    lines.append(END)
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--write", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="1 and 4 pairs only")
+    parser.add_argument("--pairs", default=None, help="comma-separated pair counts (default 1,4,16), or none")
+    parser.add_argument("--live-window", type=float, default=60.0, help="seconds of 60x decisions per run")
+    parser.add_argument("--fast-skip", type=float, default=10.0)
+    parser.add_argument("--fast-window", type=float, default=30.0)
+    parser.add_argument("--chain-messages", type=int, default=2000)
+    parser.add_argument("--skip-chain", action="store_true")
+    parser.add_argument("--skip-kill", action="store_true")
+    args = parser.parse_args()
+    spec = args.pairs or ("1,4" if args.quick else "1,4,16")
+    counts = [] if spec == "none" else [int(n) for n in spec.split(",")]
+    if not (SHARED / SOURCES["B"]).is_file():
+        sys.exit(f"real candles not found at {SHARED}")
+    began = time.monotonic()
+    loads = [os.getloadavg()[0]]
+
+    chain: dict[str, Any] = {}
+    if not args.skip_chain:
+        chain = ray_chain(args.chain_messages, 3000)
+        print(
+            f"bare Ray chain: init {chain['init_sec']:.1f} s, p50 {chain['p50_ms']:.2f} ms, "
+            f"p99 {chain['p99_ms']:.2f} ms, "
+            f"{chain['throughput']:.0f} msg/s (first actor accepted {chain['accepted']:.0f}/s)",
+            flush=True,
+        )
+
+    results: dict[int, PairsResult] = {}
+    kill: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="tradingd-bench-") as scratch_name:
+        scratch = Path(scratch_name)
+        postgres = Postgres(scratch / "pg")
+        postgres.start()
+        try:
+            for count in counts:
+                result = results[count] = PairsResult(count)
+                live_run(count, postgres, scratch, args.live_window, result)
+                loads.append(os.getloadavg()[0])
+                print(
+                    f"{count} pairs, 60x: READY {result.ready_sec:.1f} s (its own count {result.own_ready_sec:.1f} s), "
+                    f"latency {result.latency}, memory {result.memory}",
+                    flush=True,
+                )
+                fast_run(count, postgres, scratch, args.fast_skip, args.fast_window, result)
+                loads.append(os.getloadavg()[0])
+                print(f"{count} pairs, fast: {result.throughput}", flush=True)
+                print("  CPU % of one core in the window: " + ", ".join(
+                    f"{k} {v:.0f}" for k, v in sorted(result.cpu.items(), key=lambda kv: -kv[1])
+                ), flush=True)  # fmt: skip
+                print(f"  {'; '.join(result.exits)}; log errors: {dict(result.problems) or 'none'}", flush=True)
+            if not args.skip_kill:
+                kill = kill_restart(postgres, scratch)
+                loads.append(os.getloadavg()[0])
+                print(f"kill -9 and restart: {kill}", flush=True)
+        finally:
+            postgres.stop()
+    elapsed = time.monotonic() - began
+    load = f"1-minute load average {min(loads):.1f} to {max(loads):.1f} during the run ({elapsed / 60:.0f} min)"
+    print(load)
+    if chain and kill:
+        settings = {"live_window": args.live_window, "fast_window": args.fast_window}
+        section = markdown(chain, results, kill, settings, load)
+        print(section)
+        if args.write:
+            write_section(START, END, section, heading="Daemon")
+
+
+if __name__ == "__main__":
+    main()
