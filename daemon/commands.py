@@ -252,21 +252,7 @@ async def cancel_trade(state: DaemonState, args: Mapping[str, object]) -> Mappin
 
 async def retry_queue(state: DaemonState, args: Mapping[str, object]) -> Mapping[str, object]:
     jobs = await RetryQueue(state.database.pool).jobs()
-    return {
-        "jobs": [
-            {
-                "id": job.id,
-                "kind": job.kind,
-                "key": job.key,
-                "status": job.status,
-                "attempts": job.attempts,
-                "max_attempts": job.max_attempts,
-                "next_attempt_at": job.next_attempt_at.isoformat(),
-                "last_error": job.last_error,
-            }
-            for job in jobs
-        ]
-    }
+    return {"jobs": [job.summary() for job in jobs]}
 
 
 async def alerts(state: DaemonState, args: Mapping[str, object]) -> Mapping[str, object]:

@@ -167,19 +167,7 @@ async def run_retry_queue(settings: Settings, args: argparse.Namespace) -> int:
         jobs = await RetryQueue(database.pool).jobs()
     finally:
         await database.close()
-    rows = [
-        {
-            "id": job.id,
-            "kind": job.kind,
-            "key": job.key,
-            "status": job.status,
-            "attempts": job.attempts,
-            "max_attempts": job.max_attempts,
-            "next_attempt_at": job.next_attempt_at.isoformat(),
-            "last_error": job.last_error,
-        }
-        for job in jobs
-    ]
+    rows = [job.summary() for job in jobs]
     if args.json:
         print(json.dumps(rows, indent=2))
     elif not rows:

@@ -178,16 +178,16 @@ def limit_row(settings: Settings) -> LimitSetRow:
 
 
 def risk_limits(settings: Settings) -> RiskLimits:
-    risk = settings.risk
+    row = limit_row(settings)
     return RiskLimits(
-        risk.name,
-        risk.max_position_notional,
-        risk.max_order_notional,
-        risk.max_orders_per_interval,
-        risk.max_leverage,
-        risk.stop_loss_pct,
-        risk.take_profit_pct,
-        frozenset(risk.allowed_instruments),
+        row.name,
+        row.max_position_notional,
+        row.max_order_notional,
+        row.max_orders_per_interval,
+        row.max_leverage,
+        row.stop_loss_pct,
+        row.take_profit_pct,
+        frozenset(row.allowed_instruments),
     )
 
 

@@ -30,6 +30,19 @@ class RetryJob:
     next_attempt_at: datetime
     last_error: str | None
 
+    def summary(self) -> dict[str, Any]:
+        """What operators are shown (the payload stays out)."""
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "key": self.key,
+            "status": self.status,
+            "attempts": self.attempts,
+            "max_attempts": self.max_attempts,
+            "next_attempt_at": self.next_attempt_at.isoformat(),
+            "last_error": self.last_error,
+        }
+
 
 def backoff_seconds(attempts: int, base: float = 30.0, cap: float = 3600.0) -> float:
     """30 s, 1 min, 2 min, ... capped at an hour."""
