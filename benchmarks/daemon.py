@@ -12,9 +12,14 @@ beside a bare 4-actor Ray chain measured in the same run.
 - time from the process start to READY=1, and from `kill -9` of the whole tree to the next decision.
 
 Pairs beyond BTC and ETH replay copies of ../shared/data/candles under other names (B01-USDT, E01-USDT,
-...). Each daemon gets its own database on one embedded PostgreSQL started here (not under the daemon,
-so not in its memory). `--quick` runs 1 and 4 pairs only. `--write` replaces the daemon section of
-docs/performance.md with this run's figures.
+...). The simulator advances one simulated second per step and pushes every topic's kline at each step:
+60 websocket frames per 1m candle and pair, whatever the speed. Each daemon gets its own database on one
+embedded PostgreSQL started here (not under the daemon, so not in its memory). The daemon's CPU is broken
+down by process (each actor class, Ray's own processes, the simulator, PostgreSQL) over each window.
+
+`--quick` runs 1 and 4 pairs only (about 7 minutes; everything takes about 19 on 2 cores). `--keep DIR`
+keeps the logs and files. `--write` replaces the daemon section of docs/performance.md with this run's
+figures (only after a run of every part).
 """
 
 from __future__ import annotations
@@ -59,6 +64,7 @@ START_BARS = 1200  # the simulator's clock starts this far into the files: histo
 LIVE_ROWS = START_BARS + 1500  # enough for a 16-pair start-up and the live window at 60x
 SKIP_PER_PAIR = 10  # the first decisions of each pair (catching up on stored candles) are not counted
 CHAIN_ROLES = 4
+OTHERS = "others (not ours)"
 
 
 # ---------------------------------------------------------------------------------------------- the bare Ray chain
@@ -88,6 +94,9 @@ class ChainHop:
             message = await self.queue.get()
             await self.next_hop.on_message.remote(message)
 
+    def pid(self) -> int:
+        return os.getpid()
+
     def recorded(self) -> dict[int, float]:
         return dict(self.times)
 
@@ -109,10 +118,11 @@ def ray_chain(latency_messages: int, throughput_messages: int, pause_sec: float 
     init_sec = time.perf_counter() - began
     try:
         last = hop_class.remote(None, True)
-        hop = last
+        hops = [last]
         for _ in range(CHAIN_ROLES - 2):
-            hop = hop_class.remote(hop, False)
-        first = hop_class.remote(hop, True)
+            hops.append(hop_class.remote(hops[-1], False))
+        first = hop_class.remote(hops[-1], True)
+        hops.append(first)
 
         def arrived(count: int, timeout: float = 120.0) -> None:
             deadline = time.monotonic() + timeout
@@ -141,6 +151,10 @@ def ray_chain(latency_messages: int, throughput_messages: int, pause_sec: float 
         arrived(throughput_messages)
         sent, got = ray.get([first.recorded.remote(), last.recorded.remote()])
         span = max(got.values()) - min(sent.values())
+        time.sleep(2)
+        idle = CpuWindow({"hops": [ray.get(h.pid.remote()) for h in hops]})
+        time.sleep(10)
+        idle_percent = idle.finish()["hops"] / len(hops)
     finally:
         ray.shutdown()
     return {
@@ -152,6 +166,7 @@ def ray_chain(latency_messages: int, throughput_messages: int, pause_sec: float 
         "throughput": throughput_messages / span,
         "accepted": throughput_messages / accepted_sec,
         "version": ray.__version__,
+        "idle_actor_percent": idle_percent,
     }
 
 
@@ -294,7 +309,9 @@ class Sql:
 
 def write_config(directory: Path, pairs: list[str]) -> Path:
     """Like the e2e tests' config, with the benchmark's pairs, account limits that let every pair hold a
-    position, and the daemon's default supervision settings."""
+    position, and the daemon's default supervision settings except `health_timeout_sec`: an actor gets 3x
+    that to answer `ready` (12x for the feed's warm-up), and with the default 10 s a cold 16-pair start
+    on 2 cores timed out some pairs' execution actors (READY=1 came with 10 of 16 pairs trading)."""
     path = directory / "tradingd.toml"
     path.write_text(
         f"""
@@ -305,6 +322,9 @@ intervals = ["1m"]
 
 [run]
 policy = "momentum"
+
+[daemon]
+health_timeout_sec = 30.0
 
 [account]
 breaker_max_losses = 1000000
@@ -377,13 +397,15 @@ class Daemon:
                 env=self.environment(),
             )
 
-    def ready_sec(self, timeout: float = 600.0) -> float:
-        """Seconds from the process start to READY=1."""
+    def ready(self, timeout: float = 600.0) -> tuple[float, str]:
+        """Seconds from the process start to READY=1, and the status sent with it."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for at, message in list(self.messages):
-                if "READY=1" in message.split("\n"):
-                    return at - self.started_at
+                lines = message.split("\n")
+                if "READY=1" in lines:
+                    status = next((line.removeprefix("STATUS=") for line in lines if line.startswith("STATUS=")), "")
+                    return at - self.started_at, status
             self.check_alive("READY=1")
             time.sleep(0.05)
         raise TimeoutError(f"no READY=1 within {timeout:.0f} s:\n{self.tail()}")
@@ -470,6 +492,16 @@ class Daemon:
             f"{r.get('level')}:{r.get('event')}" for r in self.log_records() if r.get("level") in ("error", "critical")
         )
 
+    def problem_samples(self) -> dict[str, str]:
+        """The first error or critical record of each event name, shortened."""
+        samples: dict[str, str] = {}
+        for record in self.log_records():
+            if record.get("level") in ("error", "critical"):
+                key = f"{record.get('level')}:{record.get('event')}"
+                details = {k: v for k, v in record.items() if k not in ("timestamp", "level", "event", "logger")}
+                samples.setdefault(key, json.dumps(details, default=str)[:300])
+        return samples
+
     def own_ready_sec(self) -> list[float]:
         return [float(r["seconds"]) for r in self.log_records() if r.get("event") == "daemon_ready"]
 
@@ -529,6 +561,24 @@ def machine_busy() -> float:
     return float(sum(times) - times.idle - getattr(times, "iowait", 0.0))
 
 
+class CpuWindow:
+    """CPU use by process group over a window, in % of one core; `others` is the rest of the machine."""
+
+    def __init__(self, groups: dict[str, list[int]]) -> None:
+        self.groups = groups
+        self.before = cpu_seconds(groups)
+        self.busy = machine_busy()
+        self.began = time.monotonic()
+
+    def finish(self) -> dict[str, float]:
+        took = time.monotonic() - self.began
+        after = cpu_seconds(self.groups)
+        used = {k: 100 * (after.get(k, 0.0) - v) / took for k, v in self.before.items()}
+        used["whole machine"] = 100 * (machine_busy() - self.busy) / took
+        used[OTHERS] = used["whole machine"] - sum(v for k, v in used.items() if k != "whole machine")
+        return used
+
+
 # ---------------------------------------------------------------------------------------------- scenarios
 
 
@@ -536,17 +586,50 @@ def machine_busy() -> float:
 class PairsResult:
     pairs: int
     ready_sec: float = 0.0
+    ready_status: str = ""
     own_ready_sec: float = 0.0
+    all_deciding_sec: float = 0.0
     latency: dict[str, float] = field(default_factory=dict)
     memory: dict[str, float] = field(default_factory=dict)
+    live_cpu: dict[str, float] = field(default_factory=dict)
     throughput: dict[str, float] = field(default_factory=dict)
     cpu: dict[str, float] = field(default_factory=dict)
     exits: list[str] = field(default_factory=list)
+    stops: dict[str, str] = field(default_factory=dict)
     problems: Counter[str] = field(default_factory=Counter)
+    samples: dict[str, str] = field(default_factory=dict)
+
+
+def until_every_pair_decides(daemon: Daemon, sql: Sql, pairs: list[str], at_least: int, timeout: float) -> float:
+    """Seconds from the daemon's start until every pair has `at_least` decisions."""
+    wait_for(
+        lambda: all(decisions_per_pair(sql).get(p, 0) >= at_least for p in pairs),
+        timeout,
+        f"{at_least} decisions of every pair",
+        daemon,
+    )
+    return time.monotonic() - daemon.started_at
+
+
+def stop(daemon: Daemon, label: str, result: PairsResult) -> None:
+    code, took, left = daemon.terminate()
+    clean = [r.get("clean") for r in daemon.log_records() if r.get("event") == "daemon_stopped"]
+    result.exits.append(
+        f"{label}: exit {code} after SIGTERM in {took:.1f} s, clean {clean[-1] if clean else None}, "
+        f"{left} processes left"
+    )
+    notes = [] if code == 0 else [f"exit {code}"]
+    notes += [] if clean and clean[-1] else ["not clean: the shutdown deadline passed"]
+    notes += [f"{left} processes left"] if left else []
+    result.stops[label] = f"{took:.1f} s" + (f" ({', '.join(notes)})" if notes else "")
+    result.problems.update(daemon.problems())
+    for key, sample in daemon.problem_samples().items():
+        result.samples.setdefault(key, sample)
 
 
 def live_run(count: int, postgres: Postgres, scratch: Path, window_sec: float, result: PairsResult) -> None:
-    """`--speed 60`: READY, memory, and the decision latency over `window_sec` once every pair decided."""
+    """`--speed 60`: READY, memory, and the decision latency over `window_sec` once every pair decided
+    SKIP_PER_PAIR times."""
     pairs = pair_names(count)
     work = scratch / f"live-{count}"
     work.mkdir()
@@ -554,41 +637,38 @@ def live_run(count: int, postgres: Postgres, scratch: Path, window_sec: float, r
     database = postgres.new_database()
     sql = Sql(database)
     try:
-        with simulator(files, pairs, "60", work) as (urls, _):
+        with simulator(files, pairs, "60", work) as (urls, sim_pid):
             daemon = Daemon(write_config(work, pairs), urls, database, work)
             try:
                 daemon.start()
-                result.ready_sec = daemon.ready_sec()
-                wait_for(
-                    lambda: all(decisions_per_pair(sql).get(p, 0) >= SKIP_PER_PAIR for p in pairs),
-                    180,
-                    "the first decisions of every pair",
-                    daemon,
-                )
+                result.ready_sec, result.ready_status = daemon.ready()
+                result.all_deciding_sec = until_every_pair_decides(daemon, sql, pairs, 1, 300)
+                until_every_pair_decides(daemon, sql, pairs, SKIP_PER_PAIR, 300)
+                window = CpuWindow(process_groups(daemon, postgres, sim_pid))
                 time.sleep(window_sec)
                 daemon.check_alive("the live window")
+                result.live_cpu = window.finish()
                 result.memory = daemon.memory()
                 rows = sql.fetch(
-                    "SELECT pair, latency_ms, forced_hold_reason, "
+                    "SELECT pair, latency_ms, forced_hold_reason, candle_open_time AS t, "
                     "row_number() OVER (PARTITION BY pair ORDER BY candle_open_time) AS n FROM trade_decisions"
                 )
-                kept = [
-                    float(r["latency_ms"])
-                    for r in rows
-                    if r["n"] > SKIP_PER_PAIR and r["forced_hold_reason"] != "stale_features"
-                ]
-                stale = sum(1 for r in rows if r["n"] > SKIP_PER_PAIR and r["forced_hold_reason"] == "stale_features")
+                counted = [r for r in rows if r["n"] > SKIP_PER_PAIR]
+                kept = [float(r["latency_ms"]) for r in counted if r["forced_hold_reason"] != "stale_features"]
+                fastest: dict[Any, float] = {}  # per candle, the pair decided first: the others queued behind it
+                for r in counted:
+                    if r["forced_hold_reason"] != "stale_features":
+                        fastest[r["t"]] = min(fastest.get(r["t"], float("inf")), float(r["latency_ms"]))
                 result.latency = {
                     "count": len(kept),
                     "p50_ms": statistics.median(kept),
                     "p99_ms": percentile(kept, 0.99),
                     "max_ms": max(kept),
-                    "stale": stale,
+                    "stale": len(counted) - len(kept),
+                    "fastest_p50_ms": statistics.median(fastest.values()),
                 }
-                code, took, left = daemon.terminate()
-                result.exits.append(f"live: exit {code} after SIGTERM in {took:.1f} s, {left} processes left")
+                stop(daemon, "live", result)
                 result.own_ready_sec = daemon.own_ready_sec()[0]
-                result.problems.update(daemon.problems())
             finally:
                 daemon.close()
     finally:
@@ -598,8 +678,8 @@ def live_run(count: int, postgres: Postgres, scratch: Path, window_sec: float, r
 def fast_run(
     count: int, postgres: Postgres, scratch: Path, skip_sec: float, window_sec: float, result: PairsResult
 ) -> None:
-    """`--speed fast`: decisions/s over `window_sec`, `skip_sec` after the first decision following READY.
-    Whole files: with no client connected the simulator's clock races ahead until the first feed does."""
+    """`--speed fast`: decisions/s over `window_sec`, from `skip_sec` after every pair's first decision.
+    Whole files: with no client connected the simulator's clock races ahead until the first feed is."""
     pairs = pair_names(count)
     work = scratch / f"fast-{count}"
     work.mkdir()
@@ -612,21 +692,21 @@ def fast_run(
             daemon = Daemon(write_config(work, pairs), urls, database, work)
             try:
                 daemon.start()
-                daemon.ready_sec()
-                wait_for(lambda: int(sql.value("SELECT count(*) FROM trade_decisions")) > 0, 120, "a decision", daemon)
+                daemon.ready()
+                until_every_pair_decides(daemon, sql, pairs, 1, 300)
                 time.sleep(skip_sec)
-                groups = process_groups(daemon, postgres, sim_pid)
-                cpu_before, busy_before = cpu_seconds(groups), machine_busy()
+                window = CpuWindow(process_groups(daemon, postgres, sim_pid))
                 first = int(sql.value("SELECT count(*) FROM trade_decisions"))
                 began = time.monotonic()
                 time.sleep(window_sec)
                 last = int(sql.value("SELECT count(*) FROM trade_decisions"))
                 took = time.monotonic() - began
-                cpu_after, busy_after = cpu_seconds(groups), machine_busy()
+                result.cpu = window.finish()
                 daemon.check_alive("the fast window")
                 per_pair = decisions_per_pair(sql)
                 newest = sql.value(
-                    "SELECT (extract(epoch FROM max(candle_open_time)) * 1000)::bigint FROM trade_decisions"
+                    "SELECT (extract(epoch FROM min(newest)) * 1000)::bigint FROM "
+                    "(SELECT max(candle_open_time) AS newest FROM trade_decisions GROUP BY pair) AS p"
                 )
                 window_rows = sql.fetch(
                     "SELECT latency_ms, forced_hold_reason FROM trade_decisions ORDER BY decided_at DESC LIMIT $1",
@@ -644,11 +724,7 @@ def fast_run(
                     "latency_p50_ms": statistics.median(latencies) if latencies else 0.0,
                     "sim_left_min": (end_ms - int(newest or 0)) / MINUTE,
                 }
-                result.cpu = {k: 100 * (cpu_after.get(k, 0.0) - v) / took for k, v in cpu_before.items()}
-                result.cpu["whole machine"] = 100 * (busy_after - busy_before) / took
-                code, took_stop, left = daemon.terminate()
-                result.exits.append(f"fast: exit {code} after SIGTERM in {took_stop:.1f} s, {left} processes left")
-                result.problems.update(daemon.problems())
+                stop(daemon, "fast", result)
             finally:
                 daemon.close()
     finally:
@@ -669,7 +745,7 @@ def kill_restart(postgres: Postgres, scratch: Path) -> dict[str, Any]:
             daemon = Daemon(write_config(work, pairs), urls, database, work)
             try:
                 daemon.start()
-                daemon.ready_sec()
+                daemon.ready()
                 wait_for(
                     lambda: all(decisions_per_pair(sql).get(p, 0) >= SKIP_PER_PAIR for p in pairs),
                     180,
@@ -679,7 +755,7 @@ def kill_restart(postgres: Postgres, scratch: Path) -> dict[str, Any]:
                 killed_at = daemon.kill_everything()
                 problems_before = daemon.problems()
                 daemon.start()
-                restart_ready = daemon.ready_sec()
+                restart_ready, _ = daemon.ready()
 
                 def decided_again() -> bool:
                     found = sql.value(
@@ -723,57 +799,89 @@ def markdown(
     load: str,
 ) -> str:
     counts = sorted(results)
+    most = counts[-1]
+
+    def row(what: str, cells: list[str]) -> str:
+        return f"| {what} | " + " | ".join(cells) + " |"
+
     lines = [
         START,
         f"Measured {datetime.now(UTC):%Y-%m-%d} with `uv run python -m benchmarks.daemon --write` on "
-        f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, Ray {chain['version']}; "
-        f"`tradingd run` (policy `momentum`, feature set v2, 1m) against `tradingd sim` in its own process, "
-        f"embedded PostgreSQL; {load}.",
+        f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, Ray {chain['version']}: "
+        "`tradingd run` (baseline policy `momentum`, feature set v2, 1m candles, paper) against `tradingd sim` in "
+        f"its own process, embedded PostgreSQL; {load}.",
         "",
-        "| what | " + " | ".join(f"{n} pair{'s' if n > 1 else ''}" for n in counts) + " | beside it, same run |",
-        "| --- | " + " | ".join("---" for _ in counts) + " | --- |",
+        "| what | " + " | ".join(f"{n} pair{'s' if n > 1 else ''}" for n in counts) + " |",
+        "| --- | " + " | ".join("---" for _ in counts) + " |",
+        row(
+            f"decision latency (`trade_decisions.latency_ms`), `--speed 60`, {settings['live_window']:.0f} s "
+            f"after each pair's first {SKIP_PER_PAIR} decisions",
+            [
+                f"p50 {x['p50_ms']:.1f} ms, p99 {x['p99_ms']:.1f} ms (n={x['count']:.0f}; the first pair decided "
+                f"per candle: p50 {x['fastest_p50_ms']:.1f} ms)"
+                for x in (results[n].latency for n in counts)
+            ],
+        ),
+        row(
+            f"sustained decisions/s, all pairs, `--speed fast`, {settings['fast_window']:.0f} s window "
+            f"from {settings['fast_skip']:.0f} s after every pair's first decision",
+            [
+                f"{x['per_sec']:,.1f} ({x['stale_share']:.0%} `stale_features`)"
+                for x in (results[n].throughput for n in counts)
+            ],
+        ),
+        row(
+            "resident memory of the daemon and every process under it, RSS / USS (end of the 60x window)",
+            [
+                f"{m['rss_mib']:,.0f} / {m['uss_mib']:,.0f} MiB ({m['processes']:.0f} processes)"
+                for m in (results[n].memory for n in counts)
+            ],
+        ),
+        row(
+            "process start to READY=1 (fresh database, 60x run)",
+            [f"{results[n].ready_sec:.1f} s" for n in counts],
+        ),
+        row(
+            "SIGTERM to exit (exit code 0 unless noted): after the 60x window / after the fast window "
+            "(its backlog drained first)",
+            [f"{results[n].stops.get('live', '-')} / {results[n].stops.get('fast', '-')}" for n in counts],
+        ),
+        "",
+        "| what | figure | beside it, same run |",
+        "| --- | --- | --- |",
+        f"| bare 4-actor Ray chain (async actors, each enqueues and a worker awaits the next), first receipt to "
+        f"last arrival, {chain['messages']:,} messages one at a time | p50 {chain['p50_ms']:.1f} ms, "
+        f"p99 {chain['p99_ms']:.1f} ms | the daemon's decision latency, 1 pair: "
+        f"p50 {results[counts[0]].latency['p50_ms']:.1f} ms |",
+        f"| the same chain, {chain['throughput_messages']:,} messages sent as fast as the first actor accepts them "
+        f"| {chain['throughput']:,.0f} msg/s | the daemon, 1 pair, `--speed fast`: "
+        f"{results[counts[0]].throughput['per_sec']:,.0f} decisions/s |",
     ]
-    lat = [results[n].latency for n in counts]
-    lines.append(
-        f"| decision latency (`trade_decisions.latency_ms`), 60x, {settings['live_window']:.0f} s window | "
-        + " | ".join(f"p50 {x['p50_ms']:.1f} ms, p99 {x['p99_ms']:.1f} ms (n={x['count']:.0f})" for x in lat)
-        + f" | bare 4-actor Ray chain, each awaiting the next: p50 {chain['p50_ms']:.1f} ms, "
-        f"p99 {chain['p99_ms']:.1f} ms ({chain['messages']:.0f} messages one at a time) |"
-    )
-    thr = [results[n].throughput for n in counts]
-    lines.append(
-        f"| sustained decisions/s, all pairs, `--speed fast`, {settings['fast_window']:.0f} s window | "
-        + " | ".join(f"{x['per_sec']:,.0f}" for x in thr)
-        + f" | the bare chain, sent as fast as the first actor accepts: {chain['throughput']:,.0f} msg/s |"
-    )
-    lines.append(
-        "| resident memory, daemon and everything under it, RSS / USS (60x, trading) | "
-        + " | ".join(
-            f"{results[n].memory['rss_mib']:,.0f} / {results[n].memory['uss_mib']:,.0f} MiB "
-            f"({results[n].memory['processes']:.0f} processes)"
-            for n in counts
+    if 1 in results and 16 in results:
+        rss = (results[16].memory["rss_mib"] - results[1].memory["rss_mib"]) / 15
+        uss = (results[16].memory["uss_mib"] - results[1].memory["uss_mib"]) / 15
+        lines.append(
+            f"| memory per added pair ((16 pairs - 1 pair) / 15) | RSS {rss:,.0f} MiB, USS {uss:,.0f} MiB "
+            "| ../shared/PERFORMANCE.md: an idle Ray actor costs ~65 MiB; a pair has 5 actors |"
         )
-        + " | "
-        + (
-            f"per added pair: RSS {(results[16].memory['rss_mib'] - results[1].memory['rss_mib']) / 15:,.0f} MiB, "
-            f"USS {(results[16].memory['uss_mib'] - results[1].memory['uss_mib']) / 15:,.0f} MiB |"
-            if 1 in results and 16 in results
-            else "|"
-        )
-    )
-    lines.append(
-        "| process start to READY=1 (fresh database) | "
-        + " | ".join(f"{results[n].ready_sec:.1f} s" for n in counts)
-        + f" | `ray.init` in this benchmark: {chain['init_sec']:.1f} s |"
-    )
-    lines.append(
-        f"| `kill -9` of the whole tree (2 pairs, 60x) to the next decision recorded, restart at once "
-        f"| {kill['kill_to_decision_sec']:.1f} s (READY {kill['restart_ready_sec']:.1f} s after the restart) "
-        + " | " * (len(counts) - 1)
-        + " |"
-    )
-    lines.append(END)
+    lines += [
+        f"| `kill -9` of the whole process tree (2 pairs, 60x), restart at once, to the next decision recorded "
+        f"| {kill['kill_to_decision_sec']:.1f} s | READY=1 {kill['restart_ready_sec']:.1f} s after the restart |",
+        f"| `ray.init` (local, 2 CPUs) | {chain['init_sec']:.1f} s | |",
+        f"| CPU of an idle async Ray actor (the chain's, 10 s after its last message) "
+        f"| {chain['idle_actor_percent']:.2f}% of a core "
+        f"| {most} pairs run {5 * most + 1} actors: {(5 * most + 1) * chain['idle_actor_percent']:.0f}% of a core "
+        "idle |",
+        "",
+        f"CPU in % of one core, {most} pairs: at 60x, {cpu_line(results[most].live_cpu)}; with `--speed fast`, "
+        f"{cpu_line(results[most].cpu)}.",
+        END,
+    ]
     return "\n".join(lines)
+
+
+def cpu_line(used: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.0f}" for k, v in sorted(used.items(), key=lambda kv: -kv[1]) if round(v) > 0)
 
 
 def main() -> None:
@@ -787,7 +895,10 @@ def main() -> None:
     parser.add_argument("--chain-messages", type=int, default=2000)
     parser.add_argument("--skip-chain", action="store_true")
     parser.add_argument("--skip-kill", action="store_true")
+    parser.add_argument("--modes", default="live,fast", help="which runs per pair count: live, fast or both")
+    parser.add_argument("--keep", type=Path, default=None, help="keep logs and files in this (new) directory")
     args = parser.parse_args()
+    modes = set(args.modes.split(","))
     spec = args.pairs or ("1,4" if args.quick else "1,4,16")
     counts = [] if spec == "none" else [int(n) for n in spec.split(",")]
     if not (SHARED / SOURCES["B"]).is_file():
@@ -801,33 +912,42 @@ def main() -> None:
         print(
             f"bare Ray chain: init {chain['init_sec']:.1f} s, p50 {chain['p50_ms']:.2f} ms, "
             f"p99 {chain['p99_ms']:.2f} ms, "
-            f"{chain['throughput']:.0f} msg/s (first actor accepted {chain['accepted']:.0f}/s)",
+            f"{chain['throughput']:.0f} msg/s (first actor accepted {chain['accepted']:.0f}/s), "
+            f"an idle actor {chain['idle_actor_percent']:.2f}% of a core",
             flush=True,
         )
 
     results: dict[int, PairsResult] = {}
     kill: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory(prefix="tradingd-bench-") as scratch_name:
-        scratch = Path(scratch_name)
+    with contextlib.ExitStack() as stack:
+        if args.keep is not None:
+            args.keep.mkdir(parents=True)
+            scratch = args.keep.absolute()
+        else:
+            scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tradingd-bench-")))
         postgres = Postgres(scratch / "pg")
         postgres.start()
         try:
             for count in counts:
                 result = results[count] = PairsResult(count)
-                live_run(count, postgres, scratch, args.live_window, result)
-                loads.append(os.getloadavg()[0])
-                print(
-                    f"{count} pairs, 60x: READY {result.ready_sec:.1f} s (its own count {result.own_ready_sec:.1f} s), "
-                    f"latency {result.latency}, memory {result.memory}",
-                    flush=True,
-                )
-                fast_run(count, postgres, scratch, args.fast_skip, args.fast_window, result)
-                loads.append(os.getloadavg()[0])
-                print(f"{count} pairs, fast: {result.throughput}", flush=True)
-                print("  CPU % of one core in the window: " + ", ".join(
-                    f"{k} {v:.0f}" for k, v in sorted(result.cpu.items(), key=lambda kv: -kv[1])
-                ), flush=True)  # fmt: skip
+                if "live" in modes:
+                    live_run(count, postgres, scratch, args.live_window, result)
+                    loads.append(os.getloadavg()[0])
+                    print(
+                        f"{count} pairs, 60x: READY {result.ready_sec:.1f} s ({result.ready_status!r}; its own count "
+                        f"{result.own_ready_sec:.1f} s), every pair deciding {result.all_deciding_sec:.1f} s, "
+                        f"latency {result.latency}, memory {result.memory}",
+                        flush=True,
+                    )
+                    print(f"  CPU % of one core in the 60x window: {cpu_line(result.live_cpu)}", flush=True)
+                if "fast" in modes:
+                    fast_run(count, postgres, scratch, args.fast_skip, args.fast_window, result)
+                    loads.append(os.getloadavg()[0])
+                    print(f"{count} pairs, fast: {result.throughput}", flush=True)
+                    print(f"  CPU % of one core in the fast window: {cpu_line(result.cpu)}", flush=True)
                 print(f"  {'; '.join(result.exits)}; log errors: {dict(result.problems) or 'none'}", flush=True)
+                for key, sample in result.samples.items():
+                    print(f"    {key}: {sample}", flush=True)
             if not args.skip_kill:
                 kill = kill_restart(postgres, scratch)
                 loads.append(os.getloadavg()[0])
@@ -835,10 +955,17 @@ def main() -> None:
         finally:
             postgres.stop()
     elapsed = time.monotonic() - began
-    load = f"1-minute load average {min(loads):.1f} to {max(loads):.1f} during the run ({elapsed / 60:.0f} min)"
+    others = max(
+        [0.0, *(w.get(OTHERS, 0.0) for r in results.values() for w in (r.live_cpu, r.cpu))],
+    )
+    load = (
+        f"the whole run took {elapsed / 60:.0f} min; in the measurement windows other processes used at most "
+        f"{others:.0f}% of one core (the 1-minute load average peaked at {max(loads):.0f}: the daemon's own Ray "
+        "workers starting)"
+    )
     print(load)
-    if chain and kill:
-        settings = {"live_window": args.live_window, "fast_window": args.fast_window}
+    if chain and kill and modes == {"live", "fast"}:
+        settings = {"live_window": args.live_window, "fast_window": args.fast_window, "fast_skip": args.fast_skip}
         section = markdown(chain, results, kill, settings, load)
         print(section)
         if args.write:

@@ -213,6 +213,8 @@ class DaemonSettings(Section):
 
     health_interval_sec: float = Field(default=5.0, gt=0)
     health_timeout_sec: float = Field(default=10.0, gt=0)
+    start_timeout_sec: float = Field(default=120.0, gt=0)
+    """Each start-up step of an actor (twice this for the feed's warm-up and the feature actor's opening)."""
     restart_backoff_sec: float = Field(default=1.0, gt=0)
     restart_backoff_max_sec: float = Field(default=60.0, gt=0)
     max_restarts: int = Field(default=5, ge=1)

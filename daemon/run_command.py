@@ -21,6 +21,7 @@ from pathlib import Path
 from config import Settings
 from daemon import exit_codes
 from daemon.db_commands import open_migrated_database
+from daemon.market_commands import refuse_test_data
 from daemon.run_setup import RunSetupError, resolve_run, start_replay_venue
 from daemon.run_state import DaemonState
 from daemon.systemd import Notifier
@@ -42,6 +43,8 @@ async def run_daemon(settings: Settings, config_path: Path | None) -> int:
             file=sys.stderr,
         )
         return exit_codes.CONFIG
+    if (refused := refuse_test_data(settings)) is not None:
+        return refused
     notifier.status("opening the database")
     database = await open_migrated_database(settings)
     if database is None:

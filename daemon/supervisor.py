@@ -115,8 +115,9 @@ class Supervisor:
                 slot.task.cancel()
         running = [slot for slot in self.slots.values() if slot.actors]
         for slot in running:
-            with contextlib.suppress(RayError):
-                slot.actors["risk"].halt_for_shutdown.remote()
+            if "risk" in slot.actors:  # a pair part-way through its start has no risk guard yet
+                with contextlib.suppress(RayError):
+                    slot.actors["risk"].halt_for_shutdown.remote()
         clean = True
         for role in ("features", "policy", "risk", "execution"):
             waits = [
@@ -190,7 +191,8 @@ class Supervisor:
         slot.actors = {}
 
     async def _call(self, ref: Any, what: str, *, slow: bool = False) -> Any:
-        timeout = self.settings.health_timeout_sec * (12 if slow else 3)
+        """A start-up step: a cold worker on a busy machine takes seconds (16 pairs start 80 at once)."""
+        timeout = self.settings.start_timeout_sec * (2 if slow else 1)
         try:
             return await asyncio.wait_for(ref, timeout)
         except TimeoutError:
