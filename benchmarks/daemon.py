@@ -309,9 +309,8 @@ class Sql:
 
 def write_config(directory: Path, pairs: list[str]) -> Path:
     """Like the e2e tests' config, with the benchmark's pairs, account limits that let every pair hold a
-    position, and the daemon's default supervision settings except `health_timeout_sec`: an actor gets 3x
-    that to answer `ready` (12x for the feed's warm-up), and with the default 10 s a cold 16-pair start
-    on 2 cores timed out some pairs' execution actors (READY=1 came with 10 of 16 pairs trading)."""
+    position, and the daemon's default supervision settings (`daemon.start_timeout_sec` gives a cold
+    16-pair start on 2 cores the time it needs)."""
     path = directory / "tradingd.toml"
     path.write_text(
         f"""
@@ -322,9 +321,6 @@ intervals = ["1m"]
 
 [run]
 policy = "momentum"
-
-[daemon]
-health_timeout_sec = 30.0
 
 [account]
 breaker_max_losses = 1000000

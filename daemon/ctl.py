@@ -139,12 +139,9 @@ def _tree(value: Any, indent: int = 0) -> str:
     if isinstance(value, list):
         if not value:
             return pad + "(none)"
-        return "\n".join(
-            _tree(item, indent) + ("\n" if isinstance(item, Mapping) else "")
-            if isinstance(item, Mapping)
-            else f"{pad}- {_scalar(item)}"
-            for item in value
-        ).rstrip("\n")
+        parts = [_tree(item, indent) if isinstance(item, Mapping) else f"{pad}- {_scalar(item)}" for item in value]
+        # Records (alerts, runs, jobs) are separated by a blank line; plain values stay one per line.
+        return ("\n\n" if any(isinstance(item, Mapping) for item in value) else "\n").join(parts)
     return pad + _scalar(value)
 
 

@@ -17,8 +17,6 @@ log = get_logger("tradingd.daemon")
 def start_ray(settings: Settings) -> None:
     if ray.is_initialized():
         return
-    # Under `uv run`, Ray would otherwise package the working directory for every worker.
-    os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
     options = settings.ray
     if options.address:
         ray.init(address=options.address, log_to_driver=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,6 @@ from actors.feed.runner import FeedSchedule
 from actors.policy.actor import PolicySource
 from actors.policy.core import ModelProvenance
 from actors.risk.account import AccountPolicy
-from actors.risk.desk import cooldown_of
 from actors.risk.limits import RiskLimits
 from actors.run_context import PairContext
 from actors.shell import WorkerEnv
@@ -207,7 +207,7 @@ def account_policy(settings: Settings) -> tuple[AccountPolicy, AccountPolicyRow]
         account.max_net_exposure,
         account.daily_loss_limit,
         account.breaker_max_losses,
-        cooldown_of(account.breaker_cooldown_min),
+        timedelta(minutes=account.breaker_cooldown_min),
     )
     return policy, row
 

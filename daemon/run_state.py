@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from config import Settings
+from daemon.control_protocol import CommandError
 from daemon.run_setup import build_plans, start_run
 from daemon.supervisor import Supervisor
 from storage.database import Database
@@ -31,8 +32,6 @@ class DaemonState:
         return "" if self.run is None else str(self.run.id)
 
     def require_supervisor(self) -> Supervisor:
-        from daemon.control_protocol import CommandError
-
         if self.supervisor is None:
             raise CommandError("no_run", "no run is active: start one with `runs start`")
         return self.supervisor

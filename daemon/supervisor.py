@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import ray
-from ray.exceptions import GetTimeoutError, RayActorError, RayError
+from ray.exceptions import RayError
 
 from actors.execution.actor import ExecutionActor
 from actors.features.actor import FeatureActor, FeatureSource
@@ -372,7 +372,7 @@ async def _gather_quietly(refs: list[Any], wait_sec: float, default: Any = False
     async def one(ref: Any) -> Any:
         try:
             return await asyncio.wait_for(ref, wait_sec)
-        except (TimeoutError, RayError, RayActorError, GetTimeoutError):
+        except (TimeoutError, RayError):  # RayError covers a dead actor and Ray's own timeouts
             return default
 
     return list(await asyncio.gather(*(one(ref) for ref in refs)))

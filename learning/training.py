@@ -276,8 +276,7 @@ def ppo_config(agent: AgentConfig, env_config: dict[str, Any]) -> PPOConfig:
 def ensure_ray() -> None:
     """Start a local Ray sized for this machine, unless one is running (the caller may have joined a cluster)."""
     if not ray.is_initialized():
-        # Under `uv run`, Ray would otherwise package the working directory for its workers.
-        os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+        # RAY_ENABLE_UV_RUN_RUNTIME_ENV must be set before Ray is imported: `daemon/__init__.py` does it.
         ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False)
 
 

@@ -3,6 +3,7 @@ tells the risk guard, the policy and the account guard about every position chan
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import Awaitable, Callable
@@ -33,9 +34,7 @@ class ExecutionActor:
         self.database: Database | None = None
         self.core: ExecutionCore | None = None
         self.peers: dict[str, Any] = {}
-        self.inbox: Inbox[OrderPlan | tuple[Operation, ray.ObjectRef[Any] | Any]] = Inbox(
-            "execution", self._handle, fatal
-        )
+        self.inbox: Inbox[OrderPlan | tuple[Operation, asyncio.Future[Any]]] = Inbox("execution", self._handle, fatal)
 
     async def ready(self) -> dict[str, Any]:
         if self.core is None:
@@ -92,21 +91,22 @@ class ExecutionActor:
 
     async def _serialised(self, operation: Operation) -> Any:
         """Run an operator action between plans, never during one."""
-        import asyncio
-
         done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.inbox.put((operation, done))
         return await done
 
-    async def _handle(self, message: OrderPlan | tuple[Operation, Any]) -> None:
+    async def _handle(self, message: OrderPlan | tuple[Operation, asyncio.Future[Any]]) -> None:
         core = self._core()
         if isinstance(message, tuple):
             operation, done = message
             try:
                 done.set_result(await operation())
-            except KeyError as error:
+            except KeyError as error:  # an unknown trade: the operator is told, nothing changed
                 done.set_exception(error)
                 return
+            except BaseException as error:  # the caller hears of it before the inbox ends the worker
+                done.set_exception(error)
+                raise
             self._tell(core.report())
             return
         recorded = await core.on_plan(message)

@@ -21,7 +21,6 @@ from typing import Any
 
 from actors.execution.paper import BookEvent, OrderCancelled, OrderFilled, PaperBook, Trade, WorkingOrder
 from actors.run_context import PairContext
-from domain.candles import interval_ms
 from domain.fills import FillRules
 from domain.messages import OrderIntent, OrderPlan, PolicyDecision, PositionReport
 from domain.orders import FINAL_STATES, OrderState, client_order_id, transition
@@ -456,7 +455,3 @@ def _passed(value: object) -> object:
 
 def _uuid(value: str | None) -> uuid.UUID | None:
     return None if value is None else uuid.UUID(value)
-
-
-def candle_close_ms(open_time_ms: int, context: PairContext) -> int:
-    return open_time_ms + interval_ms(context.interval)

@@ -4,7 +4,7 @@ circuit breaker, and the state that must survive a restart (`account_risk_state`
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -86,7 +86,3 @@ class AccountDesk:
             "breaker_cooldown_until": row.breaker_cooldown_until.isoformat() if row.breaker_cooldown_until else None,
             "exposures": {pair: str(value) for pair, value in sorted(self.exposures.items())},
         }
-
-
-def cooldown_of(minutes: int) -> timedelta:
-    return timedelta(minutes=minutes)

@@ -55,3 +55,5 @@ def test_status_reads_as_a_table_and_other_answers_as_a_tree() -> None:
     tree = render("risk", {"ok": True, "account": {"breaker_open": True, "exposures": {}}, "pairs": {}})
     assert tree.splitlines() == ["account:", "  breaker_open: True", "  exposures: (none)", "pairs: (none)"]
     assert "ok" not in render("alerts", {"ok": True, "alerts": []})
+    alerts = render("alerts", {"ok": True, "alerts": [{"kind": "a", "pair": None}, {"kind": "b", "pair": "X"}]})
+    assert alerts.splitlines() == ["alerts:", "  kind: a", "  pair: -", "", "  kind: b", "  pair: X"]
