@@ -17,6 +17,7 @@ import signal
 import socket
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -236,22 +237,30 @@ max_position_notional = 100000
         )
         before = newest_decided(postgres_url, "BTC-USDT")
         d.wait_until(lambda: newest_decided(postgres_url, "BTC-USDT") > before + 60_000, 60, "BTC deciding again")
+
         # a pair whose feed keeps dying: FAULTED, the other pair trades on
+        def btc() -> dict[str, Any]:
+            view: dict[str, Any] = d.ctl("status")["pairs"]["BTC-USDT"]
+            return view
+
+        killed: int | None = None
         for _ in range(10):
-            view = d.ctl("status")["pairs"]["BTC-USDT"]
-            if view["state"] == "FAULTED":
-                break
-            pid = view["actors"]["feed"]["pid"]
-            if view["state"] == "running" and pid:
-                os.kill(pid, signal.SIGKILL)
+            # A pair part-way through a restart already shows some new pids: kill only a running pair's
+            # feed, and one that was not killed before.
             d.wait_until(
-                lambda pid=pid: (
-                    d.ctl("status")["pairs"]["BTC-USDT"]["actors"]["feed"]["pid"] != pid
-                    or d.ctl("status")["pairs"]["BTC-USDT"]["state"] == "FAULTED"
+                lambda killed=killed: (
+                    (view := btc())["state"] == "FAULTED"
+                    or (view["state"] == "running" and view["actors"]["feed"]["pid"] not in (None, killed))
                 ),
                 90,
-                "the feed restarted or the pair faulted",
+                "the pair running again with a new feed, or FAULTED",
             )
+            view = btc()
+            if view["state"] == "FAULTED":
+                break
+            killed = view["actors"]["feed"]["pid"]
+            assert killed is not None
+            os.kill(killed, signal.SIGKILL)
         status = d.ctl("status")
         assert status["pairs"]["BTC-USDT"]["state"] == "FAULTED"
         assert status["pairs"]["ETH-USDT"]["state"] == "running"
