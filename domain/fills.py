@@ -66,6 +66,21 @@ def below_minimum(quantity: Decimal, price: Decimal, rules: FillRules) -> bool:
     return quantity < rules.min_quantity or quantity * price < rules.min_notional
 
 
+def rebalance_quantity(
+    target: float, max_notional: Decimal, price: Decimal, position: Decimal, rules: FillRules
+) -> Decimal:
+    """The signed quantity of the market order that moves `position` to `target` (a signed fraction of
+    the maximum position, whose notional is `max_notional`) at `price`: 0 when nothing is to be sent (the
+    position is there already, or the order would fall below the venue's minimums).
+
+    One sizing rule for the training environment and the backtests, so both trade the same orders."""
+    wanted = truncate_quantity(abs(Decimal(repr(target))) * max_notional / price, rules)
+    delta = (wanted if target > 0 else -wanted) - position
+    if delta == 0 or below_minimum(abs(delta), price, rules):
+        return Decimal(0)
+    return delta
+
+
 def market_fill(side: Side, quantity: Decimal, last_price: Decimal, rules: FillRules) -> Fill:
     """A market order: the last price moved against the taker by the slippage, then onto the tick grid
     against the taker too (so any slippage costs at least a tick), paying the taker fee."""

@@ -20,7 +20,7 @@ import gymnasium as gym
 import numpy as np
 import numpy.typing as npt
 
-from domain.fills import FillRules, Position, below_minimum, market_fill, truncate_quantity
+from domain.fills import FillRules, Position, market_fill, rebalance_quantity
 from features.normalization import SCALE_CLIP, NormalizationStats
 from features.spec import STATE_FEATURES
 from features.state import state_features
@@ -130,16 +130,13 @@ class TradingEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
         """Market order from the current position to `target` (a signed fraction of the maximum
         position) at `price`; returns the notional traded."""
         max_notional = Decimal(repr(self._equity * self.settings.max_exposure))
-        wanted = truncate_quantity(abs(Decimal(repr(target))) * max_notional / price, self.rules)
-        signed_wanted = wanted if target > 0 else -wanted
-        delta = signed_wanted - self.position.quantity
-        quantity = abs(delta)
-        if quantity == 0 or below_minimum(quantity, price, self.rules):
+        delta = rebalance_quantity(target, max_notional, price, self.position.quantity, self.rules)
+        if delta == 0:
             return Decimal(0)
-        fill = market_fill("BUY" if delta > 0 else "SELL", quantity, price, self.rules)
+        fill = market_fill("BUY" if delta > 0 else "SELL", abs(delta), price, self.rules)
         self._balance += self.position.apply(fill) - fill.fee
         self.trades += 1
-        return quantity * fill.price
+        return fill.quantity * fill.price
 
     def _reset_state(self, start: int, steps: int) -> None:
         self.position = Position()

@@ -1,0 +1,165 @@
+"""One nautilus_trader backtest of one policy over a span of candles and their features.
+
+The venue is a NETTING margin account in USDT (BingX's one-way mode) with the contract's leverage.
+Our metrics are computed from the fills (`metrics.py`), not by nautilus's portfolio analyzer: the
+analyzer appends to pandas series for every closed position, which makes long backtests quadratic
+(docs/performance.md), and we need the same figures for paper runs, which nautilus never sees.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from nautilus_trader.backtest.engine import BacktestEngine
+from nautilus_trader.config import BacktestEngineConfig, LoggingConfig
+from nautilus_trader.model.currencies import USDT
+from nautilus_trader.model.enums import AccountType, OmsType
+from nautilus_trader.model.identifiers import TraderId
+from nautilus_trader.model.objects import Money
+
+from actors.policy.policies import Policy
+from domain.candle_columns import CandleColumns
+from domain.candles import interval_ms
+from domain.fills import FillRules
+from domain.instruments import Contract
+from learning.evaluation.metrics import Metrics, Segment, metrics
+from learning.evaluation.strategy import BarDecision, PolicyStrategy
+from learning.evaluation.venue import VENUE, VenueFees, bar_type, instrument_id, market_data, perpetual
+
+Floats = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class BacktestSettings:
+    contract: Contract
+    rules: FillRules
+    """The contract's grid and fees, and the slippage a market order pays."""
+    initial_equity: Decimal
+    max_exposure: float
+    """A full target position's notional, as a multiple of equity (the agent's environment setting)."""
+    leverage: int
+
+    def __post_init__(self) -> None:
+        if self.leverage < 1:
+            raise ValueError("leverage must be at least 1")
+        if self.max_exposure > self.leverage:
+            raise ValueError(
+                f"max_exposure {self.max_exposure} needs leverage above {self.leverage}: a full position "
+                "would not fit the margin"
+            )
+
+    def to_json(self) -> dict[str, Any]:
+        rules = self.rules
+        return {
+            "pair": self.contract.symbol,
+            "initial_equity": str(self.initial_equity),
+            "max_exposure": self.max_exposure,
+            "leverage": self.leverage,
+            "tick": str(rules.tick),
+            "step": str(rules.step),
+            "min_quantity": str(rules.min_quantity),
+            "min_notional": str(rules.min_notional),
+            "maker_fee": str(rules.maker_fee),
+            "taker_fee": str(rules.taker_fee),
+            "slippage_bps": str(rules.slippage_bps),
+        }
+
+
+@dataclass(frozen=True, eq=False)
+class BacktestResult:
+    policy: str
+    segment: Segment
+    decisions: tuple[BarDecision, ...]
+    metrics: Metrics
+    ledger_balance: Decimal
+    """Our own book's balance at the end (initial equity, realised PnL, fees)."""
+    venue_balance: Decimal
+    """The nautilus account's balance at the end: must equal `ledger_balance`."""
+    rejections: tuple[str, ...]
+    seconds: float
+
+    @property
+    def bars_per_second(self) -> float:
+        return len(self.segment.close) / self.seconds if self.seconds > 0 else float("inf")
+
+
+def run_backtest(
+    policy: Policy, candles: CandleColumns, features: Floats, settings: BacktestSettings
+) -> BacktestResult:
+    """Trade `policy` over `candles` (consecutive, final) whose market features are the rows of
+    `features`. The first bar's decision fills at the second bar's open; the last bar only marks."""
+    if len(candles) < 2:
+        raise ValueError("a backtest needs at least two candles")
+    if features.shape[0] != len(candles):
+        raise ValueError("features must have one row per candle")
+    if np.any(np.diff(candles.open_time_ms) != interval_ms(candles.interval)):
+        raise ValueError("the candles must be consecutive, one per interval, in order")
+    contract = settings.contract
+    started = time.perf_counter()
+    config = BacktestEngineConfig(trader_id=TraderId("EVALUATION-001"), logging=LoggingConfig(bypass_logging=True))
+    engine = BacktestEngine(config)
+    try:
+        engine.add_venue(
+            VENUE,
+            OmsType.NETTING,
+            AccountType.MARGIN,
+            [Money(settings.initial_equity, USDT)],
+            base_currency=USDT,
+            default_leverage=Decimal(settings.leverage),
+            fee_model=VenueFees(settings.rules),
+            bar_execution=False,  # the book is the open's quote; bars only tell the strategy a candle closed
+            trade_execution=False,
+        )
+        instrument = perpetual(contract, settings.leverage)
+        engine.add_instrument(instrument)
+        bars, quotes = market_data(contract, settings.rules, candles)
+        engine.add_data(quotes)
+        engine.add_data(bars)
+        strategy = PolicyStrategy(
+            policy,
+            instrument=instrument_id(contract),
+            bars=bar_type(contract, candles),
+            size_precision=contract.quantity_precision,
+            features=features,
+            opens=candles.open,
+            closes=candles.close,
+            open_times_ms=candles.open_time_ms,
+            rules=settings.rules,
+            initial_equity=settings.initial_equity,
+            max_exposure=settings.max_exposure,
+        )
+        engine.add_strategy(strategy)
+        _skip_portfolio_analyzer(engine)
+        with warnings.catch_warnings():
+            # nautilus calls pandas' deprecated Timestamp.utcnow when it logs the run's timing.
+            warnings.filterwarnings("ignore", message=r".*Timestamp\.utcnow is deprecated")
+            engine.run()
+        account = engine.portfolio.account(VENUE)
+        venue_balance = account.balance_total(USDT).as_decimal()
+    finally:
+        engine.dispose()
+    segment = Segment(settings.initial_equity, candles.close, tuple(strategy.fills), interval_ms(candles.interval))
+    return BacktestResult(
+        policy=policy.name,
+        segment=segment,
+        decisions=tuple(strategy.decisions),
+        metrics=metrics([segment]),
+        ledger_balance=strategy.balance,
+        venue_balance=venue_balance,
+        rejections=tuple(strategy.rejections),
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _skip_portfolio_analyzer(engine: BacktestEngine) -> None:
+    """The analyzer's per-position pandas appends are what make nautilus backtests superlinear; our
+    metrics come from the fills instead."""
+    analyzer = engine.portfolio.analyzer
+    analyzer.record_trade = lambda *args, **kwargs: None
+    analyzer.calculate_statistics = lambda *args, **kwargs: None

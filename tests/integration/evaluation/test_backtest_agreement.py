@@ -1,0 +1,88 @@
+"""One world for training and evaluation: a nautilus_trader backtest of a baseline policy and the
+gymnasium environment, given the same candles and the same decisions, hold the same position after
+every bar and end with the same equity; nautilus's own account agrees with our book to the cent."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal
+
+import numpy as np
+import pytest
+
+from actors.policy.policies import baseline
+from domain.candle_columns import CandleColumns
+from domain.fills import FillRules
+from domain.instruments import Contract
+from features.batch import batch_features
+from features.definitions import V2
+from features.normalization import NormalizationStats
+from learning.agent_config import Environment, Reward
+from learning.env import MarketData, TradingEnv
+from learning.evaluation.backtest import BacktestSettings, run_backtest
+from learning.evaluation.metrics import replay
+
+CONTRACT = Contract(
+    "BTC-USDT", 1, 4, Decimal("0.0001"), Decimal("2"), Decimal("0.0002"), Decimal("0.0005"), 125, 125, 1, True
+)
+RULES = FillRules.of(CONTRACT, Decimal(2))
+SETTINGS = BacktestSettings(CONTRACT, RULES, Decimal(10_000), max_exposure=1.0, leverage=5)
+
+
+@pytest.fixture(scope="module")
+def span(real_candles: Callable[[str], CandleColumns]) -> tuple[CandleColumns, np.ndarray]:
+    candles = real_candles("BTCUSDT_1m")
+    features = batch_features(V2, candles)
+    rows = np.arange(2_000, 6_000)
+    return candles.take(rows), features[rows]
+
+
+@pytest.mark.parametrize("name", ["ema_cross", "momentum"])
+def test_the_backtest_and_the_environment_trade_alike(span: tuple[CandleColumns, np.ndarray], name: str) -> None:
+    candles, features = span
+    result = run_backtest(baseline(name, V2), candles, features, SETTINGS)
+    book = replay(result.segment)
+    assert len(result.segment.fills) > 50, "the baseline should trade often enough to compare"
+    assert result.rejections == ()
+
+    market = MarketData(candles.open, candles.close, features, NormalizationStats.of(V2.market_features, features))
+    environment = Environment(episode_bars=len(candles), initial_equity=10_000.0, max_exposure=1.0, slippage_bps=2.0)
+    env = TradingEnv({"market": market, "rules": RULES, "environment": environment, "reward": Reward()})
+    env.reset(options={"start": 0})
+    held = 0.0
+    for decision in result.decisions:
+        held = held if decision.target is None else decision.target
+        _, _, terminated, _, info = env.step(env.targets.index(held))
+        row = decision.row + 1
+        assert not terminated
+        assert Decimal(repr(info["position"])) == Decimal(repr(float(book.position[row]))), f"bar {row}"
+        assert info["equity"] == pytest.approx(book.equity[row], abs=1e-6), f"bar {row}"
+    assert env.trades == len(result.segment.fills)
+    assert float(env.position.fees) == pytest.approx(result.metrics.fees, abs=1e-8)
+    final = env._equity
+    assert result.metrics.net_pnl == pytest.approx(final - 10_000.0, abs=1e-6)
+    # nautilus's account (its own PnL accounting, our fee model) against our book of its fills.
+    assert result.venue_balance == pytest.approx(result.ledger_balance, abs=Decimal("0.00000001"))
+
+
+def test_a_hold_policy_trades_nothing(span: tuple[CandleColumns, np.ndarray]) -> None:
+    candles, features = span
+    result = run_backtest(baseline("hold", V2), candles, features, SETTINGS)
+    assert result.segment.fills == ()
+    assert result.metrics.net_pnl == 0
+    assert result.metrics.trade_count == 0
+    assert result.venue_balance == Decimal(10_000)
+    assert len(result.decisions) == len(candles) - 1
+    assert all(decision.hold_reason == "hold_policy" for decision in result.decisions)
+
+
+def test_settings_that_cannot_hold_a_full_position_are_refused() -> None:
+    with pytest.raises(ValueError, match="needs leverage above 1"):
+        BacktestSettings(CONTRACT, RULES, Decimal(10_000), max_exposure=2.0, leverage=1)
+
+
+def test_gapped_candles_are_refused(span: tuple[CandleColumns, np.ndarray]) -> None:
+    candles, features = span
+    rows = np.r_[0:100, 101:200]
+    with pytest.raises(ValueError, match="consecutive"):
+        run_backtest(baseline("hold", V2), candles.take(rows), features[rows], SETTINGS)
