@@ -17,8 +17,9 @@ from daemon.db_commands import open_migrated_database
 from daemon.market_commands import venue_failure
 from domain.errors import VenueError
 from domain.fills import FillRules
+from domain.instruments import Contract
 from exchange.bingx.rest import BingXRest
-from learning.agent_config import AgentConfigError, load_agent_config
+from learning.agent_config import AgentConfigError, agent_config_of, load_agent_config
 from storage.agents import AgentExistsError, AgentStore, AgentVersion, StoredAgent
 from storage.datasets import DatasetStore
 
@@ -79,7 +80,7 @@ async def run_agent_command(settings: Settings, args: argparse.Namespace) -> int
             print(json.dumps(_agent_json(found), indent=2))
             return exit_codes.OK
         for version in await agents.versions(args.name):
-            print(json.dumps(_version_json(version)))
+            print(json.dumps(version_json(version)))
         return exit_codes.OK
     finally:
         await database.close()
@@ -89,7 +90,7 @@ async def _train(
     settings: Settings, agents: AgentStore, datasets: DatasetStore, args: argparse.Namespace, data_dir: Path
 ) -> int:
     # RLlib and torch take seconds to import: only this command pays for them.
-    from learning.training import IterationReport, TrainingError, agent_config_of, train_agent
+    from learning.training import IterationReport, TrainingError, train_agent
 
     stored = await agents.get(args.agent)
     dataset = await datasets.get(args.dataset)
@@ -98,15 +99,9 @@ async def _train(
         print(f"tradingd: no {missing}", file=sys.stderr)
         return exit_codes.DATA_ERROR
     environment = agent_config_of(stored).environment
-    try:
-        async with BingXRest(settings.exchange.rest_url, recv_window_ms=settings.exchange.recv_window_ms) as rest:
-            contracts = await rest.contracts(dataset.pair)
-    except VenueError as error:
-        return venue_failure(error, "train", "run it again when the venue answers")
-    contract = next((c for c in contracts if c.symbol == dataset.pair), None)
-    if contract is None:
-        print(f"tradingd: the venue lists no contract {dataset.pair}", file=sys.stderr)
-        return exit_codes.DATA_ERROR
+    contract = await venue_contract(settings, dataset.pair, "train")
+    if isinstance(contract, int):
+        return contract
     rules = FillRules.of(contract, Decimal(repr(environment.slippage_bps)))
     on_terminal = sys.stderr.isatty()
 
@@ -141,11 +136,26 @@ async def _train(
         raise
     print(
         json.dumps(
-            _version_json(result.version)
+            version_json(result.version)
             | {"resumed_from": result.resumed_from, "iterations": result.iterations, "env_steps": result.env_steps}
         )
     )
     return exit_codes.OK
+
+
+async def venue_contract(settings: Settings, pair: str, command: str) -> Contract | int:
+    """The pair's contract as the venue lists it now (grid, minimums, fees, leverage), or the exit code
+    of the failure, already reported."""
+    try:
+        async with BingXRest(settings.exchange.rest_url, recv_window_ms=settings.exchange.recv_window_ms) as rest:
+            contracts = await rest.contracts(pair)
+    except VenueError as error:
+        return venue_failure(error, command, "run it again when the venue answers")
+    contract = next((c for c in contracts if c.symbol == pair), None)
+    if contract is None:
+        print(f"tradingd: the venue lists no contract {pair}", file=sys.stderr)
+        return exit_codes.DATA_ERROR
+    return contract
 
 
 def _agent_json(stored: StoredAgent) -> dict[str, Any]:
@@ -160,7 +170,7 @@ def _agent_json(stored: StoredAgent) -> dict[str, Any]:
     }
 
 
-def _version_json(version: AgentVersion) -> dict[str, Any]:
+def version_json(version: AgentVersion) -> dict[str, Any]:
     return {
         "agent": version.agent,
         "version": version.version,

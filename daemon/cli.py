@@ -22,6 +22,7 @@ from daemon.agent_commands import add_agent_commands, run_agent_command
 from daemon.ctl import add_ctl_commands, run_ctl
 from daemon.dataset_commands import add_dataset_commands, run_dataset_command
 from daemon.db_commands import run_db_command
+from daemon.evaluation_commands import add_evaluation_commands, run_evaluation_command
 from daemon.market_commands import add_market_commands, run_backfill, run_ingest, run_retry_queue, run_simulator
 from observability import configure_logging, get_logger
 
@@ -61,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_market_commands(commands)
     add_dataset_commands(commands)
     add_agent_commands(commands)
+    add_evaluation_commands(commands)
     commands.add_parser(
         "run",
         help="run the daemon in the foreground (systemd Type=notify): paper-trade the configured pairs, "
@@ -99,6 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(run_dataset_command(settings, args))
         if args.command in ("agent", "train"):
             return asyncio.run(run_agent_command(settings, args))
+        if args.command in ("evaluate", "promote", "rollback", "report"):
+            return asyncio.run(run_evaluation_command(settings, args))
         if args.command == "run":
             from daemon.run_command import run_daemon
 

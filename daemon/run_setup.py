@@ -41,6 +41,7 @@ from storage.trading import Run, RunStore
 
 log = get_logger("tradingd.daemon")
 TRADABLE_STATUSES = ("trained", "evaluated", "promoted")
+"""What a paper run may trade; a live run trades only a `promoted` version (`tradingd promote`)."""
 
 
 class RunSetupError(RuntimeError):
@@ -91,7 +92,8 @@ class RunChoice:
 
 
 async def choose_policy(settings: Settings, database: Database, policy: str) -> RunChoice:
-    """A baseline, or an agent version that finished training (its feature set and threshold come with it)."""
+    """A baseline, or an agent version that finished training (its feature set and threshold come with it);
+    for a live run, only a promoted version."""
     if not policy.startswith("agent:"):
         spec = feature_set(settings.features.feature_set, settings.features.context)
         return RunChoice(spec.name, 1.0, None, policy)
@@ -102,6 +104,11 @@ async def choose_policy(settings: Settings, database: Database, policy: str) -> 
         raise RunSetupError(f"agent version {version_id} does not exist")
     if version.status not in TRADABLE_STATUSES or version.artifact_id is None:
         raise RunSetupError(f"agent version {version_id} is {version.status} and has no artifact to trade with")
+    if settings.exchange.mode == "live" and version.status != "promoted":
+        raise RunSetupError(
+            f"agent version {version_id} is {version.status}, not promoted: a live run trades only a version that "
+            "passed its promotion gates (`tradingd promote`)"
+        )
     agent = next((a for a in await agents.agents() if a.id == version.agent_id), None)
     if agent is None or version.feature_set is None:
         raise RunSetupError(f"agent version {version_id} has no agent configuration or feature set")

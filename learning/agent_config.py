@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from features.definitions import feature_set
+from storage.agents import StoredAgent
 
 Algorithm = Literal["PPO"]
 """The algorithms whose policy network we can export for the live path. Others are refused by name
@@ -153,3 +154,14 @@ def load_agent_config(path: Path) -> AgentConfig:
     except tomllib.TOMLDecodeError as error:
         raise AgentConfigError(f"{path}: not valid TOML: {error}") from None
     return parse_agent_config(document, str(path))
+
+
+def agent_config_of(stored: StoredAgent) -> AgentConfig:
+    document = {
+        "name": stored.name,
+        "algorithm": stored.algorithm,
+        "feature_set": stored.feature_set,
+        "decision_threshold": stored.decision_threshold,
+        **stored.sections,
+    }
+    return parse_agent_config(document, f"agent {stored.name}")

@@ -14,7 +14,7 @@ import shutil
 import time
 import uuid
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,16 +26,16 @@ import structlog
 from ray.rllib.algorithms.ppo import PPOConfig
 from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
 
-from actors.policy.artifact import FORMAT, PolicyArtifact, checksum, load_artifact
+from actors.policy.artifact import FORMAT, Layer, PolicyArtifact, checksum, load_artifact
 from domain.fills import FillRules
 from features.definitions import feature_set
 from features.normalization import NormalizationStats
 from features.spec import FeatureSetSpec
-from learning.agent_config import AgentConfig, parse_agent_config
+from learning.agent_config import AgentConfig, agent_config_of
 from learning.code_version import code_version
 from learning.env import MarketData, TradingEnv
 from learning.export import policy_layers, verify_export
-from storage.agents import AgentStore, AgentVersion, ArtifactStore, StoredAgent
+from storage.agents import AgentStore, AgentVersion, ArtifactStore
 from storage.datasets import DatasetStore, DatasetVersion
 
 log = structlog.get_logger("tradingd.training")
@@ -65,17 +65,6 @@ class TrainingResult:
     env_steps: int
     resumed_from: int
     """The iteration the run resumed after (0 for a fresh run)."""
-
-
-def agent_config_of(stored: StoredAgent) -> AgentConfig:
-    document = {
-        "name": stored.name,
-        "algorithm": stored.algorithm,
-        "feature_set": stored.feature_set,
-        "decision_threshold": stored.decision_threshold,
-        **stored.sections,
-    }
-    return parse_agent_config(document, f"agent {stored.name}")
 
 
 async def train_agent(
@@ -124,11 +113,7 @@ async def train_agent(
         resumed_from=resumed_from,
     )
 
-    ensure_ray()
-    with warnings.catch_warnings():
-        # RLlib registers its env wrapper under one name per build; a second build in a process says so.
-        warnings.filterwarnings("ignore", message=".*Overriding environment rllib-single-agent-env-v0")
-        algo = ppo_config(agent, env_config).build_algo()
+    algo = build_algo(agent, env_config)
     try:
         if resumed_from:
             assert version.checkpoint_path is not None
@@ -180,26 +165,18 @@ async def train_agent(
     finally:
         algo.stop()
 
-    artifact = PolicyArtifact(
-        layers=layers,
-        feature_set=spec.name,
-        feature_schema_hash=spec.schema_hash,
-        market_features=spec.market_features,
-        state_features=spec.state_features,
-        normalization=market.stats,
-        targets=agent.environment.targets,
-        decision_threshold=agent.decision_threshold,
-        provenance={
+    artifact = policy_artifact(
+        agent,
+        spec,
+        layers,
+        market.stats,
+        {
             "agent": agent.name,
             "version": version.version,
             "agent_version_id": str(version.id),
             "dataset_id": str(dataset.id),
             "dataset_hash": dataset.content_hash,
-            "algorithm": agent.algorithm,
-            "hyperparameters": agent.hyperparameters.model_dump(by_alias=True, mode="json"),
-            "environment": agent.environment.model_dump(mode="json"),
             "fill_rules": _rules_json(rules),
-            "code_version": code_version(),
         },
     )
     content_bytes = artifact.to_bytes()
@@ -231,6 +208,65 @@ async def train_agent(
         episode_return_mean=last_return,
     )
     return TrainingResult(finished, artifact_id, digest, iteration, env_steps, resumed_from)
+
+
+def policy_artifact(
+    agent: AgentConfig,
+    spec: FeatureSetSpec,
+    layers: tuple[Layer, ...],
+    stats: NormalizationStats,
+    provenance: Mapping[str, Any],
+) -> PolicyArtifact:
+    """The artifact of a trained network, with the agent's settings and the code version in its provenance."""
+    return PolicyArtifact(
+        layers=layers,
+        feature_set=spec.name,
+        feature_schema_hash=spec.schema_hash,
+        market_features=spec.market_features,
+        state_features=spec.state_features,
+        normalization=stats,
+        targets=agent.environment.targets,
+        decision_threshold=agent.decision_threshold,
+        provenance={
+            **provenance,
+            "algorithm": agent.algorithm,
+            "hyperparameters": agent.hyperparameters.model_dump(by_alias=True, mode="json"),
+            "environment": agent.environment.model_dump(mode="json"),
+            "code_version": code_version(),
+        },
+    )
+
+
+def fit_policy(
+    agent: AgentConfig, spec: FeatureSetSpec, market: MarketData, rules: FillRules, provenance: Mapping[str, Any]
+) -> tuple[PolicyArtifact, dict[str, Any]]:
+    """Train the agent's configuration on `market` from scratch, without checkpoints or records (a
+    walk-forward fold's model), and return its verified artifact with the training figures."""
+    env_config = {"market": market, "rules": rules, "environment": agent.environment, "reward": agent.reward}
+    algo = build_algo(agent, env_config)
+    metrics: dict[str, Any] = {}
+    try:
+        for _ in range(agent.hyperparameters.iterations):
+            result = algo.train()
+            episode_return = result.get("env_runners", {}).get("episode_return_mean")
+            if episode_return is not None and np.isfinite(episode_return):
+                metrics["episode_return_mean"] = float(episode_return)
+            metrics["env_steps"] = int(result.get("num_env_steps_sampled_lifetime", 0))
+        module = algo.get_module()
+        layers = policy_layers(module)
+        observations = _export_observations(TradingEnv(env_config), agent.hyperparameters.seed)
+        metrics.update(verify_export(module, layers, observations))
+    finally:
+        algo.stop()
+    return policy_artifact(agent, spec, layers, market.stats, {**provenance, "fill_rules": _rules_json(rules)}), metrics
+
+
+def build_algo(agent: AgentConfig, env_config: dict[str, Any]) -> Any:
+    ensure_ray()
+    with warnings.catch_warnings():
+        # RLlib registers its env wrapper under one name per build; a second build in a process says so.
+        warnings.filterwarnings("ignore", message=".*Overriding environment rllib-single-agent-env-v0")
+        return ppo_config(agent, env_config).build_algo()
 
 
 def _dataset_spec(agent: AgentConfig, dataset: DatasetVersion) -> FeatureSetSpec:

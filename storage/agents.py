@@ -109,12 +109,12 @@ class AgentStore:
         """The unfinished training of this agent on this dataset, if one was interrupted."""
         async with self._pool.acquire() as connection:
             row = await connection.fetchrow(
-                _VERSIONS
+                VERSIONS_QUERY
                 + " WHERE v.agent_configuration_id = $1 AND v.dataset_version_id = $2 AND v.status = 'training'",
                 agent_id,
                 dataset_id,
             )
-        return _version(row) if row is not None else None
+        return version_of(row) if row is not None else None
 
     async def start_version(
         self, agent_id: uuid.UUID, dataset_id: uuid.UUID, feature_set_version_id: uuid.UUID, code_version: str
@@ -209,15 +209,15 @@ class AgentStore:
 
     async def version(self, version_id: uuid.UUID) -> AgentVersion | None:
         async with self._pool.acquire() as connection:
-            row = await connection.fetchrow(_VERSIONS + " WHERE v.id = $1", version_id)
-        return _version(row) if row is not None else None
+            row = await connection.fetchrow(VERSIONS_QUERY + " WHERE v.id = $1", version_id)
+        return version_of(row) if row is not None else None
 
     async def versions(self, agent: str | None = None) -> list[AgentVersion]:
         async with self._pool.acquire() as connection:
             rows = await connection.fetch(
-                _VERSIONS + " WHERE $1::text IS NULL OR a.name = $1 ORDER BY a.name, v.version", agent
+                VERSIONS_QUERY + " WHERE $1::text IS NULL OR a.name = $1 ORDER BY a.name, v.version", agent
             )
-        return [_version(row) for row in rows]
+        return [version_of(row) for row in rows]
 
     async def artifact_normalization(self, artifact_id: uuid.UUID) -> dict[str, object] | None:
         """The normalisation statistics stored with an artifact (the quality gate's reference)."""
@@ -263,7 +263,7 @@ _AGENTS = """
     FROM agent_configurations
 """
 
-_VERSIONS = """
+VERSIONS_QUERY = """
     SELECT v.id, v.agent_configuration_id, a.name AS agent, v.version, v.status, v.dataset_version_id,
            v.feature_set_version_id, f.name AS feature_set, v.parent_version_id, v.training_metrics,
            v.code_version, v.checkpoint_path, v.iterations_done, v.promoted_at, v.created_at,
@@ -290,7 +290,7 @@ def _agent(row: asyncpg.Record) -> StoredAgent:
     )
 
 
-def _version(row: asyncpg.Record) -> AgentVersion:
+def version_of(row: asyncpg.Record) -> AgentVersion:
     return AgentVersion(
         id=row["id"],
         agent_id=row["agent_configuration_id"],

@@ -25,6 +25,6 @@ SEED_TABLES = (
     "dataset_lineage",
     "observability_metrics",
 )
-OWN_TABLES = ("candles", "actor_checkpoints", "dataset_payloads", "alerts")
+OWN_TABLES = ("candles", "actor_checkpoints", "dataset_payloads", "alerts", "agent_promotions")
 HYPERTABLES = ("candles", "market_input_snapshots", "observability_metrics", "trade_decisions")
 RETENTION = {"market_input_snapshots", "observability_metrics"}

@@ -1,0 +1,283 @@
+"""`tradingd evaluate`, `tradingd promote`, `tradingd rollback` and `tradingd report run`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import uuid
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from config import Settings
+from daemon import exit_codes
+from daemon.agent_commands import venue_contract, version_json
+from daemon.db_commands import open_migrated_database
+from learning.agent_config import AgentConfigError, agent_config_of
+from learning.evaluation.folds import Fold, FoldError, FoldSpec
+from learning.evaluation.gates import EvaluationFigures, GateResult, check_gates
+from storage.agents import AgentStore, AgentVersion
+from storage.database import Database
+from storage.datasets import DatasetStore
+from storage.evaluations import EvaluationReport, EvaluationStore
+from storage.promotions import PromotionError, PromotionStore
+
+if TYPE_CHECKING:
+    from learning.evaluation.backtest import BacktestResult
+
+
+def add_evaluation_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="backtest an agent version (or a baseline) over a dataset with nautilus_trader, beside every baseline; "
+        "with --folds, walk-forward: train on the rows before each fold, test on the fold",
+    )
+    subject = evaluate.add_mutually_exclusive_group(required=True)
+    subject.add_argument("--agent-version", type=uuid.UUID, metavar="ID", help="an agent version's id")
+    subject.add_argument("--policy", metavar="NAME", help="a baseline: hold, momentum or ema_cross")
+    evaluate.add_argument("--dataset", required=True, type=uuid.UUID, metavar="ID")
+    evaluate.add_argument(
+        "--folds", type=int, metavar="N", help="walk-forward: N test folds after a first training block"
+    )
+    evaluate.add_argument("--purge-bars", type=int, default=0, metavar="P", help="rows dropped before each test fold")
+    evaluate.add_argument("--embargo-bars", type=int, default=0, metavar="E", help="a further gap before each fold")
+    evaluate.add_argument("--min-train-bars", type=int, default=1, metavar="M", help="fewer training rows skip a fold")
+    evaluate.add_argument("--strict", action="store_true", help="fail instead of skipping a fold short of training")
+
+    promote = commands.add_parser(
+        "promote", help="promote an agent version when its latest walk-forward evaluation passes the gates"
+    )
+    promote.add_argument("version", type=uuid.UUID, metavar="VERSION_ID")
+    rollback = commands.add_parser("rollback", help="return a pair to its previously promoted agent version")
+    rollback.add_argument("--pair", help="needed when several pairs have a promoted version")
+    rollback.add_argument("--interval", help="with --pair, when the pair has several")
+
+    report = commands.add_parser("report", help="draw reports")
+    report_kinds = report.add_subparsers(dest="report_command", required=True, metavar="KIND")
+    run = report_kinds.add_parser("run", help="candles with a paper or live run's entries and exits, as HTML and PNG")
+    run.add_argument("run_id", type=uuid.UUID, metavar="RUN_ID")
+    run.add_argument("--out", type=Path, metavar="DIR", help="default: <data_dir>/reports/run-<RUN_ID>")
+
+
+async def run_evaluation_command(settings: Settings, args: argparse.Namespace) -> int:
+    layout = None
+    if args.command == "evaluate" and args.folds is not None:
+        try:
+            layout = FoldSpec(args.folds, args.purge_bars, args.embargo_bars, args.min_train_bars, args.strict)
+        except FoldError as error:
+            print(f"tradingd: {error}", file=sys.stderr)
+            return exit_codes.USAGE
+    database = await open_migrated_database(settings)
+    if database is None:
+        return exit_codes.UNAVAILABLE
+    try:
+        if args.command == "evaluate":
+            return await _evaluate(settings, database, args, layout)
+        if args.command == "promote":
+            return await _promote(database, args.version)
+        if args.command == "rollback":
+            return await _rollback(database, args.pair, args.interval)
+        from daemon.run_report import write_run_report
+
+        return await write_run_report(settings, database, args.run_id, args.out)
+    finally:
+        await database.close()
+
+
+async def _evaluate(settings: Settings, database: Database, args: argparse.Namespace, layout: FoldSpec | None) -> int:
+    from learning.evaluation.service import EvaluationError, EvaluationRequest, Stores, World, evaluate, layout_json
+
+    stores = Stores(AgentStore(database.pool), DatasetStore(database.pool), EvaluationStore(database.pool))
+    dataset = await stores.datasets.get(args.dataset)
+    if dataset is None:
+        print(f"tradingd: no dataset {args.dataset}", file=sys.stderr)
+        return exit_codes.DATA_ERROR
+    contract = await venue_contract(settings, dataset.pair, "evaluate")
+    if isinstance(contract, int):
+        return contract
+    run = settings.run
+    paper_world = World(run.initial_equity, float(run.max_exposure), run.slippage_bps)
+    report_root = settings.storage.resolved_data_dir() / "reports"
+    request = EvaluationRequest(args.dataset, args.agent_version, args.policy, layout)
+    on_terminal = sys.stderr.isatty()
+
+    def show(fold: Fold, policy: str, result: BacktestResult) -> None:
+        if on_terminal:
+            figures = result.metrics
+            print(
+                f"fold {fold.index}: {policy}  net PnL {figures.net_pnl:+,.2f}  trades {figures.trade_count}  "
+                f"({result.bars_per_second:,.0f} bars/s)",
+                file=sys.stderr,
+            )
+
+    try:
+        outcome = await evaluate(stores, request, contract, paper_world, report_root, show)
+        summary = _outcome_json(await stores.evaluations.get(outcome.report_id))
+        champion = await PromotionStore(database.pool).champion(dataset.pair, dataset.interval)
+        if layout is not None and champion is not None and champion.id != args.agent_version:
+            # Promotion compares the candidate with the champion on the same dataset and folds.
+            existing = await stores.evaluations.latest_walk_forward(
+                champion.id, dataset_version_id=dataset.id, folds=layout_json(layout)
+            )
+            if existing is None or existing.status != "completed":
+                print(
+                    f"tradingd: evaluating the champion {champion.agent} v{champion.version} on the same folds",
+                    file=sys.stderr,
+                )
+                theirs = await evaluate(
+                    stores,
+                    replace(request, agent_version_id=champion.id, policy=None),
+                    contract,
+                    paper_world,
+                    report_root,
+                    show,
+                )
+                existing = await stores.evaluations.get(theirs.report_id)
+            summary["champion"] = _outcome_json(existing)
+    except (EvaluationError, AgentConfigError) as error:
+        print(f"tradingd: {error}", file=sys.stderr)
+        return exit_codes.DATA_ERROR
+    print(json.dumps(summary, indent=2))
+    return exit_codes.OK
+
+
+async def _promote(database: Database, version_id: uuid.UUID) -> int:
+    agents = AgentStore(database.pool)
+    evaluations = EvaluationStore(database.pool)
+    promotions = PromotionStore(database.pool)
+    version = await agents.version(version_id)
+    if version is None:
+        print(f"tradingd: no agent version {version_id}", file=sys.stderr)
+        return exit_codes.DATA_ERROR
+    scope = await _scope(database, version)
+    if scope is None:
+        print(f"tradingd: {version.agent} v{version.version} has no training dataset to name its pair", file=sys.stderr)
+        return exit_codes.DATA_ERROR
+    pair, interval = scope
+    latest = await evaluations.latest_walk_forward(version.id)
+    if latest is None:
+        print(
+            f"tradingd: {version.agent} v{version.version} has no walk-forward evaluation: run "
+            f"`tradingd evaluate --agent-version {version.id} --dataset ID --folds N` first",
+            file=sys.stderr,
+        )
+        return exit_codes.FAILURE
+    dataset = await DatasetStore(database.pool).get(latest.dataset_version_id) if latest.dataset_version_id else None
+    if dataset is None or (dataset.pair, dataset.interval) != (pair, interval):
+        print(
+            f"tradingd: the latest walk-forward of {version.agent} v{version.version} is not on {pair} {interval} data",
+            file=sys.stderr,
+        )
+        return exit_codes.FAILURE
+    stored = await agents.get(version.agent)
+    assert stored is not None
+    gates = agent_config_of(stored).promotion_gates
+    champion = await promotions.champion(pair, interval)
+    champion_figures = None
+    if champion is not None and champion.id != version.id:
+        theirs = await evaluations.latest_walk_forward(
+            champion.id, dataset_version_id=latest.dataset_version_id, folds=latest.parameters.get("layout")
+        )
+        champion_figures = (f"{champion.agent} v{champion.version}", None if theirs is None else _figures(theirs))
+    results = check_gates(gates, _figures(latest), champion_figures)
+    for result in results:
+        print(_gate_line(result))
+    failing = [result.name for result in results if not result.passed]
+    if failing:
+        print(
+            f"tradingd: {version.agent} v{version.version} is not promoted: failing gates {', '.join(failing)} "
+            f"(evaluation {latest.id})",
+            file=sys.stderr,
+        )
+        return exit_codes.FAILURE
+    try:
+        replaced = await promotions.promote(
+            version, pair, interval, evaluation_report_id=latest.id, gates=[result.to_json() for result in results]
+        )
+    except PromotionError as error:
+        print(f"tradingd: {error}", file=sys.stderr)
+        return exit_codes.FAILURE
+    promoted = await agents.version(version.id)
+    assert promoted is not None
+    print(
+        json.dumps(
+            {
+                "promoted": version_json(promoted),
+                "pair": pair,
+                "interval": interval,
+                "replaced": None if replaced is None else str(replaced.id),
+                "evaluation_report_id": str(latest.id),
+            }
+        )
+    )
+    return exit_codes.OK
+
+
+async def _rollback(database: Database, pair: str | None, interval: str | None) -> int:
+    promotions = PromotionStore(database.pool)
+    scopes = await promotions.scopes()
+    chosen = [
+        scope for scope in scopes if (pair is None or scope[0] == pair) and (interval is None or scope[1] == interval)
+    ]
+    if len(chosen) != 1:
+        described = ", ".join(f"{p} {i}" for p, i in scopes) or "none"
+        print(
+            f"tradingd: {'no' if not chosen else 'several'} promoted scopes match; promoted: {described} "
+            "(choose with --pair and --interval)",
+            file=sys.stderr,
+        )
+        return exit_codes.FAILURE
+    try:
+        retired, restored = await promotions.rollback(*chosen[0])
+    except PromotionError as error:
+        print(f"tradingd: {error}", file=sys.stderr)
+        return exit_codes.FAILURE
+    print(
+        json.dumps(
+            {
+                "pair": chosen[0][0],
+                "interval": chosen[0][1],
+                "retired": version_json(retired),
+                "promoted": version_json(restored),
+            }
+        )
+    )
+    return exit_codes.OK
+
+
+async def _scope(database: Database, version: AgentVersion) -> tuple[str, str] | None:
+    if version.dataset_version_id is None:
+        return None
+    dataset = await DatasetStore(database.pool).get(version.dataset_version_id)
+    return None if dataset is None else (dataset.pair, dataset.interval)
+
+
+def _figures(report: EvaluationReport) -> EvaluationFigures:
+    metrics = dict(report.metrics)
+    return EvaluationFigures(
+        report.kind, report.status, int(metrics.get("folds_evaluated", 0)), metrics, dict(report.baselines)
+    )
+
+
+def _gate_line(result: GateResult) -> str:
+    value = result.value
+    shown = f"{value:.6g}" if isinstance(value, float) else str(value)
+    detail = f"  ({result.detail})" if result.detail else ""
+    return f"{'PASS' if result.passed else 'FAIL'}  {result.name:<21} {shown:>24}  {result.threshold}{detail}"
+
+
+def _outcome_json(report: EvaluationReport | None) -> dict[str, Any]:
+    assert report is not None
+    return {
+        "report_id": str(report.id),
+        "policy": report.policy,
+        "kind": report.kind,
+        "status": report.status,
+        "agent_version_id": None if report.agent_version_id is None else str(report.agent_version_id),
+        "dataset_id": None if report.dataset_version_id is None else str(report.dataset_version_id),
+        "metrics": dict(report.metrics),
+        "baselines": {name: {"net_pnl": value.get("net_pnl")} for name, value in report.baselines.items()},
+        "report": report.report_uri,
+        "code_version": report.code_version,
+    }

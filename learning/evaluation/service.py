@@ -1,0 +1,327 @@
+"""`tradingd evaluate`: an agent version (or a baseline) over a dataset version, as one backtest or
+walk-forward folds, beside every baseline on the same spans; recorded in `evaluation_reports` with the
+versions, dataset, parameters and code version that produced it, and drawn as an HTML report.
+
+The trading world is the agent's training environment (initial equity, exposure, slippage) and its
+decision threshold, on the contract the venue lists today with its maximum leverage; a baseline alone
+trades in the paper run's world (`[run]`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import structlog
+
+from actors.policy.artifact import load_artifact
+from actors.policy.policies import BASELINES, ArtifactPolicy, baseline
+from domain.candle_columns import CandleColumns
+from domain.fills import FillRules
+from domain.instruments import Contract
+from features.definitions import feature_set
+from features.normalization import NormalizationStats
+from features.spec import FeatureSetSpec
+from learning.agent_config import AgentConfig, agent_config_of
+from learning.code_version import code_version
+from learning.evaluation.backtest import BacktestResult, BacktestSettings
+from learning.evaluation.folds import Fold, FoldSpec, walk_forward_folds
+from learning.evaluation.report import write_evaluation_report
+from learning.evaluation.walk_forward import Evaluation, FixedPolicy, PolicyMaker, evaluate_folds, whole_span
+from storage.agents import AgentStore, AgentVersion
+from storage.datasets import DatasetStore, DatasetVersion
+from storage.evaluations import EvaluationKind, EvaluationStore
+
+log = structlog.get_logger("tradingd.evaluation")
+EVALUABLE = ("trained", "evaluated", "promoted", "retired")
+
+
+class EvaluationError(ValueError):
+    """The evaluation cannot start: unknown version or dataset, mismatched feature sets, impossible folds."""
+
+
+@dataclass(frozen=True)
+class World:
+    """Equity, exposure and slippage a policy trades with (an agent's environment, or `[run]`)."""
+
+    initial_equity: Decimal
+    max_exposure: float
+    slippage_bps: Decimal
+    decision_threshold: float | None = None
+
+
+@dataclass(frozen=True)
+class EvaluationRequest:
+    dataset_id: uuid.UUID
+    agent_version_id: uuid.UUID | None = None
+    policy: str | None = None
+    """A baseline's name, when no agent version is evaluated."""
+    layout: FoldSpec | None = None
+    """None: one backtest over the whole dataset."""
+
+
+@dataclass(frozen=True)
+class EvaluationOutcome:
+    report_id: uuid.UUID
+    subject: str
+    evaluation: Evaluation
+    report_path: Path
+
+
+@dataclass(frozen=True)
+class Stores:
+    agents: AgentStore
+    datasets: DatasetStore
+    evaluations: EvaluationStore
+
+
+async def evaluate(
+    stores: Stores,
+    request: EvaluationRequest,
+    contract: Contract,
+    paper_world: World,
+    report_root: Path,
+    on_result: Callable[[Fold, str, BacktestResult], None] | None = None,
+) -> EvaluationOutcome:
+    dataset = await stores.datasets.get(request.dataset_id)
+    if dataset is None:
+        raise EvaluationError(f"no dataset {request.dataset_id}")
+    if contract.symbol != dataset.pair:
+        raise EvaluationError(f"the contract is {contract.symbol}, the dataset's pair {dataset.pair}")
+    spec = _dataset_spec(dataset)
+    version, agent = await _subject(stores.agents, request, dataset)
+    world = paper_world if agent is None else _agent_world(agent)
+    rules = FillRules.of(contract, world.slippage_bps)
+    settings = BacktestSettings(
+        contract,
+        rules,
+        world.initial_equity,
+        world.max_exposure,
+        leverage=min(contract.max_long_leverage, contract.max_short_leverage),
+    )
+    folds = whole_span(dataset.row_count) if request.layout is None else _folds(dataset, request.layout)
+    subject = await _subject_maker(stores.agents, request, version, agent, spec, rules)
+    makers: list[PolicyMaker] = [subject]
+    makers += [FixedPolicy(baseline(name, spec)) for name in _baselines(spec) if name != subject.name]
+    parameters: dict[str, Any] = {
+        "layout": None if request.layout is None else layout_json(request.layout),
+        "strict": None if request.layout is None else request.layout.strict,
+        "world": settings.to_json(),
+        "decision_threshold": None if agent is None else agent.decision_threshold,
+        "baselines": [maker.name for maker in makers[1:]],
+        "dataset": {
+            "id": str(dataset.id),
+            "content_hash": dataset.content_hash,
+            "pair": dataset.pair,
+            "interval": dataset.interval,
+            "rows": dataset.row_count,
+            "feature_set": dataset.feature_set,
+        },
+        "agent_version": None if version is None else _version_json(version),
+    }
+    kind: EvaluationKind = "backtest" if request.layout is None else "walk_forward"
+    content = await stores.datasets.load(dataset)
+    report_id = await stores.evaluations.start(
+        agent_version_id=None if version is None else version.id,
+        policy=subject.name,
+        dataset_version_id=dataset.id,
+        kind=kind,
+        parameters=parameters,
+        code_version=code_version(),
+    )
+    log.info("evaluation_started", report_id=str(report_id), policy=subject.name, kind=kind, folds=len(folds))
+    try:
+        evaluation = evaluate_folds(content.candles, content.features, folds, makers, settings, on_result)
+        directory = report_root / f"evaluation-{report_id}"
+        report_path = write_evaluation_report(
+            directory,
+            title=f"{subject.name} on {dataset.pair} {dataset.interval} ({kind.replace('_', '-')})",
+            subject=subject.name,
+            evaluation=evaluation,
+            candles=content.candles,
+            parameters=parameters | {"report_id": str(report_id), "code_version": code_version()},
+        )
+        baselines = {maker.name: evaluation.aggregate[maker.name].to_json() for maker in makers[1:]}
+        await stores.evaluations.complete(
+            report_id,
+            metrics=evaluation.aggregate[subject.name].to_json()
+            | {"folds_evaluated": len(evaluation.evaluated), "folds_skipped": len(folds) - len(evaluation.evaluated)},
+            baselines=baselines,
+            folds=[
+                _fold_json(outcome.fold, outcome.results, outcome.training, subject.name, content.candles)
+                for outcome in evaluation.folds
+            ],
+            report_uri=report_path.resolve().as_uri(),
+        )
+    except BaseException as error:
+        await stores.evaluations.fail(report_id, f"{type(error).__name__}: {error}")
+        log.error("evaluation_failed", report_id=str(report_id), error=str(error))
+        raise
+    log.info(
+        "evaluation_completed",
+        report_id=str(report_id),
+        policy=subject.name,
+        net_pnl=evaluation.aggregate[subject.name].net_pnl,
+        report=str(report_path),
+    )
+    return EvaluationOutcome(report_id, subject.name, evaluation, report_path)
+
+
+class FoldTrainer:
+    """An agent configuration trained from scratch on each fold's training rows, its inputs scaled by
+    those rows' statistics only (nothing of the test span leaks into the model)."""
+
+    def __init__(self, name: str, agent: AgentConfig, spec: FeatureSetSpec, rules: FillRules, lineage: dict[str, Any]):
+        self.name = name
+        self._agent = agent
+        self._spec = spec
+        self._rules = rules
+        self._lineage = lineage
+
+    def make(self, fold: Fold, candles: CandleColumns, features: np.ndarray) -> tuple[ArtifactPolicy, dict[str, Any]]:
+        # RLlib and torch take seconds to import: only agent walk-forwards pay for them.
+        from learning.env import MarketData
+        from learning.training import fit_policy
+
+        stats = NormalizationStats.of(self._spec.market_features, features)
+        market = MarketData(candles.open, candles.close, features, stats)
+        artifact, figures = fit_policy(
+            self._agent,
+            self._spec,
+            market,
+            self._rules,
+            self._lineage | {"fold": fold.index, "train_rows": len(candles)},
+        )
+        log.info("fold_trained", policy=self.name, fold=fold.index, train_rows=len(candles), **figures)
+        return ArtifactPolicy(artifact, self._spec, self._agent.decision_threshold), figures
+
+
+async def _subject(
+    agents: AgentStore, request: EvaluationRequest, dataset: DatasetVersion
+) -> tuple[AgentVersion | None, AgentConfig | None]:
+    if (request.agent_version_id is None) == (request.policy is None):
+        raise EvaluationError("evaluate either an agent version or a baseline policy")
+    if request.agent_version_id is None:
+        return None, None
+    version = await agents.version(request.agent_version_id)
+    if version is None:
+        raise EvaluationError(f"no agent version {request.agent_version_id}")
+    if version.status not in EVALUABLE or version.artifact_id is None:
+        raise EvaluationError(f"{version.agent} v{version.version} is {version.status}: it has no artifact to evaluate")
+    stored = await agents.get(version.agent)
+    assert stored is not None  # a version always belongs to a configuration
+    agent = agent_config_of(stored)
+    if agent.feature_set != dataset.feature_set:
+        raise EvaluationError(
+            f"{version.agent} uses feature set {agent.feature_set}; dataset {dataset.id} has {dataset.feature_set}"
+        )
+    return version, agent
+
+
+async def _subject_maker(
+    agents: AgentStore,
+    request: EvaluationRequest,
+    version: AgentVersion | None,
+    agent: AgentConfig | None,
+    spec: FeatureSetSpec,
+    rules: FillRules,
+) -> PolicyMaker:
+    if version is None or agent is None:
+        assert request.policy is not None
+        try:
+            return FixedPolicy(baseline(request.policy, spec))
+        except ValueError as error:
+            raise EvaluationError(str(error)) from None
+    name = f"agent:{version.agent}@{version.version}"
+    if request.layout is not None:
+        lineage = {
+            "agent": version.agent,
+            "version": f"{version.version}-walk-forward",
+            "agent_version_id": str(version.id),
+        }
+        return FoldTrainer(name, agent, spec, rules, lineage)
+    stored = await agents.artifact(version.id)
+    if stored is None:
+        raise EvaluationError(f"{version.agent} v{version.version} has no artifact")
+    artifact = load_artifact(stored.content, stored.checksum, spec)
+    return FixedPolicy(ArtifactPolicy(artifact, spec, agent.decision_threshold))
+
+
+def _dataset_spec(dataset: DatasetVersion) -> FeatureSetSpec:
+    spec = feature_set(dataset.feature_set)
+    if spec.schema_hash != dataset.schema_hash:
+        raise EvaluationError(
+            f"dataset {dataset.id} was built with another definition of {dataset.feature_set}: build it again"
+        )
+    return spec
+
+
+def _baselines(spec: FeatureSetSpec) -> list[str]:
+    usable = []
+    for name in BASELINES:
+        try:
+            baseline(name, spec)
+        except ValueError:
+            continue
+        usable.append(name)
+    return usable
+
+
+def _agent_world(agent: AgentConfig) -> World:
+    environment = agent.environment
+    return World(
+        Decimal(repr(environment.initial_equity)),
+        environment.max_exposure,
+        Decimal(repr(environment.slippage_bps)),
+        agent.decision_threshold,
+    )
+
+
+def _folds(dataset: DatasetVersion, layout: FoldSpec) -> list[Fold]:
+    from learning.evaluation.folds import FoldError
+
+    try:
+        return walk_forward_folds(dataset.row_count, layout)
+    except FoldError as error:
+        raise EvaluationError(str(error)) from None
+
+
+def layout_json(layout: FoldSpec) -> dict[str, int]:
+    """The fold layout (what makes two walk-forwards comparable); `strict` only decides failure."""
+    return {key: int(value) for key, value in layout.to_json().items() if key != "strict"}
+
+
+def _version_json(version: AgentVersion) -> dict[str, Any]:
+    return {
+        "id": str(version.id),
+        "agent": version.agent,
+        "version": version.version,
+        "status": version.status,
+        "dataset_id": None if version.dataset_version_id is None else str(version.dataset_version_id),
+        "artifact_checksum": version.artifact_checksum,
+        "code_version": version.code_version,
+    }
+
+
+def _fold_json(
+    fold: Fold,
+    results: dict[str, BacktestResult],
+    training: dict[str, dict[str, Any]],
+    subject: str,
+    candles: CandleColumns,
+) -> dict[str, Any]:
+    document: dict[str, Any] = dict(fold.to_json())
+    document["test_from_ms"] = int(candles.open_time_ms[fold.test_start])
+    document["test_to_ms"] = int(candles.open_time_ms[fold.test_end - 1])
+    if results:
+        document["metrics"] = results[subject].metrics.to_json()
+        document["baselines"] = {name: result.metrics.to_json() for name, result in results.items() if name != subject}
+        document["bars_per_second"] = {name: round(result.bars_per_second) for name, result in results.items()}
+    if training:
+        document["training"] = training
+    return document
