@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,7 @@ from tests.e2e.daemon_harness import (
 )
 
 pytestmark = pytest.mark.timeout(900)
+TRADINGD = shutil.which("tradingd")
 
 
 def newest_decided(url: str, pair: str) -> int:
@@ -160,6 +163,21 @@ def test_two_pairs_trade_pause_resume_status_and_stop(tmp_path: Path, shared_can
             last = query(postgres_url, "SELECT max(sequence) FROM trade_decisions WHERE pair = $1", pair)[0][0]
             assert checkpoint == last
         assert d.events("daemon_stopped")[-1]["clean"] is True
+        # the run's tape: each pair's candles with its trades, as HTML and PNG
+        assert TRADINGD is not None
+        out = tmp_path / "run-report"
+        drawn = subprocess.run(
+            [TRADINGD, "--config", str(d.config), "report", "run", str(run_id), "--out", str(out)],
+            env=d.env, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert drawn.returncode == 0, drawn.stderr[-2000:]
+        summary = json.loads(drawn.stdout)
+        trades = query(postgres_url, "SELECT pair, count(*) FROM trades GROUP BY pair")
+        assert {pair: figures["trades"] for pair, figures in summary["pairs"].items()} == {
+            pair: next((row[1] for row in trades if row[0] == pair), 0) for pair in PAIRS
+        }
+        assert {path.name for path in out.iterdir()} == {"index.html", *(f"tape-{pair}.png" for pair in PAIRS)}
+        assert (out / "index.html").read_text().count("data:image/png;base64,") == len(PAIRS)
 
 
 def test_kill_9_and_restart_decide_every_candle_exactly_once(

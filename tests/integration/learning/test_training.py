@@ -4,7 +4,6 @@ tampered with or run against another feature schema."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -18,15 +17,13 @@ from actors.policy.policies import ArtifactPolicy
 from domain.candle_columns import CandleColumns
 from exchange.sim.server import ContractSpec
 from features.definitions import V1, V2
-from features.engine import FeatureEngine
-from features.normalization import NormalizationStats
 from learning.agent_config import AgentConfig
-from learning.datasets import dataset_hash
 from learning.export import module_logits
 from learning.training import IterationReport, TrainingError, ensure_ray, train_agent
 from storage.agents import AgentStore
 from storage.database import Database
-from storage.datasets import DatasetContent, DatasetStore
+from storage.datasets import DatasetStore
+from tests.integration.dataset_helpers import v1_dataset
 
 RULES = ContractSpec().fill_rules()  # the simulated venue's default contract
 QUICK = {
@@ -46,23 +43,6 @@ def ray_session() -> Iterator[None]:
     ensure_ray()
     yield
     ray.shutdown()
-
-
-async def v1_dataset(database: Database, candles: CandleColumns) -> uuid.UUID:
-    engine = FeatureEngine(V1, candles.take(np.arange(V1.warmup_bars)))
-    rows = candles.take(np.arange(V1.warmup_bars, len(candles)))
-    features = engine.run(rows)
-    datasets = DatasetStore(database.pool)
-    feature_set_id = await datasets.feature_set_version(V1.name, V1.schema_hash, V1.names, V1.schema())
-    return await datasets.create(
-        pair=candles.pair,
-        interval=candles.interval,
-        feature_set_version_id=feature_set_id,
-        content_hash=dataset_hash(V1, rows, features),
-        content=DatasetContent(rows, features, V1.market_features),
-        normalization=NormalizationStats.of(V1.market_features, features).to_json(),
-        lineage=[],
-    )
 
 
 async def test_train_interrupt_resume_export_and_reload(

@@ -1,0 +1,137 @@
+"""`tradingd evaluate`, `promote` and `rollback` as real processes, against `tradingd sim`: a baseline
+backtest with its report files, an agent's walk-forward with per-fold training (lenient and strict),
+promotion through the gates, a refusal naming the failing gate, and a rollback with nothing to return to."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from exchange.sim.candle_file import load_candle_file
+
+TRADINGD = shutil.which("tradingd")
+AGENT = """
+name = "{name}"
+feature_set = "v1"
+decision_threshold = 0.0
+
+[hyperparameters]
+iterations = 1
+train_batch_size = 400
+minibatch_size = 200
+num_epochs = 1
+hidden_layers = [8]
+envs_per_env_runner = 2
+
+[environment]
+episode_bars = 200
+
+[promotion_gates]
+min_win_rate = 0.0
+min_net_pnl = -1000000.0
+max_drawdown = 1.0
+min_trade_count = 0
+min_margin_over_baseline = {margin}
+"""
+
+
+def tradingd(env: dict[str, str], *args: str, timeout: float = 400) -> subprocess.CompletedProcess[str]:
+    assert TRADINGD is not None
+    return subprocess.run([TRADINGD, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def trained_version(env: dict[str, str], tmp_path: Path, name: str, margin: float, dataset_id: str) -> str:
+    path = tmp_path / f"{name}.toml"
+    path.write_text(AGENT.format(name=name, margin=margin))
+    assert tradingd(env, "agent", "create", str(path)).returncode == 0
+    trained = tradingd(env, "train", "--agent", name, "--dataset", dataset_id)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    return str(json.loads(trained.stdout)["id"])
+
+
+def test_evaluate_promote_and_roll_back(clean_env: dict[str, str], candle_file: Path, tmp_path: Path) -> None:
+    rows = load_candle_file(candle_file)
+    built = tradingd(
+        clean_env, "dataset", "build", "--pair", "ETH-USDT", "--interval", "1m", "--feature-set", "v1",
+        "--from", str(rows[100].open_time_ms), "--to", str(rows[2_900].open_time_ms),
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    dataset_id = json.loads(built.stdout)["id"]
+    assert json.loads(built.stdout)["rows"] == 2_800
+
+    # A baseline alone: one backtest over the dataset, beside the other baselines, with its report.
+    lacking = tradingd(clean_env, "evaluate", "--policy", "ema_cross", "--dataset", dataset_id)
+    assert lacking.returncode == 65
+    assert "ema_cross needs the feature ema_ratio_9_21, which v1 lacks" in lacking.stderr
+    backtest = tradingd(clean_env, "evaluate", "--policy", "momentum", "--dataset", dataset_id)
+    assert backtest.returncode == 0, backtest.stderr[-3000:]
+    summary = json.loads(backtest.stdout)
+    assert (summary["kind"], summary["status"], summary["policy"]) == ("backtest", "completed", "momentum")
+    assert summary["metrics"]["trade_count"] > 0
+    assert set(summary["baselines"]) == {"hold"}
+    assert summary["baselines"]["hold"]["net_pnl"] == 0
+    report = Path(urlsplit(summary["report"]).path)
+    page = report.read_text()
+    assert report.name == "index.html"
+    assert {"equity.png", "folds.png", "tape.png"} <= {path.name for path in report.parent.iterdir()}
+    assert page.count("data:image/png;base64,") == 3, "the page embeds its charts"
+    assert "momentum" in page
+    assert "hold" in page
+
+    lenient = trained_version(clean_env, tmp_path, "lenient", -1_000_000.0, dataset_id)
+    # 2,800 rows in 4 blocks of 700: fold 1 trains on 690 rows (after a gap of 10), too few for 1,000.
+    folds = ["--folds", "3", "--purge-bars", "6", "--embargo-bars", "4", "--min-train-bars", "1000"]
+    strict = tradingd(clean_env, "evaluate", "--agent-version", lenient, "--dataset", dataset_id, *folds, "--strict")
+    assert strict.returncode == 65
+    assert "fold 1: 690 training bars" in strict.stderr
+    walk = tradingd(clean_env, "evaluate", "--agent-version", lenient, "--dataset", dataset_id, *folds)
+    assert walk.returncode == 0, walk.stderr[-3000:]
+    result = json.loads(walk.stdout)
+    assert (result["kind"], result["policy"]) == ("walk_forward", "agent:lenient@1")
+    assert (result["metrics"]["folds_evaluated"], result["metrics"]["folds_skipped"]) == (2, 1)
+    assert set(result["baselines"]) == {"hold", "momentum"}
+    trainings = [json.loads(line) for line in walk.stderr.splitlines() if '"fold_trained"' in line]
+    assert [event["fold"] for event in trainings] == [2, 3]
+    assert [event["train_rows"] for event in trainings] == [1_390, 2_090]
+
+    promoted = tradingd(clean_env, "promote", lenient)
+    assert promoted.returncode == 0, promoted.stdout + promoted.stderr
+    gate_lines = [line.split()[:2] for line in promoted.stdout.splitlines() if line.startswith(("PASS", "FAIL"))]
+    assert gate_lines == [
+        ["PASS", name]
+        for name in (
+            "walk_forward",
+            "win_rate",
+            "net_pnl",
+            "max_drawdown",
+            "trade_count",
+            "margin_over_baseline",
+            "champion",
+        )
+    ]
+    record = json.loads(promoted.stdout.splitlines()[-1])
+    assert (record["promoted"]["status"], record["pair"], record["replaced"]) == ("promoted", "ETH-USDT", None)
+
+    # A version that must beat the best baseline by a million USDT is refused, the gate named.
+    demanding = trained_version(clean_env, tmp_path, "demanding", 1_000_000.0, dataset_id)
+    unevaluated = tradingd(clean_env, "promote", demanding)
+    assert unevaluated.returncode == 1
+    assert "has no walk-forward evaluation" in unevaluated.stderr
+    assert (
+        tradingd(clean_env, "evaluate", "--agent-version", demanding, "--dataset", dataset_id, *folds).returncode == 0
+    )
+    refused = tradingd(clean_env, "promote", demanding)
+    assert refused.returncode == 1
+    assert "FAIL  margin_over_baseline" in refused.stdout
+    assert "failing gates margin_over_baseline" in refused.stderr
+    versions = {
+        v["id"]: v["status"] for v in map(json.loads, tradingd(clean_env, "agent", "versions").stdout.splitlines())
+    }
+    assert versions == {lenient: "promoted", demanding: "evaluated"}
+
+    nothing = tradingd(clean_env, "rollback")
+    assert nothing.returncode == 1
+    assert "no earlier one to return to" in nothing.stderr
