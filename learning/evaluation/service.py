@@ -286,9 +286,15 @@ def _folds(dataset: DatasetVersion, layout: FoldSpec) -> list[Fold]:
     from learning.evaluation.folds import FoldError
 
     try:
-        return walk_forward_folds(dataset.row_count, layout)
+        folds = walk_forward_folds(dataset.row_count, layout)
     except FoldError as error:
         raise EvaluationError(str(error)) from None
+    if all(fold.skipped is not None for fold in folds):
+        raise EvaluationError(
+            f"every fold is skipped: none has {layout.min_train_bars} training rows in a dataset of "
+            f"{dataset.row_count} (lower --min-train-bars, or use fewer folds or a longer dataset)"
+        )
+    return folds
 
 
 def layout_json(layout: FoldSpec) -> dict[str, int]:

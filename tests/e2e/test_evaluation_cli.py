@@ -82,6 +82,16 @@ def test_evaluate_promote_and_roll_back(clean_env: dict[str, str], candle_file: 
     assert "hold" in page
 
     lenient = trained_version(clean_env, tmp_path, "lenient", -1_000_000.0, dataset_id)
+    # The version's own artifact over the dataset, at its configuration's decision threshold.
+    plain = tradingd(clean_env, "evaluate", "--agent-version", lenient, "--dataset", dataset_id)
+    assert plain.returncode == 0, plain.stderr[-3000:]
+    plain_summary = json.loads(plain.stdout)
+    assert (plain_summary["kind"], plain_summary["policy"]) == ("backtest", "agent:lenient@1")
+    assert plain_summary["metrics"]["bars"] == 2_800
+    hopeless = ["--folds", "3", "--min-train-bars", "5000"]
+    skipped = tradingd(clean_env, "evaluate", "--agent-version", lenient, "--dataset", dataset_id, *hopeless)
+    assert skipped.returncode == 65
+    assert "every fold is skipped" in skipped.stderr
     # 2,800 rows in 4 blocks of 700: fold 1 trains on 690 rows (after a gap of 10), too few for 1,000.
     folds = ["--folds", "3", "--purge-bars", "6", "--embargo-bars", "4", "--min-train-bars", "1000"]
     strict = tradingd(clean_env, "evaluate", "--agent-version", lenient, "--dataset", dataset_id, *folds, "--strict")
