@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from actors.policy.artifact import ArtifactError
 from config import Settings
 from daemon import exit_codes
 from daemon.agent_commands import venue_contract, version_json
@@ -115,7 +116,12 @@ async def _evaluate(settings: Settings, database: Database, args: argparse.Names
         outcome = await evaluate(stores, request, contract, paper_world, report_root, show)
         summary = _outcome_json(await stores.evaluations.get(outcome.report_id))
         champion = await PromotionStore(database.pool).champion(dataset.pair, dataset.interval)
-        if layout is not None and champion is not None and champion.id != args.agent_version:
+        if (
+            layout is not None
+            and args.agent_version is not None
+            and champion is not None
+            and champion.id != args.agent_version
+        ):
             # Promotion compares the candidate with the champion on the same dataset and folds.
             existing = await stores.evaluations.latest_walk_forward(
                 champion.id, dataset_version_id=dataset.id, folds=layout_json(layout)
@@ -135,7 +141,7 @@ async def _evaluate(settings: Settings, database: Database, args: argparse.Names
                 )
                 existing = await stores.evaluations.get(theirs.report_id)
             summary["champion"] = _outcome_json(existing)
-    except (EvaluationError, AgentConfigError) as error:
+    except (EvaluationError, AgentConfigError, ArtifactError) as error:
         print(f"tradingd: {error}", file=sys.stderr)
         return exit_codes.DATA_ERROR
     print(json.dumps(summary, indent=2))
