@@ -20,7 +20,7 @@ from domain.fills import FillRules
 from domain.instruments import Contract
 from exchange.bingx.rest import BingXRest
 from learning.agent_config import AgentConfigError, agent_config_of, load_agent_config
-from storage.agents import AgentExistsError, AgentStore, AgentVersion, StoredAgent
+from storage.agents import AgentExistsError, AgentStore, StoredAgent
 from storage.datasets import DatasetStore
 
 
@@ -80,7 +80,7 @@ async def run_agent_command(settings: Settings, args: argparse.Namespace) -> int
             print(json.dumps(_agent_json(found), indent=2))
             return exit_codes.OK
         for version in await agents.versions(args.name):
-            print(json.dumps(version_json(version)))
+            print(json.dumps(version.to_json()))
         return exit_codes.OK
     finally:
         await database.close()
@@ -136,7 +136,7 @@ async def _train(
         raise
     print(
         json.dumps(
-            version_json(result.version)
+            result.version.to_json()
             | {"resumed_from": result.resumed_from, "iterations": result.iterations, "env_steps": result.env_steps}
         )
     )
@@ -167,23 +167,4 @@ def _agent_json(stored: StoredAgent) -> dict[str, Any]:
         "decision_threshold": stored.decision_threshold,
         "created_at": stored.created_at.isoformat(),
         "sections": dict(stored.sections),
-    }
-
-
-def version_json(version: AgentVersion) -> dict[str, Any]:
-    return {
-        "agent": version.agent,
-        "version": version.version,
-        "id": str(version.id),
-        "status": version.status,
-        "dataset_id": None if version.dataset_version_id is None else str(version.dataset_version_id),
-        "feature_set": version.feature_set,
-        "parent_version_id": None if version.parent_version_id is None else str(version.parent_version_id),
-        "artifact_uri": version.artifact_uri,
-        "artifact_checksum": version.artifact_checksum,
-        "iterations_done": version.iterations_done,
-        "code_version": version.code_version,
-        "promoted_at": None if version.promoted_at is None else version.promoted_at.isoformat(),
-        "created_at": version.created_at.isoformat(),
-        "training_metrics": dict(version.training_metrics),
     }

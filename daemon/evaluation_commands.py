@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from actors.policy.artifact import ArtifactError
 from config import Settings
 from daemon import exit_codes
-from daemon.agent_commands import venue_contract, version_json
+from daemon.agent_commands import venue_contract
 from daemon.db_commands import open_migrated_database
 from learning.agent_config import AgentConfigError, agent_config_of
 from learning.evaluation.folds import Fold, FoldError, FoldSpec
@@ -209,7 +209,7 @@ async def _promote(database: Database, version_id: uuid.UUID) -> int:
     print(
         json.dumps(
             {
-                "promoted": version_json(promoted),
+                "promoted": promoted.to_json(),
                 "pair": pair,
                 "interval": interval,
                 "replaced": None if replaced is None else str(replaced.id),
@@ -244,8 +244,8 @@ async def _rollback(database: Database, pair: str | None, interval: str | None) 
             {
                 "pair": chosen[0][0],
                 "interval": chosen[0][1],
-                "retired": version_json(retired),
-                "promoted": version_json(restored),
+                "retired": retired.to_json(),
+                "promoted": restored.to_json(),
             }
         )
     )

@@ -30,6 +30,17 @@ class FillRules:
     taker_fee: Decimal
     slippage_bps: Decimal = Decimal(2)
 
+    def to_json(self) -> dict[str, str]:
+        return {
+            "tick": str(self.tick),
+            "step": str(self.step),
+            "min_quantity": str(self.min_quantity),
+            "min_notional": str(self.min_notional),
+            "maker_fee": str(self.maker_fee),
+            "taker_fee": str(self.taker_fee),
+            "slippage_bps": str(self.slippage_bps),
+        }
+
     @classmethod
     def of(cls, contract: Contract, slippage_bps: Decimal) -> FillRules:
         return cls(

@@ -176,7 +176,7 @@ async def train_agent(
             "agent_version_id": str(version.id),
             "dataset_id": str(dataset.id),
             "dataset_hash": dataset.content_hash,
-            "fill_rules": _rules_json(rules),
+            "fill_rules": rules.to_json(),
         },
     )
     content_bytes = artifact.to_bytes()
@@ -258,7 +258,7 @@ def fit_policy(
         metrics.update(verify_export(module, layers, observations))
     finally:
         algo.stop()
-    return policy_artifact(agent, spec, layers, market.stats, {**provenance, "fill_rules": _rules_json(rules)}), metrics
+    return policy_artifact(agent, spec, layers, market.stats, {**provenance, "fill_rules": rules.to_json()}), metrics
 
 
 def build_algo(agent: AgentConfig, env_config: dict[str, Any]) -> Any:
@@ -340,15 +340,3 @@ def _export_observations(env: TradingEnv, seed: int) -> npt.NDArray[np.float32]:
         [rng.integers(-1, 2, n), rng.uniform(0, 1, n), rng.normal(0, 0.02, n), rng.uniform(0, 2, n)]
     ).astype(np.float32)
     return np.concatenate([env.scaled[rows], state], axis=1)
-
-
-def _rules_json(rules: FillRules) -> dict[str, str]:
-    return {
-        "tick": str(rules.tick),
-        "step": str(rules.step),
-        "min_quantity": str(rules.min_quantity),
-        "min_notional": str(rules.min_notional),
-        "maker_fee": str(rules.maker_fee),
-        "taker_fee": str(rules.taker_fee),
-        "slippage_bps": str(rules.slippage_bps),
-    }

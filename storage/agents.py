@@ -55,6 +55,25 @@ class AgentVersion:
     artifact_uri: str | None
     artifact_checksum: str | None
 
+    def to_json(self) -> dict[str, Any]:
+        """The version with its lineage, as commands print it and evaluations record it."""
+        return {
+            "agent": self.agent,
+            "version": self.version,
+            "id": str(self.id),
+            "status": self.status,
+            "dataset_id": _text(self.dataset_version_id),
+            "feature_set": self.feature_set,
+            "parent_version_id": _text(self.parent_version_id),
+            "artifact_uri": self.artifact_uri,
+            "artifact_checksum": self.artifact_checksum,
+            "iterations_done": self.iterations_done,
+            "code_version": self.code_version,
+            "promoted_at": None if self.promoted_at is None else self.promoted_at.isoformat(),
+            "created_at": self.created_at.isoformat(),
+            "training_metrics": dict(self.training_metrics),
+        }
+
 
 @dataclass(frozen=True)
 class StoredArtifact:
@@ -311,3 +330,7 @@ def version_of(row: asyncpg.Record) -> AgentVersion:
         artifact_uri=row["artifact_uri"],
         artifact_checksum=row["artifact_checksum"],
     )
+
+
+def _text(value: uuid.UUID | None) -> str | None:
+    return None if value is None else str(value)

@@ -55,19 +55,12 @@ class BacktestSettings:
             )
 
     def to_json(self) -> dict[str, Any]:
-        rules = self.rules
         return {
             "pair": self.contract.symbol,
             "initial_equity": str(self.initial_equity),
             "max_exposure": self.max_exposure,
             "leverage": self.leverage,
-            "tick": str(rules.tick),
-            "step": str(rules.step),
-            "min_quantity": str(rules.min_quantity),
-            "min_notional": str(rules.min_notional),
-            "maker_fee": str(rules.maker_fee),
-            "taker_fee": str(rules.taker_fee),
-            "slippage_bps": str(rules.slippage_bps),
+            **self.rules.to_json(),
         }
 
 

@@ -122,7 +122,7 @@ async def evaluate(
             "rows": dataset.row_count,
             "feature_set": dataset.feature_set,
         },
-        "agent_version": None if version is None else _version_json(version),
+        "agent_version": None if version is None else version.to_json(),
     }
     kind: EvaluationKind = "backtest" if request.layout is None else "walk_forward"
     content = await stores.datasets.load(dataset)
@@ -300,18 +300,6 @@ def _folds(dataset: DatasetVersion, layout: FoldSpec) -> list[Fold]:
 def layout_json(layout: FoldSpec) -> dict[str, int]:
     """The fold layout (what makes two walk-forwards comparable); `strict` only decides failure."""
     return {key: int(value) for key, value in layout.to_json().items() if key != "strict"}
-
-
-def _version_json(version: AgentVersion) -> dict[str, Any]:
-    return {
-        "id": str(version.id),
-        "agent": version.agent,
-        "version": version.version,
-        "status": version.status,
-        "dataset_id": None if version.dataset_version_id is None else str(version.dataset_version_id),
-        "artifact_checksum": version.artifact_checksum,
-        "code_version": version.code_version,
-    }
 
 
 def _fold_json(

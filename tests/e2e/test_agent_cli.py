@@ -4,14 +4,13 @@ an agent created from TOML, a short RLlib training, and the version listed with 
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import subprocess
 from pathlib import Path
 
 from exchange.sim.candle_file import load_candle_file
+from tests.e2e.cli_helpers import TRADINGD, build_eth_dataset, tradingd
 
-TRADINGD = shutil.which("tradingd")
 QUICK_AGENT = """
 name = "e2e-quick"
 feature_set = "v1"
@@ -32,19 +31,10 @@ position_sizes = [0.5, 1.0]
 """
 
 
-def tradingd(env: dict[str, str], *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    assert TRADINGD is not None
-    return subprocess.run([TRADINGD, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False)
-
-
 def test_create_train_and_list_an_agent(clean_env: dict[str, str], candle_file: Path, tmp_path: Path) -> None:
     rows = load_candle_file(candle_file)
-    built = tradingd(
-        clean_env, "dataset", "build", "--pair", "ETH-USDT", "--interval", "1m", "--feature-set", "v1",
-        "--from", str(rows[100].open_time_ms), "--to", str(rows[3_000].open_time_ms),
-    )  # fmt: skip
-    assert built.returncode == 0, built.stderr
-    dataset_id = json.loads(built.stdout)["id"]
+    built = build_eth_dataset(clean_env, rows[100].open_time_ms, rows[3_000].open_time_ms)
+    dataset_id = str(built["id"])
 
     agent_file = tmp_path / "agent.toml"
     agent_file.write_text(QUICK_AGENT)

@@ -5,14 +5,12 @@ promotion through the gates, a refusal naming the failing gate, and a rollback w
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from exchange.sim.candle_file import load_candle_file
+from tests.e2e.cli_helpers import build_eth_dataset, tradingd
 
-TRADINGD = shutil.which("tradingd")
 AGENT = """
 name = "{name}"
 feature_set = "v1"
@@ -38,11 +36,6 @@ min_margin_over_baseline = {margin}
 """
 
 
-def tradingd(env: dict[str, str], *args: str, timeout: float = 400) -> subprocess.CompletedProcess[str]:
-    assert TRADINGD is not None
-    return subprocess.run([TRADINGD, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False)
-
-
 def trained_version(env: dict[str, str], tmp_path: Path, name: str, margin: float, dataset_id: str) -> str:
     path = tmp_path / f"{name}.toml"
     path.write_text(AGENT.format(name=name, margin=margin))
@@ -54,13 +47,9 @@ def trained_version(env: dict[str, str], tmp_path: Path, name: str, margin: floa
 
 def test_evaluate_promote_and_roll_back(clean_env: dict[str, str], candle_file: Path, tmp_path: Path) -> None:
     rows = load_candle_file(candle_file)
-    built = tradingd(
-        clean_env, "dataset", "build", "--pair", "ETH-USDT", "--interval", "1m", "--feature-set", "v1",
-        "--from", str(rows[100].open_time_ms), "--to", str(rows[2_900].open_time_ms),
-    )  # fmt: skip
-    assert built.returncode == 0, built.stderr
-    dataset_id = json.loads(built.stdout)["id"]
-    assert json.loads(built.stdout)["rows"] == 2_800
+    built = build_eth_dataset(clean_env, rows[100].open_time_ms, rows[2_900].open_time_ms)
+    dataset_id = str(built["id"])
+    assert built["rows"] == 2_800
 
     # A baseline alone: one backtest over the dataset, beside the other baselines, with its report.
     lacking = tradingd(clean_env, "evaluate", "--policy", "ema_cross", "--dataset", dataset_id)
