@@ -41,9 +41,9 @@ def add_evaluation_commands(commands: argparse._SubParsersAction[argparse.Argume
     evaluate.add_argument(
         "--folds", type=int, metavar="N", help="walk-forward: N test folds after a first training block"
     )
-    evaluate.add_argument("--purge-bars", type=int, default=0, metavar="P", help="rows dropped before each test fold")
-    evaluate.add_argument("--embargo-bars", type=int, default=0, metavar="E", help="a further gap before each fold")
-    evaluate.add_argument("--min-train-bars", type=int, default=1, metavar="M", help="fewer training rows skip a fold")
+    evaluate.add_argument("--purge-bars", type=int, metavar="P", help="rows dropped before each test fold (default 0)")
+    evaluate.add_argument("--embargo-bars", type=int, metavar="E", help="a further gap before each fold (default 0)")
+    evaluate.add_argument("--min-train-bars", type=int, metavar="M", help="fewer training rows skip a fold (default 1)")
     evaluate.add_argument("--strict", action="store_true", help="fail instead of skipping a fold short of training")
 
     promote = commands.add_parser(
@@ -63,12 +63,20 @@ def add_evaluation_commands(commands: argparse._SubParsersAction[argparse.Argume
 
 async def run_evaluation_command(settings: Settings, args: argparse.Namespace) -> int:
     layout = None
-    if args.command == "evaluate" and args.folds is not None:
-        try:
-            layout = FoldSpec(args.folds, args.purge_bars, args.embargo_bars, args.min_train_bars, args.strict)
-        except FoldError as error:
-            print(f"tradingd: {error}", file=sys.stderr)
+    if args.command == "evaluate":
+        fold_options = (args.purge_bars, args.embargo_bars, args.min_train_bars)
+        if args.folds is None and (args.strict or any(option is not None for option in fold_options)):
+            print("tradingd: --purge-bars, --embargo-bars, --min-train-bars and --strict need --folds", file=sys.stderr)
             return exit_codes.USAGE
+        if args.folds is not None:
+            purge, embargo, min_train = (
+                default if option is None else option for option, default in zip(fold_options, (0, 0, 1), strict=True)
+            )
+            try:
+                layout = FoldSpec(args.folds, purge, embargo, min_train, args.strict)
+            except FoldError as error:
+                print(f"tradingd: {error}", file=sys.stderr)
+                return exit_codes.USAGE
     database = await open_migrated_database(settings)
     if database is None:
         return exit_codes.UNAVAILABLE

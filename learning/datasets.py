@@ -23,14 +23,36 @@ from domain.candle_columns import CandleColumns
 from domain.candles import interval_ms
 from domain.market import Interval
 from exchange.bingx.rest import BingXRest
+from features.definitions import feature_set
 from features.normalization import NormalizationStats
 from features.pipeline import FeaturePipeline
 from features.spec import FeatureSetSpec
+from learning.agent_config import AgentConfig
 from storage.candles import CandleStore
-from storage.datasets import DatasetContent, DatasetStore, LineageEntry
+from storage.datasets import DatasetContent, DatasetStore, DatasetVersion, LineageEntry
 
 log = structlog.get_logger("tradingd.datasets")
 SOURCE = "bingx-rest"
+
+
+class DatasetMismatchError(ValueError):
+    """The dataset cannot serve this agent: another feature set, or another definition of it."""
+
+
+def dataset_spec(dataset: DatasetVersion, agent: AgentConfig | None = None) -> FeatureSetSpec:
+    """The feature set a dataset version was built with, refused when its definition has changed since
+    (or, with `agent`, when the agent uses another set)."""
+    if agent is not None and dataset.feature_set != agent.feature_set:
+        raise DatasetMismatchError(
+            f"agent {agent.name} uses feature set {agent.feature_set}, dataset {dataset.id} has {dataset.feature_set}"
+        )
+    spec = feature_set(dataset.feature_set)
+    if spec.schema_hash != dataset.schema_hash:
+        raise DatasetMismatchError(
+            f"dataset {dataset.id} was built with another definition of {dataset.feature_set} "
+            f"(schema {dataset.schema_hash[:12]}, now {spec.schema_hash[:12]}): build the dataset again"
+        )
+    return spec
 
 
 class DatasetBuildError(ValueError):

@@ -28,15 +28,15 @@ from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
 
 from actors.policy.artifact import FORMAT, Layer, PolicyArtifact, checksum, load_artifact
 from domain.fills import FillRules
-from features.definitions import feature_set
 from features.normalization import NormalizationStats
 from features.spec import FeatureSetSpec
 from learning.agent_config import AgentConfig, agent_config_of
 from learning.code_version import code_version
+from learning.datasets import DatasetMismatchError, dataset_spec
 from learning.env import MarketData, TradingEnv
 from learning.export import policy_layers, verify_export
 from storage.agents import AgentStore, AgentVersion, ArtifactStore
-from storage.datasets import DatasetStore, DatasetVersion
+from storage.datasets import DatasetStore
 
 log = structlog.get_logger("tradingd.training")
 EXPORT_CHECK_ROWS = 4096
@@ -88,7 +88,10 @@ async def train_agent(
     dataset = await datasets.get(dataset_id)
     if dataset is None:
         raise TrainingError(f"no dataset {dataset_id}")
-    spec = _dataset_spec(agent, dataset)
+    try:
+        spec = dataset_spec(dataset, agent)
+    except DatasetMismatchError as error:
+        raise TrainingError(str(error)) from None
     content = await datasets.load(dataset)
     market = MarketData(
         content.candles.open,
@@ -267,20 +270,6 @@ def build_algo(agent: AgentConfig, env_config: dict[str, Any]) -> Any:
         # RLlib registers its env wrapper under one name per build; a second build in a process says so.
         warnings.filterwarnings("ignore", message=".*Overriding environment rllib-single-agent-env-v0")
         return ppo_config(agent, env_config).build_algo()
-
-
-def _dataset_spec(agent: AgentConfig, dataset: DatasetVersion) -> FeatureSetSpec:
-    if dataset.feature_set != agent.feature_set:
-        raise TrainingError(
-            f"agent {agent.name} uses feature set {agent.feature_set}, dataset {dataset.id} has {dataset.feature_set}"
-        )
-    spec = feature_set(dataset.feature_set)
-    if spec.schema_hash != dataset.schema_hash:
-        raise TrainingError(
-            f"dataset {dataset.id} was built with another definition of {dataset.feature_set} "
-            f"(schema {dataset.schema_hash[:12]}, now {spec.schema_hash[:12]}): build the dataset again"
-        )
-    return spec
 
 
 def ppo_config(agent: AgentConfig, env_config: dict[str, Any]) -> PPOConfig:

@@ -28,7 +28,7 @@ from domain.candle_columns import CandleColumns
 from domain.candles import interval_ms
 from domain.fills import FillRules
 from domain.instruments import Contract
-from learning.evaluation.metrics import Metrics, Segment, metrics
+from learning.evaluation.metrics import Metrics, Segment, SegmentBook, metrics, replay
 from learning.evaluation.strategy import BarDecision, PolicyStrategy
 from learning.evaluation.venue import VENUE, VenueFees, bar_type, instrument_id, market_data, perpetual
 
@@ -68,6 +68,8 @@ class BacktestSettings:
 class BacktestResult:
     policy: str
     segment: Segment
+    book: SegmentBook
+    """The segment's replay: equity per bar, positions, trades."""
     decisions: tuple[BarDecision, ...]
     metrics: Metrics
     ledger_balance: Decimal
@@ -138,11 +140,13 @@ def run_backtest(
     finally:
         engine.dispose()
     segment = Segment(settings.initial_equity, candles.close, tuple(strategy.fills), interval_ms(candles.interval))
+    book = replay(segment)
     return BacktestResult(
         policy=policy.name,
         segment=segment,
+        book=book,
         decisions=tuple(strategy.decisions),
-        metrics=metrics([segment]),
+        metrics=metrics([segment], [book]),
         ledger_balance=strategy.balance,
         venue_balance=venue_balance,
         rejections=tuple(strategy.rejections),

@@ -218,13 +218,17 @@ class Metrics:
         return document | self.extra
 
 
-def metrics(segments: Sequence[Segment]) -> Metrics:
+def metrics(segments: Sequence[Segment], books: Sequence[SegmentBook] | None = None) -> Metrics:
     """The metrics of one segment (a backtest) or of several (walk-forward folds, each traded from its
     own starting equity): PnL, fees, turnover and trades add up; the drawdown is the worst segment's;
-    Sharpe and Sortino are annualised from the per-bar returns of all segments."""
+    Sharpe and Sortino are annualised from the per-bar returns of all segments. `books`: the segments'
+    replays when the caller has them already."""
     if not segments:
         raise ValueError("metrics need at least one segment")
-    books = [replay(segment) for segment in segments]
+    if books is None:
+        books = [replay(segment) for segment in segments]
+    elif len(books) != len(segments):
+        raise ValueError("one book per segment")
     returns = np.concatenate([book.equity[1:] / book.equity[:-1] - 1.0 for book in books])
     trades = [trade for book in books for trade in book.trades]
     nets = [float(trade.net) for trade in trades]

@@ -19,7 +19,7 @@ import numpy as np
 
 from domain.candle_columns import CandleColumns
 from learning.evaluation import charts
-from learning.evaluation.metrics import Metrics, replay
+from learning.evaluation.metrics import Metrics
 from learning.evaluation.walk_forward import Evaluation
 
 METRIC_COLUMNS = (
@@ -56,7 +56,7 @@ def write_evaluation_report(
     for outcome in evaluated:
         times = candles.open_time_ms[outcome.fold.test_start : outcome.fold.test_end]
         for name in names:
-            book = replay(outcome.results[name].segment)
+            book = outcome.results[name].book
             start = float(outcome.results[name].segment.initial_equity)
             curves[name].append(charts.Curve(name, times, book.equity - start + offsets[name]))
             offsets[name] += float(book.equity[-1]) - start
@@ -72,7 +72,7 @@ def write_evaluation_report(
     charts.table(directory / "folds.png", fold_header, fold_rows, "Folds (net PnL in USDT)")
     first = evaluated[0].fold.test_start
     last = evaluated[-1].fold.test_end
-    trades = [trade for outcome in evaluated for trade in replay(outcome.results[subject].segment).trades]
+    trades = [trade for outcome in evaluated for trade in outcome.results[subject].book.trades]
     charts.candles_with_trades(
         directory / "tape.png", candles.take(np.arange(first, last)), trades, f"{subject}: entries and exits"
     )

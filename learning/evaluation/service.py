@@ -24,13 +24,13 @@ from actors.policy.policies import BASELINES, ArtifactPolicy, baseline
 from domain.candle_columns import CandleColumns
 from domain.fills import FillRules
 from domain.instruments import Contract
-from features.definitions import feature_set
 from features.normalization import NormalizationStats
 from features.spec import FeatureSetSpec
 from learning.agent_config import AgentConfig, agent_config_of
 from learning.code_version import code_version
+from learning.datasets import DatasetMismatchError, dataset_spec
 from learning.evaluation.backtest import BacktestResult, BacktestSettings
-from learning.evaluation.folds import Fold, FoldSpec, walk_forward_folds
+from learning.evaluation.folds import Fold, FoldError, FoldSpec, walk_forward_folds
 from learning.evaluation.report import write_evaluation_report
 from learning.evaluation.walk_forward import Evaluation, FixedPolicy, PolicyMaker, evaluate_folds, whole_span
 from storage.agents import AgentStore, AgentVersion
@@ -52,7 +52,6 @@ class World:
     initial_equity: Decimal
     max_exposure: float
     slippage_bps: Decimal
-    decision_threshold: float | None = None
 
 
 @dataclass(frozen=True)
@@ -93,8 +92,11 @@ async def evaluate(
         raise EvaluationError(f"no dataset {request.dataset_id}")
     if contract.symbol != dataset.pair:
         raise EvaluationError(f"the contract is {contract.symbol}, the dataset's pair {dataset.pair}")
-    spec = _dataset_spec(dataset)
     version, agent = await _subject(stores.agents, request, dataset)
+    try:
+        spec = dataset_spec(dataset, agent)
+    except DatasetMismatchError as error:
+        raise EvaluationError(str(error)) from None
     world = paper_world if agent is None else _agent_world(agent)
     rules = FillRules.of(contract, world.slippage_bps)
     settings = BacktestSettings(
@@ -215,12 +217,7 @@ async def _subject(
         raise EvaluationError(f"{version.agent} v{version.version} is {version.status}: it has no artifact to evaluate")
     stored = await agents.get(version.agent)
     assert stored is not None  # a version always belongs to a configuration
-    agent = agent_config_of(stored)
-    if agent.feature_set != dataset.feature_set:
-        raise EvaluationError(
-            f"{version.agent} uses feature set {agent.feature_set}; dataset {dataset.id} has {dataset.feature_set}"
-        )
-    return version, agent
+    return version, agent_config_of(stored)
 
 
 async def _subject_maker(
@@ -252,15 +249,6 @@ async def _subject_maker(
     return FixedPolicy(ArtifactPolicy(artifact, spec, agent.decision_threshold))
 
 
-def _dataset_spec(dataset: DatasetVersion) -> FeatureSetSpec:
-    spec = feature_set(dataset.feature_set)
-    if spec.schema_hash != dataset.schema_hash:
-        raise EvaluationError(
-            f"dataset {dataset.id} was built with another definition of {dataset.feature_set}: build it again"
-        )
-    return spec
-
-
 def _baselines(spec: FeatureSetSpec) -> list[str]:
     usable = []
     for name in BASELINES:
@@ -278,13 +266,10 @@ def _agent_world(agent: AgentConfig) -> World:
         Decimal(repr(environment.initial_equity)),
         environment.max_exposure,
         Decimal(repr(environment.slippage_bps)),
-        agent.decision_threshold,
     )
 
 
 def _folds(dataset: DatasetVersion, layout: FoldSpec) -> list[Fold]:
-    from learning.evaluation.folds import FoldError
-
     try:
         folds = walk_forward_folds(dataset.row_count, layout)
     except FoldError as error:

@@ -100,5 +100,11 @@ def evaluate_folds(
                 on_result(fold, maker.name, result)
         outcomes.append(FoldOutcome(fold, results, training))
     evaluated = [outcome for outcome in outcomes if outcome.fold.skipped is None]
-    aggregate = {name: metrics([outcome.results[name].segment for outcome in evaluated]) for name in names}
+    aggregate = {
+        name: metrics(
+            [outcome.results[name].segment for outcome in evaluated],
+            [outcome.results[name].book for outcome in evaluated],
+        )
+        for name in names
+    }
     return Evaluation(tuple(outcomes), aggregate)

@@ -119,13 +119,20 @@ def test_evaluate_promote_and_roll_back(clean_env: dict[str, str], candle_file: 
     unevaluated = tradingd(clean_env, "promote", demanding)
     assert unevaluated.returncode == 1
     assert "has no walk-forward evaluation" in unevaluated.stderr
-    assert (
-        tradingd(clean_env, "evaluate", "--agent-version", demanding, "--dataset", dataset_id, *folds).returncode == 0
-    )
+    # On another fold layout, the champion has no comparable evaluation: evaluate runs one for it too.
+    other_folds = ["--folds", "2", "--purge-bars", "6", "--embargo-bars", "4", "--min-train-bars", "500"]
+    challenged = tradingd(clean_env, "evaluate", "--agent-version", demanding, "--dataset", dataset_id, *other_folds)
+    assert challenged.returncode == 0, challenged.stderr[-3000:]
+    both = json.loads(challenged.stdout)
+    assert both["policy"] == "agent:demanding@1"
+    assert (both["champion"]["policy"], both["champion"]["kind"]) == ("agent:lenient@1", "walk_forward")
+    assert both["champion"]["metrics"]["folds_evaluated"] == 2
+    assert both["champion"]["agent_version_id"] == lenient
     refused = tradingd(clean_env, "promote", demanding)
     assert refused.returncode == 1
     assert "FAIL  margin_over_baseline" in refused.stdout
     assert "failing gates margin_over_baseline" in refused.stderr
+    assert "(champion lenient v1)" in refused.stdout, "the champion gate read the champion's evaluation"
     versions = {
         v["id"]: v["status"] for v in map(json.loads, tradingd(clean_env, "agent", "versions").stdout.splitlines())
     }

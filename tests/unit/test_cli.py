@@ -51,3 +51,20 @@ def test_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) ->
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["version"]) == exit_codes.OK
     assert capsys.readouterr().out.startswith("tradingd 0.1.0")
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--strict"], "need --folds"),
+        (["--purge-bars", "5"], "need --folds"),
+        (["--folds", "0"], "folds must be at least 1"),
+        (["--folds", "3", "--embargo-bars", "-1"], "must be >= 0"),
+    ],
+)
+def test_fold_options_are_checked_before_anything_runs(
+    extra: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dataset = "00000000-0000-0000-0000-000000000001"
+    assert cli.main(["evaluate", "--policy", "hold", "--dataset", dataset, *extra]) == exit_codes.USAGE
+    assert message in capsys.readouterr().err
