@@ -69,7 +69,22 @@ def build_parser() -> argparse.ArgumentParser:
         "with the control socket open",
     )
     add_ctl_commands(commands)
+    _accept_global_options(parser)
     return parser
+
+
+def _accept_global_options(parser: argparse.ArgumentParser) -> None:
+    """`--config` after the command too (`tradingd ctl status --config FILE`): every subcommand's parser
+    accepts it, with no default of its own (so it never hides one given before the command); given
+    twice, the later one wins."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in {id(p): p for p in action.choices.values()}.values():
+                if not any("--config" in a.option_strings for a in sub._actions):
+                    sub.add_argument(
+                        "--config", type=Path, metavar="FILE", default=argparse.SUPPRESS, help="as `tradingd --config`"
+                    )
+                _accept_global_options(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

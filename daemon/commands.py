@@ -9,6 +9,7 @@ import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from daemon.control_protocol import CommandError, ControlRequest
 from daemon.control_server import ControlServer
 from daemon.run_state import DaemonState
 from domain.market import INTERVALS
-from storage.ops import OpsStore
+from storage.ops import OpenTrade, OpsStore
 from storage.retry_queue import RetryQueue
 from storage.trading import RunConflictError, RunStore
 
@@ -33,7 +34,7 @@ async def open_control(state: DaemonState, path: Path) -> ControlServer:
         return await COMMANDS[request.cmd](state, request.args)
 
     async def audit(request: ControlRequest, outcome: str, detail: str | None) -> None:
-        target = request.args.get("pair") or request.args.get("id")
+        target = request.args.get("pair") or request.args.get("trade")
         await ops.audit(
             request.cmd,
             dict(request.args),
@@ -93,11 +94,12 @@ async def _call(ref: Any) -> Any:
 
 
 def _uuid(args: Mapping[str, object]) -> uuid.UUID:
-    text = _text(args, "id", required=True)
+    """The trade an operator names, under `trade` (`id` is the protocol's request id)."""
+    text = _text(args, "trade", required=True)
     try:
         return uuid.UUID(text)
     except ValueError:
-        raise CommandError("bad_args", f"id {text!r} is not a trade id (a UUID)") from None
+        raise CommandError("bad_args", f"trade {text!r} is not a trade id (a UUID; `ctl status` lists them)") from None
 
 
 # ---------------------------------------------------------------------------------------------- commands
@@ -116,6 +118,9 @@ async def status(state: DaemonState, args: Mapping[str, object]) -> Mapping[str,
                 account = await asyncio.wait_for(supervisor.account.summary.remote(), CALL_TIMEOUT_SEC)
             except (TimeoutError, RayError):
                 account = {"error": "the account guard did not answer"}
+    open_trades: list[dict[str, object]] = []
+    if supervisor is not None and state.run is not None:
+        account, open_trades = await _money(state, supervisor, account, pairs)
     return {
         "daemon": {
             "pid": os.getpid(),
@@ -125,6 +130,61 @@ async def status(state: DaemonState, args: Mapping[str, object]) -> Mapping[str,
         "run": state.run_view(),
         "account": account,
         "pairs": pairs,
+        "open_trades": open_trades,
+    }
+
+
+async def _money(
+    state: DaemonState, supervisor: Any, account: object, pairs: dict[str, Any]
+) -> tuple[object, list[dict[str, object]]]:
+    """Status's money: each pair's contract grid (for display), the account's balance and equity, and
+    the run's open trades with their unrealised PnL at the pair's last mark.
+
+    The pairs of a run trade one paper account of `run.initial_equity`: its balance is that plus every
+    pair's realised PnL less fees, its equity the balance plus the open positions' unrealised PnL. Both
+    are None while a pair's execution actor does not answer (its PnL is unknown then)."""
+    assert state.run is not None
+    marks: dict[str, Decimal] = {}
+    initial: Decimal | None = None
+    balance, unrealised, known = Decimal(0), Decimal(0), True
+    for slot in supervisor.slots.values():
+        initial = slot.plan.context.initial_equity
+        view = pairs[slot.pair]
+        view["contract"] = {"tick": str(slot.plan.rules.tick), "step": str(slot.plan.rules.step)}
+        position = view.get("position")
+        if not isinstance(position, Mapping):
+            known = False
+            continue
+        marks[slot.pair] = Decimal(position["mark"])
+        balance += Decimal(position["realised_pnl"]) - Decimal(position["fees"])
+        unrealised += Decimal(position["unrealised_pnl"])
+    if initial is not None:
+        money = {
+            "initial_equity": str(initial),
+            "balance": str(initial + balance) if known else None,
+            "unrealised_pnl": str(unrealised) if known else None,
+            "equity": str(initial + balance + unrealised) if known else None,
+        }
+        account = {**account, **money} if isinstance(account, Mapping) else money
+    trades = await OpsStore(state.database.pool).open_trades(state.run.id)
+    return account, [_open_trade(trade, marks.get(trade.pair)) for trade in trades]
+
+
+def _open_trade(trade: OpenTrade, mark: Decimal | None) -> dict[str, object]:
+    pnl: Decimal | None = None
+    if trade.entry_price is not None and mark is not None and mark > 0:
+        pnl = (mark - trade.entry_price) * trade.quantity * (1 if trade.side == "long" else -1)
+    return {
+        "id": str(trade.id),
+        "pair": trade.pair,
+        "side": trade.side,
+        "status": trade.status,
+        "quantity": str(trade.quantity),
+        "entry_price": None if trade.entry_price is None else str(trade.entry_price),
+        "mark": None if mark is None else str(mark),
+        "unrealised_pnl": None if pnl is None else str(pnl),
+        "fees": str(trade.fees),
+        "opened_at": trade.opened_at.isoformat(),
     }
 
 

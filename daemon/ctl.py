@@ -7,6 +7,8 @@ import argparse
 import json
 import sys
 from collections.abc import Mapping
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 from config import Settings
@@ -18,33 +20,41 @@ def add_ctl_commands(commands: argparse._SubParsersAction[argparse.ArgumentParse
     ctl = commands.add_parser("ctl", help="talk to the running daemon over its control socket")
     ctl.add_argument("--json", action="store_true", help="print the daemon's answer as JSON")
     ctl.add_argument("--timeout", type=float, default=60.0, metavar="SEC", help="how long to wait for an answer")
+    # The same options after the command (`ctl status --json`); given there, they win.
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print the answer as JSON")
+    options.add_argument("--timeout", type=float, default=argparse.SUPPRESS, metavar="SEC", help="answer deadline")
     sub = ctl.add_subparsers(dest="ctl_command", required=True, metavar="COMMAND")
-    sub.add_parser("status", help="per pair: state, last candle, lag, position, PnL, actor health")
-    pause = sub.add_parser("pause", help="stop new orders (all pairs, or one)")
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, parents=[options])
+
+    command("status", "the run, the account's equity and balance, per pair state, position and PnL, open trades")
+    pause = command("pause", "stop new orders (all pairs, or one)")
     pause.add_argument("pair", nargs="?")
     pause.add_argument("--reduce-only", action="store_true", help="still allow orders that reduce a position")
     pause.add_argument("--reason")
-    resume = sub.add_parser("resume", help="allow orders again (all pairs also closes a cooled-down breaker)")
+    resume = command("resume", "allow orders again (all pairs also closes a cooled-down breaker)")
     resume.add_argument("pair", nargs="?")
-    sub.add_parser("risk", help="the account's exposure, daily PnL, circuit breaker, and the limits")
-    runs = sub.add_parser("runs", help="list, start or stop paper runs")
+    command("risk", "the account's exposure, daily PnL, circuit breaker, and the limits")
+    runs = command("runs", "list, start or stop paper runs")
     runs.add_argument("action", choices=("list", "start", "stop"), nargs="?", default="list")
     runs.add_argument("--policy", help="hold, momentum, ema_cross or agent:<version id>")
     runs.add_argument("--pairs", help="comma-separated (default: the configured pairs)")
     runs.add_argument("--reason")
-    backfill = sub.add_parser("backfill", help="make sure of a pair's recent candles now")
+    backfill = command("backfill", "make sure of a pair's recent candles now")
     backfill.add_argument("pair")
     backfill.add_argument("--interval")
     backfill.add_argument("--bars", type=int, default=1440)
-    sub.add_parser("reconcile", help="health-check now, and restart FAULTED pairs")
-    close = sub.add_parser("close-trade", help="close an open trade with a reduce-only market order")
-    close.add_argument("id")
-    cancel = sub.add_parser("cancel-trade", help="cancel a trade's working orders")
-    cancel.add_argument("id")
-    sub.add_parser("retry-queue", help="failed market-data jobs waiting for a retry")
-    alerts = sub.add_parser("alerts", help="recent alerts")
+    command("reconcile", "health-check now, and restart FAULTED pairs")
+    close = command("close-trade", "close an open trade with a reduce-only market order (ids: `ctl status`)")
+    close.add_argument("trade", metavar="TRADE_ID", help="the trade's id, as `ctl status` lists it")
+    cancel = command("cancel-trade", "cancel a trade's working orders (ids: `ctl status`)")
+    cancel.add_argument("trade", metavar="TRADE_ID", help="the trade's id, as `ctl status` lists it")
+    command("retry-queue", "failed market-data jobs waiting for a retry")
+    alerts = command("alerts", "recent alerts")
     alerts.add_argument("--limit", type=int, default=20)
-    sub.add_parser("shutdown", help="stop the daemon as SIGTERM does")
+    command("shutdown", "stop the daemon as SIGTERM does")
 
 
 def request_of(args: argparse.Namespace) -> tuple[str, dict[str, object]]:
@@ -61,7 +71,7 @@ def request_of(args: argparse.Namespace) -> tuple[str, dict[str, object]]:
     elif command == "backfill":
         fields = {"pair": args.pair, "interval": args.interval, "bars": args.bars}
     elif command in ("close-trade", "cancel-trade"):
-        fields = {"id": args.id}
+        fields = {"trade": args.trade}  # not "id": the protocol's request id
     elif command == "alerts":
         fields = {"limit": args.limit}
     return command, {key: value for key, value in fields.items() if value is not None}
@@ -93,48 +103,160 @@ def render(command: str, answer: Mapping[str, Any]) -> str:
     body = {key: value for key, value in answer.items() if key not in ("ok", "id")}
     if command == "status":
         return _status(body)
+    if command in ("close-trade", "cancel-trade"):
+        return _trade_action(command, body)
     return _tree(body)
+
+
+# ---------------------------------------------------------------------------------------------- status
 
 
 def _status(body: Mapping[str, Any]) -> str:
     run = body.get("run") or {}
+    since = f"  since {_utc_iso(run['started_at'])}" if run.get("started_at") else ""
+    daemon = body.get("daemon") or {}
     lines = [
-        f"run {run.get('id', '-')}  {run.get('policy', 'no run')}  {run.get('status', '')}",
-        f"daemon pid {body['daemon']['pid']}, up {body['daemon']['uptime_sec']} s",
+        f"run {run.get('id', '-')}  {run.get('policy', 'no run')}  {run.get('status', '')}{since}".rstrip(),
+        f"daemon pid {daemon.get('pid', '-')}, up {_duration(daemon.get('uptime_sec'))}"
+        + ("  (stopping)" if daemon.get("stopping") else ""),
     ]
     account = body.get("account") or {}
     if account:
-        lines.append(
-            f"account {account.get('trading_state')}  gross {account.get('gross_exposure')}  "
-            f"daily PnL {account.get('daily_pnl')}  breaker {'OPEN' if account.get('breaker_open') else 'closed'}"
+        lines.append(_account(account))
+    pairs: Mapping[str, Any] = body.get("pairs") or {}
+    if pairs:
+        lines.append("")
+        lines.extend(_pairs_table(pairs))
+    if body.get("run"):
+        lines.append("")
+        lines.extend(_trades_table(body.get("open_trades") or [], pairs))
+    return "\n".join(lines)
+
+
+def _account(account: Mapping[str, Any]) -> str:
+    if "error" in account and "trading_state" not in account:
+        head = f"account ?  ({account['error']})"
+    else:
+        breaker = "OPEN" if account.get("breaker_open") else "closed"
+        head = (
+            f"account {account.get('trading_state', '?')}  daily PnL {_usdt(account.get('daily_pnl'), signed=True)}  "
+            f"gross exposure {_usdt(account.get('gross_exposure'))}  breaker {breaker}"
         )
-    header = f"{'pair':<12} {'state':<10} {'trading':<9} {'last candle (ms)':<16} {'lag s':>7} {'position':>12} "
-    lines.append(header + f"{'net PnL':>12}  actors")
-    for pair, view in sorted((body.get("pairs") or {}).items()):
+    if "initial_equity" not in account:
+        return head
+    return (
+        f"{head}\n"
+        f"  equity {_usdt(account.get('equity'))}  balance {_usdt(account.get('balance'))}  "
+        f"unrealised PnL {_usdt(account.get('unrealised_pnl'), signed=True)}  "
+        f"(started with {_usdt(account.get('initial_equity'))})"
+    )
+
+
+def _pairs_table(pairs: Mapping[str, Any]) -> list[str]:
+    rows = [("pair", "state", "trading", "last candle", "lag", "position", "net PnL", "actors")]
+    for pair, view in sorted(pairs.items()):
         position = view.get("position") or {}
         actors = view.get("actors", {})
         alive = sum(1 for actor in actors.values() if actor.get("alive"))
         lag = view.get("lag_sec")
-        lines.append(
-            f"{pair:<12} {view.get('state', '?'):<10} {view.get('trading_state', '?'):<9} "
-            f"{view.get('last_candle_open_ms') or '-'!s:<16} {'-' if lag is None else lag:>7} "
-            f"{position.get('position', '-'):>12} {position.get('net_pnl', '-'):>12}  {alive}/{len(actors)}"
+        step = (view.get("contract") or {}).get("step")
+        quantity = position.get("position")
+        rows.append(
+            (
+                pair,
+                str(view.get("state", "?")),
+                str(view.get("trading_state", "?")),
+                _utc_ms(view.get("last_candle_open_ms")),
+                "-" if lag is None else f"{float(lag):.1f} s",
+                "-" if quantity is None else f"{_fixed(quantity, _places(step, 4))} {_base(pair)}",
+                _usdt(position.get("net_pnl"), signed=True),
+                f"{alive}/{len(actors)}",
+            )
         )
-    return "\n".join(lines)
+    return _table(rows, right={4, 5, 6})
 
 
-def _tree(value: Any, indent: int = 0) -> str:
+def _trades_table(trades: list[Mapping[str, Any]], pairs: Mapping[str, Any]) -> list[str]:
+    if not trades:
+        return ["open trades: none"]
+    rows = [
+        (
+            "open trade (id for close-trade)",
+            "pair",
+            "side",
+            "status",
+            "quantity",
+            "entry",
+            "mark",
+            "unrealised PnL",
+            "opened",
+        )
+    ]
+    for trade in trades:
+        pair = str(trade.get("pair", "?"))
+        contract = (pairs.get(pair) or {}).get("contract") or {}
+        price_places = _places(contract.get("tick"), 2)
+        rows.append(
+            (
+                str(trade.get("id")),
+                pair,
+                str(trade.get("side", "?")),
+                str(trade.get("status", "?")),
+                f"{_fixed(trade.get('quantity'), _places(contract.get('step'), 4))} {_base(pair)}",
+                _price(trade.get("entry_price"), price_places),
+                _price(trade.get("mark"), price_places),
+                _usdt(trade.get("unrealised_pnl"), signed=True),
+                _utc_iso(trade.get("opened_at"), seconds=False),
+            )
+        )
+    return [*_table(rows, right={4, 5, 6, 7}), "prices in USDT; an entry of - is an opening order not filled yet"]
+
+
+def _trade_action(command: str, body: Mapping[str, Any]) -> str:
+    trade = body.get("trade", "?")
+    status = body.get("status")
+    if command == "close-trade":
+        if body.get("order") is None:
+            return f"trade {trade} is already {status}: nothing to close"
+        return (
+            f"trade {trade}: closing with reduce-only market order {body['order']}\n"
+            "it fills at the next candle's open; `ctl status` shows the trade until then"
+        )
+    cancelled = body.get("cancelled") or []
+    if status in ("closed", "cancelled"):
+        return f"trade {trade} is already {status}: nothing to cancel"
+    if not cancelled:
+        return f"trade {trade}: no working orders to cancel"
+    return f"trade {trade}: cancelled {len(cancelled)} working order(s): {', '.join(map(str, cancelled))}"
+
+
+def _table(rows: list[tuple[str, ...]], right: set[int]) -> list[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return [
+        "  ".join(
+            cell.rjust(w) if i in right else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        ).rstrip()
+        for row in rows
+    ]
+
+
+# ---------------------------------------------------------------------------------------------- other answers
+
+
+def _tree(value: Any, indent: int = 0, key: str = "") -> str:
     pad = "  " * indent
     if isinstance(value, Mapping):
         if not value:
             return pad + "(none)"
         lines = []
-        for key, item in value.items():
+        for name, item in value.items():
             if isinstance(item, Mapping | list) and item:
-                lines.append(f"{pad}{key}:")
-                lines.append(_tree(item, indent + 1))
+                lines.append(f"{pad}{name}:")
+                lines.append(_tree(item, indent + 1, str(name)))
             else:
-                lines.append(f"{pad}{key}: {_scalar(item)}")
+                # The values of a mapping of pairs (exposures) take the mapping's unit.
+                unit_key = key if key in _USDT_MAPPINGS else str(name)
+                lines.append(f"{pad}{name}: {_scalar(item, unit_key)}")
         return "\n".join(lines)
     if isinstance(value, list):
         if not value:
@@ -142,14 +264,105 @@ def _tree(value: Any, indent: int = 0) -> str:
         parts = [_tree(item, indent) if isinstance(item, Mapping) else f"{pad}- {_scalar(item)}" for item in value]
         # Records (alerts, runs, jobs) are separated by a blank line; plain values stay one per line.
         return ("\n\n" if any(isinstance(item, Mapping) for item in value) else "\n").join(parts)
-    return pad + _scalar(value)
+    return pad + _scalar(value, key)
 
 
-def _scalar(value: Any) -> str:
+_EPOCH_MS_FLOOR = 10**11
+"""A `*_ms` value this large is a time (after 1973), not a duration such as `latency_ms`."""
+_USDT_MAPPINGS = frozenset({"exposures"})
+_USDT_KEYS = frozenset({"equity", "balance", "initial_equity", "fees", "daily_loss_limit"})
+_USDT_SUFFIXES = ("_exposure", "_notional", "_pnl")
+
+
+def _scalar(value: Any, key: str = "") -> str:
+    """One value, with its unit from its key: epoch ms (`*_ms`) and ISO times (`*_at`, `*_until`) as
+    UTC, `*_sec` in seconds, money in USDT to 2 decimals."""
     if value is None:
         return "-"
     if isinstance(value, list):
         return "(none)" if not value else ", ".join(str(v) for v in value)
     if isinstance(value, Mapping):
         return "(none)"
+    if isinstance(value, bool):
+        return str(value)
+    if key.endswith("_ms") and isinstance(value, int) and value >= _EPOCH_MS_FLOOR:
+        return _utc_ms(value)
+    if key.endswith(("_at", "_until")) and isinstance(value, str):
+        return _utc_iso(value)
+    if key.endswith("_sec") and isinstance(value, int | float):
+        return f"{value} s"
+    if (key in _USDT_KEYS or key in _USDT_MAPPINGS or key.endswith(_USDT_SUFFIXES)) and _is_number(value):
+        return _usdt(value, signed=key.endswith("_pnl"))
     return str(value)
+
+
+# ---------------------------------------------------------------------------------------------- formats
+
+
+def _utc_ms(value: object) -> str:
+    """An epoch-milliseconds time (a candle's open) as `2025-03-01 12:34 UTC`."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        return "-"
+    return datetime.fromtimestamp(value / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _utc_iso(value: object, *, seconds: bool = True) -> str:
+    """An ISO time as `2025-03-01 12:34:56 UTC` (the text as it is if it is not one)."""
+    if not isinstance(value, str):
+        return "-"
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return value
+    if moment.tzinfo is None:
+        return value  # a date, or a time without a zone: no claim about UTC
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC" if seconds else "%Y-%m-%d %H:%M UTC")
+
+
+def _duration(value: object) -> str:
+    if not _is_number(value):
+        return "-"
+    total = int(float(str(value)))
+    if total < 120:
+        return f"{float(str(value)):.0f} s"
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s"
+
+
+def _is_number(value: object) -> bool:
+    if isinstance(value, bool) or value is None:
+        return False
+    try:
+        return Decimal(str(value)).is_finite()
+    except InvalidOperation:
+        return False
+
+
+def _places(grid: object, default: int) -> int:
+    """The decimals of a contract's grid (tick 0.1 -> 1, step 0.0001 -> 4)."""
+    if not _is_number(grid) or Decimal(str(grid)) <= 0:
+        return default
+    return max(0, -int(Decimal(str(grid)).normalize().as_tuple().exponent))
+
+
+def _fixed(value: object, places: int, *, signed: bool = False) -> str:
+    if not _is_number(value):
+        return "-"
+    number = Decimal(str(value)).quantize(Decimal(1).scaleb(-places), ROUND_HALF_UP)
+    if number == 0:
+        number = abs(number)  # no "-0.00"
+    return f"{number:+f}" if signed else f"{number:f}"
+
+
+def _usdt(value: object, *, signed: bool = False) -> str:
+    return "-" if not _is_number(value) else f"{_fixed(value, 2, signed=signed)} USDT"
+
+
+def _price(value: object, places: int) -> str:
+    return _fixed(value, places)
+
+
+def _base(pair: str) -> str:
+    """The base asset of a pair: BTC of BTC-USDT."""
+    return pair.split("-", 1)[0]

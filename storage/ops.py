@@ -7,11 +7,28 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Literal
 
 import asyncpg
 
 Severity = Literal["info", "warning", "critical"]
+
+
+@dataclass(frozen=True)
+class OpenTrade:
+    """A trade of a run whose position (or opening order) is still open: what `ctl status` lists."""
+
+    id: uuid.UUID
+    pair: str
+    side: Literal["long", "short"]
+    status: Literal["open", "closing"]
+    quantity: Decimal
+    """The position's size (before the first fill: the opening order's quantity)."""
+    entry_price: Decimal | None
+    """None until the opening order fills."""
+    fees: Decimal
+    opened_at: datetime
 
 
 @dataclass(frozen=True)
@@ -89,6 +106,15 @@ class OpsStore:
         """(run, pair, status) of a trade."""
         row = await self._pool.fetchrow("SELECT run_id, pair, status FROM trades WHERE id = $1", trade_id)
         return None if row is None else (row["run_id"], row["pair"], row["status"])
+
+    async def open_trades(self, run_id: uuid.UUID) -> list[OpenTrade]:
+        """The run's trades still open or closing, oldest first."""
+        rows = await self._pool.fetch(
+            "SELECT id, pair, side, status, quantity, entry_price, fees, opened_at FROM trades "
+            "WHERE run_id = $1 AND status IN ('open', 'closing') ORDER BY opened_at, pair, id",
+            run_id,
+        )
+        return [OpenTrade(**dict(row)) for row in rows]
 
     async def record_metric(
         self, metric: str, value: float, *, pair: str | None = None, labels: Mapping[str, Any] | None = None
