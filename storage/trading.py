@@ -515,6 +515,13 @@ class TradingJournal:
         )
         return value
 
+    async def orders_traced(self, trace_id: str) -> int:
+        """How many orders were recorded under `trace_id` (an operator's closes of one trade share one)."""
+        count: int = await self._pool.fetchval(
+            "SELECT count(*) FROM trade_executions WHERE decision_trace_id = $1", trace_id
+        )
+        return count
+
     async def unfinished(self, run_id: uuid.UUID, pair: str) -> list[WorkingExecution]:
         """Orders of the run and pair not in a final state, oldest first."""
         rows = await self._pool.fetch(

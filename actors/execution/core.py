@@ -192,14 +192,19 @@ class ExecutionCore:
         return [event.order.client_order_id for event in events]
 
     async def close_trade(self, trade_id: uuid.UUID) -> str:
-        """An operator's reduce-only exit of the open trade, filling at the next candle's open. Its client
-        order id derives from the trade, so asking twice sends one order."""
+        """An operator's reduce-only exit of the open trade, filling at the next candle's open. Asking
+        while one is working sends nothing more. Its client order id derives from the trade and from how
+        many closes the operator sent for it before (a cancelled one's id is spent)."""
         trade = self.book.trade
         if trade is None or trade.id != trade_id:
             raise KeyError(f"trade {trade_id} is not the open trade of {self.context.pair}")
-        cid = client_order_id(self.context.run_id, f"{self.context.pair}#close", int(trade_id.hex[:9], 16))
-        if cid in self.book.working:
-            return cid
+        for working in self.book.working.values():
+            if working.trade_id == trade_id and working.reason == "operator":
+                return working.client_order_id
+        trace = f"operator.{trade_id}"
+        sent = await self.journal.orders_traced(trace)
+        key = f"{self.context.pair}#close" + (f"#{sent}" if sent else "")
+        cid = client_order_id(self.context.run_id, key, int(trade_id.hex[:9], 16))
         position = self.book.position.quantity
         reducing = sum((o.signed_quantity for o in self.book.working.values() if o.reduce_only), Decimal(0))
         quantity = abs(position + reducing)
@@ -212,7 +217,7 @@ class ExecutionCore:
             await self.journal.commit(
                 Commit(
                     trades=[self._trade_row(trade)],
-                    new_executions=[self._execution_row(order, f"operator.{trade_id}")],
+                    new_executions=[self._execution_row(order, trace)],
                     checkpoint=self._checkpoint(self.last_sequence),
                 )
             )

@@ -215,6 +215,33 @@ async def test_an_operator_closes_the_open_trade_once(database: Database, contex
     assert await database.pool.fetchval("SELECT count(*) FROM trade_executions WHERE reduce_only") == 1
 
 
+async def test_an_operator_close_cancelled_can_be_sent_again_and_closes_the_trade(
+    database: Database, context: PairContext
+) -> None:
+    execution = core(database, context)
+    await execution.restore()
+    await execution.on_plan(plan(context, 0, 100.0, 1.0, [("BUY", "1", False)]))
+    await execution.on_plan(plan(context, 1, 100.0, None, []))
+    trade_id = uuid.UUID(str(await database.pool.fetchval("SELECT id FROM trades")))
+    first = await execution.close_trade(trade_id)
+    assert await database.pool.fetchval("SELECT status FROM trades") == "closing"
+    assert await execution.cancel_trade(trade_id) == [first]
+    assert await database.pool.fetchval("SELECT status FROM trades") == "open"
+    assert execution.book.working == {}
+    second = await execution.close_trade(trade_id)  # a new order: the cancelled one's id is spent
+    assert second != first
+    assert await execution.close_trade(trade_id) == second  # asked again, still one working order
+    recorded = await execution.on_plan(plan(context, 2, 105.0, None, []))
+    assert recorded is not None
+    assert recorded.report.quantity == 0
+    trade = await database.pool.fetchrow("SELECT status, close_reason FROM trades")
+    assert (trade["status"], trade["close_reason"]) == ("closed", "operator")
+    states = await database.pool.fetch(
+        "SELECT client_order_id, state FROM trade_executions WHERE reduce_only ORDER BY created_at"
+    )
+    assert [tuple(row) for row in states] == [(first, "cancelled"), (second, "filled")]
+
+
 async def test_an_old_instance_is_fenced_off_once_a_new_one_claimed_the_pair(
     database: Database, context: PairContext
 ) -> None:
