@@ -186,8 +186,8 @@ def _trades_table(trades: list[Mapping[str, Any]], pairs: Mapping[str, Any]) -> 
             "side",
             "status",
             "quantity",
-            "entry",
-            "mark",
+            "entry (USDT)",
+            "mark (USDT)",
             "unrealised PnL",
             "opened",
         )
@@ -209,7 +209,10 @@ def _trades_table(trades: list[Mapping[str, Any]], pairs: Mapping[str, Any]) -> 
                 _utc_iso(trade.get("opened_at"), seconds=False),
             )
         )
-    return [*_table(rows, right={4, 5, 6, 7}), "prices in USDT; an entry of - is an opening order not filled yet"]
+    table = _table(rows, right={4, 5, 6, 7})
+    if any(trade.get("entry_price") is None for trade in trades):
+        table.append("(an entry of - is an opening order that has not filled yet)")
+    return table
 
 
 def _trade_action(command: str, body: Mapping[str, Any]) -> str:

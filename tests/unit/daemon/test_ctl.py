@@ -162,6 +162,13 @@ def test_status_reads_as_tables_with_utc_times_units_money_and_open_trade_ids() 
         f"{TRADE} BTC-USDT long open 0.0500 BTC 94321.1 94368.0 +2.35 USDT 2025-05-05 12:05 UTC"
     )
     assert "open trade (id for close-trade)" in text
+    assert "entry (USDT)" in text
+    assert "has not filled yet" not in text
+    pending = {**STATUS["open_trades"][0], "entry_price": None, "unrealised_pnl": None}  # type: ignore[index]
+    waiting = render("status", {**STATUS, "open_trades": [pending]})
+    row = next(line for line in waiting.splitlines() if line.startswith(TRADE))
+    assert " ".join(row.split()) == f"{TRADE} BTC-USDT long open 0.0500 BTC - 94368.0 - 2025-05-05 12:05 UTC"
+    assert "(an entry of - is an opening order that has not filled yet)" in waiting
 
 
 def test_status_says_when_no_trade_is_open() -> None:
