@@ -201,15 +201,17 @@ class ExecutionCore:
         for working in self.book.working.values():
             if working.trade_id == trade_id and working.reason == "operator":
                 return working.client_order_id
+        position = self.book.position.quantity
+        reducing = sum((o.signed_quantity for o in self.book.working.values() if o.reduce_only), Decimal(0))
+        quantity = abs(position + reducing)
+        if position == 0:
+            raise KeyError(f"trade {trade_id} has no position yet: its opening order is working (cancel-trade)")
+        if quantity == 0:
+            raise KeyError(f"trade {trade_id} is closing already: a reduce-only order for all of it is working")
         trace = f"operator.{trade_id}"
         sent = await self.journal.orders_traced(trace)
         key = f"{self.context.pair}#close" + (f"#{sent}" if sent else "")
         cid = client_order_id(self.context.run_id, key, int(trade_id.hex[:9], 16))
-        position = self.book.position.quantity
-        reducing = sum((o.signed_quantity for o in self.book.working.values() if o.reduce_only), Decimal(0))
-        quantity = abs(position + reducing)
-        if position == 0 or quantity == 0:
-            raise KeyError(f"trade {trade_id} has no position left to close")
         intent = OrderIntent(cid, "SELL" if position > 0 else "BUY", quantity, True, "operator", 0)
         before, mark = self.book.to_json(), self.mark
         try:

@@ -221,8 +221,10 @@ async def test_an_operator_close_cancelled_can_be_sent_again_and_closes_the_trad
     execution = core(database, context)
     await execution.restore()
     await execution.on_plan(plan(context, 0, 100.0, 1.0, [("BUY", "1", False)]))
-    await execution.on_plan(plan(context, 1, 100.0, None, []))
     trade_id = uuid.UUID(str(await database.pool.fetchval("SELECT id FROM trades")))
+    with pytest.raises(KeyError, match="opening order is working"):
+        await execution.close_trade(trade_id)  # nothing filled yet: cancel-trade is the way out
+    await execution.on_plan(plan(context, 1, 100.0, None, []))
     first = await execution.close_trade(trade_id)
     assert await database.pool.fetchval("SELECT status FROM trades") == "closing"
     assert await execution.cancel_trade(trade_id) == [first]
