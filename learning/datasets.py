@@ -204,6 +204,10 @@ async def build_dataset(
         if venue_rules is None:
             raise DatasetBuildError(f"the venue lists no contract {pair}")
         rules, rules_source = venue_rules, "venue"
+    try:  # what is stored must read back (`DatasetVersion.contract`)
+        Contract.from_json(pair, rules.to_json())
+    except ValueError as error:
+        raise DatasetBuildError(f"the {rules_source} contract rules cannot be stored: {error}") from None
 
     pipeline = FeaturePipeline(spec, window.take(np.arange(spec.warmup_bars)), context_history)
     rows = window.take(np.arange(spec.warmup_bars, len(window)))

@@ -5,7 +5,9 @@ built before contracts were stored, which a rebuild of the same span then fills 
 
 from __future__ import annotations
 
+import json
 import socket
+import uuid
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
@@ -13,7 +15,10 @@ from pathlib import Path
 import pytest
 
 from config import Settings, load_settings
+from daemon import exit_codes
 from daemon.agent_commands import dataset_contract
+from daemon.cli import build_parser
+from daemon.dataset_commands import run_dataset_command
 from domain.candles import ms_to_datetime
 from domain.instruments import Contract
 from exchange.bingx.rest import BingXRest
@@ -36,6 +41,7 @@ PAIR = "BTC-USDT"
 MINUTE = 60_000
 KLINES = "/openApi/swap/v3/quote/klines"
 CONTRACTS = "/openApi/swap/v2/quote/contracts"
+EXAMPLE_CONTRACT = Path(__file__).resolve().parents[2] / "config" / "contracts" / "example.toml"
 VENUE_SPEC = ContractSpec(price_precision=2, quantity_precision=3, min_notional="5", taker_fee_rate="0.0004")
 
 
@@ -224,3 +230,28 @@ async def test_online_datasets_carry_the_venues_contract_and_older_ones_fall_bac
     filled = await datasets.get(built.id)
     assert filled is not None
     assert (filled.contract, filled.contract_source) == (listed, "venue")
+
+
+async def test_dataset_build_takes_a_contract_file_and_refuses_a_bad_one(
+    database: Database, rows: list[FileCandle], postgres_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await imported(database, rows)
+    settings = load_settings(
+        None, {"TIMESCALE_URL": postgres_url, "TRADINGD_DATA_DIR": str(tmp_path), "BINGX_REST_URL": closed_port_url()}
+    )
+    contract = tmp_path / "contract.toml"
+    contract.write_text(EXAMPLE_CONTRACT.read_text().replace('taker_fee_rate = "0.0005"', 'taker_fee_rate = "0.0007"'))
+    build = ["dataset", "build", "--pair", PAIR, "--interval", "1m", "--feature-set", "v1"]
+    build += ["--from", str(rows[100].open_time_ms), "--to", str(rows[300].open_time_ms), "--contract", str(contract)]
+
+    assert await run_dataset_command(settings, build_parser().parse_args(build)) == exit_codes.OK
+    printed = json.loads(capsys.readouterr().out)
+    assert (printed["contract_source"], printed["venue_requests"]) == (f"file:{contract}", 0)
+    stored = await DatasetStore(database.pool).get(uuid.UUID(printed["id"]))
+    assert stored is not None
+    assert stored.contract is not None
+    assert stored.contract.taker_fee_rate == Decimal("0.0007")
+
+    contract.write_text(EXAMPLE_CONTRACT.read_text().replace("max_short_leverage = 125", "max_short_leverage = 0"))
+    assert await run_dataset_command(settings, build_parser().parse_args(build)) == exit_codes.DATA_ERROR
+    assert f"{contract}: contract field 'max_short_leverage' must be a whole number" in capsys.readouterr().err
