@@ -245,7 +245,7 @@ async def test_dataset_build_takes_a_contract_file_and_refuses_a_bad_one(
     build += ["--from", str(rows[100].open_time_ms), "--to", str(rows[300].open_time_ms), "--contract", str(contract)]
 
     assert await run_dataset_command(settings, build_parser().parse_args(build)) == exit_codes.OK
-    printed = json.loads(capsys.readouterr().out)
+    printed = json.loads(next(line for line in capsys.readouterr().out.splitlines() if line.startswith('{"id"')))
     assert (printed["contract_source"], printed["venue_requests"]) == (f"file:{contract}", 0)
     stored = await DatasetStore(database.pool).get(uuid.UUID(printed["id"]))
     assert stored is not None
