@@ -21,7 +21,7 @@ from domain.instruments import Contract
 from exchange.bingx.rest import BingXRest
 from learning.agent_config import AgentConfigError, agent_config_of, load_agent_config
 from storage.agents import AgentExistsError, AgentStore, StoredAgent
-from storage.datasets import DatasetStore
+from storage.datasets import DatasetStore, DatasetVersion
 
 
 def add_agent_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -99,7 +99,7 @@ async def _train(
         print(f"tradingd: no {missing}", file=sys.stderr)
         return exit_codes.DATA_ERROR
     environment = agent_config_of(stored).environment
-    contract = await venue_contract(settings, dataset.pair, "train")
+    contract = await dataset_contract(settings, dataset, "train")
     if isinstance(contract, int):
         return contract
     rules = FillRules.of(contract, Decimal(repr(environment.slippage_bps)))
@@ -141,6 +141,19 @@ async def _train(
         )
     )
     return exit_codes.OK
+
+
+async def dataset_contract(settings: Settings, dataset: DatasetVersion, command: str) -> Contract | int:
+    """The contract rules stored with the dataset (no venue call); for a dataset built before they
+    were stored, the venue's of the moment (see `venue_contract`)."""
+    if dataset.contract is not None:
+        return dataset.contract
+    print(
+        f"tradingd: dataset {dataset.id} carries no contract rules (built before they were stored): using the "
+        f"venue's {dataset.pair} contract of the moment; `tradingd dataset build` of the same span stores them",
+        file=sys.stderr,
+    )
+    return await venue_contract(settings, dataset.pair, command)
 
 
 async def venue_contract(settings: Settings, pair: str, command: str) -> Contract | int:

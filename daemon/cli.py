@@ -19,6 +19,7 @@ from pathlib import Path
 from config import ConfigError, Settings, load_settings, redacted_settings
 from daemon import exit_codes
 from daemon.agent_commands import add_agent_commands, run_agent_command
+from daemon.candle_commands import add_candle_commands, run_candle_command
 from daemon.ctl import add_ctl_commands, run_ctl
 from daemon.dataset_commands import add_dataset_commands, run_dataset_command
 from daemon.db_commands import run_db_command
@@ -60,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     reset.add_argument("--table", required=True)
     reset.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     add_market_commands(commands)
+    add_candle_commands(commands)
     add_dataset_commands(commands)
     add_agent_commands(commands)
     add_evaluation_commands(commands)
@@ -112,6 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(run_ingest(settings))
         if args.command == "retry-queue":
             return asyncio.run(run_retry_queue(settings, args))
+        if args.command == "candles":
+            return asyncio.run(run_candle_command(settings, args))
         if args.command == "dataset":
             return asyncio.run(run_dataset_command(settings, args))
         if args.command in ("agent", "train"):

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tomllib
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 from config import Settings
 from daemon import exit_codes
@@ -14,11 +16,12 @@ from daemon.db_commands import open_migrated_database
 from daemon.market_commands import refuse_test_data, venue_failure
 from domain.candles import datetime_to_ms, ms_to_datetime
 from domain.errors import VenueError
+from domain.instruments import Contract
 from domain.market import INTERVALS, Interval, parse_interval
 from exchange.bingx.rest import BingXRest
 from features.definitions import FEATURE_SETS, feature_set
 from features.spec import FeatureSetSpec
-from learning.datasets import DatasetBuildError, build_dataset
+from learning.datasets import DatasetBuildError, RefusedTestDataError, build_dataset
 from storage.candles import CandleStore
 from storage.datasets import DatasetStore, DatasetVersion
 
@@ -40,6 +43,13 @@ def add_dataset_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
         default=None,
         metavar="INTERVALS",
         help="higher intervals whose features join the set, e.g. 5m,1h (default: from config; 'none' for none)",
+    )
+    build.add_argument(
+        "--contract",
+        type=Path,
+        metavar="FILE",
+        help="contract rules to store with the dataset (TOML, see config/contracts/); default: the venue's, or "
+        "the offline preset (the simulator's contract) when every candle was imported from a file",
     )
     listing = sub.add_parser("list", help="list dataset versions, newest first")
     listing.add_argument("--pair")
@@ -67,8 +77,25 @@ def moment(text: str) -> int:
     return datetime_to_ms(parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC))
 
 
+def contract_file(path: Path, pair: str) -> Contract:
+    """The contract rules a TOML file states for `pair` (fields: `Contract.from_json`); ValueError
+    naming the file and the field at fault."""
+    try:
+        with path.open("rb") as handle:
+            document = tomllib.load(handle)
+    except OSError as error:
+        raise ValueError(f"cannot read {path}: {error.strerror or error}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ValueError(f"{path}: {error}") from None
+    try:
+        return Contract.from_json(pair, document)
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
+
+
 async def run_dataset_command(settings: Settings, args: argparse.Namespace) -> int:
     spec: FeatureSetSpec | None = None
+    contract: tuple[Contract, str] | None = None
     if args.dataset_command == "build":
         if (refused := refuse_test_data(settings)) is not None:
             return refused
@@ -79,6 +106,12 @@ async def run_dataset_command(settings: Settings, args: argparse.Namespace) -> i
         except ValueError as error:
             print(f"tradingd: {error}", file=sys.stderr)
             return exit_codes.USAGE
+        if args.contract is not None:
+            try:
+                contract = (contract_file(args.contract, args.pair), f"file:{args.contract}")
+            except ValueError as error:
+                print(f"tradingd: {error}", file=sys.stderr)
+                return exit_codes.DATA_ERROR
     database = await open_migrated_database(settings)
     if database is None:
         return exit_codes.UNAVAILABLE
@@ -103,17 +136,30 @@ async def run_dataset_command(settings: Settings, args: argparse.Namespace) -> i
                 }
                 for entry in await datasets.lineage(found.id)
             ]
-            print(json.dumps(_summary(found) | {"lineage": lineage}, indent=2))
+            rules = None if found.contract is None else found.contract.to_json()
+            print(json.dumps(_summary(found) | {"contract": rules, "lineage": lineage}, indent=2))
             return exit_codes.OK
         assert spec is not None
         try:
             async with BingXRest(settings.exchange.rest_url, recv_window_ms=settings.exchange.recv_window_ms) as rest:
                 built = await build_dataset(
-                    rest, CandleStore.of(database), datasets, spec, args.pair, args.interval, args.start, args.end
+                    rest,
+                    CandleStore.of(database),
+                    datasets,
+                    spec,
+                    args.pair,
+                    args.interval,
+                    args.start,
+                    args.end,
+                    contract=contract,
+                    allow_test_sources=not settings.storage.disable_test_data_in_db,
                 )
         except DatasetBuildError as error:
             print(f"tradingd: {error}", file=sys.stderr)
             return exit_codes.DATA_ERROR
+        except RefusedTestDataError as error:
+            print(f"tradingd: DISABLE_TEST_DATA_IN_DB is set and {error}: refusing to build", file=sys.stderr)
+            return exit_codes.CONFIG
         except VenueError as error:
             return venue_failure(error, "dataset build", "run it again (fetched candles are kept)")
         print(
@@ -125,6 +171,8 @@ async def run_dataset_command(settings: Settings, args: argparse.Namespace) -> i
                     "reused": built.reused,
                     "fetched_windows": built.fetched_windows,
                     "fetched_candles": built.fetched_candles,
+                    "contract_source": built.contract_source,
+                    "venue_requests": built.venue_requests,
                 }
             )
         )
@@ -149,5 +197,6 @@ def _summary(version: DatasetVersion) -> dict[str, object]:
         "schema_hash": version.schema_hash,
         "content_hash": version.content_hash,
         "storage_uri": version.storage_uri,
+        "contract_source": version.contract_source,
         "created_at": version.created_at.isoformat(),
     }

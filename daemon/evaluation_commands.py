@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from actors.policy.artifact import ArtifactError
 from config import Settings
 from daemon import exit_codes
-from daemon.agent_commands import venue_contract
+from daemon.agent_commands import dataset_contract
 from daemon.db_commands import open_migrated_database
 from learning.agent_config import AgentConfigError, agent_config_of
 from learning.evaluation.folds import Fold, FoldError, FoldSpec
@@ -102,7 +102,7 @@ async def _evaluate(settings: Settings, database: Database, args: argparse.Names
     if dataset is None:
         print(f"tradingd: no dataset {args.dataset}", file=sys.stderr)
         return exit_codes.DATA_ERROR
-    contract = await venue_contract(settings, dataset.pair, "evaluate")
+    contract = await dataset_contract(settings, dataset, "evaluate")
     if isinstance(contract, int):
         return contract
     run = settings.run

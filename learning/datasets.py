@@ -1,6 +1,11 @@
 """Dataset builds: candles from the store first, only the missing windows from the venue, features
 from the same engine the live path runs, and a content hash that names the result.
 
+Stored candles are final, so a span the store holds completely is built without asking the venue for
+candles; candles imported from a file (`tradingd candles import`) are never completed from the venue,
+and a dataset built from them alone carries the preset contract (or a contract file's), so it is
+built with no venue call at all. Every dataset stores the contract rules it was built with.
+
 A dataset covers the candles with open times in [start, end). Its features need `warmup_bars` candles
 before `start` too; those are read (or fetched) like the rest and are part of the lineage, not of the
 rows. Building the same span twice, from a full store or from a half-filled one, gives the same hash:
@@ -13,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 import numpy as np
 import numpy.typing as npt
@@ -20,15 +26,17 @@ import structlog
 
 from actors.feed.healing import heal_range
 from domain.candle_columns import CandleColumns
-from domain.candles import interval_ms
+from domain.candles import interval_ms, ms_to_datetime
+from domain.instruments import Contract
 from domain.market import Interval
 from exchange.bingx.rest import BingXRest
+from exchange.sim.server import ContractSpec
 from features.definitions import feature_set
 from features.normalization import NormalizationStats
 from features.pipeline import FeaturePipeline
 from features.spec import FeatureSetSpec
 from learning.agent_config import AgentConfig
-from storage.candles import CandleStore
+from storage.candles import CandleStore, Gap, SourceCount
 from storage.datasets import DatasetContent, DatasetStore, DatasetVersion, LineageEntry
 
 log = structlog.get_logger("tradingd.datasets")
@@ -59,6 +67,35 @@ class DatasetBuildError(ValueError):
     """The span cannot become a dataset (in the future, before the venue's history, or with holes)."""
 
 
+class RefusedTestDataError(ValueError):
+    """With DISABLE_TEST_DATA_IN_DB, a dataset would be built from a test source's candles."""
+
+
+PRESET_SOURCE = "preset:sim"
+"""`contract_source` of the offline default contract (`preset_contract`)."""
+
+
+def preset_contract(pair: str) -> Contract:
+    """The offline default contract: the one the built-in simulator lists for every pair (tick 0.1,
+    step 0.0001, minimums 0.0001 and 2 USDT, fees 0.02 % maker and 0.05 % taker, leverage up to 125;
+    config/contracts/example.toml states it). A dataset built only from imported candles gets it
+    unless a contract file is given."""
+    spec = ContractSpec()
+    return Contract(
+        pair,
+        spec.price_precision,
+        spec.quantity_precision,
+        Decimal(spec.min_quantity),
+        Decimal(spec.min_notional),
+        Decimal(spec.maker_fee_rate),
+        Decimal(spec.taker_fee_rate),
+        spec.max_leverage,
+        spec.max_leverage,
+        status=1,
+        api_tradable=True,
+    )
+
+
 @dataclass(frozen=True)
 class BuiltDataset:
     id: uuid.UUID
@@ -68,6 +105,18 @@ class BuiltDataset:
     """True when this exact content was built before (its version is returned, nothing is written)."""
     fetched_windows: int
     fetched_candles: int
+    contract: Contract | None = None
+    """The contract rules the dataset carries (a reused one keeps those it was built with)."""
+    contract_source: str | None = None
+    venue_requests: int = 0
+    """Requests made to the venue (0: built offline, from stored candles and a preset or file contract)."""
+
+
+@dataclass(frozen=True)
+class _Window:
+    interval: Interval
+    start: int
+    end: int
 
 
 async def build_dataset(
@@ -79,40 +128,86 @@ async def build_dataset(
     interval: Interval,
     start_ms: int,
     end_ms: int,
+    *,
+    contract: tuple[Contract, str] | None = None,
+    allow_test_sources: bool = True,
 ) -> BuiltDataset:
+    """Build (or find) the dataset of [start_ms, end_ms). The venue is asked only for what the store
+    lacks and for the contract; a window the store holds completely needs no venue call, and with
+    candles imported from files (and `contract` given, or the preset) none is made at all.
+
+    `contract`: the rules and their source ('file:PATH') to store with the dataset; without it, the
+    preset when every candle read was imported from a file, else the venue's contract."""
     try:
         spec.check_interval(interval)
     except ValueError as error:
         raise DatasetBuildError(str(error)) from None
+    if contract is not None and contract[0].symbol != pair:
+        raise DatasetBuildError(f"the contract is for {contract[0].symbol}, not {pair}")
     step = interval_ms(interval)
     start = -(-start_ms // step) * step  # the first open time on the grid at or after start_ms
     end = -(-end_ms // step) * step
     if end <= start:
         raise DatasetBuildError("the span holds no candle: --to must be after --from")
-    # The venue's newest candle may still be forming; the one before it is final. (Asked of the market
-    # data rather than of the server clock: a replaying simulator's data lags its wall-clock time.)
-    newest = (await rest.klines(pair, interval, limit=1)).columns.open_time_ms
-    if not len(newest):
-        raise DatasetBuildError(f"the venue has no {pair} {interval} candles")
-    newest_final = int(newest[-1]) - step
-    if end - step > newest_final:
-        raise DatasetBuildError(f"the span ends after the newest final candle ({newest_final}); choose an earlier --to")
-
-    fetched = _Fetches()
-    warm_start = start - spec.warmup_bars * step
-    window = await _complete_window(rest, candles, spec, pair, interval, warm_start, end, fetched)
-    context: dict[Interval, CandleColumns] = {}
-    context_history: dict[Interval, CandleColumns] = {}
+    windows = [_Window(interval, start - spec.warmup_bars * step, end)]
     for context_interval in spec.context:
         # The first row uses the last context candle closed by `start`; the engine opens on it and
         # the `warmup_bars - 1` before it, and is fed the rest up to the last row's open.
         context_step = interval_ms(context_interval)
         first_used = start // context_step * context_step - context_step
         context_end = (end - step) // context_step * context_step
-        context_start = first_used - (spec.warmup_bars - 1) * context_step
-        span = await _complete_window(rest, candles, spec, pair, context_interval, context_start, context_end, fetched)
-        context_history[context_interval] = span.take(np.arange(spec.warmup_bars))
-        context[context_interval] = span.take(np.arange(spec.warmup_bars, len(span)))
+        windows.append(_Window(context_interval, first_used - (spec.warmup_bars - 1) * context_step, context_end))
+
+    # The store first: stored candles are final, so a complete window needs nothing from the venue.
+    gaps = [await candles.gaps(pair, w.interval, w.start, w.end) for w in windows]
+    sources = [await candles.sources(pair, w.interval, w.start, w.end) for w in windows]
+    imported = sorted({s.source for found in sources for s in found if s.is_test})
+    if imported and not allow_test_sources:
+        raise RefusedTestDataError(f"the candles of this span come from a test source ({', '.join(imported)})")
+    requests = 0
+    if any(gaps):
+        if imported:
+            raise DatasetBuildError(await _imported_incomplete(candles, spec, pair, windows, gaps, imported, step))
+        # The venue's newest candle may still be forming; the one before it is final. (Asked of the market
+        # data rather than of the server clock: a replaying simulator's data lags its wall-clock time.)
+        newest = (await rest.klines(pair, interval, limit=1)).columns.open_time_ms
+        requests += 1
+        if not len(newest):
+            raise DatasetBuildError(f"the venue has no {pair} {interval} candles")
+        newest_final = int(newest[-1]) - step
+        if end - step > newest_final:
+            raise DatasetBuildError(
+                f"the span ends after the newest final candle ({newest_final}); choose an earlier --to"
+            )
+
+    fetched = _Fetches()
+    spans = [
+        await _complete_window(rest, candles, spec, pair, window, found_gaps, found_sources, fetched)
+        for window, found_gaps, found_sources in zip(windows, gaps, sources, strict=True)
+    ]
+    requests += fetched.requests
+    window = spans[0]
+    context: dict[Interval, CandleColumns] = {}
+    context_history: dict[Interval, CandleColumns] = {}
+    for context_window, span in zip(windows[1:], spans[1:], strict=True):
+        context_history[context_window.interval] = span.take(np.arange(spec.warmup_bars))
+        context[context_window.interval] = span.take(np.arange(spec.warmup_bars, len(span)))
+
+    if contract is not None:
+        rules, rules_source = contract
+    elif imported and all(s.is_test for found in sources for s in found):
+        rules, rules_source = preset_contract(pair), PRESET_SOURCE
+    else:
+        listed = await rest.contracts(pair)
+        requests += 1
+        venue_rules = next((c for c in listed if c.symbol == pair), None)
+        if venue_rules is None:
+            raise DatasetBuildError(f"the venue lists no contract {pair}")
+        rules, rules_source = venue_rules, "venue"
+    try:  # what is stored must read back (`DatasetVersion.contract`)
+        Contract.from_json(pair, rules.to_json())
+    except ValueError as error:
+        raise DatasetBuildError(f"the {rules_source} contract rules cannot be stored: {error}") from None
 
     pipeline = FeaturePipeline(spec, window.take(np.arange(spec.warmup_bars)), context_history)
     rows = window.take(np.arange(spec.warmup_bars, len(window)))
@@ -121,8 +216,30 @@ async def build_dataset(
     feature_set_id = await datasets.feature_set_version(spec.name, spec.schema_hash, spec.names, spec.schema())
     existing = await datasets.find(feature_set_id, content_hash)
     if existing is not None:
+        if existing.contract is None:
+            await datasets.attach_contract(existing.id, rules, rules_source)
+            log.info("dataset_contract_attached", dataset_id=str(existing.id), contract_source=rules_source)
+        elif existing.contract.to_json() != rules.to_json():
+            log.warning(
+                "dataset_contract_kept",
+                dataset_id=str(existing.id),
+                contract_source=existing.contract_source,
+                offered_source=rules_source,
+                reason="the dataset keeps the contract rules it was built with",
+            )
+            rules, rules_source = existing.contract, existing.contract_source or rules_source
         log.info("dataset_reused", dataset_id=str(existing.id), content_hash=content_hash)
-        return BuiltDataset(existing.id, content_hash, existing.row_count, True, fetched.windows, fetched.candles)
+        return BuiltDataset(
+            existing.id,
+            content_hash,
+            existing.row_count,
+            True,
+            fetched.windows,
+            fetched.candles,
+            rules,
+            rules_source,
+            requests,
+        )
     stats = NormalizationStats.of(spec.market_features, features)
     dataset_id = await datasets.create(
         pair=pair,
@@ -132,9 +249,20 @@ async def build_dataset(
         content=DatasetContent(rows, features, spec.market_features),
         normalization=stats.to_json(),
         lineage=fetched.lineage,
+        contract=rules,
+        contract_source=rules_source,
     )
-    log.info("dataset_built", dataset_id=str(dataset_id), rows=len(rows), content_hash=content_hash)
-    return BuiltDataset(dataset_id, content_hash, len(rows), False, fetched.windows, fetched.candles)
+    log.info(
+        "dataset_built",
+        dataset_id=str(dataset_id),
+        rows=len(rows),
+        content_hash=content_hash,
+        contract_source=rules_source,
+        venue_requests=requests,
+    )
+    return BuiltDataset(
+        dataset_id, content_hash, len(rows), False, fetched.windows, fetched.candles, rules, rules_source, requests
+    )
 
 
 @dataclass
@@ -142,6 +270,7 @@ class _Fetches:
     lineage: list[LineageEntry] = field(default_factory=list)
     windows: int = 0
     candles: int = 0
+    requests: int = 0
 
 
 async def _complete_window(
@@ -149,19 +278,21 @@ async def _complete_window(
     candles: CandleStore,
     spec: FeatureSetSpec,
     pair: str,
-    interval: Interval,
-    start: int,
-    end: int,
+    window: _Window,
+    gaps: list[Gap],
+    sources: list[SourceCount],
     fetched: _Fetches,
 ) -> CandleColumns:
-    """The candles with open times in [start, end), every one of them: what the store lacks is fetched
-    from the venue first (and recorded in the lineage)."""
+    """The candles with open times in the window, every one of them: the `gaps` the store has are
+    fetched from the venue first (and recorded in the lineage)."""
+    interval, start, end = window.interval, window.start, window.end
     step = interval_ms(interval)
     source = len(fetched.lineage)
-    for gap in await candles.gaps(pair, interval, start, end):
+    for gap in gaps:
         healed = await heal_range(rest, candles, pair, interval, gap.start_ms, gap.end_ms)
         fetched.windows += 1
         fetched.candles += len(healed.stored)
+        fetched.requests += healed.requests
         interior = gap.start_ms > start and gap.end_ms < end
         details = {
             "interval": interval,
@@ -181,11 +312,56 @@ async def _complete_window(
             missing=gap.missing,
             stored=len(healed.stored),
         )
-    window = await candles.read_columns(pair, interval, start, end)
-    _require_complete(window, start, end, step, spec)
-    read = LineageEntry("source", "candles", start, end, {"interval": interval, "rows_read": len(window)})
-    fetched.lineage.insert(source, read)
-    return window
+    read = await candles.read_columns(pair, interval, start, end)
+    _require_complete(read, start, end, step, spec)
+    described: dict[str, object] = {"interval": interval, "rows_read": len(read)}
+    if sources:
+        described["sources"] = {found.source: found.candles for found in sources}
+    fetched.lineage.insert(source, LineageEntry("source", "candles", start, end, described))
+    return read
+
+
+async def _imported_incomplete(
+    candles: CandleStore,
+    spec: FeatureSetSpec,
+    pair: str,
+    windows: list[_Window],
+    gaps: list[list[Gap]],
+    imported: list[str],
+    step: int,
+) -> str:
+    """Why a span over imported candles cannot be built, with the --from/--to the store allows."""
+    origin = ", ".join(imported)
+    for window, found in zip(windows, gaps, strict=True):
+        if not found:
+            continue
+        interval = window.interval
+        missing = sum(gap.missing for gap in found)
+        span = await candles.span(pair, interval)
+        head = (
+            f"{pair} {interval}: the span and the {spec.warmup_bars} candles feature set {spec.name} reads before "
+            f"it need the candles from {_iso(window.start)} to {_iso(window.end)} (exclusive), and {missing} of "
+            f"them are not stored; candles imported from a file ({origin}) are never completed from the venue"
+        )
+        if span is None:
+            return f"{head}. No {pair} {interval} candles are stored: import them (tradingd candles import)"
+        first, last = span
+        allowed = f"The stored {interval} candles run from {_iso(first)} to {_iso(last)}"
+        if window is windows[0]:
+            allowed += (
+                f": choose --from at or after {_iso(first + spec.warmup_bars * step)} and --to at or before "
+                f"{_iso(last + step)}"
+            )
+        holes = [gap for gap in found if first < gap.start_ms and gap.end_ms <= last]
+        if holes:
+            described = ", ".join(f"{_iso(gap.start_ms)}..{_iso(gap.end_ms)}" for gap in holes[:3])
+            allowed += f", and a span clear of the holes at {described} (a dataset never bridges a hole)"
+        return f"{head}. {allowed}"
+    raise AssertionError("no window lacks candles")
+
+
+def _iso(ms: int) -> str:
+    return ms_to_datetime(ms).isoformat().replace("+00:00", "Z")
 
 
 def dataset_hash(spec: FeatureSetSpec, candles: CandleColumns, features: npt.NDArray[np.float64]) -> str:

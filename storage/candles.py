@@ -10,7 +10,7 @@ log the drift. Rows must be valid already: the integrity step decides what may b
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -28,6 +28,32 @@ class WriteResult:
     inserted: int
     updated: int
     unchanged: int
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """One series written by `import_candles`."""
+
+    inserted: int
+    updated: int
+    """Stored from the same source with other values (a corrected file imported again)."""
+    unchanged: int
+    kept: int
+    """Already stored from another source (the venue, another file): left as they were."""
+
+
+@dataclass(frozen=True)
+class SourceCount:
+    """How many candles of a window one source wrote, and whether it is a registered test source."""
+
+    source: str
+    candles: int
+    is_test: bool
+
+
+FILE_SOURCE_PREFIX = "file:"
+"""Candles imported from a file carry the source `file:NAME`; `data_source_configs` registers
+(source 'file', name NAME) as a test source."""
 
 
 @dataclass(frozen=True)
@@ -202,6 +228,103 @@ async def find_gaps(
     return gaps
 
 
+async def import_candles(
+    connection: asyncpg.Connection, series: Sequence[CandleColumns], source: str, details: Mapping[str, object]
+) -> list[ImportResult]:
+    """Write imported candles (already valid) under `source` ('file:NAME') in one transaction, and
+    register the source in `data_source_configs` as a test source with `details` merged into its
+    settings. Idempotent: importing the same file again changes nothing. Candles stored from another
+    source are never replaced; a candle of the same source with other values is."""
+    if not source.startswith(FILE_SOURCE_PREFIX) or len(source) == len(FILE_SOURCE_PREFIX):
+        raise ValueError(f"an imported source is named {FILE_SOURCE_PREFIX}NAME, not {source!r}")
+    results = []
+    async with connection.transaction():
+        await connection.execute(
+            """
+            INSERT INTO data_source_configs (source, name, kind, is_test, settings)
+            VALUES ('file', $1, 'market_data', true, $2::jsonb)
+            ON CONFLICT (source, name) DO UPDATE
+                SET is_test = true, settings = data_source_configs.settings || excluded.settings, updated_at = now()
+            """,
+            source[len(FILE_SOURCE_PREFIX) :],
+            dict(details),
+        )
+        for columns in series:
+            batch = columns.sorted_unique()
+            if len(batch) == 0:
+                results.append(ImportResult(0, 0, 0, 0))
+                continue
+            times = batch.open_time_ms.tolist()
+            kept: int = await connection.fetchval(
+                """
+                SELECT count(*) FROM candles c
+                JOIN unnest($1::int8[]) AS t(open_ms)
+                     ON c.open_time = 'epoch'::timestamptz + t.open_ms * interval '1 millisecond'
+                WHERE c.pair = $2 AND c.interval = $3 AND c.source <> $4
+                """,
+                times,
+                batch.pair,
+                batch.interval,
+                source,
+            )
+            rows = await connection.fetch(
+                """
+                INSERT INTO candles AS c
+                       (pair, interval, open_time, open, high, low, close, volume, quote_volume, source)
+                SELECT $8, $9, 'epoch'::timestamptz + t.open_ms * interval '1 millisecond',
+                       t.open, t.high, t.low, t.close, t.volume, nullif(t.quote_volume, 'NaN'), $10
+                FROM unnest($1::int8[], $2::float8[], $3::float8[], $4::float8[], $5::float8[], $6::float8[],
+                            $7::float8[])
+                     AS t(open_ms, open, high, low, close, volume, quote_volume)
+                ON CONFLICT (pair, interval, open_time) DO UPDATE
+                    SET open = excluded.open, high = excluded.high, low = excluded.low, close = excluded.close,
+                        volume = excluded.volume, quote_volume = excluded.quote_volume, ingested_at = now()
+                    WHERE c.source = excluded.source
+                      AND (c.open, c.high, c.low, c.close, c.volume, c.quote_volume)
+                          IS DISTINCT FROM
+                          (excluded.open, excluded.high, excluded.low, excluded.close, excluded.volume,
+                           excluded.quote_volume)
+                RETURNING (xmax = 0) AS inserted
+                """,
+                times,
+                batch.open.tolist(),
+                batch.high.tolist(),
+                batch.low.tolist(),
+                batch.close.tolist(),
+                batch.volume.tolist(),
+                batch.quote_volume.tolist(),
+                batch.pair,
+                batch.interval,
+                source,
+            )
+            inserted = sum(1 for row in rows if row["inserted"])
+            updated = len(rows) - inserted
+            results.append(ImportResult(inserted, updated, len(batch) - len(rows) - kept, kept))
+    return results
+
+
+async def window_sources(
+    connection: asyncpg.Connection, pair: str, interval: Interval, start_ms: int, end_ms: int
+) -> list[SourceCount]:
+    """The sources of the stored candles with `start_ms <= open time < end_ms`, most candles first;
+    `is_test` when `data_source_configs` registers the source as a test source (an imported file)."""
+    rows = await connection.fetch(
+        """
+        SELECT c.source, count(*) AS candles, coalesce(bool_or(s.is_test), false) AS is_test
+        FROM candles c
+        LEFT JOIN data_source_configs s ON c.source = s.source || ':' || s.name
+        WHERE c.pair = $1 AND c.interval = $2 AND c.open_time >= $3 AND c.open_time < $4
+        GROUP BY c.source
+        ORDER BY count(*) DESC, c.source
+        """,
+        pair,
+        interval,
+        ms_to_datetime(start_ms),
+        ms_to_datetime(end_ms),
+    )
+    return [SourceCount(row["source"], int(row["candles"]), bool(row["is_test"])) for row in rows]
+
+
 class CandleStore:
     """The candle operations on a database's pool, for callers outside `storage` (which never see
     a driver connection)."""
@@ -240,3 +363,15 @@ class CandleStore:
     async def gaps(self, pair: str, interval: Interval, start_ms: int, end_ms: int) -> list[Gap]:
         async with self._pool.acquire() as connection:
             return await find_gaps(connection, pair, interval, start_ms, end_ms)
+
+    async def import_series(
+        self, series: Sequence[CandleColumns], source: str, details: Mapping[str, object]
+    ) -> list[ImportResult]:
+        """See `import_candles`."""
+        async with self._pool.acquire() as connection:
+            return await import_candles(connection, series, source, details)
+
+    async def sources(self, pair: str, interval: Interval, start_ms: int, end_ms: int) -> list[SourceCount]:
+        """See `window_sources`."""
+        async with self._pool.acquire() as connection:
+            return await window_sources(connection, pair, interval, start_ms, end_ms)

@@ -14,6 +14,7 @@ import numpy.typing as npt
 
 from domain.candle_columns import CandleColumns
 from domain.candles import datetime_to_ms, ms_to_datetime
+from domain.instruments import Contract
 from domain.market import Interval, parse_interval
 
 PAYLOAD_FORMAT = "npz"
@@ -44,6 +45,11 @@ class DatasetVersion:
     normalization: Mapping[str, object]
     storage_uri: str
     created_at: datetime
+    contract: Contract | None = None
+    """The contract rules the dataset was built with; None for datasets built before they were stored
+    (migration 0006), whose users ask the venue."""
+    contract_source: str | None = None
+    """Where `contract` came from: 'venue', 'preset:sim' or 'file:PATH'."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -112,16 +118,20 @@ class DatasetStore:
         content: DatasetContent,
         normalization: Mapping[str, object],
         lineage: Sequence[LineageEntry],
+        contract: Contract | None = None,
+        contract_source: str | None = None,
     ) -> uuid.UUID:
         """Record a dataset version, its payload and its lineage in one transaction."""
+        if (contract is None) != (contract_source is None):
+            raise ValueError("a dataset's contract and its source go together")
         times = content.candles.open_time_ms
         payload = _encode(content)
         async with self._pool.acquire() as connection, connection.transaction():
             dataset_id: uuid.UUID = await connection.fetchval(
                 """
                 INSERT INTO dataset_versions (pair, interval, start_time, end_time, row_count, feature_set_version_id,
-                                              content_hash, normalization, storage_uri)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, 'pending')
+                                              content_hash, normalization, storage_uri, contract, contract_source)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, 'pending', $9::jsonb, $10)
                 RETURNING id
                 """,
                 pair,
@@ -132,6 +142,8 @@ class DatasetStore:
                 feature_set_version_id,
                 content_hash,
                 normalization,
+                None if contract is None else contract.to_json(),
+                contract_source,
             )
             await connection.execute(
                 "UPDATE dataset_versions SET storage_uri = $2 WHERE id = $1",
@@ -165,6 +177,19 @@ class DatasetStore:
             )
         return dataset_id
 
+    async def attach_contract(self, dataset_id: uuid.UUID, contract: Contract, source: str) -> bool:
+        """Give a dataset built before contracts were stored its contract rules; a dataset that has
+        rules keeps them (its trainings and evaluations used them). True when they were attached."""
+        async with self._pool.acquire() as connection:
+            status = await connection.execute(
+                "UPDATE dataset_versions SET contract = $2::jsonb, contract_source = $3 "
+                "WHERE id = $1 AND contract IS NULL",
+                dataset_id,
+                contract.to_json(),
+                source,
+            )
+        return bool(status == "UPDATE 1")
+
     async def lineage(self, dataset_id: uuid.UUID) -> list[LineageEntry]:
         async with self._pool.acquire() as connection:
             rows = await connection.fetch(
@@ -195,7 +220,8 @@ class DatasetStore:
 
 _SELECT = """
     SELECT d.id, d.pair, d.interval, d.start_time, d.end_time, d.row_count, d.feature_set_version_id,
-           f.name AS feature_set, f.schema_hash, d.content_hash, d.normalization, d.storage_uri, d.created_at
+           f.name AS feature_set, f.schema_hash, d.content_hash, d.normalization, d.storage_uri, d.created_at,
+           d.contract, d.contract_source
     FROM dataset_versions d JOIN feature_set_versions f ON f.id = d.feature_set_version_id
 """
 
@@ -215,6 +241,8 @@ def _version(row: asyncpg.Record) -> DatasetVersion:
         normalization=row["normalization"],
         storage_uri=row["storage_uri"],
         created_at=row["created_at"],
+        contract=None if row["contract"] is None else Contract.from_json(row["pair"], row["contract"]),
+        contract_source=row["contract_source"],
     )
 
 
