@@ -10,22 +10,22 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from actors.policy.artifact import ArtifactError
-from config import Settings
 from daemon import exit_codes
 from daemon.agent_commands import venue_contract
 from daemon.db_commands import open_migrated_database
-from learning.agent_config import AgentConfigError, agent_config_of
-from learning.evaluation.folds import Fold, FoldError, FoldSpec
-from learning.evaluation.gates import EvaluationFigures, GateResult, check_gates
-from storage.agents import AgentStore, AgentVersion
-from storage.database import Database
-from storage.datasets import DatasetStore
-from storage.evaluations import EvaluationReport, EvaluationStore
-from storage.promotions import PromotionError, PromotionStore
+from learning.evaluation.folds import FoldError, FoldSpec
 
 if TYPE_CHECKING:
+    from config import Settings
     from learning.evaluation.backtest import BacktestResult
+    from learning.evaluation.folds import Fold
+    from learning.evaluation.gates import EvaluationFigures, GateResult
+    from storage.agents import AgentVersion
+    from storage.database import Database
+    from storage.evaluations import EvaluationReport
+
+# nautilus_trader, RLlib, matplotlib and the stores are imported where a command runs, after its
+# arguments are checked: building the command line's parser must stay cheap (see daemon/cli.py).
 
 
 def add_evaluation_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -95,16 +95,28 @@ async def run_evaluation_command(settings: Settings, args: argparse.Namespace) -
 
 
 async def _evaluate(settings: Settings, database: Database, args: argparse.Namespace, layout: FoldSpec | None) -> int:
-    from learning.evaluation.service import EvaluationError, EvaluationRequest, Stores, World, evaluate, layout_json
+    from storage.agents import AgentStore
+    from storage.datasets import DatasetStore
+    from storage.evaluations import EvaluationStore
+    from storage.promotions import PromotionStore
 
-    stores = Stores(AgentStore(database.pool), DatasetStore(database.pool), EvaluationStore(database.pool))
-    dataset = await stores.datasets.get(args.dataset)
+    dataset = await DatasetStore(database.pool).get(args.dataset)
     if dataset is None:
         print(f"tradingd: no dataset {args.dataset}", file=sys.stderr)
+        return exit_codes.DATA_ERROR
+    if args.agent_version is not None and await AgentStore(database.pool).version(args.agent_version) is None:
+        print(f"tradingd: no agent version {args.agent_version}", file=sys.stderr)
         return exit_codes.DATA_ERROR
     contract = await venue_contract(settings, dataset.pair, "evaluate")
     if isinstance(contract, int):
         return contract
+    # nautilus_trader (and RLlib, for a walk-forward's training) take seconds to import: only an
+    # evaluation that is going to run pays for them.
+    from actors.policy.artifact import ArtifactError
+    from learning.agent_config import AgentConfigError
+    from learning.evaluation.service import EvaluationError, EvaluationRequest, Stores, World, evaluate, layout_json
+
+    stores = Stores(AgentStore(database.pool), DatasetStore(database.pool), EvaluationStore(database.pool))
     run = settings.run
     paper_world = World(run.initial_equity, float(run.max_exposure), run.slippage_bps)
     report_root = settings.storage.resolved_data_dir() / "reports"
@@ -157,6 +169,13 @@ async def _evaluate(settings: Settings, database: Database, args: argparse.Names
 
 
 async def _promote(database: Database, version_id: uuid.UUID) -> int:
+    from learning.agent_config import agent_config_of
+    from learning.evaluation.gates import check_gates
+    from storage.agents import AgentStore
+    from storage.datasets import DatasetStore
+    from storage.evaluations import EvaluationStore
+    from storage.promotions import PromotionError, PromotionStore
+
     agents = AgentStore(database.pool)
     evaluations = EvaluationStore(database.pool)
     promotions = PromotionStore(database.pool)
@@ -229,6 +248,8 @@ async def _promote(database: Database, version_id: uuid.UUID) -> int:
 
 
 async def _rollback(database: Database, pair: str | None, interval: str | None) -> int:
+    from storage.promotions import PromotionError, PromotionStore
+
     promotions = PromotionStore(database.pool)
     scopes = await promotions.scopes()
     chosen = [
@@ -261,6 +282,8 @@ async def _rollback(database: Database, pair: str | None, interval: str | None) 
 
 
 async def _scope(database: Database, version: AgentVersion) -> tuple[str, str] | None:
+    from storage.datasets import DatasetStore
+
     if version.dataset_version_id is None:
         return None
     dataset = await DatasetStore(database.pool).get(version.dataset_version_id)
@@ -268,6 +291,8 @@ async def _scope(database: Database, version: AgentVersion) -> tuple[str, str] |
 
 
 def _figures(report: EvaluationReport) -> EvaluationFigures:
+    from learning.evaluation.gates import EvaluationFigures
+
     metrics = dict(report.metrics)
     return EvaluationFigures(
         report.kind, report.status, int(metrics.get("folds_evaluated", 0)), metrics, dict(report.baselines)
