@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import uuid
 from dataclasses import replace
@@ -268,13 +269,19 @@ async def _rollback(database: Database, pair: str | None, interval: str | None) 
     except PromotionError as error:
         print(f"tradingd: {error}", file=sys.stderr)
         return exit_codes.FAILURE
+    # The state after the change, read back from the store: what now trades this pair and interval.
+    pair_now, interval_now = chosen[0]
+    champion = await promotions.champion(pair_now, interval_now)
+    now = "no version" if champion is None else f"{champion.agent} v{champion.version} ({champion.id})"
+    print(f"{pair_now} {interval_now}: now promoted {now}; retired {retired.agent} v{retired.version} ({retired.id})")
     print(
         json.dumps(
             {
-                "pair": chosen[0][0],
-                "interval": chosen[0][1],
+                "pair": pair_now,
+                "interval": interval_now,
                 "retired": retired.to_json(),
                 "promoted": restored.to_json(),
+                "champion": None if champion is None else champion.to_json(),
             }
         )
     )
@@ -299,11 +306,42 @@ def _figures(report: EvaluationReport) -> EvaluationFigures:
     )
 
 
+GATE_UNITS: dict[str, str] = {
+    "win_rate": "ratio",
+    "max_drawdown": "ratio",
+    "net_pnl": "usdt",
+    "margin_over_baseline": "usdt",
+    "champion": "usdt",
+    "trade_count": "count",
+}
+"""How each gate's figures read: ratios as percentages, money in USDT to the cent, counts whole."""
+_THRESHOLD = re.compile(r"^(>=|<=|>|<) (-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)(.*)$")
+
+
+def gate_figure(value: float | str | None, unit: str | None) -> str:
+    """A gate's figure for a person: `55.0%`, `1,234.57 USDT`, `42`, else 4 significant digits."""
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return value
+    if unit == "ratio":
+        return f"{value * 100:.1f}%"
+    if unit == "usdt":
+        return f"{value:,.2f} USDT"
+    if unit == "count":
+        return f"{value:,.0f}"
+    return f"{value:.4g}"
+
+
 def _gate_line(result: GateResult) -> str:
-    value = result.value
-    shown = f"{value:.6g}" if isinstance(value, float) else str(value)
+    unit = GATE_UNITS.get(result.name)
+    shown = gate_figure(result.value, unit)
+    threshold = result.threshold
+    bound = _THRESHOLD.match(threshold)
+    if bound is not None:
+        threshold = f"{bound[1]} {gate_figure(float(bound[2]), unit)}{bound[3]}"
     detail = f"  ({result.detail})" if result.detail else ""
-    return f"{'PASS' if result.passed else 'FAIL'}  {result.name:<21} {shown:>24}  {result.threshold}{detail}"
+    return f"{'PASS' if result.passed else 'FAIL'}  {result.name:<21} {shown:>24}  {threshold}{detail}"
 
 
 def _outcome_json(report: EvaluationReport | None) -> dict[str, Any]:
