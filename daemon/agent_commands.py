@@ -112,6 +112,9 @@ async def _train(
     rules = FillRules.of(contract, Decimal(repr(environment.slippage_bps)))
     # RLlib and torch take seconds to import: only a training that is going to run pays for them.
     from learning.training import IterationReport, TrainingError, train_agent
+    from observability import adopt_library_loggers
+
+    adopt_library_loggers()  # Ray's logger through ours, now that it is imported
 
     on_terminal = sys.stderr.isatty()
 

@@ -116,6 +116,9 @@ async def _evaluate(settings: Settings, database: Database, args: argparse.Names
     from actors.policy.artifact import ArtifactError
     from learning.agent_config import AgentConfigError
     from learning.evaluation.service import EvaluationError, EvaluationRequest, Stores, World, evaluate, layout_json
+    from observability import adopt_library_loggers
+
+    adopt_library_loggers()  # Ray's logger through ours, if the evaluation brought it
 
     stores = Stores(AgentStore(database.pool), DatasetStore(database.pool), EvaluationStore(database.pool))
     run = settings.run
