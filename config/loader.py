@@ -21,7 +21,6 @@ from pydantic import BaseModel, SecretStr, TypeAdapter, ValidationError
 
 from config.errors import ConfigError
 from config.guard import check_safety
-from config.messages import describe_errors, nearest
 from config.settings import Settings
 
 ENV_VARIABLES: Final[Mapping[str, tuple[str, ...]]] = {
@@ -141,6 +140,8 @@ def _reject_unknown_tradingd_variables(environ: Mapping[str, str]) -> None:
         if name.startswith("TRADINGD_") and name not in ENV_VARIABLES and name not in _OTHER_TRADINGD_VARIABLES
     )
     if unknown:
+        from config.messages import nearest  # error paths only: difflib is not needed to start
+
         known = [*ENV_VARIABLES, *_OTHER_TRADINGD_VARIABLES]
         described = []
         for name in unknown:
@@ -170,6 +171,8 @@ def _convert(name: str, raw: str, annotation: Any) -> Any:
         value = TypeAdapter(annotation).validate_python(raw, strict=False)
         return str(value) if isinstance(value, Path) else value
     except ValidationError as error:
+        from config.messages import describe_errors
+
         field_path = ENV_VARIABLES[name]
         document: dict[str, Any] = {}
         _set_path(document, field_path, raw)
@@ -196,6 +199,8 @@ def _set_path(data: dict[str, Any], field_path: tuple[str, ...], value: Any) -> 
 
 
 def _describe(error: ValidationError, origin: str, data: Mapping[str, Any]) -> str:
+    from config.messages import describe_errors
+
     lines = describe_errors(error, model=Settings, document=data, env_names=ENV_NAMES, secrets=SECRET_FIELDS)
     return "\n".join([f"invalid configuration ({origin}):", *(f"  {line}" for line in lines)])
 
