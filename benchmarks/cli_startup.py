@@ -8,7 +8,8 @@ process's start to its exit. Measured through the console script in the project'
 (`.venv/bin/tradingd`) and through `uv run tradingd` (what the README tells users to type; uv checks the
 environment first and adds its own time):
 
-- `python -c pass` (the environment's interpreter): the floor every command pays;
+- `python -c pass` (the environment's interpreter): the floor every command pays; `uv run python -c pass`:
+  the floor under `uv run`;
 - `tradingd --help`; `tradingd config check` (loads and validates the configuration);
 - `tradingd ctl status` with no daemon running (loads the configuration, finds no socket, exits 69);
 - `tradingd ctl status` against a running daemon (the real `tradingd run` on config/replay.toml, in a
@@ -133,6 +134,10 @@ def measure(runs: int, with_daemon: bool) -> tuple[list[Timing], str]:
         data_dir = Path(scratch) / "data"
         env = clean_env(data_dir)
         timings.append(timed("`python -c pass` (baseline)", [python, "-c", "pass"], env, runs, 0))
+        if uv is not None:
+            timings.append(
+                timed("`uv run python -c pass` (uv's own share)", [uv, "run", "python", "-c", "pass"], env, runs, 0)
+            )
         timings.append(timed("`tradingd --help`", [tradingd, "--help"], env, runs, 0))
         if uv is not None:
             timings.append(timed("`uv run tradingd --help`", [uv, "run", "tradingd", "--help"], env, runs, 0))
