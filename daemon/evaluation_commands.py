@@ -88,6 +88,11 @@ async def run_evaluation_command(settings: Settings, args: argparse.Namespace) -
             return await _promote(database, args.version)
         if args.command == "rollback":
             return await _rollback(database, args.pair, args.interval)
+        from storage.trading import RunStore
+
+        if await RunStore(database.pool).get(args.run_id) is None:  # before matplotlib is imported
+            print(f"tradingd: no run {args.run_id}", file=sys.stderr)
+            return exit_codes.DATA_ERROR
         from daemon.run_report import write_run_report
 
         return await write_run_report(settings, database, args.run_id, args.out)

@@ -1,5 +1,6 @@
 """`tradingd train` with a dataset that does not exist says so, against the real database, without ever
-importing RLlib or torch (it took 41 s before saying so when it imported them first)."""
+importing RLlib or torch (it took 41 s before saying so when it imported them first); `evaluate` and
+`report run` likewise check what they name before importing nautilus_trader or matplotlib."""
 
 from __future__ import annotations
 
@@ -21,6 +22,21 @@ print("PROBE " + json.dumps({"code": code, "modules": sorted({name.split(".")[0]
 """
 
 
+HEAVY = {"ray", "torch", "pandas", "talib", "nautilus_trader", "matplotlib"}
+
+
+def probe(env: dict[str, str], *args: str) -> tuple[int, set[str], str]:
+    """`tradingd ARGS` in a fresh interpreter: its exit code, the top-level packages it imported, its stderr."""
+    done = subprocess.run(
+        [sys.executable, "-c", TRAIN_PROBE, *args], env=env, capture_output=True, text=True, timeout=300,
+        check=False, cwd=ROOT,
+    )  # fmt: skip
+    line = next((line for line in done.stdout.splitlines() if line.startswith("PROBE ")), None)
+    assert line is not None, done.stdout + done.stderr
+    report = json.loads(line.removeprefix("PROBE "))
+    return report["code"], set(report["modules"]), done.stderr
+
+
 def test_train_on_a_missing_dataset_fails_with_65_before_importing_rllib(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TRADINGD_", "BINGX_", "TIMESCALE_", "RL_"))}
     env["TRADINGD_DATA_DIR"] = str(tmp_path / "data")
@@ -29,22 +45,20 @@ def test_train_on_a_missing_dataset_fails_with_65_before_importing_rllib(tmp_pat
     agent = json.loads(created.stdout)["name"]
     missing = uuid.uuid4()
 
-    done = subprocess.run(
-        [sys.executable, "-c", TRAIN_PROBE, "train", "--agent", agent, "--dataset", str(missing)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        cwd=ROOT,
-    )
-    line = next((line for line in done.stdout.splitlines() if line.startswith("PROBE ")), None)
-    assert line is not None, done.stdout + done.stderr
-    report = json.loads(line.removeprefix("PROBE "))
-    assert report["code"] == 65, done.stderr
-    assert f"tradingd: no dataset {missing}" in done.stderr
-    heavy = {"ray", "torch", "pandas", "talib", "nautilus_trader", "matplotlib"} & set(report["modules"])
-    assert not heavy, sorted(heavy)
+    code, modules, stderr = probe(env, "train", "--agent", agent, "--dataset", str(missing))
+    assert code == 65, stderr
+    assert f"tradingd: no dataset {missing}" in stderr
+    assert not HEAVY & modules, sorted(HEAVY & modules)
+
+    # evaluate and report check what they name before nautilus_trader and matplotlib are imported.
+    code, modules, stderr = probe(env, "evaluate", "--policy", "hold", "--dataset", str(missing))
+    assert code == 65, stderr
+    assert f"tradingd: no dataset {missing}" in stderr
+    assert not HEAVY & modules, sorted(HEAVY & modules)
+    code, modules, stderr = probe(env, "report", "run", str(missing))
+    assert code == 65, stderr
+    assert f"tradingd: no run {missing}" in stderr
+    assert not HEAVY & modules, sorted(HEAVY & modules)
 
     # The same through the console script: the exit code and the message a user sees.
     direct = tradingd(env, "train", "--agent", "nobody", "--dataset", str(missing))
