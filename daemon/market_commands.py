@@ -235,9 +235,9 @@ async def run_simulator(args: argparse.Namespace) -> int:
         try:
             series.extend(series_from_spec(spec, derive))
         except (CandleFileError, OSError) as error:
-            # The file is invalid input (65); the message names the line at fault.
-            reason = error if isinstance(error, CandleFileError) else f"{error.strerror}: {error.filename}"
-            print(f"tradingd: --candles {spec}: {reason}", file=sys.stderr)
+            # The file is invalid input (65); the message names the file and the line at fault.
+            reason = str(error) if isinstance(error, CandleFileError) else f"{error.filename}: {error.strerror}"
+            print(f"tradingd: --candles: {reason}", file=sys.stderr)
             return exit_codes.DATA_ERROR
         except ValueError as error:
             print(f"tradingd: --candles {spec}: {error}", file=sys.stderr)
