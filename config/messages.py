@@ -108,7 +108,11 @@ def _line(
         where += f" = {_NOT_SHOWN if secret else shown(value)}"
     custom = [_custom(d) for d in details if d["type"] in ("value_error", "assertion_error")]
     if custom:
-        return f"{where}: {'; '.join(custom)}"
+        text = "; ".join(custom)
+        # A validator's message that already names its settings needs no prefix ("market_data.pairs ...").
+        if not path or (name in text and isinstance(value, Mapping | _Missing)):
+            return text
+        return f"{where}: {text}"
     if any(d["type"] == "missing" for d in details):
         return f"{where}: is required"
     phrases = list(dict.fromkeys(_allowed(d) for d in details))

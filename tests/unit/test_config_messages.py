@@ -105,3 +105,10 @@ def test_agent_configuration_errors_read_like_daemon_configuration_errors(tmp_pa
         '  environment.episode_bars = "day": must be a whole number',
         "  hyperparameters.lamda: unknown key; did you mean hyperparameters.lambda?",
     }
+
+
+def test_a_validators_message_that_names_its_settings_stands_alone(tmp_path: Path) -> None:
+    message = error_of(tmp_path, '[market_data]\nsource = "replay"\npairs = ["BTC-USDT", "BTC-USDT"]\n')
+    assert message.splitlines()[1:] == ["  market_data.pairs lists a value twice: ['BTC-USDT', 'BTC-USDT']"]
+    message = error_of(tmp_path, '[market_data]\nsource = "replay"\n')
+    assert message.splitlines()[1:] == ["  market_data.source = replay needs replay.candles (PAIR:INTERVAL:FILE)"]
