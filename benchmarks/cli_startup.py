@@ -4,9 +4,13 @@ measured in the same run.
     uv run python -m benchmarks.cli_startup [--runs N] [--no-daemon] [--write]
 
 Each command runs N times (default 7) as a fresh process; the figure is the median wall time, from the
-process's start to its exit. Measured through the console script in the project's environment
-(`.venv/bin/tradingd`) and through `uv run tradingd` (what the README tells users to type; uv checks the
-environment first and adds its own time):
+process's start to its exit (and its CPU time, which the other work on a shared machine disturbs
+less), with Python's bytecode caches (in a scratch PYTHONPYCACHEPREFIX, filled by a
+warm-up run), and beside it the median without any (when the environment sets PYTHONDONTWRITEBYTECODE,
+as this project's machines do: every module is then compiled from source at each start). Measured
+through the console script in the project's environment (`.venv/bin/tradingd`) and through
+`uv run tradingd` (what the README tells users to type; uv checks the environment first and adds its own
+time):
 
 - `python -c pass` (the environment's interpreter): the floor every command pays; `uv run python -c pass`:
   the floor under `uv run`;
@@ -27,6 +31,7 @@ import contextlib
 import json
 import os
 import platform
+import resource
 import shutil
 import signal
 import statistics
@@ -54,38 +59,63 @@ class Timing:
     median_sec: float
     low_sec: float
     high_sec: float
-    exit_code: int
+    cpu_sec: float
+    """The median CPU time (user + system) of the process and the children it waited for: much less
+    sensitive than the wall time to the other work on a shared machine."""
+    uncached_sec: float | None = None
+    """The median without bytecode caches (every module compiled from source at each start)."""
 
 
-def clean_env(data_dir: Path) -> dict[str, str]:
+def clean_env(data_dir: Path, pycache: Path | None = None) -> dict[str, str]:
+    """The caller's environment without tradingd settings. With `pycache`, Python writes and reads its
+    bytecode caches there (as an ordinary installation has them beside the sources); without, whatever the
+    environment says (this project's machines set PYTHONDONTWRITEBYTECODE=1: no caches at all)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TRADINGD_", "BINGX_", "TIMESCALE_", "RL_"))}
     env.pop("API_TOKEN", None)
     env["TRADINGD_DATA_DIR"] = str(data_dir)
+    if pycache is not None:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(pycache)
     return env
 
 
-def timed(what: str, command: Sequence[str], env: dict[str, str], runs: int, expect: int) -> Timing:
-    """The median wall time of `runs` fresh processes of `command` (after one warm-up run, which also
-    fills the OS file cache as a second invocation would find it)."""
-    seconds = []
-    code = -1
+def median_of(command: Sequence[str], env: dict[str, str], runs: int, expect: int) -> tuple[list[float], float]:
+    """Wall times of `runs` fresh processes of `command`, after one warm-up run (which also fills the
+    bytecode and OS file caches, as a second invocation finds them), and their median CPU time."""
+    seconds, cpu = [], []
     for attempt in range(runs + 1):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         began = time.perf_counter()
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, check=False, cwd=ROOT)
         elapsed = time.perf_counter() - began
-        code = done.returncode
-        if code != expect:
-            raise RuntimeError(f"{' '.join(command)} exited {code}, expected {expect}:\n{done.stderr[-2000:]}")
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if done.returncode != expect:
+            raise RuntimeError(
+                f"{' '.join(command)} exited {done.returncode}, expected {expect}:\n{done.stderr[-2000:]}"
+            )
         if attempt:
             seconds.append(elapsed)
-    return Timing(what, statistics.median(seconds), min(seconds), max(seconds), code)
+            cpu.append((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime))
+    return seconds, statistics.median(cpu)
+
+
+def timed(
+    what: str, command: Sequence[str], env: dict[str, str], runs: int, expect: int, *, uncached: bool = True
+) -> Timing:
+    """`command` with bytecode caches (`env`, see `clean_env`) and, when `uncached`, without them."""
+    seconds, cpu = median_of(command, env, runs, expect)
+    without = None
+    if uncached and "PYTHONPYCACHEPREFIX" in env and os.environ.get("PYTHONDONTWRITEBYTECODE"):
+        bare = {k: v for k, v in env.items() if k != "PYTHONPYCACHEPREFIX"} | {"PYTHONDONTWRITEBYTECODE": "1"}
+        without = statistics.median(median_of(command, bare, runs, expect)[0])
+    return Timing(what, statistics.median(seconds), min(seconds), max(seconds), cpu, without)
 
 
 @contextlib.contextmanager
-def running_daemon(data_dir: Path, ready_within_sec: float = 300.0) -> Iterator[dict[str, str] | None]:
+def running_daemon(data_dir: Path, pycache: Path, ready_within_sec: float = 300.0) -> Iterator[dict[str, str] | None]:
     """The real daemon on config/replay.toml in `data_dir`; yields its environment once `ctl status`
     answers, or None when it did not come up in time (the machine is busy, Ray did not start)."""
-    env = clean_env(data_dir)
+    env = clean_env(data_dir, pycache)
     log = (data_dir.parent / "daemon.log").open("wb")
     tradingd = str(VENV_BIN / "tradingd")
     process = subprocess.Popen(
@@ -132,7 +162,8 @@ def measure(runs: int, with_daemon: bool) -> tuple[list[Timing], str]:
     daemon_note = "not measured (--no-daemon)"
     with tempfile.TemporaryDirectory(prefix="cli-bench-") as scratch:
         data_dir = Path(scratch) / "data"
-        env = clean_env(data_dir)
+        pycache = Path(scratch) / "pycache"
+        env = clean_env(data_dir, pycache)
         timings.append(timed("`python -c pass` (baseline)", [python, "-c", "pass"], env, runs, 0))
         if uv is not None:
             timings.append(
@@ -167,7 +198,7 @@ def measure(runs: int, with_daemon: bool) -> tuple[list[Timing], str]:
         if with_daemon:
             daemon_dir = Path(scratch) / "daemon" / "data"
             daemon_dir.parent.mkdir()
-            with running_daemon(daemon_dir) as daemon_env:
+            with running_daemon(daemon_dir, pycache) as daemon_env:
                 if daemon_env is None:
                     daemon_note = "not measured: the daemon did not become ready on this busy machine"
                 else:
@@ -185,16 +216,21 @@ def markdown(timings: list[Timing], runs: int, daemon_note: str) -> str:
     rows = []
     for timing in timings:
         beside = "baseline" if timing is timings[0] else f"{timing.median_sec - baseline:+.2f} s over the baseline"
+        if timing.uncached_sec is not None:
+            beside += f"; {timing.uncached_sec:.2f} s without bytecode caches"
         rows.append(
-            f"| {timing.what} | {timing.median_sec:.2f} s (range {timing.low_sec:.2f} to {timing.high_sec:.2f}) "
-            f"| {beside} |"
+            f"| {timing.what} | {timing.median_sec:.2f} s (range {timing.low_sec:.2f} to {timing.high_sec:.2f}; "
+            f"CPU {timing.cpu_sec:.2f} s) | {beside} |"
         )
     return "\n".join(
         [
             START,
             f"Measured {datetime.now(UTC):%Y-%m-%d} with `uv run python -m benchmarks.cli_startup --write` on "
-            f"{platform.machine()}, Python {platform.python_version()}; median wall time of {runs} fresh processes "
-            f"each (3 for `train`), after one warm-up; load average {load[0]:.1f} at the end (2 cores, shared). "
+            f"{platform.machine()}, Python {platform.python_version()}; median wall time (and CPU time) of {runs} "
+            "fresh processes each (3 for `train`), after one warm-up, with Python's bytecode caches (as an "
+            "installation has them; this machine's environment sets PYTHONDONTWRITEBYTECODE=1, so each figure is "
+            "also given without); "
+            f"load average {load[0]:.1f} at the end (2 cores, shared). "
             f"`ctl status` against a running daemon: {daemon_note}. Target: under {TARGET_SEC:.0f} s for "
             "`--help` and `ctl status`.",
             "",
