@@ -13,11 +13,11 @@ import os
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from observability import configure_logging, get_logger
+from observability import active_format, configure_logging, get_logger
 from observability.forwarding import DatagramLines
 from storage.database import Database, StorageOptions
 
@@ -26,17 +26,22 @@ log = get_logger("tradingd.actor")
 
 @dataclass(frozen=True)
 class WorkerEnv:
-    """Passed to every actor: where the database is, where logs go. The DSN may hold a password:
-    it is registered with the log redactor like the other secrets."""
+    """Passed to every actor: where the database is, where logs go, in which format. The DSN may hold a
+    password: it is registered with the log redactor like the other secrets."""
 
     dsn: str
     log_socket: str | None
     log_level: str
     secrets: tuple[str, ...]
+    log_format: str = field(default_factory=active_format)
+    """The format the daemon renders its own lines in (`json` or `console`, its `auto` resolved when it
+    built this): the lines it forwards from the workers share its stream, so they share its format."""
 
     def configure_logging(self) -> None:
         stream = DatagramLines(Path(self.log_socket)) if self.log_socket else None
-        configure_logging(self.log_level, "json", secrets=(*self.secrets, self.dsn), stream=stream)  # type: ignore[arg-type]
+        fmt = "console" if self.log_format == "console" else "json"
+        # Ray is imported in a worker before this runs: its logger is adopted here (one format, no noise).
+        configure_logging(self.log_level, fmt, secrets=(*self.secrets, self.dsn), stream=stream)  # type: ignore[arg-type]
 
     async def open_database(self, max_size: int = 1) -> Database:
         options = StorageOptions(

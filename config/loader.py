@@ -73,6 +73,9 @@ ENV_VARIABLES: Final[Mapping[str, tuple[str, ...]]] = {
 }
 """Environment variable -> path in the settings tree."""
 
+ENV_NAMES: Final[Mapping[tuple[str, ...], str]] = {path: name for name, path in ENV_VARIABLES.items()}
+"""Path in the settings tree -> its environment variable (for messages)."""
+
 SECRET_FIELDS: Final = frozenset(
     {("exchange", "api_key"), ("exchange", "secret_key"), ("control", "api_token"), ("storage", "timescale_url")}
 )
@@ -101,8 +104,8 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
     try:
         settings = Settings.model_validate(data)
     except ValidationError as error:
-        origin = f"{path}" if path is not None else "defaults and environment"
-        raise ConfigError(_describe(error, origin)) from None
+        origin = f"{path} and the environment" if path is not None else "defaults and environment"
+        raise ConfigError(_describe(error, origin, data)) from None
     check_safety(settings, env)
     return settings
 
@@ -137,7 +140,14 @@ def _reject_unknown_tradingd_variables(environ: Mapping[str, str]) -> None:
         if name.startswith("TRADINGD_") and name not in ENV_VARIABLES and name not in _OTHER_TRADINGD_VARIABLES
     )
     if unknown:
-        raise ConfigError(f"unknown environment variable(s): {', '.join(unknown)}")
+        from config.messages import nearest  # error paths only: difflib is not needed to start
+
+        known = [*ENV_VARIABLES, *_OTHER_TRADINGD_VARIABLES]
+        described = []
+        for name in unknown:
+            guess = nearest(name, known)
+            described.append(f"{name} (did you mean {guess}?)" if guess else name)
+        raise ConfigError(f"unknown environment variable(s): {', '.join(described)}")
 
 
 def _field_annotation(field_path: tuple[str, ...]) -> Any:
@@ -161,20 +171,21 @@ def _convert(name: str, raw: str, annotation: Any) -> Any:
         value = TypeAdapter(annotation).validate_python(raw, strict=False)
         return str(value) if isinstance(value, Path) else value
     except ValidationError as error:
-        reasons = "; ".join(detail["msg"] for detail in error.errors())
-        raise ConfigError(f"environment variable {name}={_shown(name, raw)!s}: {reasons}") from None
+        from config.messages import describe_errors
+
+        field_path = ENV_VARIABLES[name]
+        document: dict[str, Any] = {}
+        _set_path(document, field_path, raw)
+        lines = describe_errors(error, document=document, prefix=field_path, env_names=ENV_NAMES, secrets=SECRET_FIELDS)
+        raise ConfigError(
+            f"invalid environment variable {name}:\n" + "\n".join(f"  {line}" for line in lines)
+        ) from None
 
 
 def _non_none_members(annotation: Any) -> tuple[Any, ...]:
     if get_origin(annotation) in (Union, types.UnionType):
         return tuple(member for member in get_args(annotation) if member is not type(None))
     return (annotation,)
-
-
-def _shown(name: str, raw: str) -> str:
-    if ENV_VARIABLES[name] in SECRET_FIELDS:
-        return "[REDACTED]"
-    return repr(raw)
 
 
 def _set_path(data: dict[str, Any], field_path: tuple[str, ...], value: Any) -> None:
@@ -187,15 +198,11 @@ def _set_path(data: dict[str, Any], field_path: tuple[str, ...], value: Any) -> 
     node[field_path[-1]] = value
 
 
-def _describe(error: ValidationError, origin: str) -> str:
-    lines = [f"invalid configuration ({origin}):"]
-    for detail in error.errors():
-        location = ".".join(str(part) for part in detail["loc"]) or "(top level)"
-        if detail["type"] == "extra_forbidden":
-            lines.append(f"  {location}: unknown key")
-        else:
-            lines.append(f"  {location}: {detail['msg']}")
-    return "\n".join(lines)
+def _describe(error: ValidationError, origin: str, data: Mapping[str, Any]) -> str:
+    from config.messages import describe_errors
+
+    lines = describe_errors(error, model=Settings, document=data, env_names=ENV_NAMES, secrets=SECRET_FIELDS)
+    return "\n".join([f"invalid configuration ({origin}):", *(f"  {line}" for line in lines)])
 
 
 def _refuse_readable_secrets(path: Path, file_data: Mapping[str, Any]) -> None:

@@ -3,25 +3,26 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 import uuid
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from config import Settings
 from daemon import exit_codes
 from daemon.db_commands import open_migrated_database
 from daemon.market_commands import venue_failure
 from domain.errors import VenueError
-from domain.fills import FillRules
-from domain.instruments import Contract
-from exchange.bingx.rest import BingXRest
-from learning.agent_config import AgentConfigError, agent_config_of, load_agent_config
-from storage.agents import AgentExistsError, AgentStore, StoredAgent
-from storage.datasets import DatasetStore, DatasetVersion
+
+if TYPE_CHECKING:
+    from config import Settings
+    from domain.instruments import Contract
+    from storage.agents import AgentStore, StoredAgent
+    from storage.datasets import DatasetStore, DatasetVersion
+
+# The agent configuration's model, the stores and (for `train`) RLlib are imported where a command runs,
+# after its arguments are checked: building the command line's parser must stay cheap (see daemon/cli.py).
 
 
 def add_agent_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -41,6 +42,10 @@ def add_agent_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
 
 
 async def run_agent_command(settings: Settings, args: argparse.Namespace) -> int:
+    from learning.agent_config import AgentConfigError, load_agent_config
+    from storage.agents import AgentExistsError, AgentStore
+    from storage.datasets import DatasetStore
+
     config = None
     if args.command == "agent" and args.agent_command == "create":
         try:
@@ -89,8 +94,10 @@ async def run_agent_command(settings: Settings, args: argparse.Namespace) -> int
 async def _train(
     settings: Settings, agents: AgentStore, datasets: DatasetStore, args: argparse.Namespace, data_dir: Path
 ) -> int:
-    # RLlib and torch take seconds to import: only this command pays for them.
-    from learning.training import IterationReport, TrainingError, train_agent
+    import asyncio
+
+    from domain.fills import FillRules
+    from learning.agent_config import AgentConfigError, agent_config_of
 
     stored = await agents.get(args.agent)
     dataset = await datasets.get(args.dataset)
@@ -103,6 +110,12 @@ async def _train(
     if isinstance(contract, int):
         return contract
     rules = FillRules.of(contract, Decimal(repr(environment.slippage_bps)))
+    # RLlib and torch take seconds to import: only a training that is going to run pays for them.
+    from learning.training import IterationReport, TrainingError, train_agent
+    from observability import adopt_library_loggers
+
+    adopt_library_loggers()  # Ray's logger through ours, now that it is imported
+
     on_terminal = sys.stderr.isatty()
 
     def show(report: IterationReport) -> None:
@@ -159,6 +172,8 @@ async def dataset_contract(settings: Settings, dataset: DatasetVersion, command:
 async def venue_contract(settings: Settings, pair: str, command: str) -> Contract | int:
     """The pair's contract as the venue lists it now (grid, minimums, fees, leverage), or the exit code
     of the failure, already reported."""
+    from exchange.bingx.rest import BingXRest
+
     try:
         async with BingXRest(settings.exchange.rest_url, recv_window_ms=settings.exchange.recv_window_ms) as rest:
             contracts = await rest.contracts(pair)

@@ -3,20 +3,23 @@
 Configuration is loaded and validated once, before any command runs; an invalid or unsafe one
 exits with EX_CONFIG (78) and a message naming the setting at fault. One-shot commands print their
 results on stdout and log on stderr, so their output can be piped.
+
+Start-up stays cheap: this module and the `add_*_commands` parser builders import no heavy library
+(pandas, TA-Lib, Ray, torch, nautilus_trader, matplotlib, nor asyncpg, aiohttp, numpy); each
+`run_*` function imports what its command needs, after checking its arguments. `--help` costs the
+interpreter and argparse, `ctl` the configuration and the socket client (no logging set-up: it only
+prints). tests/unit/test_cli_imports.py holds every command to this; benchmarks/cli_startup.py times it.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import os
 import sys
 from collections.abc import Sequence
-from importlib.metadata import version
 from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
 
-from config import ConfigError, Settings, load_settings, redacted_settings
 from daemon import exit_codes
 from daemon.agent_commands import add_agent_commands, run_agent_command
 from daemon.candle_commands import add_candle_commands, run_candle_command
@@ -25,7 +28,12 @@ from daemon.dataset_commands import add_dataset_commands, run_dataset_command
 from daemon.db_commands import run_db_command
 from daemon.evaluation_commands import add_evaluation_commands, run_evaluation_command
 from daemon.market_commands import add_market_commands, run_backfill, run_ingest, run_retry_queue, run_simulator
-from observability import configure_logging, get_logger
+
+if TYPE_CHECKING:
+    from config import Settings
+
+QUIET_COMMANDS = frozenset({"config", "ctl"})
+"""Commands that print and never log: they skip the logging set-up (structlog costs 0.3 s to import)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,17 +100,22 @@ def _accept_global_options(parser: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "version":
+        from importlib.metadata import version
+
         print(f"tradingd {version('tradingd')}")
         return exit_codes.OK
+    from config import ConfigError, load_settings
+
     config_path = args.file if args.command == "config" and args.file is not None else args.config
     try:
         settings = load_settings(config_path)
     except ConfigError as error:
         print(f"tradingd: {error}", file=sys.stderr)
         return exit_codes.CONFIG
-    configure_logging(
-        settings.logging.level, settings.logging.format, secrets=settings.secret_values(), stream=sys.stderr
-    )
+    if args.command not in QUIET_COMMANDS:
+        _configure_logging(settings, sys.stderr)
+    import asyncio
+
     try:
         if args.command == "config":
             return _config_check(settings)
@@ -125,9 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             from daemon.run_command import run_daemon
 
-            configure_logging(
-                settings.logging.level, settings.logging.format, secrets=settings.secret_values(), stream=sys.stdout
-            )
+            _configure_logging(settings, sys.stdout)
             return asyncio.run(run_daemon(settings, config_path))
         if args.command == "ctl":
             return run_ctl(settings, args)
@@ -141,11 +152,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exit_codes.FAILURE
     except Exception:
         # Through the logger, not Python's default hook, so the traceback passes the secret redactor.
+        from observability import get_logger
+
+        if args.command in QUIET_COMMANDS:
+            _configure_logging(settings, sys.stderr)
         get_logger("tradingd.cli").exception("command_failed", command=args.command)
         return exit_codes.FAILURE
 
 
+def _configure_logging(settings: Settings, stream: TextIO) -> None:
+    from observability import configure_logging
+
+    configure_logging(
+        settings.logging.level,
+        settings.logging.format,
+        secrets=settings.secret_values(),
+        stream=stream,
+    )
+
+
 def _config_check(settings: Settings) -> int:
+    import json
+
+    from config import redacted_settings
+
     print(json.dumps(redacted_settings(settings), indent=2))
     return exit_codes.OK
 

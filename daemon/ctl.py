@@ -9,11 +9,12 @@ import sys
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from config import Settings
 from daemon import exit_codes
-from daemon.control_client import ControlClientError, call
+
+if TYPE_CHECKING:
+    from config import Settings
 
 
 def add_ctl_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -78,6 +79,8 @@ def request_of(args: argparse.Namespace) -> tuple[str, dict[str, object]]:
 
 
 def run_ctl(settings: Settings, args: argparse.Namespace) -> int:
+    from daemon.control_client import ControlClientError, call
+
     path = settings.control.resolved_socket_path(settings.storage.resolved_data_dir())
     token = settings.control.api_token
     command, fields = request_of(args)

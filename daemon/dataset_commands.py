@@ -9,21 +9,24 @@ import tomllib
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from config import Settings
 from daemon import exit_codes
 from daemon.db_commands import open_migrated_database
-from daemon.market_commands import refuse_test_data, venue_failure
+from daemon.market_commands import refuse_bad_pair, refuse_test_data, venue_failure
 from domain.candles import datetime_to_ms, ms_to_datetime
 from domain.errors import VenueError
 from domain.instruments import Contract
 from domain.market import INTERVALS, Interval, parse_interval
-from exchange.bingx.rest import BingXRest
 from features.definitions import FEATURE_SETS, feature_set
-from features.spec import FeatureSetSpec
-from learning.datasets import DatasetBuildError, RefusedTestDataError, build_dataset
-from storage.candles import CandleStore
-from storage.datasets import DatasetStore, DatasetVersion
+
+if TYPE_CHECKING:
+    from config import Settings
+    from features.spec import FeatureSetSpec
+    from storage.datasets import DatasetVersion
+
+# The feature pipeline (TA-Lib, pandas), the venue client and the stores are imported where a command
+# runs: building the command line's parser must stay cheap (see daemon/cli.py).
 
 
 def add_dataset_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -97,6 +100,8 @@ async def run_dataset_command(settings: Settings, args: argparse.Namespace) -> i
     spec: FeatureSetSpec | None = None
     contract: tuple[Contract, str] | None = None
     if args.dataset_command == "build":
+        if (refused := refuse_bad_pair(args.pair)) is not None:
+            return refused
         if (refused := refuse_test_data(settings)) is not None:
             return refused
         context = settings.features.context if args.context is None else args.context
@@ -112,6 +117,8 @@ async def run_dataset_command(settings: Settings, args: argparse.Namespace) -> i
             except ValueError as error:
                 print(f"tradingd: {error}", file=sys.stderr)
                 return exit_codes.DATA_ERROR
+    from storage.datasets import DatasetStore
+
     database = await open_migrated_database(settings)
     if database is None:
         return exit_codes.UNAVAILABLE
@@ -140,6 +147,10 @@ async def run_dataset_command(settings: Settings, args: argparse.Namespace) -> i
             print(json.dumps(_summary(found) | {"contract": rules, "lineage": lineage}, indent=2))
             return exit_codes.OK
         assert spec is not None
+        from exchange.bingx.rest import BingXRest
+        from learning.datasets import DatasetBuildError, RefusedTestDataError, build_dataset
+        from storage.candles import CandleStore
+
         try:
             async with BingXRest(settings.exchange.rest_url, recv_window_ms=settings.exchange.recv_window_ms) as rest:
                 built = await build_dataset(

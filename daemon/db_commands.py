@@ -7,21 +7,30 @@ import json
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import asyncpg
-
-from config import Settings
 from daemon import exit_codes
-from observability import get_logger
-from storage.database import Database, StorageOptions, StorageUnavailableError
-from storage.migrator import MigrationError, SchemaStatus, migrate, schema_status
-from storage.table_io import ImportLineError, TableIOError, export_table, import_table, reset_table, row_count
 
-log = get_logger("tradingd.db")
+if TYPE_CHECKING:
+    import asyncpg
+
+    from config import Settings
+    from storage.database import Database, StorageOptions
+    from storage.migrator import SchemaStatus
+
+# asyncpg, the storage layer and the logger are imported where a command runs, not here: building the
+# command line's parser must stay cheap (see daemon/cli.py).
+
+
+def _log() -> Any:
+    from observability import get_logger
+
+    return get_logger("tradingd.db")
 
 
 def storage_options(settings: Settings) -> StorageOptions:
+    from storage.database import StorageOptions
+
     storage = settings.storage
     return StorageOptions(
         url=storage.timescale_url.get_secret_value() if storage.timescale_url is not None else None,
@@ -34,6 +43,8 @@ def storage_options(settings: Settings) -> StorageOptions:
 
 async def open_database(settings: Settings) -> Database | None:
     """The configured database, or None after telling the operator why it cannot be opened."""
+    from storage.database import Database, StorageUnavailableError
+
     try:
         return await Database.open(storage_options(settings))
     except (StorageUnavailableError, OSError) as error:
@@ -43,6 +54,8 @@ async def open_database(settings: Settings) -> Database | None:
 
 async def open_migrated_database(settings: Settings) -> Database | None:
     """`open_database`, with the schema brought up to date; None after telling the operator why not."""
+    from storage.migrator import MigrationError, migrate
+
     database = await open_database(settings)
     if database is None:
         return None
@@ -57,6 +70,9 @@ async def open_migrated_database(settings: Settings) -> Database | None:
 
 
 async def run_db_command(settings: Settings, args: argparse.Namespace) -> int:
+    from storage.migrator import MigrationError
+    from storage.table_io import ImportLineError, TableIOError
+
     handler: Callable[[asyncpg.Connection, argparse.Namespace, Database], Awaitable[int]] = _HANDLERS[args.db_command]
     database = await open_database(settings)
     if database is None:
@@ -75,15 +91,19 @@ async def run_db_command(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _migrate(connection: asyncpg.Connection, _args: argparse.Namespace, database: Database) -> int:
+    from storage.migrator import migrate, schema_status
+
     applied = await migrate(connection)
     status = await schema_status(connection)
     for migration in applied:
-        log.info("migration_applied", migration=migration.label, target=database.target)
+        _log().info("migration_applied", migration=migration.label, target=database.target)
     print(f"{len(applied)} migration(s) applied; schema up to date in {status.mode} mode ({database.target})")
     return exit_codes.OK
 
 
 async def _status(connection: asyncpg.Connection, args: argparse.Namespace, database: Database) -> int:
+    from storage.migrator import schema_status
+
     status = await schema_status(connection)
     report = _status_report(status, database.target)
     if args.json:
@@ -112,25 +132,31 @@ def _status_report(status: SchemaStatus, target: str) -> dict[str, Any]:
 
 
 async def _export(connection: asyncpg.Connection, args: argparse.Namespace, _database: Database) -> int:
+    from storage.table_io import export_table
+
     count = await export_table(connection, args.table, Path(args.out))
     print(f"exported {count} row(s) of {args.table} to {args.out}")
     return exit_codes.OK
 
 
 async def _import(connection: asyncpg.Connection, args: argparse.Namespace, _database: Database) -> int:
+    from storage.table_io import import_table
+
     count = await import_table(connection, args.table, Path(args.file), replace=args.replace)
-    log.info("table_imported", table=args.table, rows=count, replace=args.replace)
+    _log().info("table_imported", table=args.table, rows=count, replace=args.replace)
     print(f"imported {count} row(s) into {args.table}" + (" (replaced its rows)" if args.replace else ""))
     return exit_codes.OK
 
 
 async def _reset(connection: asyncpg.Connection, args: argparse.Namespace, _database: Database) -> int:
+    from storage.table_io import reset_table, row_count
+
     rows = await row_count(connection, args.table)
     if not args.yes and not _confirmed(args.table, rows):
         print("tradingd: reset cancelled; nothing was deleted", file=sys.stderr)
         return exit_codes.FAILURE
     deleted = await reset_table(connection, args.table)
-    log.warning("table_reset", table=args.table, rows=deleted)
+    _log().warning("table_reset", table=args.table, rows=deleted)
     print(f"deleted {deleted} row(s) from {args.table}")
     return exit_codes.OK
 

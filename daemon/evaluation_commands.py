@@ -4,28 +4,29 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import uuid
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from actors.policy.artifact import ArtifactError
-from config import Settings
 from daemon import exit_codes
 from daemon.agent_commands import dataset_contract
 from daemon.db_commands import open_migrated_database
-from learning.agent_config import AgentConfigError, agent_config_of
-from learning.evaluation.folds import Fold, FoldError, FoldSpec
-from learning.evaluation.gates import EvaluationFigures, GateResult, check_gates
-from storage.agents import AgentStore, AgentVersion
-from storage.database import Database
-from storage.datasets import DatasetStore
-from storage.evaluations import EvaluationReport, EvaluationStore
-from storage.promotions import PromotionError, PromotionStore
+from learning.evaluation.folds import FoldError, FoldSpec
 
 if TYPE_CHECKING:
+    from config import Settings
     from learning.evaluation.backtest import BacktestResult
+    from learning.evaluation.folds import Fold
+    from learning.evaluation.gates import EvaluationFigures, GateResult
+    from storage.agents import AgentVersion
+    from storage.database import Database
+    from storage.evaluations import EvaluationReport
+
+# nautilus_trader, RLlib, matplotlib and the stores are imported where a command runs, after its
+# arguments are checked: building the command line's parser must stay cheap (see daemon/cli.py).
 
 
 def add_evaluation_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -87,6 +88,11 @@ async def run_evaluation_command(settings: Settings, args: argparse.Namespace) -
             return await _promote(database, args.version)
         if args.command == "rollback":
             return await _rollback(database, args.pair, args.interval)
+        from storage.trading import RunStore
+
+        if await RunStore(database.pool).get(args.run_id) is None:  # before matplotlib is imported
+            print(f"tradingd: no run {args.run_id}", file=sys.stderr)
+            return exit_codes.DATA_ERROR
         from daemon.run_report import write_run_report
 
         return await write_run_report(settings, database, args.run_id, args.out)
@@ -95,16 +101,31 @@ async def run_evaluation_command(settings: Settings, args: argparse.Namespace) -
 
 
 async def _evaluate(settings: Settings, database: Database, args: argparse.Namespace, layout: FoldSpec | None) -> int:
-    from learning.evaluation.service import EvaluationError, EvaluationRequest, Stores, World, evaluate, layout_json
+    from storage.agents import AgentStore
+    from storage.datasets import DatasetStore
+    from storage.evaluations import EvaluationStore
+    from storage.promotions import PromotionStore
 
-    stores = Stores(AgentStore(database.pool), DatasetStore(database.pool), EvaluationStore(database.pool))
-    dataset = await stores.datasets.get(args.dataset)
+    dataset = await DatasetStore(database.pool).get(args.dataset)
     if dataset is None:
         print(f"tradingd: no dataset {args.dataset}", file=sys.stderr)
+        return exit_codes.DATA_ERROR
+    if args.agent_version is not None and await AgentStore(database.pool).version(args.agent_version) is None:
+        print(f"tradingd: no agent version {args.agent_version}", file=sys.stderr)
         return exit_codes.DATA_ERROR
     contract = await dataset_contract(settings, dataset, "evaluate")
     if isinstance(contract, int):
         return contract
+    # nautilus_trader (and RLlib, for a walk-forward's training) take seconds to import: only an
+    # evaluation that is going to run pays for them.
+    from actors.policy.artifact import ArtifactError
+    from learning.agent_config import AgentConfigError
+    from learning.evaluation.service import EvaluationError, EvaluationRequest, Stores, World, evaluate, layout_json
+    from observability import adopt_library_loggers
+
+    adopt_library_loggers()  # Ray's logger through ours, if the evaluation brought it
+
+    stores = Stores(AgentStore(database.pool), DatasetStore(database.pool), EvaluationStore(database.pool))
     run = settings.run
     paper_world = World(run.initial_equity, float(run.max_exposure), run.slippage_bps)
     report_root = settings.storage.resolved_data_dir() / "reports"
@@ -157,6 +178,13 @@ async def _evaluate(settings: Settings, database: Database, args: argparse.Names
 
 
 async def _promote(database: Database, version_id: uuid.UUID) -> int:
+    from learning.agent_config import agent_config_of
+    from learning.evaluation.gates import check_gates
+    from storage.agents import AgentStore
+    from storage.datasets import DatasetStore
+    from storage.evaluations import EvaluationStore
+    from storage.promotions import PromotionError, PromotionStore
+
     agents = AgentStore(database.pool)
     evaluations = EvaluationStore(database.pool)
     promotions = PromotionStore(database.pool)
@@ -229,6 +257,8 @@ async def _promote(database: Database, version_id: uuid.UUID) -> int:
 
 
 async def _rollback(database: Database, pair: str | None, interval: str | None) -> int:
+    from storage.promotions import PromotionError, PromotionStore
+
     promotions = PromotionStore(database.pool)
     scopes = await promotions.scopes()
     chosen = [
@@ -247,13 +277,19 @@ async def _rollback(database: Database, pair: str | None, interval: str | None) 
     except PromotionError as error:
         print(f"tradingd: {error}", file=sys.stderr)
         return exit_codes.FAILURE
+    # The state after the change, read back from the store: what now trades this pair and interval.
+    pair_now, interval_now = chosen[0]
+    champion = await promotions.champion(pair_now, interval_now)
+    now = "no version" if champion is None else f"{champion.agent} v{champion.version} ({champion.id})"
+    print(f"{pair_now} {interval_now}: now promoted {now}; retired {retired.agent} v{retired.version} ({retired.id})")
     print(
         json.dumps(
             {
-                "pair": chosen[0][0],
-                "interval": chosen[0][1],
+                "pair": pair_now,
+                "interval": interval_now,
                 "retired": retired.to_json(),
                 "promoted": restored.to_json(),
+                "champion": None if champion is None else champion.to_json(),
             }
         )
     )
@@ -261,6 +297,8 @@ async def _rollback(database: Database, pair: str | None, interval: str | None) 
 
 
 async def _scope(database: Database, version: AgentVersion) -> tuple[str, str] | None:
+    from storage.datasets import DatasetStore
+
     if version.dataset_version_id is None:
         return None
     dataset = await DatasetStore(database.pool).get(version.dataset_version_id)
@@ -268,17 +306,50 @@ async def _scope(database: Database, version: AgentVersion) -> tuple[str, str] |
 
 
 def _figures(report: EvaluationReport) -> EvaluationFigures:
+    from learning.evaluation.gates import EvaluationFigures
+
     metrics = dict(report.metrics)
     return EvaluationFigures(
         report.kind, report.status, int(metrics.get("folds_evaluated", 0)), metrics, dict(report.baselines)
     )
 
 
+GATE_UNITS: dict[str, str] = {
+    "win_rate": "ratio",
+    "max_drawdown": "ratio",
+    "net_pnl": "usdt",
+    "margin_over_baseline": "usdt",
+    "champion": "usdt",
+    "trade_count": "count",
+}
+"""How each gate's figures read: ratios as percentages, money in USDT to the cent, counts whole."""
+_THRESHOLD = re.compile(r"^(>=|<=|>|<) (-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)(.*)$")
+
+
+def gate_figure(value: float | str | None, unit: str | None) -> str:
+    """A gate's figure for a person: `55.0%`, `1,234.57 USDT`, `42`, else 4 significant digits."""
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return value
+    if unit == "ratio":
+        return f"{value * 100:.1f}%"
+    if unit == "usdt":
+        return f"{value:,.2f} USDT"
+    if unit == "count":
+        return f"{value:,.0f}"
+    return f"{value:.4g}"
+
+
 def _gate_line(result: GateResult) -> str:
-    value = result.value
-    shown = f"{value:.6g}" if isinstance(value, float) else str(value)
+    unit = GATE_UNITS.get(result.name)
+    shown = gate_figure(result.value, unit)
+    threshold = result.threshold
+    bound = _THRESHOLD.match(threshold)
+    if bound is not None:
+        threshold = f"{bound[1]} {gate_figure(float(bound[2]), unit)}{bound[3]}"
     detail = f"  ({result.detail})" if result.detail else ""
-    return f"{'PASS' if result.passed else 'FAIL'}  {result.name:<21} {shown:>24}  {result.threshold}{detail}"
+    return f"{'PASS' if result.passed else 'FAIL'}  {result.name:<21} {shown:>24}  {threshold}{detail}"
 
 
 def _outcome_json(report: EvaluationReport | None) -> dict[str, Any]:

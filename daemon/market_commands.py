@@ -3,31 +3,28 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import signal
 import sys
+from typing import TYPE_CHECKING, Any
 
-from actors.feed.backfill import backfill
-from actors.feed.live import FeedTopic
-from actors.feed.runner import FeedRunner, FeedSchedule
-from config import Settings
-from config.guard import test_data_source
 from daemon import exit_codes
 from daemon.db_commands import open_migrated_database
-from domain.errors import FatalVenueError, VenueError
-from domain.market import INTERVALS, parse_interval
-from exchange.bingx.rest import BingXRest
-from exchange.sim.candle_file import CandleFileError
-from exchange.sim.replay import ReplayClock, ReplaySeries
-from exchange.sim.series import series_from_spec
-from exchange.sim.server import BingXSimulator
-from observability import get_logger
-from storage.candles import CandleStore
-from storage.retry_queue import RetryQueue
-from storage.source_status import SourceStatusStore
+from domain.errors import FatalVenueError, RejectedError, UnknownSymbolError, VenueError
+from domain.market import INTERVALS, is_valid_pair, parse_interval
 
-log = get_logger("tradingd.cli")
+if TYPE_CHECKING:
+    from config import Settings
+    from exchange.sim.replay import ReplaySeries
+
+# The feed, the venue client, the simulator and the stores are imported where a command runs: building
+# the command line's parser must stay cheap (see daemon/cli.py).
+
+
+def _log() -> Any:
+    from observability import get_logger
+
+    return get_logger("tradingd.cli")
 
 
 def add_market_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -66,16 +63,38 @@ def add_market_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
 
 def venue_failure(error: VenueError, command: str, retry_hint: str) -> int:
     """Report a venue error that ended a command: a fatal one is a configuration problem (keys,
-    permissions); any other is the venue being unavailable for now."""
+    permissions, 78); a refusal of the request itself (an unknown symbol, a bad parameter) is permanent,
+    invalid input (65), and running it again cannot help; any other is the venue being unavailable for
+    now (69), with `retry_hint`."""
     if isinstance(error, FatalVenueError):
         print(f"tradingd: the venue refused us: {error}", file=sys.stderr)
         return exit_codes.CONFIG
-    print(f"tradingd: {command} stopped: {error}; {retry_hint}", file=sys.stderr)
+    if isinstance(error, UnknownSymbolError):
+        print(f"tradingd: {command}: {error} (the venue lists no such contract)", file=sys.stderr)
+        return exit_codes.DATA_ERROR
+    if isinstance(error, RejectedError):
+        print(f"tradingd: {command}: the venue refused the request: {error}", file=sys.stderr)
+        return exit_codes.DATA_ERROR
+    print(f"tradingd: {command} stopped: {error}" + (f"; {retry_hint}" if retry_hint else ""), file=sys.stderr)
     return exit_codes.UNAVAILABLE
+
+
+def refuse_bad_pair(pair: str) -> int | None:
+    """A pair that cannot be a BingX symbol is invalid input (65), refused before anything is opened."""
+    if is_valid_pair(pair):
+        return None
+    hint = f"; did you mean {pair.upper()}?" if is_valid_pair(pair.upper()) else ""
+    print(
+        f"tradingd: {pair!r} is not a BingX symbol: BASE-QUOTE in upper case, e.g. BTC-USDT{hint}",
+        file=sys.stderr,
+    )
+    return exit_codes.DATA_ERROR
 
 
 def refuse_test_data(settings: Settings) -> int | None:
     """With DISABLE_TEST_DATA_IN_DB, market data from a test source must not be written."""
+    from config.guard import test_data_source
+
     reason = test_data_source(settings)
     if settings.storage.disable_test_data_in_db and reason is not None:
         print(f"tradingd: DISABLE_TEST_DATA_IN_DB is set and {reason}: refusing to write test data", file=sys.stderr)
@@ -87,8 +106,14 @@ async def run_backfill(settings: Settings, args: argparse.Namespace) -> int:
     if args.max_batches is not None and args.max_batches < 1:
         print("tradingd: --max-batches must be at least 1", file=sys.stderr)
         return exit_codes.USAGE
+    if (refused := refuse_bad_pair(args.pair)) is not None:
+        return refused
     if (refused := refuse_test_data(settings)) is not None:
         return refused
+    from actors.feed.backfill import backfill
+    from exchange.bingx.rest import BingXRest
+    from storage.candles import CandleStore
+
     database = await open_migrated_database(settings)
     if database is None:
         return exit_codes.UNAVAILABLE
@@ -120,6 +145,15 @@ async def run_backfill(settings: Settings, args: argparse.Namespace) -> int:
 async def run_ingest(settings: Settings) -> int:
     if (refused := refuse_test_data(settings)) is not None:
         return refused
+    import asyncio
+
+    from actors.feed.live import FeedTopic
+    from actors.feed.runner import FeedRunner, FeedSchedule
+    from exchange.bingx.rest import BingXRest
+    from storage.candles import CandleStore
+    from storage.retry_queue import RetryQueue
+    from storage.source_status import SourceStatusStore
+
     database = await open_migrated_database(settings)
     if database is None:
         return exit_codes.UNAVAILABLE
@@ -144,14 +178,14 @@ async def run_ingest(settings: Settings) -> int:
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(signum, lambda: asyncio.ensure_future(runner.stop()))
-            log.info(
+            _log().info(
                 "ingest_started",
                 topics=[topic.name for topic in topics],
                 backfill=schedule.backfill_enabled,
                 gap_monitor_every_sec=schedule.gap_monitor_every_sec,
             )
             await runner.run()
-            log.info("ingest_stopped")
+            _log().info("ingest_stopped")
     except FatalVenueError as error:
         return venue_failure(error, "ingest", "")
     finally:
@@ -160,6 +194,8 @@ async def run_ingest(settings: Settings) -> int:
 
 
 async def run_retry_queue(settings: Settings, args: argparse.Namespace) -> int:
+    from storage.retry_queue import RetryQueue
+
     database = await open_migrated_database(settings)
     if database is None:
         return exit_codes.UNAVAILABLE
@@ -182,6 +218,13 @@ async def run_retry_queue(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def run_simulator(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from exchange.sim.candle_file import CandleFileError
+    from exchange.sim.replay import ReplayClock
+    from exchange.sim.series import series_from_spec
+    from exchange.sim.server import BingXSimulator
+
     series: list[ReplaySeries] = []
     try:
         derive = [parse_interval(part.strip()) for part in args.derive.split(",") if part.strip()]
@@ -191,7 +234,12 @@ async def run_simulator(args: argparse.Namespace) -> int:
     for spec in args.candles:
         try:
             series.extend(series_from_spec(spec, derive))
-        except (ValueError, CandleFileError, OSError) as error:
+        except (CandleFileError, OSError) as error:
+            # The file is invalid input (65); the message names the file and the line at fault.
+            reason = str(error) if isinstance(error, CandleFileError) else f"{error.filename}: {error.strerror}"
+            print(f"tradingd: --candles: {reason}", file=sys.stderr)
+            return exit_codes.DATA_ERROR
+        except ValueError as error:
             print(f"tradingd: --candles {spec}: {error}", file=sys.stderr)
             return exit_codes.USAGE
     pace: float | str
@@ -207,12 +255,12 @@ async def run_simulator(args: argparse.Namespace) -> int:
     simulator = BingXSimulator(series, ReplayClock(start), pace=pace)  # type: ignore[arg-type]
     await simulator.start(port=args.port)
     print(json.dumps({"rest_url": simulator.rest_url, "ws_url": simulator.ws_url}), flush=True)
-    log.info("simulator_started", rest_url=simulator.rest_url, ws_url=simulator.ws_url, pace=args.speed)
+    _log().info("simulator_started", rest_url=simulator.rest_url, ws_url=simulator.ws_url, pace=args.speed)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     await stop.wait()
     await simulator.stop()
-    log.info("simulator_stopped")
+    _log().info("simulator_stopped")
     return exit_codes.OK

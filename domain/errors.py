@@ -45,6 +45,10 @@ class UnknownOutcomeError(TemporaryVenueError):
     pass
 
 
+class UnknownSymbolError(RejectedError):
+    """The venue lists no such symbol (a typo, a lower-case name, a delisted pair): asking again cannot help."""
+
+
 class OrderNotFoundError(RejectedError):
     """The venue does not know this order (by order id or client order id)."""
 

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from config.messages import describe_errors
 from features.definitions import feature_set
 from storage.agents import StoredAgent
 
@@ -139,10 +140,11 @@ def parse_agent_config(document: dict[str, Any], origin: str) -> AgentConfig:
     try:
         return AgentConfig.model_validate(document)
     except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in item['loc']) or '(top level)'}: {item['msg']}" for item in error.errors()
-        )
-        raise AgentConfigError(f"{origin}: {problems}") from None
+        # The same sentences as the daemon's configuration errors (config.messages).
+        lines = describe_errors(error, model=AgentConfig, document=document)
+        raise AgentConfigError(
+            "\n".join([f"invalid agent configuration ({origin}):", *(f"  {line}" for line in lines)])
+        ) from None
 
 
 def load_agent_config(path: Path) -> AgentConfig:

@@ -30,6 +30,14 @@ _LEVELS = {
 }
 
 _redactor = Redactor()
+_active_format: Literal["json", "console"] = "json"
+
+RAY_LOGGER = "ray"
+_QUIET_MESSAGES: tuple[tuple[str, str], ...] = (
+    # ray.init off the main thread (the daemon starts Ray in a thread, and handles SIGTERM in its own
+    # event loop): Ray says it did not install its SIGTERM handler, which is what we want.
+    ("ray._private.worker", "SIGTERM handler is not set"),
+)
 
 
 def configure_logging(
@@ -42,9 +50,11 @@ def configure_logging(
 
     `secrets` are the plain values to scrub from every event; they add to those already registered.
     """
+    global _active_format
     output = stream if stream is not None else sys.stdout
     register_secrets(secrets)
     use_json = fmt == "json" or (fmt == "auto" and not _is_terminal(output))
+    _active_format = "json" if use_json else "console"
     renderer: Processor = (
         structlog.processors.JSONRenderer(sort_keys=False)
         if use_json
@@ -65,12 +75,50 @@ def configure_logging(
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
         )
     )
+    handler.addFilter(LibraryNoise())
     root = logging.getLogger()
     for existing in list(root.handlers):
         root.removeHandler(existing)
     root.addHandler(handler)
     root.setLevel(numeric_level)
     logging.captureWarnings(True)
+    adopt_library_loggers()
+
+
+def active_format() -> Literal["json", "console"]:
+    """The format this process renders its log lines in (`auto` resolved), for the Ray workers whose
+    lines the daemon forwards to its own stream: one stream, one format."""
+    return _active_format
+
+
+class LibraryNoise(logging.Filter):
+    """Keeps libraries' chatter out of our stream without hiding their problems: Ray's INFO lines (its
+    start-up narration), RLlib's API deprecation notices (`ray._common.deprecation`, warnings about our
+    library's own calls, not about anything an operator can change) and the messages in `_QUIET_MESSAGES`.
+    Every other warning and every error of theirs passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        name = record.name
+        if name != RAY_LOGGER and not name.startswith(RAY_LOGGER + "."):
+            return True
+        if record.levelno >= logging.ERROR:
+            return True
+        if record.levelno < logging.WARNING or name == "ray._common.deprecation":
+            return False
+        message = record.getMessage()
+        return not any(name == logger and text in message for logger, text in _QUIET_MESSAGES)
+
+
+def adopt_library_loggers() -> None:
+    """Route Ray's logger through ours (one format, the redactor, `LibraryNoise`). Importing Ray gives
+    its logger a handler of its own, on stderr, and stops it from propagating; call this again after
+    `import ray` (the daemon's Ray start-up, a worker's logging set-up, `train`) when Ray arrived later."""
+    if "ray" not in sys.modules:
+        return  # Ray sets its logger up when it is imported; nothing to adopt yet
+    ray_logger = logging.getLogger(RAY_LOGGER)
+    for existing in list(ray_logger.handlers):
+        ray_logger.removeHandler(existing)
+    ray_logger.propagate = True
 
 
 def shared_processors() -> list[Processor]:

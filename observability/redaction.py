@@ -53,9 +53,22 @@ class Redactor:
         return text
 
     def _redact_item(self, key: str, value: Any) -> Any:
-        if value is not None and isinstance(key, str) and _SENSITIVE_KEY.search(key):
-            return REDACTED
+        if isinstance(key, str) and _SENSITIVE_KEY.search(key):
+            return self._mask(value)
         return self._redact_value(value)
+
+    def _mask(self, value: Any) -> Any:
+        """A value under a secret-looking key: every string in it masked. None, booleans and numbers
+        cannot carry a secret and stay readable (`token_required: true`, `api_key_set: false`)."""
+        if value is None or isinstance(value, (bool, int, float)):
+            return value
+        if isinstance(value, str | bytes):
+            return REDACTED if value else value
+        if isinstance(value, Mapping):
+            return {str(k): self._mask(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple, set, frozenset)):
+            return [self._mask(item) for item in value]
+        return REDACTED  # rendered through str() it could show the secret
 
     def _redact_value(self, value: Any) -> Any:
         if value is None or isinstance(value, (bool, int, float)):

@@ -279,8 +279,7 @@ class ExecutionCore:
     def _decision_row(self, plan: OrderPlan, latency_ms: float) -> DecisionRow:
         decision = plan.decision
         market = decision.input
-        target = decision.target
-        action = "hold" if target is None else "flat" if target == 0 else "long" if target > 0 else "short"
+        action = action_name(decision.target)
         target_quantity = plan.target_quantity if plan.target_quantity is not None else self.book.position.quantity
         gates = dict(market.gates)
         gates["risk"] = {"allowed": plan.risk.allowed, "reason": plan.risk.reason, "details": dict(plan.risk.details)}
@@ -399,7 +398,8 @@ class ExecutionCore:
             "trace_id": market.trace_id,
             "candle_open_ms": market.candle.open_time_ms,
             "policy": decision.policy,
-            "action": "hold" if decision.target is None else decision.target,
+            "action": action_name(decision.target),
+            "target": decision.target,
             "confidence": round(decision.confidence, 4),
             "forced_hold": market.forced_hold or decision.hold_reason,
             "gates": {name: _passed(value) for name, value in market.gates.items()},
@@ -414,6 +414,12 @@ class ExecutionCore:
     def _rewind(self, book: dict[str, Any], mark: Decimal) -> None:
         self.book = PaperBook.from_json(self.context.pair, self.rules, book)
         self.mark = mark
+
+
+def action_name(target: float | None) -> str:
+    """A decision's action, one type everywhere (the decision row, the decision log line): `long`,
+    `short`, `flat` or `hold` (keep the current position). The signed target beside it is a number."""
+    return "hold" if target is None else "flat" if target == 0 else "long" if target > 0 else "short"
 
 
 def _step(

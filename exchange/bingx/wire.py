@@ -27,6 +27,7 @@ from domain.errors import (
     RejectedError,
     TemporaryVenueError,
     UnknownOutcomeError,
+    UnknownSymbolError,
     VenueError,
     WireFormatError,
 )
@@ -39,6 +40,9 @@ TEMPORARY_CODES: Final = frozenset({80012, 100500, 109500, 110500, 100421})
 """100421 (timestamp mismatch) is temporary: the client re-syncs its clock and retries."""
 ORDER_NOT_FOUND_CODES: Final = frozenset({80016, 109421, 109414})
 DUPLICATE_CLIENT_ORDER_ID: Final = 101481
+UNKNOWN_SYMBOL: Final = 109425
+INVALID_PARAMETER: Final = 109400
+"""109400 also covers "symbol not exist" (API.md 2.4): told apart by its message."""
 TIMESTAMP_MISMATCH: Final = 100421
 PING: Final = "Ping"
 PONG: Final = "Pong"
@@ -57,7 +61,14 @@ def error_for_code(code: int, message: str, http_status: int | None = None) -> V
         return OrderNotFoundError(text, code=code, http_status=http_status)
     if code == DUPLICATE_CLIENT_ORDER_ID:
         return DuplicateClientOrderIdError(text, code=code, http_status=http_status)
+    if code == UNKNOWN_SYMBOL or (code == INVALID_PARAMETER and _names_unknown_symbol(message)):
+        return UnknownSymbolError(text, code=code, http_status=http_status)
     return RejectedError(text, code=code, http_status=http_status)
+
+
+def _names_unknown_symbol(message: str) -> bool:
+    lowered = message.lower()
+    return "symbol" in lowered and ("not exist" in lowered or "does not exist" in lowered)
 
 
 def error_for_status(status: int, body: str) -> VenueError:

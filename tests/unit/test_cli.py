@@ -68,3 +68,22 @@ def test_fold_options_are_checked_before_anything_runs(
     dataset = "00000000-0000-0000-0000-000000000001"
     assert cli.main(["evaluate", "--policy", "hold", "--dataset", dataset, *extra]) == exit_codes.USAGE
     assert message in capsys.readouterr().err
+
+
+def test_a_failure_in_a_quiet_command_is_still_logged_redacted(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`ctl` sets no logging up (it only prints); an unexpected failure still goes through the redactor."""
+    monkeypatch.setenv("API_TOKEN", SECRET)
+    monkeypatch.setenv("TRADINGD_LOG_FORMAT", "json")
+
+    def explode(_settings: Settings, _args: argparse.Namespace) -> int:
+        raise RuntimeError(f"socket said {SECRET}")
+
+    monkeypatch.setattr(cli, "run_ctl", explode)
+    assert cli.main(["ctl", "status"]) == exit_codes.FAILURE
+    captured = capsys.readouterr()
+    assert SECRET not in captured.out + captured.err
+    event = json.loads(captured.err.strip().splitlines()[-1])
+    assert event["event"] == "command_failed"
+    assert "socket said [REDACTED]" in event["exception"]

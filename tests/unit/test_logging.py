@@ -140,6 +140,67 @@ def test_secret_fragments_and_dsn_passwords_are_scrubbed_by_shape() -> None:
     assert "postgresql://trader:[REDACTED]@db:5432/x" in text
 
 
-def test_sensitive_keys_are_redacted_whatever_their_value() -> None:
-    event = Redactor().redact_event({"password": "pw", "nested": {"apiToken": 12345}, "count": 3})
-    assert event == {"password": REDACTED, "nested": {"apiToken": REDACTED}, "count": 3}
+def test_sensitive_keys_mask_every_string_they_hold() -> None:
+    event = Redactor().redact_event(
+        {"password": "pw", "nested": {"apiToken": "12345"}, "tokens": ["a1", {"x": "b2"}], "count": 3}
+    )
+    assert event == {
+        "password": REDACTED,
+        "nested": {"apiToken": REDACTED},
+        "tokens": [REDACTED, {"x": REDACTED}],
+        "count": 3,
+    }
+
+
+def test_booleans_numbers_and_none_under_a_secret_looking_key_stay_readable(output: io.StringIO) -> None:
+    event = Redactor().redact_event(
+        {"token_required": True, "api_key_set": False, "secret_count": 2, "token_ttl_sec": 1.5, "password": None}
+    )
+    assert event == {
+        "token_required": True,
+        "api_key_set": False,
+        "secret_count": 2,
+        "token_ttl_sec": 1.5,
+        "password": None,
+    }
+    # As the control socket logs it: the flag shows, the token does not.
+    get_logger().info("control_socket_listening", token_required=True, token=API_KEY)
+    (line,) = lines(output)
+    assert line["token_required"] is True
+    assert line["token"] == REDACTED
+
+
+class _Opaque:
+    def __str__(self) -> str:
+        return f"holder of {HMAC_SECRET[:8]}"
+
+
+def test_an_object_under_a_secret_looking_key_is_masked() -> None:
+    assert Redactor().redact_event({"credential": _Opaque()}) == {"credential": REDACTED}
+
+
+def ray_record(name: str, level: int, message: str) -> logging.LogRecord:
+    return logging.LogRecord(name, level, __file__, 1, message, None, None)
+
+
+@pytest.mark.parametrize(
+    ("name", "level", "message", "kept"),
+    [
+        ("ray._private.worker", logging.WARNING, "SIGTERM handler is not set because current thread is not the "
+         "main thread.", False),
+        ("ray._private.worker", logging.INFO, "Started a local Ray instance.", False),
+        ("ray._common.deprecation", logging.WARNING, "`config.training(num_sgd_iter=..)` has been deprecated.",
+         False),
+        ("ray._private.worker", logging.WARNING, "Ray cannot reach the GCS.", True),
+        ("ray.rllib.algorithms.algorithm", logging.ERROR, "Env runner failed.", True),
+        ("ray._common.deprecation", logging.ERROR, "deprecated and removed", True),
+        ("asyncpg.pool", logging.INFO, "connection lost", True),
+        ("rayleigh", logging.INFO, "not ray's", True),
+    ],
+)  # fmt: skip
+def test_library_noise_is_filtered_and_library_problems_are_not(
+    name: str, level: int, message: str, kept: bool
+) -> None:
+    from observability.logs import LibraryNoise
+
+    assert LibraryNoise().filter(ray_record(name, level, message)) is kept

@@ -5,6 +5,7 @@ replaced, and live runs refusing any version that is not promoted."""
 from __future__ import annotations
 
 import hashlib
+import json
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -95,7 +96,10 @@ async def test_champion_gate_promotion_and_rollback(
     assert await _promote(database, worse) == 1
     out, err = capsys.readouterr()
     assert "FAIL  champion" in out
-    assert ">= 800.0 (champion steady v1)" in out
+    assert ">= 800.00 USDT (champion steady v1)" in out
+    gate_lines = {line.split()[1]: line for line in out.splitlines() if line.startswith(("PASS", "FAIL"))}
+    assert "55.0%  >= 40.0%" in gate_lines["win_rate"]  # ratios as percentages
+    assert "500.00 USDT  >= 0.00 USDT" in gate_lines["net_pnl"]  # money to the cent
     assert "failing gates champion" in err
 
     # The champion's evaluation must be on the same folds: another layout does not count.
@@ -115,7 +119,9 @@ async def test_champion_gate_promotion_and_rollback(
     capsys.readouterr()
 
     assert await _rollback(database, "BTC-USDT", "1m") == 0
-    assert '"retired"' in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"BTC-USDT 1m: now promoted steady v1 ({steady}); retired eager v3 ({better})" in out
+    assert json.loads(out.splitlines()[-1])["champion"]["id"] == str(steady)
     assert (await statuses(database))["eager v3"] == "retired"
     assert (await statuses(database))["steady v1"] == "promoted"
     history = await PromotionStore(database.pool).history("BTC-USDT", "1m")

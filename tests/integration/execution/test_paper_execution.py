@@ -133,6 +133,12 @@ async def test_decisions_orders_fills_and_trades_are_recorded_once(database: Dat
         "SELECT action, order_count, policy, latency_ms FROM trade_decisions ORDER BY candle_open_time LIMIT 1"
     )
     assert (row["action"], row["order_count"], row["policy"]) == ("long", 1, "momentum")
+    # The decision log line's action has one type, the row's words; the signed target is beside it.
+    recorded = (first, second, third, fourth)
+    assert [r.log["action"] for r in recorded] == ["long", "hold", "flat", "hold"]
+    assert [r.log["target"] for r in recorded] == [1.0, None, 0.0, None]
+    rows = await pool.fetch("SELECT action FROM trade_decisions ORDER BY candle_open_time")
+    assert [r["action"] for r in rows] == [r.log["action"] for r in recorded]
     assert await pool.fetchval("SELECT count(*) FROM observability_metrics WHERE metric = 'slippage_bps'") == 2
 
 

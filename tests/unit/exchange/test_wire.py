@@ -16,6 +16,7 @@ from domain.errors import (
     RejectedError,
     TemporaryVenueError,
     UnknownOutcomeError,
+    UnknownSymbolError,
     WireFormatError,
 )
 from exchange.bingx.wire import (
@@ -63,6 +64,17 @@ def test_business_errors_come_with_http_200_and_map_to_families(code: int, famil
     with pytest.raises(family) as error:
         parse_envelope(200, body({"code": code, "msg": "nope", "data": {}}))
     assert error.value.code == code  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [(109425, "symbol FOO-USDT does not exist"), (109400, "symbol not exist"), (109400, "Symbol does not exist")],
+)
+def test_an_unknown_symbol_is_its_own_permanent_family(code: int, message: str) -> None:
+    with pytest.raises(UnknownSymbolError) as error:
+        parse_envelope(200, body({"code": code, "msg": message, "data": {}}))
+    assert isinstance(error.value, RejectedError)  # refused, not temporary: never retried
+    assert not isinstance(error.value, TemporaryVenueError)
 
 
 @pytest.mark.parametrize(
