@@ -27,6 +27,9 @@ LIBRARY = HERE / "vendor" / "lightweight_charts" / "lightweight-charts.standalon
 NOTICE = HERE / "vendor" / "lightweight_charts" / "NOTICE"
 SCRIPT = HERE / "tape.js"
 MAX_CANDLES = 20_000
+BUSY_TRADES = 100
+"""With more trades than this, the chart opens on the first `WINDOW` candles rather than all of them."""
+WINDOW = 360
 ATTRIBUTION = (
     '<p class="attribution">Interactive charts: TradingView Lightweight Charts&trade; '
     '(<a href="https://www.tradingview.com/">https://www.tradingview.com/</a>), Apache License 2.0. '
@@ -106,6 +109,7 @@ def tape(
         "boundaries": [{"time": bar(time_ms), "label": label} for time_ms, label in boundaries] if len(times) else [],
         "summary": summary,
         "merged": len(candles) != len(times),
+        "window": WINDOW if len(trades) > BUSY_TRADES else None,
     }
     data = json.dumps(document, separators=(",", ":")).replace("</", "<\\/")
     caption = (
@@ -113,11 +117,14 @@ def tape(
         if len(candles) != len(times)
         else f"{len(candles):,} candles"
     )
+    if document["window"] and len(times) > WINDOW:
+        caption += f", opened on the first {WINDOW} (zoom out to see them all)"
     return (
         f'<div class="tape" data-tape="{html.escape(element_id)}">'
         f'<pre class="tape-legend"></pre><div class="tape-chart"></div>'
         f'<p class="tape-caption">{html.escape(caption)}; wheel to zoom, drag to pan, hover for the trades. '
-        "Entries: arrows (up long, down short); exits: dots (green won, red lost); orange: still open "
+        "Entries: arrows at their price (up long, down short); exits: dots above the candle (green won, red lost); "
+        "orange: still open "
         "(a square where the span ended and the position was marked); grey bars: fold boundaries. Times in UTC.</p>"
         f'</div>\n<script type="application/json" id="{html.escape(element_id)}">{data}</script>'
     )

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from domain.candle_columns import CandleColumns
+from domain.candles import interval_ms
 from learning.evaluation import charts, interactive
 from learning.evaluation.backtest import BacktestSettings
 from learning.evaluation.metrics import (
@@ -127,7 +128,7 @@ class MarketChange:
             "max_drawdown": figures.max_drawdown,
             "daily_sharpe": figures.daily_sharpe,
             "fees": figures.fees,
-            "price_change": self.price_changes[0] if len(self.price_changes) == 1 else list(self.price_changes),
+            "price_changes": list(self.price_changes),
         }
 
 
@@ -141,7 +142,7 @@ def market_change(evaluation: Evaluation, candles: CandleColumns, settings: Back
             span.open,
             span.close,
             int(span.open_time_ms[0]),
-            outcome.results[next(iter(outcome.results))].segment.interval_ms,
+            interval_ms(candles.interval),
             settings.initial_equity,
             settings.max_exposure,
             settings.rules,

@@ -36,7 +36,7 @@
     });
     const candles = chart.addSeries(LWC.CandlestickSeries, {
       upColor: "#26a69a", downColor: "#ef5350", wickUpColor: "#26a69a", wickDownColor: "#ef5350",
-      borderVisible: false,
+      borderVisible: false, priceLineVisible: false,
       priceFormat: { type: "price", precision: data.precision, minMove: Math.pow(10, -data.precision) },
     });
     candles.setData(data.t.map(function (time, i) {
@@ -53,9 +53,11 @@
         time: trade.entry_bar, position: "atPriceMiddle", price: trade.entry_price,
         shape: trade.side > 0 ? "arrowUp" : "arrowDown", color: trade.open ? OPEN : ENTRY,
       });
-      markers.push({
-        time: trade.exit_bar, position: "atPriceMiddle", price: trade.exit_price,
-        shape: trade.open ? "square" : "circle", color: trade.open ? OPEN : (trade.net > 0 ? WON : LOST), size: 0.6,
+      // Exits above the candle, so that a flip's exit (at the next entry's price) keeps its colour.
+      markers.push(trade.open ? {
+        time: trade.exit_bar, position: "atPriceMiddle", price: trade.exit_price, shape: "square", color: OPEN,
+      } : {
+        time: trade.exit_bar, position: "aboveBar", shape: "circle", color: trade.net > 0 ? WON : LOST, size: 0.6,
       });
       note(trade.entry_bar, trade);
       if (trade.exit_bar !== trade.entry_bar) note(trade.exit_bar, trade);
@@ -78,12 +80,17 @@
     if (data.boundaries.length) {
       // Full-height bars on a hidden scale of their own: vertical lines at the folds' first candles.
       const folds = chart.addSeries(LWC.HistogramSeries, {
-        priceScaleId: "folds", color: "rgba(97, 97, 97, 0.45)", lastValueVisible: false, priceLineVisible: false,
+        priceScaleId: "folds", color: "rgba(66, 66, 66, 0.6)", lastValueVisible: false, priceLineVisible: false,
       });
       chart.priceScale("folds").applyOptions({ scaleMargins: { top: 0, bottom: 0 }, visible: false });
       folds.setData(data.boundaries.map(function (boundary) { return { time: boundary.time, value: 1 }; }));
     }
-    chart.timeScale().fitContent();
+    if (data.window && data.t.length > data.window) {
+      // Many trades: open on a readable window (the first candles); the wheel zooms out to all of them.
+      chart.timeScale().setVisibleLogicalRange({ from: 0, to: data.window });
+    } else {
+      chart.timeScale().fitContent();
+    }
     legend.textContent = data.summary;
     chart.subscribeCrosshairMove(function (param) {
       if (param.time === undefined) {
