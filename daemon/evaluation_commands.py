@@ -143,6 +143,12 @@ async def _evaluate(settings: Settings, database: Database, args: argparse.Names
 
     try:
         outcome = await evaluate(stores, request, contract, paper_world, report_root, show)
+        if outcome.sample.warning is not None:
+            # In-sample figures must not pass for out-of-sample ones: said on stderr, in the summary's
+            # `sample`, and in the report's banner.
+            print(f"tradingd: warning: {outcome.sample.warning}", file=sys.stderr)
+        elif on_terminal:
+            print(f"{outcome.sample.headline}: {outcome.sample.detail}", file=sys.stderr)
         summary = _outcome_json(await stores.evaluations.get(outcome.report_id))
         champion = await PromotionStore(database.pool).champion(dataset.pair, dataset.interval)
         if (
@@ -361,6 +367,7 @@ def _outcome_json(report: EvaluationReport | None) -> dict[str, Any]:
         "status": report.status,
         "agent_version_id": None if report.agent_version_id is None else str(report.agent_version_id),
         "dataset_id": None if report.dataset_version_id is None else str(report.dataset_version_id),
+        "sample": report.parameters.get("sample"),
         "metrics": dict(report.metrics),
         "baselines": {name: {"net_pnl": value.get("net_pnl")} for name, value in report.baselines.items()},
         "report": report.report_uri,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from decimal import Decimal
 
 import asyncpg
 
@@ -42,6 +43,16 @@ class RunHistory:
             )
             for row in rows
         ]
+
+    async def fee_rate(self, run_id: uuid.UUID, pair: str) -> Decimal | None:
+        """The fees the run's fills on the pair paid over their notional (None before any fill)."""
+        rate: Decimal | None = await self._pool.fetchval(
+            "SELECT sum(fee) / nullif(sum(filled_quantity * avg_fill_price), 0) FROM trade_executions "
+            "WHERE run_id = $1 AND pair = $2 AND filled_quantity > 0 AND avg_fill_price IS NOT NULL",
+            run_id,
+            pair,
+        )
+        return rate
 
     async def decided_span(self, run_id: uuid.UUID, pair: str, interval: str) -> tuple[int, int] | None:
         """Open times of the first and last candle the run decided for the pair."""

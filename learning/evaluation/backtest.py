@@ -139,7 +139,13 @@ def run_backtest(
         venue_balance = account.balance_total(USDT).as_decimal()
     finally:
         engine.dispose()
-    segment = Segment(settings.initial_equity, candles.close, tuple(strategy.fills), interval_ms(candles.interval))
+    segment = Segment(
+        settings.initial_equity,
+        candles.close,
+        tuple(strategy.fills),
+        interval_ms(candles.interval),
+        int(candles.open_time_ms[0]),
+    )
     book = replay(segment)
     return BacktestResult(
         policy=policy.name,

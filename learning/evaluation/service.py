@@ -22,6 +22,7 @@ import structlog
 from actors.policy.artifact import load_artifact
 from actors.policy.policies import BASELINES, ArtifactPolicy, baseline
 from domain.candle_columns import CandleColumns
+from domain.candles import interval_ms
 from domain.fills import FillRules
 from domain.instruments import Contract
 from features.normalization import NormalizationStats
@@ -31,7 +32,9 @@ from learning.code_version import code_version
 from learning.datasets import DatasetMismatchError, dataset_spec
 from learning.evaluation.backtest import BacktestResult, BacktestSettings
 from learning.evaluation.folds import Fold, FoldError, FoldSpec, walk_forward_folds
-from learning.evaluation.report import write_evaluation_report
+from learning.evaluation.metrics import Segment, SegmentBook
+from learning.evaluation.report import market_change, write_evaluation_report
+from learning.evaluation.sample import Sample, TrainingSpan, backtest_sample, baseline_sample, walk_forward_sample
 from learning.evaluation.walk_forward import Evaluation, FixedPolicy, PolicyMaker, evaluate_folds, whole_span
 from storage.agents import AgentStore, AgentVersion
 from storage.datasets import DatasetStore, DatasetVersion
@@ -70,6 +73,8 @@ class EvaluationOutcome:
     subject: str
     evaluation: Evaluation
     report_path: Path
+    sample: Sample
+    """In or out of sample: what the evaluated spans are to the policy (from its lineage)."""
 
 
 @dataclass(frozen=True)
@@ -128,6 +133,8 @@ async def evaluate(
     }
     kind: EvaluationKind = "backtest" if request.layout is None else "walk_forward"
     content = await stores.datasets.load(dataset)
+    sample = await _sample(stores.datasets, subject.name, version, request, dataset, folds, content.candles)
+    parameters["sample"] = sample.to_json()
     report_id = await stores.evaluations.start(
         agent_version_id=None if version is None else version.id,
         policy=subject.name,
@@ -139,6 +146,7 @@ async def evaluate(
     log.info("evaluation_started", report_id=str(report_id), policy=subject.name, kind=kind, folds=len(folds))
     try:
         evaluation = evaluate_folds(content.candles, content.features, folds, makers, settings, on_result)
+        market = market_change(evaluation, content.candles, settings)
         directory = report_root / f"evaluation-{report_id}"
         report_path = write_evaluation_report(
             directory,
@@ -147,15 +155,21 @@ async def evaluate(
             evaluation=evaluation,
             candles=content.candles,
             parameters=parameters | {"report_id": str(report_id), "code_version": code_version()},
+            sample=sample,
+            market=market,
+            price_decimals=max(0, -int(contract.tick_size.normalize().as_tuple().exponent)),
         )
         baselines = {maker.name: evaluation.aggregate[maker.name].to_json() for maker in makers[1:]}
+        market_folds = iter(zip(market.books, market.segments, sample.folds, strict=True))
         await stores.evaluations.complete(
             report_id,
             metrics=evaluation.aggregate[subject.name].to_json()
-            | {"folds_evaluated": len(evaluation.evaluated), "folds_skipped": len(folds) - len(evaluation.evaluated)},
+            | {"folds_evaluated": len(evaluation.evaluated), "folds_skipped": len(folds) - len(evaluation.evaluated)}
+            | {"sample": sample.label, "in_sample_share": sample.in_sample_share, "buy_and_hold": market.to_json()},
             baselines=baselines,
             folds=[
                 _fold_json(outcome.fold, outcome.results, outcome.training, subject.name, content.candles)
+                | ({} if outcome.fold.skipped is not None else _fold_market(next(market_folds)))
                 for outcome in evaluation.folds
             ],
             report_uri=report_path.resolve().as_uri(),
@@ -171,7 +185,36 @@ async def evaluate(
         net_pnl=evaluation.aggregate[subject.name].net_pnl,
         report=str(report_path),
     )
-    return EvaluationOutcome(report_id, subject.name, evaluation, report_path)
+    return EvaluationOutcome(report_id, subject.name, evaluation, report_path, sample)
+
+
+async def _sample(
+    datasets: DatasetStore,
+    subject: str,
+    version: AgentVersion | None,
+    request: EvaluationRequest,
+    dataset: DatasetVersion,
+    folds: list[Fold],
+    candles: CandleColumns,
+) -> Sample:
+    """In or out of sample, from the lineage: a walk-forward's folds are out of sample by construction;
+    a version's artifact is in sample on the rows of the dataset it was trained on."""
+    spans = [candles.open_time_ms[fold.test_start : fold.test_end] for fold in folds if fold.skipped is None]
+    if version is None:
+        return baseline_sample(spans)
+    if request.layout is not None:
+        return walk_forward_sample(spans)
+    trained = None if version.dataset_version_id is None else await datasets.get(version.dataset_version_id)
+    training = None
+    if trained is not None:
+        step = interval_ms(trained.interval)
+        training = TrainingSpan(str(trained.id), trained.pair, step, trained.start_ms, trained.end_ms)
+    return backtest_sample(subject, dataset.pair, interval_ms(dataset.interval), spans, training)
+
+
+def _fold_market(fold: tuple[SegmentBook, Segment, str]) -> dict[str, Any]:
+    book, segment, label = fold
+    return {"sample": label, "buy_and_hold_net_pnl": float(book.equity[-1]) - float(segment.initial_equity)}
 
 
 class FoldTrainer:

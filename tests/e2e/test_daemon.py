@@ -176,8 +176,21 @@ def test_two_pairs_trade_pause_resume_status_and_stop(tmp_path: Path, shared_can
         assert {pair: figures["trades"] for pair, figures in summary["pairs"].items()} == {
             pair: next((row[1] for row in trades if row[0] == pair), 0) for pair in PAIRS
         }
-        assert {path.name for path in out.iterdir()} == {"index.html", *(f"tape-{pair}.png" for pair in PAIRS)}
-        assert (out / "index.html").read_text().count("data:image/png;base64,") == len(PAIRS)
+        assert {path.name for path in out.iterdir()} == {
+            "index.html",
+            "trades.csv",
+            *(f"tape-{pair}.png" for pair in PAIRS),
+        }
+        run_page = (out / "index.html").read_text()
+        assert run_page.count("data:image/png;base64,") == len(PAIRS)
+        assert all(f'data-tape="tape-{pair}"' in run_page for pair in PAIRS), "an interactive tape per pair"
+        listed = (out / "trades.csv").read_text().splitlines()
+        assert listed[0].startswith("pair,fold,status,side,quantity,entry_time,exit_time,")
+        assert len(listed) - 1 == sum(row[1] for row in trades)
+        for pair, figures in summary["pairs"].items():
+            if figures["decided_from_ms"] is not None:
+                assert figures["buy_and_hold"]["initial_equity"] > 0, pair
+            assert sum(reason["count"] for reason in figures["exit_reasons"].values()) == figures["closed"], pair
 
 
 def test_kill_9_and_restart_decide_every_candle_exactly_once(

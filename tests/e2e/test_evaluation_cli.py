@@ -1,9 +1,12 @@
 """`tradingd evaluate`, `promote` and `rollback` as real processes, against `tradingd sim`: a baseline
-backtest with its report files, an agent's walk-forward with per-fold training (lenient and strict),
-promotion through the gates, a refusal naming the failing gate, and a rollback with nothing to return to."""
+backtest with its report files, a version backtested on its own training data (labelled in-sample,
+with a warning) and on later data (out-of-sample), an agent's walk-forward with per-fold training
+(lenient and strict; out-of-sample), promotion through the gates, a refusal naming the failing gate,
+and a rollback with nothing to return to."""
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -62,13 +65,22 @@ def test_evaluate_promote_and_roll_back(clean_env: dict[str, str], candle_file: 
     assert summary["metrics"]["trade_count"] > 0
     assert set(summary["baselines"]) == {"hold"}
     assert summary["baselines"]["hold"]["net_pnl"] == 0
+    assert summary["sample"]["label"] == "out_of_sample", "a baseline is fitted to nothing"
+    assert "warning" not in backtest.stderr
     report = Path(urlsplit(summary["report"]).path)
     page = report.read_text()
     assert report.name == "index.html"
-    assert {"equity.png", "folds.png", "tape.png"} <= {path.name for path in report.parent.iterdir()}
-    assert page.count("data:image/png;base64,") == 3, "the page embeds its charts"
+    assert {path.name for path in report.parent.iterdir()} == {"index.html", "equity.png", "tape.png", "trades.csv"}
+    assert page.count("data:image/png;base64,") == 2, "the page embeds its charts"
+    assert 'data-tape="tape-evaluation"' in page, "the interactive tape"
     assert "momentum" in page
     assert "hold" in page
+    assert "<td>buy &amp; hold</td>" in page
+    assert summary["metrics"]["buy_and_hold"]["net_pnl"] != 0
+    with (report.parent / "trades.csv").open(newline="") as handle:
+        listed = list(csv.DictReader(handle))
+    open_at_end = 1 if summary["metrics"]["open_quantity"] else 0
+    assert len(listed) == summary["metrics"]["trade_count"] + open_at_end
 
     lenient = trained_version(clean_env, tmp_path, "lenient", -1_000_000.0, dataset_id)
     # The version's own artifact over the dataset, at its configuration's decision threshold.
@@ -77,6 +89,21 @@ def test_evaluate_promote_and_roll_back(clean_env: dict[str, str], candle_file: 
     plain_summary = json.loads(plain.stdout)
     assert (plain_summary["kind"], plain_summary["policy"]) == ("backtest", "agent:lenient@1")
     assert plain_summary["metrics"]["bars"] == 2_800
+    # ... which is the dataset it was trained on: in-sample, said on stderr, in the summary and the page.
+    assert plain_summary["sample"]["label"] == "in_sample"
+    assert plain_summary["sample"]["in_sample_share"] == 1.0
+    assert plain_summary["metrics"]["sample"] == "in_sample"
+    assert f"tradingd: warning: IN-SAMPLE: agent:lenient@1 was trained on dataset {dataset_id}" in plain.stderr
+    in_sample_page = Path(urlsplit(plain_summary["report"]).path).read_text()
+    assert 'data-sample="in_sample"' in in_sample_page
+    assert "Out-of-sample" not in in_sample_page
+    # Later candles, a dataset of their own: out-of-sample, no warning.
+    later = build_eth_dataset(clean_env, rows[2_900].open_time_ms, rows[3_500].open_time_ms)
+    unseen = tradingd(clean_env, "evaluate", "--agent-version", lenient, "--dataset", str(later["id"]))
+    assert unseen.returncode == 0, unseen.stderr[-3000:]
+    unseen_summary = json.loads(unseen.stdout)
+    assert (unseen_summary["sample"]["label"], unseen_summary["sample"]["in_sample_rows"]) == ("out_of_sample", 0)
+    assert "warning" not in unseen.stderr
     hopeless = ["--folds", "3", "--min-train-bars", "5000"]
     skipped = tradingd(clean_env, "evaluate", "--agent-version", lenient, "--dataset", dataset_id, *hopeless)
     assert skipped.returncode == 65
@@ -91,6 +118,8 @@ def test_evaluate_promote_and_roll_back(clean_env: dict[str, str], candle_file: 
     result = json.loads(walk.stdout)
     assert (result["kind"], result["policy"]) == ("walk_forward", "agent:lenient@1")
     assert (result["metrics"]["folds_evaluated"], result["metrics"]["folds_skipped"]) == (2, 1)
+    assert (result["sample"]["label"], result["sample"]["basis"]) == ("out_of_sample", "walk_forward")
+    assert "warning" not in walk.stderr, "the version was trained on this dataset, but each fold retrains"
     assert set(result["baselines"]) == {"hold", "momentum"}
     trainings = [json.loads(line) for line in walk.stderr.splitlines() if '"fold_trained"' in line]
     assert [event["fold"] for event in trainings] == [2, 3]
