@@ -1,5 +1,6 @@
 """`tradingd ctl ...`: the control socket's client. Readable output on a terminal, `--json` for scripts
-(the daemon's answer as it came). Exit codes: 0 done, 1 refused (the answer says why), 69 no daemon."""
+(the daemon's answer as it came). Exit codes: 0 done, 1 refused (the answer says why; also `resume` while
+trading is still blocked), 69 no daemon."""
 
 from __future__ import annotations
 
@@ -24,7 +25,9 @@ def add_ctl_commands(commands: argparse._SubParsersAction[argparse.ArgumentParse
     pause.add_argument("pair", nargs="?")
     pause.add_argument("--reduce-only", action="store_true", help="still allow orders that reduce a position")
     pause.add_argument("--reason")
-    resume = sub.add_parser("resume", help="allow orders again (all pairs also closes a cooled-down breaker)")
+    resume = sub.add_parser(
+        "resume", help="allow orders again (all pairs also closes a cooled-down breaker); exit 1 while still blocked"
+    )
     resume.add_argument("pair", nargs="?")
     sub.add_parser("risk", help="the account's exposure, daily PnL, circuit breaker, and the limits")
     runs = sub.add_parser("runs", help="list, start or stop paper runs")
@@ -86,6 +89,10 @@ def run_ctl(settings: Settings, args: argparse.Namespace) -> int:
         if not args.json:
             print(f"tradingd: {command} refused ({answer.get('code')}): {answer.get('error')}", file=sys.stderr)
         return exit_codes.FAILURE
+    if command == "resume" and answer.get("blocked"):
+        # What could be resumed was; trading is still blocked (the answer's `still_blocked` says by what).
+        print("tradingd: resume: trading is still blocked", file=sys.stderr)
+        return exit_codes.FAILURE
     return exit_codes.OK
 
 
@@ -93,7 +100,21 @@ def render(command: str, answer: Mapping[str, Any]) -> str:
     body = {key: value for key, value in answer.items() if key not in ("ok", "id")}
     if command == "status":
         return _status(body)
+    if command == "resume":
+        return _resume(body)
     return _tree(body)
+
+
+def _resume(body: Mapping[str, Any]) -> str:
+    lines = [f"{pair}: {state}" for pair, state in (body.get("pairs") or {}).items()]
+    account = body.get("account")
+    if account:
+        lines.append(f"account: {account.get('trading_state')}, circuit breaker {account.get('circuit_breaker')}")
+    still = body.get("still_blocked") or []
+    if still:
+        lines.append("still blocked:")
+        lines += [f"  {line}" for line in still]
+    return "\n".join(lines)
 
 
 def _status(body: Mapping[str, Any]) -> str:
