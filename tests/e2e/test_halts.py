@@ -16,6 +16,7 @@ import pytest
 
 from tests.e2e.daemon_harness import (
     PAIRS,
+    START_BARS,
     TRADINGD,
     Daemon,
     cut_files,
@@ -125,3 +126,38 @@ def alert_time(url: str) -> str:
     """The market time at which the account halted (from the alert's details)."""
     rows = query(url, "SELECT details->>'market_time' FROM alerts WHERE kind = 'account_halted'")
     return str(rows[0][0])
+
+
+def test_a_silent_source_halts_the_pair_loudly_and_resume_says_so(
+    tmp_path: Path, shared_candles: Path, postgres_url: str
+) -> None:
+    """The replayed files end a little after the start: the stream goes quiet, each pair is paused
+    automatically with one `pair_halted` alert, its effective state says why, and `resume` exits 1."""
+    files = cut_files(shared_candles, tmp_path, START_BARS + 100)
+    config = write_config(tmp_path)
+    config.write_text(config.read_text().replace("heartbeat_sec = 5.0", "heartbeat_sec = 5.0\nstale_after_sec = 5.0"))
+    stale = "SELECT pair, message, details FROM alerts WHERE kind = 'pair_halted' ORDER BY pair"
+    with replay_simulator(files) as urls, daemon(config, urls, postgres_url, tmp_path) as d:
+        d.start()
+        d.wait_ready()
+        d.wait_until(lambda: len(query(postgres_url, stale)) == len(PAIRS), 400, "a pair_halted alert per pair")
+        rows = query(postgres_url, stale)
+        assert [row["pair"] for row in rows] == sorted(PAIRS)
+        for row in rows:
+            details = json.loads(row["details"]) if isinstance(row["details"], str) else row["details"]
+            assert details["reason"] == "source_stale"
+            assert details["stale_after_sec"] == "5"
+            assert "no market data for" in row["message"]
+        answer = json.loads(ctl(d, "--json", "status").stdout)
+        for pair in PAIRS:
+            view = answer["pairs"][pair]
+            assert view["effective_state"] == "HALTED (source_stale)"
+            assert [(b["cause"], b["scope"], b["origin"]) for b in view["blocked_by"]] == [
+                ("source_stale", "pair", "automatic")
+            ]
+        resumed = ctl(d, "resume")
+        assert resumed.returncode == 1, resumed.stdout + resumed.stderr
+        assert all(f"{pair}: source_stale: no market data" in resumed.stdout for pair in PAIRS)
+        assert len(query(postgres_url, stale)) == len(PAIRS), "one alert per transition, not per health check"
+        assert len(d.events("pair_halted")) == len(PAIRS)
+        assert d.terminate() == 0
