@@ -14,9 +14,10 @@ from decimal import Decimal
 from typing import Any
 
 import ray
+from ray.exceptions import RayError
 
 from actors.risk.account import BREAKER, AccountPolicy, AccountVerdict
-from actors.risk.blocks import AccountView, Transition
+from actors.risk.blocks import AccountView, Block, Transition
 from actors.risk.core import RiskCore
 from actors.risk.desk import AccountDesk
 from actors.risk.limits import RiskLimits
@@ -186,6 +187,11 @@ class RiskActor:
             )
 
 
+UNAVAILABLE = Block(
+    "account_guard_unavailable", "account", "HALTED", "automatic", "the account guard did not answer (restarting)"
+)
+
+
 class _AccountLink:
     """The risk core's line to the account guard, through whichever handle the actor holds now."""
 
@@ -193,7 +199,11 @@ class _AccountLink:
         self.actor = actor
 
     async def observe(self, at_ms: int) -> AccountView:
-        view: AccountView = await self.actor.account.observe.remote(at_ms)
+        try:
+            view: AccountView = await self.actor.account.observe.remote(at_ms)
+        except RayError:  # the supervisor is restarting the account guard: nothing new until it is back
+            log.warning("account_guard_unavailable", pair=self.actor.context.pair)
+            return AccountView("HALTED", (UNAVAILABLE,))
         return view
 
     async def check(self, pair: str, after: Decimal, reduces_only: bool) -> AccountVerdict:
