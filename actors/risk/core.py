@@ -168,8 +168,6 @@ class RiskCore:
         for sequence in [s for s in self.in_flight if s <= report.last_sequence]:
             del self.in_flight[sequence]
 
-    # ---------------------------------------------------------------- deciding
-
     # ---------------------------------------------------------------- blocks
 
     def blocks(self) -> tuple[Block, ...]:
@@ -182,10 +180,8 @@ class RiskCore:
         if pauses.operator != "ACTIVE":
             cause = pauses.operator_reason or "operator_pause"
             allows = "only orders that reduce a position" if pauses.operator == "REDUCING" else "no new orders"
-            found.append(
-                Block(cause, "pair", pauses.operator, "operator", f"paused by the operator ({cause}): {allows}; "
-                      "`resume` lifts it")
-            )  # fmt: skip
+            detail = f"paused by the operator ({cause}): {allows}; `resume` lifts it"
+            found.append(Block(cause, "pair", pauses.operator, "operator", detail))
         if pauses.automatic is not None:
             found.append(self._automatic_block(pauses.automatic))
         return tuple(found)
@@ -206,7 +202,7 @@ class RiskCore:
             detail = (
                 f"the integrity gate failed ({reason[5:]})"
                 + (f" at candle {candle}" if candle else "")
-                + ("; trading resumes when a candle passes it")
+                + "; trading resumes when a candle passes it"
             )
         else:
             detail = f"paused automatically ({reason})"
