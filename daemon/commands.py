@@ -15,6 +15,7 @@ from typing import Any
 
 from ray.exceptions import RayError
 
+from actors.risk.blocks import not_running
 from daemon.control_protocol import CommandError, ControlRequest
 from daemon.control_server import ControlServer
 from daemon.run_state import DaemonState
@@ -198,13 +199,40 @@ async def pause(state: DaemonState, args: Mapping[str, object]) -> Mapping[str, 
 
 
 async def resume(state: DaemonState, args: Mapping[str, object]) -> Mapping[str, object]:
+    """Lift what an operator can (the pairs' pauses; without a pair, also a cooled-down circuit breaker),
+    then say what still blocks trading: `pairs` maps each pair to the state that now governs its orders,
+    `blocked` is true when any is not ACTIVE, `blocked_by` lists each such pair's blocks (the daily loss
+    limit until the next trading day, the breaker's cooldown, an automatic pause, ...) and `still_blocked`
+    says it in sentences. `tradingd ctl resume` exits 1 while `blocked`."""
     pair = _text(args, "pair")
+    supervisor = state.require_supervisor()
     slots = _slots(state, pair)
-    states = await asyncio.gather(*(_call(s.actors["risk"].resume.remote()) for s in slots))
-    answer: dict[str, object] = {"pairs": {slot.pair: value for slot, value in zip(slots, states, strict=True)}}
-    if pair is None and state.require_supervisor().account is not None:
-        refusal = await _call(state.require_supervisor().account.resume.remote())
-        answer["circuit_breaker"] = "closed" if refusal is None else refusal
+    answer: dict[str, object] = {}
+    account_view = None
+    if pair is None and supervisor.account is not None:
+        outcome = await _call(supervisor.account.resume.remote())
+        account_view = outcome["view"]
+        answer["account"] = {
+            "trading_state": outcome["trading_state"],
+            "circuit_breaker": outcome["circuit_breaker"],
+            "still_blocked": outcome["refusal"],
+        }
+    results = await asyncio.gather(*(_call(s.actors["risk"].resume.remote(account_view)) for s in slots))
+    views: dict[str, Mapping[str, Any]] = {slot.pair: result for slot, result in zip(slots, results, strict=True)}
+    for slot in supervisor.slots.values():  # a pair whose actors are not running cannot trade either
+        if (pair is None or slot.pair == pair) and slot.pair not in views:
+            views[slot.pair] = {"trading_state": "HALTED", "blocked_by": [not_running(slot.state).to_json()]}
+    blocked = {name: list(view["blocked_by"]) for name, view in views.items() if view["trading_state"] != "ACTIVE"}
+    answer["pairs"] = {name: view["trading_state"] for name, view in sorted(views.items())}
+    answer["blocked"] = bool(blocked)
+    answer["blocked_by"] = {name: [block["cause"] for block in blocks] for name, blocks in sorted(blocked.items())}
+    lines: list[str] = []  # the account's blocks once, each pair's own under its name
+    for name, blocks in sorted(blocked.items()):
+        for block in blocks:
+            line = f"{'account' if block['scope'] == 'account' else name}: {block['cause']}: {block['detail']}"
+            if line not in lines:
+                lines.append(line)
+    answer["still_blocked"] = lines
     return answer
 
 

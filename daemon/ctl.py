@@ -1,5 +1,6 @@
 """`tradingd ctl ...`: the control socket's client. Readable output on a terminal, `--json` for scripts
-(the daemon's answer as it came). Exit codes: 0 done, 1 refused (the answer says why), 69 no daemon."""
+(the daemon's answer as it came). Exit codes: 0 done, 1 refused (the answer says why; also `resume` while
+trading is still blocked), 69 no daemon."""
 
 from __future__ import annotations
 
@@ -35,7 +36,9 @@ def add_ctl_commands(commands: argparse._SubParsersAction[argparse.ArgumentParse
     pause.add_argument("pair", nargs="?")
     pause.add_argument("--reduce-only", action="store_true", help="still allow orders that reduce a position")
     pause.add_argument("--reason")
-    resume = command("resume", "allow orders again (all pairs also closes a cooled-down breaker)")
+    resume = command(
+        "resume", "allow orders again (all pairs also closes a cooled-down breaker); exit 1 while still blocked"
+    )
     resume.add_argument("pair", nargs="?")
     command("risk", "the account's exposure, daily PnL, circuit breaker, and the limits")
     runs = command("runs", "list, start or stop paper runs")
@@ -99,6 +102,10 @@ def run_ctl(settings: Settings, args: argparse.Namespace) -> int:
         if not args.json:
             print(f"tradingd: {command} refused ({answer.get('code')}): {answer.get('error')}", file=sys.stderr)
         return exit_codes.FAILURE
+    if command == "resume" and answer.get("blocked"):
+        # What could be resumed was; trading is still blocked (the answer's `still_blocked` says by what).
+        print("tradingd: resume: trading is still blocked", file=sys.stderr)
+        return exit_codes.FAILURE
     return exit_codes.OK
 
 
@@ -108,7 +115,21 @@ def render(command: str, answer: Mapping[str, Any]) -> str:
         return _status(body)
     if command in ("close-trade", "cancel-trade"):
         return _trade_action(command, body)
+    if command == "resume":
+        return _resume(body)
     return _tree(body)
+
+
+def _resume(body: Mapping[str, Any]) -> str:
+    lines = [f"{pair}: {state}" for pair, state in (body.get("pairs") or {}).items()]
+    account = body.get("account")
+    if account:
+        lines.append(f"account: {account.get('trading_state')}, circuit breaker {account.get('circuit_breaker')}")
+    still = body.get("still_blocked") or []
+    if still:
+        lines.append("still blocked:")
+        lines += [f"  {line}" for line in still]
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------------------------- status
@@ -168,7 +189,7 @@ def _pairs_table(pairs: Mapping[str, Any]) -> list[str]:
             (
                 pair,
                 str(view.get("state", "?")),
-                str(view.get("trading_state", "?")),
+                str(view.get("effective_state") or view.get("trading_state", "?")),
                 _utc_ms(view.get("last_candle_open_ms")),
                 "-" if lag is None else f"{float(lag):.1f} s",
                 "-" if quantity is None else f"{_fixed(quantity, _places(step, 4))} {_base(pair)}",

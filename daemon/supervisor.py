@@ -32,6 +32,7 @@ from actors.feed.actor import FeedActor, FeedSource
 from actors.policy.actor import PolicyActor, PolicySource
 from actors.risk.account import AccountPolicy
 from actors.risk.actor import AccountActor, RiskActor
+from actors.risk.blocks import effective, not_running
 from actors.risk.limits import RiskLimits
 from actors.run_context import PairContext
 from actors.shell import WorkerEnv
@@ -241,16 +242,12 @@ class Supervisor:
             started = slot.started_at or time.monotonic()
             quiet = silent if silent is not None else time.monotonic() - started
             stale = quiet > self.settings.stale_after_sec
-            await asyncio.wait_for(slot.actors["risk"].source.remote(stale), self.settings.health_timeout_sec)
-            if stale != slot.stale:
-                slot.stale = stale
-                if stale:
-                    await self.alert(
-                        "warning",
-                        "source_stale",
-                        f"{slot.pair}: no market data for {quiet:.0f} s; paused until it flows again",
-                        slot.pair,
-                    )
+            # The risk guard logs and alerts the pause and its end (`pair_halted`, `pair_resumed`), once each.
+            await asyncio.wait_for(
+                slot.actors["risk"].source.remote(stale, quiet, self.settings.stale_after_sec),
+                self.settings.health_timeout_sec,
+            )
+            slot.stale = stale
         except (TimeoutError, RayError, KeyError):
             return
 
@@ -328,6 +325,8 @@ class Supervisor:
         }
         if slot.state != "running":
             status["trading_state"] = "HALTED"
+            status["effective_state"] = f"HALTED ({slot.state})"
+            status["blocked_by"] = [not_running(slot.state).to_json()]
             return status
         actors = slot.actors
         timeout = self.settings.health_timeout_sec
@@ -337,13 +336,19 @@ class Supervisor:
                 actors["execution"].status.remote(),
                 actors["features"].status.remote(),
                 actors["feed"].status.remote(),
+                self.account.summary.remote(),
             ],
             timeout,
             default=None,
         )
-        risk, execution, features, feed = parts
+        risk, execution, features, feed, account = parts
         if risk is not None:
-            status["trading_state"] = risk["trading_state"]
+            # The state that governs orders: the strictest of the pair's own and the account's.
+            blocked_by = list(risk["blocked_by"]) + list((account or {}).get("blocked_by", []))
+            state, name = effective(risk["trading_state"], ((block["state"], block["cause"]) for block in blocked_by))
+            status["trading_state"] = state
+            status["effective_state"] = name
+            status["blocked_by"] = blocked_by
             status["risk"] = risk
         if execution is not None:
             status["position"] = execution

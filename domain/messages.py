@@ -112,6 +112,9 @@ class OrderPlan:
     orders: tuple[OrderIntent, ...]
     risk: RiskOutcome
     trading_state: str
+    """The effective state: the strictest of the pair's and the account's."""
+    blocked_by: tuple[str, ...] = ()
+    """What holds the pair back (`daily_loss_limit`, `source_stale`, the operator's reason, ...)."""
 
 
 @dataclass(frozen=True, slots=True)

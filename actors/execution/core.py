@@ -405,6 +405,7 @@ class ExecutionCore:
             "gates": {name: _passed(value) for name, value in market.gates.items()},
             "risk": plan.risk.reason or ("allowed" if plan.risk.allowed else "denied"),
             "trading_state": plan.trading_state,
+            "blocked_by": list(plan.blocked_by),
             "orders": [o.client_order_id for o in placed],
             "fills": sum(1 for e in events if isinstance(e, OrderFilled)),
             "position": str(self.book.position.quantity),

@@ -4,20 +4,26 @@ daily loss limit, and the circuit breaker.
 The breaker trips after `breaker_max_losses` losing trades in a row; it halts the account, and is
 closed again only by an operator's command, and not before its cooldown has passed. Its state is
 checkpointed (`account_risk_state`) so a restart does not reset it.
+
+Every `now` here is the venue's clock (the time of the candle being decided, replay time in a replay):
+the trading day is its UTC date, and the breaker's cooldown runs on it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
+from actors.risk.blocks import Block
 from domain.trading_state import TradingState
 
 GROSS_EXPOSURE = "max_gross_exposure"
 NET_EXPOSURE = "max_net_exposure"
 DAILY_LOSS = "daily_loss_limit"
 BREAKER_OPEN = "circuit_breaker_open"
+BREAKER = "circuit_breaker"
+"""The breaker as a block (`BREAKER_OPEN` is the reason an order is denied while it is open)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,9 +60,71 @@ class AccountGuard:
 
     @property
     def trading_state(self) -> TradingState:
-        if self.state.breaker_open or self.state.daily_pnl <= -self.policy.daily_loss_limit:
+        if self.state.breaker_open or self.loss_limit_reached:
             return "HALTED"
         return "ACTIVE"
+
+    @property
+    def loss_limit_reached(self) -> bool:
+        return self.state.daily_pnl <= -self.policy.daily_loss_limit
+
+    @property
+    def next_trading_day(self) -> datetime:
+        """When the current trading day ends (00:00 UTC of the next date, on the venue's clock)."""
+        return datetime.combine(self.state.trading_day + timedelta(days=1), time(0), UTC)
+
+    @property
+    def breaker_ready_at(self) -> datetime | None:
+        """When an open breaker may first be closed."""
+        tripped = self.state.breaker_tripped_at
+        return None if not self.state.breaker_open or tripped is None else tripped + self.policy.breaker_cooldown
+
+    def blocks(self, now: datetime) -> tuple[Block, ...]:
+        """What halts the account at `now`, each with its figures."""
+        found: list[Block] = []
+        state, policy = self.state, self.policy
+        if self.loss_limit_reached:
+            until = self.next_trading_day
+            found.append(
+                Block(
+                    DAILY_LOSS,
+                    "account",
+                    "HALTED",
+                    "automatic",
+                    f"the daily PnL {state.daily_pnl} USDT of {state.trading_day.isoformat()} reached the daily "
+                    f"loss limit of {policy.daily_loss_limit} USDT: no new exposure until the next trading day, "
+                    f"{until:%Y-%m-%d %H:%M} UTC (venue time)",
+                    until,
+                    {
+                        "daily_pnl": str(state.daily_pnl),
+                        "daily_loss_limit": str(policy.daily_loss_limit),
+                        "trading_day": state.trading_day.isoformat(),
+                    },
+                )
+            )
+        ready = self.breaker_ready_at
+        if state.breaker_open:
+            when = "-" if ready is None else f"{ready:%Y-%m-%d %H:%M} UTC (venue time)"
+            wait = (
+                f"`resume` closes it from {when}" if ready is None or now < ready else "cooled down: `resume` closes it"
+            )
+            found.append(
+                Block(
+                    BREAKER,
+                    "account",
+                    "HALTED",
+                    "automatic",
+                    f"the circuit breaker is open ({state.breaker_reason}); {wait}",
+                    ready,
+                    {
+                        "breaker_reason": state.breaker_reason or "",
+                        "consecutive_losses": str(state.consecutive_losses),
+                        "breaker_max_losses": str(policy.breaker_max_losses),
+                        "cooldown_until": "" if ready is None else ready.isoformat(),
+                    },
+                )
+            )
+        return tuple(found)
 
     def check(
         self, exposures: dict[str, Decimal], pair: str, after: Decimal, reduces_only: bool, now: datetime
@@ -66,8 +134,16 @@ class AccountGuard:
         self._roll_day(now)
         if self.state.breaker_open and not reduces_only:
             return AccountVerdict(False, BREAKER_OPEN, {"reason": self.state.breaker_reason or ""})
-        if self.state.daily_pnl <= -self.policy.daily_loss_limit and not reduces_only:
-            return AccountVerdict(False, DAILY_LOSS, {"daily_pnl": str(self.state.daily_pnl)})
+        if self.loss_limit_reached and not reduces_only:
+            return AccountVerdict(
+                False,
+                DAILY_LOSS,
+                {
+                    "daily_pnl": str(self.state.daily_pnl),
+                    "limit": str(self.policy.daily_loss_limit),
+                    "until": self.next_trading_day.isoformat(),
+                },
+            )
         if reduces_only:
             return AccountVerdict(True)
         projected = dict(exposures) | {pair: after}
@@ -94,20 +170,35 @@ class AccountGuard:
         return False
 
     def resume(self, now: datetime) -> str | None:
-        """An operator's command to close the breaker; the reason it cannot yet, or None when closed."""
-        if not self.state.breaker_open:
-            return None
-        assert self.state.breaker_tripped_at is not None
-        ready = self.state.breaker_tripped_at + self.policy.breaker_cooldown
-        if now < ready:
-            return f"the circuit breaker cools down until {ready.isoformat()}"
-        self.state.breaker_open = False
-        self.state.consecutive_losses = 0
-        self.state.breaker_reason = None
-        return None
+        """An operator's command: close the breaker if it has cooled down. What still halts the account
+        (a breaker cooling down, the daily loss limit until the next trading day), or None when ACTIVE."""
+        self._roll_day(now)
+        refusals = []
+        if self.state.breaker_open:
+            assert self.state.breaker_tripped_at is not None
+            ready = self.state.breaker_tripped_at + self.policy.breaker_cooldown
+            if now < ready:
+                refusals.append(f"the circuit breaker cools down until {ready.isoformat()}")
+            else:
+                self.state.breaker_open = False
+                self.state.consecutive_losses = 0
+                self.state.breaker_reason = None
+        if self.loss_limit_reached:
+            refusals.append(
+                f"the daily loss limit ({self.state.daily_pnl} USDT against -{self.policy.daily_loss_limit} USDT) "
+                f"halts new exposure until the next trading day, {self.next_trading_day:%Y-%m-%d %H:%M} UTC"
+            )
+        return "; ".join(refusals) or None
 
-    def _roll_day(self, now: datetime) -> None:
+    def roll(self, now: datetime) -> bool:
+        """The trading day at `now`; True when a new one began."""
+        return self._roll_day(now)
+
+    def _roll_day(self, now: datetime) -> bool:
+        """A new trading day (any other date of the venue's clock) starts with a daily PnL of 0."""
         today = now.astimezone(UTC).date()
         if today != self.state.trading_day:
             self.state.trading_day = today
             self.state.daily_pnl = Decimal(0)
+            return True
+        return False

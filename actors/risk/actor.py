@@ -1,15 +1,23 @@
-"""The risk guard's and the account guard's Ray shells."""
+"""The risk guard's and the account guard's Ray shells.
+
+Every automatic halt is logged and alerted once when it begins and once when it clears: a pair's
+automatic pause (`pair_halted` / `pair_resumed`: a failed gate, a stale source) by its risk guard, the
+account's daily loss limit and circuit breaker (`account_halted` / `account_resumed`, and
+`circuit_breaker_cooled_down` when `resume` may close the breaker) by the account guard."""
 
 from __future__ import annotations
 
 import os
+import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import ray
+from ray.exceptions import RayError
 
-from actors.risk.account import AccountPolicy, AccountVerdict
+from actors.risk.account import BREAKER, AccountPolicy, AccountVerdict
+from actors.risk.blocks import AccountView, Block, Transition
 from actors.risk.core import RiskCore
 from actors.risk.desk import AccountDesk
 from actors.risk.limits import RiskLimits
@@ -20,7 +28,7 @@ from domain.messages import PolicyDecision, PositionReport
 from domain.trading_state import StateChange
 from observability import get_logger
 from storage.database import Database
-from storage.ops import OpsStore
+from storage.ops import OpsStore, Severity
 from storage.risk import RiskStore
 from storage.trading import Checkpoint, CheckpointStore
 
@@ -39,7 +47,7 @@ class RiskActor:
         self.env = env
         self.context = context
         self.account = account
-        self.core = RiskCore(context, limits, rules, self._ask_account)
+        self.core = RiskCore(context, limits, rules, _AccountLink(self))
         self.execution: Any = None
         self.database: Database | None = None
         self.checkpoints: CheckpointStore | None = None
@@ -72,17 +80,30 @@ class RiskActor:
         await self._changed(self.core.pause(reason, reduce_only=reduce_only))
         return self.core.trading_state
 
-    async def resume(self) -> str:
+    async def resume(self, account: AccountView | None = None) -> dict[str, Any]:
+        """The operator's resume of this pair; what governs its orders afterwards, and what still blocks
+        them (the account's blocks as `account` gives them, or as the account guard tells now)."""
         await self._changed(self.core.resume())
-        return self.core.trading_state
+        if account is None:
+            account = await self.account.view.remote()
+        state, name, blocks = self.core.effective(account)
+        return {
+            "trading_state": state,
+            "effective_state": name,
+            "pair_state": self.core.trading_state,
+            "blocked_by": [block.to_json() for block in blocks],
+        }
 
     async def automatic(self, reason: str | None) -> str:
-        """The supervisor's freshness check: a reason pauses (a stale source), None resumes."""
+        """A reason pauses the pair automatically, None resumes it."""
         await self._changed(self.core.automatic(reason))
+        await self._announce(self.core.changes())
         return self.core.trading_state
 
-    async def source(self, stale: bool) -> str:
-        await self._changed(self.core.source(stale))
+    async def source(self, stale: bool, silent_sec: float | None = None, limit_sec: float | None = None) -> str:
+        """The supervisor's freshness check: a stale source pauses the pair, data flowing resumes it."""
+        await self._changed(self.core.source(stale, silent_sec, limit_sec))
+        await self._announce(self.core.changes())
         return self.core.trading_state
 
     def halt_for_shutdown(self) -> None:
@@ -109,6 +130,7 @@ class RiskActor:
         held = self.core.held_target
         plan, change = await self.core.plan(decision)
         await self._changed(change, decision.input.trace_id)
+        await self._announce(self.core.changes(), decision.input.trace_id)
         if self.core.held_target != held and change is None:
             await self._checkpoint()
         if not plan.risk.allowed:
@@ -121,9 +143,27 @@ class RiskActor:
             )
         await self.execution.on_plan.remote(plan)  # awaited: Ray does not keep the order of async calls
 
-    async def _ask_account(self, pair: str, after: Decimal, reduces_only: bool) -> AccountVerdict:
-        verdict: AccountVerdict = await self.account.check.remote(pair, str(after), reduces_only)
-        return verdict
+    async def _announce(self, transitions: list[Transition], trace_id: str | None = None) -> None:
+        """An automatic pause began or cleared: one event and one alert each."""
+        for transition in transitions:
+            block = transition.block
+            fields = {"pair": self.context.pair, "reason": block.cause, "detail": block.detail, **block.figures}
+            if transition.began:
+                log.warning("pair_halted", trace_id=trace_id, state=block.state, **fields)
+                message = f"{self.context.pair} is {block.state}: {block.detail}"
+            else:
+                log.warning("pair_resumed", trace_id=trace_id, cleared_by=transition.cleared_by, **fields)
+                message = f"{self.context.pair}: the automatic pause ({block.cause}) cleared ({transition.cleared_by})"
+            if self.database is not None:
+                await OpsStore(self.database.pool).raise_alert(
+                    "warning" if transition.began else "info",
+                    "pair_halted" if transition.began else "pair_resumed",
+                    message,
+                    pair=self.context.pair,
+                    run_id=_uuid(self.context.run_id),
+                    trace_id=trace_id,
+                    details={"reason": block.cause, "cleared_by": transition.cleared_by, **block.figures},
+                )
 
     async def _changed(self, change: StateChange | None, trace_id: str | None = None) -> None:
         """Log a trading-state change and checkpoint it at once (it must survive a restart)."""
@@ -145,6 +185,37 @@ class RiskActor:
             await self.checkpoints.save(
                 Checkpoint(self.context.actor_key(ROLE), ROLE, self.context.pair, 1, 0, self.core.to_json())
             )
+
+
+UNAVAILABLE = Block(
+    "account_guard_unavailable", "account", "HALTED", "automatic", "the account guard did not answer (restarting)"
+)
+
+
+class _AccountLink:
+    """The risk core's line to the account guard, through whichever handle the actor holds now."""
+
+    def __init__(self, actor: Any) -> None:
+        self.actor = actor
+
+    async def observe(self, at_ms: int) -> AccountView:
+        try:
+            view: AccountView = await self.actor.account.observe.remote(at_ms)
+        except RayError:  # the supervisor is restarting the account guard: nothing new until it is back
+            log.warning("account_guard_unavailable", pair=self.actor.context.pair)
+            return AccountView("HALTED", (UNAVAILABLE,))
+        return view
+
+    async def check(self, pair: str, after: Decimal, reduces_only: bool) -> AccountVerdict:
+        verdict: AccountVerdict = await self.actor.account.check.remote(pair, str(after), reduces_only)
+        return verdict
+
+
+def _uuid(text: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        return None
 
 
 @ray.remote(num_cpus=0, max_restarts=0)
@@ -171,36 +242,86 @@ class AccountActor:
     def ping(self) -> dict[str, Any]:
         return {"pid": os.getpid()}
 
+    async def observe(self, at_ms: int) -> AccountView:
+        """A pair decides the candle closing at `at_ms` (venue time): the account's clock moves on, the
+        trading day may roll over (a daily loss halt clears), and the view then."""
+        desk = self._desk()
+        day = desk.guard.state.trading_day
+        view = desk.observe(datetime.fromtimestamp(at_ms / 1000, UTC))
+        transitions = desk.changes()
+        if transitions or desk.guard.state.trading_day != day:
+            await self._save()
+            await self._announce(transitions)
+            view = desk.view()
+        return view
+
+    def view(self) -> AccountView:
+        return self._desk().view()
+
     def check(self, pair: str, after: str, reduces_only: bool) -> AccountVerdict:
-        return self._desk().check(pair, Decimal(after), reduces_only, datetime.now(UTC))
+        desk = self._desk()
+        return desk.check(pair, Decimal(after), reduces_only, desk.now)
 
     def on_report(self, report: PositionReport) -> None:
         self._desk().on_report(report)
 
     async def trade_closed(self, net_pnl: str, pair: str, trade_id: str, trace_id: str | None = None) -> None:
         desk = self._desk()
-        tripped = desk.trade_closed(Decimal(net_pnl), datetime.now(UTC))
+        tripped = desk.trade_closed(Decimal(net_pnl), desk.now)
         await self._save()
         if tripped:
-            summary = desk.summary()
-            log.critical("circuit_breaker_tripped", pair=pair, trade_id=trade_id, trace_id=trace_id, **summary)
-            assert self.database is not None
-            await OpsStore(self.database.pool).raise_alert(
-                "critical",
-                "circuit_breaker_tripped",
-                f"the account is HALTED: {summary['breaker_reason']} (last: trade {trade_id} on {pair}); "
-                "`resume` closes it after the cooldown",
-                pair=pair,
-                trace_id=trace_id,
-                details={"trade_id": trade_id, "daily_pnl": summary["daily_pnl"]},
-            )
+            log.critical("circuit_breaker_tripped", pair=pair, trade_id=trade_id, trace_id=trace_id, **desk.summary())
+        await self._announce(desk.changes(), pair=pair, trade_id=trade_id, trace_id=trace_id)
 
-    async def resume(self) -> str | None:
-        refusal = self._desk().resume(datetime.now(UTC))
-        if refusal is None:
-            log.warning("circuit_breaker_closed", origin="operator")
+    async def resume(self) -> dict[str, Any]:
+        """The operator's resume: the breaker closes if it has cooled down; what still halts the account."""
+        desk = self._desk()
+        refusal = desk.resume(desk.now)
         await self._save()
-        return refusal
+        await self._announce(desk.changes())
+        view = desk.view()
+        return {
+            "trading_state": view.trading_state,
+            "refusal": refusal,
+            "circuit_breaker": "open" if desk.guard.state.breaker_open else "closed",
+            "view": view,
+        }
+
+    async def _announce(
+        self,
+        transitions: list[Transition],
+        *,
+        pair: str | None = None,
+        trade_id: str | None = None,
+        trace_id: str | None = None,
+    ) -> None:
+        """The account's halt began or cleared (or the breaker cooled down): one event and one alert each."""
+        if not transitions:
+            return
+        assert self.database is not None
+        ops = OpsStore(self.database.pool)
+        market_time = self._desk().now.isoformat()
+        for transition in transitions:
+            block = transition.block
+            fields = {"reason": block.cause, "detail": block.detail, "market_time": market_time, **block.figures}
+            details: dict[str, Any] = {"reason": block.cause, "market_time": market_time, **block.figures}
+            severity: Severity
+            if trade_id is not None:
+                details["trade_id"] = trade_id
+            if transition.began:
+                log.critical("account_halted", pair=pair, trade_id=trade_id, trace_id=trace_id, **fields)
+                last = f" (last: trade {trade_id} on {pair})" if trade_id is not None and block.cause == BREAKER else ""
+                severity, kind, message = "critical", "account_halted", f"the account is HALTED: {block.detail}{last}"
+            elif transition.cleared_by == "cooldown_over":
+                log.warning("circuit_breaker_cooled_down", **fields)
+                severity, kind = "info", "circuit_breaker_cooled_down"
+                message = "the circuit breaker has cooled down: `tradingd ctl resume` closes it"
+            else:
+                log.warning("account_resumed", cleared_by=transition.cleared_by, **fields)
+                severity, kind = "info", "account_resumed"
+                message = f"the account's {block.cause} halt cleared ({transition.cleared_by})"
+                details["cleared_by"] = transition.cleared_by
+            await ops.raise_alert(severity, kind, message, pair=pair, trace_id=trace_id, details=details)
 
     def summary(self) -> dict[str, Any]:
         return self._desk().summary()

@@ -11,26 +11,45 @@
 - **Checks**: every order passes the pair's limits; an order that adds exposure also asks the account
   guard. A denial stops the plan there and is recorded with its reason; a close already allowed is
   still sent (reducing risk is never held back by a denial of what comes after it).
+- **Effective state**: each decision first tells the account guard the time of its candle (its close:
+  the venue's clock, which the trading day follows) and hears the account's state; the plan carries the
+  strictest of the pair's and the account's, with what blocks it (`blocked_by`), so a decision line
+  never says ACTIVE while the account denies every order.
+- **Transitions**: an automatic pause (a failed gate, a stale source) beginning or clearing is one
+  `Transition` each (`changes`), for the shell to log and alert once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from actors.risk.account import AccountVerdict
+from actors.risk.blocks import AccountView, Announcer, Block, Transition, effective
 from actors.risk.limits import STOP_LOSS, TAKE_PROFIT, OrderCheck, PairRiskGuard, RiskLimits
 from actors.run_context import PairContext
+from domain.candles import Candle
 from domain.fills import FillRules, below_minimum, truncate_quantity
+from domain.market import interval_duration
 from domain.messages import ExitReason, OrderIntent, OrderPlan, PolicyDecision, PositionReport, RiskOutcome
 from domain.orders import client_order_id
 from domain.trading_state import Origin, StateChange, TradingState, strictest
 from features.gates import DUPLICATES_DISAGREE, GAP, INVALID_VALUES, SOURCE_DRIFT, STALE, UNALIGNED
 
-AccountCheck = Callable[[str, Decimal, bool], Awaitable[AccountVerdict]]
-"""(pair, the pair's signed notional if the order fills, whether it only reduces) -> the account's verdict."""
+
+class AccountLink(Protocol):
+    """The risk guard's line to the account guard."""
+
+    async def observe(self, at_ms: int) -> AccountView:
+        """A candle closing at `at_ms` (epoch ms, venue time) is being decided: the account's view then."""
+        ...
+
+    async def check(self, pair: str, after: Decimal, reduces_only: bool) -> AccountVerdict:
+        """(pair, the pair's signed notional if the order fills, whether it only reduces) -> the verdict."""
+        ...
+
 
 AUTO_PAUSE_REASONS = frozenset({GAP, UNALIGNED, INVALID_VALUES, DUPLICATES_DISAGREE, SOURCE_DRIFT, STALE})
 NOT_RECONCILED = "not_reconciled"
@@ -68,7 +87,7 @@ class RiskCore:
     context: PairContext
     limits: RiskLimits
     rules: FillRules
-    account: AccountCheck
+    account: AccountLink
     pauses: Pauses = field(default_factory=Pauses)
     position: PositionReport | None = None
     in_flight: dict[int, Decimal] = field(default_factory=dict)
@@ -76,10 +95,16 @@ class RiskCore:
     held_target: float | None = None
     """The target the position was last moved to: choosing it again trades nothing (as in training),
     so a position is not churned as equity moves."""
+    account_view: AccountView | None = None
+    """The account's state when the last candle was decided."""
+    automatic_figures: dict[str, str] = field(default_factory=dict)
+    """What the automatic pause saw (silence, the candle of a failed gate), for its block."""
     guard: PairRiskGuard = field(init=False)
+    announcer: Announcer = field(init=False)
 
     def __post_init__(self) -> None:
         self.guard = PairRiskGuard(self.context.pair, self.limits)
+        self.announcer = Announcer()
 
     @property
     def trading_state(self) -> TradingState:
@@ -110,10 +135,17 @@ class RiskCore:
             return None
         return self._change(lambda: setattr(self.pauses, "automatic", reason), reason or "data_recovered", "automatic")
 
-    def source(self, stale: bool) -> StateChange | None:
+    def source(
+        self, stale: bool, silent_sec: float | None = None, limit_sec: float | None = None
+    ) -> StateChange | None:
         """The supervisor's freshness check: a silent source pauses the pair, its return resumes it
         (an automatic pause for another reason is left alone)."""
         if stale and self.pauses.automatic is None:
+            self.automatic_figures = {
+                key: f"{value:.0f}"
+                for key, value in (("silent_sec", silent_sec), ("stale_after_sec", limit_sec))
+                if value is not None
+            }
             return self.automatic(SOURCE_STALE)
         if not stale and self.pauses.automatic == SOURCE_STALE:
             return self.automatic(None)
@@ -136,6 +168,62 @@ class RiskCore:
         for sequence in [s for s in self.in_flight if s <= report.last_sequence]:
             del self.in_flight[sequence]
 
+    # ---------------------------------------------------------------- blocks
+
+    def blocks(self) -> tuple[Block, ...]:
+        """What the pair itself is held by (the account's blocks come from the account guard)."""
+        pauses, found = self.pauses, []
+        if not pauses.reconciled:
+            found.append(
+                Block(NOT_RECONCILED, "pair", "HALTED", "startup", "execution has not reconciled with the venue yet")
+            )
+        if pauses.operator != "ACTIVE":
+            cause = pauses.operator_reason or "operator_pause"
+            allows = "only orders that reduce a position" if pauses.operator == "REDUCING" else "no new orders"
+            detail = f"paused by the operator ({cause}): {allows}; `resume` lifts it"
+            found.append(Block(cause, "pair", pauses.operator, "operator", detail))
+        if pauses.automatic is not None:
+            found.append(self._automatic_block(pauses.automatic))
+        return tuple(found)
+
+    def _automatic_block(self, reason: str) -> Block:
+        figures = dict(self.automatic_figures)
+        if reason == SOURCE_STALE:
+            silent = figures.get("silent_sec")
+            limit = figures.get("stale_after_sec")
+            detail = (
+                "no market data"
+                + (f" for {silent} s" if silent else "")
+                + (f" (stale after {limit} s)" if limit else "")
+                + "; trading resumes when it flows again"
+            )
+        elif reason.startswith("gate:"):
+            candle = figures.get("candle")
+            detail = (
+                f"the integrity gate failed ({reason[5:]})"
+                + (f" at candle {candle}" if candle else "")
+                + "; trading resumes when a candle passes it"
+            )
+        else:
+            detail = f"paused automatically ({reason})"
+        return Block(reason, "pair", "HALTED", "automatic", detail, None, figures)
+
+    def changes(self) -> list[Transition]:
+        """The automatic pauses that began or cleared since the last call, once each."""
+        automatic = [block for block in self.blocks() if block.origin == "automatic"]
+        cleared_by = {
+            cause: "data_flowing" if cause == SOURCE_STALE else "gate_passed" if cause.startswith("gate:") else None
+            for cause in self.announcer.announced
+        }
+        return self.announcer.changes(automatic, {k: v for k, v in cleared_by.items() if v is not None})
+
+    def effective(self, account: AccountView | None = None) -> tuple[TradingState, str, tuple[Block, ...]]:
+        """The state that governs the pair's orders, its name with causes, and every block behind it."""
+        view = account if account is not None else self.account_view
+        blocks = self.blocks() + (view.blocks if view is not None else ())
+        state, name = effective(self.trading_state, ((block.state, block.cause) for block in blocks))
+        return state, name, blocks
+
     # ---------------------------------------------------------------- deciding
 
     async def plan(self, decision: PolicyDecision) -> tuple[OrderPlan, StateChange | None]:
@@ -143,14 +231,18 @@ class RiskCore:
         forced = market.forced_hold
         change = None
         if forced in AUTO_PAUSE_REASONS:
+            if self.pauses.automatic != f"gate:{forced}":
+                self.automatic_figures = {"candle": market.trace_id}
             change = self.automatic(f"gate:{forced}")
         elif forced is None and (self.pauses.automatic or "").startswith("gate:"):
             change = self.automatic(None)
-        state = self.trading_state
+        self.account_view = await self.account.observe(decision_time_ms(market.candle))
+        state, _, blocks = self.effective()
+        blocked_by = tuple(block.cause for block in blocks)
         price = Decimal(repr(market.candle.close))
         target, reason = self._target(decision, price)
         if target is None or (reason == "target" and decision.target == self.held_target):
-            return OrderPlan(decision, target, (), RiskOutcome(True), state), change
+            return OrderPlan(decision, target, (), RiskOutcome(True), state, blocked_by), change
         projected = self._projected()
         legs = _legs(projected, target - projected)
         orders: list[OrderIntent] = []
@@ -182,7 +274,7 @@ class RiskCore:
             self.in_flight[market.sequence] = position - projected
         if outcome.allowed:
             self.held_target = 0.0 if reason != "target" else decision.target
-        return OrderPlan(decision, target, tuple(orders), outcome, state), change
+        return OrderPlan(decision, target, tuple(orders), outcome, state, blocked_by), change
 
     def _target(self, decision: PolicyDecision, price: Decimal) -> tuple[Decimal | None, ExitReason]:
         """The signed target quantity, and why; None to keep the position (HOLD)."""
@@ -218,7 +310,7 @@ class RiskCore:
             if verdict.reason in ("trading_halted", "reduce_only") and self.pauses.reason:
                 details["why"] = self.pauses.reason
             return RiskOutcome(False, verdict.reason, details)
-        account = await self.account(pair, after * price, order.reduces_only)
+        account = await self.account.check(pair, after * price, order.reduces_only)
         if not account.allowed:
             return RiskOutcome(False, account.reason, dict(account.details or {}))
         return RiskOutcome(True)
@@ -240,6 +332,7 @@ class RiskCore:
             raise ValueError(f"risk checkpoint version {document.get('version')!r} is not {CHECKPOINT_VERSION}")
         self.pauses = Pauses(document["operator"], document["operator_reason"], document["automatic"], False)
         self.held_target = document.get("held_target")
+        self.announcer = Announcer(b for b in self.blocks() if b.origin == "automatic")  # announced before
 
     def status(self) -> dict[str, Any]:
         return {
@@ -248,8 +341,17 @@ class RiskCore:
             "operator": self.pauses.operator,
             "automatic": self.pauses.automatic,
             "reconciled": self.pauses.reconciled,
+            "blocked_by": [block.to_json() for block in self.blocks()],
             "projected_position": str(self._projected()),
         }
+
+
+def decision_time_ms(candle: Candle) -> int:
+    """When a candle is decided, on the venue's clock: its close (its open for a calendar month)."""
+    try:
+        return candle.open_time_ms + int(interval_duration(candle.interval).total_seconds() * 1000)
+    except ValueError:
+        return candle.open_time_ms
 
 
 def _legs(position: Decimal, delta: Decimal) -> list[tuple[int, Decimal, bool]]:

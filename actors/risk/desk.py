@@ -1,14 +1,22 @@
 """The account guard actor's core: the account's exposures (positions and working orders of every
 pair, from execution's reports), the guard's verdicts, closed trades for the daily loss limit and the
-circuit breaker, and the state that must survive a restart (`account_risk_state`)."""
+circuit breaker, and the state that must survive a restart (`account_risk_state`).
+
+The desk keeps the venue's clock: the latest candle time any pair has decided (`observe`), never going
+back, so the trading day and the breaker's cooldown follow market time (replay time in a replay), not
+the wall clock. Until the first candle after a start, the clock is the last market time the saved state
+knows (the start of its trading day, or the breaker's trip). `changes` gives each block (daily loss
+limit, circuit breaker) that began or cleared since it was last asked, once; after a restart the
+restored blocks count as announced already."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time
 from decimal import Decimal
 from typing import Any
 
-from actors.risk.account import AccountGuard, AccountPolicy, AccountState, AccountVerdict
+from actors.risk.account import BREAKER, DAILY_LOSS, AccountGuard, AccountPolicy, AccountState, AccountVerdict
+from actors.risk.blocks import AccountView, Announcer, Transition
 from domain.messages import PositionReport
 from storage.risk import AccountStateRow
 
@@ -27,6 +35,54 @@ class AccountDesk:
             )
         self.guard = AccountGuard(policy, state)
         self.reports: dict[str, PositionReport] = {}
+        self.clock: datetime | None = None
+        """The latest market time observed since the start; None before the first candle."""
+        self._announcer = Announcer(self.guard.blocks(self.now))
+        self._halted_on = state.trading_day
+        self._cooled_announced = False
+
+    @property
+    def now(self) -> datetime:
+        """The venue's clock as far as the desk knows it."""
+        if self.clock is not None:
+            return self.clock
+        state = self.guard.state
+        start = datetime.combine(state.trading_day, time(0), UTC)
+        return max(start, state.breaker_tripped_at) if state.breaker_tripped_at is not None else start
+
+    def observe(self, moment: datetime) -> AccountView:
+        """A pair decides the candle closing at `moment`: the clock moves on (never back), the trading day
+        rolls over when its date changes; the account's state and blocks at that time."""
+        if self.clock is None or moment > self.clock:
+            self.clock = moment
+        self.guard.roll(self.now)
+        return self.view()
+
+    def view(self) -> AccountView:
+        return AccountView(self.guard.trading_state, self.guard.blocks(self.now))
+
+    def changes(self) -> list[Transition]:
+        """Blocks that began or cleared since the last call (each once), and the breaker's cooldown ending
+        (a `Transition` of the breaker block with `began` False and `cleared_by` `cooldown_over`: it is still
+        open, but `resume` may close it now)."""
+        blocks = self.guard.blocks(self.now)
+        cleared_by = {
+            DAILY_LOSS: "next_trading_day"
+            if self.guard.state.trading_day != self._halted_on
+            else "daily_pnl_recovered",
+            BREAKER: "operator",
+        }
+        transitions = self._announcer.changes(blocks, cleared_by)
+        if any(t.began and t.block.cause == DAILY_LOSS for t in transitions):
+            self._halted_on = self.guard.state.trading_day
+        ready = self.guard.breaker_ready_at
+        if ready is None:
+            self._cooled_announced = False
+        elif self.now >= ready and not self._cooled_announced:
+            self._cooled_announced = True
+            breaker = next(block for block in blocks if block.cause == BREAKER)
+            transitions.append(Transition(breaker, False, "cooldown_over"))
+        return transitions
 
     @property
     def exposures(self) -> dict[str, Decimal]:
@@ -73,6 +129,8 @@ class AccountDesk:
         policy = self.guard.policy
         return {
             "trading_state": row.trading_state,
+            "blocked_by": [block.to_json() for block in self.guard.blocks(self.now)],
+            "market_time": None if self.clock is None else self.clock.isoformat(),
             "gross_exposure": str(row.gross_exposure),
             "net_exposure": str(row.net_exposure),
             "max_gross_exposure": str(policy.max_gross_exposure),

@@ -4,16 +4,18 @@ its reason."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 
-from actors.risk.account import AccountGuard, AccountPolicy, AccountState, AccountVerdict
+from actors.risk.account import AccountPolicy, AccountVerdict
+from actors.risk.blocks import AccountView
 from actors.risk.core import RiskCore
+from actors.risk.desk import AccountDesk
 from actors.risk.limits import RiskLimits
 from actors.run_context import PairContext
-from domain.candles import Candle
+from domain.candles import Candle, ms_to_datetime
 from domain.fills import FillRules
 from domain.messages import MarketInput, PolicyDecision, PositionReport, decision_sequence
 from domain.orders import client_order_id
@@ -32,11 +34,17 @@ class Account:
 
     def __init__(self, policy: AccountPolicy | None = None) -> None:
         policy = policy or AccountPolicy("test", D(20_000), D(20_000), D(1_000), 3, timedelta(minutes=10))
-        self.guard = AccountGuard(policy, AccountState(date(2025, 5, 5)))
+        self.desk = AccountDesk(policy, None, NOW)
+        self.guard = self.desk.guard
         self.exposures: dict[str, Decimal] = {}
+        self.observed: list[int] = []
 
-    async def __call__(self, pair: str, after: Decimal, reduces_only: bool) -> AccountVerdict:
-        return self.guard.check(self.exposures, pair, after, reduces_only, NOW)
+    async def observe(self, at_ms: int) -> AccountView:
+        self.observed.append(at_ms)
+        return self.desk.observe(ms_to_datetime(at_ms))
+
+    async def check(self, pair: str, after: Decimal, reduces_only: bool) -> AccountVerdict:
+        return self.guard.check(self.exposures, pair, after, reduces_only, self.desk.now)
 
 
 def decision(
