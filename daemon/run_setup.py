@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 import uuid
 from dataclasses import dataclass
@@ -364,8 +365,8 @@ async def check_reachable(url: str, *, offline_hint: bool = True, timeout_sec: f
         reason = f"no connection to {host}:{port} within {timeout_sec:g} s"
     except socket.gaierror as error:
         reason = f"cannot resolve {host}: {error.strerror or error}"
-    except OSError as error:
-        reason = f"{host}:{port}: {error.strerror or error}"
+    except OSError as error:  # asyncio words a refused connection "Connect call failed": say what errno says
+        reason = f"{host}:{port}: {os.strerror(error.errno).lower() if error.errno else error}"
     else:
         writer.close()
         with contextlib.suppress(OSError):
