@@ -112,7 +112,10 @@ def test_an_unreachable_venue_fails_fast_naming_the_host_and_the_offline_route(
     assert done.returncode == 69, done.stderr
     assert f"cannot reach the venue at {url} (" in done.stderr
     assert "to trade offline, run `tradingd --config config/replay.toml run`" in done.stderr
-    assert elapsed < 30, f"{elapsed:.1f} s to fail"  # the CLI's own start-up included; no Ray started
+    # Bounded by the 5 s reachability check (tests/unit/daemon/test_run_setup.py times it); this bound only
+    # says no long retry series and no Ray start-up came first: the CLI's own start on a loaded machine is in it.
+    assert elapsed < 90, f"{elapsed:.1f} s to fail"
+    assert "ray" not in done.stdout.lower()
     assert query(postgres_url, "SELECT count(*) FROM agent_runs")[0][0] == 0
 
 
