@@ -167,15 +167,21 @@ def test_runs_stop_refuses_open_positions_keeps_them_for_the_next_run_or_flatten
         }
         assert kept_positions
         assert all(kept_positions.values())
-        assert run_fills(postgres_url, first) == {pair: Decimal(0) for pair in run_fills(postgres_url, first)}
         started = d.ctl("runs", action="start")
         assert started["ok"] is True, started
         second = started["started"]["id"]
-        adopted = {h["pair"]: Decimal(h["position"]) for h in started["holdings"]}
-        assert {pair: adopted.get(pair) for pair in kept_positions} == kept_positions
-        view = d.ctl("status")["pairs"]
-        assert {pair: Decimal(view[pair]["position"]["position"]) for pair in kept_positions} == kept_positions
-        assert any(e["run_id"] == second for e in d.events("position_adopted"))
+        # it adopted them when its execution actors started (it trades them on from there: no exact position now)
+        adopted = query(
+            postgres_url, "SELECT target, params FROM ops_audit_events WHERE command = 'position_adopted' ORDER BY id"
+        )
+        assert {row["target"]: Decimal(json.loads(row["params"])["position"]) for row in adopted} == kept_positions
+        assert all(json.loads(row["params"])["run_id"] == second for row in adopted)
+        assert {e["pair"] for e in d.events("position_adopted")} == set(kept_positions)
+        # the kept trades and their orders moved to the run that manages them now
+        kept_trades = [t for pair in kept_positions for t in kept["positions"][pair]["open_trades"]]
+        moved = query(postgres_url, "SELECT DISTINCT run_id::text FROM trades WHERE id = ANY($1::uuid[])", kept_trades)
+        assert [row[0] for row in moved] == [second]
+        assert all(not quantity for quantity in run_fills(postgres_url, first).values())
         # --flatten: the positions are closed reduce-only first, and the run stops once flat
         wait_for_a_position(d)
         flattened = d.ctl("runs", action="stop", flatten=True, reason="e2e flatten", wait_sec=120)
