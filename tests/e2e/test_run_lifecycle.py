@@ -23,8 +23,9 @@ from typing import Any
 
 import pytest
 
+from daemon.control_client import call
 from tests.e2e.cli_helpers import tradingd
-from tests.e2e.daemon_harness import PAIRS, Daemon, cut_files, daemon, query, replay_simulator, write_config
+from tests.e2e.daemon_harness import PAIRS, TOKEN, Daemon, cut_files, daemon, query, replay_simulator, write_config
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -122,6 +123,11 @@ def test_an_unreachable_venue_fails_fast_naming_the_host_and_the_offline_route(
 # ---------------------------------------------------------------------------------------------- stopping
 
 
+def start_a_run(d: Daemon) -> dict[str, Any]:
+    """`ctl runs start`, waiting as long as five pairs of actors may take to start on a busy machine."""
+    return call(d.socket_path, TOKEN, "runs", timeout_sec=300.0, action="start")
+
+
 def positions(d: Daemon) -> dict[str, Decimal]:
     pairs = d.ctl("status")["pairs"]
     return {pair: Decimal(view.get("position", {}).get("position", "0")) for pair, view in pairs.items()}
@@ -167,7 +173,7 @@ def test_runs_stop_refuses_open_positions_keeps_them_for_the_next_run_or_flatten
         }
         assert kept_positions
         assert all(kept_positions.values())
-        started = d.ctl("runs", action="start")
+        started = start_a_run(d)
         assert started["ok"] is True, started
         second = started["started"]["id"]
         # it adopted them when its execution actors started (it trades them on from there: no exact position now)
@@ -217,7 +223,7 @@ def test_runs_stop_refuses_open_positions_keeps_them_for_the_next_run_or_flatten
         assert sum(1 for alert in alerts if alert["kind"] == "run_stopped") == 2
 
         # offline: the daemon stopped with a run holding a position
-        third = d.ctl("runs", action="start")["started"]["id"]
+        third = start_a_run(d)["started"]["id"]
         wait_for_a_position(d)
         assert d.terminate() == 0
         env, config = d.env, str(d.config)
