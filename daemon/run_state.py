@@ -51,8 +51,11 @@ class DaemonState:
             await ops.raise_alert(severity, kind, message, pair=pair, run_id=run.id)  # type: ignore[arg-type]
 
         supervisor = Supervisor(env, account_policy, plans, self.settings.daemon, alert)
-        self.run, self.supervisor = run, supervisor
+        # The main loop's reconcile pass sees the supervisor only once it has started: a health check of an
+        # account guard still starting (slow on a busy machine) would restart it under the start.
+        self.run = run
         await supervisor.start()
+        self.supervisor = supervisor
         runs = RunStore(self.database.pool)
         await runs.set_status(run.id, "running")
         self.run = await runs.get(run.id) or run
