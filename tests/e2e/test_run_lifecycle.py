@@ -244,6 +244,7 @@ def test_runs_stop_refuses_open_positions_keeps_them_for_the_next_run_or_flatten
         handovers = json.loads(tradingd(env, "--config", config, "runs", "list", "--json", timeout=60).stdout)
         assert {h["pair"] for h in handovers["handovers"]} == held_offline
         # the next start (a new run from the configuration) adopts them
+        d.messages.clear()  # wait for this process's READY=1
         d.start()
         d.wait_ready()
         fourth = d.ctl("status")["run"]["id"]
@@ -315,6 +316,7 @@ def test_a_restarted_replay_continues_after_its_last_decision(
         assert d.terminate() == 0
         before = decided(postgres_url)
         last = min(times[-1] for times in before.values())
+        d.messages.clear()  # wait for this process's READY=1
         d.start()
         d.wait_ready()
         ready = time.monotonic()
