@@ -28,6 +28,7 @@ from daemon.dataset_commands import add_dataset_commands, run_dataset_command
 from daemon.db_commands import run_db_command
 from daemon.evaluation_commands import add_evaluation_commands, run_evaluation_command
 from daemon.market_commands import add_market_commands, run_backfill, run_ingest, run_retry_queue, run_simulator
+from daemon.run_commands import add_run_commands, run_run_command
 
 if TYPE_CHECKING:
     from config import Settings
@@ -73,11 +74,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_dataset_commands(commands)
     add_agent_commands(commands)
     add_evaluation_commands(commands)
-    commands.add_parser(
+    run_parser = commands.add_parser(
         "run",
         help="run the daemon in the foreground (systemd Type=notify): paper-trade the configured pairs, "
         "with the control socket open",
     )
+    run_parser.add_argument(
+        "--resume-as-is",
+        action="store_true",
+        help="resume the active run as it was started even where the configuration now differs",
+    )
+    add_run_commands(commands)
     add_ctl_commands(commands)
     _accept_global_options(parser)
     return parser
@@ -139,7 +146,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             from daemon.run_command import run_daemon
 
             _configure_logging(settings, sys.stdout)
-            return asyncio.run(run_daemon(settings, config_path))
+            return asyncio.run(run_daemon(settings, config_path, resume_as_is=args.resume_as_is))
+        if args.command == "runs":
+            return run_run_command(settings, args)
         if args.command == "ctl":
             return run_ctl(settings, args)
         return asyncio.run(run_db_command(settings, args))

@@ -18,11 +18,12 @@ from ray.exceptions import RayError
 from actors.risk.blocks import not_running
 from daemon.control_protocol import CommandError, ControlRequest
 from daemon.control_server import ControlServer
+from daemon.run_setup import RunSetupError
 from daemon.run_state import DaemonState
 from domain.market import INTERVALS
 from storage.ops import OpenTrade, OpsStore
 from storage.retry_queue import RetryQueue
-from storage.trading import RunConflictError, RunStore
+from storage.trading import OpenPositionsError, RunConflictError, RunStore
 
 Command = Callable[[DaemonState, Mapping[str, object]], Awaitable[Mapping[str, object]]]
 CALL_TIMEOUT_SEC = 30.0
@@ -264,10 +265,7 @@ async def runs(state: DaemonState, args: Mapping[str, object]) -> Mapping[str, o
     if action == "list":
         return {"runs": [state.run_row(run) for run in await store.runs()]}
     if action == "stop":
-        if state.supervisor is None:
-            return {"stopped": None, "detail": "no run is active"}
-        stopped = await state.stop_run(_text(args, "reason") or "operator")
-        return {"stopped": stopped}
+        return await _stop_run(state, args)
     if action == "start":
         policy = _text(args, "policy") or state.settings.run.policy
         pairs_arg = args.get("pairs")
@@ -281,8 +279,86 @@ async def runs(state: DaemonState, args: Mapping[str, object]) -> Mapping[str, o
             run = await state.start_run(policy, pairs)
         except RunConflictError as error:
             raise CommandError("run_active", str(error)) from None
-        return {"started": state.run_row(run)}
+        except RunSetupError as error:
+            raise CommandError("refused", str(error)) from None
+        # A position a stopped run handed over (`runs stop --keep`) is the new run's from its start.
+        return {"started": state.run_row(run), "holdings": [h.to_json() for h in await store.holdings(run.id)]}
     raise CommandError("bad_args", f"unknown runs action {action!r}; use start, stop or list")
+
+
+FLATTEN_WAIT_SEC = 50.0
+FLATTEN_POLL_SEC = 0.5
+STOP_RULE = (
+    "stop it with --flatten (closes them with reduce-only market orders, then stops) or --keep (stops, and the "
+    "next run on the pair adopts them)"
+)
+
+
+async def _stop_run(state: DaemonState, args: Mapping[str, object]) -> Mapping[str, object]:
+    """`runs stop`: refused while the run holds positions, unless `flatten` (close them first, and stop
+    once flat) or `keep` (hand them over to the next run on the pair); a `run_stopped` event either way."""
+    run = state.run
+    if state.supervisor is None or run is None:
+        return {"stopped": None, "detail": "no run is active"}
+    flatten, keep = _flag(args, "flatten"), _flag(args, "keep")
+    if flatten and keep:
+        raise CommandError("bad_args", "give flatten or keep, not both")
+    wait = args.get("wait_sec", FLATTEN_WAIT_SEC)
+    if not isinstance(wait, int | float) or isinstance(wait, bool) or not 0 < wait <= 3600:
+        raise CommandError("bad_args", "wait_sec must be a number of seconds from 0 to 3600")
+    reason = _text(args, "reason") or "operator"
+    flattened: dict[str, str] = {}
+    if flatten:
+        flattened = await _flatten(state, run.id, float(wait))
+    elif not keep:
+        held = [h for h in await RunStore(state.database.pool).holdings(run.id) if h.is_open]
+        if held:
+            raise CommandError(
+                "open_positions", f"run {run.id} holds {'; '.join(h.describe() for h in held)}: {STOP_RULE}"
+            )
+    try:
+        done = await state.stop_run(reason, keep=keep, flattened=flattened)
+    except OpenPositionsError as error:
+        raise CommandError(
+            "open_positions", f"{error} (filled while the run stopped; it trades on): {STOP_RULE}"
+        ) from None
+    if done is None:
+        return {"stopped": None, "detail": "no run is active"}
+    return {"stopped": str(run.id), "reason": reason, "positions": done[1]}
+
+
+async def _flatten(state: DaemonState, run_id: uuid.UUID, wait_sec: float) -> dict[str, str]:
+    """Halt every pair, cancel its opening orders and close its position reduce-only (the execution
+    actor's `flatten`), then wait until every pair is flat; the quantities closed, per pair."""
+    supervisor = state.require_supervisor()
+    held = {h.pair: h for h in await RunStore(state.database.pool).holdings(run_id)}
+    stuck = [pair for pair, slot in supervisor.slots.items() if pair in held and slot.state != "running"]
+    if stuck:
+        raise CommandError(
+            "not_running",
+            f"{', '.join(stuck)} holds orders or a position but is not running (`ctl status`): `ctl reconcile` "
+            "restarts it; or stop with --keep",
+        )
+    slots = [slot for pair, slot in supervisor.slots.items() if pair in held]
+    await asyncio.gather(*(_call(slot.actors["risk"].pause.remote("run_stopping", False)) for slot in slots))
+    views = await asyncio.gather(*(_call(slot.actors["execution"].flatten.remote()) for slot in slots))
+    deadline = time.monotonic() + wait_sec
+    while not all(view["flat"] for view in views):
+        if time.monotonic() >= deadline:
+            waiting = "; ".join(
+                f"{view['pair']} {view['position']} (orders {', '.join(view['working_orders']) or '-'})"
+                for view in views
+                if not view["flat"]
+            )
+            raise CommandError(
+                "not_flat",
+                f"not flat after {wait_sec:.0f} s: {waiting}. The close orders fill at the next candle's open; the "
+                "run is still active with its pairs HALTED (`ctl resume` trades on). Ask again to stop once flat "
+                "(`ctl --timeout 300 runs stop --flatten` waits longer)",
+            )
+        await asyncio.sleep(FLATTEN_POLL_SEC)
+        views = await asyncio.gather(*(_call(slot.actors["execution"].flatness.remote()) for slot in slots))
+    return {pair: str(held[pair].position) for pair in held if held[pair].is_open}
 
 
 async def backfill(state: DaemonState, args: Mapping[str, object]) -> Mapping[str, object]:

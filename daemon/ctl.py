@@ -46,6 +46,16 @@ def add_ctl_commands(commands: argparse._SubParsersAction[argparse.ArgumentParse
     runs.add_argument("--policy", help="hold, momentum, ema_cross or agent:<version id>")
     runs.add_argument("--pairs", help="comma-separated (default: the configured pairs)")
     runs.add_argument("--reason")
+    rule = runs.add_mutually_exclusive_group()
+    rule.add_argument(
+        "--flatten",
+        action="store_true",
+        help="stop: close the run's positions with reduce-only market orders first, and stop once flat "
+        "(waits up to --timeout)",
+    )
+    rule.add_argument(
+        "--keep", action="store_true", help="stop: hand the run's positions over; the next run on the pair adopts them"
+    )
     backfill = command("backfill", "make sure of a pair's recent candles now")
     backfill.add_argument("pair")
     backfill.add_argument("--interval")
@@ -72,6 +82,8 @@ def request_of(args: argparse.Namespace) -> tuple[str, dict[str, object]]:
     elif command == "runs":
         pairs = [p.strip() for p in args.pairs.split(",") if p.strip()] if args.pairs else None
         fields = {"action": args.action, "policy": args.policy, "pairs": pairs, "reason": args.reason}
+        if args.action == "stop":  # the daemon answers before this client gives up waiting
+            fields.update(flatten=args.flatten, keep=args.keep, wait_sec=max(1.0, args.timeout - 10))
     elif command == "backfill":
         fields = {"pair": args.pair, "interval": args.interval, "bars": args.bars}
     elif command in ("close-trade", "cancel-trade"):

@@ -1,9 +1,12 @@
 """`tradingd run`: the daemon, in the foreground, for systemd (Type=notify).
 
 Start-up: validate (done by the CLI), refuse what this build cannot do safely, open and migrate the
-database, start the replay venue when asked, read the pairs' contracts from the venue, activate the
-configured risk limits, resume the active run (or start one), start Ray, start the supervisor, open
-the control socket, then READY=1. The main loop sends WATCHDOG=1, runs the supervisor's reconcile
+database, find the active run and refuse it when it no longer matches the configuration (unless
+`--resume-as-is`), start the replay venue when asked (a resumed run's replay continues after its last
+decision), check the policy, intervals and allowed pairs and read the pairs' contracts from the venue
+(a venue that cannot be reached fails in seconds, exit 69), and only then write a new run (when none
+was active), activate the configured risk limits, start Ray, start the supervisor, open the control
+socket, then READY=1. The main loop sends WATCHDOG=1, runs the supervisor's reconcile
 pass and logs a heartbeat. SIGTERM (or `shutdown`): STOPPING=1, every pair HALTED, in-flight decisions
 recorded, actors stopped in reverse order, exit 0; a second signal exits at once (EXIT_FORCED).
 """
@@ -22,7 +25,7 @@ from config import Settings
 from daemon import exit_codes
 from daemon.db_commands import open_migrated_database
 from daemon.market_commands import refuse_test_data
-from daemon.run_setup import RunSetupError, resolve_run, start_replay_venue
+from daemon.run_setup import RunSetupError, check_start, resolve_run, start_replay_venue, start_run
 from daemon.run_state import DaemonState
 from daemon.systemd import Notifier
 from observability import get_logger
@@ -33,7 +36,7 @@ log = get_logger("tradingd.daemon")
 EXIT_FORCED = 130
 
 
-async def run_daemon(settings: Settings, config_path: Path | None) -> int:
+async def run_daemon(settings: Settings, config_path: Path | None, *, resume_as_is: bool = False) -> int:
     notifier = Notifier.from_environment()
     started = time.monotonic()
     if settings.exchange.mode == "live":
@@ -53,16 +56,25 @@ async def run_daemon(settings: Settings, config_path: Path | None) -> int:
     sink: LogSink | None = None
     control = None
     try:
+        # Nothing is written before every check passed: a start that fails leaves no run behind.
+        notifier.status("preparing the run")
+        command = "tradingd" if config_path is None else f"tradingd --config {config_path}"
+        active = await resolve_run(settings, database, resume_as_is=resume_as_is, command=command)
         if settings.market_data.source == "replay":
             notifier.status("starting the replay venue")
-            venue, settings = await start_replay_venue(settings, config_path)
+            venue, settings = await start_replay_venue(settings, config_path, active, database)
+        notifier.status("checking the pairs at the venue")
+        checked = await check_start(settings, database, active, settings.run.policy, settings.market_data.pairs)
+        if active is None:
+            run = await start_run(settings, database, checked)
+        else:
+            run = active
+            log.info("run_resumed", run_id=str(run.id), policy=run.policy, pairs=list(run.pairs))
         data_dir = settings.storage.resolved_data_dir()
         socket_path = settings.control.resolved_socket_path(data_dir)
         socket_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         sink = LogSink(socket_path.parent / "log.sock", sys.stdout)
         await sink.start()
-        notifier.status("preparing the run")
-        run = await resolve_run(settings, database)
         state = DaemonState(settings, database, str(sink.path), started)
         notifier.status("starting Ray")
         from daemon.ray_runtime import start_ray, stop_ray
@@ -70,7 +82,7 @@ async def run_daemon(settings: Settings, config_path: Path | None) -> int:
         await asyncio.to_thread(start_ray, settings)
         _install_signals(state, notifier)
         notifier.status(f"starting {len(run.pairs)} pairs")
-        supervisor = await state.trade(run)
+        supervisor = await state.trade(run, checked.rules)
         from daemon.commands import open_control
 
         control = await open_control(state, socket_path)

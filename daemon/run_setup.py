@@ -1,14 +1,21 @@
-"""What `tradingd run` prepares before Ray starts: the replay venue, the run (resumed or started), and
-each pair's plan (its contract's rules from the venue, the risk limits, the policy, the feature set)."""
+"""What `tradingd run` prepares before Ray starts: the run to resume (checked against the
+configuration), the replay venue, the start-up checks (policy, intervals, allowed pairs, the pairs'
+contracts at the venue), the new run (written only once every check passed), and each pair's plan
+(its contract's rules, the risk limits, the policy, the feature set)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
+import socket
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from actors.features.actor import FeatureSource
 from actors.features.core import GATE_WINDOW_BARS, GateSettings
@@ -23,10 +30,11 @@ from actors.shell import WorkerEnv
 from config import Settings
 from daemon import exit_codes
 from daemon.supervisor import PairPlan
+from domain.candles import datetime_to_ms, interval_ms, ms_to_datetime
 from domain.errors import VenueError
 from domain.fills import FillRules
 from domain.market import Interval
-from exchange.bingx.rest import BingXRest
+from exchange.bingx.rest import BingXRest, RetryPolicy
 from exchange.sim.candle_file import CandleFileError
 from exchange.sim.replay import ReplayClock, ReplaySeries
 from exchange.sim.series import series_from_spec
@@ -37,9 +45,12 @@ from storage.agents import AgentStore
 from storage.database import Database
 from storage.datasets import DatasetStore
 from storage.risk import AccountPolicyRow, LimitSetRow, RiskStore
-from storage.trading import Run, RunStore
+from storage.trading import Run, RunStore, TradingJournal
 
 log = get_logger("tradingd.daemon")
+REACH_TIMEOUT_SEC = 5.0
+START_RETRY = RetryPolicy(attempts=3, base_delay_sec=0.5, max_delay_sec=2.0)
+"""Start-up reads the contracts with a short, bounded retry: a venue that fails now is reported now."""
 TRADABLE_STATUSES = ("trained", "evaluated", "promoted")
 """What a paper run may trade; a live run trades only a `promoted` version (`tradingd promote`)."""
 
@@ -53,8 +64,14 @@ class RunSetupError(RuntimeError):
 # ---------------------------------------------------------------------------------------------- replay
 
 
-async def start_replay_venue(settings: Settings, config_path: Path | None) -> tuple[BingXSimulator, Settings]:
-    """The in-process simulator serving `replay.candles`; the settings point the exchange at it."""
+async def start_replay_venue(
+    settings: Settings, config_path: Path | None, resume: Run | None = None, database: Database | None = None
+) -> tuple[BingXSimulator, Settings]:
+    """The in-process simulator serving `replay.candles`; the settings point the exchange at it.
+
+    A new run's replay starts `replay.start_bars` into the files. A resumed run's replay starts where the
+    run stopped deciding: just after the last candle its pairs decided (the earliest of them), so the run
+    trades on at once, with no candle skipped and none decided twice."""
     replay = settings.replay
     base_dir = _base_dir(config_path)
     series: list[ReplaySeries] = []
@@ -63,16 +80,45 @@ async def start_replay_venue(settings: Settings, config_path: Path | None) -> tu
             series.extend(series_from_spec(spec, replay.derive, base_dir))
         except (ValueError, CandleFileError, OSError) as error:
             raise RunSetupError(f"replay.candles {spec}: {error}") from None
-    missing = [p for p in settings.market_data.pairs if not any(s.pair == p for s in series)]
+    pairs = resume.pairs if resume is not None else settings.market_data.pairs
+    missing = [p for p in pairs if not any(s.pair == p for s in series)]
     if missing:
         raise RunSetupError(f"replay.candles has no file for {missing}")
     base = min(series, key=lambda s: s.step_ms)
     start = min(s.first_ms for s in series) + replay.start_bars * base.step_ms
+    resumed_after = None
+    if resume is not None and database is not None:
+        resumed_after = await last_decided_ms(database, resume)
+        if resumed_after is not None:
+            start = resumed_after + interval_ms(resume.interval)
+            end = max(s.last_ms + s.step_ms for s in series)
+            if start >= end:
+                raise RunSetupError(
+                    f"run {resume.id} has decided every candle of replay.candles (the last at "
+                    f"{ms_to_datetime(resumed_after).isoformat()}): stop it (`tradingd runs stop {resume.id}`) to "
+                    "replay the files from the start, or give longer files",
+                )
     venue = BingXSimulator(series, ReplayClock(start), pace=replay.speed)
     await venue.start()
-    log.info("replay_venue_started", rest_url=venue.rest_url, speed=replay.speed, start_ms=start)
+    log.info(
+        "replay_venue_started",
+        rest_url=venue.rest_url,
+        speed=replay.speed,
+        start_ms=start,
+        resumed_after_ms=resumed_after,
+        run_id=None if resume is None else str(resume.id),
+    )
     exchange = settings.exchange.model_copy(update={"rest_url": venue.rest_url, "ws_url": venue.ws_url})
     return venue, settings.model_copy(update={"exchange": exchange})
+
+
+async def last_decided_ms(database: Database, run: Run) -> int | None:
+    """The open time of the last candle every pair of the run has decided (the earliest pair's last
+    decision); None before any decision."""
+    journal = TradingJournal(database.pool)
+    decided = [await journal.last_decided(run.id, pair, run.interval) for pair in run.pairs]
+    times = [datetime_to_ms(moment) for moment in decided if moment is not None]
+    return min(times) if times else None
 
 
 def _base_dir(config_path: Path | None) -> Path:
@@ -82,6 +128,11 @@ def _base_dir(config_path: Path | None) -> Path:
 
 # ---------------------------------------------------------------------------------------------- the run
 
+ORIGIN_CONFIG = "config"
+"""A run started from `[run]` at start-up: resumed only while it still matches the configuration."""
+ORIGIN_CONTROL = "control"
+"""A run an operator started with `ctl runs start`: resumed as it was started."""
+
 
 @dataclass(frozen=True)
 class RunChoice:
@@ -89,6 +140,15 @@ class RunChoice:
     threshold: float
     agent_version_id: uuid.UUID | None
     baseline: str | None
+
+
+@dataclass(frozen=True)
+class StartCheck:
+    """What the start-up checks found: for a new run its policy, and every pair's contract rules."""
+
+    pairs: tuple[str, ...]
+    rules: dict[str, FillRules]
+    choice: RunChoice | None = None
 
 
 async def choose_policy(settings: Settings, database: Database, policy: str) -> RunChoice:
@@ -126,31 +186,103 @@ def check_run_intervals(settings: Settings, interval: Interval, feature_set_name
         )
 
 
-async def resolve_run(settings: Settings, database: Database) -> Run:
-    """The active run (resumed as it was started), or a new one from `[run]`."""
-    runs = RunStore(database.pool)
-    active = await runs.active()
-    if active is not None:
-        if active.mode != "paper":
-            raise RunSetupError(f"the active run {active.id} is a {active.mode} run; this build trades on paper only")
-        check_run_intervals(settings, active.interval, active.feature_set)  # type: ignore[arg-type]
-        log.info("run_resumed", run_id=str(active.id), policy=active.policy, pairs=list(active.pairs))
-        return active
-    if not settings.run.autostart:
-        raise RunSetupError("no run is active and run.autostart is off: start one with run.autostart = true")
-    return await start_run(settings, database, settings.run.policy, settings.market_data.pairs)
+def config_policy(policy: str) -> str:
+    """`[run].policy` as a run names its policy (`baseline:momentum`, `agent:<id>`)."""
+    return policy if policy.startswith("agent:") else f"baseline:{policy}"
 
 
-async def start_run(settings: Settings, database: Database, policy: str, pairs: tuple[str, ...]) -> Run:
-    choice = await choose_policy(settings, database, policy)
-    check_run_intervals(settings, settings.run.interval, choice.feature_set)
+def run_differences(settings: Settings, run: Run) -> list[str]:
+    """How the run differs from what the configuration would start: pairs, policy, interval, feature set."""
+    differences = []
+    pairs = settings.market_data.pairs
+    if set(run.pairs) != set(pairs):
+        differences.append(f"pairs: the run trades {', '.join(run.pairs)}; market_data.pairs is {', '.join(pairs)}")
+    policy = config_policy(settings.run.policy)
+    if run.policy != policy:
+        differences.append(f"policy: the run trades {run.policy}; run.policy is {policy}")
+    if run.interval != settings.run.interval:
+        differences.append(f"interval: the run decides {run.interval} candles; run.interval is {settings.run.interval}")
+    if run.policy == policy and run.baseline_policy is not None:  # an agent's feature set comes with its version
+        wanted = feature_set(settings.features.feature_set, settings.features.context).name
+        if run.feature_set != wanted:
+            differences.append(
+                f"feature set: the run uses {run.feature_set}; features.feature_set (with features.context) is {wanted}"
+            )
+    return differences
+
+
+def check_resumable(settings: Settings, run: Run, *, resume_as_is: bool, command: str = "tradingd") -> None:
+    """Refuse to resume an active run the configuration no longer describes (unless `resume_as_is`, or the
+    run was started by an operator with `ctl runs start`): the message says how they differ and what to do."""
+    if run.mode != "paper":
+        raise RunSetupError(f"the active run {run.id} is a {run.mode} run; this build trades on paper only")
+    differences = run_differences(settings, run)
+    if not differences:
+        return
+    if resume_as_is or run.settings.get("origin") == ORIGIN_CONTROL:
+        log.warning(
+            "run_differs_from_config",
+            run_id=str(run.id),
+            differences=differences,
+            why="--resume-as-is" if resume_as_is else "started with `ctl runs start`",
+        )
+        return
+    listed = "\n".join(f"  - {difference}" for difference in differences)
+    raise RunSetupError(
+        f"the active run {run.id} (started {run.started_at:%Y-%m-%d %H:%M} UTC) differs from the configuration:\n"
+        f"{listed}\n"
+        f"To start a new run from the configuration, stop this one first: `{command} runs stop {run.id}` (refused "
+        f"while it holds positions: `--keep` hands them to the next run; `{command} ctl runs stop --flatten` closes "
+        f"them while the daemon runs). To trade it as it was started: `{command} run --resume-as-is`."
+    )
+
+
+async def check_start(
+    settings: Settings, database: Database, run: Run | None, policy: str, pairs: tuple[str, ...]
+) -> StartCheck:
+    """Every check a run must pass before it trades, before anything is written: the policy resolves, the
+    intervals are collected, the pairs are allowed, and the venue lists each pair as a contract open for
+    trading. `run` is the run being resumed (its own policy, pairs and slippage), None for a new run."""
+    choice = None
+    if run is not None:
+        if run.agent_version_id is not None:
+            await choose_policy(settings, database, f"agent:{run.agent_version_id}")
+        check_run_intervals(settings, run.interval, run.feature_set)  # type: ignore[arg-type]
+        pairs = run.pairs
+        slippage = Decimal(str(dict(run.settings).get("slippage_bps", settings.run.slippage_bps)))
+    else:
+        choice = await choose_policy(settings, database, policy)
+        check_run_intervals(settings, settings.run.interval, choice.feature_set)
+        slippage = settings.run.slippage_bps
     allowed = settings.risk.allowed_instruments
     refused = [pair for pair in pairs if allowed and pair not in allowed]
     if refused:
         raise RunSetupError(f"{refused} are not in risk.allowed_instruments {list(allowed)}")
+    rules = await venue_rules(settings, pairs, slippage)
+    return StartCheck(pairs, rules, choice)
+
+
+async def resolve_run(
+    settings: Settings, database: Database, *, resume_as_is: bool = False, command: str = "tradingd"
+) -> Run | None:
+    """The active run, checked against the configuration (see `check_resumable`); None when a new run
+    is to start from `[run]` (after `check_start`, with `start_run`)."""
+    active = await RunStore(database.pool).active()
+    if active is not None:
+        check_resumable(settings, active, resume_as_is=resume_as_is, command=command)
+        return active
+    if not settings.run.autostart:
+        raise RunSetupError("no run is active and run.autostart is off: start one with run.autostart = true")
+    return None
+
+
+async def start_run(settings: Settings, database: Database, checked: StartCheck, *, origin: str = ORIGIN_CONFIG) -> Run:
+    """Write a new run, after `check_start` passed for it."""
+    choice = checked.choice
+    assert choice is not None, "check_start for a new run first"
     limit_id = await RiskStore(database.pool).activate_limits(limit_row(settings))
     run = await RunStore(database.pool).start(
-        pairs=pairs,
+        pairs=checked.pairs,
         interval=settings.run.interval,
         feature_set=choice.feature_set,
         decision_threshold=choice.threshold,
@@ -158,12 +290,13 @@ async def start_run(settings: Settings, database: Database, policy: str, pairs: 
             "initial_equity": str(settings.run.initial_equity),
             "max_exposure": str(settings.run.max_exposure),
             "slippage_bps": str(settings.run.slippage_bps),
+            "origin": origin,
         },
         agent_version_id=choice.agent_version_id,
         baseline_policy=choice.baseline,
         risk_limit_set_id=limit_id,
     )
-    log.info("run_started", run_id=str(run.id), policy=run.policy, pairs=list(run.pairs))
+    log.info("run_started", run_id=str(run.id), policy=run.policy, pairs=list(run.pairs), origin=origin)
     return run
 
 
@@ -219,12 +352,42 @@ def account_policy(settings: Settings) -> tuple[AccountPolicy, AccountPolicyRow]
     return policy, row
 
 
-async def venue_rules(settings: Settings, pairs: tuple[str, ...], slippage_bps: Decimal) -> dict[str, FillRules]:
+async def check_reachable(url: str, *, offline_hint: bool = True, timeout_sec: float = REACH_TIMEOUT_SEC) -> None:
+    """One bounded attempt to open a connection to the venue's host: a start-up without network fails
+    in seconds, naming the host (and the offline route), instead of after a long series of retries."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme in ("https", "wss") else 80)
     try:
-        async with BingXRest(settings.exchange.rest_url, recv_window_ms=settings.exchange.recv_window_ms) as rest:
+        async with asyncio.timeout(timeout_sec):
+            _, writer = await asyncio.open_connection(host, port)
+    except TimeoutError:
+        reason = f"no connection to {host}:{port} within {timeout_sec:g} s"
+    except socket.gaierror as error:
+        reason = f"cannot resolve {host}: {error.strerror or error}"
+    except OSError as error:  # asyncio words a refused connection "Connect call failed": say what errno says
+        reason = f"{host}:{port}: {os.strerror(error.errno).lower() if error.errno else error}"
+    else:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return
+    hint = ": no network? to trade offline, run `tradingd --config config/replay.toml run`" if offline_hint else ""
+    raise RunSetupError(f"cannot reach the venue at {url} ({reason}){hint}", exit_codes.UNAVAILABLE)
+
+
+async def venue_rules(settings: Settings, pairs: tuple[str, ...], slippage_bps: Decimal) -> dict[str, FillRules]:
+    url = settings.exchange.rest_url
+    await check_reachable(url, offline_hint=settings.market_data.source != "replay")
+    try:
+        async with BingXRest(
+            url, recv_window_ms=settings.exchange.recv_window_ms, timeout_sec=REACH_TIMEOUT_SEC, retry=START_RETRY
+        ) as rest:
             contracts = {contract.symbol: contract for contract in await rest.contracts()}
     except VenueError as error:
-        raise RunSetupError(f"cannot read the contracts from the venue: {error}", exit_codes.UNAVAILABLE) from None
+        raise RunSetupError(
+            f"cannot read the contracts from the venue at {url}: {error}", exit_codes.UNAVAILABLE
+        ) from None
     rules = {}
     for pair in pairs:
         contract = contracts.get(pair)
@@ -237,11 +400,13 @@ async def venue_rules(settings: Settings, pairs: tuple[str, ...], slippage_bps: 
 
 
 async def build_plans(
-    settings: Settings, database: Database, run: Run, log_socket: str
+    settings: Settings, database: Database, run: Run, log_socket: str, rules: dict[str, FillRules] | None = None
 ) -> tuple[list[PairPlan], WorkerEnv, AccountPolicy]:
+    """Each pair's plan; `rules` as `check_start` read them (read from the venue again when not given)."""
     run_settings: dict[str, Any] = dict(run.settings)
     slippage = Decimal(str(run_settings.get("slippage_bps", settings.run.slippage_bps)))
-    rules = await venue_rules(settings, run.pairs, slippage)
+    if rules is None:
+        rules = await venue_rules(settings, run.pairs, slippage)
     limits = risk_limits(settings)
     await RiskStore(database.pool).activate_limits(limit_row(settings))
     policy, policy_row = account_policy(settings)

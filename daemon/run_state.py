@@ -5,16 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from config import Settings
 from daemon.control_protocol import CommandError
-from daemon.run_setup import build_plans, start_run
+from daemon.run_commands import record_run_stopped
+from daemon.run_setup import ORIGIN_CONTROL, build_plans, check_start, start_run
 from daemon.supervisor import Supervisor
+from domain.fills import FillRules
+from observability import get_logger
 from storage.database import Database
 from storage.ops import OpsStore
-from storage.trading import Run, RunStore
+from storage.trading import Run, RunConflictError, RunStore, StoppedRun
+
+log = get_logger("tradingd.daemon")
 
 
 @dataclass
@@ -36,35 +42,58 @@ class DaemonState:
             raise CommandError("no_run", "no run is active: start one with `runs start`")
         return self.supervisor
 
-    async def trade(self, run: Run) -> Supervisor:
+    async def trade(self, run: Run, rules: dict[str, FillRules] | None = None) -> Supervisor:
         """Start the supervisor for `run` (resumed or new) and mark the run running."""
-        plans, env, account_policy = await build_plans(self.settings, self.database, run, self.log_socket)
+        plans, env, account_policy = await build_plans(self.settings, self.database, run, self.log_socket, rules)
         ops = OpsStore(self.database.pool)
 
         async def alert(severity: str, kind: str, message: str, pair: str | None) -> None:
             await ops.raise_alert(severity, kind, message, pair=pair, run_id=run.id)  # type: ignore[arg-type]
 
         supervisor = Supervisor(env, account_policy, plans, self.settings.daemon, alert)
-        self.run, self.supervisor = run, supervisor
+        # The main loop's reconcile pass sees the supervisor only once it has started: a health check of an
+        # account guard still starting (slow on a busy machine) would restart it under the start.
+        self.run = run
         await supervisor.start()
+        self.supervisor = supervisor
         runs = RunStore(self.database.pool)
         await runs.set_status(run.id, "running")
         self.run = await runs.get(run.id) or run
         return supervisor
 
     async def start_run(self, policy: str, pairs: tuple[str, ...]) -> Run:
-        run = await start_run(self.settings, self.database, policy, pairs)
-        await self.trade(run)
+        """`ctl runs start`: the start-up checks first; the run is written only when they pass."""
+        active = await RunStore(self.database.pool).active()
+        if active is not None or self.run is not None:
+            raise RunConflictError(f"run {(active or self.run).id} is active; stop it first")  # type: ignore[union-attr]
+        checked = await check_start(self.settings, self.database, None, policy, pairs)
+        run = await start_run(self.settings, self.database, checked, origin=ORIGIN_CONTROL)
+        await self.trade(run, checked.rules)
         return run
 
-    async def stop_run(self, reason: str) -> str | None:
+    async def stop_run(
+        self, reason: str, *, keep: bool = False, flattened: Mapping[str, str] | None = None
+    ) -> tuple[StoppedRun, dict[str, Any]] | None:
+        """Stop the supervisor, then the run by the rule for its positions (`RunStore.stop`): refused with
+        `OpenPositionsError` while it holds any, unless `keep` hands them over. When a fill landed while
+        the actors stopped and the stop is refused after all, the run trades on (a new supervisor). Returns
+        the stopped run and what happened to each pair (the `run_stopped` event's positions)."""
         supervisor, run = self.supervisor, self.run
         if supervisor is None or run is None:
             return None
         await supervisor.stop(self.settings.daemon.shutdown_deadline_sec)
-        await RunStore(self.database.pool).set_status(run.id, "stopped", reason)
-        self.supervisor = self.run = None
-        return str(run.id)
+        self.supervisor = None
+        try:
+            stopped = await RunStore(self.database.pool).stop(run.id, reason, keep=keep)
+        except BaseException:
+            log.warning("run_stop_refused_late", run_id=str(run.id))
+            await self.trade(run)
+            raise
+        self.run = None
+        positions = await record_run_stopped(
+            self.database, stopped, reason, actor="control-socket", flattened=flattened
+        )
+        return stopped, positions
 
     def run_view(self) -> dict[str, Any] | None:
         return None if self.run is None else self.run_row(self.run)

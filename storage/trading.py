@@ -10,9 +10,9 @@ and no order intent is written twice, whatever a restart re-sends.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -31,6 +31,100 @@ class RunConflictError(ValueError):
 
 class FencedError(RuntimeError):
     """A newer instance of this actor has claimed its checkpoint: this one must stop writing."""
+
+
+WORKING_STATES = ("intent", "submitted", "accepted", "partially_filled", "cancel_requested", "unknown")
+HANDOVER_ROLE = "handover"
+STOPPED_BY_RUN = "run_stopped"
+"""The reason recorded on the working orders and trades a stopped run cancels."""
+
+
+def execution_key(run_id: uuid.UUID, pair: str) -> str:
+    """The execution actor's checkpoint key (`actors.run_context.PairContext.actor_key`)."""
+    return f"execution:{run_id}:{pair}"
+
+
+def handover_key(pair: str) -> str:
+    """Where a stopped run leaves a pair's position (its execution checkpoint) for the next run on the pair."""
+    return f"{HANDOVER_ROLE}:{pair}"
+
+
+@dataclass(frozen=True)
+class Holding:
+    """What a run holds on one pair, from its recorded executions and trades."""
+
+    pair: str
+    position: Decimal
+    """Signed: the sum of the run's fills (positive long)."""
+    working_orders: tuple[str, ...]
+    """Client order ids not in a final state."""
+    open_trades: tuple[uuid.UUID, ...]
+
+    @property
+    def is_open(self) -> bool:
+        return self.position != 0
+
+    def describe(self) -> str:
+        side = "long" if self.position > 0 else "short"
+        trades = ", ".join(str(t) for t in self.open_trades) or "-"
+        return f"{self.pair} {side} {abs(self.position)} (trade {trades})"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "pair": self.pair,
+            "position": str(self.position),
+            "working_orders": list(self.working_orders),
+            "open_trades": [str(t) for t in self.open_trades],
+        }
+
+
+@dataclass(frozen=True)
+class Handover:
+    """A position a stopped run left for the next run on its pair (`runs stop --keep`)."""
+
+    pair: str
+    from_run: uuid.UUID
+    position: str
+    trades: tuple[str, ...]
+    reason: str | None
+    stopped_at: str
+
+
+class OpenPositionsError(RuntimeError):
+    """A run holding positions is stopped only with a rule for them (flatten or keep)."""
+
+    def __init__(self, run_id: uuid.UUID, holdings: Sequence[Holding]) -> None:
+        self.run_id = run_id
+        self.holdings = tuple(holdings)
+        super().__init__(f"run {run_id} holds {'; '.join(h.describe() for h in self.holdings)}")
+
+
+class RunNotActiveError(RuntimeError):
+    """The run is not active (stopped or failed before), or does not exist."""
+
+
+@dataclass(frozen=True)
+class StoppedRun:
+    run: Run
+    holdings: tuple[Holding, ...]
+    """What the run held when it stopped (pairs with a position, working orders or an open trade)."""
+    kept: tuple[str, ...]
+    """Pairs whose position was handed over to the next run on the pair."""
+    cancelled_orders: tuple[str, ...]
+    """Working orders of flat pairs, cancelled with the run."""
+
+    def positions(self) -> dict[str, dict[str, Any]]:
+        """Per pair, what happened to it: for the `run_stopped` event."""
+        outcome: dict[str, dict[str, Any]] = {}
+        for holding in self.holdings:
+            if holding.pair in self.kept:
+                done = "kept"
+            elif holding.working_orders:
+                done = "orders_cancelled"
+            else:
+                done = "flat"
+            outcome[holding.pair] = {**holding.to_json(), "outcome": done}
+        return outcome
 
 
 @dataclass(frozen=True)
@@ -122,6 +216,155 @@ class RunStore:
             raise RunConflictError(f"run {active.id if active else '?'} is active; stop it first") from None
         assert row is not None
         return _run(row)
+
+    async def holdings(self, run_id: uuid.UUID, connection: asyncpg.Connection | None = None) -> list[Holding]:
+        """Per pair the run has orders or trades on: its position (the sum of its fills), its working
+        orders and its open trades; pairs with none of these are left out."""
+        db: Any = connection if connection is not None else self._pool
+        rows = await db.fetch(
+            """
+            SELECT pair,
+                   coalesce(sum(CASE side WHEN 'BUY' THEN filled_quantity ELSE -filled_quantity END), 0) AS position,
+                   coalesce(array_agg(client_order_id ORDER BY created_at, client_order_id)
+                            FILTER (WHERE state = ANY($2::text[])), '{}') AS working
+            FROM trade_executions WHERE run_id = $1 GROUP BY pair
+            """,
+            run_id,
+            list(WORKING_STATES),
+        )
+        trades = await db.fetch(
+            "SELECT pair, id FROM trades WHERE run_id = $1 AND status IN ('open', 'closing') ORDER BY opened_at, id",
+            run_id,
+        )
+        found: dict[str, Holding] = {}
+        for row in rows:
+            found[row["pair"]] = Holding(row["pair"], row["position"], tuple(row["working"]), ())
+        for row in trades:
+            held = found.get(row["pair"], Holding(row["pair"], Decimal(0), (), ()))
+            found[row["pair"]] = Holding(held.pair, held.position, held.working_orders, (*held.open_trades, row["id"]))
+        return [
+            h for h in sorted(found.values(), key=lambda h: h.pair) if h.position or h.working_orders or h.open_trades
+        ]
+
+    async def handovers(self) -> list[Handover]:
+        """Positions stopped runs left for the next run on their pair, not adopted yet."""
+        rows = await self._pool.fetch(
+            "SELECT pair, state FROM actor_checkpoints WHERE role = $1 ORDER BY pair", HANDOVER_ROLE
+        )
+        return [
+            Handover(
+                row["pair"],
+                uuid.UUID(row["state"]["from_run"]),
+                row["state"]["position"],
+                tuple(row["state"]["trades"]),
+                row["state"].get("reason"),
+                row["state"]["stopped_at"],
+            )
+            for row in rows
+        ]
+
+    async def stop(self, run_id: uuid.UUID, reason: str, *, keep: bool = False) -> StoppedRun:
+        """Stop an active run, in one transaction, by the rule for its positions:
+
+        - a pair with a position: refused (`OpenPositionsError`, nothing changes) unless `keep`, which
+          hands the pair's execution checkpoint (position, open trade, working orders) over to the next
+          run on the pair (`TradingJournal.adopt`);
+        - a flat pair's working orders (an opening order not filled yet) are cancelled, and their trades
+          with them (reason `run_stopped`).
+
+        Every execution checkpoint of the run is fenced, so an actor of the run still alive somewhere
+        can write nothing more. Raises `RunNotActiveError` for a run that is not active."""
+        async with self._pool.acquire() as connection, connection.transaction():
+            row = await connection.fetchrow(f"SELECT {_RUN_COLUMNS} FROM agent_runs WHERE id = $1 FOR UPDATE", run_id)
+            if row is None:
+                raise RunNotActiveError(f"no run {run_id}")
+            run = _run(row)
+            if run.status not in ("starting", "running", "paused"):
+                raise RunNotActiveError(f"run {run_id} is {run.status} already")
+            holdings = await self.holdings(run_id, connection)
+            open_ = [h for h in holdings if h.is_open]
+            if open_ and not keep:
+                raise OpenPositionsError(run_id, open_)
+            await connection.execute(
+                "UPDATE actor_checkpoints SET fence = fence + 1, updated_at = now() WHERE actor_key = ANY($1::text[])",
+                [execution_key(run_id, pair) for pair in run.pairs],
+            )
+            kept: list[str] = []
+            cancelled: list[str] = []
+            for holding in holdings:
+                if holding.is_open:
+                    await self._hand_over(connection, run, holding, reason)
+                    kept.append(holding.pair)
+                else:
+                    cancelled.extend(await self._cancel_working(connection, run_id, holding.pair))
+            await connection.execute(
+                "UPDATE agent_runs SET status = 'stopped', stopped_at = now(), stop_reason = $2, updated_at = now() "
+                "WHERE id = $1",
+                run_id,
+                reason,
+            )
+            stopped = await connection.fetchrow(f"SELECT {_RUN_COLUMNS} FROM agent_runs WHERE id = $1", run_id)
+        assert stopped is not None
+        return StoppedRun(_run(stopped), tuple(holdings), tuple(kept), tuple(cancelled))
+
+    @staticmethod
+    async def _hand_over(connection: asyncpg.Connection, run: Run, holding: Holding, reason: str) -> None:
+        state = await connection.fetchval(
+            "SELECT state FROM actor_checkpoints WHERE actor_key = $1", execution_key(run.id, holding.pair)
+        )
+        if not state or "book" not in state:
+            raise RuntimeError(f"run {run.id} has no execution checkpoint for {holding.pair}: nothing to hand over")
+        inserted = await connection.fetchval(
+            """
+            INSERT INTO actor_checkpoints (actor_key, role, pair, state_version, sequence, state, fence)
+            VALUES ($1, $2, $3, 1, 0, $4, 0) ON CONFLICT (actor_key) DO NOTHING RETURNING 1
+            """,
+            handover_key(holding.pair),
+            HANDOVER_ROLE,
+            holding.pair,
+            {
+                "from_run": str(run.id),
+                "reason": reason,
+                "position": str(holding.position),
+                "trades": [str(t) for t in holding.open_trades],
+                "stopped_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "checkpoint": dict(state),
+            },
+        )
+        if inserted is None:
+            raise RuntimeError(f"a position on {holding.pair} handed over by an earlier run waits for adoption already")
+
+    @staticmethod
+    async def _cancel_working(connection: asyncpg.Connection, run_id: uuid.UUID, pair: str) -> list[str]:
+        rows = await connection.fetch(
+            """
+            WITH doomed AS (
+                SELECT id, state FROM trade_executions
+                WHERE run_id = $1 AND pair = $2 AND state = ANY($3::text[]) FOR UPDATE
+            )
+            UPDATE trade_executions e SET state = 'cancelled', updated_at = now() FROM doomed
+            WHERE e.id = doomed.id
+            RETURNING e.id, e.client_order_id, doomed.state AS before
+            """,
+            run_id,
+            pair,
+            list(WORKING_STATES),
+        )
+        await connection.executemany(
+            "INSERT INTO trade_state_events (execution_id, from_state, to_state, reason) "
+            "VALUES ($1, $2, 'cancelled', $3)",
+            [(row["id"], row["before"], STOPPED_BY_RUN) for row in rows],
+        )
+        await connection.execute(
+            """
+            UPDATE trades SET status = 'cancelled', close_reason = $3, closed_at = now(), updated_at = now()
+            WHERE run_id = $1 AND pair = $2 AND status IN ('open', 'closing')
+            """,
+            run_id,
+            pair,
+            STOPPED_BY_RUN,
+        )
+        return sorted(row["client_order_id"] for row in rows)
 
     async def set_status(self, run_id: uuid.UUID, status: RunStatus, reason: str | None = None) -> None:
         await self._pool.execute(
@@ -325,6 +568,24 @@ class _AlreadyDecided(Exception):
 
 
 @dataclass(frozen=True)
+class Adopted:
+    """A position taken over from a stopped run."""
+
+    pair: str
+    from_run: uuid.UUID
+    position: str
+    trades: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "pair": self.pair,
+            "from_run": str(self.from_run),
+            "position": self.position,
+            "trades": list(self.trades),
+        }
+
+
+@dataclass(frozen=True)
 class WorkingExecution:
     id: uuid.UUID
     client_order_id: str
@@ -505,6 +766,42 @@ class TradingJournal:
                 "VALUES ($1, $2, $3, $4, $5, $6)",
                 [(m.metric, m.value, m.pair, m.run_id, m.trace_id, dict(m.labels)) for m in commit.metrics],
             )
+
+    async def adopt(
+        self,
+        run_id: uuid.UUID,
+        pair: str,
+        checkpoint: Callable[[Mapping[str, Any]], Checkpoint],
+    ) -> Adopted | None:
+        """Take over the position a stopped run handed over on `pair` (`RunStore.stop(keep=True)`), in one
+        transaction: its open trades and their orders move to this run, `checkpoint(handed-over state)`
+        becomes this run's execution checkpoint, and the hand-over is gone. None when there is none."""
+        async with self._pool.acquire() as connection, connection.transaction():
+            row = await connection.fetchrow(
+                "SELECT state FROM actor_checkpoints WHERE actor_key = $1 FOR UPDATE", handover_key(pair)
+            )
+            if row is None:
+                return None
+            handover = row["state"]
+            trades = [uuid.UUID(t) for t in handover["trades"]]
+            await connection.execute(
+                "UPDATE trades SET run_id = $1, updated_at = now() WHERE id = ANY($2)", run_id, trades
+            )
+            await connection.execute(
+                "UPDATE trade_executions SET run_id = $1, updated_at = now() WHERE trade_id = ANY($2)", run_id, trades
+            )
+            written = checkpoint(handover["checkpoint"])
+            await self._checkpoints.save(written, connection)
+            await connection.execute("DELETE FROM actor_checkpoints WHERE actor_key = $1", handover_key(pair))
+            adopted = Adopted(pair, uuid.UUID(handover["from_run"]), handover["position"], tuple(handover["trades"]))
+            await connection.execute(
+                "INSERT INTO ops_audit_events (actor, command, target, params, outcome, detail) "
+                "VALUES ('execution', 'position_adopted', $1, $2, 'accepted', $3)",
+                pair,
+                {"run_id": str(run_id), **adopted.to_json()},
+                f"run {run_id} adopted {pair} {adopted.position} from run {adopted.from_run}",
+            )
+        return adopted
 
     async def last_decided(self, run_id: uuid.UUID, pair: str, interval: str) -> datetime | None:
         value: datetime | None = await self._pool.fetchval(

@@ -45,6 +45,8 @@ class ExecutionActor:
             self.core = core
             if submitted:
                 log.warning("intents_submitted_after_restart", pair=self.context.pair, client_order_ids=submitted)
+            if core.adopted is not None:
+                log.warning("position_adopted", run_id=self.context.run_id, **core.adopted.to_json())
             self.inbox.start()
             log.info("actor_ready", role="execution", pair=self.context.pair, run_id=self.context.run_id)
         return {"pid": os.getpid(), "report": self.core.report()}
@@ -70,6 +72,15 @@ class ExecutionActor:
         core = self._core()
         cancelled: list[str] = await self._serialised(lambda: core.cancel_trade(uuid.UUID(trade_id)))
         return cancelled
+
+    async def flatten(self) -> dict[str, Any]:
+        """`runs stop --flatten`: opening orders cancelled, the position closed reduce-only (see the core)."""
+        core = self._core()
+        flatness: dict[str, Any] = await self._serialised(core.flatten)
+        return flatness
+
+    async def flatness(self) -> dict[str, Any]:
+        return self._core().flatness()
 
     async def status(self) -> dict[str, Any]:
         core = self._core()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -25,6 +25,7 @@ from domain.fills import FillRules
 from domain.messages import OrderIntent, OrderPlan, PolicyDecision, PositionReport
 from domain.orders import FINAL_STATES, OrderState, client_order_id, transition
 from storage.trading import (
+    Adopted,
     Checkpoint,
     CheckpointStore,
     Commit,
@@ -64,6 +65,9 @@ class ExecutionCore:
     version: int = 0
     clock: Callable[[], float] = time.time
     fence: int | None = None
+    adopted: Adopted | None = None
+    """The position this run took over from a stopped one at start (`runs stop --keep`), if any."""
+    _adopted_state: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self.book = PaperBook(self.context.pair, self.rules)
@@ -83,6 +87,12 @@ class ExecutionCore:
             self.book = PaperBook.from_json(self.context.pair, self.rules, state["book"])
             self.mark = Decimal(state["mark"])
             self.last_sequence = checkpoint.sequence
+        else:
+            self.adopted = await self.journal.adopt(uuid.UUID(self.context.run_id), self.context.pair, self._adopting)
+            if self.adopted is not None:
+                state = dict(self._adopted_state)
+                self.book = PaperBook.from_json(self.context.pair, self.rules, state["book"])
+                self.mark = Decimal(state["mark"])
         recorded = {
             w.client_order_id: w
             for w in await self.journal.unfinished(uuid.UUID(self.context.run_id), self.context.pair)
@@ -168,6 +178,16 @@ class ExecutionCore:
             "last_sequence": self.last_sequence,
         }
 
+    def _adopting(self, handed_over: Mapping[str, Any]) -> Checkpoint:
+        """This run's first checkpoint from a stopped run's book (`runs stop --keep`): the position, its
+        open trade and working orders as they were; the run's own realised PnL and fees start at zero."""
+        book = PaperBook.from_json(self.context.pair, self.rules, dict(handed_over["book"]))
+        book.position.realised = Decimal(0)
+        book.position.fees = Decimal(0)
+        state = {"book": book.to_json(), "mark": str(handed_over["mark"])}
+        self._adopted_state = state
+        return Checkpoint(self.key, ROLE, self.context.pair, STATE_VERSION, 0, state, self.fence)
+
     # ---------------------------------------------------------------- operator actions
 
     async def cancel_trade(self, trade_id: uuid.UUID, reason: str = "operator_cancel") -> list[str]:
@@ -190,6 +210,41 @@ class ExecutionCore:
             self._rewind(before, mark)
             raise
         return [event.order.client_order_id for event in events]
+
+    async def flatten(self) -> dict[str, Any]:
+        """`runs stop --flatten`: cancel every order that would open or add, then close what is held with a
+        reduce-only market order (`close_trade`: one order however often asked). Returns the position and
+        what is still working, so the caller can wait until the pair is flat."""
+        opening = [o for o in self.book.working.values() if not o.reduce_only]
+        if opening:
+            before, mark = self.book.to_json(), self.mark
+            try:
+                events: list[BookEvent] = [self.book.cancel(o.client_order_id, "run_stopping") for o in opening]
+                trades: dict[uuid.UUID, Trade] = {}
+                updates = self._fill_updates(events, trades)
+                await self.journal.commit(
+                    Commit(
+                        trades=[self._trade_row(t) for t in trades.values()],
+                        updates=updates,
+                        checkpoint=self._checkpoint(self.last_sequence),
+                    )
+                )
+            except BaseException:
+                self._rewind(before, mark)
+                raise
+        if self.book.position.quantity != 0 and self.book.trade is not None:
+            reducing = sum((o.signed_quantity for o in self.book.working.values() if o.reduce_only), Decimal(0))
+            if self.book.position.quantity + reducing != 0:
+                await self.close_trade(self.book.trade.id)
+        return self.flatness()
+
+    def flatness(self) -> dict[str, Any]:
+        return {
+            "pair": self.context.pair,
+            "position": str(self.book.position.quantity),
+            "working_orders": sorted(self.book.working),
+            "flat": self.book.position.quantity == 0 and not self.book.working,
+        }
 
     async def close_trade(self, trade_id: uuid.UUID) -> str:
         """An operator's reduce-only exit of the open trade, filling at the next candle's open. Asking

@@ -17,3 +17,13 @@ def test_every_environment_variable_and_key_is_documented() -> None:
         if f"`{name}`" not in text or f"`{'.'.join(path)}`" not in text
     ]
     assert missing == []
+
+
+def test_the_readme_names_the_pairs_tradingd_run_trades_by_default() -> None:
+    import re
+
+    from config import load_settings
+
+    readme = DOCS.parents[1] / "README.md"
+    line = next(line for line in readme.read_text().splitlines() if line.startswith("uv run tradingd run "))
+    assert set(re.findall(r"\b[A-Z0-9]+-USDT\b", line)) == set(load_settings(None, {}).market_data.pairs)
