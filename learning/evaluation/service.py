@@ -246,7 +246,7 @@ async def _subject_maker(
     if stored is None:
         raise EvaluationError(f"{version.agent} v{version.version} has no artifact")
     artifact = load_artifact(stored.content, stored.checksum, spec)
-    return FixedPolicy(ArtifactPolicy(artifact, spec, agent.decision_threshold))
+    return FixedPolicy(ArtifactPolicy(artifact, spec, agent.decision_threshold, name))
 
 
 def _baselines(spec: FeatureSetSpec) -> list[str]:
