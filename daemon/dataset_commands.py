@@ -19,6 +19,7 @@ from exchange.bingx.rest import BingXRest
 from features.definitions import FEATURE_SETS, feature_set
 from features.spec import FeatureSetSpec
 from learning.datasets import DatasetBuildError, build_dataset
+from observability.progress import progress
 from storage.candles import CandleStore
 from storage.datasets import DatasetStore, DatasetVersion
 
@@ -109,7 +110,15 @@ async def run_dataset_command(settings: Settings, args: argparse.Namespace) -> i
         try:
             async with BingXRest(settings.exchange.rest_url, recv_window_ms=settings.exchange.recv_window_ms) as rest:
                 built = await build_dataset(
-                    rest, CandleStore.of(database), datasets, spec, args.pair, args.interval, args.start, args.end
+                    rest,
+                    CandleStore.of(database),
+                    datasets,
+                    spec,
+                    args.pair,
+                    args.interval,
+                    args.start,
+                    args.end,
+                    progress,
                 )
         except DatasetBuildError as error:
             print(f"tradingd: {error}", file=sys.stderr)

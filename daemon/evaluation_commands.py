@@ -18,6 +18,7 @@ from daemon.db_commands import open_migrated_database
 from learning.agent_config import AgentConfigError, agent_config_of
 from learning.evaluation.folds import Fold, FoldError, FoldSpec
 from learning.evaluation.gates import EvaluationFigures, GateResult, check_gates
+from observability.progress import progress
 from storage.agents import AgentStore, AgentVersion
 from storage.database import Database
 from storage.datasets import DatasetStore
@@ -121,7 +122,7 @@ async def _evaluate(settings: Settings, database: Database, args: argparse.Names
             )
 
     try:
-        outcome = await evaluate(stores, request, contract, paper_world, report_root, show)
+        outcome = await evaluate(stores, request, contract, paper_world, report_root, show, progress)
         summary = _outcome_json(await stores.evaluations.get(outcome.report_id))
         champion = await PromotionStore(database.pool).champion(dataset.pair, dataset.interval)
         if (
@@ -146,6 +147,7 @@ async def _evaluate(settings: Settings, database: Database, args: argparse.Names
                     paper_world,
                     report_root,
                     show,
+                    progress,
                 )
                 existing = await stores.evaluations.get(theirs.report_id)
             summary["champion"] = _outcome_json(existing)

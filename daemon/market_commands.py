@@ -23,6 +23,7 @@ from exchange.sim.replay import ReplayClock, ReplaySeries
 from exchange.sim.series import series_from_spec
 from exchange.sim.server import BingXSimulator
 from observability import get_logger
+from observability.progress import progress
 from storage.candles import CandleStore
 from storage.retry_queue import RetryQueue
 from storage.source_status import SourceStatusStore
@@ -94,8 +95,9 @@ async def run_backfill(settings: Settings, args: argparse.Namespace) -> int:
         return exit_codes.UNAVAILABLE
     try:
         async with BingXRest(settings.exchange.rest_url, recv_window_ms=settings.exchange.recv_window_ms) as rest:
+            store = CandleStore.of(database)
             result = await backfill(
-                rest, CandleStore.of(database), args.pair, args.interval, max_batches=args.max_batches
+                rest, store, args.pair, args.interval, max_batches=args.max_batches, progress=progress
             )
     except VenueError as error:
         return venue_failure(error, "backfill", "run it again to resume")

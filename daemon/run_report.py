@@ -18,6 +18,7 @@ from domain.market import parse_interval
 from learning.evaluation import charts
 from learning.evaluation.metrics import Trade
 from learning.evaluation.report import image_tag, table_html, write_page
+from observability.progress import track
 from storage.candles import CandleStore
 from storage.database import Database
 from storage.run_history import RunHistory
@@ -42,7 +43,7 @@ async def write_run_report(settings: Settings, database: Database, run_id: uuid.
         f"({html.escape(run.interval)}), {html.escape(run.status)}, started {run.started_at:%Y-%m-%d %H:%M} UTC</p>"
     ]
     summary: dict[str, Any] = {}
-    for pair in run.pairs:
+    for pair in track(run.pairs, "report: pairs", "pair"):
         trades = [trade for trade in all_trades if trade.pair == pair]
         span = await history.decided_span(run.id, pair, run.interval)
         closed = [trade for trade in trades if trade.status == "closed" and trade.exit_price is not None]

@@ -28,11 +28,13 @@ from features.normalization import NormalizationStats
 from features.pipeline import FeaturePipeline
 from features.spec import FeatureSetSpec
 from learning.agent_config import AgentConfig
-from storage.candles import CandleStore
+from observability.progress import Reporter, Tracker, quiet
+from storage.candles import CandleStore, Gap
 from storage.datasets import DatasetContent, DatasetStore, DatasetVersion, LineageEntry
 
 log = structlog.get_logger("tradingd.datasets")
 SOURCE = "bingx-rest"
+FEATURE_CHUNK = 2048
 
 
 class DatasetMismatchError(ValueError):
@@ -79,7 +81,9 @@ async def build_dataset(
     interval: Interval,
     start_ms: int,
     end_ms: int,
+    progress: Reporter = quiet,
 ) -> BuiltDataset:
+    """`progress`: told of the candles fetched (per interval) and the feature rows computed."""
     try:
         spec.check_interval(interval)
     except ValueError as error:
@@ -100,7 +104,7 @@ async def build_dataset(
 
     fetched = _Fetches()
     warm_start = start - spec.warmup_bars * step
-    window = await _complete_window(rest, candles, spec, pair, interval, warm_start, end, fetched)
+    window = await _complete_window(rest, candles, spec, pair, interval, warm_start, end, fetched, progress)
     context: dict[Interval, CandleColumns] = {}
     context_history: dict[Interval, CandleColumns] = {}
     for context_interval in spec.context:
@@ -110,13 +114,16 @@ async def build_dataset(
         first_used = start // context_step * context_step - context_step
         context_end = (end - step) // context_step * context_step
         context_start = first_used - (spec.warmup_bars - 1) * context_step
-        span = await _complete_window(rest, candles, spec, pair, context_interval, context_start, context_end, fetched)
+        span = await _complete_window(
+            rest, candles, spec, pair, context_interval, context_start, context_end, fetched, progress
+        )
         context_history[context_interval] = span.take(np.arange(spec.warmup_bars))
         context[context_interval] = span.take(np.arange(spec.warmup_bars, len(span)))
 
     pipeline = FeaturePipeline(spec, window.take(np.arange(spec.warmup_bars)), context_history)
     rows = window.take(np.arange(spec.warmup_bars, len(window)))
-    features = pipeline.run(rows, context)
+    with progress("dataset: features", len(rows), "row") as tracker:
+        features = _run_features(pipeline, rows, context, tracker)
     content_hash = dataset_hash(spec, rows, features)
     feature_set_id = await datasets.feature_set_version(spec.name, spec.schema_hash, spec.names, spec.schema())
     existing = await datasets.find(feature_set_id, content_hash)
@@ -153,13 +160,36 @@ async def _complete_window(
     start: int,
     end: int,
     fetched: _Fetches,
+    progress: Reporter,
 ) -> CandleColumns:
     """The candles with open times in [start, end), every one of them: what the store lacks is fetched
     from the venue first (and recorded in the lineage)."""
     step = interval_ms(interval)
     source = len(fetched.lineage)
-    for gap in await candles.gaps(pair, interval, start, end):
-        healed = await heal_range(rest, candles, pair, interval, gap.start_ms, gap.end_ms)
+    gaps = await candles.gaps(pair, interval, start, end)
+    if gaps:
+        with progress(f"dataset: fetch {interval} candles", sum(gap.missing for gap in gaps), "candle") as tracker:
+            await _fill_gaps(rest, candles, pair, interval, start, end, gaps, fetched, tracker)
+    window = await candles.read_columns(pair, interval, start, end)
+    _require_complete(window, start, end, step, spec)
+    read = LineageEntry("source", "candles", start, end, {"interval": interval, "rows_read": len(window)})
+    fetched.lineage.insert(source, read)
+    return window
+
+
+async def _fill_gaps(
+    rest: BingXRest,
+    candles: CandleStore,
+    pair: str,
+    interval: Interval,
+    start: int,
+    end: int,
+    gaps: list[Gap],
+    fetched: _Fetches,
+    tracker: Tracker,
+) -> None:
+    for gap in gaps:
+        healed = await heal_range(rest, candles, pair, interval, gap.start_ms, gap.end_ms, tracker.advance)
         fetched.windows += 1
         fetched.candles += len(healed.stored)
         interior = gap.start_ms > start and gap.end_ms < end
@@ -181,11 +211,28 @@ async def _complete_window(
             missing=gap.missing,
             stored=len(healed.stored),
         )
-    window = await candles.read_columns(pair, interval, start, end)
-    _require_complete(window, start, end, step, spec)
-    read = LineageEntry("source", "candles", start, end, {"interval": interval, "rows_read": len(window)})
-    fetched.lineage.insert(source, read)
-    return window
+
+
+def _run_features(
+    pipeline: FeaturePipeline, rows: CandleColumns, context: dict[Interval, CandleColumns], tracker: Tracker
+) -> npt.NDArray[np.float64]:
+    """`pipeline.run` in chunks of rows, each given the context candles that close during it: the same
+    features (the pipeline carries its state from one chunk to the next), with progress between."""
+    if not len(rows):
+        return pipeline.run(rows, context)
+    parts = []
+    fed = dict.fromkeys(context, 0)
+    for first in range(0, len(rows), FEATURE_CHUNK):
+        chunk = rows.take(np.arange(first, min(first + FEATURE_CHUNK, len(rows))))
+        chunk_context = {}
+        for interval, more in context.items():
+            closes = more.open_time_ms + interval_ms(interval)
+            due = int(np.searchsorted(closes, chunk.open_time_ms[-1], side="right"))
+            chunk_context[interval] = more.take(np.arange(fed[interval], max(fed[interval], due)))
+            fed[interval] = max(fed[interval], due)
+        parts.append(pipeline.run(chunk, chunk_context))
+        tracker.advance(len(chunk))
+    return np.concatenate(parts)
 
 
 def dataset_hash(spec: FeatureSetSpec, candles: CandleColumns, features: npt.NDArray[np.float64]) -> str:

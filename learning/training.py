@@ -248,10 +248,16 @@ def policy_artifact(
 
 
 def fit_policy(
-    agent: AgentConfig, spec: FeatureSetSpec, market: MarketData, rules: FillRules, provenance: Mapping[str, Any]
+    agent: AgentConfig,
+    spec: FeatureSetSpec,
+    market: MarketData,
+    rules: FillRules,
+    provenance: Mapping[str, Any],
+    on_iteration: Callable[[], None] | None = None,
 ) -> tuple[PolicyArtifact, dict[str, Any]]:
     """Train the agent's configuration on `market` from scratch, without checkpoints or records (a
-    walk-forward fold's model), and return its verified artifact with the training figures."""
+    walk-forward fold's model), and return its verified artifact with the training figures.
+    `on_iteration` is called after each training iteration (progress)."""
     env_config = {"market": market, "rules": rules, "environment": agent.environment, "reward": agent.reward}
     algo = build_algo(agent, env_config)
     metrics: dict[str, Any] = {}
@@ -264,6 +270,8 @@ def fit_policy(
             if episode_return is not None and np.isfinite(episode_return):
                 metrics["episode_return_mean"] = float(episode_return)
             metrics["env_steps"] = int(result.get("num_env_steps_sampled_lifetime", 0))
+            if on_iteration is not None:
+                on_iteration()
         module = algo.get_module()
         layers = policy_layers(module)
         observations = _export_observations(TradingEnv(env_config), agent.hyperparameters.seed)
