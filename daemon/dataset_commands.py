@@ -149,6 +149,7 @@ async def run_dataset_command(settings: Settings, args: argparse.Namespace) -> i
         assert spec is not None
         from exchange.bingx.rest import BingXRest
         from learning.datasets import DatasetBuildError, RefusedTestDataError, build_dataset
+        from observability.progress import progress
         from storage.candles import CandleStore
 
         try:
@@ -164,6 +165,7 @@ async def run_dataset_command(settings: Settings, args: argparse.Namespace) -> i
                     args.end,
                     contract=contract,
                     allow_test_sources=not settings.storage.disable_test_data_in_db,
+                    progress=progress,
                 )
         except DatasetBuildError as error:
             print(f"tradingd: {error}", file=sys.stderr)

@@ -122,6 +122,7 @@ async def _evaluate(settings: Settings, database: Database, args: argparse.Names
     from learning.agent_config import AgentConfigError
     from learning.evaluation.service import EvaluationError, EvaluationRequest, Stores, World, evaluate, layout_json
     from observability import adopt_library_loggers
+    from observability.progress import progress
 
     adopt_library_loggers()  # Ray's logger through ours, if the evaluation brought it
 
@@ -142,7 +143,7 @@ async def _evaluate(settings: Settings, database: Database, args: argparse.Names
             )
 
     try:
-        outcome = await evaluate(stores, request, contract, paper_world, report_root, show)
+        outcome = await evaluate(stores, request, contract, paper_world, report_root, show, progress)
         if outcome.sample.warning is not None:
             # In-sample figures must not pass for out-of-sample ones: said on stderr, in the summary's
             # `sample`, and in the report's banner.
@@ -173,6 +174,7 @@ async def _evaluate(settings: Settings, database: Database, args: argparse.Names
                     paper_world,
                     report_root,
                     show,
+                    progress,
                 )
                 existing = await stores.evaluations.get(theirs.report_id)
             summary["champion"] = _outcome_json(existing)

@@ -112,6 +112,7 @@ async def run_backfill(settings: Settings, args: argparse.Namespace) -> int:
         return refused
     from actors.feed.backfill import backfill
     from exchange.bingx.rest import BingXRest
+    from observability.progress import progress
     from storage.candles import CandleStore
 
     database = await open_migrated_database(settings)
@@ -119,8 +120,9 @@ async def run_backfill(settings: Settings, args: argparse.Namespace) -> int:
         return exit_codes.UNAVAILABLE
     try:
         async with BingXRest(settings.exchange.rest_url, recv_window_ms=settings.exchange.recv_window_ms) as rest:
+            store = CandleStore.of(database)
             result = await backfill(
-                rest, CandleStore.of(database), args.pair, args.interval, max_batches=args.max_batches
+                rest, store, args.pair, args.interval, max_batches=args.max_batches, progress=progress
             )
     except VenueError as error:
         return venue_failure(error, "backfill", "run it again to resume")

@@ -36,6 +36,7 @@ from learning.evaluation.report import (
     write_page,
     write_trades_csv,
 )
+from observability.progress import track
 from storage.candles import CandleStore
 from storage.database import Database
 from storage.run_history import RunHistory
@@ -64,7 +65,7 @@ async def write_run_report(settings: Settings, database: Database, run_id: uuid.
     ]
     summary: dict[str, Any] = {}
     listed: list[TradeListRow] = []
-    for pair in run.pairs:
+    for pair in track(run.pairs, "report: pairs", "pair"):
         trades = [trade for trade in all_trades if trade.pair == pair]
         listed += [_listed(trade) for trade in trades]
         span = await history.decided_span(run.id, pair, run.interval)

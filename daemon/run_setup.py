@@ -477,5 +477,6 @@ async def _policy_source(database: Database, run: Run) -> tuple[PolicySource, di
         checksum=artifact.checksum,
         provenance=provenance,
         decision_threshold=run.decision_threshold,
+        name=f"agent:{version.agent}@{version.version}",
     )
     return source, await agents.artifact_normalization(artifact.id)

@@ -36,11 +36,13 @@ from features.normalization import NormalizationStats
 from features.pipeline import FeaturePipeline
 from features.spec import FeatureSetSpec
 from learning.agent_config import AgentConfig
+from observability.progress import Reporter, Tracker, quiet
 from storage.candles import CandleStore, Gap, SourceCount
 from storage.datasets import DatasetContent, DatasetStore, DatasetVersion, LineageEntry
 
 log = structlog.get_logger("tradingd.datasets")
 SOURCE = "bingx-rest"
+FEATURE_CHUNK = 2048
 
 
 class DatasetMismatchError(ValueError):
@@ -131,13 +133,16 @@ async def build_dataset(
     *,
     contract: tuple[Contract, str] | None = None,
     allow_test_sources: bool = True,
+    progress: Reporter = quiet,
 ) -> BuiltDataset:
     """Build (or find) the dataset of [start_ms, end_ms). The venue is asked only for what the store
     lacks and for the contract; a window the store holds completely needs no venue call, and with
     candles imported from files (and `contract` given, or the preset) none is made at all.
 
     `contract`: the rules and their source ('file:PATH') to store with the dataset; without it, the
-    preset when every candle read was imported from a file, else the venue's contract."""
+    preset when every candle read was imported from a file, else the venue's contract.
+
+    `progress`: told of the candles fetched (per interval) and the feature rows computed."""
     try:
         spec.check_interval(interval)
     except ValueError as error:
@@ -182,7 +187,7 @@ async def build_dataset(
 
     fetched = _Fetches()
     spans = [
-        await _complete_window(rest, candles, spec, pair, window, found_gaps, found_sources, fetched)
+        await _complete_window(rest, candles, spec, pair, window, found_gaps, found_sources, fetched, progress)
         for window, found_gaps, found_sources in zip(windows, gaps, sources, strict=True)
     ]
     requests += fetched.requests
@@ -211,7 +216,8 @@ async def build_dataset(
 
     pipeline = FeaturePipeline(spec, window.take(np.arange(spec.warmup_bars)), context_history)
     rows = window.take(np.arange(spec.warmup_bars, len(window)))
-    features = pipeline.run(rows, context)
+    with progress("dataset: features", len(rows), "row") as tracker:
+        features = _run_features(pipeline, rows, context, tracker)
     content_hash = dataset_hash(spec, rows, features)
     feature_set_id = await datasets.feature_set_version(spec.name, spec.schema_hash, spec.names, spec.schema())
     existing = await datasets.find(feature_set_id, content_hash)
@@ -282,14 +288,38 @@ async def _complete_window(
     gaps: list[Gap],
     sources: list[SourceCount],
     fetched: _Fetches,
+    progress: Reporter,
 ) -> CandleColumns:
     """The candles with open times in the window, every one of them: the `gaps` the store has are
     fetched from the venue first (and recorded in the lineage)."""
     interval, start, end = window.interval, window.start, window.end
     step = interval_ms(interval)
     source = len(fetched.lineage)
+    if gaps:
+        with progress(f"dataset: fetch {interval} candles", sum(gap.missing for gap in gaps), "candle") as tracker:
+            await _fill_gaps(rest, candles, pair, interval, start, end, gaps, fetched, tracker)
+    read = await candles.read_columns(pair, interval, start, end)
+    _require_complete(read, start, end, step, spec)
+    described: dict[str, object] = {"interval": interval, "rows_read": len(read)}
+    if sources:
+        described["sources"] = {found.source: found.candles for found in sources}
+    fetched.lineage.insert(source, LineageEntry("source", "candles", start, end, described))
+    return read
+
+
+async def _fill_gaps(
+    rest: BingXRest,
+    candles: CandleStore,
+    pair: str,
+    interval: Interval,
+    start: int,
+    end: int,
+    gaps: list[Gap],
+    fetched: _Fetches,
+    tracker: Tracker,
+) -> None:
     for gap in gaps:
-        healed = await heal_range(rest, candles, pair, interval, gap.start_ms, gap.end_ms)
+        healed = await heal_range(rest, candles, pair, interval, gap.start_ms, gap.end_ms, tracker.advance)
         fetched.windows += 1
         fetched.candles += len(healed.stored)
         fetched.requests += healed.requests
@@ -312,13 +342,6 @@ async def _complete_window(
             missing=gap.missing,
             stored=len(healed.stored),
         )
-    read = await candles.read_columns(pair, interval, start, end)
-    _require_complete(read, start, end, step, spec)
-    described: dict[str, object] = {"interval": interval, "rows_read": len(read)}
-    if sources:
-        described["sources"] = {found.source: found.candles for found in sources}
-    fetched.lineage.insert(source, LineageEntry("source", "candles", start, end, described))
-    return read
 
 
 async def _imported_incomplete(
@@ -362,6 +385,28 @@ async def _imported_incomplete(
 
 def _iso(ms: int) -> str:
     return ms_to_datetime(ms).isoformat().replace("+00:00", "Z")
+
+
+def _run_features(
+    pipeline: FeaturePipeline, rows: CandleColumns, context: dict[Interval, CandleColumns], tracker: Tracker
+) -> npt.NDArray[np.float64]:
+    """`pipeline.run` in chunks of rows, each given the context candles that close during it: the same
+    features (the pipeline carries its state from one chunk to the next), with progress between."""
+    if not len(rows):
+        return pipeline.run(rows, context)
+    parts = []
+    fed = dict.fromkeys(context, 0)
+    for first in range(0, len(rows), FEATURE_CHUNK):
+        chunk = rows.take(np.arange(first, min(first + FEATURE_CHUNK, len(rows))))
+        chunk_context = {}
+        for interval, more in context.items():
+            closes = more.open_time_ms + interval_ms(interval)
+            due = int(np.searchsorted(closes, chunk.open_time_ms[-1], side="right"))
+            chunk_context[interval] = more.take(np.arange(fed[interval], max(fed[interval], due)))
+            fed[interval] = max(fed[interval], due)
+        parts.append(pipeline.run(chunk, chunk_context))
+        tracker.advance(len(chunk))
+    return np.concatenate(parts)
 
 
 def dataset_hash(spec: FeatureSetSpec, candles: CandleColumns, features: npt.NDArray[np.float64]) -> str:

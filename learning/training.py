@@ -9,6 +9,7 @@ an actor hop per batch costs more than it saves.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -23,8 +24,10 @@ import numpy as np
 import numpy.typing as npt
 import ray
 import structlog
+import torch
 from ray.rllib.algorithms.ppo import PPOConfig
 from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
+from ray.rllib.utils.debug import update_global_seed_if_necessary
 
 from actors.policy.artifact import FORMAT, Layer, PolicyArtifact, checksum, load_artifact
 from domain.fills import FillRules
@@ -40,6 +43,7 @@ from storage.datasets import DatasetStore
 
 log = structlog.get_logger("tradingd.training")
 EXPORT_CHECK_ROWS = 4096
+KL_COEFFICIENTS = "tradingd-kl-coefficients.json"
 
 
 class TrainingError(ValueError):
@@ -121,6 +125,7 @@ async def train_agent(
         if resumed_from:
             assert version.checkpoint_path is not None
             algo.restore_from_path(version.checkpoint_path)
+            _restore_kl_coefficients(algo, Path(version.checkpoint_path))
         total = agent.hyperparameters.iterations
         metrics: dict[str, Any] = dict(version.training_metrics)
         # A run resumed after its last checkpoint reports the figures that checkpoint recorded.
@@ -128,6 +133,8 @@ async def train_agent(
         iteration = resumed_from
         while iteration < total:
             started = time.monotonic()
+            if iteration % agent.hyperparameters.checkpoint_every == 0:
+                reseed(algo, agent.hyperparameters.seed, iteration)
             result = algo.train()
             iteration += 1
             env_steps = int(result.get("num_env_steps_sampled_lifetime", 0))
@@ -175,13 +182,13 @@ async def train_agent(
         market.stats,
         {
             "agent": agent.name,
-            "version": version.version,
-            "agent_version_id": str(version.id),
-            "dataset_id": str(dataset.id),
             "dataset_hash": dataset.content_hash,
             "fill_rules": rules.to_json(),
         },
     )
+    # Which version holds the artifact is the record's business, not the artifact's: the same
+    # configuration, seed and dataset give the same bytes, whichever version trained them.
+    record = {"version": version.version, "agent_version_id": str(version.id), "dataset_id": str(dataset.id)}
     content_bytes = artifact.to_bytes()
     digest = checksum(content_bytes)
     load_artifact(content_bytes, digest, spec)  # what the live path will do, before anything is recorded
@@ -195,7 +202,7 @@ async def train_agent(
         feature_schema_hash=spec.schema_hash,
         normalization=market.stats.to_json(),
         metadata={key: value for key, value in artifact.metadata().items() if key != "normalization"}
-        | {"training_metrics": metrics},
+        | {"provenance": dict(artifact.provenance) | record, "training_metrics": metrics},
         store=artifact_store,
     )
     _prune_checkpoints(checkpoint_root / str(version.id), keep=iteration)
@@ -241,20 +248,30 @@ def policy_artifact(
 
 
 def fit_policy(
-    agent: AgentConfig, spec: FeatureSetSpec, market: MarketData, rules: FillRules, provenance: Mapping[str, Any]
+    agent: AgentConfig,
+    spec: FeatureSetSpec,
+    market: MarketData,
+    rules: FillRules,
+    provenance: Mapping[str, Any],
+    on_iteration: Callable[[], None] | None = None,
 ) -> tuple[PolicyArtifact, dict[str, Any]]:
     """Train the agent's configuration on `market` from scratch, without checkpoints or records (a
-    walk-forward fold's model), and return its verified artifact with the training figures."""
+    walk-forward fold's model), and return its verified artifact with the training figures.
+    `on_iteration` is called after each training iteration (progress)."""
     env_config = {"market": market, "rules": rules, "environment": agent.environment, "reward": agent.reward}
     algo = build_algo(agent, env_config)
     metrics: dict[str, Any] = {}
     try:
-        for _ in range(agent.hyperparameters.iterations):
+        for iteration in range(agent.hyperparameters.iterations):
+            if iteration % agent.hyperparameters.checkpoint_every == 0:
+                reseed(algo, agent.hyperparameters.seed, iteration)
             result = algo.train()
             episode_return = result.get("env_runners", {}).get("episode_return_mean")
             if episode_return is not None and np.isfinite(episode_return):
                 metrics["episode_return_mean"] = float(episode_return)
             metrics["env_steps"] = int(result.get("num_env_steps_sampled_lifetime", 0))
+            if on_iteration is not None:
+                on_iteration()
         module = algo.get_module()
         layers = policy_layers(module)
         observations = _export_observations(TradingEnv(env_config), agent.hyperparameters.seed)
@@ -266,6 +283,8 @@ def fit_policy(
 
 def build_algo(agent: AgentConfig, env_config: dict[str, Any]) -> Any:
     ensure_ray()
+    # One thread: float sums in one order whatever the core count (and, for these small networks, faster).
+    torch.set_num_threads(1)
     with warnings.catch_warnings():
         # RLlib registers its env wrapper under one name per build; a second build in a process says so.
         warnings.filterwarnings("ignore", message=".*Overriding environment rllib-single-agent-env-v0")
@@ -298,6 +317,27 @@ def ppo_config(agent: AgentConfig, env_config: dict[str, Any]) -> PPOConfig:
     )
 
 
+def reseed(algo: Any, seed: int, iteration: int) -> None:
+    """Make what follows iteration `iteration` a function of the seed, the iteration and the state a
+    checkpoint holds (weights, optimiser, counters), so a run resumed from a checkpoint at a multiple
+    of `checkpoint_every` continues exactly as the uninterrupted run did.
+
+    RLlib does not checkpoint the random generators or the episodes in progress, so at each such
+    boundary both runs reseed Python's, numpy's and torch's generators (in this process and in every
+    env runner) from `(seed, iteration)` and start fresh episodes from seeded random windows."""
+    derived = int(np.random.SeedSequence([seed, iteration]).generate_state(1)[0] >> 2)
+    update_global_seed_if_necessary("torch", derived)  # the learner: minibatch shuffles
+
+    def reseed_runner(runner: Any) -> None:
+        runner_seed = derived + (runner.worker_index or 0)
+        torch.set_num_threads(1)
+        update_global_seed_if_necessary("torch", runner_seed)  # exploration samples
+        runner._seed = runner_seed  # the seed of the next reset: the vector env seeds env i with +i
+        runner._needs_initial_reset = True
+
+    algo.env_runner_group.foreach_env_runner(reseed_runner, local_env_runner=True)
+
+
 def ensure_ray() -> None:
     """Start a local Ray sized for this machine, unless one is running (the caller may have joined a cluster)."""
     if not ray.is_initialized():
@@ -311,7 +351,27 @@ def _checkpoint(algo: Any, directory: Path, iteration: int) -> Path:
     if path.exists():
         shutil.rmtree(path)
     algo.save_to_path(str(path))
+    results = algo.learner_group.foreach_learner(
+        lambda learner: {str(module): float(v.item()) for module, v in learner.curr_kl_coeffs_per_module.items()}
+    )
+    coefficients = next(iter(results)).get()  # one learner (the default): this process's
+    (path / KL_COEFFICIENTS).write_text(json.dumps(coefficients, sort_keys=True))
     return path
+
+
+def _restore_kl_coefficients(algo: Any, path: Path) -> None:
+    """PPO adapts its KL coefficient after every iteration, but RLlib's learner state leaves it out:
+    a restored learner would start again from `kl_coeff`, and train another network."""
+    file = path / KL_COEFFICIENTS
+    if not file.exists():  # a checkpoint from before this file was written: resumes, not exactly
+        return
+    coefficients: dict[str, float] = json.loads(file.read_text())
+
+    def restore(learner: Any) -> None:
+        for module, value in coefficients.items():
+            learner.curr_kl_coeffs_per_module[module].data.fill_(value)
+
+    algo.learner_group.foreach_learner(restore)
 
 
 def _prune_checkpoints(directory: Path, keep: int) -> None:

@@ -24,6 +24,7 @@ from domain.candles import interval_ms
 from domain.market import Interval
 from exchange.bingx.rest import BingXRest
 from exchange.bingx.wire import KlineBatch
+from observability.progress import Reporter, quiet
 from storage.candles import CandleStore
 
 PAGE = 1440
@@ -49,7 +50,9 @@ async def backfill(
     *,
     max_batches: int | None = None,
     page: int = PAGE,
+    progress: Reporter = quiet,
 ) -> BackfillResult:
+    """`progress`: told of each batch (out of `max_batches`, or of an unknown total)."""
     if max_batches is not None and max_batches < 1:
         raise ValueError("max_batches must be at least 1")
     step = interval_ms(interval)
@@ -70,39 +73,43 @@ async def backfill(
     # and discarded otherwise.
     prefetch: tuple[int, asyncio.Task[KlineBatch]] | None = None
     writer = _PageWriter(store, pair, interval)
-    try:
-        while max_batches is None or batches < max_batches:
-            start = cursor - page * step
-            if prefetch is not None and prefetch[0] == cursor:
-                result = await prefetch[1]
-            else:
-                _discard(prefetch)
-                result = await window(cursor)
-            prefetch = None
-            screened = screen(result, pair, interval, SOURCE)
-            rejected += screened.rejected
-            accepted = screened.accepted
-            candles = accepted.take((accepted.open_time_ms >= start) & (accepted.open_time_ms < cursor))
-            if anchored_at_now and len(candles):
-                candles = candles.take(np.arange(len(candles) - 1))  # the newest may still be forming
-                anchored_at_now = False
-            if len(candles):
-                batches += 1
-                cursor = max(int(candles.open_time_ms[0]), start)
-                if max_batches is None or batches < max_batches:
-                    prefetch = (cursor, asyncio.create_task(window(cursor)))
-                await writer.add(batches, candles)
-                continue
-            probe = await rest.klines(pair, interval, end_ms=start - 1, limit=1)
-            before = probe.columns.open_time_ms[probe.columns.open_time_ms < start]
-            if not len(before):
-                reached_earliest = True
-                break
-            cursor = int(before[-1]) + step
-            log.info("backfill_hole_skipped", pair=pair, interval=interval, hole_end_ms=start, resume_below_ms=cursor)
-    finally:
-        _discard(prefetch)
-        written = await writer.finish()  # pages already screened are stored even if the walk failed
+    with progress(f"backfill {pair} {interval}", max_batches, "batch") as tracker:
+        try:
+            while max_batches is None or batches < max_batches:
+                start = cursor - page * step
+                if prefetch is not None and prefetch[0] == cursor:
+                    result = await prefetch[1]
+                else:
+                    _discard(prefetch)
+                    result = await window(cursor)
+                prefetch = None
+                screened = screen(result, pair, interval, SOURCE)
+                rejected += screened.rejected
+                accepted = screened.accepted
+                candles = accepted.take((accepted.open_time_ms >= start) & (accepted.open_time_ms < cursor))
+                if anchored_at_now and len(candles):
+                    candles = candles.take(np.arange(len(candles) - 1))  # the newest may still be forming
+                    anchored_at_now = False
+                if len(candles):
+                    batches += 1
+                    cursor = max(int(candles.open_time_ms[0]), start)
+                    if max_batches is None or batches < max_batches:
+                        prefetch = (cursor, asyncio.create_task(window(cursor)))
+                    await writer.add(batches, candles)
+                    tracker.advance()
+                    continue
+                probe = await rest.klines(pair, interval, end_ms=start - 1, limit=1)
+                before = probe.columns.open_time_ms[probe.columns.open_time_ms < start]
+                if not len(before):
+                    reached_earliest = True
+                    break
+                cursor = int(before[-1]) + step
+                log.info(
+                    "backfill_hole_skipped", pair=pair, interval=interval, hole_end_ms=start, resume_below_ms=cursor
+                )
+        finally:
+            _discard(prefetch)
+            written = await writer.finish()  # pages already screened are stored even if the walk failed
     final_span = await store.span(pair, interval)
     log.info(
         "backfill_finished",

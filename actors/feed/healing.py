@@ -3,6 +3,7 @@ polling fallback, and by the gap monitor)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from actors.feed.screening import screen
@@ -23,11 +24,17 @@ class Healed:
 
 
 async def heal_range(
-    rest: BingXRest, store: CandleStore, pair: str, interval: Interval, start_ms: int, end_ms: int
+    rest: BingXRest,
+    store: CandleStore,
+    pair: str,
+    interval: Interval,
+    start_ms: int,
+    end_ms: int,
+    on_page: Callable[[int], None] | None = None,
 ) -> Healed:
     """Store the candles with `start_ms <= open < end_ms`, paging forward. Candles at or after
     `end_ms` are never stored here: the caller passes the open time of a candle known to be later, so
-    everything below it is final."""
+    everything below it is final. `on_page(n)`: a page covering `n` open times was fetched."""
     step = interval_ms(interval)
     cursor = start_ms - start_ms % step
     stored: list[Candle] = []
@@ -43,6 +50,8 @@ async def heal_range(
         if len(candles):
             await store.write(candles, SOURCE)
             stored.extend(candles.to_candles())
+        if on_page is not None:
+            on_page((window_end - cursor) // step)
         cursor = window_end
     return Healed(stored, rejected, requests)
 

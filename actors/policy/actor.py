@@ -29,6 +29,8 @@ class PolicySource:
     checksum: str | None = None
     provenance: ModelProvenance = field(default_factory=ModelProvenance)
     decision_threshold: float | None = None
+    name: str | None = None
+    """An agent's `agent:<agent>@<version>`, from its version record."""
 
     def load(self, feature_set_name: str) -> Policy:
         spec = feature_set(feature_set_name)
@@ -36,7 +38,8 @@ class PolicySource:
             return baseline(self.baseline, spec)
         if self.artifact is None or self.checksum is None:
             raise ValueError("a policy source is a baseline or an artifact with its checksum")
-        return ArtifactPolicy(load_artifact(self.artifact, self.checksum, spec), spec, self.decision_threshold)
+        artifact = load_artifact(self.artifact, self.checksum, spec)
+        return ArtifactPolicy(artifact, spec, self.decision_threshold, self.name)
 
 
 @ray.remote(num_cpus=0, max_restarts=0)

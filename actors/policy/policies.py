@@ -45,9 +45,19 @@ class Policy(Protocol):
 
 
 class ArtifactPolicy:
-    def __init__(self, artifact: PolicyArtifact, spec: FeatureSetSpec, decision_threshold: float | None = None) -> None:
+    def __init__(
+        self,
+        artifact: PolicyArtifact,
+        spec: FeatureSetSpec,
+        decision_threshold: float | None = None,
+        name: str | None = None,
+    ) -> None:
+        """`name`: `agent:<agent>@<version>` as the caller's record knows it (an artifact names its agent
+        but not its version: the same training gives the same bytes whichever version it is)."""
         artifact.check_schema(spec)
-        self.name = f"agent:{artifact.provenance.get('agent', '?')}@{artifact.provenance.get('version', '?')}"
+        provenance = artifact.provenance
+        version = f"@{provenance['version']}" if "version" in provenance else ""
+        self.name = name or f"agent:{provenance.get('agent', '?')}{version}"
         self.artifact = artifact
         self.threshold = artifact.decision_threshold if decision_threshold is None else decision_threshold
         self._network = NumpyNetwork(artifact.layers)

@@ -36,6 +36,7 @@ from learning.evaluation.metrics import Segment, SegmentBook
 from learning.evaluation.report import market_change, write_evaluation_report
 from learning.evaluation.sample import Sample, TrainingSpan, backtest_sample, baseline_sample, walk_forward_sample
 from learning.evaluation.walk_forward import Evaluation, FixedPolicy, PolicyMaker, evaluate_folds, whole_span
+from observability.progress import Reporter, as_step, quiet
 from storage.agents import AgentStore, AgentVersion
 from storage.datasets import DatasetStore, DatasetVersion
 from storage.evaluations import EvaluationKind, EvaluationStore
@@ -91,7 +92,9 @@ async def evaluate(
     paper_world: World,
     report_root: Path,
     on_result: Callable[[Fold, str, BacktestResult], None] | None = None,
+    progress: Reporter = quiet,
 ) -> EvaluationOutcome:
+    """`progress`: told of each fold's training iterations, each backtest, and the report."""
     dataset = await stores.datasets.get(request.dataset_id)
     if dataset is None:
         raise EvaluationError(f"no dataset {request.dataset_id}")
@@ -112,7 +115,7 @@ async def evaluate(
         leverage=min(contract.max_long_leverage, contract.max_short_leverage),
     )
     folds = whole_span(dataset.row_count) if request.layout is None else _folds(dataset, request.layout)
-    subject = await _subject_maker(stores.agents, request, version, agent, spec, rules)
+    subject = await _subject_maker(stores.agents, request, version, agent, spec, rules, progress)
     makers: list[PolicyMaker] = [subject]
     makers += [FixedPolicy(baseline(name, spec)) for name in _baselines(spec) if name != subject.name]
     parameters: dict[str, Any] = {
@@ -145,10 +148,10 @@ async def evaluate(
     )
     log.info("evaluation_started", report_id=str(report_id), policy=subject.name, kind=kind, folds=len(folds))
     try:
-        evaluation = evaluate_folds(content.candles, content.features, folds, makers, settings, on_result)
+        evaluation = evaluate_folds(content.candles, content.features, folds, makers, settings, on_result, progress)
         market = market_change(evaluation, content.candles, settings)
         directory = report_root / f"evaluation-{report_id}"
-        report_path = write_evaluation_report(
+        report_path = as_step(progress, "evaluate: report", "report", write_evaluation_report)(
             directory,
             title=f"{subject.name} on {dataset.pair} {dataset.interval} ({kind.replace('_', '-')})",
             subject=subject.name,
@@ -221,8 +224,17 @@ class FoldTrainer:
     """An agent configuration trained from scratch on each fold's training rows, its inputs scaled by
     those rows' statistics only (nothing of the test span leaks into the model)."""
 
-    def __init__(self, name: str, agent: AgentConfig, spec: FeatureSetSpec, rules: FillRules, lineage: dict[str, Any]):
+    def __init__(
+        self,
+        name: str,
+        agent: AgentConfig,
+        spec: FeatureSetSpec,
+        rules: FillRules,
+        lineage: dict[str, Any],
+        progress: Reporter = quiet,
+    ):
         self.name = name
+        self._progress = progress
         self._agent = agent
         self._spec = spec
         self._rules = rules
@@ -235,13 +247,16 @@ class FoldTrainer:
 
         stats = NormalizationStats.of(self._spec.market_features, features)
         market = MarketData(candles.open, candles.close, features, stats)
-        artifact, figures = fit_policy(
-            self._agent,
-            self._spec,
-            market,
-            self._rules,
-            self._lineage | {"fold": fold.index, "train_rows": len(candles)},
-        )
+        task = f"fold {fold.index}: train {self.name}"
+        with self._progress(task, self._agent.hyperparameters.iterations, "iteration") as tracker:
+            artifact, figures = fit_policy(
+                self._agent,
+                self._spec,
+                market,
+                self._rules,
+                self._lineage | {"fold": fold.index, "train_rows": len(candles)},
+                tracker.advance,
+            )
         log.info("fold_trained", policy=self.name, fold=fold.index, train_rows=len(candles), **figures)
         return ArtifactPolicy(artifact, self._spec, self._agent.decision_threshold), figures
 
@@ -270,6 +285,7 @@ async def _subject_maker(
     agent: AgentConfig | None,
     spec: FeatureSetSpec,
     rules: FillRules,
+    progress: Reporter = quiet,
 ) -> PolicyMaker:
     if version is None or agent is None:
         assert request.policy is not None
@@ -284,12 +300,12 @@ async def _subject_maker(
             "version": f"{version.version}-walk-forward",
             "agent_version_id": str(version.id),
         }
-        return FoldTrainer(name, agent, spec, rules, lineage)
+        return FoldTrainer(name, agent, spec, rules, lineage, progress)
     stored = await agents.artifact(version.id)
     if stored is None:
         raise EvaluationError(f"{version.agent} v{version.version} has no artifact")
     artifact = load_artifact(stored.content, stored.checksum, spec)
-    return FixedPolicy(ArtifactPolicy(artifact, spec, agent.decision_threshold))
+    return FixedPolicy(ArtifactPolicy(artifact, spec, agent.decision_threshold, name))
 
 
 def _baselines(spec: FeatureSetSpec) -> list[str]:

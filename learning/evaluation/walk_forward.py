@@ -19,6 +19,7 @@ from domain.candle_columns import CandleColumns
 from learning.evaluation.backtest import BacktestResult, BacktestSettings, run_backtest
 from learning.evaluation.folds import Fold
 from learning.evaluation.metrics import Metrics, metrics
+from observability.progress import Reporter, quiet, track
 
 Floats = npt.NDArray[np.float64]
 
@@ -75,7 +76,9 @@ def evaluate_folds(
     makers: Sequence[PolicyMaker],
     settings: BacktestSettings,
     on_result: Callable[[Fold, str, BacktestResult], None] | None = None,
+    progress: Reporter = quiet,
 ) -> Evaluation:
+    """`progress`: told of each fold's backtests (a fold's training reports through its maker)."""
     if not any(fold.skipped is None for fold in folds):
         raise ValueError("every fold is skipped: there is nothing to evaluate (lower min_train_bars or use more rows)")
     names = [maker.name for maker in makers]
@@ -90,7 +93,7 @@ def evaluate_folds(
         test = np.arange(fold.test_start, fold.test_end)
         results: dict[str, BacktestResult] = {}
         training: dict[str, dict[str, Any]] = {}
-        for maker in makers:
+        for maker in track(makers, f"fold {fold.index}/{len(folds)}: backtests", "backtest", progress):
             policy, made = maker.make(fold, candles.take(train), features[train])
             result = run_backtest(policy, candles.take(test), features[test], settings)
             results[maker.name] = result

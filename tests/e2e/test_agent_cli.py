@@ -84,6 +84,14 @@ def test_create_train_and_list_an_agent(clean_env: dict[str, str], candle_file: 
         (1, "trained", dataset_id, "v1")
     ]
     assert listed[0]["artifact_checksum"] == result["artifact_checksum"]
+
+    # Trained again, uninterrupted, in another process: a second version with the same checksum as the
+    # interrupted and resumed first one (same configuration, seed and dataset).
+    again_trained = tradingd(clean_env, "train", "--agent", "e2e-quick", "--dataset", dataset_id, timeout=400)
+    assert again_trained.returncode == 0, again_trained.stderr[-3000:]
+    second = json.loads(again_trained.stdout)
+    assert (second["version"], second["resumed_from"]) == (2, 0)
+    assert second["artifact_checksum"] == result["artifact_checksum"]
     shown = json.loads(tradingd(clean_env, "agent", "show", "e2e-quick").stdout)
     assert shown["decision_threshold"] == 0.4
     names = [json.loads(line)["name"] for line in tradingd(clean_env, "agent", "list").stdout.splitlines()]

@@ -27,6 +27,15 @@ def test_a_dataset_is_built_once_shown_and_listed(clean_env: dict[str, str], can
     assert first.returncode == 0, first.stderr
     made = json.loads(first.stdout)
     assert (made["rows"], made["reused"], made["fetched_candles"]) == (1_200, False, 2_200)
+    # stderr is not a terminal here: progress comes as `progress` events, counts rising to the total.
+    progress = [json.loads(line) for line in first.stderr.splitlines() if '"event": "progress"' in line]
+    for task, total in (("dataset: fetch 1m candles", 2_200), ("dataset: features", 1_200)):
+        counts = [(event["done"], event["total"], event["unit"]) for event in progress if event["task"] == task]
+        assert len(counts) >= 2, first.stderr[-2000:]
+        assert [done for done, _, _ in counts] == sorted({done for done, _, _ in counts})
+        assert counts[0][0] == 0
+        assert counts[-1][:2] == (total, total)
+    assert progress[-1]["state"] == "finished"
     second = json.loads(tradingd(clean_env, *build).stdout)
     assert (second["id"], second["content_hash"], second["reused"]) == (made["id"], made["content_hash"], True)
 

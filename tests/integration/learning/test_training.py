@@ -85,7 +85,9 @@ async def test_train_interrupt_resume_export_and_reload(
     assert stored is not None
     assert stored.checksum == second.checksum
     artifact = load_artifact(stored.content, stored.checksum, V1)
-    assert artifact.provenance["dataset_id"] == str(dataset_id)
+    dataset = await datasets.get(dataset_id)
+    assert dataset is not None
+    assert artifact.provenance["dataset_hash"] == dataset.content_hash  # its id is in the version's record
     assert artifact.targets == (-1.0, 0.0, 1.0)
     # Reloaded, the artifact decides the same on the same inputs, every time.
     policy, again = ArtifactPolicy(artifact, V1), ArtifactPolicy(load_artifact(stored.content, stored.checksum), V1)
