@@ -17,7 +17,7 @@ import socket
 import stat
 import struct
 from collections.abc import Awaitable, Callable, Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -48,6 +48,9 @@ FAILED: Final = "failed"
 INTERNAL_ERROR_MESSAGE: Final = "internal error, see the daemon log"
 MAX_SOCKET_PATH_BYTES: Final = 107  # sun_path is 108 bytes, with the terminating NUL
 _PROBE_TIMEOUT_SEC: Final = 2.0
+_ANSWER_GRACE_SEC: Final = 2.0
+"""How long `stop()` lets a command already running finish and write its answer (`shutdown` itself, above
+all: without it, a daemon with nothing to stop closed the socket before `ctl shutdown` got its answer)."""
 _LOGGED_EXCERPT_CHARS: Final = 200
 _TOKEN_FIELD = re.compile(r'("token"\s*:\s*)("(?:[^"\\]|\\.)*"?|[^,}\s]*)')
 
@@ -74,6 +77,8 @@ class PeerCredentials:
 class _Connection:
     task: asyncio.Task[None]
     writer: asyncio.StreamWriter
+    idle: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set while no command is running on this connection (clear from reading a request to its answer)."""
 
 
 class ControlServer:
@@ -132,13 +137,18 @@ class ControlServer:
         log.info("control_socket_listening", path=str(path), token_required=self._token is not None)
 
     async def stop(self) -> None:
-        """Stop listening, drop every connection (an in-flight command is cancelled) and remove the socket
-        file, unless another process has replaced it since."""
+        """Stop listening, let a command already running answer (for up to a few seconds), drop every
+        connection (a command still running then is cancelled) and remove the socket file, unless another
+        process has replaced it since."""
         server, self._server = self._server, None
         if server is None:
             return
         server.close()
         connections = list(self._connections)
+        running = [connection.idle.wait() for connection in connections if not connection.idle.is_set()]
+        if running:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*running), _ANSWER_GRACE_SEC)
         for connection in connections:
             connection.writer.transport.abort()
             connection.task.cancel()
@@ -206,12 +216,13 @@ class ControlServer:
         task = asyncio.current_task()
         assert task is not None  # start_unix_server runs each connection's callback in its own task
         connection = _Connection(task, writer)
+        connection.idle.set()
         self._connections.add(connection)
         peer = peer_credentials(writer)
         clog = log.bind(peer_pid=peer.pid, peer_uid=peer.uid)
         clog.debug("control_client_connected")
         try:
-            await self._answer_requests(reader, writer, clog)
+            await self._answer_requests(reader, writer, connection, clog)
         except ConnectionError:
             pass  # the client went away; nothing to tell anyone
         except Exception:
@@ -223,7 +234,9 @@ class ControlServer:
                 await writer.wait_closed()
             clog.debug("control_client_disconnected")
 
-    async def _answer_requests(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, clog: Any) -> None:
+    async def _answer_requests(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, connection: _Connection, clog: Any
+    ) -> None:
         while True:
             try:
                 line = await reader.readline()
@@ -248,8 +261,12 @@ class ControlServer:
                 if exc.code == LINE_TOO_LONG:
                     return
                 continue
-            writer.write(await self._run(request, clog))
-            await writer.drain()
+            connection.idle.clear()
+            try:
+                writer.write(await self._run(request, clog))
+                await writer.drain()
+            finally:
+                connection.idle.set()
 
     async def _run(self, request: ControlRequest, clog: Any) -> bytes:
         """Run one command and encode its answer. Never raises except on cancellation of this connection."""

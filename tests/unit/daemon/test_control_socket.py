@@ -422,6 +422,25 @@ async def test_stop_closes_connections_and_removes_the_file(sock_dir: Path, comm
         await close(conn)
 
 
+async def test_a_command_running_when_the_server_stops_still_gets_its_answer(
+    sock_dir: Path, commands: Commands
+) -> None:
+    # `ctl shutdown` on a daemon with no run: the main loop stops the server while the answer is being written.
+    control = ControlServer(sock_dir / "control.sock", commands, COMMANDS, token=None)
+    await control.start()
+    busy = await asyncio.open_unix_connection(str(control.path))
+    busy[1].write(b'{"cmd": "slow", "id": 1}\n')
+    await asyncio.wait_for(commands.slow_started.wait(), 5)
+    stopping = asyncio.create_task(control.stop())
+    await asyncio.sleep(0)  # let stop() begin: it must wait for the running command, not cancel it
+    assert not stopping.done()
+    commands.release.set()
+    assert await answer(busy) == {"ok": True, "id": 1, "done": True}
+    await asyncio.wait_for(stopping, 5)
+    assert not control.path.exists()
+    await close(busy)
+
+
 # --- the client ----------------------------------------------------------------------------------------------
 
 
