@@ -91,7 +91,7 @@ class AccountGuard:
                     "account",
                     "HALTED",
                     "automatic",
-                    f"the daily PnL {state.daily_pnl} USDT of {state.trading_day.isoformat()} reached the daily "
+                    f"the daily PnL {_cents(state.daily_pnl)} USDT of {state.trading_day.isoformat()} reached the daily "
                     f"loss limit of {policy.daily_loss_limit} USDT: no new exposure until the next trading day, "
                     f"{until:%Y-%m-%d %H:%M} UTC (venue time)",
                     until,
@@ -185,7 +185,7 @@ class AccountGuard:
                 self.state.breaker_reason = None
         if self.loss_limit_reached:
             refusals.append(
-                f"the daily loss limit ({self.state.daily_pnl} USDT against -{self.policy.daily_loss_limit} USDT) "
+                f"the daily loss limit ({_cents(self.state.daily_pnl)} USDT against -{self.policy.daily_loss_limit} USDT) "
                 f"halts new exposure until the next trading day, {self.next_trading_day:%Y-%m-%d %H:%M} UTC"
             )
         return "; ".join(refusals) or None
@@ -202,3 +202,8 @@ class AccountGuard:
             self.state.daily_pnl = Decimal(0)
             return True
         return False
+
+
+def _cents(amount: Decimal) -> Decimal:
+    """An amount of USDT as people read it (the exact figure stays in the details)."""
+    return amount.quantize(Decimal("0.01"))

@@ -37,18 +37,23 @@ def test_a_loss_crossing_the_daily_limit_is_one_halt_until_the_next_market_day()
     desk.trade_closed(D(-4), desk.now)
     assert desk.changes() == []
     assert desk.guard.trading_state == "ACTIVE"
-    desk.trade_closed(D("-6.5"), desk.now)  # -10.5 <= -10
+    desk.trade_closed(D("-6.50000000333"), desk.now)  # -10.50000000333 <= -10
     (halt,) = desk.changes()
+    assert "the daily PnL -10.50 USDT of 2025-05-05" in halt.block.detail, "people read cents"
     assert halt.began
     assert halt.block.cause == "daily_loss_limit"
     assert halt.block.scope == "account"
-    assert halt.block.figures == {"daily_pnl": "-10.5", "daily_loss_limit": "10", "trading_day": "2025-05-05"}
+    assert halt.block.figures == {
+        "daily_pnl": "-10.50000000333",
+        "daily_loss_limit": "10",
+        "trading_day": "2025-05-05",
+    }
     assert halt.block.until == datetime(2025, 5, 6, tzinfo=UTC)
     assert "2025-05-06 00:00 UTC" in halt.block.detail
     assert desk.guard.trading_state == "HALTED"
     verdict = desk.check("BTC-USDT", D(100), False, desk.now)
     assert (verdict.allowed, verdict.reason) == (False, "daily_loss_limit")
-    assert verdict.details == {"daily_pnl": "-10.5", "limit": "10", "until": "2025-05-06T00:00:00+00:00"}
+    assert verdict.details == {"daily_pnl": "-10.50000000333", "limit": "10", "until": "2025-05-06T00:00:00+00:00"}
     # once per transition: more losses and more candles the same day announce nothing new
     desk.trade_closed(D(-1), desk.now)
     for minute in range(1, 60):
