@@ -91,8 +91,8 @@ class AccountGuard:
                     "account",
                     "HALTED",
                     "automatic",
-                    f"the daily PnL {_cents(state.daily_pnl)} USDT of {state.trading_day.isoformat()} reached the daily "
-                    f"loss limit of {policy.daily_loss_limit} USDT: no new exposure until the next trading day, "
+                    f"the daily PnL {_cents(state.daily_pnl)} USDT of {state.trading_day.isoformat()} reached the "
+                    f"daily loss limit of {policy.daily_loss_limit} USDT: no new exposure until the next trading day, "
                     f"{until:%Y-%m-%d %H:%M} UTC (venue time)",
                     until,
                     {
@@ -185,8 +185,9 @@ class AccountGuard:
                 self.state.breaker_reason = None
         if self.loss_limit_reached:
             refusals.append(
-                f"the daily loss limit ({_cents(self.state.daily_pnl)} USDT against -{self.policy.daily_loss_limit} USDT) "
-                f"halts new exposure until the next trading day, {self.next_trading_day:%Y-%m-%d %H:%M} UTC"
+                f"the daily loss limit ({_cents(self.state.daily_pnl)} USDT against "
+                f"-{self.policy.daily_loss_limit} USDT) halts new exposure until the next trading day, "
+                f"{self.next_trading_day:%Y-%m-%d %H:%M} UTC"
             )
         return "; ".join(refusals) or None
 
