@@ -6,8 +6,10 @@ The desk keeps the venue's clock: the latest candle time any pair has decided (`
 back, so the trading day and the breaker's cooldown follow market time (replay time in a replay), not
 the wall clock. Until the first candle after a start, the clock is the last market time the saved state
 knows (the start of its trading day, or the breaker's trip). `changes` gives each block (daily loss
-limit, circuit breaker) that began or cleared since it was last asked, once; after a restart the
-restored blocks count as announced already."""
+limit, circuit breaker) that began or cleared since it was last asked, once. After a restart a restored
+open breaker counts as announced already (its trip was saved as it was announced); a daily-loss halt is
+announced again at the start, because whether it holds depends on the limit now configured, which may
+have been lowered since (a halt no event ever reported would be a silent one)."""
 
 from __future__ import annotations
 
@@ -37,7 +39,7 @@ class AccountDesk:
         self.reports: dict[str, PositionReport] = {}
         self.clock: datetime | None = None
         """The latest market time observed since the start; None before the first candle."""
-        self._announcer = Announcer(self.guard.blocks(self.now))
+        self._announcer = Announcer(block for block in self.guard.blocks(self.now) if block.cause == BREAKER)
         self._halted_on = state.trading_day
         self._cooled_announced = False
 

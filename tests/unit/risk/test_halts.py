@@ -94,6 +94,20 @@ def test_before_the_first_candle_the_clock_is_the_last_market_time_the_state_kno
     assert "cools down until 2025-05-05T12:30:00+00:00" in (restored.resume(restored.now) or "")
 
 
+def test_a_daily_loss_halt_restored_under_a_lower_limit_is_announced_at_the_start() -> None:
+    # A day that lost 88 USDT under a 500 USDT limit, restarted with a 1 USDT limit: halted from the first
+    # moment, and said so (it was never announced before the restart).
+    desk = desk_at(EVENING)
+    desk.trade_closed(D("-8.8"), desk.now)
+    assert desk.changes() == []
+    lower = AccountPolicy("low", D(20_000), D(20_000), D(1), 5, timedelta(minutes=30))
+    restored = AccountDesk(lower, desk.row(), datetime.now(UTC))
+    assert restored.guard.trading_state == "HALTED"
+    (halt,) = restored.changes()
+    assert (halt.began, halt.block.cause) == (True, "daily_loss_limit")
+    assert restored.changes() == []
+
+
 def test_the_breaker_halts_cools_down_on_market_time_and_clears_by_command() -> None:
     start = datetime(2025, 5, 5, 12, 0, tzinfo=UTC)
     desk = desk_at(start, AccountPolicy("b", D(20_000), D(20_000), D(1_000), 2, timedelta(minutes=30)))
