@@ -192,34 +192,16 @@ class ExecutionCore:
 
     async def cancel_trade(self, trade_id: uuid.UUID, reason: str = "operator_cancel") -> list[str]:
         """Cancel the working orders of a trade; the client order ids cancelled."""
-        before, mark = self.book.to_json(), self.mark
-        try:
-            events: list[BookEvent] = list(self.book.cancel_trade(trade_id, reason))
-            if not events:
-                return []
-            trades: dict[uuid.UUID, Trade] = {}
-            updates = self._fill_updates(events, trades)
-            await self.journal.commit(
-                Commit(
-                    trades=[self._trade_row(t) for t in trades.values()],
-                    updates=updates,
-                    checkpoint=self._checkpoint(self.last_sequence),
-                )
-            )
-        except BaseException:
-            self._rewind(before, mark)
-            raise
+        events = await self._commit_book_change(lambda: list(self.book.cancel_trade(trade_id, reason)))
         return [event.order.client_order_id for event in events]
 
-    async def flatten(self) -> dict[str, Any]:
-        """`runs stop --flatten`: cancel every order that would open or add, then close what is held with a
-        reduce-only market order (`close_trade`: one order however often asked). Returns the position and
-        what is still working, so the caller can wait until the pair is flat."""
-        opening = [o for o in self.book.working.values() if not o.reduce_only]
-        if opening:
-            before, mark = self.book.to_json(), self.mark
-            try:
-                events: list[BookEvent] = [self.book.cancel(o.client_order_id, "run_stopping") for o in opening]
+    async def _commit_book_change(self, change: Callable[[], list[BookEvent]]) -> list[BookEvent]:
+        """Apply `change` to the book and commit its events with a checkpoint, all or nothing: on any
+        failure the book and the mark are rewound to what they were."""
+        before, mark = self.book.to_json(), self.mark
+        try:
+            events = change()
+            if events:
                 trades: dict[uuid.UUID, Trade] = {}
                 updates = self._fill_updates(events, trades)
                 await self.journal.commit(
@@ -229,9 +211,20 @@ class ExecutionCore:
                         checkpoint=self._checkpoint(self.last_sequence),
                     )
                 )
-            except BaseException:
-                self._rewind(before, mark)
-                raise
+        except BaseException:
+            self._rewind(before, mark)
+            raise
+        return events
+
+    async def flatten(self) -> dict[str, Any]:
+        """`runs stop --flatten`: cancel every order that would open or add, then close what is held with a
+        reduce-only market order (`close_trade`: one order however often asked). Returns the position and
+        what is still working, so the caller can wait until the pair is flat."""
+        opening = [o for o in self.book.working.values() if not o.reduce_only]
+        if opening:
+            await self._commit_book_change(
+                lambda: [self.book.cancel(o.client_order_id, "run_stopping") for o in opening]
+            )
         if self.book.position.quantity != 0 and self.book.trade is not None:
             reducing = sum((o.signed_quantity for o in self.book.working.values() if o.reduce_only), Decimal(0))
             if self.book.position.quantity + reducing != 0:
