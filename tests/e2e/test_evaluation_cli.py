@@ -11,6 +11,8 @@ import json
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import pytest
+
 from exchange.sim.candle_file import load_candle_file
 from tests.e2e.cli_helpers import build_eth_dataset, tradingd
 
@@ -48,6 +50,7 @@ def trained_version(env: dict[str, str], tmp_path: Path, name: str, margin: floa
     return str(json.loads(trained.stdout)["id"])
 
 
+@pytest.mark.timeout(1200)  # about twenty CLI processes, six trainings and four Ray start-ups, on a loaded machine
 def test_evaluate_promote_and_roll_back(clean_env: dict[str, str], candle_file: Path, tmp_path: Path) -> None:
     rows = load_candle_file(candle_file)
     built = build_eth_dataset(clean_env, rows[100].open_time_ms, rows[2_900].open_time_ms)
