@@ -334,38 +334,3 @@ def test_a_pair_outside_the_allowed_instruments_is_refused_at_start(tmp_path: Pa
     assert done.returncode == 78
     assert "ETH-USDT" in done.stderr
     assert "allowed_instruments" in done.stderr
-
-
-def test_the_replay_config_trades_offline_against_the_built_in_simulator(
-    tmp_path: Path, shared_candles: Path, postgres_url: str
-) -> None:
-    """`tradingd --config config/replay.toml run`, as the README gives it: the daemon serves the files
-    itself and paper-trades both pairs."""
-    import subprocess
-
-    from tests.e2e.daemon_harness import TRADINGD
-
-    assert TRADINGD is not None
-    config = Path(__file__).resolve().parents[2] / "config" / "replay.toml"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRADINGD_", "BINGX_", "TIMESCALE_"))}
-    env.update({"TRADINGD_DATA_DIR": str(tmp_path / "data"), "TIMESCALE_URL": postgres_url})
-    log = (tmp_path / "daemon.log").open("wb")
-    process = subprocess.Popen(
-        [TRADINGD, "--config", str(config), "run"], stdout=log, stderr=subprocess.STDOUT, env=env
-    )
-    try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline and not all(decisions(postgres_url, p) >= 5 for p in PAIRS):
-            assert process.poll() is None, (tmp_path / "daemon.log").read_text()[-3000:]
-            time.sleep(1)
-        assert all(decisions(postgres_url, p) >= 5 for p in PAIRS)
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=90) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        log.close()
-    lines = [json.loads(line) for line in (tmp_path / "daemon.log").read_text().splitlines() if line.startswith("{")]
-    assert any(line["event"] == "replay_venue_started" for line in lines)
-    assert query(postgres_url, "SELECT baseline_policy FROM agent_runs")[0][0] == "momentum"

@@ -1,6 +1,7 @@
-"""The daemon's log stream, as journald receives it: with `logging.format = "json"`, every line on stdout is
-a JSON object, the main process's and the forwarded actor lines alike; Ray's "SIGTERM handler is not set"
-notice appears on neither stream; a decision line's `action` is always a word."""
+"""`tradingd --config config/replay.toml run`, as the README gives it: the daemon serves the files itself
+and paper-trades both pairs; and its log stream, as journald receives it: with `logging.format = "json"`,
+every line on stdout is a JSON object, the main process's and the forwarded actor lines alike; Ray's
+"SIGTERM handler is not set" notice appears on neither stream; a decision line's `action` is always a word."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.daemon_harness import TRADINGD
+from tests.e2e.daemon_harness import PAIRS, TRADINGD, decisions, query
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,7 +28,7 @@ def events(path: Path) -> list[dict[str, Any]]:
     return parsed
 
 
-def test_the_daemons_stdout_is_all_json_lines_without_rays_sigterm_notice(
+def test_the_replay_config_trades_offline_and_logs_only_json_lines_without_rays_noise(
     tmp_path: Path, shared_candles: Path, postgres_url: str
 ) -> None:
     assert TRADINGD is not None
@@ -42,10 +43,10 @@ def test_the_daemons_stdout_is_all_json_lines_without_rays_sigterm_notice(
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
             assert process.poll() is None, stdout_path.read_text()[-3000:] + stderr_path.read_text()[-3000:]
-            decided = {e.get("pair") for e in events(stdout_path) if e.get("event") == "decision"}
-            if decided >= {"BTC-USDT", "ETH-USDT"}:
+            if all(decisions(postgres_url, pair) >= 5 for pair in PAIRS):
                 break
             time.sleep(1)
+        assert all(decisions(postgres_url, pair) >= 5 for pair in PAIRS), "both pairs trade the replay"
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=120) == 0
     finally:
@@ -59,14 +60,16 @@ def test_the_daemons_stdout_is_all_json_lines_without_rays_sigterm_notice(
     parsed = [json.loads(line) for line in lines]
     names = {event["event"] for event in parsed}
     assert {"daemon_ready", "actor_ready", "decision", "daemon_stopped"} <= names  # main process and workers
+    assert "replay_venue_started" in names  # the daemon served the files itself
+    assert query(postgres_url, "SELECT baseline_policy FROM agent_runs")[0][0] == "momentum"
     assert all("actor" in e or e.get("role") for e in parsed if e["event"] == "actor_ready")
     everything = stdout_path.read_text() + stderr_path.read_text()
     assert "SIGTERM handler is not set" not in everything
     assert "has been deprecated" not in everything
-    decisions = [e for e in parsed if e["event"] == "decision"]
-    assert decisions
-    assert {type(e["action"]) for e in decisions} == {str}
-    assert {e["action"] for e in decisions} <= {"long", "short", "flat", "hold"}
+    decision_lines = [e for e in parsed if e["event"] == "decision"]
+    assert decision_lines
+    assert {type(e["action"]) for e in decision_lines} == {str}
+    assert {e["action"] for e in decision_lines} <= {"long", "short", "flat", "hold"}
     listening = next(e for e in parsed if e["event"] == "control_socket_listening")
     assert listening["token_required"] is False  # a boolean, not masked for its key's name
 

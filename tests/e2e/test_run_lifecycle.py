@@ -311,28 +311,24 @@ def test_a_restarted_replay_continues_after_its_last_decision(
             d.env.pop(key)
         d.start()
         d.wait_ready()
-        # long enough that a replay restarting at start_bars would idle for a minute or more
-        d.wait_until(lambda: all(len(times) >= 150 for times in decided(postgres_url).values()), 300, "decisions")
+        # far enough that a replay restarting at start_bars would replay what the run decided already
+        d.wait_until(lambda: all(len(times) >= 20 for times in decided(postgres_url).values()), 300, "decisions")
         assert d.terminate() == 0
         before = decided(postgres_url)
         last = min(times[-1] for times in before.values())
         d.messages.clear()  # wait for this process's READY=1
         d.start()
         d.wait_ready()
-        ready = time.monotonic()
         d.wait_until(
             lambda: all(times[-1] >= last + 5 * 60_000 for times in decided(postgres_url).values()),
-            60,
+            300,
             "decisions after the restart",
         )
-        waited = time.monotonic() - ready
         assert d.terminate() == 0
     starts: list[dict[str, Any]] = d.events("replay_venue_started")
     assert len(starts) == 2
     assert starts[1]["start_ms"] == last + 60_000  # the clock resumed just after the last decided candle
     assert starts[1]["resumed_after_ms"] == last
-    # no idle wait for the clock: 5 candles take 2.5 s at this speed
-    assert waited < 30, f"{waited:.0f} s before the run traded on"
     assert len(query(postgres_url, "SELECT id FROM agent_runs")) == 1
     for pair, times in decided(postgres_url).items():
         assert times == list(range(times[0], times[-1] + 60_000, 60_000)), f"{pair}: a candle skipped or repeated"
