@@ -103,16 +103,7 @@ async def _upsert(connection: asyncpg.Connection, candles: CandleColumns, source
                    excluded.quote_volume)
         RETURNING (xmax = 0) AS inserted
         """,
-        batch.open_time_ms.tolist(),
-        batch.open.tolist(),
-        batch.high.tolist(),
-        batch.low.tolist(),
-        batch.close.tolist(),
-        batch.volume.tolist(),
-        batch.quote_volume.tolist(),
-        batch.pair,
-        batch.interval,
-        source,
+        *_upsert_args(batch, source),
     )
     inserted = sum(1 for row in rows if row["inserted"])
     return WriteResult(inserted, len(rows) - inserted, len(batch) - len(rows))
@@ -286,16 +277,7 @@ async def import_candles(
                            excluded.quote_volume)
                 RETURNING (xmax = 0) AS inserted
                 """,
-                times,
-                batch.open.tolist(),
-                batch.high.tolist(),
-                batch.low.tolist(),
-                batch.close.tolist(),
-                batch.volume.tolist(),
-                batch.quote_volume.tolist(),
-                batch.pair,
-                batch.interval,
-                source,
+                *_upsert_args(batch, source),
             )
             inserted = sum(1 for row in rows if row["inserted"])
             updated = len(rows) - inserted
@@ -375,3 +357,19 @@ class CandleStore:
         """See `window_sources`."""
         async with self._pool.acquire() as connection:
             return await window_sources(connection, pair, interval, start_ms, end_ms)
+
+
+def _upsert_args(batch: CandleColumns, source: str) -> tuple[object, ...]:
+    """The parameters $1..$10 of both candle upserts: the columns, then pair, interval and source."""
+    return (
+        batch.open_time_ms.tolist(),
+        batch.open.tolist(),
+        batch.high.tolist(),
+        batch.low.tolist(),
+        batch.close.tolist(),
+        batch.volume.tolist(),
+        batch.quote_volume.tolist(),
+        batch.pair,
+        batch.interval,
+        source,
+    )

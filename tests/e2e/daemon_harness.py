@@ -223,3 +223,13 @@ def decisions(url: str, pair: str) -> int:
         return int(query(url, "SELECT count(*) FROM trade_decisions WHERE pair = $1", pair)[0][0])
     except asyncpg.UndefinedTableError:
         return 0
+
+
+def newest_decided(url: str, pair: str) -> int:
+    """The open time (ms) of the newest candle decided for a pair (0 before the first)."""
+    rows = query(
+        url,
+        "SELECT (extract(epoch FROM max(candle_open_time)) * 1000)::bigint FROM trade_decisions WHERE pair = $1",
+        pair,
+    )
+    return int(rows[0][0] or 0)

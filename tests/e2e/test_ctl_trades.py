@@ -33,6 +33,7 @@ from tests.e2e.daemon_harness import (
     cut_files,
     daemon,
     decisions,
+    newest_decided,
     query,
     write_config,
 )
@@ -82,15 +83,6 @@ def open_filled_trade(url: str) -> asyncpg.Record | None:
     except asyncpg.UndefinedTableError:
         return None
     return rows[0] if rows else None
-
-
-def newest_decided(url: str, pair: str) -> int:
-    rows = query(
-        url,
-        "SELECT (extract(epoch FROM max(candle_open_time)) * 1000)::bigint FROM trade_decisions WHERE pair = $1",
-        pair,
-    )
-    return int(rows[0][0] or 0)
 
 
 def newest_stored(url: str, pair: str) -> int:

@@ -29,6 +29,7 @@ from tests.e2e.daemon_harness import (
     cut_files,
     daemon,
     decisions,
+    newest_decided,
     query,
     replay_simulator,
     write_config,
@@ -36,15 +37,6 @@ from tests.e2e.daemon_harness import (
 
 pytestmark = pytest.mark.timeout(900)
 TRADINGD = shutil.which("tradingd")
-
-
-def newest_decided(url: str, pair: str) -> int:
-    rows = query(
-        url,
-        "SELECT (extract(epoch FROM max(candle_open_time)) * 1000)::bigint FROM trade_decisions WHERE pair = $1",
-        pair,
-    )
-    return int(rows[0][0] or 0)
 
 
 def raw_request(path: Path, payload: bytes) -> list[dict[str, object]]:

@@ -60,10 +60,9 @@ async def forwarded(env: WorkerEnv, sink_output: io.StringIO) -> str:
     try:
         env.configure_logging()
         get_logger("tradingd.actor").info("actor_ready", role="feed", token_required=True)
-        for _ in range(200):
-            if sink_output.getvalue().endswith("\n"):
-                break
-            await asyncio.sleep(0.01)
+        async with asyncio.timeout(60):  # a generous deadline for the datagram to arrive, on a loaded machine
+            while not sink_output.getvalue().endswith("\n"):
+                await asyncio.sleep(0.01)
     finally:
         await sink.stop()
         for handler in logging.getLogger().handlers:  # the worker's DatagramLines, which a worker keeps
