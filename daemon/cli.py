@@ -33,6 +33,8 @@ from daemon.run_commands import add_run_commands, run_run_command
 if TYPE_CHECKING:
     from config import Settings
 
+SIGNALS_FIRST = frozenset({"run", "ingest"})
+"""Commands that catch SIGTERM and SIGINT from the first instant and stop cleanly (`daemon.signals`)."""
 QUIET_COMMANDS = frozenset({"config", "ctl"})
 """Commands that print and never log: they skip the logging set-up (structlog costs 0.3 s to import)."""
 
@@ -105,7 +107,18 @@ def _accept_global_options(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    from daemon.signals import STOP
+
+    STOP.install()  # `daemon.entry` did already, for the executable
+    try:
+        args = build_parser().parse_args(argv)
+    except BaseException:  # --help, or a usage error
+        STOP.release()
+        raise
+    if args.command in SIGNALS_FIRST:
+        STOP.exit_until_bound()  # nothing has started until the command's event loop runs
+    else:
+        STOP.release()  # the default behaviour (a signal that came meanwhile takes effect now)
     if args.command == "version":
         from importlib.metadata import version
 
@@ -131,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "sim":
             return asyncio.run(run_simulator(args))
         if args.command == "ingest":
-            return asyncio.run(run_ingest(settings))
+            return asyncio.run(run_ingest(settings, STOP))
         if args.command == "retry-queue":
             return asyncio.run(run_retry_queue(settings, args))
         if args.command == "candles":
@@ -146,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from daemon.run_command import run_daemon
 
             _configure_logging(settings, sys.stdout)
-            return asyncio.run(run_daemon(settings, config_path, resume_as_is=args.resume_as_is))
+            return asyncio.run(run_daemon(settings, config_path, resume_as_is=args.resume_as_is, stop=STOP))
         if args.command == "runs":
             return run_run_command(settings, args)
         if args.command == "ctl":

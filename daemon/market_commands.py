@@ -15,6 +15,7 @@ from domain.market import INTERVALS, is_valid_pair, parse_interval
 
 if TYPE_CHECKING:
     from config import Settings
+    from daemon.signals import Startup, StopRequest
     from exchange.sim.replay import ReplaySeries
 
 # The feed, the venue client, the simulator and the stores are imported where a command runs: building
@@ -144,7 +145,23 @@ async def run_backfill(settings: Settings, args: argparse.Namespace) -> int:
     return exit_codes.OK
 
 
-async def run_ingest(settings: Settings) -> int:
+async def run_ingest(settings: Settings, stop: StopRequest | None = None) -> int:
+    """Ingest until stopped. Signals first (`daemon.signals`): a SIGTERM or SIGINT at any moment, even
+    while the database starts, ends the command cleanly, exit 0."""
+    from daemon.signals import Startup, StartupStopped, StopRequest
+
+    stop = stop if stop is not None else StopRequest()
+    stop.bind(on_signal=lambda signum: _log().info("signal_received", signal=signal.Signals(signum).name))
+    try:
+        return await _ingest(settings, Startup(stop))
+    except StartupStopped as stopped:
+        _log().info("ingest_stopped", during_startup=stopped.stage, signal=stop.signal_name)
+        return exit_codes.OK
+    finally:
+        stop.unbind()
+
+
+async def _ingest(settings: Settings, startup: Startup) -> int:
     if (refused := refuse_test_data(settings)) is not None:
         return refused
     import asyncio
@@ -156,7 +173,7 @@ async def run_ingest(settings: Settings) -> int:
     from storage.retry_queue import RetryQueue
     from storage.source_status import SourceStatusStore
 
-    database = await open_migrated_database(settings)
+    database = await startup.finish("opening the database", open_migrated_database(settings))
     if database is None:
         return exit_codes.UNAVAILABLE
     market = settings.market_data
@@ -167,6 +184,7 @@ async def run_ingest(settings: Settings) -> int:
         gap_monitor_every_sec=market.gap_monitor_interval_min * 60 if market.gap_monitor_interval_min else None,
     )
     try:
+        startup.begin("connecting to the venue")
         async with BingXRest(settings.exchange.rest_url, recv_window_ms=settings.exchange.recv_window_ms) as rest:
             runner = FeedRunner(
                 rest,
@@ -177,16 +195,22 @@ async def run_ingest(settings: Settings) -> int:
                 topics,
                 schedule,
             )
-            loop = asyncio.get_running_loop()
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(signum, lambda: asyncio.ensure_future(runner.stop()))
+            startup.begin("ingesting")
             _log().info(
                 "ingest_started",
                 topics=[topic.name for topic in topics],
                 backfill=schedule.backfill_enabled,
                 gap_monitor_every_sec=schedule.gap_monitor_every_sec,
             )
-            await runner.run()
+            running = asyncio.ensure_future(runner.run())
+            stopping = asyncio.ensure_future(startup.stop.event.wait())
+            try:
+                await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stopping.cancel()
+            if not running.done():
+                await runner.stop()
+            await running
             _log().info("ingest_stopped")
     except FatalVenueError as error:
         return venue_failure(error, "ingest", "")

@@ -9,13 +9,17 @@ was active), activate the configured risk limits, start Ray, start the superviso
 socket, then READY=1. The main loop sends WATCHDOG=1, runs the supervisor's reconcile
 pass and logs a heartbeat. SIGTERM (or `shutdown`): STOPPING=1, every pair HALTED, in-flight decisions
 recorded, actors stopped in reverse order, exit 0; a second signal exits at once (EXIT_FORCED).
+
+Signals first (`daemon.signals`): SIGTERM and SIGINT are caught from the process's first instant. A stop
+during the start-up ends it after the step under way (`startup_stopped`, with the step): a step in a
+thread or subprocess (the database's start and migrations, `ray.init`) finishes first, a step that only
+waits (the venue's contracts, the actors' start) is cancelled; what was started is stopped, exit 0.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import sys
 import time
@@ -27,18 +31,44 @@ from daemon.db_commands import open_migrated_database
 from daemon.market_commands import refuse_test_data
 from daemon.run_setup import RunSetupError, check_start, resolve_run, start_replay_venue, start_run
 from daemon.run_state import DaemonState
+from daemon.signals import Startup, StartupStopped, StopRequest
 from daemon.systemd import Notifier
 from observability import get_logger
 from observability.forwarding import LogSink
 from storage.ops import OpsStore
 
 log = get_logger("tradingd.daemon")
-EXIT_FORCED = 130
 
 
-async def run_daemon(settings: Settings, config_path: Path | None, *, resume_as_is: bool = False) -> int:
+async def run_daemon(
+    settings: Settings, config_path: Path | None, *, resume_as_is: bool = False, stop: StopRequest | None = None
+) -> int:
     notifier = Notifier.from_environment()
     started = time.monotonic()
+    stop = stop if stop is not None else StopRequest()
+    stop.force_on_second = True
+
+    def on_signal(signum: int) -> None:
+        log.info("signal_received", signal=signal.Signals(signum).name)
+        notifier.stopping("stopping")
+
+    # First: a signal from now on, or one that came earlier, stops the start-up after its step under way.
+    stopping = stop.bind(on_signal=on_signal)
+    try:
+        return await _run_daemon(settings, config_path, resume_as_is, stop, stopping, notifier, started)
+    finally:
+        stop.unbind()
+
+
+async def _run_daemon(
+    settings: Settings,
+    config_path: Path | None,
+    resume_as_is: bool,
+    stop: StopRequest,
+    stopping: asyncio.Event,
+    notifier: Notifier,
+    started: float,
+) -> int:
     if settings.exchange.mode == "live":
         print(
             "tradingd: exchange.mode = live: this build trades on paper only (live order execution is not "
@@ -48,23 +78,32 @@ async def run_daemon(settings: Settings, config_path: Path | None, *, resume_as_
         return exit_codes.CONFIG
     if (refused := refuse_test_data(settings)) is not None:
         return refused
-    notifier.status("opening the database")
-    database = await open_migrated_database(settings)
-    if database is None:
-        return exit_codes.UNAVAILABLE
+    startup = Startup(stop, notifier.status)
+    database = None
     venue = None
     sink: LogSink | None = None
     control = None
+    ray_started = False
+    stopped_during: str | None = None
     try:
+        # Each step below ends before the next begins; a stop requested meanwhile ends the start-up there
+        # (StartupStopped), and the `finally` stops what was started, in reverse order.
+        database = await startup.finish("opening the database", open_migrated_database(settings))
+        if database is None:
+            return exit_codes.UNAVAILABLE
         # Nothing is written before every check passed: a start that fails leaves no run behind.
-        notifier.status("preparing the run")
+        startup.begin("preparing the run")
         command = "tradingd" if config_path is None else f"tradingd --config {config_path}"
         active = await resolve_run(settings, database, resume_as_is=resume_as_is, command=command)
         if settings.market_data.source == "replay":
-            notifier.status("starting the replay venue")
-            venue, settings = await start_replay_venue(settings, config_path, active, database)
-        notifier.status("checking the pairs at the venue")
-        checked = await check_start(settings, database, active, settings.run.policy, settings.market_data.pairs)
+            venue, settings = await startup.finish(
+                "starting the replay venue", start_replay_venue(settings, config_path, active, database)
+            )
+        checked = await startup.cancellable(
+            "checking the pairs at the venue",
+            check_start(settings, database, active, settings.run.policy, settings.market_data.pairs),
+        )
+        startup.begin("recording the run")
         if active is None:
             run = await start_run(settings, database, checked)
         else:
@@ -73,19 +112,22 @@ async def run_daemon(settings: Settings, config_path: Path | None, *, resume_as_
         data_dir = settings.storage.resolved_data_dir()
         socket_path = settings.control.resolved_socket_path(data_dir)
         socket_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        startup.begin("opening the log socket")
         sink = LogSink(socket_path.parent / "log.sock", sys.stdout)
         await sink.start()
-        state = DaemonState(settings, database, str(sink.path), started)
-        notifier.status("starting Ray")
+        state = DaemonState(settings, database, str(sink.path), started, stop=stopping)
         from daemon.ray_runtime import start_ray, stop_ray
 
-        await asyncio.to_thread(start_ray, settings)
-        _install_signals(state, notifier)
-        notifier.status(f"starting {len(run.pairs)} pairs")
-        supervisor = await state.trade(run, checked.rules)
+        ray_started = True  # from here on stopped in the `finally`, however far `ray.init` got
+        await startup.finish("starting Ray", asyncio.to_thread(start_ray, settings))
+        # Cancelled by a stop: the pairs part-way through their start are killed as after a failed start,
+        # and stopping Ray ends the rest (as a crash would: every commit is all or nothing).
+        supervisor = await startup.cancellable(f"starting {len(run.pairs)} pairs", state.trade(run, checked.rules))
         from daemon.commands import open_control
 
+        startup.begin("opening the control socket")
         control = await open_control(state, socket_path)
+        startup.check()
         ready_sec = time.monotonic() - started
         await OpsStore(database.pool).record_metric("time_to_ready_sec", ready_sec)
         running = [slot.pair for slot in supervisor.slots.values() if slot.state == "running"]
@@ -107,7 +149,13 @@ async def run_daemon(settings: Settings, config_path: Path | None, *, resume_as_
         await control.stop()
         control = None
         await asyncio.to_thread(stop_ray)
+        ray_started = False
         log.info("daemon_stopped", clean=clean)
+        return exit_codes.OK
+    except StartupStopped as stopped:
+        stopped_during = stopped.stage
+        log.info("startup_stopped", stage=stopped.stage, signal=stop.signal_name)
+        notifier.stopping(f"stopped during start-up ({stopped.stage}): stopping what was started")
         return exit_codes.OK
     except RunSetupError as error:
         print(f"tradingd: {error}", file=sys.stderr)
@@ -115,11 +163,18 @@ async def run_daemon(settings: Settings, config_path: Path | None, *, resume_as_
     finally:
         if control is not None:
             await control.stop()
+        if ray_started:
+            from daemon.ray_runtime import stop_ray
+
+            await asyncio.to_thread(stop_ray)
         if sink is not None:
             await sink.stop()
         if venue is not None:
             await venue.stop()
-        await database.close()
+        if database is not None:
+            await database.close()
+        if stopped_during is not None:
+            log.info("daemon_stopped", clean=True, during_startup=stopped_during)
 
 
 async def _main_loop(state: DaemonState, notifier: Notifier) -> None:
@@ -142,18 +197,3 @@ async def _main_loop(state: DaemonState, notifier: Notifier) -> None:
             notifier.status(f"run {state.run_id}: " + ", ".join(f"{p} {s}" for p, s in states.items()))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(state.stop.wait(), tick)
-
-
-def _install_signals(state: DaemonState, notifier: Notifier) -> None:
-    loop = asyncio.get_running_loop()
-
-    def on_signal(signum: int) -> None:
-        if state.stop.is_set():
-            log.warning("forced_exit", signal=signal.Signals(signum).name)
-            os._exit(EXIT_FORCED)
-        log.info("signal_received", signal=signal.Signals(signum).name)
-        notifier.stopping("stopping")
-        state.stop.set()
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, on_signal, signum)
