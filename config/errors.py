@@ -14,3 +14,12 @@ class UnsafeConfigError(ConfigError):
     def __init__(self, faults: list[str]) -> None:
         self.faults = faults
         super().__init__("refusing to start:\n" + "\n".join(f"  - {fault}" for fault in faults))
+
+
+class UnavailableSettingError(ConfigError):
+    """A setting that exists in the tree but has no behaviour yet was given a value other than its default.
+    One line per such setting, naming it (and the environment variable when that is where it came from)."""
+
+    def __init__(self, lines: list[str]) -> None:
+        self.lines = lines
+        super().__init__("\n".join(lines))

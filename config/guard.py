@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Final
 from urllib.parse import urlsplit
 
-from config.errors import UnsafeConfigError
+from pydantic import BaseModel
+
+from config.errors import UnavailableSettingError, UnsafeConfigError
 from config.settings import Settings
 
 FIXTURE_VARIABLES: Final[tuple[str, ...]] = (
@@ -27,6 +30,68 @@ def check_safety(settings: Settings, environ: Mapping[str, str]) -> None:
         faults += production_faults(settings, environ)
     if faults:
         raise UnsafeConfigError(faults)
+
+
+NOT_AVAILABLE_YET: Final[Mapping[str, str]] = {
+    "online_learning": "online learning comes in a later issue",
+    "sources": "the TradingView and Telegram idea sources come in a later issue",
+    "trading.reconcile_interval_min": "order and position reconciliation comes with live execution",
+}
+"""Settings (a whole section, or one key) that exist but have no behaviour yet, and what will bring it. A
+value other than the default is refused: a setting that exists must work, so until then it is not
+accepted. Remove an entry when its behaviour lands."""
+
+
+def unavailable_settings(
+    settings: Settings,
+    env_names: Mapping[tuple[str, ...], str],
+    from_env: frozenset[str] = frozenset(),
+    config_file: Path | None = None,
+) -> list[str]:
+    """One line per setting of NOT_AVAILABLE_YET given a value other than its default, saying where the
+    value came from: an environment variable of `from_env` (those that were set), else `config_file`."""
+    lines = []
+    for name, reason in NOT_AVAILABLE_YET.items():
+        path = tuple(name.split("."))
+        section: BaseModel = getattr(settings, path[0])
+        keys = [path[1]] if len(path) > 1 else list(type(section).model_fields)
+        for key in keys:
+            field = type(section).model_fields[key]
+            value = getattr(section, key)
+            if value == field.default:
+                continue
+            dotted = f"{path[0]}.{key}"
+            variable = env_names.get((path[0], key))
+            where = f" (from {variable})" if variable in from_env else f" (in {config_file})" if config_file else ""
+            undo = "remove it"
+            if field.default is not None:
+                undo += f" or set it to its default, {_shown(field.default)}"
+            lines.append(f"{dotted} = {_shown(value)}{where} is not available yet ({reason}): {undo}")
+    return lines
+
+
+def check_available(
+    settings: Settings,
+    env_names: Mapping[tuple[str, ...], str],
+    from_env: frozenset[str] = frozenset(),
+    config_file: Path | None = None,
+) -> None:
+    lines = unavailable_settings(settings, env_names, from_env, config_file)
+    if lines:
+        raise UnavailableSettingError(lines)
+
+
+def _shown(value: object) -> str:
+    """A value as it would be written in TOML."""
+    if value is None:
+        return "unset"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_shown(item) for item in value) + "]"
+    if isinstance(value, str | Path):
+        return f'"{value}"'
+    return str(value)
 
 
 def live_mode_faults(settings: Settings) -> list[str]:

@@ -20,7 +20,7 @@ from typing import Any, Final, Union, get_args, get_origin
 from pydantic import BaseModel, SecretStr, TypeAdapter, ValidationError
 
 from config.errors import ConfigError
-from config.guard import check_safety
+from config.guard import check_available, check_safety
 from config.settings import Settings
 
 ENV_VARIABLES: Final[Mapping[str, tuple[str, ...]]] = {
@@ -89,7 +89,8 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
     """Validate the effective configuration once, or raise `ConfigError` naming what is wrong.
 
     `path` defaults to `$TRADINGD_CONFIG`; with neither, only defaults and the environment apply.
-    The safety guard (live-mode secrets, production) runs here, so no caller can skip it.
+    The safety guard (live-mode secrets, production) runs here, so no caller can skip it, and so does the
+    refusal of settings that have no behaviour yet (`config.guard.NOT_AVAILABLE_YET`).
     """
     env = dict(os.environ if environ is None else environ)
     if path is None and env.get(CONFIG_FILE_VARIABLE):
@@ -99,7 +100,8 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
         _refuse_readable_secrets(path, file_data)
     data = copy.deepcopy(file_data)
     _reject_unknown_tradingd_variables(env)
-    for name, value in env_overrides(env).items():
+    overrides = env_overrides(env)
+    for name, value in overrides.items():
         _set_path(data, ENV_VARIABLES[name], value)
     try:
         settings = Settings.model_validate(data)
@@ -107,6 +109,7 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
         origin = f"{path} and the environment" if path is not None else "defaults and environment"
         raise ConfigError(_describe(error, origin, data)) from None
     check_safety(settings, env)
+    check_available(settings, ENV_NAMES, frozenset(overrides), path)
     return settings
 
 

@@ -87,7 +87,7 @@ def assert_stopped_cleanly(report: dict[str, Any], log: Path, last_event: str) -
         return "before start-up"
     names = [record["event"] for record in records]
     assert "command_failed" not in names, tail
-    assert names and names[-1] == last_event, tail
+    assert names[-1] == last_event, tail
     assert names.count("signal_received") == 1, tail
     final = records[-1]
     return str(final.get("during_startup") or "after start-up")

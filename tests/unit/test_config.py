@@ -86,8 +86,8 @@ def test_missing_file_is_reported(tmp_path: Path) -> None:
 
 
 def test_config_file_from_environment_variable(tmp_path: Path) -> None:
-    path = write(tmp_path, "[trading]\nreconcile_interval_min = 9\n")
-    assert load_settings(None, {"TRADINGD_CONFIG": str(path)}).trading.reconcile_interval_min == 9
+    path = write(tmp_path, "[risk]\nmax_orders_per_interval = 9\n")
+    assert load_settings(None, {"TRADINGD_CONFIG": str(path)}).risk.max_orders_per_interval == 9
 
 
 def test_environment_overrides_file_with_seed_names(tmp_path: Path) -> None:
@@ -98,20 +98,20 @@ def test_environment_overrides_file_with_seed_names(tmp_path: Path) -> None:
             "DATA_GAP_MONITOR_INTERVAL_MIN": "15",
             "BINGX_MARKET_DATA_INTERVALS": "1m, 5m,1h",
             "BINGX_MARKET_DATA_BACKFILL": "true",
-            "RL_ONLINE_LEARNING_PAIRS": "BTC-USDT,ETH-USDT",
+            "TRADINGD_PAIRS": "BTC-USDT,ETH-USDT",
             "RL_FEATURE_OOD_ZSCORE_LIMIT": "4.5",
             "RL_ENFORCE_PROVENANCE": "1",
-            "TRADE_RECONCILE_INTERVAL_MIN": "3",
+            "BINGX_MARKET_DATA_BACKFILL_MAX_BATCHES": "3",
             "TRADINGD_DATA_DIR": str(tmp_path / "data"),
         },
     )
     assert settings.market_data.gap_monitor_interval_min == 15
     assert settings.market_data.intervals == ("1m", "5m", "1h")
     assert settings.market_data.backfill_enabled is True
-    assert settings.online_learning.pairs == ("BTC-USDT", "ETH-USDT")
+    assert settings.market_data.pairs == ("BTC-USDT", "ETH-USDT")
     assert settings.features.ood_zscore_limit == 4.5
     assert settings.trading.enforce_provenance is True
-    assert settings.trading.reconcile_interval_min == 3
+    assert settings.market_data.backfill_max_batches == 3
     assert settings.storage.resolved_data_dir() == tmp_path / "data"
 
 
