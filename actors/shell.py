@@ -1,27 +1,23 @@
 """What every actor's Ray shell shares: setting up its worker process (logging, its own small pool on
-the daemon's database) and an ordered inbox.
-
-Ray starts the tasks one caller submits to an async actor in order, but their awaits interleave; an
-inbox method only enqueues, and one task per actor handles the messages one at a time, in order.
+the daemon's database) and an ordered, bounded inbox (`actors.inbox`: market data conflated under
+backpressure, everything else kept, conflations counted).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
 import tempfile
-import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+from actors.inbox import Inbox, record_metrics_to
 from observability import active_format, configure_logging, get_logger
 from observability.forwarding import DatagramLines
 from storage.database import Database, StorageOptions
+from storage.ops import OpsStore
 
 log = get_logger("tradingd.actor")
+__all__ = ["EXIT_FAILED_MESSAGE", "Inbox", "WorkerEnv", "fatal"]
 
 
 @dataclass(frozen=True)
@@ -47,78 +43,9 @@ class WorkerEnv:
         options = StorageOptions(
             url=self.dsn, data_dir=Path(tempfile.gettempdir()), pool_min_size=1, pool_max_size=max_size
         )
-        return await Database.open(options)
-
-
-class Inbox[T]:
-    """Messages handled one at a time, in the order they arrived. A handler error is logged and, by
-    default, fatal to the actor (`on_error`): its state may be half-changed, and the supervisor's
-    restart from the checkpoint is the safe way on."""
-
-    def __init__(
-        self,
-        name: str,
-        handle: Callable[[T], Awaitable[None]],
-        on_error: Callable[[BaseException], None],
-    ) -> None:
-        self.name = name
-        self._handle = handle
-        self._on_error = on_error
-        self._queue: asyncio.Queue[T] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
-        self.handled = 0
-        self.last_handled_at: float | None = None
-        self.busy_since: float | None = None
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run())
-
-    def put(self, message: T) -> None:
-        self._queue.put_nowait(message)
-
-    @property
-    def backlog(self) -> int:
-        return self._queue.qsize()
-
-    async def drain(self, timeout_sec: float) -> bool:
-        """Wait until every message so far is handled; False on timeout."""
-        try:
-            await asyncio.wait_for(self._queue.join(), timeout_sec)
-        except TimeoutError:
-            return False
-        return True
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    def status(self) -> dict[str, Any]:
-        return {
-            "backlog": self.backlog,
-            "handled": self.handled,
-            "busy_sec": None if self.busy_since is None else round(time.monotonic() - self.busy_since, 3),
-        }
-
-    async def _run(self) -> None:
-        while True:
-            message = await self._queue.get()
-            self.busy_since = time.monotonic()
-            try:
-                await self._handle(message)
-            except asyncio.CancelledError:
-                raise
-            except BaseException as error:  # a failed message must not be silently skipped
-                log.exception("actor_message_failed", inbox=self.name)
-                self._on_error(error)
-            finally:
-                self.busy_since = None
-                self.handled += 1
-                self.last_handled_at = time.time()
-                self._queue.task_done()
+        database = await Database.open(options)
+        record_metrics_to(OpsStore(database.pool).record_metric)  # the worker's inbox counters
+        return database
 
 
 EXIT_FAILED_MESSAGE = 70
