@@ -119,7 +119,10 @@ async def _run_daemon(
         from daemon.ray_runtime import start_ray, stop_ray
 
         ray_started = True  # from here on stopped in the `finally`, however far `ray.init` got
-        await startup.finish("starting Ray", asyncio.to_thread(start_ray, settings))
+        try:
+            await startup.finish("starting Ray", asyncio.to_thread(start_ray, settings))
+        finally:
+            stop.reassert()  # over the handler Ray's core worker installed
         # Cancelled by a stop: the pairs part-way through their start are killed as after a failed start,
         # and stopping Ray ends the rest (as a crash would: every commit is all or nothing).
         supervisor = await startup.cancellable(f"starting {len(run.pairs)} pairs", state.trade(run, checked.rules))

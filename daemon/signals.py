@@ -118,6 +118,15 @@ class StopRequest:
             self._event.set()
         return self._event
 
+    def reassert(self) -> None:
+        """Put the handlers back on top after a library installed its own (Ray's core worker installs a
+        C++ handler for SIGTERM in `ray.init`: it prints a stack trace, and the process later aborts)."""
+        loop = self._loop
+        if loop is None:
+            return
+        for signum in STOP_SIGNALS:
+            loop.add_signal_handler(signum, self._on_loop_signal, signum)
+
     def unbind(self) -> None:
         """Before the loop closes (it would reset the signals to their defaults): signals are recorded
         again without a loop, until the process exits."""
