@@ -84,6 +84,7 @@ async def _run_daemon(
     sink: LogSink | None = None
     control = None
     ray_started = False
+    state: DaemonState | None = None
     stopped_during: str | None = None
     try:
         # Each step below ends before the next begins; a stop requested meanwhile ends the start-up there
@@ -159,6 +160,8 @@ async def _run_daemon(
         stopped_during = stopped.stage
         log.info("startup_stopped", stage=stopped.stage, signal=stop.signal_name)
         notifier.stopping(f"stopped during start-up ({stopped.stage}): stopping what was started")
+        if state is not None and state.supervisor is not None:  # the pairs had started: stop them as usual
+            await state.supervisor.stop(settings.daemon.shutdown_deadline_sec)
         return exit_codes.OK
     except RunSetupError as error:
         print(f"tradingd: {error}", file=sys.stderr)
