@@ -5,8 +5,10 @@ one format, and its start-up narration and deprecation notices filtered out (`ob
 
 from __future__ import annotations
 
+import contextlib
 import os
 
+import psutil
 import ray
 
 from config import Settings
@@ -20,18 +22,43 @@ def start_ray(settings: Settings) -> None:
         return
     adopt_library_loggers()  # Ray gave its logger a stderr handler of its own when it was imported
     options = settings.ray
-    if options.address:
-        ray.init(address=options.address, log_to_driver=False, configure_logging=False)
-    else:
-        ray.init(
-            num_cpus=options.num_cpus or os.cpu_count() or 1,
-            include_dashboard=options.include_dashboard,
-            log_to_driver=False,
-            configure_logging=False,
-        )
+    try:
+        if options.address:
+            ray.init(address=options.address, log_to_driver=False, configure_logging=False)
+        else:
+            ray.init(
+                num_cpus=options.num_cpus or os.cpu_count() or 1,
+                include_dashboard=options.include_dashboard,
+                log_to_driver=False,
+                configure_logging=False,
+            )
+    except BaseException:
+        # A local Ray that failed part-way (its node timing out on a loaded machine) leaves what it had
+        # started (gcs_server, raylet, its agents) with no handle to stop it: those are this process's
+        # children, the only ones it has while Ray starts (the embedded PostgreSQL is detached).
+        if not options.address:
+            _stop_children()
+        raise
     log.info("ray_started", address=options.address or "local", resources=ray.cluster_resources())
 
 
 def stop_ray() -> None:
     if ray.is_initialized():
         ray.shutdown()
+
+
+def _stop_children(grace_sec: float = 5.0) -> None:
+    children = []
+    for child in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if child.name() != "postgres":  # never the database, should it ever be a child
+                children.append(child)
+    for child in children:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.terminate()
+    _, alive = psutil.wait_procs(children, timeout=grace_sec)
+    for child in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.kill()
+    if children:
+        log.warning("ray_start_failed", stopped=[child.pid for child in children])

@@ -166,6 +166,14 @@ async def _run_daemon(
     except RunSetupError as error:
         print(f"tradingd: {error}", file=sys.stderr)
         return error.exit_code
+    except Exception as error:
+        if not stop.requested:
+            raise
+        # Stopping anyway: the step that failed meanwhile (a slow `ray.init` timing out) is reported, what
+        # was started is stopped below, and the stop the operator asked for is what the exit code says.
+        stopped_during = startup.stage
+        log.warning("startup_failed_while_stopping", stage=startup.stage, error=f"{type(error).__name__}: {error}")
+        return exit_codes.OK
     finally:
         if control is not None:
             await control.stop()
