@@ -210,11 +210,7 @@ async def pause(state: DaemonState, args: Mapping[str, object]) -> Mapping[str, 
     supervisor = state.require_supervisor()
     desired = DesiredState("REDUCING" if reduce_only else "HALTED", reason)
     states = await supervisor.set_desired(pair, desired, "control-socket")
-    kept = {
-        name: f"{supervisor.slots[name].state}: the pause is kept and applies when the pair is back"
-        for name, value in states.items()
-        if value is None
-    }
+    kept = {name: _kept(supervisor.slots[name].state) for name, value in states.items() if value is None}
     answer: dict[str, object] = {
         "pairs": {name: value or "HALTED" for name, value in states.items()},
         "desired": {name: supervisor.desired_of(name).to_json() for name in states},
@@ -222,6 +218,11 @@ async def pause(state: DaemonState, args: Mapping[str, object]) -> Mapping[str, 
     if kept:
         answer["kept"] = kept
     return answer
+
+
+def _kept(pair_state: str) -> str:
+    why = "its risk guard did not answer" if pair_state == "running" else f"the pair is {pair_state}"
+    return f"{why}: the pause is kept and applies when the pair is back"
 
 
 async def resume(state: DaemonState, args: Mapping[str, object]) -> Mapping[str, object]:

@@ -304,11 +304,16 @@ class Supervisor:
         for role, answer in zip(ROLES, answers, strict=True):
             if isinstance(answer, ActorUnavailable):
                 if answer.failure == "late":
-                    missed = len(slot.misses.setdefault(role, deque())) + 1
-                    log.warning("health_ping_missed", pair=slot.pair, role=role, misses=missed, error=answer.detail)
-                    if self._missed(slot.misses[role]) and failed is None:
-                        count = len(slot.misses[role])
-                        failed = role, RuntimeError(f"the {role} actor missed {count} health pings: {answer.detail}")
+                    misses = slot.misses.setdefault(role, deque())
+                    too_many = self._missed(misses)
+                    log.warning(
+                        "health_ping_missed", pair=slot.pair, role=role, misses=len(misses), error=answer.detail
+                    )
+                    if too_many and failed is None:
+                        failed = (
+                            role,
+                            RuntimeError(f"the {role} actor missed {len(misses)} health pings: {answer.detail}"),
+                        )
                 elif failed is None:
                     failed = role, RuntimeError(f"the {role} actor stopped answering ({answer.detail})")
             elif isinstance(answer, BaseException):
