@@ -210,7 +210,11 @@ async def pause(state: DaemonState, args: Mapping[str, object]) -> Mapping[str, 
     supervisor = state.require_supervisor()
     desired = DesiredState("REDUCING" if reduce_only else "HALTED", reason)
     states = await supervisor.set_desired(pair, desired, "control-socket")
-    kept = {name: _kept(supervisor.slots[name].state) for name, value in states.items() if value is None}
+    kept = {
+        name: _kept(supervisor.slots[name].state)
+        for name, value in states.items()
+        if value is None or supervisor.slots[name].state != "running"
+    }
     answer: dict[str, object] = {
         "pairs": {name: value or "HALTED" for name, value in states.items()},
         "desired": {name: supervisor.desired_of(name).to_json() for name in states},

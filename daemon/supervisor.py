@@ -88,6 +88,8 @@ class PairSlot:
     """Goes up by one with every change of the pair's desired state."""
     applied_version: int = -1
     """The version the risk guard was last told (the pair is at its desired state when equal)."""
+    risk_ready: bool = False
+    """The risk guard of the actors now starting or running is ready (it can be told desired state)."""
 
     @property
     def pair(self) -> str:
@@ -172,6 +174,7 @@ class Supervisor:
         plan = slot.plan
         slot.state = "starting"
         slot.misses.clear()
+        slot.applied_version = -1  # new actors: none has been told anything yet
         actors = self.transport.pair(self.env, plan)
         slot.actors = actors
         try:
@@ -181,11 +184,12 @@ class Supervisor:
                 slot.pids[step.role] = ready["pid"]
                 if step.role == "execution" and self.account is not None:
                     self.account.report(ready["report"])
-            # The operator's desired state before the start-up halt is lifted: it wins over the checkpoint.
-            await self._apply_desired(slot, actors, wait_sec=self._timeout(False))
-            trading_state = await self._call(actors.risk.reconciled(wait_sec=self._timeout(False)), "reconciled")
-            if slot.applied_version != slot.desired_version:  # changed while the pair was starting
+                slot.risk_ready = slot.risk_ready or step.role == "risk"
+            # The operator's desired state before the start-up halt is lifted: it wins over the checkpoint
+            # (from here on, a command applies it at once too).
+            while slot.applied_version != slot.desired_version:
                 await self._apply_desired(slot, actors, wait_sec=self._timeout(False))
+            trading_state = await self._call(actors.risk.reconciled(wait_sec=self._timeout(False)), "reconciled")
         except BaseException:
             self._kill(slot)
             raise
@@ -208,6 +212,7 @@ class Supervisor:
         if slot.actors is not None:
             slot.actors.kill()
         slot.actors = None
+        slot.risk_ready = False
 
     async def _call(self, answer: Awaitable[T], what: str) -> T:
         try:
@@ -238,7 +243,11 @@ class Supervisor:
         slots = [self.slots[name] for name in targets]
         for slot in slots:
             slot.desired_version += 1
-        running = [(slot, slot.actors) for slot in slots if slot.state == "running" and slot.actors is not None]
+        running = [
+            (slot, slot.actors)
+            for slot in slots
+            if (slot.state == "running" or slot.risk_ready) and slot.actors is not None
+        ]
         answers = await asyncio.gather(
             *(self._apply_desired(slot, actors, wait_sec=self.settings.health_timeout_sec) for slot, actors in running),
             return_exceptions=True,

@@ -109,7 +109,8 @@ def test_a_pause_sent_while_a_pair_restarts_is_applied_when_it_is_back_and_survi
         d.kill_everything()
         at_kill = newest_decided(postgres_url, BTC)
         d.start()
-        d.wait_ready()
+        # The second READY=1 (the first is still in the list): the control socket is open again.
+        d.wait_until(lambda: sum("READY=1" in m for m in d.notifications()) >= 2, 180, "READY=1 again")
         d.wait_until(lambda: newest_decided(postgres_url, BTC) >= at_kill + 3 * 60_000, 120, "BTC deciding again")
         assert_paused(postgres_url, at_pause)
         view = btc(d)

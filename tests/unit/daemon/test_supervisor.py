@@ -64,6 +64,7 @@ class World:
         self.dead: set[tuple[str, str]] = set()
         self.hung: set[tuple[str, str, str]] = set()
         self.failing_start: set[str] = set()
+        self.gates: dict[tuple[str, str, str], asyncio.Event] = {}
         self.next_pid = 1000
 
     def record(self, call: Call) -> None:
@@ -121,6 +122,8 @@ class FakeChannel:
         self.world.record((*key, method))
         if (*key, method) in self.world.hung:
             await asyncio.Event().wait()  # never answers
+        if (gate := self.world.gates.get((*key, method))) is not None:
+            await gate.wait()  # answers when the test opens it
         return self.actor.answer(method, *args)
 
     def send(self, method: str, *args: Any) -> None:
@@ -397,6 +400,26 @@ async def test_a_pause_while_a_pair_restarts_is_applied_before_it_trades_and_sur
         ACCOUNT: "ACTIVE",
     }
     await again.stop(5)
+
+
+async def test_a_pause_while_a_pair_starts_reaches_its_risk_guard_before_the_start_up_halt_lifts(
+    store: tuple[DesiredStateStore, uuid.UUID],
+) -> None:
+    world = World()
+    gate = world.gates[("BTC-USDT", "feed", "ready")] = asyncio.Event()  # BTC's warm-up takes its time
+    sup, _, _ = supervisor(world, store)
+    start = asyncio.create_task(sup.start())
+    while ("BTC-USDT", "feed", "ready") not in world.calls:
+        await asyncio.sleep(0)
+    assert sup.slots["BTC-USDT"].state == "starting"
+    # The risk guard is ready (still HALTED for start-up): it is told at once.
+    assert await sup.set_desired("BTC-USDT", DesiredState("HALTED", "operator_pause"), "test") == {"BTC-USDT": "HALTED"}
+    gate.set()
+    await asyncio.wait_for(start, 10)
+    btc = world.of("BTC-USDT")
+    assert btc.index(("risk", "operator")) < btc.index(("risk", "reconciled"))
+    assert sup.slots["BTC-USDT"].applied_version == sup.slots["BTC-USDT"].desired_version
+    await sup.stop(5)
 
 
 async def test_a_running_pair_is_paused_at_once_and_one_that_missed_it_gets_it_from_the_reconcile_loop(
