@@ -1,6 +1,11 @@
 """What every actor's Ray shell shares: setting up its worker process (logging, its own small pool on
-the daemon's database) and an ordered, bounded inbox (`actors.inbox`: market data conflated under
-backpressure, everything else kept, conflations counted).
+the daemon's database), an ordered, bounded inbox (`actors.inbox`: market data conflated under
+backpressure, everything else kept, conflations counted), and the calls every actor answers
+(`ActorShell`: `ping`, `drain`, `close`; `ready` is each role's own). Peers are reached through
+`actors.transport`'s handles.
+
+Ray starts the tasks one caller submits to an async actor in order, but their awaits interleave; an
+inbox method only enqueues, and one task per actor handles the messages one at a time, in order.
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from actors.inbox import Inbox, record_metrics_to
 from observability import active_format, configure_logging, get_logger
@@ -46,6 +52,35 @@ class WorkerEnv:
         database = await Database.open(options)
         record_metrics_to(OpsStore(database.pool).record_metric)  # the worker's inbox counters
         return database
+
+
+class ActorShell:
+    """The common part of the five actors and the account guard: the worker's logging is set up when it
+    is built; `ping` answers the supervisor's health check (with the inbox's figures), `drain` waits for
+    what is in the inbox, `close` stops the role's own tasks (`stop_tasks`), the inbox and the pool."""
+
+    def __init__(self, env: WorkerEnv) -> None:
+        env.configure_logging()
+        self.env = env
+        self.database: Database | None = None
+        self.inbox: Inbox[Any] | None = None
+
+    def ping(self) -> dict[str, Any]:
+        return {"pid": os.getpid(), **({} if self.inbox is None else self.inbox.status())}
+
+    async def drain(self, timeout_sec: float) -> bool:
+        return True if self.inbox is None else await self.inbox.drain(timeout_sec)
+
+    async def stop_tasks(self) -> None:
+        """The role's own background tasks, stopped first on `close`."""
+
+    async def close(self) -> None:
+        await self.stop_tasks()
+        if self.inbox is not None:
+            await self.inbox.stop()
+        if self.database is not None:
+            await self.database.close()
+            self.database = None
 
 
 EXIT_FAILED_MESSAGE = 70

@@ -213,6 +213,10 @@ class DaemonSettings(Section):
 
     health_interval_sec: float = Field(default=5.0, gt=0)
     health_timeout_sec: float = Field(default=10.0, gt=0)
+    health_misses: int = Field(default=3, ge=1)
+    """Missed health pings (no answer within `health_timeout_sec`) of one actor within
+    `health_window_sec` before its pair is restarted; an actor that died is restarted at once."""
+    health_window_sec: float = Field(default=60.0, gt=0)
     start_timeout_sec: float = Field(default=120.0, gt=0)
     """Each start-up step of an actor (twice this for the feed's warm-up and the feature actor's opening)."""
     restart_backoff_sec: float = Field(default=1.0, gt=0)

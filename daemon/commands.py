@@ -13,14 +13,14 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from ray.exceptions import RayError
-
 from actors.risk.blocks import not_running
+from actors.transport import ActorUnavailable, PairActors
 from daemon.control_protocol import CommandError, ControlRequest
 from daemon.control_server import ControlServer
 from daemon.run_setup import RunSetupError
 from daemon.run_state import DaemonState
 from domain.market import INTERVALS
+from storage.desired_state import ACCOUNT, DesiredState
 from storage.ops import OpenTrade, OpsStore
 from storage.retry_queue import RetryQueue
 from storage.trading import OpenPositionsError, RunConflictError, RunStore
@@ -86,13 +86,21 @@ def _slots(state: DaemonState, pair: str | None) -> list[Any]:
     return supervisor.running(pair)
 
 
-async def _call(ref: Any) -> Any:
+async def _call[T](answer: Awaitable[T]) -> T:
+    """An actor's answer (the handle's call was made with `CALL_TIMEOUT_SEC`), or the command's error."""
     try:
-        return await asyncio.wait_for(ref, CALL_TIMEOUT_SEC)
-    except KeyError as error:
-        raise CommandError("not_found", str(error).strip("'\"")) from None
-    except (TimeoutError, RayError) as error:
-        raise CommandError("unavailable", f"the actor did not answer: {type(error).__name__}") from None
+        return await answer
+    except ActorUnavailable as error:
+        if isinstance(error.cause, KeyError):
+            raise CommandError("not_found", str(error.cause).strip("'\"")) from None
+        raise CommandError("unavailable", f"the {error.role} actor did not answer: {error.detail}") from None
+
+
+def _actors(state: DaemonState, slot: Any) -> PairActors:
+    try:
+        return state.require_supervisor().actors_of(slot)
+    except ActorUnavailable as error:
+        raise CommandError("not_running", error.detail) from None
 
 
 def _uuid(args: Mapping[str, object]) -> uuid.UUID:
@@ -117,9 +125,10 @@ async def status(state: DaemonState, args: Mapping[str, object]) -> Mapping[str,
         pairs = {slot.pair: view for slot, view in zip(slots, views, strict=True)}
         if supervisor.account is not None:
             try:
-                account = await asyncio.wait_for(supervisor.account.summary.remote(), CALL_TIMEOUT_SEC)
-            except (TimeoutError, RayError):
+                account = await supervisor.account.summary(wait_sec=CALL_TIMEOUT_SEC)
+            except ActorUnavailable:
                 account = {"error": "the account guard did not answer"}
+            account = {**account, "desired": supervisor.desired_of(ACCOUNT).to_json()}
     open_trades: list[dict[str, object]] = []
     if supervisor is not None and state.run is not None:
         account, open_trades = await _money(state, supervisor, account, pairs)
@@ -191,12 +200,33 @@ def _open_trade(trade: OpenTrade, mark: Decimal | None) -> dict[str, object]:
 
 
 async def pause(state: DaemonState, args: Mapping[str, object]) -> Mapping[str, object]:
+    """The operator's pause (of one pair, or of all): the desired state is stored first, then the running
+    pairs are paused. `pairs` maps each named pair to its trading state now (HALTED for one that is not
+    running); `kept` says, for each pair that is not running, that the pause applies when it is back."""
     pair = _text(args, "pair")
     reason = _text(args, "reason") or ("operator_reduce_only" if _flag(args, "reduce_only") else "operator_pause")
     reduce_only = _flag(args, "reduce_only")
-    slots = _slots(state, pair)
-    states = await asyncio.gather(*(_call(s.actors["risk"].pause.remote(reason, reduce_only)) for s in slots))
-    return {"pairs": {slot.pair: value for slot, value in zip(slots, states, strict=True)}}
+    _slots(state, pair)
+    supervisor = state.require_supervisor()
+    desired = DesiredState("REDUCING" if reduce_only else "HALTED", reason)
+    states = await supervisor.set_desired(pair, desired, "control-socket")
+    kept = {
+        name: _kept(supervisor.slots[name].state)
+        for name, value in states.items()
+        if value is None or supervisor.slots[name].state != "running"
+    }
+    answer: dict[str, object] = {
+        "pairs": {name: value or "HALTED" for name, value in states.items()},
+        "desired": {name: supervisor.desired_of(name).to_json() for name in states},
+    }
+    if kept:
+        answer["kept"] = kept
+    return answer
+
+
+def _kept(pair_state: str) -> str:
+    why = "its risk guard did not answer" if pair_state == "running" else f"the pair is {pair_state}"
+    return f"{why}: the pause is kept and applies when the pair is back"
 
 
 async def resume(state: DaemonState, args: Mapping[str, object]) -> Mapping[str, object]:
@@ -207,18 +237,22 @@ async def resume(state: DaemonState, args: Mapping[str, object]) -> Mapping[str,
     says it in sentences. `tradingd ctl resume` exits 1 while `blocked`."""
     pair = _text(args, "pair")
     supervisor = state.require_supervisor()
-    slots = _slots(state, pair)
+    _slots(state, pair)
+    await supervisor.set_desired(pair, DesiredState("ACTIVE"), "control-socket")
+    slots = supervisor.running(pair)
     answer: dict[str, object] = {}
     account_view = None
     if pair is None and supervisor.account is not None:
-        outcome = await _call(supervisor.account.resume.remote())
+        outcome = await _call(supervisor.account.resume(wait_sec=CALL_TIMEOUT_SEC))
         account_view = outcome["view"]
         answer["account"] = {
             "trading_state": outcome["trading_state"],
             "circuit_breaker": outcome["circuit_breaker"],
             "still_blocked": outcome["refusal"],
         }
-    results = await asyncio.gather(*(_call(s.actors["risk"].resume.remote(account_view)) for s in slots))
+    results = await asyncio.gather(
+        *(_call(_actors(state, s).risk.resume(account_view, wait_sec=CALL_TIMEOUT_SEC)) for s in slots)
+    )
     views: dict[str, Mapping[str, Any]] = {slot.pair: result for slot, result in zip(slots, results, strict=True)}
     for slot in supervisor.slots.values():  # a pair whose actors are not running cannot trade either
         if (pair is None or slot.pair == pair) and slot.pair not in views:
@@ -239,9 +273,11 @@ async def resume(state: DaemonState, args: Mapping[str, object]) -> Mapping[str,
 
 async def risk(state: DaemonState, args: Mapping[str, object]) -> Mapping[str, object]:
     supervisor = state.require_supervisor()
-    account = await _call(supervisor.account.summary.remote())
+    if supervisor.account is None:
+        raise CommandError("unavailable", "the account guard is not running")
+    account = await _call(supervisor.account.summary(wait_sec=CALL_TIMEOUT_SEC))
     slots = supervisor.running(None)
-    views = await asyncio.gather(*(_call(s.actors["risk"].status.remote()) for s in slots))
+    views = await asyncio.gather(*(_call(_actors(state, s).risk.status(wait_sec=CALL_TIMEOUT_SEC)) for s in slots))
     limits = state.settings.risk
     return {
         "account": account,
@@ -340,8 +376,11 @@ async def _flatten(state: DaemonState, run_id: uuid.UUID, wait_sec: float) -> di
             "restarts it; or stop with --keep",
         )
     slots = [slot for pair, slot in supervisor.slots.items() if pair in held]
-    await asyncio.gather(*(_call(slot.actors["risk"].pause.remote("run_stopping", False)) for slot in slots))
-    views = await asyncio.gather(*(_call(slot.actors["execution"].flatten.remote()) for slot in slots))
+    pairs = [_actors(state, slot) for slot in slots]
+    await asyncio.gather(
+        *(_call(actors.risk.pause("run_stopping", False, wait_sec=CALL_TIMEOUT_SEC)) for actors in pairs)
+    )
+    views = await asyncio.gather(*(_call(actors.execution.flatten(wait_sec=CALL_TIMEOUT_SEC)) for actors in pairs))
     deadline = time.monotonic() + wait_sec
     while not all(view["flat"] for view in views):
         if time.monotonic() >= deadline:
@@ -357,7 +396,9 @@ async def _flatten(state: DaemonState, run_id: uuid.UUID, wait_sec: float) -> di
                 "(`ctl --timeout 300 runs stop --flatten` waits longer)",
             )
         await asyncio.sleep(FLATTEN_POLL_SEC)
-        views = await asyncio.gather(*(_call(slot.actors["execution"].flatness.remote()) for slot in slots))
+        views = await asyncio.gather(
+            *(_call(_actors(state, slot).execution.flatness(wait_sec=CALL_TIMEOUT_SEC)) for slot in slots)
+        )
     return {pair: str(held[pair].position) for pair in held if held[pair].is_open}
 
 
@@ -372,7 +413,7 @@ async def backfill(state: DaemonState, args: Mapping[str, object]) -> Mapping[st
     (slot,) = _slots(state, pair) or [None]
     if slot is None:
         raise CommandError("not_running", f"{pair} is not running")
-    stored = await _call(slot.actors["feed"].backfill.remote(interval, bars))
+    stored = await _call(_actors(state, slot).feed.backfill(interval, bars, wait_sec=CALL_TIMEOUT_SEC))
     return {"pair": pair, "interval": interval, "bars": bars, "stored": stored}
 
 
@@ -401,7 +442,7 @@ async def close_trade(state: DaemonState, args: Mapping[str, object]) -> Mapping
     slot, trade_status = await _trade_slot(state, trade_id)
     if trade_status in ("closed", "cancelled"):
         return {"trade": str(trade_id), "status": trade_status, "order": None}
-    order = await _call(slot.actors["execution"].close_trade.remote(str(trade_id)))
+    order = await _call(_actors(state, slot).execution.close_trade(str(trade_id), wait_sec=CALL_TIMEOUT_SEC))
     return {"trade": str(trade_id), "status": "closing", "order": order}
 
 
@@ -410,7 +451,7 @@ async def cancel_trade(state: DaemonState, args: Mapping[str, object]) -> Mappin
     slot, trade_status = await _trade_slot(state, trade_id)
     if trade_status in ("closed", "cancelled"):
         return {"trade": str(trade_id), "status": trade_status, "cancelled": []}
-    cancelled = await _call(slot.actors["execution"].cancel_trade.remote(str(trade_id)))
+    cancelled = await _call(_actors(state, slot).execution.cancel_trade(str(trade_id), wait_sec=CALL_TIMEOUT_SEC))
     return {"trade": str(trade_id), "cancelled": cancelled}
 
 

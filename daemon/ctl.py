@@ -189,7 +189,7 @@ def _account(account: Mapping[str, Any]) -> str:
 
 
 def _pairs_table(pairs: Mapping[str, Any]) -> list[str]:
-    rows = [("pair", "state", "trading", "last candle", "lag", "position", "net PnL", "actors")]
+    rows = [("pair", "state", "trading", "desired", "last candle", "lag", "position", "net PnL", "actors")]
     for pair, view in sorted(pairs.items()):
         position = view.get("position") or {}
         actors = view.get("actors", {})
@@ -202,6 +202,7 @@ def _pairs_table(pairs: Mapping[str, Any]) -> list[str]:
                 pair,
                 str(view.get("state", "?")),
                 str(view.get("effective_state") or view.get("trading_state", "?")),
+                _desired(view.get("desired")),
                 _utc_ms(view.get("last_candle_open_ms")),
                 "-" if lag is None else f"{float(lag):.1f} s",
                 "-" if quantity is None else f"{_fixed(quantity, _places(step, 4))} {_base(pair)}",
@@ -209,7 +210,17 @@ def _pairs_table(pairs: Mapping[str, Any]) -> list[str]:
                 f"{alive}/{len(actors)}",
             )
         )
-    return _table(rows, right={4, 5, 6})
+    return _table(rows, right={5, 6, 7})
+
+
+def _desired(desired: object) -> str:
+    """The operator's desired state; `(pending)` until the pair's risk guard has it (while it restarts)."""
+    if not isinstance(desired, Mapping):
+        return "-"
+    text = str(desired.get("trading_state", "?"))
+    if desired.get("reason"):
+        text += f" ({desired['reason']})"
+    return text if desired.get("applied", True) else f"{text} (pending)"
 
 
 def _trades_table(trades: list[Mapping[str, Any]], pairs: Mapping[str, Any]) -> list[str]:

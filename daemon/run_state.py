@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from actors.transport import RayTransport
 from config import Settings
 from daemon.control_protocol import CommandError
 from daemon.run_commands import record_run_stopped
@@ -17,6 +18,7 @@ from daemon.supervisor import Supervisor
 from domain.fills import FillRules
 from observability import get_logger
 from storage.database import Database
+from storage.desired_state import DesiredStateStore
 from storage.ops import OpsStore
 from storage.trading import Run, RunConflictError, RunStore, StoppedRun
 
@@ -50,7 +52,15 @@ class DaemonState:
         async def alert(severity: str, kind: str, message: str, pair: str | None) -> None:
             await ops.raise_alert(severity, kind, message, pair=pair, run_id=run.id)  # type: ignore[arg-type]
 
-        supervisor = Supervisor(env, account_policy, plans, self.settings.daemon, alert)
+        supervisor = Supervisor(
+            RayTransport(),
+            env,
+            account_policy,
+            plans,
+            self.settings.daemon,
+            alert,
+            DesiredStateStore(self.database.pool),
+        )
         # The main loop's reconcile pass sees the supervisor only once it has started: a health check of an
         # account guard still starting (slow on a busy machine) would restart it under the start.
         self.run = run

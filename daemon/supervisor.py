@@ -1,77 +1,95 @@
 """The supervisor: one account guard, and for every pair of the run its five actors, started in
-dependency order with readiness checks and kept alive by a reconcile loop.
+dependency order with readiness checks, kept alive by a reconcile loop, and kept at the operator's
+desired state.
 
-Start order, per pair: execution (restores its book, submits intents a crash left unsent), risk guard
-(HALTED, restores the operator's pauses), policy, feature actor (created), feed (warms up the history,
-then streams), feature actor (opens on the stored history and resumes after the last decision), and
-finally the risk guard learns that execution has reconciled.
+Start order, per pair (`actors.transport.START`): execution (restores its book, submits intents a crash
+left unsent), risk guard (HALTED, restores its checkpoint), policy, feed (warms up the history, then
+streams), feature actor (opens on the stored history and resumes after the last decision); then the
+risk guard is told the operator's desired state, and only then learns that execution has reconciled
+(which lifts the start-up halt), so a pair paused by the operator never trades on an older checkpoint.
 
-When an actor of a pair dies or stops answering its health check, the pair's five actors are
-restarted together, after a backoff that doubles with each restart in `restart_window_sec`: they share
-in-flight messages, and a restart from checkpoints is one path for all of them. After `max_restarts`
-in the window the pair is FAULTED (logged, alerted, shown in status) and left alone; the other pairs
-trade on. `reconcile` retries FAULTED pairs.
+Desired state: `set_desired` writes the operator's wish (ACTIVE, REDUCING or HALTED with its reason,
+per pair or for the whole account) to the database first, then brings the running pairs to it; a pair
+that is starting, restarting or FAULTED gets it when it is back, and so does every pair after a daemon
+restart. The reconcile loop applies whatever a pair has not acknowledged yet.
+
+Health: an actor that died (or whose feed stopped) fails its pair at once; an actor that does not answer
+a ping in `health_timeout_sec` has missed it, and `health_misses` misses within `health_window_sec` fail
+the pair. A failed pair's five actors are restarted together, after a backoff that doubles with each
+restart in `restart_window_sec`: they share in-flight messages, and a restart from checkpoints is one
+path for all of them. After `max_restarts` in the window the pair is FAULTED (logged, alerted, shown in
+status) and left alone; the other pairs trade on. `reconcile` retries FAULTED pairs.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
+import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, TypeVar
 
-import ray
-from ray.exceptions import RayError
-
-from actors.execution.actor import ExecutionActor
-from actors.features.actor import FeatureActor, FeatureSource
-from actors.feed.actor import FeedActor, FeedSource
-from actors.policy.actor import PolicyActor, PolicySource
 from actors.risk.account import AccountPolicy
-from actors.risk.actor import AccountActor, RiskActor
 from actors.risk.blocks import effective, not_running
-from actors.risk.limits import RiskLimits
-from actors.run_context import PairContext
 from actors.shell import WorkerEnv
+from actors.transport import (
+    DRAIN,
+    ROLES,
+    START,
+    AccountHandle,
+    ActorUnavailable,
+    PairActors,
+    PairPlan,
+    Peers,
+    StageHandle,
+    Transport,
+    describe,
+)
 from config.settings import DaemonSettings
-from domain.fills import FillRules
 from observability import get_logger
+from storage.desired_state import ACCOUNT, DesiredState
+
+__all__ = ["ROLES", "PairPlan", "PairSlot", "Supervisor", "describe"]
 
 log = get_logger("tradingd.supervisor")
 
 PairState = Literal["starting", "running", "restarting", "faulted", "stopped"]
-ROLES = ("execution", "risk", "policy", "features", "feed")
 AlertCallback = Callable[[str, str, str, str | None], Awaitable[None]]
 """(severity, kind, message, pair)"""
+T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class PairPlan:
-    """Everything a pair's actors are built from."""
+class DesiredStates(Protocol):
+    """Where desired state is kept (`storage.desired_state.DesiredStateStore`)."""
 
-    context: PairContext
-    rules: FillRules
-    limits: RiskLimits
-    policy: PolicySource
-    features: FeatureSource
-    feed: FeedSource
-    enforce_provenance: bool
+    async def load(self, run_id: uuid.UUID) -> dict[str, DesiredState]: ...
+
+    async def save(
+        self, run_id: uuid.UUID, states: Mapping[str, DesiredState], updated_by: str
+    ) -> dict[str, DesiredState]: ...
 
 
 @dataclass
 class PairSlot:
     plan: PairPlan
     state: PairState = "starting"
-    actors: dict[str, Any] = field(default_factory=dict)
+    actors: PairActors | None = None
     pids: dict[str, int] = field(default_factory=dict)
     restarts: deque[float] = field(default_factory=deque)
+    misses: dict[str, deque[float]] = field(default_factory=dict)
+    """Each role's missed health pings (monotonic times) within `health_window_sec`."""
     last_error: str | None = None
     started_at: float | None = None
     task: asyncio.Task[None] | None = None
     stale: bool = False
+    desired_version: int = 0
+    """Goes up by one with every change of the pair's desired state."""
+    applied_version: int = -1
+    """The version the risk guard was last told (the pair is at its desired state when equal)."""
+    risk_ready: bool = False
+    """The risk guard of the actors now starting or running is ready (it can be told desired state)."""
 
     @property
     def pair(self) -> str:
@@ -81,24 +99,33 @@ class PairSlot:
 class Supervisor:
     def __init__(
         self,
+        transport: Transport,
         env: WorkerEnv,
         account_policy: AccountPolicy,
         plans: list[PairPlan],
         settings: DaemonSettings,
         alert: AlertCallback,
+        desired: DesiredStates,
     ) -> None:
+        self.transport = transport
         self.env = env
         self.account_policy = account_policy
         self.settings = settings
         self.alert = alert
+        self.store = desired
         self.slots = {plan.context.pair: PairSlot(plan) for plan in plans}
-        self.account: Any = None
+        self.run_id = uuid.UUID(plans[0].context.run_id) if plans else None
+        self.desired: dict[str, DesiredState] = {}
+        self.account: AccountHandle | None = None
         self.account_pid: int | None = None
+        self.account_misses: deque[float] = deque()
         self._lock = asyncio.Lock()
 
     # ---------------------------------------------------------------- start and stop
 
     async def start(self) -> None:
+        if self.run_id is not None:
+            self.desired = await self.store.load(self.run_id)
         await self._start_account()
         results = await asyncio.gather(
             *(self._start_pair(slot) for slot in self.slots.values()), return_exceptions=True
@@ -111,144 +138,223 @@ class Supervisor:
         """Halt every pair, let in-flight decisions land, checkpoint, and stop the actors in reverse
         order; True when everything finished within the deadline."""
         end = time.monotonic() + deadline_sec
+
+        def left() -> float:
+            return max(0.1, end - time.monotonic())
+
         for slot in self.slots.values():
             if slot.task is not None:
                 slot.task.cancel()
-        running = [slot for slot in self.slots.values() if slot.actors]
-        for slot in running:
-            if "risk" in slot.actors:  # a pair part-way through its start has no risk guard yet
-                with contextlib.suppress(RayError):
-                    slot.actors["risk"].halt_for_shutdown.remote()
+        running = [(slot, slot.actors) for slot in self.slots.values() if slot.actors is not None]
+        for _, actors in running:
+            actors.risk.halt_for_shutdown()
         clean = True
-        for role in ("features", "policy", "risk", "execution"):
-            waits = [
-                slot.actors[role].drain.remote(max(0.1, end - time.monotonic()))
-                for slot in running
-                if role in slot.actors
-            ]
-            drained = await _gather_quietly(waits, max(0.1, end - time.monotonic()))
+        for role in DRAIN:
+            stages = [_stage(actors[role]) for _, actors in running]
+            drained = await _quietly([stage.drain(left(), wait_sec=left()) for stage in stages], False)
             clean = clean and all(drained)
         for role in reversed(ROLES):
-            closes = [slot.actors[role].close.remote() for slot in running if role in slot.actors]
-            await _gather_quietly(closes, max(0.1, end - time.monotonic()))
+            await _quietly([actors[role].close(wait_sec=left()) for _, actors in running], None)
         if self.account is not None:
-            await _gather_quietly([self.account.save.remote(), self.account.close.remote()], 5.0)
-        for slot in running:
+            await _quietly([self.account.save(wait_sec=5.0), self.account.close(wait_sec=5.0)], None)
+        for slot, _ in running:
             self._kill(slot)
             slot.state = "stopped"
         if self.account is not None:
-            with contextlib.suppress(RayError):
-                ray.kill(self.account)
+            self.account.kill()
         return clean
 
     async def _start_account(self) -> None:
-        self.account = AccountActor.remote(self.env, self.account_policy)  # type: ignore[attr-defined]
-        ready = await self._call(self.account.ready.remote(), "account ready")
+        self.account = self.transport.account(self.env, self.account_policy)
+        self.account_misses.clear()
+        ready = await self._call(self.account.ready(Peers(), wait_sec=self._timeout(False)), "account ready")
         self.account_pid = ready["pid"]
 
     async def _start_pair(self, slot: PairSlot) -> None:
         plan = slot.plan
-        env, context = self.env, plan.context
         slot.state = "starting"
-        actors: dict[str, Any] = {}
+        slot.misses.clear()
+        slot.applied_version = -1  # new actors: none has been told anything yet
+        actors = self.transport.pair(self.env, plan)
         slot.actors = actors
         try:
-            actors["execution"] = ExecutionActor.remote(env, context, plan.rules)  # type: ignore[attr-defined]
-            ready = await self._call(actors["execution"].ready.remote(), "execution ready")
-            slot.pids["execution"] = ready["pid"]
-            report = ready["report"]
-            actors["risk"] = RiskActor.remote(env, context, plan.limits, plan.rules, self.account)  # type: ignore[attr-defined]
-            slot.pids["risk"] = (await self._call(actors["risk"].ready.remote(actors["execution"]), "risk ready"))[
-                "pid"
-            ]
-            actors["policy"] = PolicyActor.remote(env, context, plan.policy, plan.enforce_provenance)  # type: ignore[attr-defined]
-            slot.pids["policy"] = (
-                await self._call(actors["policy"].ready.remote(actors["risk"], report), "policy ready")
-            )["pid"]
-            await self._call(
-                actors["execution"].set_peers.remote(actors["risk"], actors["policy"], self.account), "wiring"
-            )
-            self.account.on_report.remote(report)
-            actors["features"] = FeatureActor.remote(env, context, plan.features)  # type: ignore[attr-defined]
-            actors["feed"] = FeedActor.remote(env, context.pair, plan.feed)  # type: ignore[attr-defined]
-            slot.pids["feed"] = (
-                await self._call(actors["feed"].ready.remote(actors["features"]), "feed warm-up", slow=True)
-            )["pid"]
-            slot.pids["features"] = (
-                await self._call(actors["features"].ready.remote(actors["policy"]), "features ready", slow=True)
-            )["pid"]
-            state = await self._call(actors["risk"].reconciled.remote(), "reconciled")
+            for step in START:
+                peers = actors.peers(step.peers, self.account)
+                ready = await self._call(actors[step.role].ready(peers, wait_sec=self._timeout(step.slow)), step.what)
+                slot.pids[step.role] = ready["pid"]
+                if step.role == "execution" and self.account is not None:
+                    self.account.report(ready["report"])
+                slot.risk_ready = slot.risk_ready or step.role == "risk"
+            # The operator's desired state before the start-up halt is lifted: it wins over the checkpoint
+            # (from here on, a command applies it at once too).
+            while slot.applied_version != slot.desired_version:
+                await self._apply_desired(slot, actors, wait_sec=self._timeout(False))
+            trading_state = await self._call(actors.risk.reconciled(wait_sec=self._timeout(False)), "reconciled")
         except BaseException:
             self._kill(slot)
             raise
         slot.state = "running"
         slot.started_at = time.monotonic()
-        log.info("pair_started", pair=context.pair, run_id=context.run_id, trading_state=state, pids=slot.pids)
+        log.info(
+            "pair_started",
+            pair=plan.context.pair,
+            run_id=plan.context.run_id,
+            trading_state=trading_state,
+            desired=self.desired_of(slot.pair).to_json(),
+            pids=slot.pids,
+        )
+
+    def _timeout(self, slow: bool) -> float:
+        """A start-up step: a cold worker on a busy machine takes seconds (16 pairs start 80 at once)."""
+        return self.settings.start_timeout_sec * (2 if slow else 1)
 
     def _kill(self, slot: PairSlot) -> None:
-        for handle in slot.actors.values():
-            with contextlib.suppress(RayError, ValueError):
-                ray.kill(handle, no_restart=True)
-        slot.actors = {}
+        if slot.actors is not None:
+            slot.actors.kill()
+        slot.actors = None
+        slot.risk_ready = False
 
-    async def _call(self, ref: Any, what: str, *, slow: bool = False) -> Any:
-        """A start-up step: a cold worker on a busy machine takes seconds (16 pairs start 80 at once)."""
-        timeout = self.settings.start_timeout_sec * (2 if slow else 1)
+    async def _call(self, answer: Awaitable[T], what: str) -> T:
         try:
-            return await asyncio.wait_for(ref, timeout)
-        except TimeoutError:
-            raise TimeoutError(f"{what} did not answer within {timeout:.0f} s") from None
+            return await answer
+        except ActorUnavailable as error:
+            if error.failure == "late":
+                raise TimeoutError(f"{what} did not answer: {error.detail}") from None
+            raise
+
+    # ---------------------------------------------------------------- desired state
+
+    def desired_of(self, pair: str) -> DesiredState:
+        """The pair's desired state: its own, else the account's, else ACTIVE (nothing asked yet)."""
+        return self.desired.get(pair) or self.desired.get(ACCOUNT) or DesiredState("ACTIVE")
+
+    async def set_desired(self, pair: str | None, desired: DesiredState, by: str) -> dict[str, str | None]:
+        """The operator's command: stored first, then applied to the running pairs (the others get it when
+        they are back). Each named pair's trading state now, None for one that is not running."""
+        if pair is not None and pair not in self.slots:
+            raise KeyError(pair)
+        targets = [pair] if pair is not None else list(self.slots)
+        scopes = dict.fromkeys(targets, desired)
+        if pair is None:
+            scopes[ACCOUNT] = desired
+        if self.run_id is not None:
+            scopes = await self.store.save(self.run_id, scopes, by)
+        self.desired.update(scopes)
+        slots = [self.slots[name] for name in targets]
+        for slot in slots:
+            slot.desired_version += 1
+        running = [
+            (slot, slot.actors)
+            for slot in slots
+            if (slot.state == "running" or slot.risk_ready) and slot.actors is not None
+        ]
+        answers = await asyncio.gather(
+            *(self._apply_desired(slot, actors, wait_sec=self.settings.health_timeout_sec) for slot, actors in running),
+            return_exceptions=True,
+        )
+        states: dict[str, str | None] = {slot.pair: None for slot in slots}
+        for (slot, _), answer in zip(running, answers, strict=True):
+            if isinstance(answer, ActorUnavailable):  # the reconcile loop tries again, or the restart applies it
+                log.warning("desired_state_not_applied", pair=slot.pair, error=describe(answer))
+            elif isinstance(answer, BaseException):
+                raise answer
+            else:
+                states[slot.pair] = answer
+        return states
+
+    async def _apply_desired(self, slot: PairSlot, actors: PairActors, *, wait_sec: float) -> str | None:
+        """Tell the pair's risk guard its desired state (unless nothing was ever asked: the checkpoint
+        of a run from before desired state stands); its trading state then."""
+        version = slot.desired_version
+        if slot.pair not in self.desired and ACCOUNT not in self.desired:
+            slot.applied_version = version
+            return None
+        desired = self.desired_of(slot.pair)
+        state = await actors.risk.operator(desired.trading_state, desired.reason, wait_sec=wait_sec)
+        slot.applied_version = version
+        return state
 
     # ---------------------------------------------------------------- the reconcile loop
 
     async def reconcile_once(self) -> None:
-        """Health-check every running pair and the account guard; restart what failed."""
+        """Health-check every running pair and the account guard; restart what failed; bring every
+        running pair to its desired state."""
         async with self._lock:
-            if self.account is not None and not await self._healthy(self.account):
+            if self.account is not None and not await self._account_healthy(self.account):
                 await self._restart_account()
             for slot in self.slots.values():
-                if slot.state != "running":
+                if slot.state != "running" or slot.actors is None:
                     continue
-                dead = await self._dead_role(slot)
-                if dead is not None:
-                    await self._failed(slot, dead, RuntimeError(f"the {dead} actor stopped answering"))
+                failure = await self._health(slot, slot.actors)
+                if failure is not None:
+                    role, error = failure
+                    await self._failed(slot, role, error)
                     continue
-                await self._check_freshness(slot)
+                if slot.applied_version != slot.desired_version:
+                    try:
+                        await self._apply_desired(slot, slot.actors, wait_sec=self.settings.health_timeout_sec)
+                    except ActorUnavailable as error:
+                        log.warning("desired_state_not_applied", pair=slot.pair, error=describe(error))
+                await self._check_freshness(slot, slot.actors)
 
-    async def _dead_role(self, slot: PairSlot) -> str | None:
-        checks = {role: slot.actors[role].ping.remote() for role in ROLES if role in slot.actors}
-        for role, ref in checks.items():
-            try:
-                answer = await asyncio.wait_for(ref, self.settings.health_timeout_sec)
-            except (TimeoutError, RayError):
-                return role
-            if role == "feed" and not answer.get("running", True):
-                return role
-        return None
+    def _missed(self, misses: deque[float]) -> bool:
+        """One more missed ping: True when that makes `health_misses` within `health_window_sec`."""
+        now = time.monotonic()
+        misses.append(now)
+        while misses and now - misses[0] > self.settings.health_window_sec:
+            misses.popleft()
+        return len(misses) >= self.settings.health_misses
 
-    async def _healthy(self, handle: Any) -> bool:
+    async def _health(self, slot: PairSlot, actors: PairActors) -> tuple[str, BaseException] | None:
+        """The role that failed its pair, and why: dead, its feed stopped, or too many missed pings."""
+        timeout = self.settings.health_timeout_sec
+        answers = await asyncio.gather(*(actors[role].ping(wait_sec=timeout) for role in ROLES), return_exceptions=True)
+        failed: tuple[str, BaseException] | None = None
+        for role, answer in zip(ROLES, answers, strict=True):
+            if isinstance(answer, ActorUnavailable):
+                if answer.failure == "late":
+                    misses = slot.misses.setdefault(role, deque())
+                    too_many = self._missed(misses)
+                    log.warning(
+                        "health_ping_missed", pair=slot.pair, role=role, misses=len(misses), error=answer.detail
+                    )
+                    if too_many and failed is None:
+                        failed = (
+                            role,
+                            RuntimeError(f"the {role} actor missed {len(misses)} health pings: {answer.detail}"),
+                        )
+                elif failed is None:
+                    failed = role, RuntimeError(f"the {role} actor stopped answering ({answer.detail})")
+            elif isinstance(answer, BaseException):
+                raise answer
+            elif role == "feed" and not answer.get("running", True) and failed is None:
+                failed = role, RuntimeError("the feed stopped")
+        return failed
+
+    async def _account_healthy(self, account: AccountHandle) -> bool:
         try:
-            await asyncio.wait_for(handle.ping.remote(), self.settings.health_timeout_sec)
-        except (TimeoutError, RayError):
-            return False
+            await account.ping(wait_sec=self.settings.health_timeout_sec)
+        except ActorUnavailable as error:
+            if error.failure != "late":
+                return False
+            log.warning("health_ping_missed", role="account", error=error.detail)
+            return not self._missed(self.account_misses)
         return True
 
-    async def _check_freshness(self, slot: PairSlot) -> None:
+    async def _check_freshness(self, slot: PairSlot, actors: PairActors) -> None:
         """A source silent for `stale_after_sec` pauses the pair (automatically); data resumes it."""
+        timeout = self.settings.health_timeout_sec
         try:
-            status = await asyncio.wait_for(slot.actors["feed"].status.remote(), self.settings.health_timeout_sec)
+            status = await actors.feed.status(wait_sec=timeout)
             topic = status["topics"].get(f"{slot.pair}@kline_{slot.plan.context.interval}", {})
             silent = topic.get("silent_sec")
             started = slot.started_at or time.monotonic()
             quiet = silent if silent is not None else time.monotonic() - started
             stale = quiet > self.settings.stale_after_sec
             # The risk guard logs and alerts the pause and its end (`pair_halted`, `pair_resumed`), once each.
-            await asyncio.wait_for(
-                slot.actors["risk"].source.remote(stale, quiet, self.settings.stale_after_sec),
-                self.settings.health_timeout_sec,
-            )
+            await actors.risk.source(stale, quiet, self.settings.stale_after_sec, wait_sec=timeout)
             slot.stale = stale
-        except (TimeoutError, RayError, KeyError):
+        except (ActorUnavailable, KeyError):
             return
 
     async def _failed(self, slot: PairSlot, role: str, error: BaseException) -> None:
@@ -286,17 +392,19 @@ class Supervisor:
     async def _restart_account(self) -> None:
         log.error("account_guard_restarting")
         await self.alert("warning", "actor_restarted", "the account guard stopped answering; restarting", None)
-        with contextlib.suppress(RayError):
-            ray.kill(self.account, no_restart=True)
+        if self.account is not None:
+            self.account.kill()
         await self._start_account()
+        account = self.account
+        assert account is not None
         for slot in self.slots.values():
-            if slot.state == "running":
-                actors = slot.actors
-                actors["risk"].set_peers.remote(actors["execution"], self.account)
-                actors["execution"].set_peers.remote(actors["risk"], actors["policy"], self.account)
-                with contextlib.suppress(RayError, TimeoutError):
-                    report = await asyncio.wait_for(actors["execution"].report.remote(), 5)
-                    self.account.on_report.remote(report)
+            if slot.state == "running" and slot.actors is not None:
+                slot.actors.risk.set_account(account)
+                slot.actors.execution.set_account(account)
+                try:
+                    account.report(await slot.actors.execution.report_now(wait_sec=5))
+                except ActorUnavailable:
+                    continue
 
     async def retry_faulted(self) -> list[str]:
         """`reconcile`: FAULTED pairs get a fresh start (and a fresh restart budget)."""
@@ -316,35 +424,46 @@ class Supervisor:
             raise KeyError(pair)
         return [s for s in self.slots.values() if (pair is None or s.pair == pair) and s.state == "running"]
 
+    def actors_of(self, slot: PairSlot) -> PairActors:
+        """A running pair's actors (`running()` gives the pairs that have them)."""
+        if slot.actors is None:
+            raise ActorUnavailable("pair", "actors", "dead", f"{slot.pair} is {slot.state}")
+        return slot.actors
+
     async def pair_status(self, slot: PairSlot) -> dict[str, Any]:
+        actors = slot.actors
         status: dict[str, Any] = {
             "state": slot.state.upper() if slot.state == "faulted" else slot.state,
             "restarts": len(slot.restarts),
             "last_error": slot.last_error,
-            "actors": {role: {"pid": slot.pids.get(role), "alive": role in slot.actors} for role in ROLES},
+            "desired": {
+                **self.desired_of(slot.pair).to_json(),
+                "applied": slot.state == "running" and slot.applied_version == slot.desired_version,
+            },
+            "actors": {role: {"pid": slot.pids.get(role), "alive": actors is not None} for role in ROLES},
         }
-        if slot.state != "running":
+        if slot.state != "running" or actors is None:
             status["trading_state"] = "HALTED"
             status["effective_state"] = f"HALTED ({slot.state})"
             status["blocked_by"] = [not_running(slot.state).to_json()]
             return status
-        actors = slot.actors
         timeout = self.settings.health_timeout_sec
-        parts = await _gather_quietly(
+        account = self.account
+        parts = await _quietly(
             [
-                actors["risk"].status.remote(),
-                actors["execution"].status.remote(),
-                actors["features"].status.remote(),
-                actors["feed"].status.remote(),
-                self.account.summary.remote(),
+                actors.risk.status(wait_sec=timeout),
+                actors.execution.status(wait_sec=timeout),
+                actors.features.status(wait_sec=timeout),
+                actors.feed.status(wait_sec=timeout),
+                *([] if account is None else [account.summary(wait_sec=timeout)]),
             ],
-            timeout,
-            default=None,
+            None,
         )
-        risk, execution, features, feed, account = parts
+        risk, execution, features, feed = parts[:4]
+        account_view = parts[4] if len(parts) > 4 else None
         if risk is not None:
             # The state that governs orders: the strictest of the pair's own and the account's.
-            blocked_by = list(risk["blocked_by"]) + list((account or {}).get("blocked_by", []))
+            blocked_by = list(risk["blocked_by"]) + list((account_view or {}).get("blocked_by", []))
             state, name = effective(risk["trading_state"], ((block["state"], block["cause"]) for block in blocked_by))
             status["trading_state"] = state
             status["effective_state"] = name
@@ -362,22 +481,18 @@ class Supervisor:
         return status
 
 
-def describe(error: BaseException) -> str:
-    """One line: a Ray task error's cause (its text holds the whole remote traceback)."""
-    cause = getattr(error, "cause", None)
-    if isinstance(cause, BaseException):
-        error = cause
-    lines = [line for line in str(error).splitlines() if line.strip()]
-    return f"{type(error).__name__}: {lines[-1] if lines else ''}"[:500]
+def _stage(handle: object) -> StageHandle:
+    assert isinstance(handle, StageHandle)
+    return handle
 
 
-async def _gather_quietly(refs: list[Any], wait_sec: float, default: Any = False) -> list[Any]:
-    """Await Ray calls together; a failed or late one gives `default`."""
+async def _quietly(calls: list[Awaitable[Any]], default: Any) -> list[Any]:
+    """Await actor calls together; one that failed or was late gives `default`."""
 
-    async def one(ref: Any) -> Any:
+    async def one(call: Awaitable[Any]) -> Any:
         try:
-            return await asyncio.wait_for(ref, wait_sec)
-        except (TimeoutError, RayError):  # RayError covers a dead actor and Ray's own timeouts
+            return await call
+        except ActorUnavailable:
             return default
 
-    return list(await asyncio.gather(*(one(ref) for ref in refs)))
+    return list(await asyncio.gather(*(one(call) for call in calls)))

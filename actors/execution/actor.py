@@ -9,34 +9,32 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import ray
-
 from actors.execution.core import ExecutionCore
 from actors.run_context import PairContext
-from actors.shell import Inbox, WorkerEnv, fatal
+from actors.shell import ActorShell, Inbox, WorkerEnv, fatal
+from actors.transport import AccountHandle, Peers, PolicyHandle, RiskHandle
 from domain.fills import FillRules
 from domain.messages import OrderPlan, PositionReport
 from observability import get_logger
-from storage.database import Database
 from storage.trading import CheckpointStore, TradingJournal
 
 log = get_logger("tradingd.execution")
 Operation = Callable[[], Awaitable[Any]]
 
 
-@ray.remote(num_cpus=0, max_restarts=0)
-class ExecutionActor:
+class ExecutionActor(ActorShell):
     def __init__(self, env: WorkerEnv, context: PairContext, rules: FillRules) -> None:
-        env.configure_logging()
-        self.env = env
+        super().__init__(env)
         self.context = context
         self.rules = rules
-        self.database: Database | None = None
         self.core: ExecutionCore | None = None
-        self.peers: dict[str, Any] = {}
+        self.risk: RiskHandle | None = None
+        self.policy: PolicyHandle | None = None
+        self.account: AccountHandle | None = None
         self.inbox: Inbox[OrderPlan | tuple[Operation, asyncio.Future[Any]]] = Inbox("execution", self._handle, fatal)
 
-    async def ready(self) -> dict[str, Any]:
+    async def ready(self, peers: Peers) -> dict[str, Any]:
+        self.risk, self.policy, self.account = peers.risk, peers.policy, peers.account
         if self.core is None:
             self.database = await self.env.open_database()
             pool = self.database.pool
@@ -51,11 +49,9 @@ class ExecutionActor:
             log.info("actor_ready", role="execution", pair=self.context.pair, run_id=self.context.run_id)
         return {"pid": os.getpid(), "report": self.core.report()}
 
-    def ping(self) -> dict[str, Any]:
-        return {"pid": os.getpid(), **self.inbox.status()}
-
-    def set_peers(self, risk: Any, policy: Any, account: Any) -> None:
-        self.peers = {"risk": risk, "policy": policy, "account": account}
+    def set_account(self, account: AccountHandle) -> None:
+        """The supervisor restarted the account guard: its new handle."""
+        self.account = account
 
     def report(self) -> PositionReport:
         assert self.core is not None, "ready() first"
@@ -85,14 +81,6 @@ class ExecutionActor:
     async def status(self) -> dict[str, Any]:
         core = self._core()
         return {**core.status(), "equity": str(core.equity()), "inbox": self.inbox.status()}
-
-    async def drain(self, timeout_sec: float) -> bool:
-        return await self.inbox.drain(timeout_sec)
-
-    async def close(self) -> None:
-        await self.inbox.stop()
-        if self.database is not None:
-            await self.database.close()
 
     # ---------------------------------------------------------------- internals
 
@@ -125,16 +113,14 @@ class ExecutionActor:
             self._tell(core.report())  # a plan decided before: the risk guard may drop what it kept for it
             return
         self._tell(recorded.report)
-        account = self.peers.get("account")
         for trade in recorded.closed_trades:
-            if account is not None:  # in order: the circuit breaker counts losses in a row
-                await account.trade_closed.remote(
-                    str(trade.net_pnl), self.context.pair, str(trade.id), message.decision.input.trace_id
+            if self.account is not None:  # in order: the circuit breaker counts losses in a row
+                await self.account.trade_closed(
+                    trade.net_pnl, self.context.pair, str(trade.id), message.decision.input.trace_id
                 )
         log.info("decision", **recorded.log)
 
     def _tell(self, report: PositionReport) -> None:
-        for role in ("risk", "policy", "account"):
-            peer = self.peers.get(role)
+        for peer in (self.risk, self.policy, self.account):
             if peer is not None:
-                peer.on_report.remote(report)
+                peer.report(report)

@@ -18,18 +18,16 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import ray
-
 from actors.features.core import GATE_WINDOW_BARS, FeatureCore, GateSettings
 from actors.run_context import PairContext
-from actors.shell import Inbox, WorkerEnv, fatal
+from actors.shell import ActorShell, Inbox, WorkerEnv, fatal
+from actors.transport import Peers, PolicyHandle
 from domain.candles import Candle, datetime_to_ms, interval_ms
 from domain.messages import MarketInput
 from features.definitions import feature_set
 from features.normalization import NormalizationStats
 from observability import get_logger
 from storage.candles import CandleStore
-from storage.database import Database
 from storage.trading import Checkpoint, CheckpointStore, TradingJournal
 
 log = get_logger("tradingd.features")
@@ -54,23 +52,20 @@ class NoHistoryError(RuntimeError):
     """Nothing is stored for the pair yet: the feed must warm up first."""
 
 
-@ray.remote(num_cpus=0, max_restarts=0)
-class FeatureActor:
+class FeatureActor(ActorShell):
     def __init__(self, env: WorkerEnv, context: PairContext, source: FeatureSource) -> None:
-        env.configure_logging()
-        self.env = env
+        super().__init__(env)
         self.context = context
         self.source = source
         self.spec = feature_set(source.feature_set)
-        self.policy: Any = None
+        self.policy: PolicyHandle | None = None
         self.core: FeatureCore | None = None
-        self.database: Database | None = None
         self.inbox: Inbox[Message] = Inbox("features", self._handle, fatal)
         self.ticker: asyncio.Task[None] | None = None
         self.emitted = 0
 
-    async def ready(self, policy: Any) -> dict[str, Any]:
-        self.policy = policy
+    async def ready(self, peers: Peers) -> dict[str, Any]:
+        self.policy = peers.get("policy", PolicyHandle)
         if self.database is None:
             self.database = await self.env.open_database()
             await self._open()
@@ -78,12 +73,6 @@ class FeatureActor:
             self.ticker = asyncio.get_running_loop().create_task(self._tick())
         assert self.core is not None
         return {"pid": os.getpid(), "resume_after_ms": self.core.last_open_ms, "warming_up": self.core.warming_up}
-
-    def ping(self) -> dict[str, Any]:
-        return {"pid": os.getpid(), **self.inbox.status()}
-
-    def set_peers(self, policy: Any) -> None:
-        self.policy = policy
 
     async def on_candles(self, candles: list[Candle]) -> None:
         self.inbox.put(("candles", candles))
@@ -101,17 +90,11 @@ class FeatureActor:
             "inbox": self.inbox.status(),
         }
 
-    async def drain(self, timeout_sec: float) -> bool:
-        return await self.inbox.drain(timeout_sec)
-
-    async def close(self) -> None:
+    async def stop_tasks(self) -> None:
         if self.ticker is not None:
             self.ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.ticker
-        await self.inbox.stop()
-        if self.database is not None:
-            await self.database.close()
 
     # ---------------------------------------------------------------- internals
 
@@ -184,8 +167,9 @@ class FeatureActor:
     async def _emit(self, inputs: list[MarketInput]) -> None:
         # Ray does not keep the order of calls to an async actor: each is awaited (it only enqueues)
         # before the next is sent, so the policy receives the candles in order.
+        assert self.policy is not None
         for market in inputs:
-            await self.policy.on_input.remote(market)
+            await self.policy.on_input(market)
             self.emitted += 1
 
     async def _tick(self) -> None:

@@ -14,18 +14,16 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-import ray
-
 from actors.feed.healing import heal_range
 from actors.feed.live import FeedTopic
 from actors.feed.runner import FeedRunner, FeedSchedule
-from actors.shell import WorkerEnv
+from actors.shell import ActorShell, WorkerEnv
+from actors.transport import FeaturesHandle, Peers
 from domain.candles import Candle, interval_ms
 from domain.market import Interval
 from exchange.bingx.rest import BingXRest
 from observability import get_logger
 from storage.candles import CandleStore
-from storage.database import Database
 from storage.ops import OpsStore
 from storage.retry_queue import RetryQueue
 from storage.source_status import SourceStatusStore
@@ -44,15 +42,12 @@ class FeedSource:
     recv_window_ms: int = 5000
 
 
-@ray.remote(num_cpus=0, max_restarts=0)
-class FeedActor:
+class FeedActor(ActorShell):
     def __init__(self, env: WorkerEnv, pair: str, source: FeedSource) -> None:
-        env.configure_logging()
-        self.env = env
+        super().__init__(env)
         self.pair = pair
         self.source = source
-        self.features: Any = None
-        self.database: Database | None = None
+        self.features: FeaturesHandle | None = None
         self.rest: BingXRest | None = None
         self.runner: FeedRunner | None = None
         self.task: asyncio.Task[None] | None = None
@@ -60,8 +55,8 @@ class FeedActor:
         self.warmed: dict[str, int] = {}
         self.metrics: asyncio.Task[None] | None = None
 
-    async def ready(self, features: Any) -> dict[str, Any]:
-        self.features = features
+    async def ready(self, peers: Peers) -> dict[str, Any]:
+        self.features = peers.get("features", FeaturesHandle)
         if self.runner is None:
             self.database = await self.env.open_database()
             store = CandleStore.of(self.database)
@@ -87,9 +82,6 @@ class FeedActor:
         alive = self.task is not None and not self.task.done()
         return {"pid": os.getpid(), "running": alive}
 
-    def set_peers(self, features: Any) -> None:
-        self.features = features
-
     def status(self) -> dict[str, Any]:
         topics = {} if self.runner is None else self.runner.topic_status()
         return {"topics": topics, "forwarded": self.forwarded}
@@ -99,7 +91,7 @@ class FeedActor:
         assert self.database is not None
         return await self._warm_up(CandleStore.of(self.database), interval, bars)
 
-    async def close(self) -> None:
+    async def stop_tasks(self) -> None:
         if self.metrics is not None:
             self.metrics.cancel()
         if self.runner is not None:
@@ -110,8 +102,6 @@ class FeedActor:
                 await self.task
         if self.rest is not None:
             await self.rest.close()
-        if self.database is not None:
-            await self.database.close()
 
     async def _warm_up(self, store: CandleStore, interval: Interval, bars: int | None = None) -> int:
         assert self.rest is not None
@@ -125,7 +115,7 @@ class FeedActor:
 
     async def _forward(self, candles: list[Candle]) -> None:
         if self.features is not None:
-            self.features.on_candles.remote(candles)
+            self.features.candles(candles)
             self.forwarded += len(candles)
 
     async def _record_lag(self, runner: FeedRunner) -> None:

@@ -6,13 +6,12 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-import ray
-
 from actors.policy.artifact import load_artifact
 from actors.policy.core import ModelProvenance, PolicyCore
 from actors.policy.policies import ArtifactPolicy, Policy, baseline
 from actors.run_context import PairContext
-from actors.shell import Inbox, WorkerEnv, fatal
+from actors.shell import ActorShell, Inbox, WorkerEnv, fatal
+from actors.transport import ExecutionHandle, Peers, RiskHandle
 from domain.messages import MarketInput, PositionReport
 from features.definitions import feature_set
 from observability import get_logger
@@ -42,10 +41,9 @@ class PolicySource:
         return ArtifactPolicy(artifact, spec, self.decision_threshold, self.name)
 
 
-@ray.remote(num_cpus=0, max_restarts=0)
-class PolicyActor:
+class PolicyActor(ActorShell):
     def __init__(self, env: WorkerEnv, context: PairContext, source: PolicySource, enforce_provenance: bool) -> None:
-        env.configure_logging()
+        super().__init__(env)
         self.context = context
         self.core = PolicyCore(
             source.load(context.feature_set),
@@ -53,21 +51,15 @@ class PolicyActor:
             provenance=source.provenance,
             enforce_provenance=enforce_provenance,
         )
-        self.risk: Any = None
+        self.risk: RiskHandle | None = None
         self.inbox: Inbox[MarketInput] = Inbox("policy", self._handle, fatal)
 
-    async def ready(self, risk: Any, report: PositionReport) -> dict[str, Any]:
-        self.risk = risk
-        self.core.on_report(report)
+    async def ready(self, peers: Peers) -> dict[str, Any]:
+        self.risk = peers.get("risk", RiskHandle)
+        self.core.on_report(await peers.get("execution", ExecutionHandle).report_now())
         self.inbox.start()
         log.info("actor_ready", role="policy", pair=self.context.pair, policy=self.core.policy.name)
         return {"pid": os.getpid(), "policy": self.core.policy.name}
-
-    def ping(self) -> dict[str, Any]:
-        return {"pid": os.getpid(), **self.inbox.status()}
-
-    def set_peers(self, risk: Any) -> None:
-        self.risk = risk
 
     async def on_input(self, market: MarketInput) -> None:
         self.inbox.put(market)
@@ -75,11 +67,9 @@ class PolicyActor:
     def on_report(self, report: PositionReport) -> None:
         self.core.on_report(report)
 
-    async def drain(self, timeout_sec: float) -> bool:
-        return await self.inbox.drain(timeout_sec)
-
-    async def close(self) -> None:
-        await self.inbox.stop()
+    def status(self) -> dict[str, Any]:
+        return {"policy": self.core.policy.name, "inbox": self.inbox.status()}
 
     async def _handle(self, market: MarketInput) -> None:
-        await self.risk.on_decision.remote(self.core.decide(market))  # awaited: keeps the order
+        assert self.risk is not None
+        await self.risk.on_decision(self.core.decide(market))  # awaited: keeps the order

@@ -13,21 +13,18 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-import ray
-from ray.exceptions import RayError
-
 from actors.risk.account import BREAKER, AccountPolicy, AccountVerdict
 from actors.risk.blocks import AccountView, Block, Transition
 from actors.risk.core import RiskCore
 from actors.risk.desk import AccountDesk
 from actors.risk.limits import RiskLimits
 from actors.run_context import PairContext
-from actors.shell import Inbox, WorkerEnv, fatal
+from actors.shell import ActorShell, Inbox, WorkerEnv, fatal
+from actors.transport import AccountHandle, ActorUnavailable, ExecutionHandle, Peers
 from domain.fills import FillRules
 from domain.messages import PolicyDecision, PositionReport
-from domain.trading_state import StateChange
+from domain.trading_state import StateChange, TradingState
 from observability import get_logger
-from storage.database import Database
 from storage.ops import OpsStore, Severity
 from storage.risk import RiskStore
 from storage.trading import Checkpoint, CheckpointStore
@@ -36,44 +33,46 @@ log = get_logger("tradingd.risk")
 ROLE = "risk"
 
 
-@ray.remote(num_cpus=0, max_restarts=0)
-class RiskActor:
+class RiskActor(ActorShell):
     """One pair's risk guard. Starts HALTED; `reconciled()` (after execution is ready) lifts that."""
 
-    def __init__(
-        self, env: WorkerEnv, context: PairContext, limits: RiskLimits, rules: FillRules, account: Any
-    ) -> None:
-        env.configure_logging()
-        self.env = env
+    def __init__(self, env: WorkerEnv, context: PairContext, limits: RiskLimits, rules: FillRules) -> None:
+        super().__init__(env)
         self.context = context
-        self.account = account
+        self.account: AccountHandle | None = None
         self.core = RiskCore(context, limits, rules, _AccountLink(self))
-        self.execution: Any = None
-        self.database: Database | None = None
+        self.execution: ExecutionHandle | None = None
         self.checkpoints: CheckpointStore | None = None
         self.inbox: Inbox[PolicyDecision] = Inbox("risk", self._handle, fatal)
 
-    async def ready(self, execution: Any) -> dict[str, Any]:
-        self.execution = execution
+    async def ready(self, peers: Peers) -> dict[str, Any]:
+        self.execution = peers.get("execution", ExecutionHandle)
+        self.account = peers.get("account", AccountHandle)
         if self.database is None:
             self.database = await self.env.open_database()
             self.checkpoints = CheckpointStore(self.database.pool)
             saved = await self.checkpoints.load(self.context.actor_key(ROLE))
             if saved is not None:
                 self.core.restore(dict(saved.state))
-            self.core.on_report(await execution.report.remote())
+            self.core.on_report(await self.execution.report_now())
             self.inbox.start()
             log.info("actor_ready", role=ROLE, pair=self.context.pair, **self.core.status())
         return {"pid": os.getpid(), **self.core.status()}
 
-    def ping(self) -> dict[str, Any]:
-        return {"pid": os.getpid(), **self.inbox.status()}
-
-    def set_peers(self, execution: Any, account: Any) -> None:
-        self.execution, self.account = execution, account
+    def set_account(self, account: AccountHandle) -> None:
+        """The supervisor restarted the account guard: its new handle."""
+        self.account = account
 
     async def reconciled(self) -> str:
         await self._changed(self.core.reconciled())
+        return self.core.trading_state
+
+    async def operator(self, state: TradingState, reason: str | None) -> str:
+        """The operator's desired state, as the supervisor keeps it (it wins over an older checkpoint)."""
+        if state == "ACTIVE":
+            await self._changed(self.core.resume())
+        else:
+            await self._changed(self.core.pause(reason or "operator_pause", reduce_only=state == "REDUCING"))
         return self.core.trading_state
 
     async def pause(self, reason: str, reduce_only: bool = False) -> str:
@@ -85,7 +84,7 @@ class RiskActor:
         them (the account's blocks as `account` gives them, or as the account guard tells now)."""
         await self._changed(self.core.resume())
         if account is None:
-            account = await self.account.view.remote()
+            account = await self._account().view()
         state, name, blocks = self.core.effective(account)
         return {
             "trading_state": state,
@@ -93,12 +92,6 @@ class RiskActor:
             "pair_state": self.core.trading_state,
             "blocked_by": [block.to_json() for block in blocks],
         }
-
-    async def automatic(self, reason: str | None) -> str:
-        """A reason pauses the pair automatically, None resumes it."""
-        await self._changed(self.core.automatic(reason))
-        await self._announce(self.core.changes())
-        return self.core.trading_state
 
     async def source(self, stale: bool, silent_sec: float | None = None, limit_sec: float | None = None) -> str:
         """The supervisor's freshness check: a stale source pauses the pair, data flowing resumes it."""
@@ -118,13 +111,9 @@ class RiskActor:
     def status(self) -> dict[str, Any]:
         return {**self.core.status(), "inbox": self.inbox.status()}
 
-    async def drain(self, timeout_sec: float) -> bool:
-        return await self.inbox.drain(timeout_sec)
-
-    async def close(self) -> None:
-        await self.inbox.stop()
-        if self.database is not None:
-            await self.database.close()
+    def _account(self) -> AccountHandle:
+        assert self.account is not None, "ready() first"
+        return self.account
 
     async def _handle(self, decision: PolicyDecision) -> None:
         held = self.core.held_target
@@ -141,7 +130,8 @@ class RiskActor:
                 reason=plan.risk.reason,
                 details=dict(plan.risk.details),
             )
-        await self.execution.on_plan.remote(plan)  # awaited: Ray does not keep the order of async calls
+        assert self.execution is not None
+        await self.execution.on_plan(plan)  # awaited: Ray does not keep the order of async calls
 
     async def _announce(self, transitions: list[Transition], trace_id: str | None = None) -> None:
         """An automatic pause began or cleared: one event and one alert each."""
@@ -195,20 +185,18 @@ UNAVAILABLE = Block(
 class _AccountLink:
     """The risk core's line to the account guard, through whichever handle the actor holds now."""
 
-    def __init__(self, actor: Any) -> None:
+    def __init__(self, actor: RiskActor) -> None:
         self.actor = actor
 
     async def observe(self, at_ms: int) -> AccountView:
         try:
-            view: AccountView = await self.actor.account.observe.remote(at_ms)
-        except RayError:  # the supervisor is restarting the account guard: nothing new until it is back
+            return await self.actor._account().observe(at_ms)
+        except ActorUnavailable:  # the supervisor is restarting the account guard: nothing new until it is back
             log.warning("account_guard_unavailable", pair=self.actor.context.pair)
             return AccountView("HALTED", (UNAVAILABLE,))
-        return view
 
     async def check(self, pair: str, after: Decimal, reduces_only: bool) -> AccountVerdict:
-        verdict: AccountVerdict = await self.actor.account.check.remote(pair, str(after), reduces_only)
-        return verdict
+        return await self.actor._account().check(pair, after, reduces_only)
 
 
 def _uuid(text: str) -> uuid.UUID | None:
@@ -218,19 +206,16 @@ def _uuid(text: str) -> uuid.UUID | None:
         return None
 
 
-@ray.remote(num_cpus=0, max_restarts=0)
-class AccountActor:
+class AccountActor(ActorShell):
     """The account guard: one for the whole account, asked by every pair's risk guard."""
 
     def __init__(self, env: WorkerEnv, policy: AccountPolicy) -> None:
-        env.configure_logging()
-        self.env = env
+        super().__init__(env)
         self.policy = policy
         self.desk: AccountDesk | None = None
         self.store: RiskStore | None = None
-        self.database: Database | None = None
 
-    async def ready(self) -> dict[str, Any]:
+    async def ready(self, peers: Peers | None = None) -> dict[str, Any]:
         if self.desk is None:
             self.database = await self.env.open_database()
             self.store = RiskStore(self.database.pool)
@@ -238,9 +223,6 @@ class AccountActor:
             await self._save()
             log.info("actor_ready", role="account", **self.desk.summary())
         return {"pid": os.getpid(), **self.desk.summary()}
-
-    def ping(self) -> dict[str, Any]:
-        return {"pid": os.getpid()}
 
     async def observe(self, at_ms: int) -> AccountView:
         """A pair decides the candle closing at `at_ms` (venue time): the account's clock moves on, the
@@ -328,10 +310,6 @@ class AccountActor:
 
     async def save(self) -> None:
         await self._save()
-
-    async def close(self) -> None:
-        if self.database is not None:
-            await self.database.close()
 
     def _desk(self) -> AccountDesk:
         assert self.desk is not None, "ready() first"

@@ -25,6 +25,13 @@ SEED_TABLES = (
     "dataset_lineage",
     "observability_metrics",
 )
-OWN_TABLES = ("candles", "actor_checkpoints", "dataset_payloads", "alerts", "agent_promotions")
+OWN_TABLES = (
+    "candles",
+    "actor_checkpoints",
+    "dataset_payloads",
+    "alerts",
+    "agent_promotions",
+    "operator_desired_states",
+)
 HYPERTABLES = ("candles", "market_input_snapshots", "observability_metrics", "trade_decisions")
 RETENTION = {"market_input_snapshots", "observability_metrics"}

@@ -124,9 +124,15 @@ STATUS = {
             "lag_sec": 0.4,
             "position": {"position": "0.05", "net_pnl": "-1.5"},
             "contract": {"tick": "0.1", "step": "0.0001"},
+            "desired": {"trading_state": "HALTED", "reason": "operator_pause", "applied": True},
             "actors": {"feed": {"pid": 1, "alive": True}, "risk": {"pid": 2, "alive": False}},
         },
-        "ETH-USDT": {"state": "FAULTED", "trading_state": "HALTED", "actors": {}},
+        "ETH-USDT": {
+            "state": "FAULTED",
+            "trading_state": "HALTED",
+            "desired": {"trading_state": "REDUCING", "reason": "x", "applied": False},
+            "actors": {},
+        },
     },
     "open_trades": [
         {
@@ -153,8 +159,12 @@ def test_status_reads_as_tables_with_utc_times_units_money_and_open_trade_ids() 
     assert "(started with 10000.00 USDT)" in text
     assert "daily PnL -1.00 USDT  gross exposure 1234.57 USDT  breaker closed" in text
     btc = next(line for line in lines if line.startswith("BTC-USDT"))
-    assert " ".join(btc.split()) == "BTC-USDT running HALTED 2025-05-05 12:10 UTC 0.4 s 0.0500 BTC -1.50 USDT 1/2"
-    assert next(line for line in lines if line.startswith("ETH-USDT")).split()[1] == "FAULTED"
+    assert " ".join(btc.split()) == (
+        "BTC-USDT running HALTED HALTED (operator_pause) 2025-05-05 12:10 UTC 0.4 s 0.0500 BTC -1.50 USDT 1/2"
+    )
+    eth = next(line for line in lines if line.startswith("ETH-USDT")).split()
+    assert eth[1] == "FAULTED"
+    assert " ".join(eth[3:6]) == "REDUCING (x) (pending)"  # the desired state, kept until the pair is back
     assert "1746447000000" not in text
     trade = next(line for line in lines if line.startswith(TRADE))
     # price at the contract's tick (0.1), quantity at its step (0.0001), USDT to 2 decimals
