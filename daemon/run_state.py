@@ -18,7 +18,7 @@ from domain.fills import FillRules
 from observability import get_logger
 from storage.database import Database
 from storage.ops import OpsStore
-from storage.trading import Run, RunConflictError, RunStore, StoppedRun
+from storage.runs import Run, RunConflictError, RunStore, StoppedRun
 
 log = get_logger("tradingd.daemon")
 

@@ -29,8 +29,10 @@ from features.definitions import feature_set
 from features.normalization import NormalizationStats
 from observability import get_logger
 from storage.candles import CandleStore
+from storage.checkpoints import CheckpointStore
 from storage.database import Database
-from storage.trading import Checkpoint, CheckpointStore, TradingJournal
+from storage.journal import TradingJournal
+from storage.records import Checkpoint
 
 log = get_logger("tradingd.features")
 ROLE = "features"

@@ -27,10 +27,11 @@ from domain.fills import FillRules
 from domain.messages import PolicyDecision, PositionReport
 from domain.trading_state import StateChange
 from observability import get_logger
+from storage.checkpoints import CheckpointStore
 from storage.database import Database
 from storage.ops import OpsStore, Severity
+from storage.records import Checkpoint
 from storage.risk import RiskStore
-from storage.trading import Checkpoint, CheckpointStore
 
 log = get_logger("tradingd.risk")
 ROLE = "risk"
