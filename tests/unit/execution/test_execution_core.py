@@ -23,6 +23,7 @@ from domain.messages import (
     OrderPlan,
     PolicyDecision,
     RiskOutcome,
+    Side,
     decision_sequence,
     trace_id,
 )
@@ -41,7 +42,7 @@ PAIR = "BTC-USDT"
 CONTEXT = PairContext(str(uuid.uuid4()), PAIR, "1m", "paper", "v1", "baseline:momentum", Decimal(10_000))
 
 
-def plan(minute: int, price: float, target: float | None, orders: list[tuple[str, str, bool]]) -> OrderPlan:
+def plan(minute: int, price: float, target: float | None, orders: list[tuple[Side, str, bool]]) -> OrderPlan:
     open_ms = 1_700_000_000_000 // 60_000 * 60_000 + minute * 60_000
     candle = Candle(PAIR, "1m", open_ms, price, price + 5, price - 5, price + 1, 3.0)
     sequence = decision_sequence("1m", open_ms)
@@ -61,7 +62,7 @@ def plan(minute: int, price: float, target: float | None, orders: list[tuple[str
     intents = tuple(
         OrderIntent(
             client_order_id(CONTEXT.run_id, PAIR, sequence * 4 + leg), side, Decimal(qty), reduce, "target", leg
-        )  # type: ignore[arg-type]
+        )
         for leg, (side, qty, reduce) in enumerate(orders)
     )
     target_quantity = None if target is None else Decimal(str(target))
