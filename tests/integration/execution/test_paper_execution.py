@@ -268,3 +268,23 @@ async def test_an_old_instance_is_fenced_off_once_a_new_one_claimed_the_pair(
     recorded = await new.on_plan(plan(context, 1, 100.0, None, []))
     assert recorded is not None
     assert recorded.report.quantity == Decimal(1)
+
+
+async def test_a_candle_the_journal_has_decided_is_refused_and_leaves_the_book_as_it_was(
+    database: Database, context: PairContext
+) -> None:
+    execution = core(database, context)
+    await execution.restore()
+    await execution.on_plan(plan(context, 0, 100.0, 1.0, [("BUY", "1", False)]))
+    await execution.on_plan(plan(context, 1, 100.0, None, []))
+    before = (execution.core.book.to_json(), execution.core.mark)
+    # The core forgets what it decided (as a book restored without its sequence would): the journal still refuses.
+    execution.core.last_sequence = -1
+    assert await execution.on_plan(plan(context, 1, 120.0, -1.0, [("SELL", "1", True), ("SELL", "1", False)])) is None
+    assert (execution.core.book.to_json(), execution.core.mark) == before
+    assert await database.pool.fetchval("SELECT count(*) FROM trade_decisions") == 2
+    assert await database.pool.fetchval("SELECT count(*) FROM trade_executions") == 1
+    # ... and the next candle is recorded from the book as it was
+    recorded = await execution.on_plan(plan(context, 2, 100.0, None, []))
+    assert recorded is not None
+    assert recorded.report.quantity == Decimal(1)
