@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -67,7 +67,7 @@ class Step:
     closed_trades: tuple[Trade, ...] = ()
     log: dict[str, Any] = field(default_factory=dict)
     """A plan's decision log line."""
-    answer: Any = None
+    answer: str | tuple[str, ...] | None = None
     """An operator action's answer (the client order ids cancelled, the closing order's id)."""
 
 
@@ -227,12 +227,12 @@ class ExecutionCore:
             return None
         return self.book.trade.id
 
-    def _book_change(self, change: Callable[[], list[Any]]) -> Step:
+    def _book_change(self, change: Callable[[], Sequence[BookEvent]]) -> Step:
         """Apply `change` to the book; its events are the step's rows, the client order ids its answer."""
 
         def build() -> Step:
-            events: list[BookEvent] = change()
-            answer = [event.order.client_order_id for event in events]
+            events = list(change())
+            answer = tuple(event.order.client_order_id for event in events)
             if not events:
                 return Step(None, self.last_sequence, answer=answer)
             trades: dict[uuid.UUID, Trade] = {}

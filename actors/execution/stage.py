@@ -74,16 +74,16 @@ class ExecutionStage:
         """Cancel the working orders of a trade; the client order ids cancelled."""
         step = self.core.cancel_trade(trade_id, reason)
         await self._write(step)
-        cancelled: list[str] = step.answer
-        return cancelled
+        assert isinstance(step.answer, tuple)
+        return list(step.answer)
 
     async def close_trade(self, trade_id: uuid.UUID) -> str:
         """An operator's reduce-only exit of the open trade (see `ExecutionCore.close_trade`)."""
         step = self.core.close_trade(trade_id, await self.journal.orders_traced(operator_trace(trade_id)))
         await self._write(step)
         await self._submit(list(step.submit))
-        cid: str = step.answer
-        return cid
+        assert isinstance(step.answer, str)
+        return step.answer
 
     async def flatten(self) -> dict[str, Any]:
         """`runs stop --flatten`: cancel every order that would open or add, then close what is held with a
