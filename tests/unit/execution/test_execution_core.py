@@ -214,3 +214,32 @@ def test_the_venue_answer_must_follow_the_order_state_machine() -> None:
     with pytest.raises(OrderTransitionError, match="from accepted to submitted"):
         core.submitted(answers)
     assert [o.state for o in core.book.working.values()] == ["accepted"]  # rewound
+
+
+def test_cancelling_a_trade_is_a_step_with_the_venues_evidence_and_a_refused_one_leaves_the_order_working() -> None:
+    core = ExecutionCore(CONTEXT, RULES)
+    opened = written(core, core.on_plan(plan(0, 100.0, 1.0, [("BUY", "1", False)])))
+    assert core.book.trade is not None
+    trade_id = core.book.trade.id
+    (order,) = opened.submit
+    refused = core.cancel_trade(trade_id)
+    assert core.book.working == {}
+    core.rejected()
+    assert [o.state for o in core.book.working.values()] == ["accepted"]
+    step = core.cancel_trade(trade_id)
+    assert step.answer == (order.client_order_id,)
+    assert step.commit is not None
+    (update,) = step.commit.updates
+    assert (update.before, update.after, update.reason, dict(update.evidence)) == (
+        "accepted",
+        "cancelled",
+        "operator_cancel",
+        {"venue": "paper"},
+    )
+    assert [(t.status, t.close_reason) for t in step.commit.trades] == [("cancelled", "operator_cancel")]
+    assert refused.answer == step.answer
+    core.recorded(step)
+    assert (core.book.working, core.book.trade) == ({}, None)
+    nothing = core.cancel_trade(trade_id)  # nothing working any more: nothing to write
+    assert (nothing.commit, nothing.answer) == (None, ())
+    core.recorded(nothing)
