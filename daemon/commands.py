@@ -23,7 +23,7 @@ from domain.market import INTERVALS
 from storage.desired_state import ACCOUNT, DesiredState
 from storage.ops import OpenTrade, OpsStore
 from storage.retry_queue import RetryQueue
-from storage.trading import OpenPositionsError, RunConflictError, RunStore
+from storage.runs import OpenPositionsError, RunConflictError, RunStore
 
 Command = Callable[[DaemonState, Mapping[str, object]], Awaitable[Mapping[str, object]]]
 CALL_TIMEOUT_SEC = 30.0

@@ -88,7 +88,7 @@ async def run_evaluation_command(settings: Settings, args: argparse.Namespace) -
             return await _promote(database, args.version)
         if args.command == "rollback":
             return await _rollback(database, args.pair, args.interval)
-        from storage.trading import RunStore
+        from storage.runs import RunStore
 
         if await RunStore(database.pool).get(args.run_id) is None:  # before matplotlib is imported
             print(f"tradingd: no run {args.run_id}", file=sys.stderr)

@@ -25,7 +25,7 @@ from daemon import exit_codes
 if TYPE_CHECKING:
     from config import Settings
     from storage.database import Database
-    from storage.trading import Holding, StoppedRun
+    from storage.runs import Holding, StoppedRun
 
 STOP_HELP = "stop a run in the database (refused while it holds positions, unless --keep)"
 
@@ -115,7 +115,7 @@ async def _daemon_pid(settings: Settings) -> str | None:
 
 
 async def _list(database: Database, args: argparse.Namespace) -> int:
-    from storage.trading import RunStore
+    from storage.runs import RunStore
 
     store = RunStore(database.pool)
     rows: list[dict[str, Any]] = []
@@ -171,7 +171,7 @@ async def _list(database: Database, args: argparse.Namespace) -> int:
 
 
 async def _stop(database: Database, args: argparse.Namespace) -> int:
-    from storage.trading import OpenPositionsError, RunNotActiveError, RunStore
+    from storage.runs import OpenPositionsError, RunNotActiveError, RunStore
 
     store = RunStore(database.pool)
     try:

@@ -39,8 +39,9 @@ from learning.evaluation.report import (
 from observability.progress import track
 from storage.candles import CandleStore
 from storage.database import Database
+from storage.records import TradeRow
 from storage.run_history import RunHistory
-from storage.trading import Run, RunStore, TradeRow
+from storage.runs import Run, RunStore
 
 TABLE_ROWS = 100
 GRID = Decimal("0.00000001")

@@ -44,8 +44,9 @@ from observability import get_logger
 from storage.agents import AgentStore
 from storage.database import Database
 from storage.datasets import DatasetStore
+from storage.journal import TradingJournal
 from storage.risk import AccountPolicyRow, LimitSetRow, RiskStore
-from storage.trading import Run, RunStore, TradingJournal
+from storage.runs import Run, RunStore
 
 log = get_logger("tradingd.daemon")
 REACH_TIMEOUT_SEC = 5.0

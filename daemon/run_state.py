@@ -20,7 +20,7 @@ from observability import get_logger
 from storage.database import Database
 from storage.desired_state import DesiredStateStore
 from storage.ops import OpsStore
-from storage.trading import Run, RunConflictError, RunStore, StoppedRun
+from storage.runs import Run, RunConflictError, RunStore, StoppedRun
 
 log = get_logger("tradingd.daemon")
 

@@ -8,7 +8,7 @@ from decimal import Decimal
 import asyncpg
 
 from domain.candles import datetime_to_ms
-from storage.trading import TradeRow
+from storage.records import TradeRow
 
 
 class RunHistory:

@@ -1,5 +1,6 @@
-"""The execution actor's Ray shell: restores its book in `ready()`, then records plans in order and
-tells the risk guard, the policy and the account guard about every position change."""
+"""The execution actor's Ray shell: restores its stage (`actors.execution.stage`: the pure core, the
+journal and the venue) in `ready()`, then records plans in order and tells the risk guard, the
+policy and the account guard about every position change."""
 
 from __future__ import annotations
 
@@ -10,13 +11,15 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from actors.execution.core import ExecutionCore
+from actors.execution.stage import ExecutionStage
 from actors.run_context import PairContext
 from actors.shell import ActorShell, Inbox, WorkerEnv, fatal
 from actors.transport import AccountHandle, Peers, PolicyHandle, RiskHandle
 from domain.fills import FillRules
 from domain.messages import OrderPlan, PositionReport
 from observability import get_logger
-from storage.trading import CheckpointStore, TradingJournal
+from storage.checkpoints import CheckpointStore
+from storage.journal import TradingJournal
 
 log = get_logger("tradingd.execution")
 Operation = Callable[[], Awaitable[Any]]
@@ -27,7 +30,7 @@ class ExecutionActor(ActorShell):
         super().__init__(env)
         self.context = context
         self.rules = rules
-        self.core: ExecutionCore | None = None
+        self.stage: ExecutionStage | None = None
         self.risk: RiskHandle | None = None
         self.policy: PolicyHandle | None = None
         self.account: AccountHandle | None = None
@@ -35,44 +38,43 @@ class ExecutionActor(ActorShell):
 
     async def ready(self, peers: Peers) -> dict[str, Any]:
         self.risk, self.policy, self.account = peers.risk, peers.policy, peers.account
-        if self.core is None:
+        if self.stage is None:
             self.database = await self.env.open_database()
             pool = self.database.pool
-            core = ExecutionCore(self.context, self.rules, TradingJournal(pool), CheckpointStore(pool))
-            submitted = await core.restore()
-            self.core = core
+            stage = ExecutionStage(self.context, self.rules, TradingJournal(pool), CheckpointStore(pool))
+            submitted = await stage.restore()
+            self.stage = stage
+            core = stage.core
             if submitted:
                 log.warning("intents_submitted_after_restart", pair=self.context.pair, client_order_ids=submitted)
             if core.adopted is not None:
                 log.warning("position_adopted", run_id=self.context.run_id, **core.adopted.to_json())
             self.inbox.start()
             log.info("actor_ready", role="execution", pair=self.context.pair, run_id=self.context.run_id)
-        return {"pid": os.getpid(), "report": self.core.report()}
+        return {"pid": os.getpid(), "report": self._core().report()}
 
     def set_account(self, account: AccountHandle) -> None:
         """The supervisor restarted the account guard: its new handle."""
         self.account = account
 
     def report(self) -> PositionReport:
-        assert self.core is not None, "ready() first"
-        return self.core.report()
+        return self._core().report()
 
     async def on_plan(self, plan: OrderPlan) -> None:
         self.inbox.put(plan)
 
     async def close_trade(self, trade_id: str) -> str:
-        core = self._core()
-        return str(await self._serialised(lambda: core.close_trade(uuid.UUID(trade_id))))
+        stage = self._stage()
+        return str(await self._serialised(lambda: stage.close_trade(uuid.UUID(trade_id))))
 
     async def cancel_trade(self, trade_id: str) -> list[str]:
-        core = self._core()
-        cancelled: list[str] = await self._serialised(lambda: core.cancel_trade(uuid.UUID(trade_id)))
+        stage = self._stage()
+        cancelled: list[str] = await self._serialised(lambda: stage.cancel_trade(uuid.UUID(trade_id)))
         return cancelled
 
     async def flatten(self) -> dict[str, Any]:
         """`runs stop --flatten`: opening orders cancelled, the position closed reduce-only (see the core)."""
-        core = self._core()
-        flatness: dict[str, Any] = await self._serialised(core.flatten)
+        flatness: dict[str, Any] = await self._serialised(self._stage().flatten)
         return flatness
 
     async def flatness(self) -> dict[str, Any]:
@@ -84,9 +86,12 @@ class ExecutionActor(ActorShell):
 
     # ---------------------------------------------------------------- internals
 
+    def _stage(self) -> ExecutionStage:
+        assert self.stage is not None, "ready() first"
+        return self.stage
+
     def _core(self) -> ExecutionCore:
-        assert self.core is not None, "ready() first"
-        return self.core
+        return self._stage().core
 
     async def _serialised(self, operation: Operation) -> Any:
         """Run an operator action between plans, never during one."""
@@ -108,7 +113,7 @@ class ExecutionActor(ActorShell):
                 raise
             self._tell(core.report())
             return
-        recorded = await core.on_plan(message)
+        recorded = await self._stage().on_plan(message)
         if recorded is None:
             self._tell(core.report())  # a plan decided before: the risk guard may drop what it kept for it
             return

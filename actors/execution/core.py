@@ -1,12 +1,16 @@
-"""The execution actor's core for paper trading: record every decision once, with its orders, and
-fill them against the live feed.
+"""The execution stage's core: record every decision once, with its orders, against the book. Pure and
+synchronous: no journal, no checkpoint store, no clock it is not given; it returns what to write.
 
-For each plan (one per final candle, in order): the working orders fill at this candle's open, then
-the decision, its input snapshot, the new order intents, the trades and the book's checkpoint are
-committed in one transaction, and only then are the orders submitted to the paper venue (intent ->
-submitted -> accepted, a second transaction). A restart restores the book from that checkpoint and
-submits any intent the crash left unsent; a plan for a candle already decided is refused by the
-journal and leaves the book as it was.
+For each plan (one per final candle, in order) `on_plan` lets the venue fill the working orders at
+this candle's open, places the new order intents in the book, and returns one `Step`: the records to
+write together (the decision, its input snapshot, the intents, the trades, the execution updates, the
+metrics; the shell adds the checkpoint, `to_json()`) and the orders to submit once they are written.
+The shell (`actors.execution.stage`) writes the step in one transaction and then calls `recorded`; on
+any failure, or when the journal refuses a candle decided before, it calls `rejected`, which rewinds
+the book to what it was. Operator actions (cancel a trade, close it, flatten) are steps the same way.
+Submitting is the shell's: after the intents are committed it sends them to the venue and hands the
+venue's answers to `submitted`, another step (intent -> submitted -> accepted). A restart restores
+the book from the checkpoint (`restore`) and `reconcile` names the intents a crash left unsent.
 """
 
 from __future__ import annotations
@@ -14,20 +18,19 @@ from __future__ import annotations
 import math
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from actors.execution.paper import BookEvent, OrderCancelled, OrderFilled, PaperBook, Trade, WorkingOrder
+from actors.execution.paper import BookEvent, OrderFilled, PaperBook, Trade, WorkingOrder
+from actors.execution.venue import PaperVenue, Venue, VenueStep
 from actors.run_context import PairContext
 from domain.fills import FillRules
 from domain.messages import OrderIntent, OrderPlan, PolicyDecision, PositionReport
 from domain.orders import FINAL_STATES, OrderState, client_order_id, transition
-from storage.trading import (
+from storage.records import (
     Adopted,
-    Checkpoint,
-    CheckpointStore,
     Commit,
     DecisionRow,
     ExecutionRow,
@@ -35,12 +38,10 @@ from storage.trading import (
     MetricRow,
     SnapshotRow,
     TradeRow,
-    TradingJournal,
 )
 
 ROLE = "execution"
 STATE_VERSION = 1
-PAPER_VENUE = "paper"
 
 
 @dataclass(frozen=True)
@@ -53,21 +54,41 @@ class Recorded:
     log: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class Step:
+    """What one call of the core changed, to be written all or nothing before anything else happens."""
+
+    commit: Commit | None
+    """The rows to write with the checkpoint (`to_json()` at `sequence`); None: nothing to write."""
+    sequence: int
+    """The checkpoint's sequence: the plan's candle, or the last one decided."""
+    submit: tuple[WorkingOrder, ...] = ()
+    """Orders to send to the venue once the step is written (their intents are in `commit`)."""
+    closed_trades: tuple[Trade, ...] = ()
+    log: dict[str, Any] = field(default_factory=dict)
+    """A plan's decision log line."""
+    answer: str | tuple[str, ...] | None = None
+    """An operator action's answer (the client order ids cancelled, the closing order's id)."""
+
+
+def operator_trace(trade_id: uuid.UUID) -> str:
+    """The trace an operator's closes of one trade share (their count makes each close's order id new)."""
+    return f"operator.{trade_id}"
+
+
 @dataclass
 class ExecutionCore:
     context: PairContext
     rules: FillRules
-    journal: TradingJournal
-    checkpoints: CheckpointStore
+    venue: Venue = field(default_factory=PaperVenue)
     book: PaperBook = field(init=False)
     mark: Decimal = Decimal(0)
     last_sequence: int = -1
     version: int = 0
     clock: Callable[[], float] = time.time
-    fence: int | None = None
     adopted: Adopted | None = None
     """The position this run took over from a stopped one at start (`runs stop --keep`), if any."""
-    _adopted_state: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    _undo: tuple[dict[str, Any], Decimal] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.book = PaperBook(self.context.pair, self.rules)
@@ -76,71 +97,185 @@ class ExecutionCore:
     def key(self) -> str:
         return self.context.actor_key(ROLE)
 
-    async def restore(self) -> list[str]:
-        """Load the checkpoint, then finish what a crash interrupted: every intent is submitted (paper
-        has no venue to ask), and a recorded state newer than the checkpoint's wins. Returns the client
-        order ids submitted now."""
-        checkpoint = await self.checkpoints.load(self.key)
-        self.fence = await self.checkpoints.claim(self.key, ROLE, self.context.pair)
-        if checkpoint is not None and "book" in checkpoint.state:
-            state = dict(checkpoint.state)
-            self.book = PaperBook.from_json(self.context.pair, self.rules, state["book"])
-            self.mark = Decimal(state["mark"])
-            self.last_sequence = checkpoint.sequence
-        else:
-            self.adopted = await self.journal.adopt(uuid.UUID(self.context.run_id), self.context.pair, self._adopting)
-            if self.adopted is not None:
-                state = dict(self._adopted_state)
-                self.book = PaperBook.from_json(self.context.pair, self.rules, state["book"])
-                self.mark = Decimal(state["mark"])
-        recorded = {
-            w.client_order_id: w
-            for w in await self.journal.unfinished(uuid.UUID(self.context.run_id), self.context.pair)
-        }
+    # ---------------------------------------------------------------- state
+
+    def to_json(self) -> dict[str, Any]:
+        """The checkpoint document (version `STATE_VERSION`): the book and the mark."""
+        return {"book": self.book.to_json(), "mark": str(self.mark)}
+
+    def restore(self, document: Mapping[str, Any], sequence: int | None = None) -> None:
+        """The book and mark of a checkpoint; `sequence`, the last candle it decided (None: a hand-over,
+        which decided nothing of this run)."""
+        self.book = PaperBook.from_json(self.context.pair, self.rules, dict(document["book"]))
+        self.mark = Decimal(document["mark"])
+        if sequence is not None:
+            self.last_sequence = sequence
+
+    def adopting(self, handed_over: Mapping[str, Any]) -> dict[str, Any]:
+        """This run's first checkpoint document from a stopped run's book (`runs stop --keep`): the
+        position, its open trade and working orders as they were; the run's own realised PnL and fees
+        start at zero."""
+        book = PaperBook.from_json(self.context.pair, self.rules, dict(handed_over["book"]))
+        book.position.realised = Decimal(0)
+        book.position.fees = Decimal(0)
+        return {"book": book.to_json(), "mark": str(handed_over["mark"])}
+
+    def reconcile(self, recorded: Mapping[str, OrderState]) -> list[WorkingOrder]:
+        """After a restore: each working order takes the state the journal recorded for it (a recorded
+        state newer than the checkpoint's wins); returns the intents a crash left unsent."""
         for order in self.book.working.values():
             if order.client_order_id in recorded:
-                order.state = recorded[order.client_order_id].state
-        return await self._submit([o for o in self.book.working.values() if o.state == "intent"])
+                order.state = recorded[order.client_order_id]
+        return [o for o in self.book.working.values() if o.state == "intent"]
 
-    async def on_plan(self, plan: OrderPlan) -> Recorded | None:
-        """Record a plan; None when its candle was decided before (nothing changes then)."""
+    # ---------------------------------------------------------------- the step protocol
+
+    def recorded(self, step: Step) -> None:
+        """The shell wrote `step`: it stands."""
+        self.last_sequence = max(self.last_sequence, step.sequence)
+        self._undo = None
+
+    def rejected(self) -> None:
+        """The shell could not write the pending step (or the journal refused it): rewind the book."""
+        if self._undo is not None:
+            book, mark = self._undo
+            self.book = PaperBook.from_json(self.context.pair, self.rules, book)
+            self.mark = mark
+            self._undo = None
+
+    def _begin(self) -> None:
+        if self._undo is not None:
+            raise RuntimeError("a step is pending: recorded() or rejected() first")
+        self._undo = (self.book.to_json(), self.mark)
+
+    def _pending(self, build: Callable[[], Step]) -> Step:
+        self._begin()
+        try:
+            return build()
+        except BaseException:
+            self.rejected()
+            raise
+
+    # ---------------------------------------------------------------- plans
+
+    def on_plan(self, plan: OrderPlan) -> Step | None:
+        """A plan's step; None when its candle was decided before (nothing changes then)."""
+        if plan.decision.input.sequence <= self.last_sequence:
+            return None  # the checkpoint, written with each decision, says this candle was decided
+        return self._pending(lambda: self._plan(plan))
+
+    def _plan(self, plan: OrderPlan) -> Step:
         decision = plan.decision
         market = decision.input
-        if market.sequence <= self.last_sequence:
-            return None  # the checkpoint, written with each decision, says this candle was decided
-        before = self.book.to_json()
-        mark_before = self.mark
-        try:
-            events = self.book.on_candle(market.candle)
-            self.mark = Decimal(repr(market.candle.close))
-            trades: dict[uuid.UUID, Trade] = {}
-            updates = self._fill_updates(events, trades)
-            placed: list[WorkingOrder] = []
-            for intent in plan.orders:
-                order, trade, _ = self.book.place(intent, market.sequence, market.candle.open_time_ms)
-                placed.append(order)
-                trades[trade.id] = trade
-            latency_ms = max(0.0, (self.clock() - market.final_at) * 1000)
-            commit = Commit(
-                decision=self._decision_row(plan, latency_ms),
-                snapshot=_snapshot_row(decision),
-                trades=[self._trade_row(t) for t in trades.values()],
-                new_executions=[self._execution_row(o, market.trace_id) for o in placed],
-                updates=updates,
-                checkpoint=self._checkpoint(market.sequence),
-                metrics=self._metrics(plan, events, latency_ms),
-            )
-            recorded = await self.journal.commit(commit)
-        except BaseException:
-            self._rewind(before, mark_before)
-            raise
-        if not recorded:
-            self._rewind(before, mark_before)
-            return None
-        self.last_sequence = market.sequence
-        await self._submit(placed)
+        events = self.venue.fills(self.book, market.candle)
+        self.mark = Decimal(repr(market.candle.close))
+        trades: dict[uuid.UUID, Trade] = {}
+        updates = self._event_updates(events, trades)
+        placed: list[WorkingOrder] = []
+        for intent in plan.orders:
+            order, trade, _ = self.book.place(intent, market.sequence, market.candle.open_time_ms)
+            placed.append(order)
+            trades[trade.id] = trade
+        latency_ms = max(0.0, (self.clock() - market.final_at) * 1000)
+        commit = Commit(
+            decision=self._decision_row(plan, latency_ms),
+            snapshot=_snapshot_row(decision),
+            trades=[self._trade_row(t) for t in trades.values()],
+            new_executions=[self._execution_row(o, market.trace_id) for o in placed],
+            updates=updates,
+            metrics=self._metrics(plan, events, latency_ms),
+        )
         closed = tuple(t for t in trades.values() if t.status == "closed")
-        return Recorded(self.report(), closed, self._log_line(plan, events, placed, latency_ms))
+        log = self._log_line(plan, events, placed, latency_ms)
+        return Step(commit, market.sequence, tuple(placed), closed, log)
+
+    def submitted(self, steps: Iterable[VenueStep]) -> Step:
+        """The venue's answers to a submit: each step applied to its order (refused when the state
+        machine forbids it), as execution updates to write."""
+        return self._pending(lambda: self._submitted(list(steps)))
+
+    def _submitted(self, steps: list[VenueStep]) -> Step:
+        updates: list[ExecutionUpdate] = []
+        for answer in steps:
+            order = self.book.working.get(answer.client_order_id)
+            if order is None:
+                raise KeyError(f"the venue answered for {answer.client_order_id}, which is not working")
+            updates.append(_step(order, answer))
+        return Step(Commit(updates=updates), self.last_sequence)
+
+    # ---------------------------------------------------------------- operator actions
+
+    def cancel_trade(self, trade_id: uuid.UUID, reason: str = "operator_cancel") -> Step:
+        """Cancel the working orders of a trade; the step's answer is the client order ids cancelled."""
+        return self._book_change(lambda: list(self.book.cancel_trade(trade_id, reason)))
+
+    def opening_orders(self) -> list[WorkingOrder]:
+        """Working orders that would open or add to a position."""
+        return [o for o in self.book.working.values() if not o.reduce_only]
+
+    def cancel_opening(self, reason: str = "run_stopping") -> Step:
+        """`runs stop --flatten`, first step: cancel every order that would open or add."""
+        opening = self.opening_orders()
+        return self._book_change(lambda: [self.book.cancel(o.client_order_id, reason) for o in opening])
+
+    def left_to_close(self) -> uuid.UUID | None:
+        """`runs stop --flatten`, second step: the open trade when what is held is not covered by the
+        reduce-only orders working (then `close_trade` it); None when nothing is left to close."""
+        if self.book.position.quantity == 0 or self.book.trade is None:
+            return None
+        if self.book.position.quantity + self._reducing() == 0:
+            return None
+        return self.book.trade.id
+
+    def _book_change(self, change: Callable[[], Sequence[BookEvent]]) -> Step:
+        """Apply `change` to the book; its events are the step's rows, the client order ids its answer."""
+
+        def build() -> Step:
+            events = list(change())
+            answer = tuple(event.order.client_order_id for event in events)
+            if not events:
+                return Step(None, self.last_sequence, answer=answer)
+            trades: dict[uuid.UUID, Trade] = {}
+            updates = self._event_updates(events, trades)
+            rows = [self._trade_row(t) for t in trades.values()]
+            return Step(Commit(trades=rows, updates=updates), self.last_sequence, answer=answer)
+
+        return self._pending(build)
+
+    def close_trade(self, trade_id: uuid.UUID, sent: int) -> Step:
+        """An operator's reduce-only exit of the open trade, filling at the next candle's open; the step's
+        answer is its client order id. Asking while one is working sends nothing more. The id derives
+        from the trade and from `sent`, how many closes the operator sent for it before (the journal's
+        count under `operator_trace`: a cancelled one's id is spent). KeyError when there is nothing
+        to close."""
+        trade = self.book.trade
+        if trade is None or trade.id != trade_id:
+            raise KeyError(f"trade {trade_id} is not the open trade of {self.context.pair}")
+        for working in self.book.working.values():
+            if working.trade_id == trade_id and working.reason == "operator":
+                return Step(None, self.last_sequence, answer=working.client_order_id)
+        position = self.book.position.quantity
+        quantity = abs(position + self._reducing())
+        if position == 0:
+            raise KeyError(f"trade {trade_id} has no position yet: its opening order is working (cancel-trade)")
+        if quantity == 0:
+            raise KeyError(f"trade {trade_id} is closing already: a reduce-only order for all of it is working")
+        trace = operator_trace(trade_id)
+        key = f"{self.context.pair}#close" + (f"#{sent}" if sent else "")
+        cid = client_order_id(self.context.run_id, key, int(trade_id.hex[:9], 16))
+        intent = OrderIntent(cid, "SELL" if position > 0 else "BUY", quantity, True, "operator", 0)
+
+        def build() -> Step:
+            order, placed_for, _ = self.book.place(intent, self.last_sequence, self.book.last_open_ms or 0)
+            commit = Commit(trades=[self._trade_row(placed_for)], new_executions=[self._execution_row(order, trace)])
+            return Step(commit, self.last_sequence, (order,), answer=cid)
+
+        return self._pending(build)
+
+    def _reducing(self) -> Decimal:
+        return sum((o.signed_quantity for o in self.book.working.values() if o.reduce_only), Decimal(0))
+
+    # ---------------------------------------------------------------- reports
 
     def report(self) -> PositionReport:
         self.version += 1
@@ -178,59 +313,6 @@ class ExecutionCore:
             "last_sequence": self.last_sequence,
         }
 
-    def _adopting(self, handed_over: Mapping[str, Any]) -> Checkpoint:
-        """This run's first checkpoint from a stopped run's book (`runs stop --keep`): the position, its
-        open trade and working orders as they were; the run's own realised PnL and fees start at zero."""
-        book = PaperBook.from_json(self.context.pair, self.rules, dict(handed_over["book"]))
-        book.position.realised = Decimal(0)
-        book.position.fees = Decimal(0)
-        state = {"book": book.to_json(), "mark": str(handed_over["mark"])}
-        self._adopted_state = state
-        return Checkpoint(self.key, ROLE, self.context.pair, STATE_VERSION, 0, state, self.fence)
-
-    # ---------------------------------------------------------------- operator actions
-
-    async def cancel_trade(self, trade_id: uuid.UUID, reason: str = "operator_cancel") -> list[str]:
-        """Cancel the working orders of a trade; the client order ids cancelled."""
-        events = await self._commit_book_change(lambda: list(self.book.cancel_trade(trade_id, reason)))
-        return [event.order.client_order_id for event in events]
-
-    async def _commit_book_change(self, change: Callable[[], list[BookEvent]]) -> list[BookEvent]:
-        """Apply `change` to the book and commit its events with a checkpoint, all or nothing: on any
-        failure the book and the mark are rewound to what they were."""
-        before, mark = self.book.to_json(), self.mark
-        try:
-            events = change()
-            if events:
-                trades: dict[uuid.UUID, Trade] = {}
-                updates = self._fill_updates(events, trades)
-                await self.journal.commit(
-                    Commit(
-                        trades=[self._trade_row(t) for t in trades.values()],
-                        updates=updates,
-                        checkpoint=self._checkpoint(self.last_sequence),
-                    )
-                )
-        except BaseException:
-            self._rewind(before, mark)
-            raise
-        return events
-
-    async def flatten(self) -> dict[str, Any]:
-        """`runs stop --flatten`: cancel every order that would open or add, then close what is held with a
-        reduce-only market order (`close_trade`: one order however often asked). Returns the position and
-        what is still working, so the caller can wait until the pair is flat."""
-        opening = [o for o in self.book.working.values() if not o.reduce_only]
-        if opening:
-            await self._commit_book_change(
-                lambda: [self.book.cancel(o.client_order_id, "run_stopping") for o in opening]
-            )
-        if self.book.position.quantity != 0 and self.book.trade is not None:
-            reducing = sum((o.signed_quantity for o in self.book.working.values() if o.reduce_only), Decimal(0))
-            if self.book.position.quantity + reducing != 0:
-                await self.close_trade(self.book.trade.id)
-        return self.flatness()
-
     def flatness(self) -> dict[str, Any]:
         return {
             "pair": self.context.pair,
@@ -239,89 +321,14 @@ class ExecutionCore:
             "flat": self.book.position.quantity == 0 and not self.book.working,
         }
 
-    async def close_trade(self, trade_id: uuid.UUID) -> str:
-        """An operator's reduce-only exit of the open trade, filling at the next candle's open. Asking
-        while one is working sends nothing more. Its client order id derives from the trade and from how
-        many closes the operator sent for it before (a cancelled one's id is spent)."""
-        trade = self.book.trade
-        if trade is None or trade.id != trade_id:
-            raise KeyError(f"trade {trade_id} is not the open trade of {self.context.pair}")
-        for working in self.book.working.values():
-            if working.trade_id == trade_id and working.reason == "operator":
-                return working.client_order_id
-        position = self.book.position.quantity
-        reducing = sum((o.signed_quantity for o in self.book.working.values() if o.reduce_only), Decimal(0))
-        quantity = abs(position + reducing)
-        if position == 0:
-            raise KeyError(f"trade {trade_id} has no position yet: its opening order is working (cancel-trade)")
-        if quantity == 0:
-            raise KeyError(f"trade {trade_id} is closing already: a reduce-only order for all of it is working")
-        trace = f"operator.{trade_id}"
-        sent = await self.journal.orders_traced(trace)
-        key = f"{self.context.pair}#close" + (f"#{sent}" if sent else "")
-        cid = client_order_id(self.context.run_id, key, int(trade_id.hex[:9], 16))
-        intent = OrderIntent(cid, "SELL" if position > 0 else "BUY", quantity, True, "operator", 0)
-        before, mark = self.book.to_json(), self.mark
-        try:
-            order, trade, _ = self.book.place(intent, self.last_sequence, self.book.last_open_ms or 0)
-            await self.journal.commit(
-                Commit(
-                    trades=[self._trade_row(trade)],
-                    new_executions=[self._execution_row(order, trace)],
-                    checkpoint=self._checkpoint(self.last_sequence),
-                )
-            )
-        except BaseException:
-            self._rewind(before, mark)
-            raise
-        await self._submit([order])
-        return cid
-
     # ---------------------------------------------------------------- rows
 
-    async def _submit(self, orders: list[WorkingOrder]) -> list[str]:
-        """Paper submission: the intent was committed first; the paper venue accepts at once."""
-        if not orders:
-            return []
-        updates: list[ExecutionUpdate] = []
-        for order in orders:
-            steps: tuple[OrderState, ...] = ("submitted", "accepted")
-            for step in steps:
-                transition(order.state, step)
-                updates.append(
-                    ExecutionUpdate(
-                        order.execution_id,
-                        order.state,
-                        step,
-                        f"paper_{step}",
-                        {"venue": PAPER_VENUE},
-                        exchange_order_id=f"paper-{order.client_order_id}" if step == "accepted" else None,
-                    )
-                )
-                order.state = step
-        await self.journal.commit(Commit(updates=updates, checkpoint=self._checkpoint(self.last_sequence)))
-        return [order.client_order_id for order in orders]
-
-    def _fill_updates(self, events: list[BookEvent], trades: dict[uuid.UUID, Trade]) -> list[ExecutionUpdate]:
+    def _event_updates(self, events: list[BookEvent], trades: dict[uuid.UUID, Trade]) -> list[ExecutionUpdate]:
+        """A fill or cancel the book reported, with the venue's evidence; its trade goes to `trades`."""
         updates: list[ExecutionUpdate] = []
         for event in events:
-            order = event.order
             trades[event.trade.id] = event.trade
-            state: OrderState = order.state
-            if isinstance(event, OrderFilled):
-                fill = event.fill
-                evidence = {
-                    "venue": PAPER_VENUE,
-                    "fill_price": str(fill.price),
-                    "quantity": str(fill.quantity),
-                    "fee": str(fill.fee),
-                    "candle_open_ms": self.book.last_open_ms,
-                }
-                updates.append(
-                    _step(order, state, "filled", "paper_fill", evidence, fill.quantity, fill.price, fill.fee)
-                )
-            elif isinstance(event, OrderCancelled):
-                updates.append(_step(order, state, "cancelled", event.reason, {"venue": PAPER_VENUE}))
+            updates.append(_step(event.order, self.venue.evidence(event, self.book.last_open_ms), event))
         return updates
 
     def _decision_row(self, plan: OrderPlan, latency_ms: float) -> DecisionRow:
@@ -389,17 +396,6 @@ class ExecutionCore:
             reason=order.reason,
         )
 
-    def _checkpoint(self, sequence: int) -> Checkpoint:
-        return Checkpoint(
-            self.key,
-            ROLE,
-            self.context.pair,
-            STATE_VERSION,
-            max(sequence, 0),
-            {"book": self.book.to_json(), "mark": str(self.mark)},
-            self.fence,
-        )
-
     def _metrics(self, plan: OrderPlan, events: list[BookEvent], latency_ms: float) -> list[MetricRow]:
         market = plan.decision.input
         run_id = uuid.UUID(self.context.run_id)
@@ -460,10 +456,6 @@ class ExecutionCore:
             "latency_ms": round(latency_ms, 3),
         }
 
-    def _rewind(self, book: dict[str, Any], mark: Decimal) -> None:
-        self.book = PaperBook.from_json(self.context.pair, self.rules, book)
-        self.mark = mark
-
 
 def action_name(target: float | None) -> str:
     """A decision's action, one type everywhere (the decision row, the decision log line): `long`,
@@ -471,19 +463,23 @@ def action_name(target: float | None) -> str:
     return "hold" if target is None else "flat" if target == 0 else "long" if target > 0 else "short"
 
 
-def _step(
-    order: WorkingOrder,
-    before: OrderState,
-    after: OrderState,
-    reason: str,
-    evidence: dict[str, Any],
-    quantity: Decimal | None = None,
-    price: Decimal | None = None,
-    fee: Decimal | None = None,
-) -> ExecutionUpdate:
-    transition(before, after, reason if after in FINAL_STATES else None)
-    order.state = after
-    return ExecutionUpdate(order.execution_id, before, after, reason, evidence, quantity, price, fee)
+def _step(order: WorkingOrder, answer: VenueStep, event: BookEvent | None = None) -> ExecutionUpdate:
+    """One state step of `order` as the venue reported it, checked against the order state machine."""
+    before: OrderState = order.state
+    transition(before, answer.state, answer.reason if answer.state in FINAL_STATES else None)
+    order.state = answer.state
+    fill = event.fill if isinstance(event, OrderFilled) else None
+    return ExecutionUpdate(
+        order.execution_id,
+        before,
+        answer.state,
+        answer.reason,
+        dict(answer.evidence),
+        None if fill is None else fill.quantity,
+        None if fill is None else fill.price,
+        None if fill is None else fill.fee,
+        answer.exchange_order_id,
+    )
 
 
 def _snapshot_row(decision: PolicyDecision) -> SnapshotRow | None:

@@ -28,10 +28,12 @@ from features.definitions import feature_set
 from features.normalization import NormalizationStats
 from observability import get_logger
 from storage.candles import CandleStore
-from storage.trading import Checkpoint, CheckpointStore, TradingJournal
+from storage.checkpoints import ActorState, CheckpointStore
+from storage.journal import TradingJournal
 
 log = get_logger("tradingd.features")
 ROLE = "features"
+STATE_VERSION = 1
 TICK_SEC = 1.0
 FAR_FUTURE_MS = 4_102_444_800_000  # 2100-01-01: "everything stored after"
 
@@ -103,16 +105,15 @@ class FeatureActor(ActorShell):
         pool = self.database.pool
         store = CandleStore.of(self.database)
         context = self.context
-        checkpoints = CheckpointStore(pool)
-        key = context.actor_key(ROLE)
-        saved = await checkpoints.load(key)
+        state = ActorState(CheckpointStore(pool), context.actor_key(ROLE), ROLE, context.pair, STATE_VERSION)
+        saved = await state.load()
         start = None if saved is None else saved.state.get("start_after_ms")
         if start is None:
             span = await store.span(context.pair, context.interval)
             if span is None:
                 raise NoHistoryError(f"no {context.interval} candles of {context.pair} are stored yet")
             start = span[1]
-            await checkpoints.save(Checkpoint(key, ROLE, context.pair, 1, 0, {"start_after_ms": start}))
+            await state.save({"start_after_ms": start})
         decided = await TradingJournal(pool).last_decided(uuid.UUID(context.run_id), context.pair, context.interval)
         resume = max(int(start), datetime_to_ms(decided) if decided is not None else int(start))
         step = interval_ms(context.interval)

@@ -15,7 +15,7 @@ from typing import Any
 
 from actors.risk.account import BREAKER, AccountPolicy, AccountVerdict
 from actors.risk.blocks import AccountView, Block, Transition
-from actors.risk.core import RiskCore
+from actors.risk.core import CHECKPOINT_VERSION, RiskCore
 from actors.risk.desk import AccountDesk
 from actors.risk.limits import RiskLimits
 from actors.run_context import PairContext
@@ -25,9 +25,9 @@ from domain.fills import FillRules
 from domain.messages import PolicyDecision, PositionReport
 from domain.trading_state import StateChange, TradingState
 from observability import get_logger
+from storage.checkpoints import ActorState, CheckpointStore
 from storage.ops import OpsStore, Severity
 from storage.risk import RiskStore
-from storage.trading import Checkpoint, CheckpointStore
 
 log = get_logger("tradingd.risk")
 ROLE = "risk"
@@ -42,7 +42,7 @@ class RiskActor(ActorShell):
         self.account: AccountHandle | None = None
         self.core = RiskCore(context, limits, rules, _AccountLink(self))
         self.execution: ExecutionHandle | None = None
-        self.checkpoints: CheckpointStore | None = None
+        self.state: ActorState | None = None
         self.inbox: Inbox[PolicyDecision] = Inbox("risk", self._handle, fatal)
 
     async def ready(self, peers: Peers) -> dict[str, Any]:
@@ -50,8 +50,14 @@ class RiskActor(ActorShell):
         self.account = peers.get("account", AccountHandle)
         if self.database is None:
             self.database = await self.env.open_database()
-            self.checkpoints = CheckpointStore(self.database.pool)
-            saved = await self.checkpoints.load(self.context.actor_key(ROLE))
+            self.state = ActorState(
+                CheckpointStore(self.database.pool),
+                self.context.actor_key(ROLE),
+                ROLE,
+                self.context.pair,
+                CHECKPOINT_VERSION,
+            )
+            saved = await self.state.load()
             if saved is not None:
                 self.core.restore(dict(saved.state))
             self.core.on_report(await self.execution.report_now())
@@ -171,10 +177,8 @@ class RiskActor(ActorShell):
         await self._checkpoint()
 
     async def _checkpoint(self) -> None:
-        if self.checkpoints is not None:
-            await self.checkpoints.save(
-                Checkpoint(self.context.actor_key(ROLE), ROLE, self.context.pair, 1, 0, self.core.to_json())
-            )
+        if self.state is not None:
+            await self.state.save(self.core.to_json())
 
 
 UNAVAILABLE = Block(

@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import pytest
 
-from actors.execution.core import ExecutionCore
+from actors.execution.stage import ExecutionStage
 from actors.run_context import PairContext
 from domain.candles import Candle
 from domain.fills import FillRules
@@ -24,8 +24,10 @@ from domain.messages import (
     trace_id,
 )
 from domain.orders import client_order_id
+from storage.checkpoints import CheckpointStore, FencedError
 from storage.database import Database
-from storage.trading import CheckpointStore, FencedError, RunStore, TradingJournal
+from storage.journal import TradingJournal
+from storage.runs import RunStore
 
 RULES = FillRules(
     tick=Decimal("0.1"),
@@ -81,8 +83,8 @@ async def context(database: Database) -> PairContext:
     return await start_run(database)
 
 
-def core(database: Database, context: PairContext) -> ExecutionCore:
-    return ExecutionCore(context, RULES, TradingJournal(database.pool), CheckpointStore(database.pool))
+def core(database: Database, context: PairContext) -> ExecutionStage:
+    return ExecutionStage(context, RULES, TradingJournal(database.pool), CheckpointStore(database.pool))
 
 
 async def test_decisions_orders_fills_and_trades_are_recorded_once(database: Database, context: PairContext) -> None:
@@ -173,7 +175,7 @@ async def test_a_failed_commit_leaves_the_book_as_it_was(database: Database, con
     execution = core(database, context)
     await execution.restore()
     await execution.on_plan(plan(context, 0, 100.0, 1.0, [("BUY", "1", False)]))
-    before = execution.book.to_json()
+    before = execution.core.book.to_json()
     bad = plan(context, 1, 100.0, 1.0, [("BUY", "1", False)])
     # The same client order id as the first order: the unique constraint refuses the whole commit.
     first_id = await database.pool.fetchval("SELECT client_order_id FROM trade_executions")
@@ -186,7 +188,7 @@ async def test_a_failed_commit_leaves_the_book_as_it_was(database: Database, con
     )
     with pytest.raises(Exception, match=r"unique|duplicate"):
         await execution.on_plan(bad)
-    assert execution.book.to_json() == before
+    assert execution.core.book.to_json() == before
     assert await database.pool.fetchval("SELECT count(*) FROM trade_decisions") == 1
 
 
@@ -235,7 +237,7 @@ async def test_an_operator_close_cancelled_can_be_sent_again_and_closes_the_trad
     assert await database.pool.fetchval("SELECT status FROM trades") == "closing"
     assert await execution.cancel_trade(trade_id) == [first]
     assert await database.pool.fetchval("SELECT status FROM trades") == "open"
-    assert execution.book.working == {}
+    assert execution.core.book.working == {}
     second = await execution.close_trade(trade_id)  # a new order: the cancelled one's id is spent
     assert second != first
     assert await execution.close_trade(trade_id) == second  # asked again, still one working order
@@ -260,9 +262,29 @@ async def test_an_old_instance_is_fenced_off_once_a_new_one_claimed_the_pair(
     await new.restore()
     with pytest.raises(FencedError):
         await old.on_plan(plan(context, 1, 100.0, -1.0, [("SELL", "1", True), ("SELL", "1", False)]))
-    assert old.book.position.quantity == 0  # rewound: the refused commit left nothing behind
+    assert old.core.book.position.quantity == 0  # rewound: the refused commit left nothing behind
     assert await database.pool.fetchval("SELECT count(*) FROM trade_decisions") == 1
     assert await database.pool.fetchval("SELECT count(*) FROM trade_executions") == 1
     recorded = await new.on_plan(plan(context, 1, 100.0, None, []))
+    assert recorded is not None
+    assert recorded.report.quantity == Decimal(1)
+
+
+async def test_a_candle_the_journal_has_decided_is_refused_and_leaves_the_book_as_it_was(
+    database: Database, context: PairContext
+) -> None:
+    execution = core(database, context)
+    await execution.restore()
+    await execution.on_plan(plan(context, 0, 100.0, 1.0, [("BUY", "1", False)]))
+    await execution.on_plan(plan(context, 1, 100.0, None, []))
+    before = (execution.core.book.to_json(), execution.core.mark)
+    # The core forgets what it decided (as a book restored without its sequence would): the journal still refuses.
+    execution.core.last_sequence = -1
+    assert await execution.on_plan(plan(context, 1, 120.0, -1.0, [("SELL", "1", True), ("SELL", "1", False)])) is None
+    assert (execution.core.book.to_json(), execution.core.mark) == before
+    assert await database.pool.fetchval("SELECT count(*) FROM trade_decisions") == 2
+    assert await database.pool.fetchval("SELECT count(*) FROM trade_executions") == 1
+    # ... and the next candle is recorded from the book as it was
+    recorded = await execution.on_plan(plan(context, 2, 100.0, None, []))
     assert recorded is not None
     assert recorded.report.quantity == Decimal(1)

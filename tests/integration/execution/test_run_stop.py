@@ -9,32 +9,27 @@ from decimal import Decimal
 
 import pytest
 
-from actors.execution.core import ExecutionCore
+from actors.execution.stage import ExecutionStage
 from actors.run_context import PairContext
+from storage.checkpoints import CheckpointStore, FencedError
 from storage.database import Database
-from storage.trading import (
-    CheckpointStore,
-    FencedError,
-    OpenPositionsError,
-    RunNotActiveError,
-    RunStore,
-    TradingJournal,
-)
+from storage.journal import TradingJournal
+from storage.runs import OpenPositionsError, RunNotActiveError, RunStore
 from tests.integration.execution.test_paper_execution import PAIR, RULES, plan, start_run
 
 
-def core(database: Database, context: PairContext) -> ExecutionCore:
-    return ExecutionCore(context, RULES, TradingJournal(database.pool), CheckpointStore(database.pool))
+def core(database: Database, context: PairContext) -> ExecutionStage:
+    return ExecutionStage(context, RULES, TradingJournal(database.pool), CheckpointStore(database.pool))
 
 
-async def long_one(database: Database) -> tuple[PairContext, ExecutionCore]:
+async def long_one(database: Database) -> tuple[PairContext, ExecutionStage]:
     """A run holding 1 long at 100 (filled), with nothing working."""
     context = await start_run(database)
     execution = core(database, context)
     await execution.restore()
     await execution.on_plan(plan(context, 0, 100.0, 1.0, [("BUY", "1", False)]))
     await execution.on_plan(plan(context, 1, 100.0, None, []))
-    assert execution.book.position.quantity == Decimal(1)
+    assert execution.core.book.position.quantity == Decimal(1)
     return context, execution
 
 
@@ -72,14 +67,14 @@ async def test_kept_positions_are_adopted_by_the_next_run_on_the_pair(database: 
     new_context = await start_run(database)
     new = core(database, new_context)
     await new.restore()
-    assert new.adopted is not None
-    assert new.adopted.from_run == uuid.UUID(context.run_id)
-    assert new.book.position.quantity == Decimal(1)
-    assert new.book.position.entry_price == Decimal("100.0")
-    assert (new.book.position.realised, new.book.position.fees) == (Decimal(0), Decimal(0))
-    assert new.book.trade is not None
-    assert new.book.trade.id == trade_id
-    assert len(new.book.working) == 1
+    assert new.core.adopted is not None
+    assert new.core.adopted.from_run == uuid.UUID(context.run_id)
+    assert new.core.book.position.quantity == Decimal(1)
+    assert new.core.book.position.entry_price == Decimal("100.0")
+    assert (new.core.book.position.realised, new.core.book.position.fees) == (Decimal(0), Decimal(0))
+    assert new.core.book.trade is not None
+    assert new.core.book.trade.id == trade_id
+    assert len(new.core.book.working) == 1
     assert await runs.handovers() == []
     new_run = uuid.UUID(new_context.run_id)
     assert await pool.fetchval("SELECT run_id FROM trades WHERE id = $1", trade_id) == new_run
@@ -101,8 +96,8 @@ async def test_kept_positions_are_adopted_by_the_next_run_on_the_pair(database: 
     # a restart of the new run restores its own checkpoint, adopting nothing again
     again = core(database, new_context)
     await again.restore()
-    assert again.adopted is None
-    assert again.book.position.quantity == 0
+    assert again.core.adopted is None
+    assert again.core.book.position.quantity == 0
 
 
 async def test_a_flat_pair_stops_with_its_working_orders_cancelled(database: Database) -> None:
@@ -134,7 +129,7 @@ async def test_flatten_cancels_opening_orders_and_closes_the_position(database: 
     recorded = await execution.on_plan(plan(context, 3, 101.0, None, []))
     assert recorded is not None
     assert recorded.report.quantity == 0
-    assert execution.flatness()["flat"]
+    assert execution.core.flatness()["flat"]
     runs = RunStore(database.pool)
     stopped = await runs.stop(uuid.UUID(context.run_id), "operator")
     assert stopped.holdings == ()

@@ -14,7 +14,7 @@ import pytest
 from config import load_settings
 from daemon import exit_codes
 from daemon.run_setup import ORIGIN_CONTROL, RunSetupError, check_reachable, check_resumable, run_differences
-from storage.trading import Run
+from storage.runs import Run
 
 
 def a_run(**changes: object) -> Run:
