@@ -24,7 +24,7 @@ from actors.feed.runner import FeedSchedule
 from actors.policy.actor import PolicySource
 from actors.policy.core import ModelProvenance
 from actors.risk.account import AccountPolicy
-from actors.risk.limits import RiskLimits
+from trading.limits import RiskLimits
 from actors.run_context import PairContext
 from actors.shell import WorkerEnv
 from config import Settings

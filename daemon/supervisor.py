@@ -33,7 +33,7 @@ from actors.policy.actor import PolicyActor, PolicySource
 from actors.risk.account import AccountPolicy
 from actors.risk.actor import AccountActor, RiskActor
 from actors.risk.blocks import effective, not_running
-from actors.risk.limits import RiskLimits
+from trading.limits import RiskLimits
 from actors.run_context import PairContext
 from actors.shell import WorkerEnv
 from config.settings import DaemonSettings

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from actors.execution.paper import BookEvent, OrderCancelled, OrderFilled, PaperBook, Trade, WorkingOrder
+from trading.paper import BookEvent, OrderCancelled, OrderFilled, PaperBook, Trade, WorkingOrder
 from actors.run_context import PairContext
 from domain.fills import FillRules
 from domain.messages import OrderIntent, OrderPlan, PolicyDecision, PositionReport

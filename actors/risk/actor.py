@@ -20,7 +20,7 @@ from actors.risk.account import BREAKER, AccountPolicy, AccountVerdict
 from actors.risk.blocks import AccountView, Block, Transition
 from actors.risk.core import RiskCore
 from actors.risk.desk import AccountDesk
-from actors.risk.limits import RiskLimits
+from trading.limits import RiskLimits
 from actors.run_context import PairContext
 from actors.shell import Inbox, WorkerEnv, fatal
 from domain.fills import FillRules

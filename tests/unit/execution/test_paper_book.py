@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from actors.execution.paper import NOTHING_TO_REDUCE, OrderCancelled, OrderFilled, PaperBook
+from trading.paper import NOTHING_TO_REDUCE, OrderCancelled, OrderFilled, PaperBook
 from domain.candles import Candle
 from domain.fills import FillRules
 from domain.messages import OrderIntent

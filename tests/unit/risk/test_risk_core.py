@@ -13,7 +13,7 @@ from actors.risk.account import AccountPolicy, AccountVerdict
 from actors.risk.blocks import AccountView
 from actors.risk.core import RiskCore
 from actors.risk.desk import AccountDesk
-from actors.risk.limits import RiskLimits
+from trading.limits import RiskLimits
 from actors.run_context import PairContext
 from domain.candles import Candle, ms_to_datetime
 from domain.fills import FillRules
