@@ -24,7 +24,6 @@ from actors.feed.runner import FeedSchedule
 from actors.policy.actor import PolicySource
 from actors.policy.core import ModelProvenance
 from actors.risk.account import AccountPolicy
-from trading.limits import RiskLimits
 from actors.run_context import PairContext
 from actors.shell import WorkerEnv
 from config import Settings
@@ -46,6 +45,7 @@ from storage.database import Database
 from storage.datasets import DatasetStore
 from storage.risk import AccountPolicyRow, LimitSetRow, RiskStore
 from storage.trading import Run, RunStore, TradingJournal
+from trading.limits import RiskLimits
 
 log = get_logger("tradingd.daemon")
 REACH_TIMEOUT_SEC = 5.0

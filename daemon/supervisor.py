@@ -33,12 +33,12 @@ from actors.policy.actor import PolicyActor, PolicySource
 from actors.risk.account import AccountPolicy
 from actors.risk.actor import AccountActor, RiskActor
 from actors.risk.blocks import effective, not_running
-from trading.limits import RiskLimits
 from actors.run_context import PairContext
 from actors.shell import WorkerEnv
 from config.settings import DaemonSettings
 from domain.fills import FillRules
 from observability import get_logger
+from trading.limits import RiskLimits
 
 log = get_logger("tradingd.supervisor")
 

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from trading.paper import BookEvent, OrderCancelled, OrderFilled, PaperBook, Trade, WorkingOrder
 from actors.run_context import PairContext
 from domain.fills import FillRules
 from domain.messages import OrderIntent, OrderPlan, PolicyDecision, PositionReport
@@ -37,6 +36,7 @@ from storage.trading import (
     TradeRow,
     TradingJournal,
 )
+from trading.paper import BookEvent, OrderCancelled, OrderFilled, PaperBook, Trade, WorkingOrder
 
 ROLE = "execution"
 STATE_VERSION = 1

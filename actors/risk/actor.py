@@ -20,7 +20,6 @@ from actors.risk.account import BREAKER, AccountPolicy, AccountVerdict
 from actors.risk.blocks import AccountView, Block, Transition
 from actors.risk.core import RiskCore
 from actors.risk.desk import AccountDesk
-from trading.limits import RiskLimits
 from actors.run_context import PairContext
 from actors.shell import Inbox, WorkerEnv, fatal
 from domain.fills import FillRules
@@ -31,6 +30,7 @@ from storage.database import Database
 from storage.ops import OpsStore, Severity
 from storage.risk import RiskStore
 from storage.trading import Checkpoint, CheckpointStore
+from trading.limits import RiskLimits
 
 log = get_logger("tradingd.risk")
 ROLE = "risk"

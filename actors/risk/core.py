@@ -286,9 +286,7 @@ class RiskCore:
         if result.orders:
             # Set, not added: a decision sent again (after a restart downstream) replaces its own orders.
             self.in_flight[market.sequence] = result.signed_quantity
-            self._sent[market.sequence] = tuple(
-                o.quantity if o.side == "BUY" else -o.quantity for o in result.orders
-            )
+            self._sent[market.sequence] = tuple(o.quantity if o.side == "BUY" else -o.quantity for o in result.orders)
         return OrderPlan(decision, result.target_quantity, result.orders, outcome, state, blocked_by), change
 
     def book(self, sequence: int) -> Book:
@@ -303,7 +301,9 @@ class RiskCore:
         orders += [(s, q) for s, legs in sorted(self._sent.items()) if last < s < sequence for q in legs]
         base = Book(pending=sum((q for _, q in orders), Decimal(0)))
         if report is not None:
-            base = Book(report.quantity, report.entry_price, report.realised, report.fees, report.bars_held, base.pending)
+            base = Book(
+                report.quantity, report.entry_price, report.realised, report.fees, report.bars_held, base.pending
+            )
         candles = sorted(s for s in self._opens if last < s <= sequence)
         fills: dict[int, list[tuple[Decimal, Decimal]]] = {s: [] for s in candles}
         for placed, quantity in orders:
@@ -354,4 +354,3 @@ def decision_time_ms(candle: Candle) -> int:
         return candle.open_time_ms + int(interval_duration(candle.interval).total_seconds() * 1000)
     except ValueError:
         return candle.open_time_ms
-

@@ -174,4 +174,3 @@ class PolicyStrategy(Strategy):  # type: ignore[misc]  # nautilus's Cython base 
 
     def on_order_denied(self, event: Any) -> None:
         self.rejections.append(str(event.reason))
-

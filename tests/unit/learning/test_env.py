@@ -91,7 +91,11 @@ def test_the_env_charges_what_the_venue_simulator_charges_for_a_scripted_sequenc
         wanted = wanted.quantize(RULES.step, rounding="ROUND_DOWN")
         delta = (wanted if targets[action] > 0 else -wanted) - mirror.quantity
         held = mirror.quantity
-        legs = [-held, delta + held] if held and wanted and (delta > 0) != (held > 0) and abs(delta) > abs(held) else [delta]
+        legs = (
+            [-held, delta + held]
+            if held and wanted and (delta > 0) != (held > 0) and abs(delta) > abs(held)
+            else [delta]
+        )
         for leg in (leg for leg in legs if leg):
             side = "BUY" if leg > 0 else "SELL"
             venue.place("BTC-USDT", side, "MARKET", abs(leg), None, f"o{fills}", False, price, 0)

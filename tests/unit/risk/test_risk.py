@@ -9,8 +9,8 @@ from decimal import Decimal
 import pytest
 
 from actors.risk import account as acct
-from trading import limits as lim
 from actors.risk.account import AccountGuard, AccountPolicy, AccountState
+from trading import limits as lim
 from trading.limits import OrderCheck, PairRiskGuard, RiskLimits
 
 D = Decimal
