@@ -137,7 +137,7 @@ async def live(
     """Both pairs through their risk guards (one account) and paper books, candle by candle."""
     account = Account()
     pipelines = {}
-    for pair, (candles, _) in spans.items():
+    for pair in spans:
         context = PairContext("run-agree", pair, "1m", "paper", "v2", "p", EQUITY, D(1))
         risk = RiskCore(context, limits, RULES[pair], account)
         risk.reconciled()
@@ -163,10 +163,8 @@ async def live(
             market = MarketInput(
                 context.run_id, pair, "1m", sequence, f"{pair}.{t}", candle, tuple(features[t]), None, {}, None, 0.0
             )
-            if t == BARS - 1:  # the last bar only marks: no later open to fill on
-                decision = PolicyDecision(market, "end", None, 1.0)
-            else:
-                decision = policy.decide(market)
+            # The last bar only marks: no later open to fill on.
+            decision = PolicyDecision(market, "end", None, 1.0) if t == BARS - 1 else policy.decide(market)
             plan, _ = await risk.plan(decision)
             # The execution actor: this candle's open fills what is working, then the plan's orders.
             book.on_candle(candle)
