@@ -111,6 +111,7 @@ async def _train(
         return contract
     rules = FillRules.of(contract, Decimal(repr(environment.slippage_bps)))
     # RLlib and torch take seconds to import: only a training that is going to run pays for them.
+    from daemon.risk_limits import risk_limits
     from learning.training import IterationReport, TrainingError, train_agent
     from observability import adopt_library_loggers
 
@@ -137,6 +138,7 @@ async def _train(
             checkpoint_root=data_dir / "training",
             artifact_store=settings.training.artifact_store,
             progress=show,
+            limits=risk_limits(settings),
         )
     except (TrainingError, AgentConfigError) as error:
         print(f"tradingd: {error}", file=sys.stderr)
