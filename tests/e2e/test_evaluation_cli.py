@@ -79,6 +79,7 @@ def test_evaluate_promote_and_roll_back(clean_env: dict[str, str], candle_file: 
     assert "momentum" in page
     assert "hold" in page
     assert "<td>buy &amp; hold</td>" in page
+    assert "Risk limits: the <code>default</code> limit set (stop_loss_pct 0.05," in page, "[risk] applies"
     assert summary["metrics"]["buy_and_hold"]["net_pnl"] != 0
     with (report.parent / "trades.csv").open(newline="") as handle:
         listed = list(csv.DictReader(handle))
