@@ -59,12 +59,14 @@ class Sizing:
         return self.initial_equity + book.realised - book.fees + unrealised
 
     def max_notional(self, equity: Decimal) -> Decimal:
-        return max(equity, ZERO) * self.max_exposure
+        return (equity if equity > 0 else ZERO) * self.max_exposure
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Book:
-    """The pair's position when a decision is taken (every order sent before it has filled)."""
+    """The pair's position when a decision is taken (every order sent before it has filled). A value:
+    nothing changes it once made (not frozen only because a frozen dataclass is slow to build, and the
+    backtest builds one per bar)."""
 
     quantity: Decimal = ZERO
     entry_price: Decimal = ZERO
@@ -114,17 +116,16 @@ def project(book: Book, candles: Iterable[Iterable[tuple[Decimal, Decimal]]], ru
     return Book.of(position, bars, pending)
 
 
-def observation(book: Book, mark: Decimal, sizing: Sizing) -> npt.NDArray[np.float64]:
-    """The position-state features of `book` at `mark` (what orders are still to fill count as filled)."""
-    equity = sizing.equity(book, mark)
-    unrealised = (mark - book.entry_price) * book.quantity if book.quantity else ZERO
+def observation(book: Book, mark: Decimal, sizing: Sizing, equity: Decimal | None = None) -> npt.NDArray[np.float64]:
+    """The position-state features of `book` at `mark` (what orders are still to fill count as filled);
+    `equity`: `sizing.equity(book, mark)`, when the caller has it already."""
+    if equity is None:
+        equity = sizing.equity(book, mark)
+    quantity = book.quantity
+    unrealised = float((mark - book.entry_price) * quantity) if quantity else 0.0
+    projected = float(quantity + book.pending) if book.pending else float(quantity)
     return state_features(
-        float(book.projected),
-        float(unrealised),
-        float(equity),
-        float(sizing.max_notional(equity)),
-        float(mark),
-        book.bars_held,
+        projected, unrealised, float(equity), float(sizing.max_notional(equity)), float(mark), book.bars_held
     )
 
 
@@ -170,6 +171,7 @@ class Decision:
 
 
 ALLOWED = RiskOutcome(True)
+HOLD = Decision(None, (), ALLOWED, "target")
 
 
 @dataclass
@@ -252,6 +254,8 @@ class PairKernel:
         state: TradingState = "ACTIVE",
     ) -> Decision:
         """The whole rule for a single pair whose account allows everything (training, backtests)."""
+        if target is None and book.quantity == 0:
+            return HOLD  # nothing to exit, nothing to size: the common case, kept cheap for backtests
         return self.commit(self.propose(target, book, close, sequence, interval_start_ms, state))
 
     def _target(self, target: float | None, book: Book, close: Decimal) -> tuple[Decimal | None, ExitReason]:

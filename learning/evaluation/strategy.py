@@ -57,7 +57,7 @@ class BarDecision:
     """The reason a leg was denied, if one was."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class BarBook:
     """The strategy's book at a bar's close, once its decision was taken."""
 
@@ -120,10 +120,11 @@ class PolicyStrategy(Strategy):  # type: ignore[misc]  # nautilus's Cython base 
         mark = Decimal(repr(float(self._closes[row])))
         self._bars_held = bars_after_candle(self.position.quantity, self._bars_held)
         book = Book.of(self.position, self._bars_held)
+        equity = self.sizing.equity(book, mark)
+        self.books.append(BarBook(self.position.quantity, self.position.fees, equity))
         if row == len(self._closes) - 1:
-            self.books.append(BarBook(self.position.quantity, self.position.fees, self.sizing.equity(book, mark)))
             return  # the last bar only marks: no later open to trade on
-        decision = self.policy.decide(self._features[row], observation(book, mark, self.sizing))
+        decision = self.policy.decide(self._features[row], observation(book, mark, self.sizing, equity))
         made = self.kernel.decide(decision.target, book, mark, row, row)
         self._pending = made.orders
         self.decisions.append(
@@ -137,7 +138,6 @@ class PolicyStrategy(Strategy):  # type: ignore[misc]  # nautilus's Cython base 
                 made.outcome.reason,
             )
         )
-        self.books.append(BarBook(self.position.quantity, self.position.fees, self.sizing.equity(book, mark)))
 
     def on_quote_tick(self, tick: QuoteTick) -> None:
         self._quote += 1
