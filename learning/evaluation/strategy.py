@@ -33,7 +33,7 @@ from nautilus_trader.trading.strategy import Strategy
 from actors.policy.policies import Policy
 from domain.fills import Fill, FillRules, Position
 from domain.messages import OrderIntent
-from learning.evaluation.metrics import TimedFill
+from learning.evaluation.metrics import SIGNAL_FLIP, TimedFill
 from trading.kernel import Book, PairKernel, Sizing, bars_after_candle, bars_after_fill, observation, unlimited
 from trading.limits import RiskLimits
 
@@ -144,6 +144,7 @@ class PolicyStrategy(Strategy):  # type: ignore[misc]  # nautilus's Cython base 
         if not self._pending:
             return
         orders, self._pending = self._pending, ()
+        flips = len(orders) == 2 and orders[0].reason == "target"
         for intent in orders:
             order = self.order_factory.market(
                 self._instrument,
@@ -151,8 +152,10 @@ class PolicyStrategy(Strategy):  # type: ignore[misc]  # nautilus's Cython base 
                 Quantity(intent.quantity, self._size_precision),
                 reduce_only=intent.reduce_only,
             )
-            if intent.reason != "target":  # a policy's own exits keep the report's signal_exit/signal_flip
+            if intent.reason != "target":
                 self._reasons[order.client_order_id] = intent.reason
+            elif flips and intent.reduce_only:  # the close of a flip ends its trade as a flip
+                self._reasons[order.client_order_id] = SIGNAL_FLIP
             self.submit_order(order)
 
     def on_order_filled(self, event: Any) -> None:
