@@ -34,7 +34,7 @@ from domain.market import interval_duration
 from domain.messages import OrderPlan, PolicyDecision, PositionReport, RiskOutcome
 from domain.trading_state import Origin, StateChange, TradingState, strictest
 from features.gates import DUPLICATES_DISAGREE, GAP, INVALID_VALUES, SOURCE_DRIFT, STALE, UNALIGNED
-from trading.kernel import LEGS_PER_DECISION, Book, PairKernel, project
+from trading.kernel import Book, PairKernel, project
 from trading.limits import PairRiskGuard, RiskLimits
 
 
@@ -53,7 +53,6 @@ class AccountLink(Protocol):
 AUTO_PAUSE_REASONS = frozenset({GAP, UNALIGNED, INVALID_VALUES, DUPLICATES_DISAGREE, SOURCE_DRIFT, STALE})
 NOT_RECONCILED = "not_reconciled"
 SOURCE_STALE = "source_stale"
-__all__ = ["LEGS_PER_DECISION", "AccountLink", "Pauses", "RiskCore", "decision_time_ms"]
 CHECKPOINT_VERSION = 1
 KEPT_CANDLES = 64
 """Candles decided since execution's last report that the projection remembers (their opens)."""
