@@ -4,6 +4,8 @@ and evaluated in the world it trades in. Cheap to import (the CLI's start-up rul
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from config import Settings
 from trading.limits import RiskLimits
 
@@ -19,4 +21,27 @@ def risk_limits(settings: Settings) -> RiskLimits:
         risk.stop_loss_pct,
         risk.take_profit_pct,
         frozenset(risk.allowed_instruments),
+    )
+
+
+def full_position_warning(initial_equity: Decimal, max_exposure: Decimal, limits: RiskLimits) -> str | None:
+    """A warning when the limit set denies a full position from flat at the start (its order or position
+    notional, or its leverage, below `max_exposure` of `initial_equity`): training and backtests deny it
+    as live trading would, so such an agent never holds a full position."""
+    full = initial_equity * max_exposure
+    caps = [
+        (name, value)
+        for name, value in (
+            ("max_order_notional", limits.max_order_notional),
+            ("max_position_notional", limits.max_position_notional),
+            ("max_leverage", limits.max_leverage * initial_equity),
+        )
+        if value < full
+    ]
+    if not caps:
+        return None
+    named = ", ".join(f"{name} {value}" for name, value in caps)
+    return (
+        f"the [risk] limit set {limits.name!r} denies a full position from flat ({max_exposure} x {initial_equity} "
+        f"= {full} USDT notional; {named} USDT): training and backtests deny it as live trading would"
     )
