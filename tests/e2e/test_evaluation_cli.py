@@ -31,6 +31,7 @@ envs_per_env_runner = 2
 
 [environment]
 episode_bars = 200
+max_exposure = 0.5  # the run's: a full position fits the default [risk] limits, which training applies
 
 [promotion_gates]
 min_win_rate = 0.0
