@@ -8,6 +8,7 @@ from typing import Literal
 
 from domain.market import Interval
 from domain.messages import PositionReport
+from trading.kernel import Book, Sizing
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,9 +32,14 @@ class PairContext:
         """The run's equity plus this pair's realised PnL after fees and its unrealised PnL at `mark`."""
         if report is None:
             return self.initial_equity
-        unrealised = (mark - report.entry_price) * report.quantity if report.quantity else Decimal(0)
-        return self.initial_equity + report.realised - report.fees + unrealised
+        book = Book(report.quantity, report.entry_price, report.realised, report.fees)
+        return self.sizing.equity(book, mark)
 
     def max_notional(self, equity: Decimal) -> Decimal:
         """The notional of a full target position."""
-        return max(equity, Decimal(0)) * self.max_exposure
+        return self.sizing.max_notional(equity)
+
+    @property
+    def sizing(self) -> Sizing:
+        """The trading kernel's sizing of this pair."""
+        return Sizing(self.initial_equity, self.max_exposure)

@@ -30,10 +30,10 @@ if TYPE_CHECKING:
     from actors.policy.actor import PolicySource
     from actors.risk.account import AccountPolicy, AccountVerdict
     from actors.risk.blocks import AccountView
-    from actors.risk.limits import RiskLimits
     from actors.shell import WorkerEnv
     from domain.candles import Candle
     from domain.market import Interval
+    from trading.limits import RiskLimits
 
 Role = Literal["execution", "risk", "policy", "features", "feed"]
 Peer = Literal["execution", "risk", "policy", "features", "account"]
@@ -411,7 +411,7 @@ class RayTransport:
             execution=ExecutionHandle(RayChannel(_remote(ExecutionActor).remote(env, context, plan.rules))),
             risk=RiskHandle(RayChannel(_remote(RiskActor).remote(env, context, plan.limits, plan.rules))),
             policy=PolicyHandle(
-                RayChannel(_remote(PolicyActor).remote(env, context, plan.policy, plan.enforce_provenance))
+                RayChannel(_remote(PolicyActor).remote(env, context, plan.policy, plan.enforce_provenance, plan.rules))
             ),
             features=FeaturesHandle(RayChannel(_remote(FeatureActor).remote(env, context, plan.features))),
             feed=FeedHandle(RayChannel(_remote(FeedActor).remote(env, context.pair, plan.feed))),

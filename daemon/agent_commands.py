@@ -111,11 +111,17 @@ async def _train(
         return contract
     rules = FillRules.of(contract, Decimal(repr(environment.slippage_bps)))
     # RLlib and torch take seconds to import: only a training that is going to run pays for them.
+    from daemon.risk_limits import full_position_warning, risk_limits
     from learning.training import IterationReport, TrainingError, train_agent
     from observability import adopt_library_loggers
 
     adopt_library_loggers()  # Ray's logger through ours, now that it is imported
 
+    limits = risk_limits(settings)
+    equity, exposure = Decimal(repr(environment.initial_equity)), Decimal(repr(environment.max_exposure))
+    warning = full_position_warning(equity, exposure, limits)
+    if warning is not None:
+        print(f"tradingd: warning: {warning}", file=sys.stderr)
     on_terminal = sys.stderr.isatty()
 
     def show(report: IterationReport) -> None:
@@ -137,6 +143,7 @@ async def _train(
             checkpoint_root=data_dir / "training",
             artifact_store=settings.training.artifact_store,
             progress=show,
+            limits=limits,
         )
     except (TrainingError, AgentConfigError) as error:
         print(f"tradingd: {error}", file=sys.stderr)

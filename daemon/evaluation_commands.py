@@ -119,6 +119,7 @@ async def _evaluate(settings: Settings, database: Database, args: argparse.Names
     # nautilus_trader (and RLlib, for a walk-forward's training) take seconds to import: only an
     # evaluation that is going to run pays for them.
     from actors.policy.artifact import ArtifactError
+    from daemon.risk_limits import risk_limits
     from learning.agent_config import AgentConfigError
     from learning.evaluation.service import EvaluationError, EvaluationRequest, Stores, World, evaluate, layout_json
     from observability import adopt_library_loggers
@@ -143,7 +144,8 @@ async def _evaluate(settings: Settings, database: Database, args: argparse.Names
             )
 
     try:
-        outcome = await evaluate(stores, request, contract, paper_world, report_root, show, progress)
+        limits = risk_limits(settings)
+        outcome = await evaluate(stores, request, contract, paper_world, report_root, show, progress, limits)
         if outcome.sample.warning is not None:
             # In-sample figures must not pass for out-of-sample ones: said on stderr, in the summary's
             # `sample`, and in the report's banner.
@@ -175,6 +177,7 @@ async def _evaluate(settings: Settings, database: Database, args: argparse.Names
                     report_root,
                     show,
                     progress,
+                    limits,
                 )
                 existing = await stores.evaluations.get(theirs.report_id)
             summary["champion"] = _outcome_json(existing)

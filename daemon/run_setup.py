@@ -24,11 +24,11 @@ from actors.feed.runner import FeedSchedule
 from actors.policy.actor import PolicySource
 from actors.policy.core import ModelProvenance
 from actors.risk.account import AccountPolicy
-from actors.risk.limits import RiskLimits
 from actors.run_context import PairContext
 from actors.shell import WorkerEnv
 from config import Settings
 from daemon import exit_codes
+from daemon.risk_limits import risk_limits as limits_of_settings
 from daemon.supervisor import PairPlan
 from domain.candles import datetime_to_ms, interval_ms, ms_to_datetime
 from domain.errors import VenueError
@@ -47,6 +47,7 @@ from storage.datasets import DatasetStore
 from storage.journal import TradingJournal
 from storage.risk import AccountPolicyRow, LimitSetRow, RiskStore
 from storage.runs import Run, RunStore
+from trading.limits import RiskLimits
 
 log = get_logger("tradingd.daemon")
 REACH_TIMEOUT_SEC = 5.0
@@ -319,17 +320,8 @@ def limit_row(settings: Settings) -> LimitSetRow:
 
 
 def risk_limits(settings: Settings) -> RiskLimits:
-    row = limit_row(settings)
-    return RiskLimits(
-        row.name,
-        row.max_position_notional,
-        row.max_order_notional,
-        row.max_orders_per_interval,
-        row.max_leverage,
-        row.stop_loss_pct,
-        row.take_profit_pct,
-        frozenset(row.allowed_instruments),
-    )
+    """The limit set the risk guards apply (the same one training and evaluation trade under)."""
+    return limits_of_settings(settings)
 
 
 def account_policy(settings: Settings) -> tuple[AccountPolicy, AccountPolicyRow]:

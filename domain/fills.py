@@ -84,7 +84,8 @@ def rebalance_quantity(
     the maximum position, whose notional is `max_notional`) at `price`: 0 when nothing is to be sent (the
     position is there already, or the order would fall below the venue's minimums).
 
-    One sizing rule for the training environment and the backtests, so both trade the same orders."""
+    The buy-and-hold reference of the evaluation reports sizes with it; a policy's orders are sized by
+    the trading kernel (`trading.kernel`), at the decision candle's close."""
     wanted = truncate_quantity(abs(Decimal(repr(target))) * max_notional / price, rules)
     delta = (wanted if target > 0 else -wanted) - position
     if delta == 0 or below_minimum(abs(delta), price, rules):

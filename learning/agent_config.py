@@ -68,8 +68,10 @@ class Environment(_Model):
     """Fractions of the maximum position: (1.0,) gives the actions short, flat, long; (0.5, 1.0) adds
     half positions each way."""
     initial_equity: float = Field(default=10_000.0, gt=0)
-    max_exposure: float = Field(default=1.0, gt=0, le=20)
-    """The notional of a full position, as a multiple of equity (above 1 is leverage)."""
+    max_exposure: float = Field(default=0.5, gt=0, le=20)
+    """The notional of a full position, as a multiple of equity (above 1 is leverage). The default is the
+    daemon's `run.max_exposure`, so an agent trains at the size the run trades it at and a full position
+    fits the default `[risk]` limits, which training applies."""
     slippage_bps: float = Field(default=2.0, ge=0, le=1000)
     bust_equity_fraction: float = Field(default=0.5, ge=0, lt=1)
     """An episode ends when equity falls to this fraction of the initial equity."""

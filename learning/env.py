@@ -1,12 +1,20 @@
 """The trading environment: a `gymnasium.Env` over a dataset version.
 
 One step is one candle. The agent sees the scaled market features of the candle that just became final
-and its position state, and picks a target position. The order that moves the position there fills at
-the next candle's open, through `domain.fills` (the slippage, tick rounding and fees of paper execution
-and of the simulator's venue), and the step's reward is the change in equity to that candle's close,
-as a fraction of the initial equity, less the configured drawdown and turnover penalties.
+and its position state, and picks a target position. The trading kernel (`trading.kernel`, the rule the
+live risk guard and the backtests run) turns it into orders: a stop-loss or take-profit exit from the
+limit set wins over the agent (checked at this candle's close against the entry price), the target held
+already trades nothing, the target is sized from the equity at this close and truncated to the step, a
+move through zero is a reduce-only close then an opening order, and the pair's limits (order and
+position notional, leverage, orders per interval) may deny a leg. The orders fill at the next candle's
+open in the paper venue (`trading.paper`, `domain.fills`: the slippage, tick rounding and fees of paper
+execution and of the simulator's venue), and the step's reward is the change in equity to that
+candle's close, as a fraction of the initial equity, less the configured drawdown and turnover
+penalties.
 
-Choosing the same target as before trades nothing, so a held position is not churned as equity moves.
+The limit set is the env config's `limits` (training and evaluation pass the daemon's `[risk]`
+settings; none: no exits and no limits). `info` carries what the kernel did: the step's `orders` and
+`fills`, the cumulative `fees`, and the `equity` (and `equity_exact`, a Decimal) at the close.
 Funding is not charged: datasets hold no funding rates yet.
 """
 
@@ -20,11 +28,16 @@ import gymnasium as gym
 import numpy as np
 import numpy.typing as npt
 
-from domain.fills import FillRules, Position, market_fill, rebalance_quantity
+from domain.fills import FillRules, Position
 from features.normalization import SCALE_CLIP, NormalizationStats
 from features.spec import STATE_FEATURES
-from features.state import state_features
 from learning.agent_config import Environment, Reward
+from trading.kernel import Book, PairKernel, Sizing, observation, unlimited
+from trading.limits import RiskLimits
+from trading.paper import OrderFilled, PaperBook
+
+ENV_RUN = "training"
+"""The run id the environment's client order ids are named with."""
 
 Floats = npt.NDArray[np.float64]
 
@@ -47,25 +60,33 @@ class MarketData:
 
 class TradingEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
     metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012 (gymnasium's class attribute)
-    position: Position
+    book: PaperBook
+    kernel: PairKernel
     trades: int
-    _balance: Decimal
     _equity: float
+    _exact: Decimal
     _peak: float
     _drawdown: float
-    _target: float
-    _bars_held: int
     _t: int
     _steps_left: int
     _mark: Decimal
 
     def __init__(self, config: dict[str, Any]) -> None:
         """`config`: `market` (MarketData), `rules` (FillRules), `environment` (Environment), `reward`
-        (Reward). A plain dict, as RLlib hands env configs to the env runners."""
+        (Reward), optionally `limits` (RiskLimits: exits and pair limits; none by default) and `pair`
+        (the instrument the limit set's `allowed_instruments` is checked against). A plain dict, as RLlib
+        hands env configs to the env runners."""
         self.market: MarketData = config["market"]
         self.rules: FillRules = config["rules"]
         self.settings: Environment = config["environment"]
         self.shaping: Reward = config["reward"]
+        self.limits: RiskLimits = config.get("limits") or unlimited()
+        self.pair: str = config.get("pair") or next(iter(sorted(self.limits.allowed_instruments)), "PAIR")
+        self.sizing = Sizing(
+            Decimal(repr(float(self.settings.initial_equity))), Decimal(repr(float(self.settings.max_exposure)))
+        )
+        self._opens = [Decimal(repr(price)) for price in self.market.open.tolist()]
+        self._closes = [Decimal(repr(price)) for price in self.market.close.tolist()]
         self.targets = self.settings.targets
         self.scaled = self.market.stats.scale(self.market.features).astype(np.float32)
         if len(self.market.close) < 2:
@@ -102,18 +123,17 @@ class TradingEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
         target = self.targets[int(action)]
         t = self._t
         before = self._equity
-        traded = Decimal(0)
-        side_before = _side(self.position.quantity)
-        if target != self._target:
-            traded = self._trade_to(target, Decimal(repr(float(self.market.open[t + 1]))))
-            self._target = target
-        side = _side(self.position.quantity)
-        self._bars_held = 0 if side != side_before or not side else self._bars_held
-        self._bars_held += 1 if side else 0
+        book = self.book
+        decision = self.kernel.decide(target, Book.of(book.position, book.bars_held), self._closes[t], t, t)
+        for intent in decision.orders:
+            book.place(intent, t, t)
+        fills = [event.fill for event in book.on_open(t + 1, self._opens[t + 1]) if isinstance(event, OrderFilled)]
+        traded = sum((fill.quantity * fill.price for fill in fills), Decimal(0))
+        self.trades += len(fills)
         self._t = t + 1
-        mark = Decimal(repr(float(self.market.close[self._t])))
-        self._mark = mark
-        self._equity = float(self._balance + self.position.unrealised(mark))
+        self._mark = self._closes[self._t]
+        self._exact = self.sizing.equity(Book.of(book.position, book.bars_held), self._mark)
+        self._equity = float(self._exact)
         self._peak = max(self._peak, self._equity)
         initial = self.settings.initial_equity
         reward = (self._equity - before) / initial
@@ -124,55 +144,43 @@ class TradingEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
         self._steps_left -= 1
         terminated = self._equity <= initial * self.settings.bust_equity_fraction
         truncated = self._steps_left == 0 and not terminated
-        return self._observation(), float(reward), terminated, truncated, self._info()
+        info = self._info()
+        info["orders"] = decision.orders
+        info["fills"] = tuple(fills)
+        info["risk"] = decision.outcome
+        return self._observation(), float(reward), terminated, truncated, info
 
-    def _trade_to(self, target: float, price: Decimal) -> Decimal:
-        """Market order from the current position to `target` (a signed fraction of the maximum
-        position) at `price`; returns the notional traded."""
-        max_notional = Decimal(repr(self._equity * self.settings.max_exposure))
-        delta = rebalance_quantity(target, max_notional, price, self.position.quantity, self.rules)
-        if delta == 0:
-            return Decimal(0)
-        fill = market_fill("BUY" if delta > 0 else "SELL", abs(delta), price, self.rules)
-        self._balance += self.position.apply(fill) - fill.fee
-        self.trades += 1
-        return fill.quantity * fill.price
+    @property
+    def position(self) -> Position:
+        """The paper book's net position."""
+        return self.book.position
 
     def _reset_state(self, start: int, steps: int) -> None:
-        self.position = Position()
+        self.book = PaperBook(self.pair, self.rules)
+        self.kernel = PairKernel(self.pair, ENV_RUN, self.limits, self.rules, self.sizing, held_target=0.0)
         self.trades = 0
-        self._balance = Decimal(repr(self.settings.initial_equity))
-        self._equity = self._peak = self.settings.initial_equity
+        self._exact = self.sizing.initial_equity
+        self._equity = self._peak = float(self._exact)
         self._drawdown = 0.0
-        self._target = 0.0
-        self._bars_held = 0
         self._t = start
         self._steps_left = steps
-        self._mark = Decimal(repr(float(self.market.close[start])))
+        self._mark = self._closes[start]
 
     def _observation(self) -> npt.NDArray[np.float32]:
-        mark = float(self._mark)
-        state = state_features(
-            float(self.position.quantity),
-            float(self.position.unrealised(self._mark)),
-            self._equity,
-            self._equity * self.settings.max_exposure,
-            mark,
-            self._bars_held,
-        )
+        state = observation(Book.of(self.book.position, self.book.bars_held), self._mark, self.sizing)
         return np.concatenate([self.scaled[self._t], state.astype(np.float32)])
 
     def _info(self) -> dict[str, Any]:
+        position = self.book.position
         return {
             "t": self._t,
             "equity": self._equity,
-            "position": float(self.position.quantity),
-            "target": self._target,
+            "equity_exact": self._exact,
+            "position": float(position.quantity),
+            "target": self.kernel.held_target,
             "trades": self.trades,
-            "fees": float(self.position.fees),
-            "realised": float(self.position.realised),
+            "fees": float(position.fees),
+            "realised": float(position.realised),
+            "orders": (),
+            "fills": (),
         }
-
-
-def _side(quantity: Decimal) -> int:
-    return (quantity > 0) - (quantity < 0)

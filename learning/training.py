@@ -40,6 +40,7 @@ from learning.env import MarketData, TradingEnv
 from learning.export import policy_layers, verify_export
 from storage.agents import AgentStore, AgentVersion, ArtifactStore
 from storage.datasets import DatasetStore
+from trading.limits import RiskLimits, limits_json
 
 log = structlog.get_logger("tradingd.training")
 EXPORT_CHECK_ROWS = 4096
@@ -82,9 +83,12 @@ async def train_agent(
     artifact_store: ArtifactStore = "database",
     progress: Callable[[IterationReport], None] | None = None,
     stop_after: int | None = None,
+    limits: RiskLimits | None = None,
 ) -> TrainingResult:
     """Train (or resume training) `agent_name` on the dataset. `stop_after` ends the run after that many
-    iterations of this call, checkpointed and resumable, as an interruption would."""
+    iterations of this call, checkpointed and resumable, as an interruption would. `limits`: the risk
+    limit set the environment trades under (its exits and limits, as live trading applies them; the
+    daemon's `[risk]` settings), recorded in the artifact's provenance; None: none."""
     stored = await agents.get(agent_name)
     if stored is None:
         raise TrainingError(f"no agent configuration named {agent_name!r} (create it with `tradingd agent create`)")
@@ -103,7 +107,14 @@ async def train_agent(
         content.features,
         NormalizationStats.from_json(dataset.normalization),
     )
-    env_config = {"market": market, "rules": rules, "environment": agent.environment, "reward": agent.reward}
+    env_config = {
+        "market": market,
+        "rules": rules,
+        "environment": agent.environment,
+        "reward": agent.reward,
+        "limits": limits,
+        "pair": dataset.pair,
+    }
 
     version = await agents.training_version(stored.id, dataset.id)
     resumed_from = 0
@@ -184,6 +195,7 @@ async def train_agent(
             "agent": agent.name,
             "dataset_hash": dataset.content_hash,
             "fill_rules": rules.to_json(),
+            "risk": None if limits is None else limits_json(limits),
         },
     )
     # Which version holds the artifact is the record's business, not the artifact's: the same
@@ -254,11 +266,21 @@ def fit_policy(
     rules: FillRules,
     provenance: Mapping[str, Any],
     on_iteration: Callable[[], None] | None = None,
+    limits: RiskLimits | None = None,
+    pair: str | None = None,
 ) -> tuple[PolicyArtifact, dict[str, Any]]:
     """Train the agent's configuration on `market` from scratch, without checkpoints or records (a
     walk-forward fold's model), and return its verified artifact with the training figures.
-    `on_iteration` is called after each training iteration (progress)."""
-    env_config = {"market": market, "rules": rules, "environment": agent.environment, "reward": agent.reward}
+    `on_iteration` is called after each training iteration (progress). `limits` and `pair`: the risk limit
+    set the environment trades under (as `train_agent`)."""
+    env_config = {
+        "market": market,
+        "rules": rules,
+        "environment": agent.environment,
+        "reward": agent.reward,
+        "limits": limits,
+        "pair": pair,
+    }
     algo = build_algo(agent, env_config)
     metrics: dict[str, Any] = {}
     try:
@@ -278,7 +300,10 @@ def fit_policy(
         metrics.update(verify_export(module, layers, observations))
     finally:
         algo.stop()
-    return policy_artifact(agent, spec, layers, market.stats, {**provenance, "fill_rules": rules.to_json()}), metrics
+    risk = None if limits is None else limits_json(limits)
+    return policy_artifact(
+        agent, spec, layers, market.stats, {**provenance, "fill_rules": rules.to_json(), "risk": risk}
+    ), metrics
 
 
 def build_algo(agent: AgentConfig, env_config: dict[str, Any]) -> Any:

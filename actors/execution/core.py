@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from actors.execution.paper import BookEvent, OrderFilled, PaperBook, Trade, WorkingOrder
 from actors.execution.venue import PaperVenue, Venue, VenueStep
 from actors.run_context import PairContext
 from domain.fills import FillRules
@@ -39,6 +38,7 @@ from storage.records import (
     SnapshotRow,
     TradeRow,
 )
+from trading.paper import BookEvent, OrderFilled, PaperBook, Trade, WorkingOrder
 
 ROLE = "execution"
 STATE_VERSION = 1

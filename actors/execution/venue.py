@@ -17,9 +17,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from actors.execution.paper import BookEvent, OrderFilled, PaperBook, WorkingOrder
 from domain.candles import Candle
 from domain.orders import OrderState
+from trading.paper import BookEvent, OrderFilled, PaperBook, WorkingOrder
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from actors.policy.policies import ArtifactPolicy, Policy, baseline
 from actors.run_context import PairContext
 from actors.shell import ActorShell, Inbox, WorkerEnv, fatal
 from actors.transport import ExecutionHandle, Peers, RiskHandle
+from domain.fills import FillRules
 from domain.messages import MarketInput, PositionReport
 from features.definitions import feature_set
 from observability import get_logger
@@ -42,7 +43,16 @@ class PolicySource:
 
 
 class PolicyActor(ActorShell):
-    def __init__(self, env: WorkerEnv, context: PairContext, source: PolicySource, enforce_provenance: bool) -> None:
+    def __init__(
+        self,
+        env: WorkerEnv,
+        context: PairContext,
+        source: PolicySource,
+        enforce_provenance: bool,
+        rules: FillRules | None = None,
+    ) -> None:
+        """`rules`: the contract's fill rules, so the agent's position state sees the orders sent since
+        execution's last report filled at the next open, as in training (the trading kernel's projection)."""
         super().__init__(env)
         self.context = context
         self.core = PolicyCore(
@@ -50,6 +60,7 @@ class PolicyActor(ActorShell):
             context,
             provenance=source.provenance,
             enforce_provenance=enforce_provenance,
+            rules=rules,
         )
         self.risk: RiskHandle | None = None
         self.inbox: Inbox[MarketInput] = Inbox("policy", self._handle, fatal)

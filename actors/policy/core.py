@@ -16,8 +16,9 @@ import numpy as np
 
 from actors.policy.policies import Policy
 from actors.run_context import PairContext
+from domain.fills import FillRules
 from domain.messages import MarketInput, PolicyDecision, PositionReport
-from features.state import state_features
+from trading.kernel import Book, observation, project
 
 PROVENANCE_MISSING = "provenance_missing"
 
@@ -43,8 +44,12 @@ class PolicyCore:
         *,
         provenance: ModelProvenance = ModelProvenance(),
         enforce_provenance: bool = False,
+        rules: FillRules | None = None,
     ) -> None:
+        """`rules`: the contract's fill rules, to see the working orders filled at the decision candle's
+        open as the risk guard and training do; without them they count as filled at the last price."""
         self.policy = policy
+        self.rules = rules
         self.context = context
         self.provenance = provenance
         self.enforce_provenance = enforce_provenance
@@ -78,21 +83,18 @@ class PolicyCore:
         )
 
     def _state(self, market: MarketInput) -> np.ndarray:
-        """The position as the agent saw it in training: working orders counted as filled at the close."""
+        """The position as the agent saw it in training (`trading.kernel.observation`): with the fill
+        rules, the working orders filled at this candle's open, as the paper venue fills them;
+        otherwise counted as filled without their cost."""
         mark = Decimal(repr(market.candle.close))
         report = self.position
-        equity = self.context.equity(report, mark)
         if report is None:
-            return state_features(0.0, 0.0, float(equity), float(self.context.max_notional(equity)), float(mark), 0)
-        unrealised = (mark - report.entry_price) * report.quantity if report.quantity else Decimal(0)
-        return state_features(
-            float(report.quantity + report.working),
-            float(unrealised),
-            float(equity),
-            float(self.context.max_notional(equity)),
-            float(mark),
-            report.bars_held,
-        )
+            return observation(Book(), mark, self.context.sizing)
+        book = Book(report.quantity, report.entry_price, report.realised, report.fees, report.bars_held, report.working)
+        if self.rules is not None and report.last_sequence < market.sequence:
+            fills = [(report.working, Decimal(repr(market.candle.open)))]
+            book = project(book, [fills], self.rules)
+        return observation(book, mark, self.context.sizing)
 
     def _provenance_complete(self, market: MarketInput) -> bool:
         snapshot = market.snapshot

@@ -3,14 +3,13 @@
 - **Trading state**: the strictest of the operator's (pause, `--reduce-only`, resume; survives
   restarts), the automatic one (a failed integrity gate or a stale source pauses the pair and their
   recovery resumes it, logged both ways), and start-up (HALTED until execution has reconciled).
-- **Exits**: a position beyond its stop-loss or take-profit distance is closed whatever the policy says.
-- **Sizing**: a target is a signed fraction of the pair's maximum notional (`PairContext.max_notional`),
-  truncated to the step. The order is the difference to the projected position: the position plus
-  working orders (as execution last reported) plus orders sent since (sequence after the report's).
-  A move through zero is two orders: a reduce-only close, then the opening order.
-- **Checks**: every order passes the pair's limits; an order that adds exposure also asks the account
-  guard. A denial stops the plan there and is recorded with its reason; a close already allowed is
-  still sent (reducing risk is never held back by a denial of what comes after it).
+- **The rule**: exits, the held target, sizing, legs and the pair's limits are the trading kernel's
+  (`trading.kernel`, the same rule the training environment and the backtests run). The kernel decides
+  on the position once every order sent has filled: execution's last report, with the orders sent
+  since it filled at the open of the candle after each was sent, as the paper venue fills them
+  (`book`). Each leg the pair allows is put to the account guard in order; a denial stops the plan
+  there and is recorded with its reason; a close already allowed is still sent (reducing risk is
+  never held back by a denial of what comes after it).
 - **Effective state**: each decision first tells the account guard the time of its candle (its close:
   the venue's clock, which the trading day follows) and hears the account's state; the plan carries the
   strictest of the pair's and the account's, with what blocks it (`blocked_by`), so a decision line
@@ -28,15 +27,15 @@ from typing import Any, Protocol
 
 from actors.risk.account import AccountVerdict
 from actors.risk.blocks import AccountView, Announcer, Block, Transition, effective
-from actors.risk.limits import STOP_LOSS, TAKE_PROFIT, OrderCheck, PairRiskGuard, RiskLimits
 from actors.run_context import PairContext
 from domain.candles import Candle
-from domain.fills import FillRules, below_minimum, truncate_quantity
+from domain.fills import FillRules
 from domain.market import interval_duration
-from domain.messages import ExitReason, OrderIntent, OrderPlan, PolicyDecision, PositionReport, RiskOutcome
-from domain.orders import client_order_id
+from domain.messages import OrderPlan, PolicyDecision, PositionReport, RiskOutcome
 from domain.trading_state import Origin, StateChange, TradingState, strictest
 from features.gates import DUPLICATES_DISAGREE, GAP, INVALID_VALUES, SOURCE_DRIFT, STALE, UNALIGNED
+from trading.kernel import Book, PairKernel, project
+from trading.limits import PairRiskGuard, RiskLimits
 
 
 class AccountLink(Protocol):
@@ -54,9 +53,9 @@ class AccountLink(Protocol):
 AUTO_PAUSE_REASONS = frozenset({GAP, UNALIGNED, INVALID_VALUES, DUPLICATES_DISAGREE, SOURCE_DRIFT, STALE})
 NOT_RECONCILED = "not_reconciled"
 SOURCE_STALE = "source_stale"
-LEGS_PER_DECISION = 4
-"""Client order ids are numbered `sequence * 4 + leg`: legs 0 and 1 for a decision's orders."""
 CHECKPOINT_VERSION = 1
+KEPT_CANDLES = 64
+"""Candles decided since execution's last report that the projection remembers (their opens)."""
 
 
 @dataclass
@@ -92,19 +91,34 @@ class RiskCore:
     position: PositionReport | None = None
     in_flight: dict[int, Decimal] = field(default_factory=dict)
     """Signed quantity of the orders sent per decision sequence, until a report covers them."""
-    held_target: float | None = None
-    """The target the position was last moved to: choosing it again trades nothing (as in training),
-    so a position is not churned as equity moves."""
     account_view: AccountView | None = None
     """The account's state when the last candle was decided."""
     automatic_figures: dict[str, str] = field(default_factory=dict)
     """What the automatic pause saw (silence, the candle of a failed gate), for its block."""
-    guard: PairRiskGuard = field(init=False)
+    kernel: PairKernel = field(init=False)
     announcer: Announcer = field(init=False)
+    _opens: dict[int, Decimal] = field(default_factory=dict, repr=False)
+    """The open of each candle decided since the last report (where the orders sent then fill)."""
+    _sent: dict[int, tuple[Decimal, ...]] = field(default_factory=dict, repr=False)
+    """The signed legs sent per decision sequence, until a report shows them filled."""
 
     def __post_init__(self) -> None:
-        self.guard = PairRiskGuard(self.context.pair, self.limits)
+        self.kernel = PairKernel(self.context.pair, self.context.run_id, self.limits, self.rules, self.context.sizing)
         self.announcer = Announcer()
+
+    @property
+    def guard(self) -> PairRiskGuard:
+        return self.kernel.guard
+
+    @property
+    def held_target(self) -> float | None:
+        """The target the position was last moved to: choosing it again trades nothing (as in training),
+        so a position is not churned as equity moves."""
+        return self.kernel.held_target
+
+    @held_target.setter
+    def held_target(self, value: float | None) -> None:
+        self.kernel.held_target = value
 
     @property
     def trading_state(self) -> TradingState:
@@ -167,6 +181,10 @@ class RiskCore:
         self.position = report
         for sequence in [s for s in self.in_flight if s <= report.last_sequence]:
             del self.in_flight[sequence]
+        for sequence in [s for s in self._sent if s < report.last_sequence]:
+            del self._sent[sequence]
+        for sequence in [s for s in self._opens if s <= report.last_sequence]:
+            del self._opens[sequence]
 
     # ---------------------------------------------------------------- blocks
 
@@ -227,6 +245,8 @@ class RiskCore:
     # ---------------------------------------------------------------- deciding
 
     async def plan(self, decision: PolicyDecision) -> tuple[OrderPlan, StateChange | None]:
+        """The trading kernel's rule (`trading.kernel`) on the position as it stands once every order
+        sent has filled, with the account guard asked about each leg the pair allows."""
         market = decision.input
         forced = market.forced_hold
         change = None
@@ -239,81 +259,62 @@ class RiskCore:
         self.account_view = await self.account.observe(decision_time_ms(market.candle))
         state, _, blocks = self.effective()
         blocked_by = tuple(block.cause for block in blocks)
-        price = Decimal(repr(market.candle.close))
-        target, reason = self._target(decision, price)
-        if target is None or (reason == "target" and decision.target == self.held_target):
-            return OrderPlan(decision, target, (), RiskOutcome(True), state, blocked_by), change
-        projected = self._projected()
-        legs = _legs(projected, target - projected)
-        orders: list[OrderIntent] = []
-        outcome = RiskOutcome(True)
-        position = projected
-        for leg, quantity, reduce_only in legs:
-            after = position + quantity
-            full_close = reduce_only and after == 0
-            if not full_close and below_minimum(abs(quantity), price, self.rules):
-                break
-            verdict = await self._check(market.pair, abs(quantity), price, position, after, market.candle.open_time_ms)
+        candle = market.candle
+        self._opens[market.sequence] = Decimal(repr(candle.open))
+        for sequence in sorted(self._opens)[:-KEPT_CANDLES]:
+            del self._opens[sequence]
+        book = self.book(market.sequence)
+        proposal = self.kernel.propose(
+            decision.target,
+            book,
+            Decimal(repr(candle.close)),
+            market.sequence,
+            candle.open_time_ms,
+            self.trading_state,
+        )
+        accepted, denial = len(proposal.legs), None
+        for index, leg in enumerate(proposal.legs):
+            verdict = await self.account.check(market.pair, leg.notional_after, leg.reduces_only)
             if not verdict.allowed:
-                outcome = verdict
+                accepted, denial = index, RiskOutcome(False, verdict.reason, dict(verdict.details or {}))
                 break
-            orders.append(
-                OrderIntent(
-                    client_order_id(self.context.run_id, market.pair, market.sequence * LEGS_PER_DECISION + leg),
-                    "BUY" if quantity > 0 else "SELL",
-                    abs(quantity),
-                    reduce_only,
-                    reason,
-                    leg,
-                )
-            )
-            self.guard.record_sent(market.candle.open_time_ms)
-            position = after
-        if orders:
+        result = self.kernel.commit(proposal, accepted, denial)
+        outcome = result.outcome
+        if not outcome.allowed and outcome.reason in ("trading_halted", "reduce_only") and self.pauses.reason:
+            outcome = RiskOutcome(False, outcome.reason, {**outcome.details, "why": self.pauses.reason})
+        if result.orders:
             # Set, not added: a decision sent again (after a restart downstream) replaces its own orders.
-            self.in_flight[market.sequence] = position - projected
-        if outcome.allowed:
-            self.held_target = 0.0 if reason != "target" else decision.target
-        return OrderPlan(decision, target, tuple(orders), outcome, state, blocked_by), change
+            self.in_flight[market.sequence] = result.signed_quantity
+            self._sent[market.sequence] = tuple(o.quantity if o.side == "BUY" else -o.quantity for o in result.orders)
+        return OrderPlan(decision, result.target_quantity, result.orders, outcome, state, blocked_by), change
 
-    def _target(self, decision: PolicyDecision, price: Decimal) -> tuple[Decimal | None, ExitReason]:
-        """The signed target quantity, and why; None to keep the position (HOLD)."""
+    def book(self, sequence: int) -> Book:
+        """The position when the candle of `sequence` is decided: execution's last report, with every
+        order sent since filled at the open of the first candle after it was sent, as the paper venue
+        fills them (execution books those fills only when it records this candle's plan)."""
         report = self.position
-        if report is not None and report.quantity != 0:
-            exit_reason = self.guard.exit_reason(report.quantity, report.entry_price, price)
-            if exit_reason == STOP_LOSS:
-                return Decimal(0), "stop_loss"
-            if exit_reason == TAKE_PROFIT:
-                return Decimal(0), "take_profit"
-        if decision.target is None:
-            return None, "target"
-        equity = self.context.equity(report, price)
-        fraction = Decimal(repr(decision.target))
-        quantity = truncate_quantity(abs(fraction) * self.context.max_notional(equity) / price, self.rules)
-        return (quantity if fraction > 0 else -quantity), "target"
+        last = -1 if report is None else report.last_sequence
+        working = Decimal(0) if report is None else report.working
+        sent = self._sent.get(last, ())
+        orders = [(last, q) for q in (sent if working and sum(sent, Decimal(0)) == working else (working,)) if q]
+        orders += [(s, q) for s, legs in sorted(self._sent.items()) if last < s < sequence for q in legs]
+        base = Book(pending=sum((q for _, q in orders), Decimal(0)))
+        if report is not None:
+            base = Book(
+                report.quantity, report.entry_price, report.realised, report.fees, report.bars_held, base.pending
+            )
+        candles = sorted(s for s in self._opens if last < s <= sequence)
+        fills: dict[int, list[tuple[Decimal, Decimal]]] = {s: [] for s in candles}
+        for placed, quantity in orders:
+            fill_at = next((s for s in candles if s > placed), None)
+            if fill_at is not None:
+                fills[fill_at].append((quantity, self._opens[fill_at]))
+        return project(base, (fills[s] for s in candles), self.rules)
 
     def _projected(self) -> Decimal:
         report = self.position
         base = Decimal(0) if report is None else report.quantity + report.working
         return base + sum(self.in_flight.values(), Decimal(0))
-
-    async def _check(
-        self, pair: str, quantity: Decimal, price: Decimal, before: Decimal, after: Decimal, interval_start_ms: int
-    ) -> RiskOutcome:
-        self.guard.state = self.trading_state
-        order = OrderCheck(
-            pair, quantity, price, before, after, self.context.equity(self.position, price), interval_start_ms
-        )
-        verdict = self.guard.check(order)
-        if not verdict.allowed:
-            details = dict(verdict.details)
-            if verdict.reason in ("trading_halted", "reduce_only") and self.pauses.reason:
-                details["why"] = self.pauses.reason
-            return RiskOutcome(False, verdict.reason, details)
-        account = await self.account.check(pair, after * price, order.reduces_only)
-        if not account.allowed:
-            return RiskOutcome(False, account.reason, dict(account.details or {}))
-        return RiskOutcome(True)
 
     # ---------------------------------------------------------------- checkpoint
 
@@ -352,15 +353,3 @@ def decision_time_ms(candle: Candle) -> int:
         return candle.open_time_ms + int(interval_duration(candle.interval).total_seconds() * 1000)
     except ValueError:
         return candle.open_time_ms
-
-
-def _legs(position: Decimal, delta: Decimal) -> list[tuple[int, Decimal, bool]]:
-    """The orders that move `position` by `delta`: (leg, signed quantity, reduce-only)."""
-    if delta == 0:
-        return []
-    if position == 0 or (position > 0) == (delta > 0):
-        return [(1, delta, False)]
-    closing = min(abs(delta), abs(position))
-    close = closing if delta > 0 else -closing
-    rest = delta - close
-    return [(0, close, True)] + ([(1, rest, False)] if rest != 0 else [])

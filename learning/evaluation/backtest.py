@@ -29,8 +29,9 @@ from domain.candles import interval_ms
 from domain.fills import FillRules
 from domain.instruments import Contract
 from learning.evaluation.metrics import Metrics, Segment, SegmentBook, metrics, replay
-from learning.evaluation.strategy import BarDecision, PolicyStrategy
+from learning.evaluation.strategy import BarBook, BarDecision, PolicyStrategy
 from learning.evaluation.venue import VENUE, VenueFees, bar_type, instrument_id, market_data, perpetual
+from trading.limits import RiskLimits, limits_json
 
 Floats = npt.NDArray[np.float64]
 
@@ -44,6 +45,9 @@ class BacktestSettings:
     max_exposure: float
     """A full target position's notional, as a multiple of equity (the agent's environment setting)."""
     leverage: int
+    limits: RiskLimits | None = None
+    """The pair's risk limit set (the daemon's `[risk]` settings): its stop-loss and take-profit exits
+    and its limits apply as in live trading. None: no exits, no limits."""
 
     def __post_init__(self) -> None:
         if self.leverage < 1:
@@ -61,6 +65,7 @@ class BacktestSettings:
             "max_exposure": self.max_exposure,
             "leverage": self.leverage,
             **self.rules.to_json(),
+            "risk": None if self.limits is None else limits_json(self.limits),
         }
 
 
@@ -78,6 +83,8 @@ class BacktestResult:
     """The nautilus account's balance at the end: must equal `ledger_balance`."""
     rejections: tuple[str, ...]
     seconds: float
+    books: tuple[BarBook, ...] = ()
+    """The strategy's position, fees and equity at every bar's close, after its decision."""
 
     @property
     def bars_per_second(self) -> float:
@@ -128,6 +135,8 @@ def run_backtest(
             rules=settings.rules,
             initial_equity=settings.initial_equity,
             max_exposure=settings.max_exposure,
+            limits=settings.limits,
+            pair=contract.symbol,
         )
         engine.add_strategy(strategy)
         _skip_portfolio_analyzer(engine)
@@ -157,6 +166,7 @@ def run_backtest(
         venue_balance=venue_balance,
         rejections=tuple(strategy.rejections),
         seconds=time.perf_counter() - started,
+        books=tuple(strategy.books),
     )
 
 

@@ -231,6 +231,7 @@ def write_evaluation_report(
             "Metrics over the test spans",
             table_html(*metrics_table({**evaluation.aggregate, BUY_AND_HOLD_LABEL: market.metrics}))
             + _market_note(market, parameters)
+            + _risk_note(parameters)
             + f'<p class="note">{html.escape(SHARPE_NOTE)}</p>',
         ),
         _section("Equity and drawdown", image_tag(directory / "equity.png", "equity and drawdown")),
@@ -412,6 +413,22 @@ def _market_note(market: MarketChange, parameters: Mapping[str, Any]) -> str:
         f"strategy's exposure (max_exposure {html.escape(str(world.get('max_exposure')))} of the starting equity "
         f"{html.escape(str(world.get('initial_equity')))}), paying the taker fee and the slippage on the way in "
         f"and out. Market change (price, before costs): {html.escape(changes)}.</p>"
+    )
+
+
+def _risk_note(parameters: Mapping[str, Any]) -> str:
+    """The limit set every backtest traded under (the daemon's `[risk]` settings), as live trading does."""
+    risk = parameters.get("world", {}).get("risk")
+    if risk is None:
+        return '<p class="note">Risk limits: none (no stop-loss or take-profit exits, no order limits).</p>'
+    figures = ", ".join(
+        f"{key} {risk.get(key)}"
+        for key in ("stop_loss_pct", "take_profit_pct", "max_order_notional", "max_position_notional", "max_leverage")
+    )
+    return (
+        f'<p class="note">Risk limits: the <code>{html.escape(str(risk.get("name")))}</code> limit set '
+        f"({html.escape(figures)}): its stop-loss and take-profit exits and its limits applied to every "
+        "backtest, as in live trading.</p>"
     )
 
 

@@ -40,6 +40,7 @@ from observability.progress import Reporter, as_step, quiet
 from storage.agents import AgentStore, AgentVersion
 from storage.datasets import DatasetStore, DatasetVersion
 from storage.evaluations import EvaluationKind, EvaluationStore
+from trading.limits import RiskLimits
 
 log = structlog.get_logger("tradingd.evaluation")
 EVALUABLE = ("trained", "evaluated", "promoted", "retired")
@@ -93,8 +94,11 @@ async def evaluate(
     report_root: Path,
     on_result: Callable[[Fold, str, BacktestResult], None] | None = None,
     progress: Reporter = quiet,
+    limits: RiskLimits | None = None,
 ) -> EvaluationOutcome:
-    """`progress`: told of each fold's training iterations, each backtest, and the report."""
+    """`progress`: told of each fold's training iterations, each backtest, and the report. `limits`: the
+    risk limit set every backtest (and every fold's training) trades under, its exits and limits as
+    live trading applies them (the daemon's `[risk]` settings; recorded in the parameters' `world`)."""
     dataset = await stores.datasets.get(request.dataset_id)
     if dataset is None:
         raise EvaluationError(f"no dataset {request.dataset_id}")
@@ -113,9 +117,10 @@ async def evaluate(
         world.initial_equity,
         world.max_exposure,
         leverage=min(contract.max_long_leverage, contract.max_short_leverage),
+        limits=limits,
     )
     folds = whole_span(dataset.row_count) if request.layout is None else _folds(dataset, request.layout)
-    subject = await _subject_maker(stores.agents, request, version, agent, spec, rules, progress)
+    subject = await _subject_maker(stores.agents, request, version, agent, spec, rules, progress, limits)
     makers: list[PolicyMaker] = [subject]
     makers += [FixedPolicy(baseline(name, spec)) for name in _baselines(spec) if name != subject.name]
     parameters: dict[str, Any] = {
@@ -232,6 +237,7 @@ class FoldTrainer:
         rules: FillRules,
         lineage: dict[str, Any],
         progress: Reporter = quiet,
+        limits: RiskLimits | None = None,
     ):
         self.name = name
         self._progress = progress
@@ -239,6 +245,7 @@ class FoldTrainer:
         self._spec = spec
         self._rules = rules
         self._lineage = lineage
+        self._limits = limits
 
     def make(self, fold: Fold, candles: CandleColumns, features: np.ndarray) -> tuple[ArtifactPolicy, dict[str, Any]]:
         # RLlib and torch take seconds to import: only agent walk-forwards pay for them.
@@ -256,6 +263,8 @@ class FoldTrainer:
                 self._rules,
                 self._lineage | {"fold": fold.index, "train_rows": len(candles)},
                 tracker.advance,
+                self._limits,
+                candles.pair,
             )
         log.info("fold_trained", policy=self.name, fold=fold.index, train_rows=len(candles), **figures)
         return ArtifactPolicy(artifact, self._spec, self._agent.decision_threshold), figures
@@ -286,6 +295,7 @@ async def _subject_maker(
     spec: FeatureSetSpec,
     rules: FillRules,
     progress: Reporter = quiet,
+    limits: RiskLimits | None = None,
 ) -> PolicyMaker:
     if version is None or agent is None:
         assert request.policy is not None
@@ -300,7 +310,7 @@ async def _subject_maker(
             "version": f"{version.version}-walk-forward",
             "agent_version_id": str(version.id),
         }
-        return FoldTrainer(name, agent, spec, rules, lineage, progress)
+        return FoldTrainer(name, agent, spec, rules, lineage, progress, limits)
     stored = await agents.artifact(version.id)
     if stored is None:
         raise EvaluationError(f"{version.agent} v{version.version} has no artifact")

@@ -2,10 +2,13 @@
 environment.
 
 On each bar's close the strategy builds the policy's inputs exactly as the environment builds its
-observation (the dataset row's market features, then `state_features` of its position marked at that
-close) and asks the policy. A HOLD, or the target already held, trades nothing. A new target is sized
-by `domain.fills.rebalance_quantity` from the equity at that close and sent as one market order on the
-next bar's open quote. The policy applies its own `decision_threshold` (an artifact's, or the agent
+observation (the dataset row's market features, then the trading kernel's position-state features of
+its position marked at that close) and asks the policy. The trading kernel (`trading.kernel`, the rule
+the live risk guard and the environment run) makes the orders: a stop-loss or take-profit exit from the
+limit set wins over the policy, the target held already trades nothing, a new target is sized from the
+equity at that close and truncated to the step, a move through zero is a reduce-only close then an
+opening order, and the pair's limits may deny a leg. The orders are sent as market orders on the next
+bar's open quote. The policy applies its own `decision_threshold` (an artifact's, or the agent
 configuration's), as in the daemon.
 
 The strategy keeps its own book of the fills nautilus reports (`domain.fills.Position`), because the
@@ -28,9 +31,14 @@ from nautilus_trader.model.objects import Quantity
 from nautilus_trader.trading.strategy import Strategy
 
 from actors.policy.policies import Policy
-from domain.fills import Fill, FillRules, Position, rebalance_quantity
-from features.state import state_features
-from learning.evaluation.metrics import TimedFill
+from domain.fills import Fill, FillRules, Position
+from domain.messages import OrderIntent
+from learning.evaluation.metrics import SIGNAL_FLIP, TimedFill
+from trading.kernel import Book, PairKernel, Sizing, bars_after_candle, bars_after_fill, observation, unlimited
+from trading.limits import RiskLimits
+
+BACKTEST_RUN = "backtest"
+"""The run id the backtest's client order ids are named with."""
 
 Floats = npt.NDArray[np.float64]
 
@@ -43,6 +51,19 @@ class BarDecision:
     confidence: float
     action: int | None
     hold_reason: str | None
+    orders: tuple[OrderIntent, ...] = ()
+    """What the trading kernel made of it (sent on the next bar's open)."""
+    risk: str | None = None
+    """The reason a leg was denied, if one was."""
+
+
+@dataclass(slots=True)
+class BarBook:
+    """The strategy's book at a bar's close, once its decision was taken."""
+
+    position: Decimal
+    fees: Decimal
+    equity: Decimal
 
 
 class PolicyStrategy(Strategy):  # type: ignore[misc]  # nautilus's Cython base class is untyped
@@ -60,6 +81,8 @@ class PolicyStrategy(Strategy):  # type: ignore[misc]  # nautilus's Cython base 
         rules: FillRules,
         initial_equity: Decimal,
         max_exposure: float,
+        limits: RiskLimits | None = None,
+        pair: str = "PAIR",
     ) -> None:
         super().__init__()
         self.policy = policy
@@ -71,18 +94,18 @@ class PolicyStrategy(Strategy):  # type: ignore[misc]  # nautilus's Cython base 
         self._closes = closes
         self._open_times = open_times_ms
         self._rules = rules
-        self._max_exposure = max_exposure
+        self.sizing = Sizing(initial_equity, Decimal(repr(float(max_exposure))))
+        self.kernel = PairKernel(pair, BACKTEST_RUN, limits or unlimited(), rules, self.sizing, held_target=0.0)
         self.position = Position()
         self.balance = initial_equity
         self.decisions: list[BarDecision] = []
         self.fills: list[TimedFill] = []
+        self.books: list[BarBook] = []
         self.rejections: list[str] = []
-        self._equity = float(initial_equity)
-        self._target = 0.0
-        self._pending: float | None = None
+        self._pending: tuple[OrderIntent, ...] = ()
+        self._reasons: dict[Any, str] = {}
         self._bar = -1
         self._quote = -1
-        self._side = 0
         self._bars_held = 0
 
     def on_start(self) -> None:
@@ -95,46 +118,45 @@ class PolicyStrategy(Strategy):  # type: ignore[misc]  # nautilus's Cython base 
         if row != self._quote:
             raise RuntimeError(f"bar {row} arrived after quote {self._quote}: the data is out of order")
         mark = Decimal(repr(float(self._closes[row])))
-        unrealised = self.position.unrealised(mark)
-        self._equity = float(self.balance + unrealised)
-        side = _side(self.position.quantity)
-        self._bars_held = 0 if side != self._side or not side else self._bars_held
-        self._bars_held += 1 if side else 0
-        self._side = side
+        self._bars_held = bars_after_candle(self.position.quantity, self._bars_held)
+        book = Book.of(self.position, self._bars_held)
+        equity = self.sizing.equity(book, mark)
+        self.books.append(BarBook(self.position.quantity, self.position.fees, equity))
         if row == len(self._closes) - 1:
             return  # the last bar only marks: no later open to trade on
-        state = state_features(
-            float(self.position.quantity),
-            float(unrealised),
-            self._equity,
-            self._equity * self._max_exposure,
-            float(mark),
-            self._bars_held,
-        )
-        decision = self.policy.decide(self._features[row], state)
+        decision = self.policy.decide(self._features[row], observation(book, mark, self.sizing, equity))
+        made = self.kernel.decide(decision.target, book, mark, row, row)
+        self._pending = made.orders
         self.decisions.append(
-            BarDecision(row, decision.target, decision.confidence, decision.action, decision.hold_reason)
+            BarDecision(
+                row,
+                decision.target,
+                decision.confidence,
+                decision.action,
+                decision.hold_reason,
+                made.orders,
+                made.outcome.reason,
+            )
         )
-        if decision.target is not None and decision.target != self._target:
-            self._pending = decision.target
-            self._target = decision.target
 
     def on_quote_tick(self, tick: QuoteTick) -> None:
         self._quote += 1
-        if self._pending is None:
+        if not self._pending:
             return
-        target, self._pending = self._pending, None
-        price = Decimal(repr(float(self._opens[self._quote])))
-        max_notional = Decimal(repr(self._equity * self._max_exposure))
-        delta = rebalance_quantity(target, max_notional, price, self.position.quantity, self._rules)
-        if delta == 0:
-            return
-        order = self.order_factory.market(
-            self._instrument,
-            OrderSide.BUY if delta > 0 else OrderSide.SELL,
-            Quantity(abs(delta), self._size_precision),
-        )
-        self.submit_order(order)
+        orders, self._pending = self._pending, ()
+        flips = len(orders) == 2 and orders[0].reason == "target"
+        for intent in orders:
+            order = self.order_factory.market(
+                self._instrument,
+                OrderSide.BUY if intent.side == "BUY" else OrderSide.SELL,
+                Quantity(intent.quantity, self._size_precision),
+                reduce_only=intent.reduce_only,
+            )
+            if intent.reason != "target":
+                self._reasons[order.client_order_id] = intent.reason
+            elif flips and intent.reduce_only:  # the close of a flip ends its trade as a flip
+                self._reasons[order.client_order_id] = SIGNAL_FLIP
+            self.submit_order(order)
 
     def on_order_filled(self, event: Any) -> None:
         fill = Fill(
@@ -144,15 +166,14 @@ class PolicyStrategy(Strategy):  # type: ignore[misc]  # nautilus's Cython base 
             event.commission.as_decimal(),
             "maker" if event.liquidity_side == LiquiditySide.MAKER else "taker",
         )
+        before = self.position.quantity
         self.balance += self.position.apply(fill) - fill.fee
-        self.fills.append(TimedFill(self._quote, int(self._open_times[self._quote]), fill))
+        self._bars_held = bars_after_fill(before, self.position.quantity, self._bars_held)
+        reason = self._reasons.pop(event.client_order_id, None)
+        self.fills.append(TimedFill(self._quote, int(self._open_times[self._quote]), fill, reason))
 
     def on_order_rejected(self, event: Any) -> None:
         self.rejections.append(str(event.reason))
 
     def on_order_denied(self, event: Any) -> None:
         self.rejections.append(str(event.reason))
-
-
-def _side(quantity: Decimal) -> int:
-    return (quantity > 0) - (quantity < 0)

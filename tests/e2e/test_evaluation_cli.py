@@ -31,6 +31,7 @@ envs_per_env_runner = 2
 
 [environment]
 episode_bars = 200
+max_exposure = 0.5  # the run's: a full position fits the default [risk] limits, which training applies
 
 [promotion_gates]
 min_win_rate = 0.0
@@ -79,6 +80,7 @@ def test_evaluate_promote_and_roll_back(clean_env: dict[str, str], candle_file: 
     assert "momentum" in page
     assert "hold" in page
     assert "<td>buy &amp; hold</td>" in page
+    assert "Risk limits: the <code>default</code> limit set (stop_loss_pct 0.05," in page, "[risk] applies"
     assert summary["metrics"]["buy_and_hold"]["net_pnl"] != 0
     with (report.parent / "trades.csv").open(newline="") as handle:
         listed = list(csv.DictReader(handle))

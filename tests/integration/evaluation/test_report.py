@@ -154,6 +154,7 @@ def test_the_page_is_self_contained_with_the_interactive_tape_and_one_fold_table
     assert "end of data (still open" in page
     assert 'href="trades.csv"' in page
     assert 'data-sample="out_of_sample"' in page
+    assert "Risk limits: none (no stop-loss or take-profit exits" in page, "these backtests had no limit set"
 
 
 def test_an_in_sample_evaluation_says_so_at_the_top(

@@ -5,6 +5,7 @@ tampered with or run against another feature schema."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +25,10 @@ from storage.agents import AgentStore
 from storage.database import Database
 from storage.datasets import DatasetStore
 from tests.integration.dataset_helpers import v1_dataset
+from trading.limits import RiskLimits, limits_json
 
 RULES = ContractSpec().fill_rules()  # the simulated venue's default contract
+LIMITS = RiskLimits("training", Decimal(20_000), Decimal(20_000), 2, Decimal(2), Decimal("0.05"), Decimal("0.08"))
 QUICK = {
     "iterations": 3,
     "train_batch_size": 1000,
@@ -59,7 +62,7 @@ async def test_train_interrupt_resume_export_and_reload(
 
     first = await train_agent(
         agents, datasets, agent_name="quick", dataset_id=dataset_id, rules=RULES,
-        checkpoint_root=tmp_path / "checkpoints", progress=reports.append, stop_after=2,
+        checkpoint_root=tmp_path / "checkpoints", progress=reports.append, stop_after=2, limits=LIMITS,
     )  # fmt: skip
     assert (first.artifact_id, first.iterations, first.version.status) == (None, 2, "training")
     assert first.version.checkpoint_path is not None
@@ -68,7 +71,7 @@ async def test_train_interrupt_resume_export_and_reload(
     # The same command again resumes at iteration 3 and finishes the same version.
     second = await train_agent(
         agents, datasets, agent_name="quick", dataset_id=dataset_id, rules=RULES,
-        checkpoint_root=tmp_path / "checkpoints", progress=reports.append, artifact_store="file",
+        checkpoint_root=tmp_path / "checkpoints", progress=reports.append, artifact_store="file", limits=LIMITS,
     )  # fmt: skip
     assert (second.resumed_from, second.iterations, second.version.id) == (2, 3, first.version.id)
     assert [r.iteration for r in reports] == [1, 2, 3]
@@ -88,6 +91,8 @@ async def test_train_interrupt_resume_export_and_reload(
     dataset = await datasets.get(dataset_id)
     assert dataset is not None
     assert artifact.provenance["dataset_hash"] == dataset.content_hash  # its id is in the version's record
+    # The environment traded under the limit set (its exits and limits), and the artifact says which.
+    assert artifact.provenance["risk"] == limits_json(LIMITS)
     assert artifact.targets == (-1.0, 0.0, 1.0)
     # Reloaded, the artifact decides the same on the same inputs, every time.
     policy, again = ArtifactPolicy(artifact, V1), ArtifactPolicy(load_artifact(stored.content, stored.checksum), V1)

@@ -27,7 +27,6 @@ from actors.feed.actor import FeedSource
 from actors.feed.runner import FeedSchedule
 from actors.policy.actor import PolicySource
 from actors.risk.account import AccountPolicy
-from actors.risk.limits import RiskLimits
 from actors.run_context import PairContext
 from actors.shell import WorkerEnv
 from actors.transport import (
@@ -50,6 +49,7 @@ from domain.fills import FillRules
 from storage.database import Database, StorageOptions
 from storage.desired_state import ACCOUNT, DesiredState, DesiredStateStore
 from storage.migrator import migrate
+from trading.limits import RiskLimits
 
 PAIRS = ("BTC-USDT", "ETH-USDT")
 Call = tuple[str, str, str]  # (pair or "account", role, method)

@@ -7,10 +7,10 @@ from decimal import Decimal
 
 import pytest
 
-from actors.execution.paper import NOTHING_TO_REDUCE, OrderCancelled, OrderFilled, PaperBook
 from domain.candles import Candle
 from domain.fills import FillRules
 from domain.messages import OrderIntent
+from trading.paper import NOTHING_TO_REDUCE, OrderCancelled, OrderFilled, PaperBook
 
 RULES = FillRules(
     tick=Decimal("0.1"),

@@ -71,9 +71,10 @@ def test_a_seed_reproduces_an_episode_exactly(real_candles: Callable[[str], Cand
 def test_the_env_charges_what_the_venue_simulator_charges_for_a_scripted_sequence(
     real_candles: Callable[[str], CandleColumns],
 ) -> None:
-    """Long, longer (half to full), flat, short, long: each order fills at the next candle's open with
-    the simulator's slippage and fee, and equity is the simulator account's balance plus its
-    unrealised PnL at the close."""
+    """Long, longer (half to full), flat, short, long: each target is sized at the decision candle's
+    close, each order fills at the next candle's open with the simulator's slippage and fee (a flip
+    through zero is a reduce-only close, then the opening order), and equity is the simulator account's
+    balance plus its unrealised PnL at the close."""
     env = make_env(real_candles, Environment(episode_bars=100, position_sizes=(0.5, 1.0), max_exposure=2.0))
     flat, targets = env.targets.index(0.0), env.targets
     script = [targets.index(0.5), targets.index(1.0), targets.index(1.0), flat, targets.index(-1.0), targets.index(1.0)]
@@ -85,13 +86,20 @@ def test_the_env_charges_what_the_venue_simulator_charges_for_a_scripted_sequenc
         equity = info["equity"]
         _, reward, _, _, info = env.step(action)
         price = Decimal(repr(float(env.market.open[t + 1])))
-        wanted = abs(Decimal(repr(targets[action]))) * Decimal(repr(equity * 2.0)) / price
+        decided_at = Decimal(repr(float(env.market.close[t])))
+        wanted = abs(Decimal(repr(targets[action]))) * Decimal(repr(equity)) * 2 / decided_at
         wanted = wanted.quantize(RULES.step, rounding="ROUND_DOWN")
         delta = (wanted if targets[action] > 0 else -wanted) - mirror.quantity
-        if delta:
-            side = "BUY" if delta > 0 else "SELL"
-            venue.place("BTC-USDT", side, "MARKET", abs(delta), None, f"o{fills}", False, price, 0)
-            mirror.apply(market_fill(side, abs(delta), price, RULES))
+        held = mirror.quantity
+        legs = (
+            [-held, delta + held]
+            if held and wanted and (delta > 0) != (held > 0) and abs(delta) > abs(held)
+            else [delta]
+        )
+        for leg in (leg for leg in legs if leg):
+            side = "BUY" if leg > 0 else "SELL"
+            venue.place("BTC-USDT", side, "MARKET", abs(leg), None, f"o{fills}", False, price, 0)
+            mirror.apply(market_fill(side, abs(leg), price, RULES))
             fills += 1
         t += 1
         close = Decimal(repr(float(env.market.close[t])))
@@ -99,7 +107,7 @@ def test_the_env_charges_what_the_venue_simulator_charges_for_a_scripted_sequenc
         assert info["equity"] == pytest.approx(float(expected), rel=1e-12)
         assert reward == pytest.approx((info["equity"] - equity) / 10_000, rel=1e-9)
         assert Decimal(repr(info["position"])) == venue.positions["BTC-USDT"].quantity
-    assert info["trades"] == fills == 5  # the repeated full long trades nothing
+    assert info["trades"] == fills == 6  # the repeated full long trades nothing; short to long is two legs
     paid = sum((-order.commission for order in venue.orders.values()), Decimal(0))
     assert Decimal(repr(info["fees"])) == paid
 

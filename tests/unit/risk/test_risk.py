@@ -9,9 +9,9 @@ from decimal import Decimal
 import pytest
 
 from actors.risk import account as acct
-from actors.risk import limits as lim
 from actors.risk.account import AccountGuard, AccountPolicy, AccountState
-from actors.risk.limits import OrderCheck, PairRiskGuard, RiskLimits
+from trading import limits as lim
+from trading.limits import OrderCheck, PairRiskGuard, RiskLimits
 
 D = Decimal
 LIMITS = RiskLimits(

@@ -13,13 +13,13 @@ from actors.risk.account import AccountPolicy, AccountVerdict
 from actors.risk.blocks import AccountView
 from actors.risk.core import RiskCore
 from actors.risk.desk import AccountDesk
-from actors.risk.limits import RiskLimits
 from actors.run_context import PairContext
 from domain.candles import Candle, ms_to_datetime
 from domain.fills import FillRules
 from domain.messages import MarketInput, PolicyDecision, PositionReport, decision_sequence
 from domain.orders import client_order_id
 from features.gates import GAP
+from trading.limits import RiskLimits
 
 D = Decimal
 RULES = FillRules(D("0.1"), D("0.001"), D("0.001"), D(5), D("0.0002"), D("0.0005"), D(0))

@@ -1,5 +1,6 @@
-"""Paper trading's order book for one pair: working orders, the net position, and the trade it belongs
-to. Pure (no I/O, no clock); the execution actor persists what it reports.
+"""Paper trading's order book for one pair, the paper venue of the trading kernel: working orders, the
+net position, and the trade it belongs to. Pure (no I/O, no clock); the execution actor persists what
+it reports, and the training environment fills its orders here too.
 
 Orders are market orders and fill at the open of the next final candle, as in the training
 environment, with the shared fill model (`domain.fills`): slippage against the taker onto the tick
@@ -20,6 +21,7 @@ from domain.candles import Candle
 from domain.fills import Fill, FillRules, Position, market_fill
 from domain.messages import ExitReason, OrderIntent, Side
 from domain.orders import OrderState
+from trading.kernel import bars_after_candle, bars_after_fill
 
 TradeSide = Literal["long", "short"]
 NOTHING_TO_REDUCE = "reduce_only_nothing_to_reduce"
@@ -146,11 +148,14 @@ class PaperBook:
     def on_candle(self, candle: Candle) -> list[BookEvent]:
         """A final candle: every working order fills at its open (a reduce-only one only as far as the
         position reaches), then the bars-held count moves on. A candle seen before does nothing."""
-        if self.last_open_ms is not None and candle.open_time_ms <= self.last_open_ms:
+        return self.on_open(candle.open_time_ms, Decimal(repr(candle.open)))
+
+    def on_open(self, open_ms: int, price: Decimal) -> list[BookEvent]:
+        """`on_candle` for a final candle that opened at `open_ms` at `price`."""
+        if self.last_open_ms is not None and open_ms <= self.last_open_ms:
             return []
-        self.last_open_ms = candle.open_time_ms
+        self.last_open_ms = open_ms
         events: list[BookEvent] = []
-        price = Decimal(repr(candle.open))
         for key in list(self.working):
             order = self.working.pop(key)
             quantity = order.quantity
@@ -161,9 +166,8 @@ class PaperBook:
                     events.append(self._cancelled(order, NOTHING_TO_REDUCE))
                     continue
             fill = market_fill(order.side, quantity, price, self.rules)
-            events.append(self._filled(order, fill, candle.open_time_ms))
-        if self.position.quantity != 0:
-            self.bars_held += 1
+            events.append(self._filled(order, fill, open_ms))
+        self.bars_held = bars_after_candle(self.position.quantity, self.bars_held)
         return events
 
     def cancel(self, client_order_id: str, reason: str) -> OrderCancelled:
@@ -202,6 +206,7 @@ class PaperBook:
         before = self.position.quantity
         realised = self.position.apply(fill)
         after = self.position.quantity
+        self.bars_held = bars_after_fill(before, after, self.bars_held)
         trade.fees += fill.fee
         if abs(after) < abs(before) or (before != 0 and after != 0 and (after > 0) != (before > 0)):
             closed = min(abs(before), fill.quantity)
@@ -213,10 +218,7 @@ class PaperBook:
             trade.close_reason = order.reason
             trade.quantity = max(trade.quantity, abs(before))
             self.trade, self.next_trade = self.next_trade, None
-            self.bars_held = 0
         else:
-            if before == 0:
-                self.bars_held = 0
             trade.quantity = abs(after)
             trade.entry_price = self.position.entry_price
         return OrderFilled(order, fill, realised, trade)

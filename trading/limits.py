@@ -1,5 +1,5 @@
-"""The per-pair risk guard's core: `risk_limit_sets`, allowed instruments, the pair's trading state,
-and the stop-loss and take-profit exits.
+"""The per-pair risk limits of the trading kernel: `risk_limit_sets`, allowed instruments, the pair's
+trading state, and the stop-loss and take-profit exits.
 
 Orders that only reduce a position pass the size limits (an exit must never be blocked by the limits
 meant to stop risk growing); the trading state and the instrument list still apply to them.
@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 from domain.trading_state import TradingState, allows
 
@@ -39,6 +40,20 @@ class RiskLimits:
 
     def allows_instrument(self, pair: str) -> bool:
         return not self.allowed_instruments or pair in self.allowed_instruments
+
+
+def limits_json(limits: RiskLimits) -> dict[str, Any]:
+    """A limit set as recorded with a backtest's or an agent's parameters."""
+    return {
+        "name": limits.name,
+        "max_position_notional": str(limits.max_position_notional),
+        "max_order_notional": str(limits.max_order_notional),
+        "max_orders_per_interval": limits.max_orders_per_interval,
+        "max_leverage": str(limits.max_leverage),
+        "stop_loss_pct": None if limits.stop_loss_pct is None else str(limits.stop_loss_pct),
+        "take_profit_pct": None if limits.take_profit_pct is None else str(limits.take_profit_pct),
+        "allowed_instruments": sorted(limits.allowed_instruments),
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,14 +91,15 @@ class PairRiskGuard:
     """Every pair starts HALTED until execution has reconciled with the venue."""
     _sent: deque[int] = field(default_factory=deque)
 
-    def check(self, order: OrderCheck) -> RiskVerdict:
+    def check(self, order: OrderCheck, already: int = 0) -> RiskVerdict:
+        """`already`: orders of the same plan allowed before this one, not yet recorded as sent."""
         if not allows(self.state, order.reduces_only):
             return RiskVerdict(False, STATE_HALTED if self.state == "HALTED" else STATE_REDUCING, {"state": self.state})
         if not self.limits.allows_instrument(order.pair):
             return RiskVerdict(
                 False, INSTRUMENT_NOT_ALLOWED, {"allowed": ",".join(sorted(self.limits.allowed_instruments))}
             )
-        sent = sum(1 for start in self._sent if start == order.interval_start_ms)
+        sent = already + sum(1 for start in self._sent if start == order.interval_start_ms)
         if sent >= self.limits.max_orders_per_interval:
             return RiskVerdict(
                 False, MAX_ORDERS_PER_INTERVAL, {"sent": str(sent), "limit": str(self.limits.max_orders_per_interval)}

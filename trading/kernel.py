@@ -1,0 +1,292 @@
+"""The one trading rule, for one pair, per final candle.
+
+A decision is taken at the decision candle's close, on the position as it stands after every order
+sent before it has filled (paper fills them at the open of the candle after they were sent, so by the
+decision candle's open). In order:
+
+1. **Target**: the policy's signed fraction of the maximum position, or HOLD (None: keep the position).
+2. **Exits**: an open position beyond its stop-loss or take-profit distance from its entry price, at the
+   decision close, is closed whatever the policy says (the limit set's `stop_loss_pct`/`take_profit_pct`).
+3. **Held target**: the target the position was last moved to, chosen again, trades nothing, so a held
+   position is not churned as equity moves.
+4. **Sizing**: the target times the maximum notional (`max_exposure` of the equity at the decision
+   close: initial equity plus realised PnL after fees plus unrealised PnL), divided by the decision close,
+   truncated to the step. The order is the difference to the position plus what is still to fill.
+5. **Legs**: a move through zero is a reduce-only close (leg 0), then the opening order (leg 1).
+6. **Pair checks** (`limits.PairRiskGuard`): trading state, allowed instruments, orders per interval,
+   order and position notional, leverage; an order that only reduces passes the size limits. A denial
+   stops the plan there; a close already allowed is still sent. A leg below the venue's minimums (other
+   than a full close) ends the plan too, silently.
+7. **Account**: the cross-pair account guard is not the kernel's (it is asynchronous and shared by the
+   pairs). `propose` returns the legs the pair allows; the caller asks the account about them in order
+   and `commit`s the accepted prefix. The environment and the backtest have one pair: everything passes.
+
+The position-state features an agent sees (`features.state`) are computed here too (`observation`),
+from the same position and equity the rule sizes with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+import numpy as np
+import numpy.typing as npt
+
+from domain.fills import FillRules, Position, below_minimum, market_fill, truncate_quantity
+from domain.messages import ExitReason, OrderIntent, RiskOutcome
+from domain.orders import client_order_id
+from domain.trading_state import TradingState
+from features.state import state_features
+from trading.limits import STOP_LOSS, TAKE_PROFIT, OrderCheck, PairRiskGuard, RiskLimits
+
+LEGS_PER_DECISION = 4
+"""Client order ids are numbered `sequence * 4 + leg`: legs 0 and 1 for a decision's orders."""
+ZERO = Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
+class Sizing:
+    """What a full target (1.0) is: `max_exposure` times the pair's equity."""
+
+    initial_equity: Decimal
+    max_exposure: Decimal
+
+    def equity(self, book: Book, mark: Decimal) -> Decimal:
+        """Initial equity plus the pair's realised PnL after fees and its unrealised PnL at `mark`."""
+        unrealised = (mark - book.entry_price) * book.quantity if book.quantity else ZERO
+        return self.initial_equity + book.realised - book.fees + unrealised
+
+    def max_notional(self, equity: Decimal) -> Decimal:
+        return (equity if equity > 0 else ZERO) * self.max_exposure
+
+
+@dataclass(slots=True)
+class Book:
+    """The pair's position when a decision is taken (every order sent before it has filled). A value:
+    nothing changes it once made (not frozen only because a frozen dataclass is slow to build, and the
+    backtest builds one per bar)."""
+
+    quantity: Decimal = ZERO
+    entry_price: Decimal = ZERO
+    realised: Decimal = ZERO
+    """Realised PnL before fees."""
+    fees: Decimal = ZERO
+    bars_held: int = 0
+    pending: Decimal = ZERO
+    """Signed quantity of orders sent that have not filled yet (a venue that fills later than paper)."""
+
+    @classmethod
+    def of(cls, position: Position, bars_held: int, pending: Decimal = ZERO) -> Book:
+        return cls(position.quantity, position.entry_price, position.realised, position.fees, bars_held, pending)
+
+    @property
+    def projected(self) -> Decimal:
+        return self.quantity + self.pending
+
+
+def bars_after_fill(before: Decimal, after: Decimal, bars_held: int) -> int:
+    """A fill that opens a position from flat or closes it restarts the count of bars held."""
+    return 0 if before == 0 or after == 0 else bars_held
+
+
+def bars_after_candle(quantity: Decimal, bars_held: int) -> int:
+    """A candle's fills are done: a position still open has been held one more bar."""
+    return bars_held + 1 if quantity != 0 else bars_held
+
+
+def project(book: Book, candles: Iterable[Iterable[tuple[Decimal, Decimal]]], rules: FillRules) -> Book:
+    """`book` after more candles, each given as the orders that fill at its open ((signed quantity,
+    open price), in the order they fill), at market, as paper fills them; a filled order leaves
+    `pending`. For a caller that knows the position only as it was before those candles (the live
+    risk guard between execution's reports)."""
+    position = Position(book.quantity, book.entry_price, book.realised, book.fees)
+    bars = book.bars_held
+    pending = book.pending
+    for fills in candles:
+        for quantity, price in fills:
+            if quantity == 0:
+                continue
+            before = position.quantity
+            position.apply(market_fill("BUY" if quantity > 0 else "SELL", abs(quantity), price, rules))
+            bars = bars_after_fill(before, position.quantity, bars)
+            pending -= quantity
+        bars = bars_after_candle(position.quantity, bars)
+    return Book.of(position, bars, pending)
+
+
+def observation(book: Book, mark: Decimal, sizing: Sizing, equity: Decimal | None = None) -> npt.NDArray[np.float64]:
+    """The position-state features of `book` at `mark` (what orders are still to fill count as filled);
+    `equity`: `sizing.equity(book, mark)`, when the caller has it already."""
+    if equity is None:
+        equity = sizing.equity(book, mark)
+    quantity = book.quantity
+    unrealised = float((mark - book.entry_price) * quantity) if quantity else 0.0
+    projected = float(quantity + book.pending) if book.pending else float(quantity)
+    return state_features(
+        projected, unrealised, float(equity), float(sizing.max_notional(equity)), float(mark), book.bars_held
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Leg:
+    intent: OrderIntent
+    signed: Decimal
+    after: Decimal
+    """The pair's projected signed position once this leg (and those before it) fill."""
+    notional_after: Decimal
+    """`after` times the decision close: what the account guard is asked about."""
+    reduces_only: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Proposal:
+    """The legs the pair allows, for the caller to put to the account guard in order."""
+
+    target: float | None
+    target_quantity: Decimal | None
+    """None: HOLD (the position is kept)."""
+    reason: ExitReason
+    legs: tuple[Leg, ...]
+    pair_outcome: RiskOutcome
+    """The pair's denial that ended the legs, or allowed."""
+    interval_start_ms: int
+    trades: bool
+    """False for HOLD and for the held target: nothing was sized."""
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What the kernel made of a decision: the target quantity, the orders to place, and the verdict."""
+
+    target_quantity: Decimal | None
+    orders: tuple[OrderIntent, ...]
+    outcome: RiskOutcome
+    reason: ExitReason
+
+    @property
+    def signed_quantity(self) -> Decimal:
+        return sum((o.quantity if o.side == "BUY" else -o.quantity for o in self.orders), ZERO)
+
+
+ALLOWED = RiskOutcome(True)
+HOLD = Decision(None, (), ALLOWED, "target")
+
+
+@dataclass
+class PairKernel:
+    pair: str
+    run_id: str
+    limits: RiskLimits
+    rules: FillRules
+    sizing: Sizing
+    held_target: float | None = None
+    """The target the position was last moved to (0.0 after an exit)."""
+    guard: PairRiskGuard = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.guard = PairRiskGuard(self.pair, self.limits)
+
+    def propose(
+        self,
+        target: float | None,
+        book: Book,
+        close: Decimal,
+        sequence: int,
+        interval_start_ms: int,
+        state: TradingState = "ACTIVE",
+    ) -> Proposal:
+        """Steps 1-6 for a decision at `close` (the decision candle's, whose interval starts at
+        `interval_start_ms`; `sequence` numbers its client order ids)."""
+        quantity, reason = self._target(target, book, close)
+        if quantity is None or (reason == "target" and target == self.held_target):
+            return Proposal(target, quantity, reason, (), ALLOWED, interval_start_ms, False)
+        equity = self.sizing.equity(book, close)
+        projected = book.projected
+        self.guard.state = state
+        legs: list[Leg] = []
+        outcome = ALLOWED
+        position = projected
+        for leg, signed, reduce_only in legs_of(projected, quantity - projected):
+            after = position + signed
+            if not (reduce_only and after == 0) and below_minimum(abs(signed), close, self.rules):
+                break
+            check = OrderCheck(self.pair, abs(signed), close, position, after, equity, interval_start_ms)
+            verdict = self.guard.check(check, already=len(legs))
+            if not verdict.allowed:
+                outcome = RiskOutcome(False, verdict.reason, dict(verdict.details))
+                break
+            intent = OrderIntent(
+                client_order_id(self.run_id, self.pair, sequence * LEGS_PER_DECISION + leg),
+                "BUY" if signed > 0 else "SELL",
+                abs(signed),
+                reduce_only,
+                reason,
+                leg,
+            )
+            legs.append(Leg(intent, signed, after, after * close, check.reduces_only))
+            position = after
+        return Proposal(target, quantity, reason, tuple(legs), outcome, interval_start_ms, True)
+
+    def commit(self, proposal: Proposal, accepted: int | None = None, denial: RiskOutcome | None = None) -> Decision:
+        """Step 7's end: the first `accepted` legs (all by default) are sent; `denial` is the account's
+        verdict on the next one, if it denied it."""
+        count = len(proposal.legs) if accepted is None else accepted
+        legs = proposal.legs[:count]
+        for _ in legs:
+            self.guard.record_sent(proposal.interval_start_ms)
+        if count < len(proposal.legs):
+            outcome = denial if denial is not None else RiskOutcome(False, "account_denied")
+        else:
+            outcome = proposal.pair_outcome
+        if proposal.trades and outcome.allowed:
+            self.held_target = proposal.target if proposal.reason == "target" else 0.0
+        return Decision(proposal.target_quantity, tuple(leg.intent for leg in legs), outcome, proposal.reason)
+
+    def decide(
+        self,
+        target: float | None,
+        book: Book,
+        close: Decimal,
+        sequence: int,
+        interval_start_ms: int,
+        state: TradingState = "ACTIVE",
+    ) -> Decision:
+        """The whole rule for a single pair whose account allows everything (training, backtests)."""
+        if target is None and book.quantity == 0:
+            return HOLD  # nothing to exit, nothing to size: the common case, kept cheap for backtests
+        return self.commit(self.propose(target, book, close, sequence, interval_start_ms, state))
+
+    def _target(self, target: float | None, book: Book, close: Decimal) -> tuple[Decimal | None, ExitReason]:
+        """The signed target quantity, and why; None to keep the position (HOLD)."""
+        if book.quantity != 0:
+            exit_reason = self.guard.exit_reason(book.quantity, book.entry_price, close)
+            if exit_reason == STOP_LOSS:
+                return ZERO, "stop_loss"
+            if exit_reason == TAKE_PROFIT:
+                return ZERO, "take_profit"
+        if target is None:
+            return None, "target"
+        fraction = Decimal(repr(target))
+        equity = self.sizing.equity(book, close)
+        quantity = truncate_quantity(abs(fraction) * self.sizing.max_notional(equity) / close, self.rules)
+        return (quantity if fraction > 0 else -quantity), "target"
+
+
+def legs_of(position: Decimal, delta: Decimal) -> list[tuple[int, Decimal, bool]]:
+    """The orders that move `position` by `delta`: (leg, signed quantity, reduce-only)."""
+    if delta == 0:
+        return []
+    if position == 0 or (position > 0) == (delta > 0):
+        return [(1, delta, False)]
+    closing = min(abs(delta), abs(position))
+    close = closing if delta > 0 else -closing
+    rest = delta - close
+    return [(0, close, True)] + ([(1, rest, False)] if rest != 0 else [])
+
+
+def unlimited(name: str = "unlimited") -> RiskLimits:
+    """A limit set that denies nothing and never exits (no `[risk]` settings given)."""
+    big = Decimal("1e30")
+    return RiskLimits(name, big, big, 1_000_000, big)
