@@ -201,7 +201,9 @@ def environment(
         {
             "market": MarketData(candles.open, candles.close, features, stats),
             "rules": RULES[pair],
-            "environment": Environment(episode_bars=BARS, position_sizes=(0.5, 1.0), initial_equity=10_000.0),
+            "environment": Environment(
+                episode_bars=BARS, position_sizes=(0.5, 1.0), initial_equity=10_000.0, max_exposure=1.0
+            ),
             "reward": Reward(),
             "limits": limits,
             "pair": pair,

@@ -36,7 +36,7 @@ def make_env(
         {
             "market": market,
             "rules": RULES,
-            "environment": environment or Environment(episode_bars=500),
+            "environment": environment or Environment(episode_bars=500, max_exposure=1.0),
             "reward": reward or Reward(),
         }
     )
@@ -48,7 +48,7 @@ def test_gymnasiums_env_checker_passes(real_candles: Callable[[str], CandleColum
 
 def test_a_seed_reproduces_an_episode_exactly(real_candles: Callable[[str], CandleColumns]) -> None:
     def episode(seed: int) -> tuple[list[np.ndarray], list[float], list[int]]:
-        env = make_env(real_candles, Environment(episode_bars=300, position_sizes=(0.5, 1.0)))
+        env = make_env(real_candles, Environment(episode_bars=300, position_sizes=(0.5, 1.0), max_exposure=1.0))
         observation, info = env.reset(seed=seed)
         env.action_space.seed(seed)
         observations, rewards, starts = [observation], [], [info["t"]]
