@@ -8,7 +8,9 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from exchange.sim.candle_file import load_candle_file, write_candle_file
@@ -51,9 +53,25 @@ def test_ingest_stores_a_contiguous_exact_prefix_and_stops_on_sigterm(tmp_path: 
         ingest = subprocess.Popen(
             [TRADINGD, "ingest"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
         )
-        time.sleep(9)
-        ingest.send_signal(signal.SIGTERM)
-        _, stderr = ingest.communicate(timeout=30)
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda: lines.extend(iter(ingest.stderr.readline, "")), daemon=True)
+        reader.start()
+        try:
+            # Stored candles are the event to wait for; the store is read only once ingest has opened it
+            # (its `ingest_started` line), so that the two processes never create the cluster together.
+            wait_for_ingest(ingest, lines, lambda: any('"ingest_started"' in line for line in lines), "ingest_started")
+            start_ms = rows[0].open_time_ms
+            wait_for_ingest(
+                ingest, lines, lambda: len(asyncio.run(read_back(tmp_path / "data", start_ms))[0]) >= 5, "5 candles"
+            )
+            ingest.send_signal(signal.SIGTERM)
+            ingest.wait(timeout=30)
+        finally:
+            if ingest.poll() is None:
+                ingest.kill()
+                ingest.wait()
+            reader.join(timeout=30)
+        stderr = "".join(lines)
         assert ingest.returncode == 0, stderr
         events = [json.loads(line)["event"] for line in stderr.splitlines() if line.startswith("{")]
         assert events[0] == "ingest_started"
@@ -70,6 +88,14 @@ def test_ingest_stores_a_contiguous_exact_prefix_and_stops_on_sigterm(tmp_path: 
         for r in rows[: len(stored)]
     ]
     assert [(s.pair, s.interval) for s in statuses] == [("ETH-USDT", "1m")]
+
+
+def wait_for_ingest(ingest: subprocess.Popen[str], lines: list[str], condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 120
+    while not condition():
+        assert ingest.poll() is None, f"ingest exited ({ingest.returncode}) before {what}:\n{''.join(lines)[-3000:]}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}:\n{''.join(lines)[-3000:]}"
+        time.sleep(0.25)
 
 
 async def read_back(data_dir: Path, start_ms: int) -> tuple[list[tuple[float, ...]], list[object]]:
