@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import asyncpg
+
 from exchange.sim.candle_file import load_candle_file, write_candle_file
 from storage.candles import CandleStore
 from storage.database import Database, StorageOptions
@@ -57,13 +59,12 @@ def test_ingest_stores_a_contiguous_exact_prefix_and_stops_on_sigterm(tmp_path: 
         reader = threading.Thread(target=lambda: lines.extend(iter(ingest.stderr.readline, "")), daemon=True)
         reader.start()
         try:
-            # Stored candles are the event to wait for; the store is read only once ingest has opened it
-            # (its `ingest_started` line), so that the two processes never create the cluster together.
+            # Stored candles are the event to wait for, read once ingest has its server running (its
+            # `ingest_started` line) through that server's socket, holding no handle on it: the server
+            # stays ingest's, to stop when it exits.
             wait_for_ingest(ingest, lines, lambda: any('"ingest_started"' in line for line in lines), "ingest_started")
-            start_ms = rows[0].open_time_ms
-            wait_for_ingest(
-                ingest, lines, lambda: len(asyncio.run(read_back(tmp_path / "data", start_ms))[0]) >= 5, "5 candles"
-            )
+            pgdata = tmp_path / "data" / "postgres"
+            wait_for_ingest(ingest, lines, lambda: asyncio.run(stored_while_running(pgdata)) >= 5, "5 candles")
             ingest.send_signal(signal.SIGTERM)
             ingest.wait(timeout=30)
         finally:
@@ -71,6 +72,8 @@ def test_ingest_stores_a_contiguous_exact_prefix_and_stops_on_sigterm(tmp_path: 
                 ingest.kill()
                 ingest.wait()
             reader.join(timeout=30)
+            if ingest.stderr is not None:
+                ingest.stderr.close()
         stderr = "".join(lines)
         assert ingest.returncode == 0, stderr
         events = [json.loads(line)["event"] for line in stderr.splitlines() if line.startswith("{")]
@@ -96,6 +99,18 @@ def wait_for_ingest(ingest: subprocess.Popen[str], lines: list[str], condition: 
         assert ingest.poll() is None, f"ingest exited ({ingest.returncode}) before {what}:\n{''.join(lines)[-3000:]}"
         assert time.monotonic() < deadline, f"timed out waiting for {what}:\n{''.join(lines)[-3000:]}"
         time.sleep(0.25)
+
+
+async def stored_while_running(pgdata: Path) -> int:
+    """ETH-USDT 1m candles in the running embedded server, found from its postmaster.pid (PostgreSQL's own
+    record of a running server: line 4 the port, line 5 the socket directory)."""
+    lines = (pgdata / "postmaster.pid").read_text().splitlines()
+    connection = await asyncpg.connect(host=lines[4], port=int(lines[3]), user="postgres", database="tradingd")
+    try:
+        query = "SELECT count(*) FROM candles WHERE pair = 'ETH-USDT' AND interval = '1m'"
+        return int(await connection.fetchval(query))
+    finally:
+        await connection.close()
 
 
 async def read_back(data_dir: Path, start_ms: int) -> tuple[list[tuple[float, ...]], list[object]]:
