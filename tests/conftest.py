@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -55,6 +56,11 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ.pop("PYTHONDONTWRITEBYTECODE")
         os.environ["PYTHONPYCACHEPREFIX"] = str(prefix)
         sys.pycache_prefix, sys.dont_write_bytecode = str(prefix), False
+    # A script's background job (`pytest ... &` without job control) starts with SIGINT ignored, and every
+    # process a test starts inherits that: `tradingd train` could not be interrupted (tests/e2e/test_agent_cli.py
+    # sends it Ctrl-C). The session runs with Python's usual SIGINT handling, as in a terminal.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
