@@ -13,12 +13,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import asyncpg
-
 from exchange.sim.candle_file import load_candle_file, write_candle_file
 from storage.candles import CandleStore
 from storage.database import Database, StorageOptions
 from storage.source_status import SourceStatusStore
+from tests.e2e.cli_helpers import running_embedded_value
 
 TRADINGD = shutil.which("tradingd")
 MINUTE = 60_000
@@ -63,8 +62,9 @@ def test_ingest_stores_a_contiguous_exact_prefix_and_stops_on_sigterm(tmp_path: 
             # `ingest_started` line) through that server's socket, holding no handle on it: the server
             # stays ingest's, to stop when it exits.
             wait_for_ingest(ingest, lines, lambda: any('"ingest_started"' in line for line in lines), "ingest_started")
-            pgdata = tmp_path / "data" / "postgres"
-            wait_for_ingest(ingest, lines, lambda: asyncio.run(stored_while_running(pgdata)) >= 5, "5 candles")
+            stored = "SELECT count(*) FROM candles WHERE pair = 'ETH-USDT' AND interval = '1m'"
+            data_dir = tmp_path / "data"
+            wait_for_ingest(ingest, lines, lambda: running_embedded_value(data_dir, stored) >= 5, "5 candles")
             ingest.send_signal(signal.SIGTERM)
             ingest.wait(timeout=30)
         finally:
@@ -99,18 +99,6 @@ def wait_for_ingest(ingest: subprocess.Popen[str], lines: list[str], condition: 
         assert ingest.poll() is None, f"ingest exited ({ingest.returncode}) before {what}:\n{''.join(lines)[-3000:]}"
         assert time.monotonic() < deadline, f"timed out waiting for {what}:\n{''.join(lines)[-3000:]}"
         time.sleep(0.25)
-
-
-async def stored_while_running(pgdata: Path) -> int:
-    """ETH-USDT 1m candles in the running embedded server, found from its postmaster.pid (PostgreSQL's own
-    record of a running server: line 4 the port, line 5 the socket directory)."""
-    lines = (pgdata / "postmaster.pid").read_text().splitlines()
-    connection = await asyncpg.connect(host=lines[4], port=int(lines[3]), user="postgres", database="tradingd")
-    try:
-        query = "SELECT count(*) FROM candles WHERE pair = 'ETH-USDT' AND interval = '1m'"
-        return int(await connection.fetchval(query))
-    finally:
-        await connection.close()
 
 
 async def read_back(data_dir: Path, start_ms: int) -> tuple[list[tuple[float, ...]], list[object]]:
