@@ -5,6 +5,10 @@
 - `timescale_url`: a real TimescaleDB (PGlite + TimescaleDB in WASM, served over the wire protocol by
   scripts/pglite/server.mjs), reset to an empty public schema per test. Skipped, with the reason,
   only where node or npm are absent.
+
+The processes tests start (`tradingd`, its Ray workers, `tradingd sim`) share one bytecode cache for the
+session when the environment forbids writing them (`PYTHONDONTWRITEBYTECODE`, as this project's machines
+set): see `pytest_configure`.
 """
 
 from __future__ import annotations
@@ -12,7 +16,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
+import sys
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -29,6 +36,40 @@ from storage.embedded import EmbeddedPostgres
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PGLITE_DIR = REPO_ROOT / "scripts" / "pglite"
 SHARED_CANDLES = REPO_ROOT.parent / "shared" / "data" / "candles"
+_PYCACHE = pytest.StashKey[Path]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Give the processes tests start a bytecode cache of their own for the session.
+
+    With `PYTHONDONTWRITEBYTECODE=1` and no caches installed, every `tradingd` process and every Ray
+    worker compiles all it imports from source: RLlib alone takes 25 s or more of a `tradingd train`
+    here, nautilus_trader 5 s of an `evaluate`, Ray 2 s of each actor. Children get a
+    `PYTHONPYCACHEPREFIX` in a temporary directory instead (nothing is written into the source tree or
+    the environment; Python writes each file atomically, so concurrent processes are safe), and each
+    module is compiled once per session. This process uses the prefix too for what it imports from now
+    on (RLlib and nautilus_trader in the integration tests, after the e2e processes cached them). A
+    prefix the caller set is kept as it is."""
+    if os.environ.get("PYTHONDONTWRITEBYTECODE") and "PYTHONPYCACHEPREFIX" not in os.environ:
+        prefix = Path(tempfile.mkdtemp(prefix="tradingd-test-pycache-"))
+        config.stash[_PYCACHE] = prefix
+        os.environ.pop("PYTHONDONTWRITEBYTECODE")
+        os.environ["PYTHONPYCACHEPREFIX"] = str(prefix)
+        sys.pycache_prefix, sys.dont_write_bytecode = str(prefix), False
+    # A script's background job (`pytest ... &` without job control) starts with SIGINT ignored, and every
+    # process a test starts inherits that: `tradingd train` could not be interrupted (tests/e2e/test_agent_cli.py
+    # sends it Ctrl-C). The session runs with Python's usual SIGINT handling, as in a terminal.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    prefix = config.stash.get(_PYCACHE, None)
+    if prefix is not None:
+        os.environ.pop("PYTHONPYCACHEPREFIX", None)
+        os.environ["PYTHONDONTWRITEBYTECODE"] = "1"
+        sys.pycache_prefix, sys.dont_write_bytecode = None, True
+        shutil.rmtree(prefix, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import subprocess
+from pathlib import Path
+from typing import Any
+
+import asyncpg
 
 TRADINGD = shutil.which("tradingd")
 
@@ -23,3 +28,19 @@ def build_eth_dataset(env: dict[str, str], from_ms: int, to_ms: int) -> dict[str
     assert built.returncode == 0, built.stderr
     record: dict[str, object] = json.loads(built.stdout)
     return record
+
+
+def running_embedded_value(data_dir: Path, sql: str) -> Any:
+    """The first value `sql` returns on the embedded server a running `tradingd` process holds in
+    `data_dir`, reached through the socket its postmaster.pid names (PostgreSQL's record of a running
+    server: line 4 the port, line 5 the socket directory), so that no handle on the server is taken."""
+    lines = (data_dir / "postgres" / "postmaster.pid").read_text().splitlines()
+
+    async def fetch() -> Any:
+        connection = await asyncpg.connect(host=lines[4], port=int(lines[3]), user="postgres", database="tradingd")
+        try:
+            return await connection.fetchval(sql)
+        finally:
+            await connection.close()
+
+    return asyncio.run(fetch())

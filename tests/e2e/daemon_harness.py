@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.client
 import json
 import os
 import shutil
@@ -18,6 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 import psutil
@@ -233,3 +235,23 @@ def newest_decided(url: str, pair: str) -> int:
         pair,
     )
     return int(rows[0][0] or 0)
+
+
+def venue_clock_ms(urls: dict[str, str], pair: str = PAIRS[0]) -> int:
+    """The simulator's replay clock (ms), as its price endpoint reports it (its server time is wall time)."""
+    address = urlsplit(urls["rest_url"])
+    connection = http.client.HTTPConnection(address.netloc, timeout=30)
+    try:
+        connection.request("GET", f"/openApi/swap/v2/quote/price?symbol={pair}")
+        return int(json.loads(connection.getresponse().read())["data"]["time"])
+    finally:
+        connection.close()
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.2) -> None:
+    """Poll `condition` until it holds; fail naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)

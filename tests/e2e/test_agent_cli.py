@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 from exchange.sim.candle_file import load_candle_file
-from tests.e2e.cli_helpers import TRADINGD, build_eth_dataset, tradingd
+from tests.e2e.cli_helpers import TRADINGD, build_eth_dataset, running_embedded_value, tradingd
 
 QUICK_AGENT = """
 name = "e2e-quick"
@@ -62,6 +63,14 @@ def test_create_train_and_list_an_agent(clean_env: dict[str, str], candle_file: 
         seen.append(line)
         event = json.loads(line) if line.startswith("{") else {}
         if event.get("event") == "training_iteration" and event["iteration"] == 2:
+            # The line comes before the iteration's checkpoint is recorded: Ctrl-C once it is.
+            data_dir = Path(clean_env["TRADINGD_DATA_DIR"])
+            recorded = "SELECT max(iterations_done) FROM agent_versions"
+            deadline = time.monotonic() + 120
+            while (running_embedded_value(data_dir, recorded) or 0) < 2:
+                assert first.poll() is None, "".join(seen)[-3000:]
+                assert time.monotonic() < deadline, "".join(seen)[-3000:]
+                time.sleep(0.05)
             first.send_signal(signal.SIGINT)
             break
     _, rest = first.communicate(timeout=300)

@@ -17,7 +17,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,8 @@ from tests.e2e.daemon_harness import (
     newest_decided,
     query,
     replay_simulator,
+    venue_clock_ms,
+    wait_for,
     write_config,
 )
 
@@ -195,7 +196,9 @@ def test_kill_9_and_restart_decide_every_candle_exactly_once(
         d.wait_until(lambda: all(decisions(postgres_url, p) >= 10 for p in PAIRS), 120, "decisions")
         d.kill_everything()
         killed_at = {pair: newest_decided(postgres_url, pair) for pair in PAIRS}
-        time.sleep(5)  # the venue moves on while the daemon is down
+        # the venue moves on while the daemon is down: five replayed minutes
+        down_at = venue_clock_ms(urls)
+        wait_for(lambda: venue_clock_ms(urls) >= down_at + 5 * 60_000, 120, "the venue's clock 5 minutes on")
         d.start()
         d.wait_ready()
         d.wait_until(

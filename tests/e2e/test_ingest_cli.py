@@ -8,13 +8,16 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from exchange.sim.candle_file import load_candle_file, write_candle_file
 from storage.candles import CandleStore
 from storage.database import Database, StorageOptions
 from storage.source_status import SourceStatusStore
+from tests.e2e.cli_helpers import running_embedded_value
 
 TRADINGD = shutil.which("tradingd")
 MINUTE = 60_000
@@ -51,9 +54,27 @@ def test_ingest_stores_a_contiguous_exact_prefix_and_stops_on_sigterm(tmp_path: 
         ingest = subprocess.Popen(
             [TRADINGD, "ingest"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
         )
-        time.sleep(9)
-        ingest.send_signal(signal.SIGTERM)
-        _, stderr = ingest.communicate(timeout=30)
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda: lines.extend(iter(ingest.stderr.readline, "")), daemon=True)
+        reader.start()
+        try:
+            # Stored candles are the event to wait for, read once ingest has its server running (its
+            # `ingest_started` line) through that server's socket, holding no handle on it: the server
+            # stays ingest's, to stop when it exits.
+            wait_for_ingest(ingest, lines, lambda: any('"ingest_started"' in line for line in lines), "ingest_started")
+            stored = "SELECT count(*) FROM candles WHERE pair = 'ETH-USDT' AND interval = '1m'"
+            data_dir = tmp_path / "data"
+            wait_for_ingest(ingest, lines, lambda: running_embedded_value(data_dir, stored) >= 5, "5 candles")
+            ingest.send_signal(signal.SIGTERM)
+            ingest.wait(timeout=30)
+        finally:
+            if ingest.poll() is None:
+                ingest.kill()
+                ingest.wait()
+            reader.join(timeout=30)
+            if ingest.stderr is not None:
+                ingest.stderr.close()
+        stderr = "".join(lines)
         assert ingest.returncode == 0, stderr
         events = [json.loads(line)["event"] for line in stderr.splitlines() if line.startswith("{")]
         assert events[0] == "ingest_started"
@@ -70,6 +91,14 @@ def test_ingest_stores_a_contiguous_exact_prefix_and_stops_on_sigterm(tmp_path: 
         for r in rows[: len(stored)]
     ]
     assert [(s.pair, s.interval) for s in statuses] == [("ETH-USDT", "1m")]
+
+
+def wait_for_ingest(ingest: subprocess.Popen[str], lines: list[str], condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 120
+    while not condition():
+        assert ingest.poll() is None, f"ingest exited ({ingest.returncode}) before {what}:\n{''.join(lines)[-3000:]}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}:\n{''.join(lines)[-3000:]}"
+        time.sleep(0.25)
 
 
 async def read_back(data_dir: Path, start_ms: int) -> tuple[list[tuple[float, ...]], list[object]]:

@@ -86,7 +86,7 @@ async def test_pushes_follow_the_replay_and_end_exact(sim: BingXSimulator) -> No
     async with collecting(stream) as events:
         connected = await events.next(StreamConnected)
         assert connected == StreamConnected(1, None)
-        await asyncio.sleep(0.05)  # let the subscription's ack arrive
+        await eventually(lambda: sim.stream.subscribe_log == [TOPIC])  # the venue pushes the topic to us now
         await sim.market.step(30)
         forming = await events.next(KlineUpdate)
         assert isinstance(forming, KlineUpdate)
@@ -110,8 +110,8 @@ async def test_pings_are_answered_and_the_connection_lives(sim: BingXSimulator) 
     stream = MarketDataStream(sim.ws_url, [TOPIC], backoff=FAST_BACKOFF)
     async with collecting(stream) as events:
         await events.next(StreamConnected)
-        await asyncio.sleep(1.2)  # more than twice the simulator's pong timeout
-        assert stream.stats.pongs_sent >= 5
+        # 12 Pings answered at the simulator's 0.1 s interval: more than twice its pong timeout (0.5 s)
+        await eventually(lambda: stream.stats.pongs_sent >= 12, timeout=30)
         assert stream.stats.connections == 1
 
 
@@ -185,7 +185,7 @@ async def test_malformed_frames_are_counted_and_skipped(sim: BingXSimulator) -> 
     stream = MarketDataStream(sim.ws_url, [TOPIC], backoff=FAST_BACKOFF)
     async with collecting(stream) as events:
         await events.next(StreamConnected)
-        await asyncio.sleep(0.1)
+        await eventually(lambda: sim.stream.subscribe_log == [TOPIC])  # the venue has the connection and the topic
         await sim.stream.inject(b"\xff\xfenot gzip")
         await sim.stream.inject(gzip.compress(b"[1, 2, 3]"))
         await sim.stream.inject(gzip.compress(b"{not json"))
@@ -222,6 +222,9 @@ async def test_the_client_paces_its_subscriptions(sim: BingXSimulator) -> None:
     async with collecting(stream) as events:
         await events.next(StreamConnected)
         await eventually(lambda: len(sim.stream.subscribe_log) == 12)
-        await asyncio.sleep(0.2)
+        # Two Pings answered after the venue accepted the 12th subscription: sent after its ack on the same
+        # connection, so the client has read and handled every ack by then.
+        pongs = stream.stats.pongs_sent
+        await eventually(lambda: stream.stats.pongs_sent >= pongs + 2)
         assert events.error is None
         assert stream.stats.connections == 1

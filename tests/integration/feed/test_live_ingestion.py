@@ -68,7 +68,8 @@ async def replay(
         async with asyncio.timeout(10):
             while not stream.is_connected() or not simulator.stream.subscribe_log:
                 await asyncio.sleep(0.01)
-        await asyncio.sleep(0.05)
+            while ingestor.stats.catch_ups < 1:  # the catch-up on connecting is done before the replay moves
+                await asyncio.sleep(0.01)
         for second in range(len(rows) * 60):
             await simulator.market.step(1)
             if during is not None:
