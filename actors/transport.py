@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal, Protocol, TypeVar
 
-from actors.run_context import PairContext
 from domain.fills import FillRules
 from domain.messages import MarketInput, OrderPlan, PolicyDecision, PositionReport
 from domain.trading_state import TradingState
+from trading.context import PairContext
 
 if TYPE_CHECKING:
     from actors.features.actor import FeatureSource

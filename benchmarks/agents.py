@@ -19,8 +19,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from actors.policy.artifact import PolicyArtifact
-from actors.policy.policies import ArtifactPolicy
 from benchmarks.features import month
 from benchmarks.market_data import percentile
 from benchmarks.report import write_section
@@ -33,6 +31,8 @@ from learning.agent_config import AgentConfig
 from learning.env import MarketData, TradingEnv
 from learning.export import module_logits, policy_layers
 from learning.training import ensure_ray, ppo_config
+from policies.artifact import PolicyArtifact
+from policies.baselines import ArtifactPolicy
 
 START, END = "<!-- agents-bench:start -->", "<!-- agents-bench:end -->"
 RULES = ContractSpec().fill_rules()  # the simulated venue's default contract

@@ -21,8 +21,6 @@ from decimal import Decimal
 
 import numpy as np
 
-from actors.policy.artifact import Layer, PolicyArtifact
-from actors.policy.policies import ArtifactPolicy, baseline
 from benchmarks.features import month
 from benchmarks.report import write_section
 from domain.candle_columns import CandleColumns
@@ -37,6 +35,8 @@ from learning.evaluation.backtest import BacktestResult, BacktestSettings, run_b
 from learning.evaluation.folds import Fold, FoldSpec, walk_forward_folds
 from learning.evaluation.service import FoldTrainer
 from learning.evaluation.walk_forward import FixedPolicy, PolicyMaker, evaluate_folds
+from policies.artifact import Layer, PolicyArtifact
+from policies.baselines import ArtifactPolicy, baseline
 
 START, END = "<!-- evaluation-bench:start -->", "<!-- evaluation-bench:end -->"
 CONTRACT = Contract(

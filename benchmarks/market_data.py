@@ -20,8 +20,6 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from actors.feed.backfill import PAGE, backfill
-from actors.feed.live import FeedTopic, LiveIngestor
 from benchmarks.report import write_section
 from benchmarks.venue import simulator_process
 from exchange.bingx.rest import BingXRest
@@ -30,6 +28,8 @@ from exchange.bingx.ws import MarketDataStream
 from exchange.sim.candle_file import FileCandle, as_columns
 from exchange.sim.replay import ReplayClock, ReplaySeries
 from exchange.sim.server import BingXSimulator
+from market_data.backfill import PAGE, backfill
+from market_data.live import FeedTopic, LiveIngestor
 from storage.candles import CandleStore
 from storage.copy_format import CANDLE_COPY_COLUMNS, candle_copy_payload
 from storage.database import Database, StorageOptions

@@ -21,14 +21,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from daemon import exit_codes
-from daemon.agent_commands import add_agent_commands, run_agent_command
-from daemon.candle_commands import add_candle_commands, run_candle_command
-from daemon.ctl import add_ctl_commands, run_ctl
-from daemon.dataset_commands import add_dataset_commands, run_dataset_command
-from daemon.db_commands import run_db_command
-from daemon.evaluation_commands import add_evaluation_commands, run_evaluation_command
-from daemon.market_commands import add_market_commands, run_backfill, run_ingest, run_retry_queue, run_simulator
-from daemon.run_commands import add_run_commands, run_run_command
+from daemon.cli_agents import add_agent_commands, run_agent_command
+from daemon.cli_candles import add_candle_commands, run_candle_command
+from daemon.cli_ctl import add_ctl_commands, run_ctl
+from daemon.cli_datasets import add_dataset_commands, run_dataset_command
+from daemon.cli_db import run_db_command
+from daemon.cli_evaluation import add_evaluation_commands, run_evaluation_command
+from daemon.cli_market import add_market_commands, run_backfill, run_ingest, run_retry_queue, run_simulator
+from daemon.cli_runs import add_run_commands, run_run_command
 
 if TYPE_CHECKING:
     from config import Settings
@@ -156,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command in ("evaluate", "promote", "rollback", "report"):
             return asyncio.run(run_evaluation_command(settings, args))
         if args.command == "run":
-            from daemon.run_command import run_daemon
+            from daemon.cli_run import run_daemon
 
             _configure_logging(settings, sys.stdout)
             return asyncio.run(run_daemon(settings, config_path, resume_as_is=args.resume_as_is, stop=STOP))

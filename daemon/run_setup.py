@@ -20,11 +20,9 @@ from urllib.parse import urlsplit
 from actors.features.actor import FeatureSource
 from actors.features.core import GATE_WINDOW_BARS, GateSettings
 from actors.feed.actor import FeedSource
-from actors.feed.runner import FeedSchedule
 from actors.policy.actor import PolicySource
 from actors.policy.core import ModelProvenance
 from actors.risk.account import AccountPolicy
-from actors.run_context import PairContext
 from actors.shell import WorkerEnv
 from config import Settings
 from daemon import exit_codes
@@ -40,6 +38,7 @@ from exchange.sim.replay import ReplayClock, ReplaySeries
 from exchange.sim.series import series_from_spec
 from exchange.sim.server import BingXSimulator
 from features.definitions import feature_set
+from market_data.runner import FeedSchedule
 from observability import get_logger
 from storage.agents import AgentStore
 from storage.database import Database
@@ -47,6 +46,7 @@ from storage.datasets import DatasetStore
 from storage.journal import TradingJournal
 from storage.risk import AccountPolicyRow, LimitSetRow, RiskStore
 from storage.runs import Run, RunStore
+from trading.context import PairContext
 from trading.limits import RiskLimits
 
 log = get_logger("tradingd.daemon")

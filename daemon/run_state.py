@@ -11,8 +11,8 @@ from typing import Any
 
 from actors.transport import RayTransport
 from config import Settings
+from daemon.cli_runs import record_run_stopped
 from daemon.control_protocol import CommandError
-from daemon.run_commands import record_run_stopped
 from daemon.run_setup import ORIGIN_CONTROL, build_plans, check_start, start_run
 from daemon.supervisor import Supervisor
 from domain.fills import FillRules

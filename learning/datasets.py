@@ -24,7 +24,6 @@ import numpy as np
 import numpy.typing as npt
 import structlog
 
-from actors.feed.healing import heal_range
 from domain.candle_columns import CandleColumns
 from domain.candles import interval_ms, ms_to_datetime
 from domain.instruments import Contract
@@ -36,6 +35,7 @@ from features.normalization import NormalizationStats
 from features.pipeline import FeaturePipeline
 from features.spec import FeatureSetSpec
 from learning.agent_config import AgentConfig
+from market_data.healing import heal_range
 from observability.progress import Reporter, Tracker, quiet
 from storage.candles import CandleStore, Gap, SourceCount
 from storage.datasets import DatasetContent, DatasetStore, DatasetVersion, LineageEntry

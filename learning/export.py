@@ -10,8 +10,8 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from actors.policy.artifact import Layer
-from actors.policy.network import NumpyNetwork
+from policies.artifact import Layer
+from policies.network import NumpyNetwork
 
 _ACTIVATIONS = {torch.nn.Tanh: "tanh", torch.nn.ReLU: "relu"}
 

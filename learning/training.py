@@ -29,7 +29,6 @@ from ray.rllib.algorithms.ppo import PPOConfig
 from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
 from ray.rllib.utils.debug import update_global_seed_if_necessary
 
-from actors.policy.artifact import FORMAT, Layer, PolicyArtifact, checksum, load_artifact
 from domain.fills import FillRules
 from features.normalization import NormalizationStats
 from features.spec import FeatureSetSpec
@@ -38,6 +37,7 @@ from learning.code_version import code_version
 from learning.datasets import DatasetMismatchError, dataset_spec
 from learning.env import MarketData, TradingEnv
 from learning.export import policy_layers, verify_export
+from policies.artifact import FORMAT, Layer, PolicyArtifact, checksum, load_artifact
 from storage.agents import AgentStore, AgentVersion, ArtifactStore
 from storage.datasets import DatasetStore
 from trading.limits import RiskLimits, limits_json

@@ -22,7 +22,7 @@ HANDOVER_ROLE = "handover"
 
 
 def execution_key(run_id: uuid.UUID, pair: str) -> str:
-    """The execution actor's checkpoint key (`actors.run_context.PairContext.actor_key`)."""
+    """The execution actor's checkpoint key (`trading.context.PairContext.actor_key`)."""
     return f"execution:{run_id}:{pair}"
 
 

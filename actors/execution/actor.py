@@ -12,7 +12,6 @@ from typing import Any
 
 from actors.execution.core import ExecutionCore
 from actors.execution.stage import ExecutionStage
-from actors.run_context import PairContext
 from actors.shell import ActorShell, Inbox, WorkerEnv, fatal
 from actors.transport import AccountHandle, Peers, PolicyHandle, RiskHandle
 from domain.fills import FillRules
@@ -20,6 +19,7 @@ from domain.messages import OrderPlan, PositionReport
 from observability import get_logger
 from storage.checkpoints import CheckpointStore
 from storage.journal import TradingJournal
+from trading.context import PairContext
 
 log = get_logger("tradingd.execution")
 Operation = Callable[[], Awaitable[Any]]

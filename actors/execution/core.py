@@ -24,7 +24,6 @@ from decimal import Decimal
 from typing import Any
 
 from actors.execution.venue import PaperVenue, Venue, VenueStep
-from actors.run_context import PairContext
 from domain.fills import FillRules
 from domain.messages import OrderIntent, OrderPlan, PolicyDecision, PositionReport
 from domain.orders import FINAL_STATES, OrderState, client_order_id, transition
@@ -38,6 +37,7 @@ from storage.records import (
     SnapshotRow,
     TradeRow,
 )
+from trading.context import PairContext
 from trading.paper import BookEvent, OrderFilled, PaperBook, Trade, WorkingOrder
 
 ROLE = "execution"

@@ -15,11 +15,11 @@ from typing import Any
 
 from actors.execution.core import ROLE, STATE_VERSION, ExecutionCore, Recorded, Step, operator_trace
 from actors.execution.venue import PaperVenue, Venue
-from actors.run_context import PairContext
 from domain.fills import FillRules
 from domain.messages import OrderPlan
 from storage.checkpoints import ActorState, CheckpointStore
 from storage.journal import TradingJournal
+from trading.context import PairContext
 from trading.paper import WorkingOrder
 
 

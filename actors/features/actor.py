@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from actors.features.core import GATE_WINDOW_BARS, FeatureCore, GateSettings
-from actors.run_context import PairContext
 from actors.shell import ActorShell, Inbox, WorkerEnv, fatal
 from actors.transport import Peers, PolicyHandle
 from domain.candles import Candle, datetime_to_ms, interval_ms
@@ -30,6 +29,7 @@ from observability import get_logger
 from storage.candles import CandleStore
 from storage.checkpoints import ActorState, CheckpointStore
 from storage.journal import TradingJournal
+from trading.context import PairContext
 
 log = get_logger("tradingd.features")
 ROLE = "features"

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from actors.run_context import PairContext
 from domain.candle_columns import CandleColumns
 from domain.candles import Candle, interval_ms
 from domain.market import Interval
@@ -31,6 +30,7 @@ from features.gates import GateVerdict, check_integrity, check_quality
 from features.normalization import NormalizationStats
 from features.pipeline import FeaturePipeline
 from features.spec import FeatureSetSpec
+from trading.context import PairContext
 
 WARMING_UP = "warming_up"
 CONTEXT_MISSING = "context_missing"

@@ -14,14 +14,14 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from actors.feed.healing import heal_range
-from actors.feed.live import FeedTopic
-from actors.feed.runner import FeedRunner, FeedSchedule
 from actors.shell import ActorShell, WorkerEnv
 from actors.transport import FeaturesHandle, Peers
 from domain.candles import Candle, interval_ms
 from domain.market import Interval
 from exchange.bingx.rest import BingXRest
+from market_data.healing import heal_range
+from market_data.live import FeedTopic
+from market_data.runner import FeedRunner, FeedSchedule
 from observability import get_logger
 from storage.candles import CandleStore
 from storage.ops import OpsStore

@@ -6,16 +6,16 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from actors.policy.artifact import load_artifact
 from actors.policy.core import ModelProvenance, PolicyCore
-from actors.policy.policies import ArtifactPolicy, Policy, baseline
-from actors.run_context import PairContext
 from actors.shell import ActorShell, Inbox, WorkerEnv, fatal
 from actors.transport import ExecutionHandle, Peers, RiskHandle
 from domain.fills import FillRules
 from domain.messages import MarketInput, PositionReport
 from features.definitions import feature_set
 from observability import get_logger
+from policies.artifact import load_artifact
+from policies.baselines import ArtifactPolicy, Policy, baseline
+from trading.context import PairContext
 
 log = get_logger("tradingd.policy")
 

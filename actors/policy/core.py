@@ -14,10 +14,10 @@ from decimal import Decimal
 
 import numpy as np
 
-from actors.policy.policies import Policy
-from actors.run_context import PairContext
 from domain.fills import FillRules
 from domain.messages import MarketInput, PolicyDecision, PositionReport
+from policies.baselines import Policy
+from trading.context import PairContext
 from trading.kernel import Book, observation, project
 
 PROVENANCE_MISSING = "provenance_missing"

@@ -17,7 +17,6 @@ from actors.risk.account import BREAKER, AccountPolicy, AccountVerdict
 from actors.risk.blocks import AccountView, Block, Transition
 from actors.risk.core import CHECKPOINT_VERSION, RiskCore
 from actors.risk.desk import AccountDesk
-from actors.run_context import PairContext
 from actors.shell import ActorShell, Inbox, WorkerEnv, fatal
 from actors.transport import AccountHandle, ActorUnavailable, ExecutionHandle, Peers
 from domain.fills import FillRules
@@ -27,6 +26,7 @@ from observability import get_logger
 from storage.checkpoints import ActorState, CheckpointStore
 from storage.ops import OpsStore, Severity
 from storage.risk import RiskStore
+from trading.context import PairContext
 from trading.limits import RiskLimits
 
 log = get_logger("tradingd.risk")

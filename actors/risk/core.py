@@ -27,13 +27,13 @@ from typing import Any, Protocol
 
 from actors.risk.account import AccountVerdict
 from actors.risk.blocks import AccountView, Announcer, Block, Transition, effective
-from actors.run_context import PairContext
 from domain.candles import Candle
 from domain.fills import FillRules
 from domain.market import interval_duration
 from domain.messages import OrderPlan, PolicyDecision, PositionReport, RiskOutcome
 from domain.trading_state import Origin, StateChange, TradingState, strictest
 from features.gates import DUPLICATES_DISAGREE, GAP, INVALID_VALUES, SOURCE_DRIFT, STALE, UNALIGNED
+from trading.context import PairContext
 from trading.kernel import Book, PairKernel, project
 from trading.limits import PairRiskGuard, RiskLimits
 

@@ -23,7 +23,6 @@ from nautilus_trader.model.enums import AccountType, OmsType
 from nautilus_trader.model.identifiers import TraderId
 from nautilus_trader.model.objects import Money
 
-from actors.policy.policies import Policy
 from domain.candle_columns import CandleColumns
 from domain.candles import interval_ms
 from domain.fills import FillRules
@@ -31,6 +30,7 @@ from domain.instruments import Contract
 from learning.evaluation.metrics import Metrics, Segment, SegmentBook, metrics, replay
 from learning.evaluation.strategy import BarBook, BarDecision, PolicyStrategy
 from learning.evaluation.venue import VENUE, VenueFees, bar_type, instrument_id, market_data, perpetual
+from policies.baselines import Policy
 from trading.limits import RiskLimits, limits_json
 
 Floats = npt.NDArray[np.float64]

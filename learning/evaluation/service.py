@@ -19,8 +19,6 @@ from typing import Any
 import numpy as np
 import structlog
 
-from actors.policy.artifact import load_artifact
-from actors.policy.policies import BASELINES, ArtifactPolicy, baseline
 from domain.candle_columns import CandleColumns
 from domain.candles import interval_ms
 from domain.fills import FillRules
@@ -37,6 +35,8 @@ from learning.evaluation.report import market_change, write_evaluation_report
 from learning.evaluation.sample import Sample, TrainingSpan, backtest_sample, baseline_sample, walk_forward_sample
 from learning.evaluation.walk_forward import Evaluation, FixedPolicy, PolicyMaker, evaluate_folds, whole_span
 from observability.progress import Reporter, as_step, quiet
+from policies.artifact import load_artifact
+from policies.baselines import BASELINES, ArtifactPolicy, baseline
 from storage.agents import AgentStore, AgentVersion
 from storage.datasets import DatasetStore, DatasetVersion
 from storage.evaluations import EvaluationKind, EvaluationStore

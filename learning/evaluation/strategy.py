@@ -30,10 +30,10 @@ from nautilus_trader.model.identifiers import InstrumentId
 from nautilus_trader.model.objects import Quantity
 from nautilus_trader.trading.strategy import Strategy
 
-from actors.policy.policies import Policy
 from domain.fills import Fill, FillRules, Position
 from domain.messages import OrderIntent
 from learning.evaluation.metrics import SIGNAL_FLIP, TimedFill
+from policies.baselines import Policy
 from trading.kernel import Book, PairKernel, Sizing, bars_after_candle, bars_after_fill, observation, unlimited
 from trading.limits import RiskLimits
 

@@ -14,12 +14,12 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from actors.policy.policies import Policy
 from domain.candle_columns import CandleColumns
 from learning.evaluation.backtest import BacktestResult, BacktestSettings, run_backtest
 from learning.evaluation.folds import Fold
 from learning.evaluation.metrics import Metrics, metrics
 from observability.progress import Reporter, quiet, track
+from policies.baselines import Policy
 
 Floats = npt.NDArray[np.float64]
 

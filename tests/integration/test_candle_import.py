@@ -13,8 +13,8 @@ import pytest
 
 from config import load_settings
 from daemon import exit_codes
-from daemon.candle_commands import run_candle_command
 from daemon.cli import build_parser
+from daemon.cli_candles import run_candle_command
 from domain.candles import Candle
 from exchange.sim.candle_file import FileCandle, aggregate, load_candle_file, write_candle_file
 from storage.candles import CandleStore

@@ -16,9 +16,9 @@ import pytest
 
 from config import Settings, load_settings
 from daemon import exit_codes
-from daemon.agent_commands import dataset_contract
 from daemon.cli import build_parser
-from daemon.dataset_commands import run_dataset_command
+from daemon.cli_agents import dataset_contract
+from daemon.cli_datasets import run_dataset_command
 from domain.candles import ms_to_datetime
 from domain.instruments import Contract
 from exchange.bingx.rest import BingXRest

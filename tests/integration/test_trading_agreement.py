@@ -27,12 +27,10 @@ import numpy.typing as npt
 import pytest
 
 from actors.policy.core import PolicyCore
-from actors.policy.policies import Decision, Policy, baseline
 from actors.risk.account import AccountPolicy, AccountVerdict
 from actors.risk.blocks import AccountView
 from actors.risk.core import RiskCore
 from actors.risk.desk import AccountDesk
-from actors.run_context import PairContext
 from domain.candle_columns import CandleColumns
 from domain.candles import Candle, ms_to_datetime
 from domain.fills import FillRules
@@ -44,6 +42,8 @@ from features.normalization import NormalizationStats
 from learning.agent_config import Environment, Reward
 from learning.env import MarketData, TradingEnv
 from learning.evaluation.backtest import BacktestSettings, run_backtest
+from policies.baselines import Decision, Policy, baseline
+from trading.context import PairContext
 from trading.limits import RiskLimits
 from trading.paper import PaperBook
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.dataset_commands import contract_file
+from daemon.cli_datasets import contract_file
 from domain.instruments import Contract
 from learning.datasets import preset_contract
 

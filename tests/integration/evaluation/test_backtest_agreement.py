@@ -10,7 +10,6 @@ from decimal import Decimal
 import numpy as np
 import pytest
 
-from actors.policy.policies import baseline
 from domain.candle_columns import CandleColumns
 from domain.fills import FillRules
 from domain.instruments import Contract
@@ -21,6 +20,7 @@ from learning.agent_config import Environment, Reward
 from learning.env import MarketData, TradingEnv
 from learning.evaluation.backtest import BacktestSettings, run_backtest
 from learning.evaluation.metrics import replay
+from policies.baselines import baseline
 
 CONTRACT = Contract(
     "BTC-USDT", 1, 4, Decimal("0.0001"), Decimal("2"), Decimal("0.0002"), Decimal("0.0005"), 125, 125, 1, True

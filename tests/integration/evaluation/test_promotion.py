@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from config import Settings
-from daemon.evaluation_commands import _promote, _rollback
+from daemon.cli_evaluation import _promote, _rollback
 from daemon.run_setup import RunSetupError, choose_policy
 from domain.candle_columns import CandleColumns
 from learning.agent_config import AgentConfig

@@ -16,7 +16,6 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from actors.policy.policies import Decision, HoldPolicy
 from domain.candle_columns import CandleColumns
 from domain.fills import FillRules
 from domain.instruments import Contract
@@ -25,6 +24,7 @@ from learning.evaluation.folds import FoldSpec, walk_forward_folds
 from learning.evaluation.report import TRADE_COLUMNS, market_change, write_evaluation_report
 from learning.evaluation.sample import TrainingSpan, backtest_sample, walk_forward_sample
 from learning.evaluation.walk_forward import Evaluation, FixedPolicy, evaluate_folds
+from policies.baselines import Decision, HoldPolicy
 
 CONTRACT = Contract(
     "BTC-USDT", 1, 4, Decimal("0.0001"), Decimal("2"), Decimal("0.0002"), Decimal("0.0005"), 125, 125, 1, True

@@ -10,7 +10,6 @@ from decimal import Decimal
 import pytest
 
 from actors.execution.stage import ExecutionStage
-from actors.run_context import PairContext
 from domain.candles import Candle
 from domain.fills import FillRules
 from domain.messages import (
@@ -28,6 +27,7 @@ from storage.checkpoints import CheckpointStore, FencedError
 from storage.database import Database
 from storage.journal import TradingJournal
 from storage.runs import RunStore
+from trading.context import PairContext
 
 RULES = FillRules(
     tick=Decimal("0.1"),

@@ -10,12 +10,12 @@ from decimal import Decimal
 import pytest
 
 from actors.execution.stage import ExecutionStage
-from actors.run_context import PairContext
 from storage.checkpoints import CheckpointStore, FencedError
 from storage.database import Database
 from storage.journal import TradingJournal
 from storage.runs import OpenPositionsError, RunNotActiveError, RunStore
 from tests.integration.execution.test_paper_execution import PAIR, RULES, plan, start_run
+from trading.context import PairContext
 
 
 def core(database: Database, context: PairContext) -> ExecutionStage:

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from actors.feed.backfill import backfill
 from exchange.bingx.rest import BingXRest
 from exchange.sim.candle_file import FileCandle, load_candle_file
 from exchange.sim.replay import ReplayClock, ReplaySeries
 from exchange.sim.server import BingXSimulator, SimulatorOptions
+from market_data.backfill import backfill
 from storage.candles import CandleStore
 from storage.database import Database, StorageOptions
 from storage.migrator import migrate

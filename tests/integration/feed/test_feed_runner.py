@@ -6,13 +6,13 @@ import asyncio
 
 import pytest
 
-from actors.feed.live import FeedTopic
-from actors.feed.runner import FeedRunner, FeedSchedule
 from exchange.bingx.rest import BingXRest, RetryPolicy
 from exchange.bingx.ws import MAX_CONNECTIONS, MAX_TOPICS_PER_CONNECTION
 from exchange.sim.candle_file import FileCandle
 from exchange.sim.replay import ReplayClock, ReplaySeries
 from exchange.sim.server import BingXSimulator
+from market_data.live import FeedTopic
+from market_data.runner import FeedRunner, FeedSchedule
 from storage.candles import CandleStore
 from storage.database import Database
 from storage.retry_queue import RetryQueue

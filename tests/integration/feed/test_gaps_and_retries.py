@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from actors.feed.gap_monitor import heal_gaps
-from actors.feed.retries import run_due_jobs
 from domain.candles import ms_to_datetime
 from exchange.bingx.rest import BingXRest, RetryPolicy
 from exchange.sim.candle_file import FileCandle, as_candles
 from exchange.sim.replay import ReplayClock, ReplaySeries
 from exchange.sim.server import BingXSimulator
+from market_data.gap_monitor import heal_gaps
+from market_data.retries import run_due_jobs
 from storage.candles import CandleStore, write_candles
 from storage.database import Database, StorageOptions
 from storage.migrator import migrate

@@ -6,12 +6,12 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from actors.feed.live import FeedTopic, LiveIngestor
 from exchange.bingx.rest import BingXRest, RetryPolicy
 from exchange.bingx.ws import MarketDataStream
 from exchange.sim.candle_file import FileCandle, load_candle_file
 from exchange.sim.replay import ReplayClock, ReplaySeries
 from exchange.sim.server import BingXSimulator
+from market_data.live import FeedTopic, LiveIngestor
 from storage.candles import CandleStore
 from storage.database import Database
 from storage.source_status import SourceStatusStore

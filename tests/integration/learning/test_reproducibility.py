@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import ray
 
-from actors.policy.artifact import load_artifact
 from domain.candle_columns import CandleColumns
 from exchange.sim.server import ContractSpec
 from features.definitions import V1
@@ -21,6 +20,7 @@ from features.normalization import NormalizationStats
 from learning.agent_config import AgentConfig
 from learning.env import MarketData
 from learning.training import ensure_ray, fit_policy, train_agent
+from policies.artifact import load_artifact
 from storage.agents import AgentStore
 from storage.database import Database
 from storage.datasets import DatasetStore

@@ -13,14 +13,14 @@ import pytest
 import ray
 from ray.rllib.core.rl_module.rl_module import RLModule
 
-from actors.policy.artifact import ArtifactError, load_artifact
-from actors.policy.policies import ArtifactPolicy
 from domain.candle_columns import CandleColumns
 from exchange.sim.server import ContractSpec
 from features.definitions import V1, V2
 from learning.agent_config import AgentConfig
 from learning.export import module_logits
 from learning.training import IterationReport, TrainingError, ensure_ray, train_agent
+from policies.artifact import ArtifactError, load_artifact
+from policies.baselines import ArtifactPolicy
 from storage.agents import AgentStore
 from storage.database import Database
 from storage.datasets import DatasetStore

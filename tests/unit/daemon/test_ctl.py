@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from daemon.cli import build_parser
-from daemon.commands import COMMANDS, _uuid
+from daemon.cli_ctl import render, request_of
+from daemon.control_commands import COMMANDS, _uuid
 from daemon.control_protocol import RESERVED_KEYS, CommandError, parse_request
-from daemon.ctl import render, request_of
 
 TRADE = "7f0c6a1e-3b2d-4c5e-9f80-1a2b3c4d5e6f"
 

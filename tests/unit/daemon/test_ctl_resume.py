@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from daemon.ctl import render
+from daemon.cli_ctl import render
 
 
 def test_resume_lists_each_pair_and_what_still_blocks_it() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from daemon.evaluation_commands import _gate_line, gate_figure
+from daemon.cli_evaluation import _gate_line, gate_figure
 from learning.evaluation.gates import GateResult
 
 

@@ -24,10 +24,8 @@ from ray.exceptions import ActorDiedError
 from actors.features.actor import FeatureSource
 from actors.features.core import GateSettings
 from actors.feed.actor import FeedSource
-from actors.feed.runner import FeedSchedule
 from actors.policy.actor import PolicySource
 from actors.risk.account import AccountPolicy
-from actors.run_context import PairContext
 from actors.shell import WorkerEnv
 from actors.transport import (
     DRAIN,
@@ -46,9 +44,11 @@ from actors.transport import (
 from config.settings import DaemonSettings
 from daemon.supervisor import Supervisor
 from domain.fills import FillRules
+from market_data.runner import FeedSchedule
 from storage.database import Database, StorageOptions
 from storage.desired_state import ACCOUNT, DesiredState, DesiredStateStore
 from storage.migrator import migrate
+from trading.context import PairContext
 from trading.limits import RiskLimits
 
 PAIRS = ("BTC-USDT", "ETH-USDT")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from daemon.market_commands import refuse_bad_pair, venue_failure
+from daemon.cli_market import refuse_bad_pair, venue_failure
 from domain.errors import FatalVenueError, RejectedError, TemporaryVenueError, UnknownSymbolError
 
 

@@ -13,7 +13,6 @@ import pytest
 
 from actors.execution.core import ExecutionCore, Step
 from actors.execution.venue import PaperVenue
-from actors.run_context import PairContext
 from domain.candles import Candle
 from domain.fills import FillRules
 from domain.messages import (
@@ -28,6 +27,7 @@ from domain.messages import (
     trace_id,
 )
 from domain.orders import OrderTransitionError, client_order_id
+from trading.context import PairContext
 
 RULES = FillRules(
     tick=Decimal("0.1"),

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 
 from actors.features.core import CONTEXT_MISSING, WARMING_UP, FeatureCore, GateSettings, Missing
-from actors.run_context import PairContext
 from domain.candle_columns import CandleColumns
 from domain.messages import MarketInput, decision_sequence
 from features.definitions import feature_set
 from features.gates import GAP, STALE
 from features.pipeline import FeaturePipeline
+from trading.context import PairContext
 
 from .resampling import resample
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from actors.feed.assembler import CandleAssembler
 from domain.candles import Candle
+from market_data.assembler import CandleAssembler
 
 M = 60_000
 T = 1_700_000_040_000

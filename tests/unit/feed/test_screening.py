@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from structlog.testing import capture_logs
 
-from actors.feed.screening import screen_candles
 from domain.candles import Candle
+from market_data.screening import screen_candles
 
 M = 60_000
 T = 1_700_000_040_000

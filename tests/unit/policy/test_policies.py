@@ -8,10 +8,10 @@ from io import BytesIO
 import numpy as np
 import pytest
 
-from actors.policy.artifact import ArtifactError, Layer, PolicyArtifact, checksum, load_artifact
-from actors.policy.policies import BELOW_THRESHOLD, ArtifactPolicy, HoldPolicy, baseline
 from features.definitions import V1, V2
 from features.normalization import NormalizationStats
+from policies.artifact import ArtifactError, Layer, PolicyArtifact, checksum, load_artifact
+from policies.baselines import BELOW_THRESHOLD, ArtifactPolicy, HoldPolicy, baseline
 
 
 def artifact(threshold: float = 0.5, seed: int = 0) -> PolicyArtifact:

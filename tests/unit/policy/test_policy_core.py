@@ -8,11 +8,11 @@ from decimal import Decimal
 import numpy as np
 
 from actors.policy.core import PROVENANCE_MISSING, ModelProvenance, PolicyCore
-from actors.policy.policies import Decision, HoldPolicy, baseline
-from actors.run_context import PairContext
 from domain.candles import Candle
 from domain.messages import InputSnapshot, MarketInput, PositionReport
 from features.definitions import feature_set
+from policies.baselines import Decision, HoldPolicy, baseline
+from trading.context import PairContext
 
 SPEC = feature_set("v1")
 CONTEXT = PairContext("run", "BTC-USDT", "1m", "paper", "v1", "baseline:momentum", Decimal(10_000), Decimal("0.5"))

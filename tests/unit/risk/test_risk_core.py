@@ -13,12 +13,12 @@ from actors.risk.account import AccountPolicy, AccountVerdict
 from actors.risk.blocks import AccountView
 from actors.risk.core import RiskCore
 from actors.risk.desk import AccountDesk
-from actors.run_context import PairContext
 from domain.candles import Candle, ms_to_datetime
 from domain.fills import FillRules
 from domain.messages import MarketInput, PolicyDecision, PositionReport, decision_sequence
 from domain.orders import client_order_id
 from features.gates import GAP
+from trading.context import PairContext
 from trading.limits import RiskLimits
 
 D = Decimal

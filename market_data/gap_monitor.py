@@ -10,11 +10,11 @@ from dataclasses import dataclass
 
 import structlog
 
-from actors.feed.healing import heal_range
 from domain.candles import interval_ms
 from domain.errors import TemporaryVenueError
 from domain.market import Interval
 from exchange.bingx.rest import BingXRest
+from market_data.healing import heal_range
 from storage.candles import CandleStore
 from storage.retry_queue import RetryQueue
 

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from daemon import exit_codes
-from daemon.db_commands import open_migrated_database
-from daemon.market_commands import venue_failure
+from daemon.cli_db import open_migrated_database
+from daemon.cli_market import venue_failure
 from domain.errors import VenueError
 
 if TYPE_CHECKING:

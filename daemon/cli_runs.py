@@ -74,7 +74,7 @@ def run_run_command(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _run(settings: Settings, args: argparse.Namespace) -> int:
-    from daemon.db_commands import open_migrated_database
+    from daemon.cli_db import open_migrated_database
 
     if args.runs_command == "stop":
         running = await _daemon_pid(settings)

@@ -14,9 +14,9 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from actors.policy.artifact import PolicyArtifact
-from actors.policy.network import NumpyNetwork, greedy
 from features.spec import FeatureSetSpec
+from policies.artifact import PolicyArtifact
+from policies.network import NumpyNetwork, greedy
 
 Floats = npt.NDArray[np.float64]
 BELOW_THRESHOLD = "below_decision_threshold"

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from daemon import exit_codes
-from daemon.db_commands import open_migrated_database
-from daemon.market_commands import refuse_bad_pair, refuse_test_data, venue_failure
+from daemon.cli_db import open_migrated_database
+from daemon.cli_market import refuse_bad_pair, refuse_test_data, venue_failure
 from domain.candles import datetime_to_ms, ms_to_datetime
 from domain.errors import VenueError
 from domain.instruments import Contract

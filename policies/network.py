@@ -11,7 +11,7 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-from actors.policy.artifact import Layer
+from policies.artifact import Layer
 
 Floats32 = npt.NDArray[np.float32]
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import structlog
 
-from actors.feed.backfill import backfill
-from actors.feed.gap_monitor import JOB_KIND as HEAL_GAP
-from actors.feed.healing import heal_range
 from domain.errors import VenueError
 from domain.market import parse_interval
 from exchange.bingx.rest import BingXRest
+from market_data.backfill import backfill
+from market_data.gap_monitor import JOB_KIND as HEAL_GAP
+from market_data.healing import heal_range
 from storage.candles import CandleStore
 from storage.retry_queue import RetryJob, RetryQueue
 

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from daemon import exit_codes
-from daemon.agent_commands import dataset_contract
-from daemon.db_commands import open_migrated_database
+from daemon.cli_agents import dataset_contract
+from daemon.cli_db import open_migrated_database
 from learning.evaluation.folds import FoldError, FoldSpec
 
 if TYPE_CHECKING:
@@ -118,12 +118,12 @@ async def _evaluate(settings: Settings, database: Database, args: argparse.Names
         return contract
     # nautilus_trader (and RLlib, for a walk-forward's training) take seconds to import: only an
     # evaluation that is going to run pays for them.
-    from actors.policy.artifact import ArtifactError
     from daemon.risk_limits import risk_limits
     from learning.agent_config import AgentConfigError
     from learning.evaluation.service import EvaluationError, EvaluationRequest, Stores, World, evaluate, layout_json
     from observability import adopt_library_loggers
     from observability.progress import progress
+    from policies.artifact import ArtifactError
 
     adopt_library_loggers()  # Ray's logger through ours, if the evaluation brought it
 

@@ -23,14 +23,14 @@ from datetime import UTC, datetime
 
 import structlog
 
-from actors.feed.assembler import CandleAssembler
-from actors.feed.healing import heal_range, poll_latest
-from actors.feed.screening import screen
 from domain.candles import Candle, interval_ms
 from domain.errors import VenueError
 from domain.market import Interval
 from exchange.bingx.rest import BingXRest
 from exchange.bingx.ws import KlineUpdate, MarketDataStream, StreamConnected, kline_topic
+from market_data.assembler import CandleAssembler
+from market_data.healing import heal_range, poll_latest
+from market_data.screening import screen
 from storage.candles import CandleStore
 from storage.source_status import SourceState, SourceStatus, SourceStatusStore
 

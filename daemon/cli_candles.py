@@ -142,7 +142,7 @@ async def _import(settings: Settings, args: argparse.Namespace) -> int:
     import json
     from datetime import UTC, datetime
 
-    from daemon.db_commands import open_migrated_database
+    from daemon.cli_db import open_migrated_database
     from domain.candles import ms_to_datetime
     from storage.candles import FILE_SOURCE_PREFIX, CandleStore
 

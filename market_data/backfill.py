@@ -18,12 +18,12 @@ from dataclasses import dataclass
 import numpy as np
 import structlog
 
-from actors.feed.screening import screen
 from domain.candle_columns import CandleColumns
 from domain.candles import interval_ms
 from domain.market import Interval
 from exchange.bingx.rest import BingXRest
 from exchange.bingx.wire import KlineBatch
+from market_data.screening import screen
 from observability.progress import Reporter, quiet
 from storage.candles import CandleStore
 

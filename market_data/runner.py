@@ -14,14 +14,14 @@ from dataclasses import dataclass
 
 import structlog
 
-from actors.feed.backfill import backfill
-from actors.feed.gap_monitor import heal_gaps
-from actors.feed.live import FeedTopic, LiveIngestor
-from actors.feed.retries import BACKFILL, run_due_jobs
 from domain.candles import Candle
 from domain.errors import FatalVenueError, VenueError
 from exchange.bingx.rest import BingXRest
 from exchange.bingx.ws import MAX_CONNECTIONS, MAX_TOPICS_PER_CONNECTION, MarketDataStream
+from market_data.backfill import backfill
+from market_data.gap_monitor import heal_gaps
+from market_data.live import FeedTopic, LiveIngestor
+from market_data.retries import BACKFILL, run_due_jobs
 from storage.candles import CandleStore
 from storage.retry_queue import RetryQueue
 from storage.source_status import SourceStatusStore

@@ -9,7 +9,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from daemon import exit_codes
-from daemon.db_commands import open_migrated_database
+from daemon.cli_db import open_migrated_database
 from domain.errors import FatalVenueError, RejectedError, UnknownSymbolError, VenueError
 from domain.market import INTERVALS, is_valid_pair, parse_interval
 
@@ -111,8 +111,8 @@ async def run_backfill(settings: Settings, args: argparse.Namespace) -> int:
         return refused
     if (refused := refuse_test_data(settings)) is not None:
         return refused
-    from actors.feed.backfill import backfill
     from exchange.bingx.rest import BingXRest
+    from market_data.backfill import backfill
     from observability.progress import progress
     from storage.candles import CandleStore
 
@@ -166,9 +166,9 @@ async def _ingest(settings: Settings, startup: Startup) -> int:
         return refused
     import asyncio
 
-    from actors.feed.live import FeedTopic
-    from actors.feed.runner import FeedRunner, FeedSchedule
     from exchange.bingx.rest import BingXRest
+    from market_data.live import FeedTopic
+    from market_data.runner import FeedRunner, FeedSchedule
     from storage.candles import CandleStore
     from storage.retry_queue import RetryQueue
     from storage.source_status import SourceStatusStore

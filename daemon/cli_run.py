@@ -27,8 +27,8 @@ from pathlib import Path
 
 from config import Settings
 from daemon import exit_codes
-from daemon.db_commands import open_migrated_database
-from daemon.market_commands import refuse_test_data
+from daemon.cli_db import open_migrated_database
+from daemon.cli_market import refuse_test_data
 from daemon.run_setup import RunSetupError, check_start, resolve_run, start_replay_venue, start_run
 from daemon.run_state import DaemonState
 from daemon.signals import Startup, StartupStopped, StopRequest
@@ -127,7 +127,7 @@ async def _run_daemon(
         # Cancelled by a stop: the pairs part-way through their start are killed as after a failed start,
         # and stopping Ray ends the rest (as a crash would: every commit is all or nothing).
         supervisor = await startup.cancellable(f"starting {len(run.pairs)} pairs", state.trade(run, checked.rules))
-        from daemon.commands import open_control
+        from daemon.control_commands import open_control
 
         startup.begin("opening the control socket")
         control = await open_control(state, socket_path)

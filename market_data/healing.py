@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from actors.feed.screening import screen
 from domain.candles import Candle, interval_ms
 from domain.market import Interval
 from exchange.bingx.rest import BingXRest
+from market_data.screening import screen
 from storage.candles import CandleStore
 
 PAGE = 1440
