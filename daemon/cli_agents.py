@@ -116,6 +116,9 @@ async def _train(
     from observability import adopt_library_loggers
 
     adopt_library_loggers()  # Ray's logger through ours, now that it is imported
+    from daemon.ray_runtime import start_ray
+
+    start_ray(settings)  # `ray.address` when configured; a local node's slow registration is retried
 
     limits = risk_limits(settings)
     equity, exposure = Decimal(repr(environment.initial_equity)), Decimal(repr(environment.max_exposure))
