@@ -3,9 +3,10 @@
 On 4,000 real 1m candles of two pairs, with scripted decisions (long, short, flat, half and full, holds)
 and with a baseline policy, three paths are driven bar by bar:
 
-- **live**: each pair's `RiskCore` (one account guard for both) and its paper book, driven in process
-  exactly as the execution actor applies a plan: the working orders fill at the candle's open, then
-  the plan's orders are placed, then the position report goes back to the risk guard and the policy;
+- **live**: each pair's `PolicyCore`, `RiskCore` (one account guard for both) and `ExecutionCore` with
+  the paper venue, driven in process exactly as the execution stage applies a plan (the journal's write
+  aside): the working orders fill at the candle's open, the plan's orders are placed and submitted to
+  the venue, then the position report goes back to the risk guard and the policy;
 - **training**: `TradingEnv`, given the same decisions;
 - **backtest**: the nautilus_trader backtest (`run_backtest`).
 
@@ -26,6 +27,8 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from actors.execution.core import ExecutionCore
+from actors.execution.venue import PaperVenue
 from actors.policy.core import PolicyCore
 from actors.risk.account import AccountPolicy, AccountVerdict
 from actors.risk.blocks import AccountView
@@ -35,7 +38,7 @@ from domain.candle_columns import CandleColumns
 from domain.candles import Candle, ms_to_datetime
 from domain.fills import FillRules
 from domain.instruments import Contract
-from domain.messages import MarketInput, OrderIntent, PolicyDecision, PositionReport, decision_sequence
+from domain.messages import MarketInput, OrderIntent, PolicyDecision, decision_sequence
 from features.batch import batch_features
 from features.definitions import V2
 from features.normalization import NormalizationStats
@@ -45,10 +48,10 @@ from learning.evaluation.backtest import BacktestSettings, run_backtest
 from policies.baselines import Decision, Policy, baseline
 from trading.context import PairContext
 from trading.limits import RiskLimits
-from trading.paper import PaperBook
 
 D = Decimal
 BARS = 4_000
+RUN_ID = "00000000-0000-4000-8000-00000000a9ee"
 EQUITY = D(10_000)
 CONTRACTS = {
     "BTC-USDT": Contract("BTC-USDT", 1, 4, D("0.0001"), D(2), D("0.0002"), D("0.0005"), 125, 125, 1, True),
@@ -138,16 +141,15 @@ async def live(
     account = Account()
     pipelines = {}
     for pair in spans:
-        context = PairContext("run-agree", pair, "1m", "paper", "v2", "p", EQUITY, D(1))
+        context = PairContext(RUN_ID, pair, "1m", "paper", "v2", "p", EQUITY, D(1))
         risk = RiskCore(context, limits, RULES[pair], account)
         risk.reconciled()
         policy = PolicyCore(deciders[pair](), context, rules=RULES[pair])
-        pipelines[pair] = (context, risk, policy, PaperBook(pair, RULES[pair]))
+        pipelines[pair] = (context, risk, policy, ExecutionCore(context, RULES[pair], PaperVenue()))
     bars: dict[str, list[Bar]] = {pair: [] for pair in spans}
-    version = 0
     for t in range(BARS):
         for pair, (candles, features) in spans.items():
-            context, risk, policy, book = pipelines[pair]
+            context, risk, policy, execution = pipelines[pair]
             open_ms = int(candles.open_time_ms[t])
             candle = Candle(
                 pair,
@@ -166,28 +168,20 @@ async def live(
             # The last bar only marks: no later open to fill on.
             decision = PolicyDecision(market, "end", None, 1.0) if t == BARS - 1 else policy.decide(market)
             plan, _ = await risk.plan(decision)
-            # The execution actor: this candle's open fills what is working, then the plan's orders.
-            book.on_candle(candle)
-            for intent in plan.orders:
-                book.place(intent, sequence, open_ms)
-            version += 1
-            position = book.position
+            # The execution stage without its journal: each step the core returns is accepted as written,
+            # then its orders go to the paper venue and the venue's answers are the next step.
+            step = execution.on_plan(plan)
+            assert step is not None, f"{pair} bar {t}: a new candle is always a new decision"
+            execution.recorded(step)
+            if step.submit:
+                execution.recorded(execution.submitted(await execution.venue.submit(step.submit)))
+            report = execution.report()
+            position = execution.book.position
             mark = D(repr(candle.close))
-            report = PositionReport(
-                pair,
-                position.quantity,
-                position.entry_price,
-                book.working_quantity,
-                sequence,
-                mark,
-                position.realised,
-                position.fees,
-                book.bars_held,
-                version,
-            )
             risk.on_report(report)
             policy.on_report(report)
             equity = EQUITY + position.realised - position.fees + position.unrealised(mark)
+            assert equity == execution.equity()
             bars[pair].append(Bar(position.quantity, position.fees, equity, orders_of(plan.orders)))
     assert account.checks > 0
     return bars
