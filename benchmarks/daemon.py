@@ -11,7 +11,9 @@ beside a bare 4-actor Ray chain measured in the same run.
 - resident memory of the daemon and every process under it (RSS and USS), per pair;
 - time from the process start to READY=1, and from `kill -9` of the whole tree to the next decision.
 
-Pairs beyond BTC and ETH replay copies of ../shared/data/candles under other names (B01-USDT, E01-USDT,
+The simulator and the daemon are started by the e2e tests' harness (tests/e2e/daemon_harness.py: candle
+files, `tradingd sim`, the config, the notify socket, kill and stop), so run this from the repository root.
+Pairs replay the real BTC and ETH files of ../shared/data/candles under other names (B01-USDT, E01-USDT,
 ...). The simulator advances one simulated second per step and pushes every topic's kline at each step:
 60 websocket frames per 1m candle and pair, whatever the speed. Each daemon gets its own database on one
 embedded PostgreSQL started here (not under the daemon, so not in its memory). The daemon's CPU is broken
