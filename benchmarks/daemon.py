@@ -11,7 +11,9 @@ beside a bare 4-actor Ray chain measured in the same run.
 - resident memory of the daemon and every process under it (RSS and USS), per pair;
 - time from the process start to READY=1, and from `kill -9` of the whole tree to the next decision.
 
-Pairs beyond BTC and ETH replay copies of ../shared/data/candles under other names (B01-USDT, E01-USDT,
+The simulator and the daemon are started by the e2e tests' harness (tests/e2e/daemon_harness.py: candle
+files, `tradingd sim`, the config, the notify socket, kill and stop), so run this from the repository root.
+Pairs replay the real BTC and ETH files of ../shared/data/candles under other names (B01-USDT, E01-USDT,
 ...). The simulator advances one simulated second per step and pushes every topic's kline at each step:
 60 websocket frames per 1m candle and pair, whatever the speed. Each daemon gets its own database on one
 embedded PostgreSQL started here (not under the daemon, so not in its memory). The daemon's CPU is broken
@@ -30,14 +32,9 @@ import contextlib
 import json
 import os
 import platform
-import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections import Counter
@@ -48,23 +45,37 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 import psutil
 
 from benchmarks.market_data import percentile
 from benchmarks.report import write_section
-from exchange.sim.candle_file import FileCandle, load_candle_file, write_candle_file
+from exchange.sim.candle_file import load_candle_file
 from storage.embedded import EmbeddedPostgres
+from tests.e2e.daemon_harness import (
+    START_BARS,
+    Daemon,
+    cut_files,
+    daemon,
+    decisions_per_pair,
+    newest_decided,
+    query,
+    simulator_process,
+    write_config,
+)
 
 START, END = "<!-- daemon-bench:start -->", "<!-- daemon-bench:end -->"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "candles"
-SOURCES = {"B": "BINANCE_BTCUSDT_1m.csv", "E": "BINANCE_ETHUSDT_1m.csv"}
 MINUTE = 60_000
-START_BARS = 1200  # the simulator's clock starts this far into the files: history for the feed's warm-up
 LIVE_ROWS = START_BARS + 1500  # enough for a 16-pair start-up and the live window at 60x
 SKIP_PER_PAIR = 10  # the first decisions of each pair (catching up on stored candles) are not counted
 CHAIN_ROLES = 4
 OTHERS = "others (not ours)"
+ACCOUNT_LIMITS = {  # let every pair hold a position
+    "breaker_max_losses": 1_000_000,
+    "max_gross_exposure": 1_000_000_000,
+    "max_net_exposure": 1_000_000_000,
+    "daily_loss_limit": 1_000_000_000,
+}
 
 
 # ---------------------------------------------------------------------------------------------- the bare Ray chain
@@ -173,84 +184,14 @@ def ray_chain(latency_messages: int, throughput_messages: int, pause_sec: float 
 # ---------------------------------------------------------------------------------------------- processes
 
 
-def tradingd_command() -> list[str]:
-    script = Path(sys.executable).with_name("tradingd")
-    if script.exists():
-        return [str(script)]
-    found = shutil.which("tradingd")
-    return [found] if found else [sys.executable, "-m", "daemon.cli"]
-
-
-def clean_environment() -> dict[str, str]:
-    prefixes = ("TRADINGD_", "BINGX_", "TIMESCALE_", "NOTIFY_", "WATCHDOG_", "RAY_ADDRESS")
-    return {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
-
-
 def pair_names(count: int) -> list[str]:
-    """B01-USDT, E01-USDT, B02-USDT, ...: BTC and ETH candles under new names, alternately."""
+    """B01-USDT, E01-USDT, B02-USDT, ...: BTC and ETH candles under new names, alternately (as cut_files
+    assigns the two files)."""
     return [f"{'BE'[i % 2]}{i // 2 + 1:02d}-USDT" for i in range(count)]
 
 
-def cut_files(directory: Path, rows: int | None) -> dict[str, Path]:
-    files = {}
-    for prefix, name in SOURCES.items():
-        data = load_candle_file(SHARED / name)
-        path = directory / f"{prefix}.csv"
-        write_candle_file(path, data if rows is None else data[:rows])
-        files[prefix] = path
-    return files
-
-
-def first_open_ms(files: dict[str, Path]) -> int:
-    return max(load_candle_file(path)[0].open_time_ms for path in files.values())
-
-
 def last_open_ms(files: dict[str, Path]) -> int:
-    rows: list[FileCandle] = []
-    for path in files.values():
-        rows.append(load_candle_file(path)[-1])
-    return min(row.open_time_ms for row in rows)
-
-
-def kill_tree(pid: int) -> None:
-    """kill -9 the process and every process under it at once (as systemd does to the unit's cgroup)."""
-    try:
-        root = psutil.Process(pid)
-        victims = [*root.children(recursive=True), root]
-    except psutil.NoSuchProcess:
-        return
-    for victim in victims:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            victim.kill()
-    psutil.wait_procs(victims, timeout=30)
-
-
-@contextlib.contextmanager
-def simulator(files: dict[str, Path], pairs: list[str], speed: str, work: Path) -> Iterator[tuple[dict[str, str], int]]:
-    """`tradingd sim` in its own process, its clock START_BARS minutes into the files; its urls and pid."""
-    command = [*tradingd_command(), "sim", "--speed", speed, "--start", str(first_open_ms(files) + START_BARS * MINUTE)]
-    for pair in pairs:
-        command += ["--candles", f"{pair}:1m:{files[pair[0]]}"]
-    out = work / f"sim-{speed}.log"
-    with out.open("wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=clean_environment())
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            text = out.read_text(errors="replace")
-            if "\n" in text:
-                yield dict(json.loads(text.splitlines()[0])), process.pid
-                break
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"tradingd sim did not start:\n{text}")
-            time.sleep(0.05)
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                kill_tree(process.pid)
+    return min(load_candle_file(path)[-1].open_time_ms for path in set(files.values()))
 
 
 class Postgres:
@@ -268,15 +209,7 @@ class Postgres:
 
     def new_database(self) -> str:
         name = f"tradingd_bench_{uuid.uuid4().hex[:12]}"
-
-        async def create() -> None:
-            admin = await asyncpg.connect(self.url)
-            try:
-                await admin.execute(f'CREATE DATABASE "{name}"')
-            finally:
-                await admin.close()
-
-        asyncio.run(create())
+        query(self.url, f'CREATE DATABASE "{name}"')
         parts = urlsplit(self.url)
         return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
 
@@ -288,231 +221,65 @@ class Postgres:
             return []
 
 
-class Sql:
-    """One connection, used from synchronous code."""
-
-    def __init__(self, url: str) -> None:
-        self.runner = asyncio.Runner()
-        self.connection: Any = self.runner.run(asyncpg.connect(url))
-
-    def fetch(self, sql: str, *args: object) -> list[Any]:
-        return list(self.runner.run(self.connection.fetch(sql, *args)))
-
-    def value(self, sql: str, *args: object) -> Any:
-        return self.runner.run(self.connection.fetchval(sql, *args))
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.runner.run(self.connection.close())
-        self.runner.close()
-
-
-def write_config(directory: Path, pairs: list[str]) -> Path:
-    """Like the e2e tests' config, with the benchmark's pairs, account limits that let every pair hold a
-    position, and the daemon's default supervision settings (`daemon.start_timeout_sec` gives a cold
-    16-pair start on 2 cores the time it needs)."""
-    path = directory / "tradingd.toml"
-    path.write_text(
-        f"""
-[market_data]
-source = "simulator"
-pairs = {json.dumps(pairs)}
-intervals = ["1m"]
-
-[run]
-policy = "momentum"
-
-[account]
-breaker_max_losses = 1000000
-max_gross_exposure = 1000000000
-max_net_exposure = 1000000000
-daily_loss_limit = 1000000000
-
-[logging]
-format = "json"
-"""
-    )
-    return path
-
-
 @dataclass
-class Daemon:
-    """`tradingd --config FILE run` with a notify socket read continuously, as systemd does."""
+class Running:
+    """One daemon run: its pairs, their candle files, its database, the simulator's pid, the daemon."""
 
-    config: Path
-    urls: dict[str, str]
-    database_url: str
-    work: Path
-    process: subprocess.Popen[bytes] | None = None
-    started_at: float = 0.0
-    messages: list[tuple[float, str]] = field(default_factory=list)
-    runtime: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="tdb-", dir=tempfile.gettempdir())))
-
-    def __post_init__(self) -> None:
-        self.log_path = self.work / "daemon.log"
-        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.notify.bind(str(self.runtime / "notify"))
-        self.notify.settimeout(0.2)
-        self.listener = threading.Thread(target=self._listen, daemon=True)
-        self.listener.start()
-
-    def _listen(self) -> None:
-        while self.notify.fileno() != -1:
-            try:
-                data = self.notify.recv(65536)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self.messages.append((time.monotonic(), data.decode(errors="replace")))
-
-    def environment(self) -> dict[str, str]:
-        env = clean_environment()
-        env.update(
-            {
-                "TRADINGD_DATA_DIR": str(self.work / "data"),
-                "TRADINGD_CONTROL_SOCKET": str(self.runtime / "control.sock"),
-                "BINGX_REST_URL": self.urls["rest_url"],
-                "BINGX_WS_URL": self.urls["ws_url"],
-                "TIMESCALE_URL": self.database_url,
-                "NOTIFY_SOCKET": str(self.runtime / "notify"),
-                "WATCHDOG_USEC": "60000000",  # deploy/tradingd.service: WatchdogSec=60
-                "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0",
-            }
-        )
-        return env
-
-    def start(self) -> None:
-        self.messages.clear()
-        with self.log_path.open("ab") as log:
-            self.started_at = time.monotonic()
-            self.process = subprocess.Popen(
-                [*tradingd_command(), "--config", str(self.config), "run"],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=self.environment(),
-            )
-
-    def ready(self, timeout: float = 600.0) -> tuple[float, str]:
-        """Seconds from the process start to READY=1, and the status sent with it."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for at, message in list(self.messages):
-                lines = message.split("\n")
-                if "READY=1" in lines:
-                    status = next((line.removeprefix("STATUS=") for line in lines if line.startswith("STATUS=")), "")
-                    return at - self.started_at, status
-            self.check_alive("READY=1")
-            time.sleep(0.05)
-        raise TimeoutError(f"no READY=1 within {timeout:.0f} s:\n{self.tail()}")
-
-    def check_alive(self, waiting_for: str) -> None:
-        assert self.process is not None
-        if self.process.poll() is not None:
-            raise RuntimeError(
-                f"the daemon exited ({self.process.returncode}) waiting for {waiting_for}:\n{self.tail()}"
-            )
-
-    def tree(self) -> list[psutil.Process]:
-        assert self.process is not None
-        try:
-            root = psutil.Process(self.process.pid)
-            return [root, *root.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            return []
-
-    def memory(self) -> dict[str, float]:
-        """MiB resident (RSS) and unique (USS) summed over the daemon and every process under it."""
-        rss = uss = 0
-        processes = self.tree()
-        for process in processes:
-            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
-                info = process.memory_full_info()
-                rss += info.rss
-                uss += info.uss
-        return {"rss_mib": rss / 2**20, "uss_mib": uss / 2**20, "processes": len(processes)}
-
-    def kill_everything(self) -> float:
-        """kill -9 the whole tree; the wall time just before the first signal."""
-        assert self.process is not None
-        victims = self.tree()
-        killed_at = time.time()
-        for victim in victims:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                victim.kill()
-        psutil.wait_procs(victims, timeout=30)
-        self.process.wait(timeout=30)
-        return killed_at
-
-    def terminate(self, timeout: float = 120.0) -> tuple[int | None, float, int]:
-        """SIGTERM; (exit code or None on timeout, seconds to exit, processes left under it afterwards)."""
-        assert self.process is not None
-        descendants = self.tree()[1:]
-        began = time.monotonic()
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            code: int | None = self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            code = None
-            kill_tree(self.process.pid)
-        took = time.monotonic() - began
-        _, alive = psutil.wait_procs(descendants, timeout=15)
-        for straggler in alive:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                straggler.kill()
-        return code, took, len(alive)
-
-    def close(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            kill_tree(self.process.pid)
-        self.notify.close()
-        shutil.rmtree(self.runtime, ignore_errors=True)
-
-    def tail(self, lines: int = 30) -> str:
-        if not self.log_path.exists():
-            return ""
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-    def log_records(self) -> list[dict[str, Any]]:
-        records = []
-        for line in self.log_path.read_text(errors="replace").splitlines():
-            with contextlib.suppress(ValueError):
-                record = json.loads(line)
-                if isinstance(record, dict):
-                    records.append(record)
-        return records
-
-    def problems(self) -> Counter[str]:
-        """error and critical events in the daemon's log, by event name."""
-        return Counter(
-            f"{r.get('level')}:{r.get('event')}" for r in self.log_records() if r.get("level") in ("error", "critical")
-        )
-
-    def problem_samples(self) -> dict[str, str]:
-        """The first error or critical record of each event name, shortened."""
-        samples: dict[str, str] = {}
-        for record in self.log_records():
-            if record.get("level") in ("error", "critical"):
-                key = f"{record.get('level')}:{record.get('event')}"
-                details = {k: v for k, v in record.items() if k not in ("timestamp", "level", "event", "logger")}
-                samples.setdefault(key, json.dumps(details, default=str)[:300])
-        return samples
-
-    def own_ready_sec(self) -> list[float]:
-        return [float(r["seconds"]) for r in self.log_records() if r.get("event") == "daemon_ready"]
+    pairs: list[str]
+    files: dict[str, Path]
+    database: str
+    sim_pid: int
+    daemon: Daemon
 
 
-def wait_for(condition: Any, timeout: float, what: str, daemon: Daemon, every: float = 0.25) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        daemon.check_alive(what)
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}:\n{daemon.tail()}")
-        time.sleep(every)
+@contextlib.contextmanager
+def running(count: int, speed: str, rows: int | None, postgres: Postgres, work: Path) -> Iterator[Running]:
+    """`count` pairs: their candle files, `tradingd sim` at `speed`, a fresh database and the daemon (not
+    started), configured like the e2e tests' but with account limits that let every pair hold a position and
+    the daemon's default supervision settings (`daemon.start_timeout_sec` gives a cold 16-pair start on 2
+    cores the time it needs), and the watchdog of deploy/tradingd.service (WatchdogSec=60)."""
+    work.mkdir()
+    pairs = pair_names(count)
+    files = cut_files(SHARED, work, rows, pairs)
+    database = postgres.new_database()
+    config = write_config(work, pairs=pairs, account=ACCOUNT_LIMITS, supervision={})
+    with (
+        simulator_process(files, speed, work / f"sim-{speed}.log") as (urls, sim),
+        daemon(
+            config, urls, database, work, watchdog_usec=60_000_000, extra_env={"RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0"}
+        ) as handle,
+    ):
+        yield Running(pairs, files, database, sim.pid, handle)
 
 
-def decisions_per_pair(sql: Sql) -> dict[str, int]:
-    return {row[0]: int(row[1]) for row in sql.fetch("SELECT pair, count(*) FROM trade_decisions GROUP BY pair")}
+def memory(daemon: Daemon) -> dict[str, float]:
+    """MiB resident (RSS) and unique (USS) summed over the daemon and every process under it."""
+    rss = uss = 0
+    processes = daemon.tree()
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            info = process.memory_full_info()
+            rss += info.rss
+            uss += info.uss
+    return {"rss_mib": rss / 2**20, "uss_mib": uss / 2**20, "processes": len(processes)}
+
+
+def problems(daemon: Daemon) -> Counter[str]:
+    """error and critical events in the daemon's log, by event name."""
+    return Counter(
+        f"{r.get('level')}:{r.get('event')}" for r in daemon.log_records() if r.get("level") in ("error", "critical")
+    )
+
+
+def problem_samples(daemon: Daemon) -> dict[str, str]:
+    """The first error or critical record of each event name, shortened."""
+    samples: dict[str, str] = {}
+    for record in daemon.log_records():
+        if record.get("level") in ("error", "critical"):
+            key = f"{record.get('level')}:{record.get('event')}"
+            details = {k: v for k, v in record.items() if k not in ("timestamp", "level", "event", "logger")}
+            samples.setdefault(key, json.dumps(details, default=str)[:300])
+    return samples
 
 
 # ---------------------------------------------------------------------------------------------- CPU while running
@@ -596,20 +363,20 @@ class PairsResult:
     samples: dict[str, str] = field(default_factory=dict)
 
 
-def until_every_pair_decides(daemon: Daemon, sql: Sql, pairs: list[str], at_least: int, timeout: float) -> float:
+def until_every_pair_decides(run: Running, at_least: int, timeout: float) -> float:
     """Seconds from the daemon's start until every pair has `at_least` decisions."""
-    wait_for(
-        lambda: all(decisions_per_pair(sql).get(p, 0) >= at_least for p in pairs),
+    run.daemon.wait_until(
+        lambda: all(decisions_per_pair(run.database).get(p, 0) >= at_least for p in run.pairs),
         timeout,
         f"{at_least} decisions of every pair",
-        daemon,
+        every=0.25,
     )
-    return time.monotonic() - daemon.started_at
+    return time.monotonic() - run.daemon.started_at
 
 
 def stop(daemon: Daemon, label: str, result: PairsResult) -> None:
-    code, took, left = daemon.terminate()
-    clean = [r.get("clean") for r in daemon.log_records() if r.get("event") == "daemon_stopped"]
+    code, took, left = daemon.terminate_counted()
+    clean = [r.get("clean") for r in daemon.events("daemon_stopped")]
     result.exits.append(
         f"{label}: exit {code} after SIGTERM in {took:.1f} s, clean {clean[-1] if clean else None}, "
         f"{left} processes left"
@@ -618,57 +385,49 @@ def stop(daemon: Daemon, label: str, result: PairsResult) -> None:
     notes += [] if clean and clean[-1] else ["not clean: the shutdown deadline passed"]
     notes += [f"{left} processes left"] if left else []
     result.stops[label] = f"{took:.1f} s" + (f" ({', '.join(notes)})" if notes else "")
-    result.problems.update(daemon.problems())
-    for key, sample in daemon.problem_samples().items():
+    result.problems.update(problems(daemon))
+    for key, sample in problem_samples(daemon).items():
         result.samples.setdefault(key, sample)
+
+
+def count_decisions(database: str) -> int:
+    return int(query(database, "SELECT count(*) FROM trade_decisions")[0][0])
 
 
 def live_run(count: int, postgres: Postgres, scratch: Path, window_sec: float, result: PairsResult) -> None:
     """`--speed 60`: READY, memory, and the decision latency over `window_sec` once every pair decided
     SKIP_PER_PAIR times."""
-    pairs = pair_names(count)
-    work = scratch / f"live-{count}"
-    work.mkdir()
-    files = cut_files(work, LIVE_ROWS)
-    database = postgres.new_database()
-    sql = Sql(database)
-    try:
-        with simulator(files, pairs, "60", work) as (urls, sim_pid):
-            daemon = Daemon(write_config(work, pairs), urls, database, work)
-            try:
-                daemon.start()
-                result.ready_sec, result.ready_status = daemon.ready()
-                result.all_deciding_sec = until_every_pair_decides(daemon, sql, pairs, 1, 300)
-                until_every_pair_decides(daemon, sql, pairs, SKIP_PER_PAIR, 300)
-                window = CpuWindow(process_groups(daemon, postgres, sim_pid))
-                time.sleep(window_sec)
-                daemon.check_alive("the live window")
-                result.live_cpu = window.finish()
-                result.memory = daemon.memory()
-                rows = sql.fetch(
-                    "SELECT pair, latency_ms, forced_hold_reason, candle_open_time AS t, "
-                    "row_number() OVER (PARTITION BY pair ORDER BY candle_open_time) AS n FROM trade_decisions"
-                )
-                counted = [r for r in rows if r["n"] > SKIP_PER_PAIR]
-                kept = [float(r["latency_ms"]) for r in counted if r["forced_hold_reason"] != "stale_features"]
-                fastest: dict[Any, float] = {}  # per candle, the pair decided first: the others queued behind it
-                for r in counted:
-                    if r["forced_hold_reason"] != "stale_features":
-                        fastest[r["t"]] = min(fastest.get(r["t"], float("inf")), float(r["latency_ms"]))
-                result.latency = {
-                    "count": len(kept),
-                    "p50_ms": statistics.median(kept),
-                    "p99_ms": percentile(kept, 0.99),
-                    "max_ms": max(kept),
-                    "stale": len(counted) - len(kept),
-                    "fastest_p50_ms": statistics.median(fastest.values()),
-                }
-                stop(daemon, "live", result)
-                result.own_ready_sec = daemon.own_ready_sec()[0]
-            finally:
-                daemon.close()
-    finally:
-        sql.close()
+    with running(count, "60", LIVE_ROWS, postgres, scratch / f"live-{count}") as run:
+        run.daemon.start()
+        result.ready_sec, result.ready_status = run.daemon.ready()
+        result.all_deciding_sec = until_every_pair_decides(run, 1, 300)
+        until_every_pair_decides(run, SKIP_PER_PAIR, 300)
+        window = CpuWindow(process_groups(run.daemon, postgres, run.sim_pid))
+        time.sleep(window_sec)
+        run.daemon.check_alive("the live window")
+        result.live_cpu = window.finish()
+        result.memory = memory(run.daemon)
+        rows = query(
+            run.database,
+            "SELECT pair, latency_ms, forced_hold_reason, candle_open_time AS t, "
+            "row_number() OVER (PARTITION BY pair ORDER BY candle_open_time) AS n FROM trade_decisions",
+        )
+        counted = [r for r in rows if r["n"] > SKIP_PER_PAIR]
+        kept = [float(r["latency_ms"]) for r in counted if r["forced_hold_reason"] != "stale_features"]
+        fastest: dict[Any, float] = {}  # per candle, the pair decided first: the others queued behind it
+        for r in counted:
+            if r["forced_hold_reason"] != "stale_features":
+                fastest[r["t"]] = min(fastest.get(r["t"], float("inf")), float(r["latency_ms"]))
+        result.latency = {
+            "count": len(kept),
+            "p50_ms": statistics.median(kept),
+            "p99_ms": percentile(kept, 0.99),
+            "max_ms": max(kept),
+            "stale": len(counted) - len(kept),
+            "fastest_p50_ms": statistics.median(fastest.values()),
+        }
+        stop(run.daemon, "live", result)
+        result.own_ready_sec = float(run.daemon.events("daemon_ready")[0]["seconds"])
 
 
 def fast_run(
@@ -676,112 +435,79 @@ def fast_run(
 ) -> None:
     """`--speed fast`: decisions/s over `window_sec`, from `skip_sec` after every pair's first decision.
     Whole files: with no client connected the simulator's clock races ahead until the first feed is."""
-    pairs = pair_names(count)
-    work = scratch / f"fast-{count}"
-    work.mkdir()
-    files = cut_files(work, None)
-    end_ms = last_open_ms(files)
-    database = postgres.new_database()
-    sql = Sql(database)
-    try:
-        with simulator(files, pairs, "fast", work) as (urls, sim_pid):
-            daemon = Daemon(write_config(work, pairs), urls, database, work)
-            try:
-                daemon.start()
-                daemon.ready()
-                until_every_pair_decides(daemon, sql, pairs, 1, 300)
-                time.sleep(skip_sec)
-                window = CpuWindow(process_groups(daemon, postgres, sim_pid))
-                first = int(sql.value("SELECT count(*) FROM trade_decisions"))
-                began = time.monotonic()
-                time.sleep(window_sec)
-                last = int(sql.value("SELECT count(*) FROM trade_decisions"))
-                took = time.monotonic() - began
-                result.cpu = window.finish()
-                daemon.check_alive("the fast window")
-                per_pair = decisions_per_pair(sql)
-                newest = sql.value(
-                    "SELECT (extract(epoch FROM min(newest)) * 1000)::bigint FROM "
-                    "(SELECT max(candle_open_time) AS newest FROM trade_decisions GROUP BY pair) AS p"
-                )
-                window_rows = sql.fetch(
-                    "SELECT latency_ms, forced_hold_reason FROM trade_decisions ORDER BY decided_at DESC LIMIT $1",
-                    last - first,
-                )
-                latencies = [float(r["latency_ms"]) for r in window_rows]
-                result.throughput = {
-                    "decisions": last - first,
-                    "seconds": took,
-                    "per_sec": (last - first) / took,
-                    "min_pair": min(per_pair.get(p, 0) for p in pairs),
-                    "max_pair": max(per_pair.get(p, 0) for p in pairs),
-                    "stale_share": sum(1 for r in window_rows if r["forced_hold_reason"] == "stale_features")
-                    / max(1, len(window_rows)),
-                    "latency_p50_ms": statistics.median(latencies) if latencies else 0.0,
-                    "sim_left_min": (end_ms - int(newest or 0)) / MINUTE,
-                }
-                stop(daemon, "fast", result)
-            finally:
-                daemon.close()
-    finally:
-        sql.close()
+    with running(count, "fast", None, postgres, scratch / f"fast-{count}") as run:
+        end_ms = last_open_ms(run.files)
+        run.daemon.start()
+        run.daemon.ready()
+        until_every_pair_decides(run, 1, 300)
+        time.sleep(skip_sec)
+        window = CpuWindow(process_groups(run.daemon, postgres, run.sim_pid))
+        first = count_decisions(run.database)
+        began = time.monotonic()
+        time.sleep(window_sec)
+        last = count_decisions(run.database)
+        took = time.monotonic() - began
+        result.cpu = window.finish()
+        run.daemon.check_alive("the fast window")
+        per_pair = decisions_per_pair(run.database)
+        newest = min(newest_decided(run.database, pair) for pair in run.pairs)
+        window_rows = query(
+            run.database,
+            "SELECT latency_ms, forced_hold_reason FROM trade_decisions ORDER BY decided_at DESC LIMIT $1",
+            last - first,
+        )
+        latencies = [float(r["latency_ms"]) for r in window_rows]
+        result.throughput = {
+            "decisions": last - first,
+            "seconds": took,
+            "per_sec": (last - first) / took,
+            "min_pair": min(per_pair.get(p, 0) for p in run.pairs),
+            "max_pair": max(per_pair.get(p, 0) for p in run.pairs),
+            "stale_share": sum(1 for r in window_rows if r["forced_hold_reason"] == "stale_features")
+            / max(1, len(window_rows)),
+            "latency_p50_ms": statistics.median(latencies) if latencies else 0.0,
+            "sim_left_min": (end_ms - newest) / MINUTE,
+        }
+        stop(run.daemon, "fast", result)
+
+
+def first_decided_after(database: str, wall_time: float) -> float | None:
+    """The wall-clock time (epoch seconds) of the first decision recorded after `wall_time`, if any."""
+    found = query(
+        database,
+        "SELECT extract(epoch FROM min(decided_at)) FROM trade_decisions WHERE decided_at > to_timestamp($1)",
+        wall_time,
+    )[0][0]
+    return None if found is None else float(found)
 
 
 def kill_restart(postgres: Postgres, scratch: Path) -> dict[str, Any]:
     """2 pairs at 60x: kill -9 of the whole tree once decisions flow, an immediate restart; seconds from
     the kill to the first decision recorded after it, and from the restart to READY=1."""
-    pairs = pair_names(2)
-    work = scratch / "kill"
-    work.mkdir()
-    files = cut_files(work, LIVE_ROWS)
-    database = postgres.new_database()
-    sql = Sql(database)
-    try:
-        with simulator(files, pairs, "60", work) as (urls, _):
-            daemon = Daemon(write_config(work, pairs), urls, database, work)
-            try:
-                daemon.start()
-                daemon.ready()
-                wait_for(
-                    lambda: all(decisions_per_pair(sql).get(p, 0) >= SKIP_PER_PAIR for p in pairs),
-                    180,
-                    "decisions",
-                    daemon,
-                )
-                killed_at = daemon.kill_everything()
-                problems_before = daemon.problems()
-                daemon.start()
-                restart_ready, _ = daemon.ready()
-
-                def decided_again() -> bool:
-                    found = sql.value(
-                        "SELECT extract(epoch FROM min(decided_at)) FROM trade_decisions WHERE decided_at > "
-                        "to_timestamp($1)",
-                        killed_at,
-                    )
-                    return found is not None
-
-                wait_for(decided_again, 180, "a decision after the restart", daemon, every=0.1)
-                first_after = float(
-                    sql.value(
-                        "SELECT extract(epoch FROM min(decided_at)) FROM trade_decisions WHERE decided_at > "
-                        "to_timestamp($1)",
-                        killed_at,
-                    )
-                )
-                code, took, left = daemon.terminate()
-                problems = daemon.problems() - problems_before
-                return {
-                    "kill_to_decision_sec": first_after - killed_at,
-                    "restart_ready_sec": restart_ready,
-                    "exit": f"exit {code} after SIGTERM in {took:.1f} s, {left} processes left",
-                    "problems": problems,
-                    "problems_before_kill": problems_before,
-                }
-            finally:
-                daemon.close()
-    finally:
-        sql.close()
+    with running(2, "60", LIVE_ROWS, postgres, scratch / "kill") as run:
+        run.daemon.start()
+        run.daemon.ready()
+        until_every_pair_decides(run, SKIP_PER_PAIR, 180)
+        killed_at = run.daemon.kill_everything()
+        problems_before = problems(run.daemon)
+        run.daemon.start()
+        restart_ready, _ = run.daemon.ready()
+        run.daemon.wait_until(
+            lambda: first_decided_after(run.database, killed_at) is not None,
+            180,
+            "a decision after the restart",
+            every=0.1,
+        )
+        first_after = first_decided_after(run.database, killed_at)
+        assert first_after is not None
+        code, took, left = run.daemon.terminate_counted()
+        return {
+            "kill_to_decision_sec": first_after - killed_at,
+            "restart_ready_sec": restart_ready,
+            "exit": f"exit {code} after SIGTERM in {took:.1f} s, {left} processes left",
+            "problems": problems(run.daemon) - problems_before,
+            "problems_before_kill": problems_before,
+        }
 
 
 # ---------------------------------------------------------------------------------------------- report
@@ -897,7 +623,7 @@ def main() -> None:
     modes = set(args.modes.split(","))
     spec = args.pairs or ("1,4" if args.quick else "1,4,16")
     counts = [] if spec == "none" else [int(n) for n in spec.split(",")]
-    if not (SHARED / SOURCES["B"]).is_file():
+    if not (SHARED / "BINANCE_BTCUSDT_1m.csv").is_file():
         sys.exit(f"real candles not found at {SHARED}")
     began = time.monotonic()
     loads = [os.getloadavg()[0]]

@@ -10,55 +10,30 @@ it before `cancel-trade` arrives; it is continued (SIGCONT) for the second close
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
 import signal
 import subprocess
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
 
-from exchange.sim.candle_file import load_candle_file
 from tests.e2e.cli_helpers import tradingd
 from tests.e2e.daemon_harness import (
-    START_BARS,
-    TRADINGD,
     Daemon,
     cut_files,
     daemon,
     decisions,
     newest_decided,
     query,
+    simulator_process,
     write_config,
 )
 
 pytestmark = pytest.mark.timeout(900)
-
-
-@contextlib.contextmanager
-def stoppable_simulator(files: dict[str, Path]) -> Iterator[tuple[dict[str, str], subprocess.Popen[str]]]:
-    """`tradingd sim` as the daemon harness starts it, with its process (to stop its clock by SIGSTOP)."""
-    assert TRADINGD is not None
-    first = load_candle_file(next(iter(files.values())))[0].open_time_ms
-    command = [TRADINGD, "sim", "--speed", "60", "--start", str(first + START_BARS * 60_000)]
-    for pair, path in files.items():
-        command += ["--candles", f"{pair}:1m:{path}"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRADINGD_", "BINGX_", "TIMESCALE_"))}
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
-    assert process.stdout is not None
-    try:
-        yield json.loads(process.stdout.readline()), process
-    finally:
-        process.send_signal(signal.SIGCONT)
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=15)
-        process.stdout.close()
 
 
 def ctl(d: Daemon, *args: str) -> subprocess.CompletedProcess[str]:
@@ -126,7 +101,7 @@ def test_an_operator_closes_and_cancels_a_trade_through_ctl(
 ) -> None:
     files = cut_files(shared_candles, tmp_path, 3000)
     with (
-        stoppable_simulator(files) as (urls, simulator),
+        simulator_process(files) as (urls, simulator),
         daemon(write_config(tmp_path), urls, postgres_url, tmp_path) as d,
     ):
         d.start()
