@@ -313,6 +313,15 @@ def daemon(
         shutil.rmtree(runtime, ignore_errors=True)
 
 
+def ctl_client(d: Daemon, *argv: str) -> subprocess.CompletedProcess[str]:
+    """The real `tradingd ctl` client process, as an operator runs it against the daemon `d`."""
+    assert TRADINGD is not None
+    return subprocess.run(
+        [TRADINGD, "--config", str(d.config), "ctl", *argv],
+        env=d.env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+
 def query(url: str, sql: str, *args: object) -> list[asyncpg.Record]:
     async def run() -> list[asyncpg.Record]:
         connection = await asyncpg.connect(url)

@@ -8,14 +8,12 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.e2e.daemon_harness import (
-    TRADINGD,
     Daemon,
     cut_files,
     daemon,
@@ -25,18 +23,12 @@ from tests.e2e.daemon_harness import (
     replay_simulator,
     write_config,
 )
+from tests.e2e.daemon_harness import (
+    ctl_client as ctl,
+)
 
 pytestmark = pytest.mark.timeout(900)
 BTC = "BTC-USDT"
-
-
-def ctl(d: Daemon, *argv: str) -> subprocess.CompletedProcess[str]:
-    """The real `tradingd ctl` client, as an operator runs it."""
-    assert TRADINGD is not None
-    return subprocess.run(
-        [TRADINGD, "--config", str(d.config), "ctl", *argv],
-        env=d.env, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
 
 
 def btc(d: Daemon) -> dict[str, Any]:

@@ -7,7 +7,6 @@ blocks trading and until when."""
 from __future__ import annotations
 
 import json
-import subprocess
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,8 +16,6 @@ import pytest
 from tests.e2e.daemon_harness import (
     PAIRS,
     START_BARS,
-    TRADINGD,
-    Daemon,
     cut_files,
     daemon,
     decisions,
@@ -26,17 +23,11 @@ from tests.e2e.daemon_harness import (
     replay_simulator,
     write_config,
 )
+from tests.e2e.daemon_harness import (
+    ctl_client as ctl,
+)
 
 pytestmark = pytest.mark.timeout(900)
-
-
-def ctl(d: Daemon, *argv: str) -> subprocess.CompletedProcess[str]:
-    """The real `tradingd ctl` client, as an operator runs it."""
-    assert TRADINGD is not None
-    return subprocess.run(
-        [TRADINGD, "--config", str(d.config), "ctl", *argv],
-        env=d.env, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
 
 
 def halted_alerts(url: str) -> list[Any]:

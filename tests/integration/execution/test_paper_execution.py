@@ -10,35 +10,16 @@ from decimal import Decimal
 import pytest
 
 from actors.execution.stage import ExecutionStage
-from domain.candles import Candle
-from domain.fills import FillRules
 from domain.messages import (
-    InputSnapshot,
-    MarketInput,
     OrderIntent,
     OrderPlan,
-    PolicyDecision,
-    RiskOutcome,
-    decision_sequence,
-    trace_id,
 )
-from domain.orders import client_order_id
 from storage.checkpoints import CheckpointStore, FencedError
 from storage.database import Database
 from storage.journal import TradingJournal
 from storage.runs import RunStore
+from tests.execution_plans import PAIR, RULES, plan
 from trading.context import PairContext
-
-RULES = FillRules(
-    tick=Decimal("0.1"),
-    step=Decimal("0.001"),
-    min_quantity=Decimal("0.001"),
-    min_notional=Decimal(5),
-    maker_fee=Decimal("0.0002"),
-    taker_fee=Decimal("0.0005"),
-    slippage_bps=Decimal(0),
-)
-PAIR = "BTC-USDT"
 
 
 async def start_run(database: Database) -> PairContext:
@@ -46,36 +27,6 @@ async def start_run(database: Database) -> PairContext:
         pairs=[PAIR], interval="1m", feature_set="v1", decision_threshold=0.5, settings={}, baseline_policy="momentum"
     )
     return PairContext(str(run.id), PAIR, "1m", "paper", "v1", "baseline:momentum", Decimal(10_000))
-
-
-def plan(
-    context: PairContext, minute: int, price: float, target: float | None, orders: list[tuple[str, str, bool]]
-) -> OrderPlan:
-    open_ms = 1_700_000_000_000 // 60_000 * 60_000 + minute * 60_000
-    candle = Candle(PAIR, "1m", open_ms, price, price + 5, price - 5, price, 3.0)
-    sequence = decision_sequence("1m", open_ms)
-    market = MarketInput(
-        context.run_id,
-        PAIR,
-        "1m",
-        sequence,
-        trace_id(PAIR, "1m", open_ms),
-        candle,
-        (0.1, 0.2),
-        None,
-        {"integrity": {"passed": True}, "quality": {"passed": True}},
-        InputSnapshot(open_ms - 60_000, open_ms, 2, "c" * 64, "f" * 64, "v1", None, ("a", "b")),
-        0.0,
-    )
-    decision = PolicyDecision(market, "momentum", target, 1.0)
-    intents = tuple(
-        OrderIntent(
-            client_order_id(context.run_id, PAIR, sequence * 4 + leg), side, Decimal(qty), reduce, "target", leg
-        )  # type: ignore[arg-type]
-        for leg, (side, qty, reduce) in enumerate(orders)
-    )
-    target_quantity = None if target is None else Decimal(str(target))
-    return OrderPlan(decision, target_quantity, intents, RiskOutcome(True), "ACTIVE")
 
 
 @pytest.fixture

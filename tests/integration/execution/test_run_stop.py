@@ -14,7 +14,8 @@ from storage.checkpoints import CheckpointStore, FencedError
 from storage.database import Database
 from storage.journal import TradingJournal
 from storage.runs import OpenPositionsError, RunNotActiveError, RunStore
-from tests.integration.execution.test_paper_execution import PAIR, RULES, plan, start_run
+from tests.execution_plans import PAIR, RULES, plan
+from tests.integration.execution.test_paper_execution import start_run
 from trading.context import PairContext
 
 

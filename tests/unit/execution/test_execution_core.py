@@ -13,62 +13,21 @@ import pytest
 
 from actors.execution.core import ExecutionCore, Step
 from actors.execution.venue import PaperVenue
-from domain.candles import Candle
-from domain.fills import FillRules
 from domain.messages import (
-    InputSnapshot,
-    MarketInput,
-    OrderIntent,
     OrderPlan,
-    PolicyDecision,
-    RiskOutcome,
     Side,
-    decision_sequence,
-    trace_id,
 )
-from domain.orders import OrderTransitionError, client_order_id
+from domain.orders import OrderTransitionError
+from tests.execution_plans import PAIR, RULES
+from tests.execution_plans import plan as shared_plan
 from trading.context import PairContext
 
-RULES = FillRules(
-    tick=Decimal("0.1"),
-    step=Decimal("0.001"),
-    min_quantity=Decimal("0.001"),
-    min_notional=Decimal(5),
-    maker_fee=Decimal("0.0002"),
-    taker_fee=Decimal("0.0005"),
-    slippage_bps=Decimal(0),
-)
-PAIR = "BTC-USDT"
 CONTEXT = PairContext(str(uuid.uuid4()), PAIR, "1m", "paper", "v1", "baseline:momentum", Decimal(10_000))
 
 
 def plan(minute: int, price: float, target: float | None, orders: list[tuple[Side, str, bool]]) -> OrderPlan:
-    open_ms = 1_700_000_000_000 // 60_000 * 60_000 + minute * 60_000
-    candle = Candle(PAIR, "1m", open_ms, price, price + 5, price - 5, price + 1, 3.0)
-    sequence = decision_sequence("1m", open_ms)
-    market = MarketInput(
-        CONTEXT.run_id,
-        PAIR,
-        "1m",
-        sequence,
-        trace_id(PAIR, "1m", open_ms),
-        candle,
-        (0.1, 0.2),
-        None,
-        {"integrity": {"passed": True}, "quality": {"passed": True}},
-        InputSnapshot(open_ms - 60_000, open_ms, 2, "c" * 64, "f" * 64, "v1", None, ("a", "b")),
-        0.0,
-    )
-    intents = tuple(
-        OrderIntent(
-            client_order_id(CONTEXT.run_id, PAIR, sequence * 4 + leg), side, Decimal(qty), reduce, "target", leg
-        )
-        for leg, (side, qty, reduce) in enumerate(orders)
-    )
-    target_quantity = None if target is None else Decimal(str(target))
-    return OrderPlan(
-        PolicyDecision(market, "momentum", target, 1.0), target_quantity, intents, RiskOutcome(True), "ACTIVE"
-    )
+    """This file's candles close 1 above their open."""
+    return shared_plan(CONTEXT, minute, price, target, orders, close=price + 1)
 
 
 def written(core: ExecutionCore, step: Step | None) -> Step:

@@ -8,19 +8,9 @@ from decimal import Decimal
 import pytest
 
 from domain.candles import Candle
-from domain.fills import FillRules
 from domain.messages import OrderIntent
+from tests.execution_plans import RULES
 from trading.paper import NOTHING_TO_REDUCE, OrderCancelled, OrderFilled, PaperBook
-
-RULES = FillRules(
-    tick=Decimal("0.1"),
-    step=Decimal("0.001"),
-    min_quantity=Decimal("0.001"),
-    min_notional=Decimal(5),
-    maker_fee=Decimal("0.0002"),
-    taker_fee=Decimal("0.0005"),
-    slippage_bps=Decimal(0),
-)
 
 
 def candle(minute: int, open_: float) -> Candle:
