@@ -28,11 +28,11 @@ if TYPE_CHECKING:
     from actors.features.actor import FeatureSource
     from actors.feed.actor import FeedSource
     from actors.policy.actor import PolicySource
-    from actors.risk.account import AccountPolicy, AccountVerdict
-    from actors.risk.blocks import AccountView
     from actors.shell import WorkerEnv
     from domain.candles import Candle
     from domain.market import Interval
+    from pipeline.risk.account import AccountPolicy, AccountVerdict
+    from pipeline.risk.blocks import AccountView
     from trading.limits import RiskLimits
 
 Role = Literal["execution", "risk", "policy", "features", "feed"]

@@ -13,13 +13,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from actors.risk.blocks import not_running
 from actors.transport import ActorUnavailable, PairActors
 from daemon.control_protocol import CommandError, ControlRequest
 from daemon.control_server import ControlServer
 from daemon.run_setup import RunSetupError
 from daemon.run_state import DaemonState
 from domain.market import INTERVALS
+from pipeline.risk.blocks import not_running
 from storage.desired_state import ACCOUNT, DesiredState
 from storage.ops import OpenTrade, OpsStore
 from storage.retry_queue import RetryQueue

@@ -18,11 +18,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from actors.features.actor import FeatureSource
-from actors.features.core import GATE_WINDOW_BARS, GateSettings
 from actors.feed.actor import FeedSource
 from actors.policy.actor import PolicySource
-from actors.policy.core import ModelProvenance
-from actors.risk.account import AccountPolicy
 from actors.shell import WorkerEnv
 from config import Settings
 from daemon import exit_codes
@@ -40,6 +37,9 @@ from exchange.sim.server import BingXSimulator
 from features.definitions import feature_set
 from market_data.runner import FeedSchedule
 from observability import get_logger
+from pipeline.features.core import GATE_WINDOW_BARS, GateSettings
+from pipeline.policy.core import ModelProvenance
+from pipeline.risk.account import AccountPolicy
 from storage.agents import AgentStore
 from storage.database import Database
 from storage.datasets import DatasetStore

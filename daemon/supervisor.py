@@ -31,8 +31,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypeVar
 
-from actors.risk.account import AccountPolicy
-from actors.risk.blocks import effective, not_running
 from actors.shell import WorkerEnv
 from actors.transport import (
     DRAIN,
@@ -49,6 +47,8 @@ from actors.transport import (
 )
 from config.settings import DaemonSettings
 from observability import get_logger
+from pipeline.risk.account import AccountPolicy
+from pipeline.risk.blocks import effective, not_running
 from storage.desired_state import ACCOUNT, DesiredState
 
 __all__ = ["ROLES", "PairPlan", "PairSlot", "Supervisor", "describe"]

@@ -1,1 +1,2 @@
-"""Execution: orders from decisions, paper fills or the venue, reconciled and recorded."""
+"""The execution actor's Ray shell (`actor.py`); the core, the venue and the stage it holds are in
+`pipeline/execution/`."""

@@ -1,4 +1,4 @@
-"""The execution actor's Ray shell: restores its stage (`actors.execution.stage`: the pure core, the
+"""The execution actor's Ray shell: restores its stage (`pipeline.execution.stage`: the pure core, the
 journal and the venue) in `ready()`, then records plans in order and tells the risk guard, the
 policy and the account guard about every position change."""
 
@@ -10,13 +10,13 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from actors.execution.core import ExecutionCore
-from actors.execution.stage import ExecutionStage
 from actors.shell import ActorShell, Inbox, WorkerEnv, fatal
 from actors.transport import AccountHandle, Peers, PolicyHandle, RiskHandle
 from domain.fills import FillRules
 from domain.messages import OrderPlan, PositionReport
 from observability import get_logger
+from pipeline.execution.core import ExecutionCore
+from pipeline.execution.stage import ExecutionStage
 from storage.checkpoints import CheckpointStore
 from storage.journal import TradingJournal
 from trading.context import PairContext

@@ -1,1 +1,1 @@
-"""The feature actor: final candles to gated market features, in order, once."""
+"""The feature actor's Ray shell (`actor.py`); its core is `pipeline/features/core.py`."""

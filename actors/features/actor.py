@@ -18,7 +18,6 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from actors.features.core import GATE_WINDOW_BARS, FeatureCore, GateSettings
 from actors.shell import ActorShell, Inbox, WorkerEnv, fatal
 from actors.transport import Peers, PolicyHandle
 from domain.candles import Candle, datetime_to_ms, interval_ms
@@ -26,6 +25,7 @@ from domain.messages import MarketInput
 from features.definitions import feature_set
 from features.normalization import NormalizationStats
 from observability import get_logger
+from pipeline.features.core import GATE_WINDOW_BARS, FeatureCore, GateSettings
 from storage.candles import CandleStore
 from storage.checkpoints import ActorState, CheckpointStore
 from storage.journal import TradingJournal

@@ -1,2 +1,2 @@
-"""The feed: market-data ingestion (backfill, live stream, gap healing). Its core runs from the CLI
-today and inside the feed actor's Ray shell once the daemon exists."""
+"""The feed actor's Ray shell (`actor.py`); the ingestion services it runs (backfill, the live stream,
+gap healing) are in `market_data/`, which the CLI runs too."""

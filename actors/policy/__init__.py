@@ -1,3 +1,2 @@
-"""The policy role: turns a feature vector and the position state into a target position with a
-confidence. Its core loads exported artifacts (numpy only: no RLlib or torch in the live path) and
-hosts the baseline policies."""
+"""The policy actor's Ray shell (`actor.py`); its core is `pipeline/policy/core.py`, the artifacts and
+baselines it loads are in `policies/`."""

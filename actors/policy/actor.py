@@ -6,13 +6,13 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from actors.policy.core import ModelProvenance, PolicyCore
 from actors.shell import ActorShell, Inbox, WorkerEnv, fatal
 from actors.transport import ExecutionHandle, Peers, RiskHandle
 from domain.fills import FillRules
 from domain.messages import MarketInput, PositionReport
 from features.definitions import feature_set
 from observability import get_logger
+from pipeline.policy.core import ModelProvenance, PolicyCore
 from policies.artifact import load_artifact
 from policies.baselines import ArtifactPolicy, Policy, baseline
 from trading.context import PairContext

@@ -1,2 +1,2 @@
-"""The risk role: per-pair limits and trading state (the risk guard) and account-wide guardrails (the
-account guard). Pure cores: every denial comes back as a reason to record, never a silent drop."""
+"""The risk guard's and the account guard's Ray shells (`actor.py`); their cores are in
+`pipeline/risk/`."""

@@ -13,16 +13,16 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from actors.risk.account import BREAKER, AccountPolicy, AccountVerdict
-from actors.risk.blocks import AccountView, Block, Transition
-from actors.risk.core import CHECKPOINT_VERSION, RiskCore
-from actors.risk.desk import AccountDesk
 from actors.shell import ActorShell, Inbox, WorkerEnv, fatal
 from actors.transport import AccountHandle, ActorUnavailable, ExecutionHandle, Peers
 from domain.fills import FillRules
 from domain.messages import PolicyDecision, PositionReport
 from domain.trading_state import StateChange, TradingState
 from observability import get_logger
+from pipeline.risk.account import BREAKER, AccountPolicy, AccountVerdict
+from pipeline.risk.blocks import ACCOUNT_UNAVAILABLE, AccountView, Transition
+from pipeline.risk.core import CHECKPOINT_VERSION, RiskCore
+from pipeline.risk.desk import AccountDesk
 from storage.checkpoints import ActorState, CheckpointStore
 from storage.ops import OpsStore, Severity
 from storage.risk import RiskStore
@@ -181,11 +181,6 @@ class RiskActor(ActorShell):
             await self.state.save(self.core.to_json())
 
 
-UNAVAILABLE = Block(
-    "account_guard_unavailable", "account", "HALTED", "automatic", "the account guard did not answer (restarting)"
-)
-
-
 class _AccountLink:
     """The risk core's line to the account guard, through whichever handle the actor holds now."""
 
@@ -197,7 +192,7 @@ class _AccountLink:
             return await self.actor._account().observe(at_ms)
         except ActorUnavailable:  # the supervisor is restarting the account guard: nothing new until it is back
             log.warning("account_guard_unavailable", pair=self.actor.context.pair)
-            return AccountView("HALTED", (UNAVAILABLE,))
+            return AccountView("HALTED", (ACCOUNT_UNAVAILABLE,))
 
     async def check(self, pair: str, after: Decimal, reduces_only: bool) -> AccountVerdict:
         return await self.actor._account().check(pair, after, reduces_only)

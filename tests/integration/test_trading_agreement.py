@@ -27,13 +27,6 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from actors.execution.core import ExecutionCore
-from actors.execution.venue import PaperVenue
-from actors.policy.core import PolicyCore
-from actors.risk.account import AccountPolicy, AccountVerdict
-from actors.risk.blocks import AccountView
-from actors.risk.core import RiskCore
-from actors.risk.desk import AccountDesk
 from domain.candle_columns import CandleColumns
 from domain.candles import Candle, ms_to_datetime
 from domain.fills import FillRules
@@ -45,6 +38,13 @@ from features.normalization import NormalizationStats
 from learning.agent_config import Environment, Reward
 from learning.env import MarketData, TradingEnv
 from learning.evaluation.backtest import BacktestSettings, run_backtest
+from pipeline.execution.core import ExecutionCore
+from pipeline.execution.venue import PaperVenue
+from pipeline.policy.core import PolicyCore
+from pipeline.risk.account import AccountPolicy, AccountVerdict
+from pipeline.risk.blocks import AccountView
+from pipeline.risk.core import RiskCore
+from pipeline.risk.desk import AccountDesk
 from policies.baselines import Decision, Policy, baseline
 from trading.context import PairContext
 from trading.limits import RiskLimits

@@ -9,11 +9,11 @@ from decimal import Decimal
 
 import pytest
 
-from actors.execution.stage import ExecutionStage
 from domain.messages import (
     OrderIntent,
     OrderPlan,
 )
+from pipeline.execution.stage import ExecutionStage
 from storage.checkpoints import CheckpointStore, FencedError
 from storage.database import Database
 from storage.journal import TradingJournal

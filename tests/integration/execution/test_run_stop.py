@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import pytest
 
-from actors.execution.stage import ExecutionStage
+from pipeline.execution.stage import ExecutionStage
 from storage.checkpoints import CheckpointStore, FencedError
 from storage.database import Database
 from storage.journal import TradingJournal

@@ -7,9 +7,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from actors.risk.account import AccountPolicy
-from actors.risk.desk import AccountDesk
 from domain.messages import PositionReport
+from pipeline.risk.account import AccountPolicy
+from pipeline.risk.desk import AccountDesk
 from storage.database import Database
 from storage.risk import AccountPolicyRow, LimitSetRow, RiskStore
 

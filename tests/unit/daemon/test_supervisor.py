@@ -22,10 +22,8 @@ import pytest
 from ray.exceptions import ActorDiedError
 
 from actors.features.actor import FeatureSource
-from actors.features.core import GateSettings
 from actors.feed.actor import FeedSource
 from actors.policy.actor import PolicySource
-from actors.risk.account import AccountPolicy
 from actors.shell import WorkerEnv
 from actors.transport import (
     DRAIN,
@@ -45,6 +43,8 @@ from config.settings import DaemonSettings
 from daemon.supervisor import Supervisor
 from domain.fills import FillRules
 from market_data.runner import FeedSchedule
+from pipeline.features.core import GateSettings
+from pipeline.risk.account import AccountPolicy
 from storage.database import Database, StorageOptions
 from storage.desired_state import ACCOUNT, DesiredState, DesiredStateStore
 from storage.migrator import migrate

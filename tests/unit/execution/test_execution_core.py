@@ -11,13 +11,13 @@ from decimal import Decimal
 
 import pytest
 
-from actors.execution.core import ExecutionCore, Step
-from actors.execution.venue import PaperVenue
 from domain.messages import (
     OrderPlan,
     Side,
 )
 from domain.orders import OrderTransitionError
+from pipeline.execution.core import ExecutionCore, Step
+from pipeline.execution.venue import PaperVenue
 from tests.execution_plans import PAIR, RULES
 from tests.execution_plans import plan as shared_plan
 from trading.context import PairContext

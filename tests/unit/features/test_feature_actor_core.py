@@ -11,12 +11,12 @@ from decimal import Decimal
 import numpy as np
 import pytest
 
-from actors.features.core import CONTEXT_MISSING, WARMING_UP, FeatureCore, GateSettings, Missing
 from domain.candle_columns import CandleColumns
 from domain.messages import MarketInput, decision_sequence
 from features.definitions import feature_set
 from features.gates import GAP, STALE
 from features.pipeline import FeaturePipeline
+from pipeline.features.core import CONTEXT_MISSING, WARMING_UP, FeatureCore, GateSettings, Missing
 from trading.context import PairContext
 
 from .resampling import resample

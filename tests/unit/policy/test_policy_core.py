@@ -7,10 +7,10 @@ from decimal import Decimal
 
 import numpy as np
 
-from actors.policy.core import PROVENANCE_MISSING, ModelProvenance, PolicyCore
 from domain.candles import Candle
 from domain.messages import InputSnapshot, MarketInput, PositionReport
 from features.definitions import feature_set
+from pipeline.policy.core import PROVENANCE_MISSING, ModelProvenance, PolicyCore
 from policies.baselines import Decision, HoldPolicy, baseline
 from trading.context import PairContext
 

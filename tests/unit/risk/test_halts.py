@@ -10,12 +10,12 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
-from actors.risk.account import AccountPolicy
-from actors.risk.blocks import effective
-from actors.risk.core import RiskCore, decision_time_ms
-from actors.risk.desk import AccountDesk
 from domain.candles import Candle, datetime_to_ms
 from features.gates import GAP
+from pipeline.risk.account import AccountPolicy
+from pipeline.risk.blocks import effective
+from pipeline.risk.core import RiskCore, decision_time_ms
+from pipeline.risk.desk import AccountDesk
 from tests.unit.risk.test_risk_core import CONTEXT, LIMITS, RULES, Account, decision, report
 
 D = Decimal

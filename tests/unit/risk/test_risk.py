@@ -8,8 +8,8 @@ from decimal import Decimal
 
 import pytest
 
-from actors.risk import account as acct
-from actors.risk.account import AccountGuard, AccountPolicy, AccountState
+from pipeline.risk import account as acct
+from pipeline.risk.account import AccountGuard, AccountPolicy, AccountState
 from trading import limits as lim
 from trading.limits import OrderCheck, PairRiskGuard, RiskLimits
 

@@ -9,15 +9,15 @@ from decimal import Decimal
 
 import pytest
 
-from actors.risk.account import AccountPolicy, AccountVerdict
-from actors.risk.blocks import AccountView
-from actors.risk.core import RiskCore
-from actors.risk.desk import AccountDesk
 from domain.candles import Candle, ms_to_datetime
 from domain.fills import FillRules
 from domain.messages import MarketInput, PolicyDecision, PositionReport, decision_sequence
 from domain.orders import client_order_id
 from features.gates import GAP
+from pipeline.risk.account import AccountPolicy, AccountVerdict
+from pipeline.risk.blocks import AccountView
+from pipeline.risk.core import RiskCore
+from pipeline.risk.desk import AccountDesk
 from trading.context import PairContext
 from trading.limits import RiskLimits
 

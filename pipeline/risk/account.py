@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
-from actors.risk.blocks import Block
 from domain.trading_state import TradingState
+from pipeline.risk.blocks import Block
 
 GROSS_EXPOSURE = "max_gross_exposure"
 NET_EXPOSURE = "max_net_exposure"

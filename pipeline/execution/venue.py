@@ -50,7 +50,7 @@ class Venue(Protocol):
         ...
 
     async def submit(self, orders: Sequence[WorkingOrder]) -> list[VenueStep]:
-        """Send orders whose intents are committed; every step the venue answered, in order. The shell
+        """Send orders whose intents are committed; every step the venue answered, in order. The stage
         calls it, never the core."""
         ...
 

@@ -25,14 +25,14 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
 
-from actors.risk.account import AccountVerdict
-from actors.risk.blocks import AccountView, Announcer, Block, Transition, effective
 from domain.candles import Candle
 from domain.fills import FillRules
 from domain.market import interval_duration
 from domain.messages import OrderPlan, PolicyDecision, PositionReport, RiskOutcome
 from domain.trading_state import Origin, StateChange, TradingState, strictest
 from features.gates import DUPLICATES_DISAGREE, GAP, INVALID_VALUES, SOURCE_DRIFT, STALE, UNALIGNED
+from pipeline.risk.account import AccountVerdict
+from pipeline.risk.blocks import AccountView, Announcer, Block, Transition, effective
 from trading.context import PairContext
 from trading.kernel import Book, PairKernel, project
 from trading.limits import PairRiskGuard, RiskLimits

@@ -13,10 +13,10 @@ import uuid
 from dataclasses import replace
 from typing import Any
 
-from actors.execution.core import ROLE, STATE_VERSION, ExecutionCore, Recorded, Step, operator_trace
-from actors.execution.venue import PaperVenue, Venue
 from domain.fills import FillRules
 from domain.messages import OrderPlan
+from pipeline.execution.core import ROLE, STATE_VERSION, ExecutionCore, Recorded, Step, operator_trace
+from pipeline.execution.venue import PaperVenue, Venue
 from storage.checkpoints import ActorState, CheckpointStore
 from storage.journal import TradingJournal
 from trading.context import PairContext

@@ -17,9 +17,9 @@ from datetime import UTC, datetime, time
 from decimal import Decimal
 from typing import Any
 
-from actors.risk.account import BREAKER, DAILY_LOSS, AccountGuard, AccountPolicy, AccountState, AccountVerdict
-from actors.risk.blocks import AccountView, Announcer, Transition
 from domain.messages import PositionReport
+from pipeline.risk.account import BREAKER, DAILY_LOSS, AccountGuard, AccountPolicy, AccountState, AccountVerdict
+from pipeline.risk.blocks import AccountView, Announcer, Transition
 from storage.risk import AccountStateRow
 
 

@@ -4,11 +4,11 @@ synchronous: no journal, no checkpoint store, no clock it is not given; it retur
 For each plan (one per final candle, in order) `on_plan` lets the venue fill the working orders at
 this candle's open, places the new order intents in the book, and returns one `Step`: the records to
 write together (the decision, its input snapshot, the intents, the trades, the execution updates, the
-metrics; the shell adds the checkpoint, `to_json()`) and the orders to submit once they are written.
-The shell (`actors.execution.stage`) writes the step in one transaction and then calls `recorded`; on
+metrics; the stage adds the checkpoint, `to_json()`) and the orders to submit once they are written.
+The stage (`pipeline.execution.stage`) writes the step in one transaction and then calls `recorded`; on
 any failure, or when the journal refuses a candle decided before, it calls `rejected`, which rewinds
 the book to what it was. Operator actions (cancel a trade, close it, flatten) are steps the same way.
-Submitting is the shell's: after the intents are committed it sends them to the venue and hands the
+Submitting is the stage's: after the intents are committed it sends them to the venue and hands the
 venue's answers to `submitted`, another step (intent -> submitted -> accepted). A restart restores
 the book from the checkpoint (`restore`) and `reconcile` names the intents a crash left unsent.
 """
@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from actors.execution.venue import PaperVenue, Venue, VenueStep
 from domain.fills import FillRules
 from domain.messages import OrderIntent, OrderPlan, PolicyDecision, PositionReport
 from domain.orders import FINAL_STATES, OrderState, client_order_id, transition
+from pipeline.execution.venue import PaperVenue, Venue, VenueStep
 from storage.records import (
     Adopted,
     Commit,
@@ -46,7 +46,7 @@ STATE_VERSION = 1
 
 @dataclass(frozen=True)
 class Recorded:
-    """What a plan did, for the shell to pass on: the position report, the trades it closed (the account
+    """What a plan did, for the stage to pass on: the position report, the trades it closed (the account
     guard counts them), and the canonical decision log line."""
 
     report: PositionReport
@@ -131,12 +131,12 @@ class ExecutionCore:
     # ---------------------------------------------------------------- the step protocol
 
     def recorded(self, step: Step) -> None:
-        """The shell wrote `step`: it stands."""
+        """The stage wrote `step`: it stands."""
         self.last_sequence = max(self.last_sequence, step.sequence)
         self._undo = None
 
     def rejected(self) -> None:
-        """The shell could not write the pending step (or the journal refused it): rewind the book."""
+        """The stage could not write the pending step (or the journal refused it): rewind the book."""
         if self._undo is not None:
             book, mark = self._undo
             self.book = PaperBook.from_json(self.context.pair, self.rules, book)

@@ -92,3 +92,9 @@ def effective(own: TradingState, blocks: Iterable[tuple[TradingState, str]]) -> 
 def not_running(pair_state: str) -> Block:
     """A pair whose actors are starting, restarting, FAULTED or stopped: nothing trades it."""
     return Block(pair_state, "pair", "HALTED", "automatic", f"the pair's actors are {pair_state}")
+
+
+ACCOUNT_UNAVAILABLE = Block(
+    "account_guard_unavailable", "account", "HALTED", "automatic", "the account guard did not answer (restarting)"
+)
+"""What blocks every pair while the account guard does not answer (the supervisor is restarting it)."""
