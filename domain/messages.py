@@ -94,6 +94,10 @@ class OrderIntent:
     reason: ExitReason
     leg: int
 
+    @property
+    def signed_quantity(self) -> Decimal:
+        return self.quantity if self.side == "BUY" else -self.quantity
+
 
 @dataclass(frozen=True, slots=True)
 class RiskOutcome:

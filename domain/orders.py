@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Final, Literal, get_args
 
 OrderState = Literal[
@@ -79,5 +80,10 @@ def client_order_id(run_id: str, pair: str, sequence: int) -> str:
     case, as BingX requires: `td-<24 hex of run and pair>-<decision sequence>`."""
     if sequence < 0 or sequence >= 10**11:
         raise ValueError("the decision sequence must be in [0, 10^11)")
-    digest = hashlib.sha256(f"{run_id}|{pair}".encode()).hexdigest()[:24]
-    return f"td-{digest}-{sequence}"
+    return f"td-{_run_digest(run_id, pair)}-{sequence}"
+
+
+@lru_cache(maxsize=1024)
+def _run_digest(run_id: str, pair: str) -> str:
+    """Cached: a run names every order of a pair with the same digest (the backtests name one per bar)."""
+    return hashlib.sha256(f"{run_id}|{pair}".encode()).hexdigest()[:24]

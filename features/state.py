@@ -14,7 +14,7 @@ def state_features(
 ) -> npt.NDArray[np.float64]:
     """side -1/0/1; size as a fraction of the maximum position's notional; unrealised PnL as a fraction
     of equity; bars since entry / 1440."""
-    side = float(np.sign(position_quantity))
+    side = 1.0 if position_quantity > 0 else -1.0 if position_quantity < 0 else 0.0
     size = abs(position_quantity) * mark / max_notional if max_notional > 0 else 0.0
     pnl = unrealised / equity if equity > 0 else 0.0
     return np.array([side, size, pnl, bars_held / BARS_PER_DAY if side else 0.0])

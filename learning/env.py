@@ -7,8 +7,8 @@ limit set wins over the agent (checked at this candle's close against the entry 
 already trades nothing, the target is sized from the equity at this close and truncated to the step, a
 move through zero is a reduce-only close then an opening order, and the pair's limits (order and
 position notional, leverage, orders per interval) may deny a leg. The orders fill at the next candle's
-open in the paper venue (`trading.paper`, `domain.fills`: the slippage, tick rounding and fees of paper
-execution and of the simulator's venue), and the step's reward is the change in equity to that
+open as paper fills them (`trading.kernel.fill_candle`, `domain.fills`: the slippage, tick rounding and
+fees of paper execution and of the simulator's venue), and the step's reward is the change in equity to that
 candle's close, as a fraction of the initial equity, less the configured drawdown and turnover
 penalties.
 
@@ -32,9 +32,8 @@ from domain.fills import FillRules, Position
 from features.normalization import SCALE_CLIP, NormalizationStats
 from features.spec import STATE_FEATURES
 from learning.agent_config import Environment, Reward
-from trading.kernel import Book, PairKernel, Sizing, observation, unlimited
+from trading.kernel import Book, PairKernel, Sizing, fill_candle, observation, unlimited
 from trading.limits import RiskLimits
-from trading.paper import OrderFilled, PaperBook
 
 ENV_RUN = "training"
 """The run id the environment's client order ids are named with."""
@@ -60,7 +59,8 @@ class MarketData:
 
 class TradingEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
     metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012 (gymnasium's class attribute)
-    book: PaperBook
+    book: Book
+    """The position once the last step's orders filled (the kernel's book value)."""
     kernel: PairKernel
     trades: int
     _equity: float
@@ -123,16 +123,17 @@ class TradingEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
         target = self.targets[int(action)]
         t = self._t
         before = self._equity
+        decision = self.kernel.decide(target, self.book, self._closes[t], t, t)
+        price = self._opens[t + 1]  # the orders fill at the next candle's open, as paper fills them
+        orders = [(intent.signed_quantity, price) for intent in decision.orders]
         book = self.book
-        decision = self.kernel.decide(target, Book.of(book.position, book.bars_held), self._closes[t], t, t)
-        for intent in decision.orders:
-            book.place(intent, t, t)
-        fills = [event.fill for event in book.on_open(t + 1, self._opens[t + 1]) if isinstance(event, OrderFilled)]
+        sent = Book(book.quantity, book.entry_price, book.realised, book.fees, book.bars_held, decision.signed_quantity)
+        self.book, fills = fill_candle(sent, orders, self.rules)
         traded = sum((fill.quantity * fill.price for fill in fills), Decimal(0))
         self.trades += len(fills)
         self._t = t + 1
         self._mark = self._closes[self._t]
-        self._exact = self.sizing.equity(Book.of(book.position, book.bars_held), self._mark)
+        self._exact = self.sizing.equity(self.book, self._mark)
         self._equity = float(self._exact)
         self._peak = max(self._peak, self._equity)
         initial = self.settings.initial_equity
@@ -152,11 +153,12 @@ class TradingEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
 
     @property
     def position(self) -> Position:
-        """The paper book's net position."""
-        return self.book.position
+        """The net position (a copy: the environment's book is a value)."""
+        book = self.book
+        return Position(book.quantity, book.entry_price, book.realised, book.fees)
 
     def _reset_state(self, start: int, steps: int) -> None:
-        self.book = PaperBook(self.pair, self.rules)
+        self.book = Book()
         self.kernel = PairKernel(self.pair, ENV_RUN, self.limits, self.rules, self.sizing, held_target=0.0)
         self.trades = 0
         self._exact = self.sizing.initial_equity
@@ -167,20 +169,20 @@ class TradingEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
         self._mark = self._closes[start]
 
     def _observation(self) -> npt.NDArray[np.float32]:
-        state = observation(Book.of(self.book.position, self.book.bars_held), self._mark, self.sizing)
+        state = observation(self.book, self._mark, self.sizing, self._exact)
         return np.concatenate([self.scaled[self._t], state.astype(np.float32)])
 
     def _info(self) -> dict[str, Any]:
-        position = self.book.position
+        book = self.book
         return {
             "t": self._t,
             "equity": self._equity,
             "equity_exact": self._exact,
-            "position": float(position.quantity),
+            "position": float(book.quantity),
             "target": self.kernel.held_target,
             "trades": self.trades,
-            "fees": float(position.fees),
-            "realised": float(position.realised),
+            "fees": float(book.fees),
+            "realised": float(book.realised),
             "orders": (),
             "fills": (),
         }

@@ -34,7 +34,7 @@ from decimal import Decimal
 import numpy as np
 import numpy.typing as npt
 
-from domain.fills import FillRules, Position, below_minimum, market_fill, truncate_quantity
+from domain.fills import Fill, FillRules, Position, below_minimum, market_fill, truncate_quantity
 from domain.messages import ExitReason, OrderIntent, RiskOutcome
 from domain.orders import client_order_id
 from domain.trading_state import TradingState
@@ -101,19 +101,29 @@ def project(book: Book, candles: Iterable[Iterable[tuple[Decimal, Decimal]]], ru
     open price), in the order they fill), at market, as paper fills them; a filled order leaves
     `pending`. For a caller that knows the position only as it was before those candles (the live
     risk guard between execution's reports)."""
+    for orders in candles:
+        book, _ = fill_candle(book, orders, rules)
+    return book
+
+
+def fill_candle(book: Book, orders: Iterable[tuple[Decimal, Decimal]], rules: FillRules) -> tuple[Book, list[Fill]]:
+    """`book` after one candle whose open fills `orders` ((signed quantity, price), in order) at market,
+    as paper fills them, and the fills; a filled order leaves `pending`."""
     position = Position(book.quantity, book.entry_price, book.realised, book.fees)
     bars = book.bars_held
     pending = book.pending
-    for fills in candles:
-        for quantity, price in fills:
-            if quantity == 0:
-                continue
-            before = position.quantity
-            position.apply(market_fill("BUY" if quantity > 0 else "SELL", abs(quantity), price, rules))
-            bars = bars_after_fill(before, position.quantity, bars)
-            pending -= quantity
-        bars = bars_after_candle(position.quantity, bars)
-    return Book.of(position, bars, pending)
+    fills: list[Fill] = []
+    for quantity, price in orders:
+        if quantity == 0:
+            continue
+        before = position.quantity
+        fill = market_fill("BUY" if quantity > 0 else "SELL", abs(quantity), price, rules)
+        position.apply(fill)
+        fills.append(fill)
+        bars = bars_after_fill(before, position.quantity, bars)
+        pending -= quantity
+    bars = bars_after_candle(position.quantity, bars)
+    return Book(position.quantity, position.entry_price, position.realised, position.fees, bars, pending), fills
 
 
 def observation(book: Book, mark: Decimal, sizing: Sizing, equity: Decimal | None = None) -> npt.NDArray[np.float64]:
@@ -167,7 +177,7 @@ class Decision:
 
     @property
     def signed_quantity(self) -> Decimal:
-        return sum((o.quantity if o.side == "BUY" else -o.quantity for o in self.orders), ZERO)
+        return sum((order.signed_quantity for order in self.orders), ZERO)
 
 
 ALLOWED = RiskOutcome(True)
@@ -199,10 +209,16 @@ class PairKernel:
     ) -> Proposal:
         """Steps 1-6 for a decision at `close` (the decision candle's, whose interval starts at
         `interval_start_ms`; `sequence` numbers its client order ids)."""
-        quantity, reason = self._target(target, book, close)
-        if quantity is None or (reason == "target" and target == self.held_target):
-            return Proposal(target, quantity, reason, (), ALLOWED, interval_start_ms, False)
+        reason = self._exit(book, close)
         equity = self.sizing.equity(book, close)
+        if reason != "target":
+            quantity = ZERO
+        elif target is None:
+            return Proposal(target, None, reason, (), ALLOWED, interval_start_ms, False)
+        else:
+            quantity = self._size(target, equity, close)
+            if target == self.held_target:
+                return Proposal(target, quantity, reason, (), ALLOWED, interval_start_ms, False)
         projected = book.projected
         self.guard.state = state
         legs: list[Leg] = []
@@ -253,25 +269,28 @@ class PairKernel:
         interval_start_ms: int,
         state: TradingState = "ACTIVE",
     ) -> Decision:
-        """The whole rule for a single pair whose account allows everything (training, backtests)."""
-        if target is None and book.quantity == 0:
-            return HOLD  # nothing to exit, nothing to size: the common case, kept cheap for backtests
+        """The whole rule for a single pair whose account allows everything (training, backtests).
+        When nothing trades (HOLD, or the held target again, with no exit due) it returns `HOLD` without
+        sizing: the common case, kept cheap because the environment and the backtests decide every bar."""
+        if (target is None or target == self.held_target) and self._exit(book, close) == "target":
+            return HOLD
         return self.commit(self.propose(target, book, close, sequence, interval_start_ms, state))
 
-    def _target(self, target: float | None, book: Book, close: Decimal) -> tuple[Decimal | None, ExitReason]:
-        """The signed target quantity, and why; None to keep the position (HOLD)."""
+    def _exit(self, book: Book, close: Decimal) -> ExitReason:
+        """Why the position must move at `close` whatever the policy says, or "target" (it need not)."""
         if book.quantity != 0:
             exit_reason = self.guard.exit_reason(book.quantity, book.entry_price, close)
             if exit_reason == STOP_LOSS:
-                return ZERO, "stop_loss"
+                return "stop_loss"
             if exit_reason == TAKE_PROFIT:
-                return ZERO, "take_profit"
-        if target is None:
-            return None, "target"
+                return "take_profit"
+        return "target"
+
+    def _size(self, target: float, equity: Decimal, close: Decimal) -> Decimal:
+        """The signed quantity of `target` (a fraction of the maximum position) at `close`."""
         fraction = Decimal(repr(target))
-        equity = self.sizing.equity(book, close)
         quantity = truncate_quantity(abs(fraction) * self.sizing.max_notional(equity) / close, self.rules)
-        return (quantity if fraction > 0 else -quantity), "target"
+        return quantity if fraction > 0 else -quantity
 
 
 def legs_of(position: Decimal, delta: Decimal) -> list[tuple[int, Decimal, bool]]:

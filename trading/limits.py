@@ -83,6 +83,9 @@ class RiskVerdict:
     details: dict[str, str] = field(default_factory=dict)
 
 
+ALLOW = RiskVerdict(True)
+
+
 @dataclass
 class PairRiskGuard:
     pair: str
@@ -93,7 +96,8 @@ class PairRiskGuard:
 
     def check(self, order: OrderCheck, already: int = 0) -> RiskVerdict:
         """`already`: orders of the same plan allowed before this one, not yet recorded as sent."""
-        if not allows(self.state, order.reduces_only):
+        reduces_only = order.reduces_only
+        if not allows(self.state, reduces_only):
             return RiskVerdict(False, STATE_HALTED if self.state == "HALTED" else STATE_REDUCING, {"state": self.state})
         if not self.limits.allows_instrument(order.pair):
             return RiskVerdict(
@@ -104,8 +108,8 @@ class PairRiskGuard:
             return RiskVerdict(
                 False, MAX_ORDERS_PER_INTERVAL, {"sent": str(sent), "limit": str(self.limits.max_orders_per_interval)}
             )
-        if order.reduces_only:
-            return RiskVerdict(True)
+        if reduces_only:
+            return ALLOW
         notional = order.quantity * order.price
         if notional > self.limits.max_order_notional:
             return RiskVerdict(
@@ -121,7 +125,7 @@ class PairRiskGuard:
         if order.equity <= 0 or position / order.equity > self.limits.max_leverage:
             leverage = "inf" if order.equity <= 0 else str(position / order.equity)
             return RiskVerdict(False, MAX_LEVERAGE, {"leverage": leverage, "limit": str(self.limits.max_leverage)})
-        return RiskVerdict(True)
+        return ALLOW
 
     def record_sent(self, interval_start_ms: int) -> None:
         """Count an order sent in this interval (only after it was allowed and sent)."""

@@ -1,6 +1,7 @@
 """Paper trading's order book for one pair, the paper venue of the trading kernel: working orders, the
-net position, and the trade it belongs to. Pure (no I/O, no clock); the execution actor persists what
-it reports, and the training environment fills its orders here too.
+net position, and the trade it belongs to. Pure (no I/O, no clock); the execution stage persists what
+it reports. It fills with the shared fill model and bar count, as `trading.kernel.fill_candle` does for
+the training environment (which needs no trades or order ids); the agreement test holds them equal.
 
 Orders are market orders and fill at the open of the next final candle, as in the training
 environment, with the shared fill model (`domain.fills`): slippage against the taker onto the tick
@@ -117,7 +118,7 @@ class PaperBook:
             if self.trade is None or self.position.quantity == 0:
                 raise ValueError(NOTHING_TO_REDUCE)
             trade = self.trade
-            if abs(self.position.quantity + self._working_reduction() + _signed(intent)) == 0:
+            if abs(self.position.quantity + self._working_reduction() + intent.signed_quantity) == 0:
                 trade.status = "closing"
         else:
             side: TradeSide = "long" if intent.side == "BUY" else "short"
@@ -271,10 +272,6 @@ class PaperBook:
             int(document["bars_held"]),
             document["last_open_ms"],
         )
-
-
-def _signed(intent: OrderIntent) -> Decimal:
-    return intent.quantity if intent.side == "BUY" else -intent.quantity
 
 
 def _reduces(position: Decimal, side: Side) -> bool:
