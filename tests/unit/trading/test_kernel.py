@@ -10,7 +10,7 @@ from domain.fills import FillRules, Position, market_fill
 from domain.messages import RiskOutcome
 from domain.orders import client_order_id
 from features.state import state_features
-from trading.kernel import Book, PairKernel, Sizing, legs_of, observation, project, unlimited
+from trading.kernel import Book, PairKernel, Sizing, fill_candle, legs_of, observation, project, unlimited
 from trading.limits import RiskLimits
 
 D = Decimal
@@ -77,6 +77,33 @@ def test_the_same_target_again_trades_nothing() -> None:
     assert k.decide(1.0, long("25", "90"), D(100), 4, 180_000).signed_quantity == D("26.25")
 
 
+def test_decide_skips_sizing_only_when_nothing_trades_and_otherwise_is_propose_then_commit() -> None:
+    """`decide`'s shortcut (HOLD without sizing for HOLD or the held target) must not skip an exit due, and
+    must decide every case as the two-phase path the live risk guard runs."""
+    held = kernel()
+    held.held_target = 1.0
+    stop = held.decide(1.0, long("50"), D("97.9"), 1, 0)  # the held target, but -2.1%: the stop-loss exits
+    assert [(o.side, o.quantity, o.reason) for o in stop.orders] == [("SELL", D(50), "stop_loss")]
+    assert held.held_target == 0.0
+    cases = [
+        (target, book, close, held_target)
+        for target in (None, -1.0, -0.5, 0.0, 0.5, 1.0)
+        for book in (Book(), long("50"), long("-30", "104"), long("0.01"))
+        for close in (D(100), D("97.9"), D("105.5"))
+        for held_target in (None, 0.0, 1.0, -0.5)
+    ]
+    for sequence, (target, book, close, held_target) in enumerate(cases):
+        fast, slow = kernel(), kernel()
+        fast.held_target = slow.held_target = held_target
+        made = fast.decide(target, book, close, sequence, 0)
+        planned = slow.commit(slow.propose(target, book, close, sequence, 0))
+        case = f"target {target}, book {book}, close {close}, held {held_target}"
+        assert (made.orders, made.outcome, made.reason) == (planned.orders, planned.outcome, planned.reason), case
+        assert fast.held_target == slow.held_target, case
+        if not made.orders and made.outcome.allowed:
+            assert made.target_quantity in (None, planned.target_quantity), case
+
+
 def test_pair_limits_deny_with_their_reason_and_a_reducing_order_passes_size_limits() -> None:
     small = RiskLimits("small", D(6_000), D(1_000), 3, D(1))
     made = kernel(small).decide(-1.0, long("5"), D(100), 1, 0)
@@ -138,6 +165,9 @@ def test_projection_fills_working_orders_at_the_next_open_as_the_paper_venue_doe
     assert projected.bars_held == 1, "a flip restarts the count; the candle then counts one"
     held = project(Book(D(1), D(100), bars_held=3), [[], []], RULES)
     assert held.bars_held == 5
+    filled, fills = fill_candle(book, [(D(-10), D(110)), (D(0), D(110)), (D(-5), D(110))], RULES)
+    assert filled == projected
+    assert fills == [market_fill("SELL", D(10), D(110), RULES), market_fill("SELL", D(5), D(110), RULES)]
 
 
 def test_the_observation_is_the_state_features_of_the_book() -> None:
