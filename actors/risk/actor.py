@@ -19,12 +19,13 @@ from domain.fills import FillRules
 from domain.messages import PolicyDecision, PositionReport
 from domain.trading_state import StateChange, TradingState
 from observability import get_logger
-from pipeline.risk.account import BREAKER, AccountPolicy, AccountVerdict
+from pipeline.risk.account import AccountPolicy, AccountVerdict
+from pipeline.risk.announcements import account_announcement, pair_announcement
 from pipeline.risk.blocks import ACCOUNT_UNAVAILABLE, AccountView, Transition
 from pipeline.risk.core import CHECKPOINT_VERSION, RiskCore
 from pipeline.risk.desk import AccountDesk
 from storage.checkpoints import ActorState, CheckpointStore
-from storage.ops import OpsStore, Severity
+from storage.ops import OpsStore
 from storage.risk import RiskStore
 from trading.context import PairContext
 from trading.limits import RiskLimits
@@ -75,10 +76,7 @@ class RiskActor(ActorShell):
 
     async def operator(self, state: TradingState, reason: str | None) -> str:
         """The operator's desired state, as the supervisor keeps it (it wins over an older checkpoint)."""
-        if state == "ACTIVE":
-            await self._changed(self.core.resume())
-        else:
-            await self._changed(self.core.pause(reason or "operator_pause", reduce_only=state == "REDUCING"))
+        await self._changed(self.core.operator(state, reason))
         return self.core.trading_state
 
     async def pause(self, reason: str, reduce_only: bool = False) -> str:
@@ -142,23 +140,17 @@ class RiskActor(ActorShell):
     async def _announce(self, transitions: list[Transition], trace_id: str | None = None) -> None:
         """An automatic pause began or cleared: one event and one alert each."""
         for transition in transitions:
-            block = transition.block
-            fields = {"pair": self.context.pair, "reason": block.cause, "detail": block.detail, **block.figures}
-            if transition.began:
-                log.warning("pair_halted", trace_id=trace_id, state=block.state, **fields)
-                message = f"{self.context.pair} is {block.state}: {block.detail}"
-            else:
-                log.warning("pair_resumed", trace_id=trace_id, cleared_by=transition.cleared_by, **fields)
-                message = f"{self.context.pair}: the automatic pause ({block.cause}) cleared ({transition.cleared_by})"
+            said = pair_announcement(self.context.pair, transition)
+            log.warning(said.event, trace_id=trace_id, **said.fields)
             if self.database is not None:
                 await OpsStore(self.database.pool).raise_alert(
-                    "warning" if transition.began else "info",
-                    "pair_halted" if transition.began else "pair_resumed",
-                    message,
+                    said.severity,
+                    said.event,
+                    said.message,
                     pair=self.context.pair,
                     run_id=_uuid(self.context.run_id),
                     trace_id=trace_id,
-                    details={"reason": block.cause, "cleared_by": transition.cleared_by, **block.figures},
+                    details=said.details,
                 )
 
     async def _changed(self, change: StateChange | None, trace_id: str | None = None) -> None:
@@ -283,26 +275,14 @@ class AccountActor(ActorShell):
         ops = OpsStore(self.database.pool)
         market_time = self._desk().now.isoformat()
         for transition in transitions:
-            block = transition.block
-            fields = {"reason": block.cause, "detail": block.detail, "market_time": market_time, **block.figures}
-            details: dict[str, Any] = {"reason": block.cause, "market_time": market_time, **block.figures}
-            severity: Severity
-            if trade_id is not None:
-                details["trade_id"] = trade_id
-            if transition.began:
-                log.critical("account_halted", pair=pair, trade_id=trade_id, trace_id=trace_id, **fields)
-                last = f" (last: trade {trade_id} on {pair})" if trade_id is not None and block.cause == BREAKER else ""
-                severity, kind, message = "critical", "account_halted", f"the account is HALTED: {block.detail}{last}"
-            elif transition.cleared_by == "cooldown_over":
-                log.warning("circuit_breaker_cooled_down", **fields)
-                severity, kind = "info", "circuit_breaker_cooled_down"
-                message = "the circuit breaker has cooled down: `tradingd ctl resume` closes it"
+            said = account_announcement(transition, market_time, pair, trade_id)
+            if said.level == "critical":
+                log.critical(said.event, trace_id=trace_id, **said.fields)
             else:
-                log.warning("account_resumed", cleared_by=transition.cleared_by, **fields)
-                severity, kind = "info", "account_resumed"
-                message = f"the account's {block.cause} halt cleared ({transition.cleared_by})"
-                details["cleared_by"] = transition.cleared_by
-            await ops.raise_alert(severity, kind, message, pair=pair, trace_id=trace_id, details=details)
+                log.warning(said.event, **said.fields)
+            await ops.raise_alert(
+                said.severity, said.event, said.message, pair=pair, trace_id=trace_id, details=said.details
+            )
 
     def summary(self) -> dict[str, Any]:
         return self._desk().summary()

@@ -143,6 +143,13 @@ class RiskCore:
 
         return self._change(apply, "operator_resume", "operator")
 
+    def operator(self, state: TradingState, reason: str | None) -> StateChange | None:
+        """The operator's desired state, as the supervisor keeps it: ACTIVE resumes, REDUCING or HALTED
+        pauses (with `reason`, or `operator_pause`)."""
+        if state == "ACTIVE":
+            return self.resume()
+        return self.pause(reason or "operator_pause", reduce_only=state == "REDUCING")
+
     def automatic(self, reason: str | None) -> StateChange | None:
         """Pause (a reason) or resume (None) automatically; only an automatic pause is lifted this way."""
         if reason == self.pauses.automatic:

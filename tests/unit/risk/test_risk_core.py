@@ -160,6 +160,20 @@ async def test_pauses_by_the_operator_and_by_the_gates() -> None:
         restored.restore({"version": 7})
 
 
+def test_the_operators_desired_state_maps_to_a_pause_or_a_resume() -> None:
+    core = ready()
+    reducing = core.operator("REDUCING", None)
+    assert reducing is not None
+    assert (reducing.after, reducing.reason) == ("REDUCING", "operator_pause")
+    halted = core.operator("HALTED", "maintenance")
+    assert halted is not None
+    assert (halted.after, core.pauses.reason) == ("HALTED", "maintenance")
+    assert core.operator("HALTED", "maintenance") is None, "the state it is in already changes nothing"
+    resumed = core.operator("ACTIVE", None)
+    assert resumed is not None
+    assert (resumed.after, resumed.origin) == ("ACTIVE", "operator")
+
+
 async def test_limits_and_the_account_guard_deny_with_their_reason() -> None:
     account = Account()
     core = ready(account)
