@@ -27,10 +27,10 @@ from trading.context import PairContext
 if TYPE_CHECKING:
     from actors.features.actor import FeatureSource
     from actors.feed.actor import FeedSource
-    from actors.policy.actor import PolicySource
     from actors.shell import WorkerEnv
     from domain.candles import Candle
     from domain.market import Interval
+    from pipeline.policy.source import PolicySource
     from pipeline.risk.account import AccountPolicy, AccountVerdict
     from pipeline.risk.blocks import AccountView
     from trading.limits import RiskLimits

@@ -19,7 +19,6 @@ from urllib.parse import urlsplit
 
 from actors.features.actor import FeatureSource
 from actors.feed.actor import FeedSource
-from actors.policy.actor import PolicySource
 from actors.shell import WorkerEnv
 from config import Settings
 from daemon import exit_codes
@@ -39,6 +38,7 @@ from market_data.runner import FeedSchedule
 from observability import get_logger
 from pipeline.features.core import GATE_WINDOW_BARS, GateSettings
 from pipeline.policy.core import ModelProvenance
+from pipeline.policy.source import PolicySource
 from pipeline.risk.account import AccountPolicy
 from storage.agents import AgentStore
 from storage.database import Database

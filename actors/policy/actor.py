@@ -3,43 +3,18 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from typing import Any
 
 from actors.shell import ActorShell, Inbox, WorkerEnv, fatal
 from actors.transport import ExecutionHandle, Peers, RiskHandle
 from domain.fills import FillRules
 from domain.messages import MarketInput, PositionReport
-from features.definitions import feature_set
 from observability import get_logger
-from pipeline.policy.core import ModelProvenance, PolicyCore
-from policies.artifact import load_artifact
-from policies.baselines import ArtifactPolicy, Policy, baseline
+from pipeline.policy.core import PolicyCore
+from pipeline.policy.source import PolicySource
 from trading.context import PairContext
 
 log = get_logger("tradingd.policy")
-
-
-@dataclass(frozen=True)
-class PolicySource:
-    """A baseline by name, or an artifact's bytes with the checksum its row holds."""
-
-    baseline: str | None = None
-    artifact: bytes | None = None
-    checksum: str | None = None
-    provenance: ModelProvenance = field(default_factory=ModelProvenance)
-    decision_threshold: float | None = None
-    name: str | None = None
-    """An agent's `agent:<agent>@<version>`, from its version record."""
-
-    def load(self, feature_set_name: str) -> Policy:
-        spec = feature_set(feature_set_name)
-        if self.baseline is not None:
-            return baseline(self.baseline, spec)
-        if self.artifact is None or self.checksum is None:
-            raise ValueError("a policy source is a baseline or an artifact with its checksum")
-        artifact = load_artifact(self.artifact, self.checksum, spec)
-        return ArtifactPolicy(artifact, spec, self.decision_threshold, self.name)
 
 
 class PolicyActor(ActorShell):

@@ -23,7 +23,6 @@ from ray.exceptions import ActorDiedError
 
 from actors.features.actor import FeatureSource
 from actors.feed.actor import FeedSource
-from actors.policy.actor import PolicySource
 from actors.shell import WorkerEnv
 from actors.transport import (
     DRAIN,
@@ -44,6 +43,7 @@ from daemon.supervisor import Supervisor
 from domain.fills import FillRules
 from market_data.runner import FeedSchedule
 from pipeline.features.core import GateSettings
+from pipeline.policy.source import PolicySource
 from pipeline.risk.account import AccountPolicy
 from storage.database import Database, StorageOptions
 from storage.desired_state import ACCOUNT, DesiredState, DesiredStateStore
