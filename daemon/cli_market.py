@@ -103,11 +103,26 @@ def refuse_test_data(settings: Settings) -> int | None:
     return None
 
 
+def refuse_replay_source(settings: Settings, command: str) -> int | None:
+    """`market_data.source = "replay"` is served by `tradingd run` alone (its in-process simulator): a
+    command that reads the venue would otherwise reach for BingX with a replay config, silently."""
+    if settings.market_data.source != "replay":
+        return None
+    print(
+        f'tradingd: market_data.source = "replay" replays candle files inside `tradingd run` only; `tradingd '
+        f'{command}` reads a venue: use market_data.source = "bingx", or "simulator" with `tradingd sim`',
+        file=sys.stderr,
+    )
+    return exit_codes.CONFIG
+
+
 async def run_backfill(settings: Settings, args: argparse.Namespace) -> int:
     if args.max_batches is not None and args.max_batches < 1:
         print("tradingd: --max-batches must be at least 1", file=sys.stderr)
         return exit_codes.USAGE
     if (refused := refuse_bad_pair(args.pair)) is not None:
+        return refused
+    if (refused := refuse_replay_source(settings, "backfill")) is not None:
         return refused
     if (refused := refuse_test_data(settings)) is not None:
         return refused
@@ -162,6 +177,8 @@ async def run_ingest(settings: Settings, stop: StopRequest | None = None) -> int
 
 
 async def _ingest(settings: Settings, startup: Startup) -> int:
+    if (refused := refuse_replay_source(settings, "ingest")) is not None:
+        return refused
     if (refused := refuse_test_data(settings)) is not None:
         return refused
     import asyncio

@@ -30,3 +30,18 @@ def test_run_refuses_online_learning_before_anything_starts(tmp_path: Path) -> N
     assert checked.returncode == 78
     assert "online_learning.enabled = true (from RL_ONLINE_LEARNING_ENABLED) is not available yet" in checked.stderr
     assert checked.stdout == ""
+
+
+def test_ingest_and_backfill_refuse_a_replay_config_instead_of_reaching_for_bingx(tmp_path: Path) -> None:
+    """A replay config is served by `run` alone; `ingest` and `backfill` would read BingX with it."""
+    env = env_for(tmp_path)
+    config = Path(__file__).parents[2] / "config" / "replay.toml"
+    for command in (["ingest"], ["backfill", "--pair", "BTC-USDT", "--interval", "1m"]):
+        refused = tradingd(env, "--config", str(config), *command, timeout=120)
+        assert refused.returncode == 78, refused.stderr
+        assert refused.stderr.splitlines() == [
+            f'tradingd: market_data.source = "replay" replays candle files inside `tradingd run` only; '
+            f'`tradingd {command[0]}` reads a venue: use market_data.source = "bingx", or "simulator" with '
+            "`tradingd sim`"
+        ]
+    assert not (tmp_path / "data").exists()  # refused before the database was opened
