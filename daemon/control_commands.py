@@ -16,6 +16,7 @@ from typing import Any
 from actors.transport import ActorUnavailable, PairActors
 from daemon.control_protocol import CommandError, ControlRequest
 from daemon.control_server import ControlServer
+from daemon.risk_limits import risk_limits
 from daemon.run_setup import RunSetupError
 from daemon.run_state import DaemonState
 from domain.market import INTERVALS
@@ -24,6 +25,7 @@ from storage.desired_state import ACCOUNT, DesiredState
 from storage.ops import OpenTrade, OpsStore
 from storage.retry_queue import RetryQueue
 from storage.runs import OpenPositionsError, RunConflictError, RunStore
+from trading.limits import limits_json
 
 Command = Callable[[DaemonState, Mapping[str, object]], Awaitable[Mapping[str, object]]]
 CALL_TIMEOUT_SEC = 30.0
@@ -278,19 +280,9 @@ async def risk(state: DaemonState, args: Mapping[str, object]) -> Mapping[str, o
     account = await _call(supervisor.account.summary(wait_sec=CALL_TIMEOUT_SEC))
     slots = supervisor.running(None)
     views = await asyncio.gather(*(_call(_actors(state, s).risk.status(wait_sec=CALL_TIMEOUT_SEC)) for s in slots))
-    limits = state.settings.risk
     return {
         "account": account,
-        "limits": {
-            "name": limits.name,
-            "max_position_notional": str(limits.max_position_notional),
-            "max_order_notional": str(limits.max_order_notional),
-            "max_orders_per_interval": limits.max_orders_per_interval,
-            "max_leverage": str(limits.max_leverage),
-            "stop_loss_pct": None if limits.stop_loss_pct is None else str(limits.stop_loss_pct),
-            "take_profit_pct": None if limits.take_profit_pct is None else str(limits.take_profit_pct),
-            "allowed_instruments": list(limits.allowed_instruments),
-        },
+        "limits": limits_json(risk_limits(state.settings)),
         "pairs": {slot.pair: view for slot, view in zip(slots, views, strict=True)},
     }
 

@@ -76,6 +76,11 @@ def test_the_daily_loss_limit_halts_loudly_on_market_time_and_resume_says_so(
             assert view["effective_state"] == "HALTED (daily_loss_limit)"
             assert [(b["cause"], b["scope"]) for b in view["blocked_by"]] == [("daily_loss_limit", "account")]
             assert view["risk"]["trading_state"] == "ACTIVE", "the pair itself is not paused"
+        risk = ctl(d, "--json", "risk")
+        assert risk.returncode == 0, risk.stderr
+        limits = json.loads(risk.stdout)["limits"]  # the limit set the kernel applies, as configured
+        assert (limits["max_orders_per_interval"], limits["max_order_notional"]) == (2, "6000")
+        assert set(limits) >= {"name", "max_position_notional", "max_order_notional", "max_leverage", "stop_loss_pct"}
         halted_at = int(datetime.fromisoformat(alert_time(postgres_url)).timestamp() * 1000)
         late = [line for line in d.events("decision") if line["candle_open_ms"] > halted_at + 60_000]
         assert late
