@@ -93,7 +93,7 @@ def parse_envelope(status: int, body: bytes) -> Any:
     text = body.decode("utf-8", errors="replace")
     try:
         document = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than any real answer
         if status != 200:
             raise error_for_status(status, text) from None
         raise WireFormatError(f"response is not JSON: {text[:200]}", http_status=status) from None
@@ -265,19 +265,28 @@ def decode_frame(frame: bytes | str) -> str:
     if isinstance(frame, str):
         return frame
     try:
-        return gzip.decompress(frame).decode("utf-8")
+        inflated = gzip.decompress(frame)
     except (OSError, EOFError, zlib.error):
-        try:
-            return frame.decode("utf-8")
-        except UnicodeDecodeError:
-            raise WireFormatError("websocket frame is neither gzip nor UTF-8 text") from None
+        inflated = None
+    try:
+        return (frame if inflated is None else inflated).decode("utf-8")
+    except UnicodeDecodeError:
+        what = "websocket frame is neither gzip nor UTF-8 text" if inflated is None else "gzip frame is not UTF-8"
+        raise WireFormatError(what) from None
+
+
+MAX_OPEN_TIME_MS: Final = 253_402_300_799_999
+"""9999-12-31T23:59:59.999Z: an open time beyond it is no candle (and would overflow the int64 columns)."""
 
 
 def _candle(pair: str, interval: Interval, time: Any, o: Any, h: Any, low: Any, c: Any, v: Any) -> Candle:
+    open_time = _int(time, "time")
+    if not 0 <= open_time <= MAX_OPEN_TIME_MS:
+        raise WireFormatError(f"time is out of range: {open_time}")
     return Candle(
         pair,
         interval,
-        _int(time, "time"),
+        open_time,
         _float(o, "open"),
         _float(h, "high"),
         _float(low, "low"),
@@ -287,17 +296,21 @@ def _candle(pair: str, interval: Interval, time: Any, o: Any, h: Any, low: Any, 
 
 
 def _float(value: Any, name: str) -> float:
+    """A number (NaN and infinity included: the feature engine's integrity gate refuses them, as for the
+    fast path); an integer beyond any float is refused here."""
     if type(value) is str:  # the wire's usual case, checked first on this hot path
         try:
-            return float(value)
+            number = float(value)
         except ValueError:
-            raise WireFormatError(f"{name} is not a number: {value!r}") from None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise WireFormatError(f"{name} is not a number: {value[:40]!r}") from None
+    elif isinstance(value, bool) or not isinstance(value, (int, float)):
         raise WireFormatError(f"{name} is {type(value).__name__}, not a number")
-    try:
-        return float(value)
-    except ValueError:
-        raise WireFormatError(f"{name} is not a number: {value!r}") from None
+    else:
+        try:
+            number = float(value)
+        except OverflowError:
+            raise WireFormatError(f"{name} is too large for a number") from None
+    return number
 
 
 def _int(value: Any, name: str) -> int:
@@ -305,11 +318,11 @@ def _int(value: Any, name: str) -> int:
         raise WireFormatError(f"{name} is a boolean, not an integer")
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+    if isinstance(value, str) and len(value) <= 40 and value.strip().lstrip("-").isdigit():
         return int(value)
     if isinstance(value, float) and value.is_integer():
         return int(value)
-    raise WireFormatError(f"{name} is not an integer: {value!r}")
+    raise WireFormatError(f"{name} is not an integer: {repr(value)[:40]}")
 
 
 def _decimal(value: Any, name: str) -> Decimal:

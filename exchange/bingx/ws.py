@@ -203,13 +203,16 @@ class MarketDataStream:
     def _handle(self, text: str, pending: dict[str, tuple[str, float]]) -> KlineUpdate | None:
         try:
             message: Any = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nesting deeper than any real frame
             self._malformed(f"not JSON: {text[:80]!r}")
             return None
         if not isinstance(message, dict):
             self._malformed("not a JSON object")
             return None
-        is_ack = "id" in message and (message["id"] in pending or ("code" in message and "dataType" not in message))
+        key = message.get("id")
+        is_ack = key is not None and (
+            (isinstance(key, str) and key in pending) or ("code" in message and "dataType" not in message)
+        )
         if is_ack:
             self._ack(message, pending)
             return None
@@ -230,7 +233,7 @@ class MarketDataStream:
     def _ack(self, message: dict[str, Any], pending: dict[str, tuple[str, float]]) -> None:
         entry = pending.pop(str(message.get("id")), None)
         code = message.get("code")
-        if entry is not None and code in RATE_LIMIT_CODES:
+        if entry is not None and isinstance(code, int) and code in RATE_LIMIT_CODES:
             raise _Reconnect(f"subscription to {entry[0]} rate-limited ({code})")
         if entry is not None and code not in (0, "0"):
             raise SubscriptionRefusedError(

@@ -199,6 +199,44 @@ async def test_malformed_frames_are_counted_and_skipped(sim: BingXSimulator) -> 
         assert any("malformed kline push" in reason for reason in stream.stats.recent_rejections)
 
 
+async def test_frames_that_used_to_escape_as_exceptions_are_counted_and_skipped(sim: BingXSimulator) -> None:
+    """The six frame kinds that once escaped the client (issue 16: one killed every pair's feed): gzip of
+    invalid UTF-8, an unhashable id, an open time or a price beyond any number, deep nesting. A price of
+    "1e400" parses as infinity and is left to the feature engine's integrity gate, as NaN is."""
+    stream = MarketDataStream(sim.ws_url, [TOPIC], backoff=FAST_BACKOFF)
+
+    def push(row: dict[str, object]) -> bytes:
+        message = {"code": 0, "dataType": TOPIC, "s": "BTC-USDT", "data": [row]}
+        return gzip.compress(json.dumps(message).encode())
+
+    good = {"o": "1", "h": "2", "l": "0.5", "c": "1.5", "v": "3"}
+    frames = [
+        gzip.compress(b"\xff\xfe\xfd"),
+        gzip.compress(json.dumps({"id": [1, 2], "code": 0}).encode()),
+        gzip.compress(json.dumps({"id": {"a": 1}, "code": [100410]}).encode()),
+        push({**good, "T": 10**30}),
+        push({**good, "T": START, "c": 10**400}),
+        push({**good, "T": START, "h": "1e400"}),
+        push({**good, "T": "9" * 5000}),
+        gzip.compress(b"[" * 100_000 + b"]" * 100_000),
+    ]
+    async with collecting(stream) as events:
+        await events.next(StreamConnected)
+        await eventually(lambda: sim.stream.subscribe_log == [TOPIC])
+        for frame in frames:
+            await sim.stream.inject(frame)
+        await sim.market.step(2)
+        update = await events.next(KlineUpdate)
+        assert isinstance(update, KlineUpdate)
+        assert events.error is None
+        assert stream.stats.connections == 1, "no frame made the client reconnect"
+        assert stream.stats.malformed == 2, "the undecodable frame and the deep nesting (an ack of no request is moot)"
+        reasons = list(stream.stats.recent_rejections)
+        assert sum("out of range" in r for r in reasons) == 1, reasons
+        assert sum("too large" in r for r in reasons) == 1, reasons  # "1e400" is inf: the integrity gate's
+        assert sum("not an integer" in r for r in reasons) == 1, reasons
+
+
 async def test_more_than_ten_subscribe_messages_a_second_are_refused(sim: BingXSimulator) -> None:
     async with connect(sim.ws_url) as socket:
         for i in range(11):
