@@ -83,6 +83,9 @@ def parse_request(line: bytes, token: str | None, known_commands: Collection[str
         raise ProtocolError(BAD_JSON, f"request is not UTF-8 JSON: {_first_line(exc)}") from None
     if not isinstance(value, dict):
         raise ProtocolError(NOT_AN_OBJECT, f"request must be a JSON object, not {_json_type(value)}")
+    if _holds_nul(value):
+        # PostgreSQL text and jsonb cannot hold U+0000: such a command could run without its audit row.
+        raise ProtocolError(BAD_ARGS, "a string in the request holds a NUL character (U+0000)", _safe_id(value))
 
     raw_id = value.get("id")
     if raw_id is not None and (isinstance(raw_id, bool) or not isinstance(raw_id, str | int)):
@@ -125,6 +128,30 @@ def error(code: str, message: str, request_id: RequestId | None = None) -> dict[
 def _token_matches(given: object, expected: str) -> bool:
     # compare_digest on str accepts ASCII only; compare the UTF-8 bytes so any token works.
     return isinstance(given, str) and hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+
+
+def _holds_nul(value: object) -> bool:
+    """Whether any key or string anywhere in a parsed request holds U+0000."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+def _safe_id(value: Mapping[str, object]) -> RequestId | None:
+    """The request's id for an error answer, when it is one an answer can carry."""
+    raw = value.get("id")
+    if isinstance(raw, bool) or not isinstance(raw, str | int) or (isinstance(raw, str) and "\x00" in raw):
+        return None
+    return raw
 
 
 def _reject_constant(name: str) -> NoReturn:

@@ -168,6 +168,9 @@ def test_parse_request_splits_the_arguments_from_cmd_token_and_id() -> None:
         (b'{"cmd": "launch"}', "unknown_command"),
         (b'{"cmd": "status", "id": true}', "bad_args"),
         (b'{"cmd": "status", "id": [1]}', "bad_args"),
+        (b'{"cmd": "pause", "pair": "BTC\\u0000-USDT"}', "bad_args"),  # jsonb cannot hold it: no audit row
+        (b'{"cmd": "pause", "x\\u0000": 1}', "bad_args"),
+        (b'{"cmd": "pause", "deep": [{"a": ["\\u0000"]}]}', "bad_args"),
         (b'{"cmd": "status", "pad": "' + b"x" * MAX_LINE_BYTES + b'"}', "line_too_long"),
     ],
 )
@@ -348,8 +351,10 @@ async def test_audit_records_outcomes_of_commands_but_not_protocol_errors(server
     await send(conn, authed("launch"))
     await send(conn, authed("pause", pair="BTC-USDT"))
     await send(conn, authed("pause", pair="XRP-USDT"))
+    nul = await send(conn, authed("pause", pair="BTC\u0000-USDT", id=9))
     await send(conn, authed("boom"))
     await close(conn)
+    assert (nul["ok"], nul["code"], nul["id"]) == (False, "bad_args", 9), "refused before it runs, not unaudited"
     assert audit.records == [
         ("pause", "accepted", None),
         ("pause", "rejected", "unknown_pair: no such pair: 'XRP-USDT'"),
