@@ -36,6 +36,7 @@ from daemon.systemd import Notifier
 from observability import get_logger
 from observability.forwarding import LogSink
 from storage.ops import OpsStore
+from storage.private_dirs import make_private_dirs
 
 log = get_logger("tradingd.daemon")
 
@@ -112,7 +113,7 @@ async def _run_daemon(
             log.info("run_resumed", run_id=str(run.id), policy=run.policy, pairs=list(run.pairs))
         data_dir = settings.storage.resolved_data_dir()
         socket_path = settings.control.resolved_socket_path(data_dir)
-        socket_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        make_private_dirs(socket_path.parent)
         startup.begin("opening the log socket")
         sink = LogSink(socket_path.parent / "log.sock", sys.stdout)
         await sink.start()

