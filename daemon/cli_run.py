@@ -204,6 +204,8 @@ async def _main_loop(state: DaemonState, notifier: Notifier) -> None:
             next_health = now + settings.health_interval_sec
             if state.supervisor is not None:
                 await state.supervisor.reconcile_once()
+            if state.alerts is not None:
+                await state.alerts.flush()  # what a database outage kept
         if now >= next_heartbeat:
             next_heartbeat = now + settings.heartbeat_sec
             slots = state.supervisor.slots.values() if state.supervisor is not None else []

@@ -17,6 +17,7 @@ from daemon.run_setup import ORIGIN_CONTROL, build_plans, check_start, start_run
 from daemon.supervisor import Supervisor
 from domain.fills import FillRules
 from observability import get_logger
+from storage.alert_outbox import AlertOutbox
 from storage.database import Database
 from storage.desired_state import DesiredStateStore
 from storage.ops import OpsStore
@@ -34,6 +35,8 @@ class DaemonState:
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     run: Run | None = None
     supervisor: Supervisor | None = None
+    alerts: AlertOutbox | None = None
+    """The supervisor's alerts: kept through a database outage, written when it is back."""
 
     @property
     def run_id(self) -> str:
@@ -47,10 +50,10 @@ class DaemonState:
     async def trade(self, run: Run, rules: dict[str, FillRules] | None = None) -> Supervisor:
         """Start the supervisor for `run` (resumed or new) and mark the run running."""
         plans, env, account_policy = await build_plans(self.settings, self.database, run, self.log_socket, rules)
-        ops = OpsStore(self.database.pool)
+        outbox = self.alerts = AlertOutbox(OpsStore(self.database.pool).raise_alert)
 
         async def alert(severity: str, kind: str, message: str, pair: str | None) -> None:
-            await ops.raise_alert(severity, kind, message, pair=pair, run_id=run.id)  # type: ignore[arg-type]
+            await outbox.raise_alert(severity, kind, message, pair=pair, run_id=run.id)
 
         supervisor = Supervisor(
             RayTransport(),

@@ -368,7 +368,7 @@ class Supervisor:
             slot.state = "faulted"
             message = f"{slot.pair} FAULTED after {len(slot.restarts)} restarts in {window:.0f} s: {slot.last_error}"
             log.critical("pair_faulted", pair=slot.pair, restarts=len(slot.restarts), error=slot.last_error)
-            await self.alert("critical", "pair_faulted", message, slot.pair)
+            await self._alert("critical", "pair_faulted", message, slot.pair)
             return
         slot.restarts.append(now)
         delay = min(
@@ -376,8 +376,9 @@ class Supervisor:
         )
         slot.state = "restarting"
         log.error("pair_restarting", pair=slot.pair, role=role, error=slot.last_error, in_sec=delay)
-        await self.alert("warning", "actor_restarted", f"{slot.pair}: {slot.last_error}; restarting", slot.pair)
+        # Scheduled before the alert: a restart never waits on (or dies with) the database.
         slot.task = asyncio.get_running_loop().create_task(self._restart_later(slot, delay))
+        await self._alert("warning", "actor_restarted", f"{slot.pair}: {slot.last_error}; restarting", slot.pair)
 
     async def _restart_later(self, slot: PairSlot, delay: float) -> None:
         await asyncio.sleep(delay)
@@ -389,9 +390,16 @@ class Supervisor:
             async with self._lock:
                 await self._failed(slot, "restart", error)
 
+    async def _alert(self, severity: str, kind: str, message: str, pair: str | None) -> None:
+        """An alert that cannot be raised is logged: recovery goes on whatever the alert sink does."""
+        try:
+            await self.alert(severity, kind, message, pair)
+        except Exception as error:
+            log.error("alert_not_raised", kind=kind, pair=pair, error=describe(error))
+
     async def _restart_account(self) -> None:
         log.error("account_guard_restarting")
-        await self.alert("warning", "actor_restarted", "the account guard stopped answering; restarting", None)
+        await self._alert("warning", "actor_restarted", "the account guard stopped answering; restarting", None)
         if self.account is not None:
             self.account.kill()
         await self._start_account()

@@ -460,3 +460,31 @@ async def test_shutdown_halts_drains_upstream_first_closes_in_reverse_within_the
     assert world.calls[-2:] == [("account", "account", "save"), ("account", "account", "close")]
     assert {slot.state for slot in sup.slots.values()} == {"stopped"}
     assert all(key in world.dead for key in [("BTC-USDT", role) for role in ROLES])  # killed
+
+
+async def test_a_restart_goes_on_when_its_alert_cannot_be_written(store: tuple[DesiredStateStore, uuid.UUID]) -> None:
+    """Issue 16, defect 1: the database away, the restart's alert write raised and the restart task died,
+    leaving the pair `restarting` for good with its positions unmanaged."""
+    world = World()
+    sup, transport, _ = supervisor(world, store, restart_backoff_sec=0.05)
+
+    async def database_away(severity: str, kind: str, message: str, pair: str | None) -> None:
+        raise ConnectionRefusedError("the database is not answering")
+
+    sup.alert = database_away
+    await sup.start()
+    world.dead.add(("BTC-USDT", "execution"))
+    await sup.reconcile_once()
+    assert sup.slots["BTC-USDT"].state == "restarting"
+    await restarted(sup, "BTC-USDT")
+    assert sup.slots["BTC-USDT"].state == "running"
+    assert len(transport.created["BTC-USDT"]) == 2
+    # A start that fails while the database is away is rescheduled too, alert or not.
+    world.failing_start.add("BTC-USDT")
+    world.dead.add(("BTC-USDT", "policy"))
+    await sup.reconcile_once()
+    await restarted(sup, "BTC-USDT")
+    assert sup.slots["BTC-USDT"].state == "restarting", "the failed start is scheduled again"
+    world.failing_start.discard("BTC-USDT")
+    while sup.slots["BTC-USDT"].state != "running":
+        await restarted(sup, "BTC-USDT")

@@ -1,0 +1,44 @@
+"""Alerts raised while the database is away are kept, bounded, and written in order when it is back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from storage.alert_outbox import AlertOutbox
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.up = False
+        self.written: list[tuple[str, str, str, dict[str, Any]]] = []
+
+    async def __call__(self, severity: str, kind: str, message: str, **fields: Any) -> int:
+        if not self.up:
+            raise ConnectionRefusedError("the database is not answering")
+        self.written.append((severity, kind, message, fields))
+        return len(self.written)
+
+
+async def test_alerts_are_kept_through_an_outage_and_written_in_order_after() -> None:
+    sink = Sink()
+    outbox = AlertOutbox(sink, capacity=3)
+    assert await outbox.raise_alert("warning", "actor_restarted", "one", pair="BTC-USDT") is False
+    assert await outbox.raise_alert("critical", "pair_faulted", "two", pair="BTC-USDT") is False
+    assert await outbox.flush() is False
+    assert len(outbox.pending) == 2
+    sink.up = True
+    assert await outbox.raise_alert("info", "pair_resumed", "three") is True
+    assert [message for _, _, message, _ in sink.written] == ["one", "two", "three"]
+    assert sink.written[0][3] == {"pair": "BTC-USDT"}
+    assert not outbox.pending
+
+
+async def test_the_oldest_kept_alert_goes_first_when_the_outbox_is_full() -> None:
+    sink = Sink()
+    outbox = AlertOutbox(sink, capacity=2)
+    for message in ("a", "b", "c"):
+        await outbox.raise_alert("warning", "k", message)
+    assert (outbox.dropped, [a.message for a in outbox.pending]) == (1, ["b", "c"])
+    sink.up = True
+    assert await outbox.flush() is True
+    assert [message for _, _, message, _ in sink.written] == ["b", "c"]
