@@ -11,13 +11,13 @@ from typing import Any
 
 from actors.transport import RayTransport
 from config import Settings
+from daemon.alert_outbox import AlertOutbox
 from daemon.cli_runs import record_run_stopped
 from daemon.control_protocol import CommandError
 from daemon.run_setup import ORIGIN_CONTROL, build_plans, check_start, start_run
 from daemon.supervisor import Supervisor
 from domain.fills import FillRules
 from observability import get_logger
-from storage.alert_outbox import AlertOutbox
 from storage.database import Database
 from storage.desired_state import DesiredStateStore
 from storage.ops import OpsStore

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from storage.alert_outbox import AlertOutbox
+from daemon.alert_outbox import AlertOutbox
 
 
 class Sink:
