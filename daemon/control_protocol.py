@@ -83,14 +83,14 @@ def parse_request(line: bytes, token: str | None, known_commands: Collection[str
         raise ProtocolError(BAD_JSON, f"request is not UTF-8 JSON: {_first_line(exc)}") from None
     if not isinstance(value, dict):
         raise ProtocolError(NOT_AN_OBJECT, f"request must be a JSON object, not {_json_type(value)}")
-    if _holds_nul(value):
-        # PostgreSQL text and jsonb cannot hold U+0000: such a command could run without its audit row.
-        raise ProtocolError(BAD_ARGS, "a string in the request holds a NUL character (U+0000)", _safe_id(value))
 
     raw_id = value.get("id")
     if raw_id is not None and (isinstance(raw_id, bool) or not isinstance(raw_id, str | int)):
         raise ProtocolError(BAD_ARGS, f'"id" must be a string or an integer, not {_json_type(raw_id)}')
     request_id: RequestId | None = raw_id
+    if _holds_nul(value):
+        # PostgreSQL text and jsonb cannot hold U+0000: such a command could run without its audit row.
+        raise ProtocolError(BAD_ARGS, "a string in the request holds a NUL character (U+0000)", request_id)
 
     if token is not None and not _token_matches(value.get("token"), token):
         raise ProtocolError(UNAUTHORIZED, 'missing or wrong "token"', request_id)
@@ -144,14 +144,6 @@ def _holds_nul(value: object) -> bool:
         elif isinstance(item, list):
             stack.extend(item)
     return False
-
-
-def _safe_id(value: Mapping[str, object]) -> RequestId | None:
-    """The request's id for an error answer, when it is one an answer can carry."""
-    raw = value.get("id")
-    if isinstance(raw, bool) or not isinstance(raw, str | int) or (isinstance(raw, str) and "\x00" in raw):
-        return None
-    return raw
 
 
 def _reject_constant(name: str) -> NoReturn:
