@@ -200,7 +200,7 @@ def _pairs_table(pairs: Mapping[str, Any]) -> list[str]:
         rows.append(
             (
                 pair,
-                str(view.get("state", "?")),
+                _pair_state(view),
                 str(view.get("effective_state") or view.get("trading_state", "?")),
                 _desired(view.get("desired")),
                 _utc_ms(view.get("last_candle_open_ms")),
@@ -211,6 +211,12 @@ def _pairs_table(pairs: Mapping[str, Any]) -> list[str]:
             )
         )
     return _table(rows, right={5, 6, 7})
+
+
+def _pair_state(view: Mapping[str, Any]) -> str:
+    """The pair's supervision state, and what its start waits for (the venue, the database), if anything."""
+    state = str(view.get("state", "?"))
+    return f"{state} (waits for {view['waiting_on']})" if view.get("waiting_on") else state
 
 
 def _desired(desired: object) -> str:

@@ -19,6 +19,12 @@ the pair. A failed pair's five actors are restarted together, after a backoff th
 restart in `restart_window_sec`: they share in-flight messages, and a restart from checkpoints is one
 path for all of them. After `max_restarts` in the window the pair is FAULTED (logged, alerted, shown in
 status) and left alone; the other pairs trade on. `reconcile` retries FAULTED pairs.
+
+A start that failed only because something outside us was unavailable (the venue rate-limiting or down,
+the database unreachable: `waiting_on`) is not a fault of the pair: it is tried again after the same
+doubling backoff, for as long as it takes, without spending the restart budget (a 60 s database outage
+or a 429 burst must not fault every pair). The first such failure is alerted (`pair_waiting`), and the
+start that succeeds after it too (`pair_recovered`).
 """
 
 from __future__ import annotations
@@ -46,9 +52,11 @@ from actors.transport import (
     describe,
 )
 from config.settings import DaemonSettings
+from domain.errors import TemporaryVenueError
 from observability import get_logger
 from pipeline.risk.account import AccountPolicy
 from pipeline.risk.blocks import effective, not_running
+from storage.availability import database_unreachable
 from storage.desired_state import ACCOUNT, DesiredState
 
 __all__ = ["ROLES", "PairPlan", "PairSlot", "Supervisor", "describe"]
@@ -90,6 +98,10 @@ class PairSlot:
     """The version the risk guard was last told (the pair is at its desired state when equal)."""
     risk_ready: bool = False
     """The risk guard of the actors now starting or running is ready (it can be told desired state)."""
+    waiting_on: str | None = None
+    """What the pair's last start waited for ("the venue", "the database"); None once it started."""
+    waits: int = 0
+    """Starts in a row that failed waiting on something outside (they back off, uncounted)."""
 
     @property
     def pair(self) -> str:
@@ -364,6 +376,11 @@ class Supervisor:
             slot.restarts.popleft()
         slot.last_error = f"{role}: {describe(error)}"
         self._kill(slot)
+        waiting = waiting_on(error)
+        if waiting is not None:
+            await self._wait(slot, waiting)
+            return
+        slot.waiting_on, slot.waits = None, 0
         if len(slot.restarts) >= self.settings.max_restarts:
             slot.state = "faulted"
             message = f"{slot.pair} FAULTED after {len(slot.restarts)} restarts in {window:.0f} s: {slot.last_error}"
@@ -380,6 +397,20 @@ class Supervisor:
         slot.task = asyncio.get_running_loop().create_task(self._restart_later(slot, delay))
         await self._alert("warning", "actor_restarted", f"{slot.pair}: {slot.last_error}; restarting", slot.pair)
 
+    async def _wait(self, slot: PairSlot, waiting: str) -> None:
+        """A start that failed on something outside: try again later, without spending the budget."""
+        first = slot.waiting_on is None
+        slot.waiting_on = waiting
+        slot.waits += 1
+        backoff = self.settings.restart_backoff_sec * 2 ** min(slot.waits - 1, 30)
+        delay = min(backoff, self.settings.restart_backoff_max_sec)
+        slot.state = "restarting"
+        log.warning("pair_waiting", pair=slot.pair, on=waiting, error=slot.last_error, attempt=slot.waits, in_sec=delay)
+        slot.task = asyncio.get_running_loop().create_task(self._restart_later(slot, delay))
+        if first:
+            message = f"{slot.pair} cannot start until {waiting} answers: {slot.last_error}"
+            await self._alert("warning", "pair_waiting", message, slot.pair)
+
     async def _restart_later(self, slot: PairSlot, delay: float) -> None:
         await asyncio.sleep(delay)
         try:
@@ -389,6 +420,11 @@ class Supervisor:
         except BaseException as error:
             async with self._lock:
                 await self._failed(slot, "restart", error)
+            return
+        if slot.waiting_on is not None:
+            waited, slot.waiting_on, slot.waits = slot.waiting_on, None, 0
+            log.info("pair_recovered", pair=slot.pair, waited_on=waited)
+            await self._alert("info", "pair_recovered", f"{slot.pair} started again ({waited} answers)", slot.pair)
 
     async def _alert(self, severity: str, kind: str, message: str, pair: str | None) -> None:
         """An alert that cannot be raised is logged: recovery goes on whatever the alert sink does."""
@@ -443,6 +479,7 @@ class Supervisor:
         status: dict[str, Any] = {
             "state": slot.state.upper() if slot.state == "faulted" else slot.state,
             "restarts": len(slot.restarts),
+            "waiting_on": slot.waiting_on,
             "last_error": slot.last_error,
             "desired": {
                 **self.desired_of(slot.pair).to_json(),
@@ -487,6 +524,19 @@ class Supervisor:
             status["lag_sec"] = topic.get("silent_sec")
             status["feed"] = feed
         return status
+
+
+def waiting_on(error: BaseException) -> str | None:
+    """What a failed start waited for, when an actor's start failed only because the venue ("the
+    venue") or the database ("the database") was unavailable; None for anything else (a fault of ours,
+    an actor that died or did not answer in time)."""
+    if not isinstance(error, ActorUnavailable) or error.failure != "failed" or error.cause is None:
+        return None
+    if isinstance(error.cause, TemporaryVenueError):
+        return "the venue"
+    if database_unreachable(error.cause):
+        return "the database"
+    return None
 
 
 def _stage(handle: object) -> StageHandle:

@@ -1,7 +1,11 @@
 """The feed actor's Ray shell: one pair's market data (every configured interval).
 
 `ready()` warms up first: the last `history_bars` final candles of each interval are made sure of in
-the store (fetched over REST where missing), so the feature actor can open its pipeline. Then the
+the store (fetched over REST where missing), so the feature actor can open its pipeline. A warm-up the
+venue cannot serve now (rate limited, down) is put off when candles of the interval are stored already:
+the stream's catch-up on connecting fills from the newest stored candle, and the pair is back on what it
+has (never trading on candles it lacks). With nothing stored it raises, and the supervisor waits for
+the venue (`daemon.supervisor.waiting_on`). Then the
 feed runs (websocket, REST catch-up and hole healing, gap monitor, retries) and passes every candle
 it stores as final on to the feature actor.
 """
@@ -17,6 +21,7 @@ from typing import Any
 from actors.shell import ActorShell, WorkerEnv
 from actors.transport import FeaturesHandle, Peers
 from domain.candles import Candle, interval_ms
+from domain.errors import TemporaryVenueError
 from domain.market import Interval
 from exchange.bingx.rest import BingXRest
 from market_data.healing import heal_range
@@ -62,7 +67,7 @@ class FeedActor(ActorShell):
             store = CandleStore.of(self.database)
             self.rest = BingXRest(self.source.rest_url, recv_window_ms=self.source.recv_window_ms)
             for interval in self.source.intervals:
-                self.warmed[interval] = await self._warm_up(store, interval)
+                self.warmed[interval] = await self._warm_up_at_start(store, interval)
             self.runner = FeedRunner(
                 self.rest,
                 self.source.ws_url,
@@ -102,6 +107,15 @@ class FeedActor(ActorShell):
                 await self.task
         if self.rest is not None:
             await self.rest.close()
+
+    async def _warm_up_at_start(self, store: CandleStore, interval: Interval) -> int:
+        try:
+            return await self._warm_up(store, interval)
+        except TemporaryVenueError as error:
+            if await store.span(self.pair, interval) is None:
+                raise
+            log.warning("feed_warm_up_deferred", pair=self.pair, interval=interval, error=str(error))
+            return 0
 
     async def _warm_up(self, store: CandleStore, interval: Interval, bars: int | None = None) -> int:
         assert self.rest is not None

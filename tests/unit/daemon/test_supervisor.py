@@ -19,7 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
-from ray.exceptions import ActorDiedError
+from ray.exceptions import ActorDiedError, RayTaskError
 
 from actors.features.actor import FeatureSource
 from actors.feed.actor import FeedSource
@@ -40,6 +40,7 @@ from actors.transport import (
 )
 from config.settings import DaemonSettings
 from daemon.supervisor import Supervisor
+from domain.errors import RateLimitedError
 from domain.fills import FillRules
 from market_data.runner import FeedSchedule
 from pipeline.features.core import GateSettings
@@ -64,6 +65,8 @@ class World:
         self.dead: set[tuple[str, str]] = set()
         self.hung: set[tuple[str, str, str]] = set()
         self.failing_start: set[str] = set()
+        self.start_error: dict[tuple[str, str], BaseException] = {}
+        """A role's `ready` raises this in the actor (reaching the supervisor as Ray delivers it)."""
         self.gates: dict[tuple[str, str, str], asyncio.Event] = {}
         self.next_pid = 1000
 
@@ -84,6 +87,8 @@ class FakeActor:
 
     def answer(self, method: str, *args: Any) -> Any:
         if method == "ready":
+            if (error := self.world.start_error.get((self.pair, self.role))) is not None:
+                raise RayTaskError("ready", "Traceback (in the actor)", error)
             if self.role == "execution" and self.pair in self.world.failing_start:
                 raise RuntimeError("the book cannot be restored")
             assert isinstance(args[0], Peers)
@@ -488,3 +493,47 @@ async def test_a_restart_goes_on_when_its_alert_cannot_be_written(store: tuple[D
     world.failing_start.discard("BTC-USDT")
     while sup.slots["BTC-USDT"].state != "running":
         await restarted(sup, "BTC-USDT")
+
+
+@pytest.mark.parametrize(
+    ("role", "error", "on"),
+    [
+        ("feed", RateLimitedError("429: too many requests", http_status=429, retry_after_sec=1), "the venue"),
+        ("execution", ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 5432)"), "the database"),
+        ("risk", asyncpg.exceptions.CannotConnectNowError("the database system is starting up"), "the database"),
+    ],
+)
+async def test_a_start_that_waits_on_the_venue_or_the_database_retries_without_spending_the_restart_budget(
+    store: tuple[DesiredStateStore, uuid.UUID], role: str, error: BaseException, on: str
+) -> None:
+    """Issue 16, defect 3: a 429 burst (or a database outage) during a restart failed each start, and each
+    failure counted toward FAULTED. Such a start waits: backed off, retried for as long as it takes, the
+    budget untouched, one alert when it begins and one when the pair is back."""
+    world = World()
+    sup, _, alerts = supervisor(world, store, max_restarts=2, restart_backoff_sec=0.01, restart_backoff_max_sec=0.05)
+    await sup.start()
+    world.start_error[("BTC-USDT", role)] = error
+    world.dead.add(("BTC-USDT", "policy"))
+    await sup.reconcile_once()  # one restart spent: the policy died
+    btc = sup.slots["BTC-USDT"]
+    for _ in range(6):  # three times the budget of failed starts
+        await restarted(sup, "BTC-USDT")
+        assert btc.state == "restarting", "still waiting, never FAULTED"
+    status = await sup.pair_status(btc)
+    assert status["waiting_on"] == on
+    assert status["restarts"] == 1
+    assert btc.waits >= 6
+    assert [kind for _, kind, _, _ in alerts.raised] == ["actor_restarted", "pair_waiting"]
+    assert on in alerts.raised[-1][2]
+    del world.start_error[("BTC-USDT", role)]
+    while btc.state != "running":
+        await restarted(sup, "BTC-USDT")
+    assert (await sup.pair_status(btc))["waiting_on"] is None
+    assert alerts.raised[-1][:2] == ("info", "pair_recovered")
+    # A fault of ours still spends the budget (a start that raises anything else, or times out).
+    world.failing_start.add("BTC-USDT")
+    world.dead.add(("BTC-USDT", "policy"))
+    await sup.reconcile_once()
+    while btc.state != "faulted":
+        await restarted(sup, "BTC-USDT")
+    assert sup.slots["ETH-USDT"].state == "running"

@@ -1,0 +1,22 @@
+"""Which errors mean "the database is not reachable now" (as opposed to a query or a bug of ours).
+
+The supervisor asks this of a pair start that failed: a start that failed only because the database
+was down waits and is tried again, and does not count toward the restart budget that makes a pair
+FAULTED (a 60 s outage must not fault every pair).
+"""
+
+from __future__ import annotations
+
+from asyncpg import exceptions as pg
+
+UNREACHABLE: tuple[type[BaseException], ...] = (
+    OSError,  # refused, reset, unreachable, DNS, and asyncpg's connect timeout (TimeoutError)
+    pg.PostgresConnectionError,  # class 08: the connection failed or was lost
+    pg.InterfaceError,  # the connection was closed under us
+    pg.OperatorInterventionError,  # class 57: shutting down, starting up, cannot connect now
+    pg.TooManyConnectionsError,
+)
+
+
+def database_unreachable(error: BaseException) -> bool:
+    return isinstance(error, UNREACHABLE)
