@@ -110,7 +110,24 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
         raise ConfigError(_describe(error, origin, data)) from None
     check_safety(settings, env)
     check_available(settings, ENV_NAMES, frozenset(overrides), path)
+    check_directories(settings)
     return settings
+
+
+def check_directories(settings: Settings) -> None:
+    """The data directory, and the control socket's directory, are directories or can be made ones:
+    each is one, or does not exist and its nearest existing parent is a directory."""
+    data_dir = settings.storage.resolved_data_dir()
+    places = [
+        (("storage", "data_dir"), data_dir),
+        (("control", "socket_path"), settings.control.resolved_socket_path(data_dir).parent),
+    ]
+    for path, place in places:
+        key = ".".join(path) + (f" ({ENV_NAMES[path]})" if path in ENV_NAMES else "")
+        existing = next((p for p in (place, *place.parents) if p.exists()), None)
+        if existing is not None and not existing.is_dir():
+            what = "is not a directory" if existing == place else f"cannot be made: {existing} is not a directory"
+            raise ConfigError(f"{key}: {place} {what}")
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -121,6 +138,10 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} does not exist") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"config file {path} is not UTF-8 text: byte {error.start + 1} cannot be read") from None
+    except RecursionError:
+        raise ConfigError(f"config file {path} nests arrays or tables too deeply to be a configuration") from None
     except OSError as error:
         raise ConfigError(f"config file {path} cannot be read: {error.strerror}") from None
 
@@ -167,7 +188,11 @@ def _convert(name: str, raw: str, annotation: Any) -> Any:
     members = _non_none_members(annotation)
     try:
         if any(get_origin(member) is tuple for member in members):
-            items = [item.strip() for item in raw.split(",") if item.strip()]
+            items = [item.strip() for item in raw.split(",")]
+            if "" in items:
+                raise ConfigError(
+                    f"invalid environment variable {name}: an empty item in {raw!r} (items are separated by commas)"
+                )
             return list(TypeAdapter(annotation).validate_python(items, strict=False))
         if SecretStr in members:
             return raw

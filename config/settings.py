@@ -9,22 +9,31 @@ redacted; `config.redaction.redacted_settings` renders the whole tree for operat
 from __future__ import annotations
 
 import os
+import re
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import unquote
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, StringConstraints, model_validator
 
 from config.dsn import dsn_password
-from domain.market import PAIR_PATTERN, Interval
+from domain.market import PAIR_PATTERN, Interval, parse_interval
 
 Pair = Annotated[str, StringConstraints(pattern=PAIR_PATTERN)]
 # Containers and paths accept the TOML shapes (lists, strings); their items stay strictly typed.
 Pairs = Annotated[tuple[Pair, ...], Field(strict=False)]
 Intervals = Annotated[tuple[Interval, ...], Field(strict=False, min_length=1)]
 ContextIntervals = Annotated[tuple[Interval, ...], Field(strict=False)]
-FilePath = Annotated[Path, Field(strict=False)]
+
+
+def _no_nul(path: Path) -> Path:
+    if "\x00" in str(path):
+        raise ValueError("a path cannot hold a NUL character")
+    return path
+
+
+FilePath = Annotated[Path, Field(strict=False), AfterValidator(_no_nul)]
 
 Environment = Literal["development", "production"]
 TradingMode = Literal["paper", "live"]
@@ -84,6 +93,11 @@ class StorageSettings(Section):
     def _pool_bounds(self) -> StorageSettings:
         if self.pool_min_size > self.pool_max_size:
             raise ValueError("storage.pool_min_size must not exceed storage.pool_max_size")
+        if self.timescale_url is not None:
+            scheme = self.timescale_url.get_secret_value().partition(":")[0]
+            if scheme.lower() not in ("postgresql", "postgres"):
+                shown = scheme if scheme.isascii() and scheme.isalnum() else "?"  # never echo more of a secret
+                raise ValueError(f"storage.timescale_url (TIMESCALE_URL) must be a postgresql:// URL, not {shown}://")
         return self
 
     def resolved_data_dir(self) -> Path:
@@ -187,11 +201,27 @@ class AccountSettings(Section):
 ReplaySpeed = Annotated[float, Field(gt=0)] | Literal["fast"]
 
 
+def _replay_spec(spec: str) -> str:
+    """`PAIR:INTERVAL:FILE`, checked in shape here (the file is read at start-up)."""
+    pair, _, rest = spec.partition(":")
+    interval, _, file = rest.partition(":")
+    if not (pair and interval and file):
+        raise ValueError("expected PAIR:INTERVAL:FILE")
+    if not re.fullmatch(PAIR_PATTERN, pair):
+        raise ValueError(f"{pair!r} is not a BingX symbol (BASE-QUOTE in upper case, e.g. BTC-USDT)")
+    parse_interval(interval)
+    _no_nul(Path(file))
+    return spec
+
+
+ReplaySpec = Annotated[str, AfterValidator(_replay_spec)]
+
+
 class ReplaySettings(Section):
     """`market_data.source = "replay"`: the daemon serves these candle files from an in-process
     BingX-compatible simulator on loopback and trades against it."""
 
-    candles: Annotated[tuple[str, ...], Field(strict=False)] = ()
+    candles: Annotated[tuple[ReplaySpec, ...], Field(strict=False)] = ()
     """`PAIR:INTERVAL:FILE` (relative paths from the config file's directory)."""
     derive: ContextIntervals = ()
     """Longer intervals served aggregated from each file (for `market_data.intervals` beyond the file's)."""
@@ -295,6 +325,11 @@ class Settings(Section):
         refused = [pair for pair in market.pairs if allowed and pair not in allowed]
         if refused:
             raise ValueError(f"market_data.pairs {refused} are not in risk.allowed_instruments {list(allowed)}")
+        if self.run.interval not in market.intervals:
+            raise ValueError(
+                f"run.interval {self.run.interval} is not collected: add it to market_data.intervals"
+                f" (now {list(market.intervals)})"
+            )
         if market.source == "replay" and not self.replay.candles:
             raise ValueError("market_data.source = replay needs replay.candles (PAIR:INTERVAL:FILE)")
         return self

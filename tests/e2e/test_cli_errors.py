@@ -68,3 +68,29 @@ def test_config_and_agent_configuration_errors_exit_with_readable_sentences(tmp_
         '  hyperparameters.lr = "fast": must be a number',
     ]
     assert not (tmp_path / "data").exists()  # refused before the database is opened
+
+
+def test_the_configuration_faults_of_issue_16_stop_config_check_and_run_alike(tmp_path: Path) -> None:
+    """Exit 78 and the one sentence, at `config check` and at `run` (which once gave a traceback)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRADINGD_", "BINGX_", "RL_", "TIMESCALE"))}
+    env["TRADINGD_DATA_DIR"] = str(tmp_path / "data")
+    cases = [
+        (
+            "",
+            {"TRADINGD_DATA_DIR": "/etc/passwd"},
+            "storage.data_dir (TRADINGD_DATA_DIR): /etc/passwd is not a directory",
+        ),
+        ("", {"TIMESCALE_URL": "mysql://u:hunter2@127.0.0.1/db"}, "must be a postgresql:// URL, not mysql://"),
+        ('[run]\ninterval = "4h"\n', {}, "run.interval 4h is not collected"),
+        (b"\xff = 1\n", {}, "is not UTF-8 text"),
+    ]
+    for number, (content, extra, line) in enumerate(cases):
+        config = tmp_path / f"tradingd-{number}.toml"
+        config.write_bytes(content if isinstance(content, bytes) else content.encode())
+        for command in (("config", "check"), ("run",)):
+            done = tradingd({**env, **extra}, "--config", str(config), *command, timeout=60)
+            assert done.returncode == 78, (command, done.stderr)
+            assert line in done.stderr
+            assert "Traceback" not in done.stderr
+            assert "hunter2" not in done.stderr + done.stdout
+    assert not (tmp_path / "data").exists()
