@@ -1,12 +1,15 @@
 """Alerts that outlive a database outage: an alert that cannot be written is kept (up to `capacity`, the
-oldest dropped first and counted) and written, in order, before the next one or at the next `flush`.
-Recovery must never wait on the database: raising an alert never raises."""
+oldest dropped first and counted) and written, in order, before the next one or at the next `flush`,
+with the time it was raised (not the time it was written). Recovery must never wait on the database:
+raising an alert never raises. Each alert kept is logged once (`alert_kept`), and the kept alerts
+written when the database is back once (`alerts_written`), however often a flush is tried meanwhile."""
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from observability import get_logger
@@ -22,6 +25,7 @@ class PendingAlert:
     kind: str
     message: str
     fields: dict[str, Any]
+    raised_at: datetime
 
 
 @dataclass
@@ -30,23 +34,36 @@ class AlertOutbox:
     capacity: int = 1000
     pending: deque[PendingAlert] = field(default_factory=deque)
     dropped: int = 0
+    _failing: bool = False
+    """The last write failed: the next that succeeds writes what was kept (and says so)."""
 
     async def raise_alert(self, severity: str, kind: str, message: str, **fields: Any) -> bool:
         """Write the alert (after any kept earlier); False when it was kept for later instead."""
-        self._keep(PendingAlert(severity, kind, message, fields))
-        return await self.flush()
+        self._keep(PendingAlert(severity, kind, message, fields, datetime.now(UTC)))
+        error = await self._write_pending()
+        if error is not None:
+            log.warning("alert_kept", kind=kind, kept=len(self.pending), error=type(error).__name__)
+        return error is None
 
     async def flush(self) -> bool:
         """Write what is kept, oldest first; True when nothing is left."""
+        return await self._write_pending() is None
+
+    async def _write_pending(self) -> Exception | None:
+        written = 0
         while self.pending:
             alert = self.pending[0]
             try:
-                await self.write(alert.severity, alert.kind, alert.message, **alert.fields)
-            except Exception as error:  # the database is away: keep it, say so once per attempt
-                log.warning("alert_kept", kind=alert.kind, kept=len(self.pending), error=type(error).__name__)
-                return False
+                await self.write(alert.severity, alert.kind, alert.message, **alert.fields, raised_at=alert.raised_at)
+            except Exception as error:  # the database is away: keep it
+                self._failing = True
+                return error
             self.pending.popleft()
-        return True
+            written += 1
+        if self._failing:
+            log.info("alerts_written", written=written)
+            self._failing = False
+        return None
 
     def _keep(self, alert: PendingAlert) -> None:
         if len(self.pending) >= self.capacity:

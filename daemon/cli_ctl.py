@@ -163,9 +163,16 @@ def _status(body: Mapping[str, Any]) -> str:
     if pairs:
         lines.append("")
         lines.extend(_pairs_table(pairs))
+    database = body.get("database") or {}
+    if database.get("reachable") is False:
+        lines.insert(2, f"database UNREACHABLE ({database.get('error')}): what the actors hold is shown")
     if body.get("run"):
         lines.append("")
-        lines.extend(_trades_table(body.get("open_trades") or [], pairs))
+        trades = body.get("open_trades")
+        if trades is None:
+            lines.append("open trades: unknown until the database answers")
+        else:
+            lines.extend(_trades_table(trades, pairs))
     return "\n".join(lines)
 
 

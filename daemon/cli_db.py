@@ -43,7 +43,8 @@ def storage_options(settings: Settings) -> StorageOptions:
 
 async def open_database(settings: Settings) -> Database | None:
     """The configured database, or None after telling the operator why it cannot be opened."""
-    from storage.database import Database, StorageUnavailableError
+    from storage.availability import StorageUnavailableError
+    from storage.database import Database
 
     try:
         return await Database.open(storage_options(settings))

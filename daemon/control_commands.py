@@ -13,14 +13,16 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from actors.transport import ActorUnavailable, PairActors
+from actors.transport import ActorUnavailable, PairActors, describe
 from daemon.control_protocol import CommandError, ControlRequest
 from daemon.control_server import ControlServer
 from daemon.risk_limits import risk_limits
 from daemon.run_setup import RunSetupError
 from daemon.run_state import DaemonState
+from daemon.supervisor import DesiredStateNotSaved
 from domain.market import INTERVALS
 from pipeline.risk.blocks import not_running
+from storage.availability import database_unreachable
 from storage.desired_state import ACCOUNT, DesiredState
 from storage.ops import OpenTrade, OpsStore
 from storage.retry_queue import RetryQueue
@@ -131,9 +133,19 @@ async def status(state: DaemonState, args: Mapping[str, object]) -> Mapping[str,
             except ActorUnavailable:
                 account = {"error": "the account guard did not answer"}
             account = {**account, "desired": supervisor.desired_of(ACCOUNT).to_json()}
-    open_trades: list[dict[str, object]] = []
+    open_trades: list[dict[str, object]] | None = []
+    database: dict[str, object] = {"reachable": True}
     if supervisor is not None and state.run is not None:
-        account, open_trades = await _money(state, supervisor, account, pairs)
+        account = await _money(state, supervisor, account, pairs)
+        try:
+            trades = await OpsStore(state.database.pool).open_trades(state.run.id)
+        except Exception as error:
+            # During an outage status still answers with what the actors know; the trades are read later.
+            if not database_unreachable(error):
+                raise
+            open_trades, database = None, {"reachable": False, "error": describe(error)}
+        else:
+            open_trades = [_open_trade(trade, _mark(pairs.get(trade.pair))) for trade in trades]
     return {
         "daemon": {
             "pid": os.getpid(),
@@ -144,20 +156,23 @@ async def status(state: DaemonState, args: Mapping[str, object]) -> Mapping[str,
         "account": account,
         "pairs": pairs,
         "open_trades": open_trades,
+        "database": database,
     }
 
 
-async def _money(
-    state: DaemonState, supervisor: Any, account: object, pairs: dict[str, Any]
-) -> tuple[object, list[dict[str, object]]]:
-    """Status's money: each pair's contract grid (for display), the account's balance and equity, and
-    the run's open trades with their unrealised PnL at the pair's last mark.
+def _mark(view: object) -> Decimal | None:
+    position = view.get("position") if isinstance(view, Mapping) else None
+    return Decimal(position["mark"]) if isinstance(position, Mapping) else None
+
+
+async def _money(state: DaemonState, supervisor: Any, account: object, pairs: dict[str, Any]) -> object:
+    """Status's money: each pair's contract grid (for display), the account's balance and equity (the
+    open trades, with their unrealised PnL at the pair's last mark, are read beside it).
 
     The pairs of a run trade one paper account of `run.initial_equity`: its balance is that plus every
     pair's realised PnL less fees, its equity the balance plus the open positions' unrealised PnL. Both
     are None while a pair's execution actor does not answer (its PnL is unknown then)."""
     assert state.run is not None
-    marks: dict[str, Decimal] = {}
     initial: Decimal | None = None
     balance, unrealised, known = Decimal(0), Decimal(0), True
     for slot in supervisor.slots.values():
@@ -168,7 +183,6 @@ async def _money(
         if not isinstance(position, Mapping):
             known = False
             continue
-        marks[slot.pair] = Decimal(position["mark"])
         balance += Decimal(position["realised_pnl"]) - Decimal(position["fees"])
         unrealised += Decimal(position["unrealised_pnl"])
     if initial is not None:
@@ -179,8 +193,7 @@ async def _money(
             "equity": str(initial + balance + unrealised) if known else None,
         }
         account = {**account, **money} if isinstance(account, Mapping) else money
-    trades = await OpsStore(state.database.pool).open_trades(state.run.id)
-    return account, [_open_trade(trade, marks.get(trade.pair)) for trade in trades]
+    return account
 
 
 def _open_trade(trade: OpenTrade, mark: Decimal | None) -> dict[str, object]:
@@ -223,6 +236,9 @@ async def pause(state: DaemonState, args: Mapping[str, object]) -> Mapping[str, 
     }
     if kept:
         answer["kept"] = kept
+    if any(name in supervisor.unsaved for name in states):
+        answer["saved"] = False
+        answer["not_saved"] = "the database is unreachable: the pause is applied and is stored when it answers"
     return answer
 
 
@@ -240,7 +256,13 @@ async def resume(state: DaemonState, args: Mapping[str, object]) -> Mapping[str,
     pair = _text(args, "pair")
     supervisor = state.require_supervisor()
     _slots(state, pair)
-    await supervisor.set_desired(pair, DesiredState("ACTIVE"), "control-socket")
+    try:
+        await supervisor.set_desired(pair, DesiredState("ACTIVE"), "control-socket")
+    except DesiredStateNotSaved as error:
+        raise CommandError(
+            "database_unreachable",
+            f"the database is unreachable ({error}): a resume is refused until it can be stored",
+        ) from None
     slots = supervisor.running(pair)
     answer: dict[str, object] = {}
     account_view = None

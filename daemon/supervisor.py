@@ -35,6 +35,7 @@ import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Literal, Protocol, TypeVar
 
 from actors.shell import WorkerEnv
@@ -59,7 +60,7 @@ from pipeline.risk.blocks import effective, not_running
 from storage.availability import database_unreachable
 from storage.desired_state import ACCOUNT, DesiredState
 
-__all__ = ["ROLES", "PairPlan", "PairSlot", "Supervisor", "describe"]
+__all__ = ["ROLES", "DesiredStateNotSaved", "PairPlan", "PairSlot", "Supervisor", "describe"]
 
 log = get_logger("tradingd.supervisor")
 
@@ -67,6 +68,10 @@ PairState = Literal["starting", "running", "restarting", "faulted", "stopped"]
 AlertCallback = Callable[[str, str, str, str | None], Awaitable[None]]
 """(severity, kind, message, pair)"""
 T = TypeVar("T")
+
+
+class DesiredStateNotSaved(Exception):
+    """A resume the database could not store, refused (the message says why the database did not answer)."""
 
 
 class DesiredStates(Protocol):
@@ -131,6 +136,8 @@ class Supervisor:
         self.account: AccountHandle | None = None
         self.account_pid: int | None = None
         self.account_misses: deque[float] = deque()
+        self.unsaved: dict[str, tuple[DesiredState, str]] = {}
+        """Pauses applied while the database was unreachable, to be stored (scope -> (state, by))."""
         self._lock = asyncio.Lock()
 
     # ---------------------------------------------------------------- start and stop
@@ -250,7 +257,7 @@ class Supervisor:
         if pair is None:
             scopes[ACCOUNT] = desired
         if self.run_id is not None:
-            scopes = await self.store.save(self.run_id, scopes, by)
+            scopes = await self._save_desired(scopes, by)
         self.desired.update(scopes)
         slots = [self.slots[name] for name in targets]
         for slot in slots:
@@ -274,6 +281,45 @@ class Supervisor:
                 states[slot.pair] = answer
         return states
 
+    async def _save_desired(self, scopes: dict[str, DesiredState], by: str) -> dict[str, DesiredState]:
+        """Store the scopes' desired states. With the database unreachable a pause (HALTED, REDUCING) is
+        applied all the same and kept to be stored by the reconcile loop, since stopping new entries must
+        not wait on the database; a resume is refused (`DesiredStateNotSaved`): trading again is never
+        ordered on a wish that a restart would forget."""
+        assert self.run_id is not None
+        try:
+            stored = await self.store.save(self.run_id, scopes, by)
+        except Exception as error:
+            if not database_unreachable(error):
+                raise
+            if any(state.trading_state == "ACTIVE" for state in scopes.values()):
+                raise DesiredStateNotSaved(describe(error)) from None
+            now = datetime.now(UTC)
+            kept = {scope: DesiredState(state.trading_state, state.reason, now, by) for scope, state in scopes.items()}
+            self.unsaved.update({scope: (state, by) for scope, state in kept.items()})
+            log.error("desired_state_not_saved", scopes=sorted(kept), error=describe(error))
+            return kept
+        for scope in stored:
+            self.unsaved.pop(scope, None)
+        return stored
+
+    async def _save_unsaved(self) -> None:
+        """The reconcile loop: store the pauses an outage kept (the newest wish of each scope)."""
+        if not self.unsaved or self.run_id is None:
+            return
+        pending = dict(self.unsaved)
+        try:
+            for by in {by for _, by in pending.values()}:
+                await self.store.save(self.run_id, {s: state for s, (state, b) in pending.items() if b == by}, by)
+        except Exception as error:
+            if not database_unreachable(error):
+                log.error("desired_state_not_saved", scopes=sorted(pending), error=describe(error))
+            return
+        for scope, kept in pending.items():
+            if self.unsaved.get(scope) == kept:
+                del self.unsaved[scope]
+        log.info("desired_state_saved", scopes=sorted(pending))
+
     async def _apply_desired(self, slot: PairSlot, actors: PairActors, *, wait_sec: float) -> str | None:
         """Tell the pair's risk guard its desired state (unless nothing was ever asked: the checkpoint
         of a run from before desired state stands); its trading state then."""
@@ -292,6 +338,7 @@ class Supervisor:
         """Health-check every running pair and the account guard; restart what failed; bring every
         running pair to its desired state."""
         async with self._lock:
+            await self._save_unsaved()
             if self.account is not None and not await self._account_healthy(self.account):
                 await self._restart_account()
             for slot in self.slots.values():

@@ -9,6 +9,17 @@ from __future__ import annotations
 
 from asyncpg import exceptions as pg
 
+
+class StorageUnavailableError(RuntimeError):
+    """The database cannot be reached or prepared; the message says which and why (never a password).
+    `unreachable`: because it did not answer (an outage that will pass), not because it refused us (a
+    wrong password or database name, which waiting cannot mend)."""
+
+    def __init__(self, message: str, *, unreachable: bool = False) -> None:
+        super().__init__(message)
+        self.unreachable = unreachable
+
+
 UNREACHABLE: tuple[type[BaseException], ...] = (
     OSError,  # refused, reset, unreachable, DNS, and asyncpg's connect timeout (TimeoutError)
     pg.PostgresConnectionError,  # class 08: the connection failed or was lost
@@ -19,4 +30,6 @@ UNREACHABLE: tuple[type[BaseException], ...] = (
 
 
 def database_unreachable(error: BaseException) -> bool:
+    if isinstance(error, StorageUnavailableError):
+        return error.unreachable
     return isinstance(error, UNREACHABLE)

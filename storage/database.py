@@ -13,13 +13,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
+from storage.availability import StorageUnavailableError, database_unreachable
 from storage.embedded import EmbeddedPostgres, EmbeddedPostgresError
 
 EMBEDDED_DATABASE = "tradingd"
-
-
-class StorageUnavailableError(RuntimeError):
-    """The database cannot be reached or prepared; the message says which and why (never a password)."""
 
 
 @dataclass(frozen=True)
@@ -89,7 +86,9 @@ class Database:
         except (TimeoutError, OSError, asyncpg.PostgresError) as error:
             if embedded is not None:
                 await asyncio.to_thread(embedded.stop)
-            raise StorageUnavailableError(f"cannot connect to {target}: {type(error).__name__}: {error}") from None
+            raise StorageUnavailableError(
+                f"cannot connect to {target}: {type(error).__name__}: {error}", unreachable=database_unreachable(error)
+            ) from None
         return cls(pool, embedded, target, copy_supported=not pglite, dsn=dsn)
 
     async def close(self, grace_sec: float = 10.0) -> None:

@@ -80,10 +80,12 @@ class OpsStore:
         run_id: uuid.UUID | None = None,
         trace_id: str | None = None,
         details: Mapping[str, Any] | None = None,
+        raised_at: datetime | None = None,
     ) -> int:
+        """`raised_at`: when it was raised, if before now (an alert kept through a database outage)."""
         alert_id: int = await self._pool.fetchval(
-            "INSERT INTO alerts (severity, kind, pair, run_id, message, trace_id, details) "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+            "INSERT INTO alerts (severity, kind, pair, run_id, message, trace_id, details, raised_at) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce($8, now())) RETURNING id",
             severity,
             kind,
             pair,
@@ -91,6 +93,7 @@ class OpsStore:
             message,
             trace_id,
             dict(details or {}),
+            raised_at,
         )
         return alert_id
 

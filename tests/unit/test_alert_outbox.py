@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
+
+from structlog.testing import capture_logs
 
 from daemon.alert_outbox import AlertOutbox
 
@@ -29,8 +32,30 @@ async def test_alerts_are_kept_through_an_outage_and_written_in_order_after() ->
     sink.up = True
     assert await outbox.raise_alert("info", "pair_resumed", "three") is True
     assert [message for _, _, message, _ in sink.written] == ["one", "two", "three"]
-    assert sink.written[0][3] == {"pair": "BTC-USDT"}
+    assert sink.written[0][3]["pair"] == "BTC-USDT"
+    raised = [fields["raised_at"] for *_, fields in sink.written]
+    assert all(isinstance(at, datetime) for at in raised)
+    assert raised == sorted(raised), "each alert carries the time it was raised, not the time it was written"
     assert not outbox.pending
+
+
+async def test_each_kept_alert_is_logged_once_however_often_a_flush_fails() -> None:
+    sink = Sink()
+    outbox = AlertOutbox(sink)
+    with capture_logs() as logs:
+        await outbox.raise_alert("warning", "actor_restarted", "one")
+        for _ in range(20):  # the reconcile loop, every few seconds of the outage
+            assert await outbox.flush() is False
+        await outbox.raise_alert("warning", "pair_waiting", "two")
+        sink.up = True
+        assert await outbox.flush() is True
+        assert await outbox.flush() is True
+    events = [(entry["event"], entry.get("kind"), entry.get("written")) for entry in logs]
+    assert events == [
+        ("alert_kept", "actor_restarted", None),
+        ("alert_kept", "pair_waiting", None),
+        ("alerts_written", None, 2),
+    ]
 
 
 async def test_the_oldest_kept_alert_goes_first_when_the_outbox_is_full() -> None:

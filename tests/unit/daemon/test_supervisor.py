@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -39,13 +39,14 @@ from actors.transport import (
     RiskHandle,
 )
 from config.settings import DaemonSettings
-from daemon.supervisor import Supervisor
+from daemon.supervisor import DesiredStateNotSaved, Supervisor
 from domain.errors import RateLimitedError
 from domain.fills import FillRules
 from market_data.runner import FeedSchedule
 from pipeline.features.core import GateSettings
 from pipeline.policy.source import PolicySource
 from pipeline.risk.account import AccountPolicy
+from storage.availability import StorageUnavailableError
 from storage.database import Database, StorageOptions
 from storage.desired_state import ACCOUNT, DesiredState, DesiredStateStore
 from storage.migrator import migrate
@@ -501,6 +502,11 @@ async def test_a_restart_goes_on_when_its_alert_cannot_be_written(store: tuple[D
         ("feed", RateLimitedError("429: too many requests", http_status=429, retry_after_sec=1), "the venue"),
         ("execution", ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 5432)"), "the database"),
         ("risk", asyncpg.exceptions.CannotConnectNowError("the database system is starting up"), "the database"),
+        (
+            "features",
+            StorageUnavailableError("cannot connect to localhost/postgres: FileNotFoundError", unreachable=True),
+            "the database",
+        ),
     ],
 )
 async def test_a_start_that_waits_on_the_venue_or_the_database_retries_without_spending_the_restart_budget(
@@ -537,3 +543,59 @@ async def test_a_start_that_waits_on_the_venue_or_the_database_retries_without_s
     while btc.state != "faulted":
         await restarted(sup, "BTC-USDT")
     assert sup.slots["ETH-USDT"].state == "running"
+
+
+async def test_a_database_that_refuses_us_is_a_fault_not_a_wait(store: tuple[DesiredStateStore, uuid.UUID]) -> None:
+    """A wrong password or database name does not pass with time: those starts spend the budget."""
+    world = World()
+    sup, _, _ = supervisor(world, store, max_restarts=2, restart_backoff_sec=0.01)
+    await sup.start()
+    refused = StorageUnavailableError("cannot connect to db: InvalidPasswordError: password authentication failed")
+    world.start_error[("BTC-USDT", "execution")] = refused
+    world.dead.add(("BTC-USDT", "policy"))
+    await sup.reconcile_once()
+    btc = sup.slots["BTC-USDT"]
+    while btc.state != "faulted":
+        await restarted(sup, "BTC-USDT")
+    assert btc.waiting_on is None
+
+
+class AwayStore:
+    """The real desired-state store behind a database that can be away (its writes refused)."""
+
+    def __init__(self, real: DesiredStateStore) -> None:
+        self.real, self.away = real, False
+
+    async def load(self, run_id: uuid.UUID) -> dict[str, DesiredState]:
+        return await self.real.load(run_id)
+
+    async def save(
+        self, run_id: uuid.UUID, states: Mapping[str, DesiredState], updated_by: str
+    ) -> dict[str, DesiredState]:
+        if self.away:
+            raise ConnectionRefusedError(111, "Connect call failed")
+        return await self.real.save(run_id, states, updated_by)
+
+
+async def test_a_pause_during_a_database_outage_is_applied_and_stored_later_a_resume_is_refused(
+    store: tuple[DesiredStateStore, uuid.UUID],
+) -> None:
+    world = World()
+    sup, _, _ = supervisor(world, store)
+    away = AwayStore(store[0])
+    sup.store = away
+    await sup.start()
+    away.away = True
+    states = await sup.set_desired("BTC-USDT", DesiredState("HALTED", "operator_pause"), "test")
+    assert states == {"BTC-USDT": "HALTED"}, "applied at once, the database away"
+    assert set(sup.unsaved) == {"BTC-USDT"}
+    with pytest.raises(DesiredStateNotSaved):
+        await sup.set_desired("BTC-USDT", DesiredState("ACTIVE"), "test")
+    assert sup.desired_of("BTC-USDT").trading_state == "HALTED"
+    await sup.reconcile_once()  # still away: kept
+    assert set(sup.unsaved) == {"BTC-USDT"}
+    away.away = False
+    await sup.reconcile_once()
+    assert not sup.unsaved
+    stored = await store[0].load(store[1])
+    assert (stored["BTC-USDT"].trading_state, stored["BTC-USDT"].reason) == ("HALTED", "operator_pause")
