@@ -256,6 +256,9 @@ class DaemonSettings(Section):
     restart_window_sec: float = Field(default=600.0, gt=0)
     shutdown_deadline_sec: float = Field(default=60.0, gt=0)
     heartbeat_sec: float = Field(default=30.0, gt=0)
+    stall_after_sec: float = Field(default=300.0, gt=0)
+    """How long every running pair may hold a final candle it has not decided before the daemon counts as
+    stalled: it stops sending WATCHDOG=1 (systemd restarts it) and raises a `daemon_stalled` alert."""
     gap_patience_sec: float = Field(default=30.0, ge=0)
     """How long the feature actor waits for a missing candle before it moves past it."""
     stale_after_sec: float = Field(default=120.0, gt=0)

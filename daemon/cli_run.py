@@ -192,13 +192,37 @@ async def _run_daemon(
             log.info("daemon_stopped", clean=True, during_startup=stopped_during)
 
 
+async def _watchdog(state: DaemonState, notifier: Notifier, withheld: bool) -> bool:
+    """WATCHDOG=1, unless the daemon is stalled (every running pair holds a candle it has not decided for
+    `daemon.stall_after_sec`): then it is withheld, so systemd restarts the daemon, and an alert says why.
+    True while withheld."""
+    stalled = state.supervisor.stalled() if state.supervisor is not None else {}
+    if not stalled:
+        if withheld:
+            log.warning("watchdog_resumed")
+        notifier.watchdog()
+        return False
+    if not withheld:
+        limit = state.settings.daemon.stall_after_sec
+        log.critical("watchdog_withheld", stalled_sec=stalled, stall_after_sec=limit)
+        if state.alerts is not None:
+            message = (
+                f"no pair has decided an arrived candle for {limit:g} s ({', '.join(sorted(stalled))}): "
+                "the watchdog is withheld, systemd restarts the daemon"
+            )
+            run_id = None if state.run is None else state.run.id
+            await state.alerts.raise_alert("critical", "daemon_stalled", message, run_id=run_id)
+    return True
+
+
 async def _main_loop(state: DaemonState, notifier: Notifier) -> None:
     settings = state.settings.daemon
     watchdog = notifier.watchdog_interval_sec
     tick = min(settings.health_interval_sec, watchdog if watchdog else settings.health_interval_sec)
     next_health = next_heartbeat = time.monotonic()
+    withheld = False
     while not state.stop.is_set():
-        notifier.watchdog()
+        withheld = await _watchdog(state, notifier, withheld)
         now = time.monotonic()
         if now >= next_health:
             next_health = now + settings.health_interval_sec

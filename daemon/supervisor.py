@@ -53,6 +53,8 @@ from actors.transport import (
     describe,
 )
 from config.settings import DaemonSettings
+from daemon.progress_watch import ProgressWatch
+from domain.candles import interval_ms
 from domain.errors import TemporaryVenueError
 from observability import get_logger
 from pipeline.risk.account import AccountPolicy
@@ -136,6 +138,7 @@ class Supervisor:
         self.account: AccountHandle | None = None
         self.account_pid: int | None = None
         self.account_misses: deque[float] = deque()
+        self.progress = ProgressWatch(settings.stall_after_sec)
         self.unsaved: dict[str, tuple[DesiredState, str]] = {}
         """Pauses applied while the database was unreachable, to be stored (scope -> (state, by))."""
         self._lock = asyncio.Lock()
@@ -401,11 +404,17 @@ class Supervisor:
         return True
 
     async def _check_freshness(self, slot: PairSlot, actors: PairActors) -> None:
-        """A source silent for `stale_after_sec` pauses the pair (automatically); data resumes it."""
+        """A source silent for `stale_after_sec` pauses the pair (automatically); data resumes it. And the
+        watchdog's view: the newest candle the feed holds beside the newest one decided."""
         timeout = self.settings.health_timeout_sec
         try:
-            status = await actors.feed.status(wait_sec=timeout)
+            status, execution = await asyncio.gather(
+                actors.feed.status(wait_sec=timeout), actors.execution.status(wait_sec=timeout)
+            )
             topic = status["topics"].get(f"{slot.pair}@kline_{slot.plan.context.interval}", {})
+            last_sequence = int(execution["last_sequence"])
+            decided = last_sequence * interval_ms(slot.plan.context.interval) if last_sequence >= 0 else None
+            self.progress.observe(slot.pair, topic.get("last_final_open_ms"), decided, time.monotonic())
             silent = topic.get("silent_sec")
             started = slot.started_at or time.monotonic()
             quiet = silent if silent is not None else time.monotonic() - started
@@ -423,6 +432,7 @@ class Supervisor:
             slot.restarts.popleft()
         slot.last_error = f"{role}: {describe(error)}"
         self._kill(slot)
+        self.progress.forget(slot.pair)
         waiting = waiting_on(error)
         if waiting is not None:
             await self._wait(slot, waiting)
@@ -496,6 +506,12 @@ class Supervisor:
                     account.report(await slot.actors.execution.report_now(wait_sec=5))
                 except ActorUnavailable:
                     continue
+
+    def stalled(self) -> dict[str, float]:
+        """Every running pair and how long it has held an undecided candle, when all of them have for
+        `stall_after_sec` (see `daemon.progress_watch`); else empty."""
+        running = [slot.pair for slot in self.slots.values() if slot.state == "running"]
+        return self.progress.stalled(running, time.monotonic())
 
     async def retry_faulted(self) -> list[str]:
         """`reconcile`: FAULTED pairs get a fresh start (and a fresh restart budget)."""

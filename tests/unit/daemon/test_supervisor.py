@@ -104,7 +104,13 @@ class FakeActor:
         if method == "reconciled":
             return self.operator_state or "ACTIVE"
         if method in ("status", "summary"):
-            return {"trading_state": "ACTIVE", "blocked_by": [], "topics": {}, "last_decided_open_ms": None}
+            return {
+                "trading_state": "ACTIVE",
+                "blocked_by": [],
+                "topics": {},
+                "last_decided_open_ms": None,
+                "last_sequence": -1,
+            }
         if method == "report":
             return None
         if method == "source":
