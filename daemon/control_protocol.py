@@ -87,10 +87,12 @@ def parse_request(line: bytes, token: str | None, known_commands: Collection[str
     raw_id = value.get("id")
     if raw_id is not None and (isinstance(raw_id, bool) or not isinstance(raw_id, str | int)):
         raise ProtocolError(BAD_ARGS, f'"id" must be a string or an integer, not {_json_type(raw_id)}')
+    if (unstorable := _unstorable(raw_id)) is not None:
+        raise ProtocolError(BAD_ARGS, f'"id": {unstorable}')  # answered without it: it cannot be written back
     request_id: RequestId | None = raw_id
-    if _holds_nul(value):
-        # PostgreSQL text and jsonb cannot hold U+0000: such a command could run without its audit row.
-        raise ProtocolError(BAD_ARGS, "a string in the request holds a NUL character (U+0000)", request_id)
+    if (unstorable := _unstorable(value)) is not None:
+        # PostgreSQL text and jsonb cannot hold these: such a command could run without its audit row.
+        raise ProtocolError(BAD_ARGS, unstorable, request_id)
 
     if token is not None and not _token_matches(value.get("token"), token):
         raise ProtocolError(UNAUTHORIZED, 'missing or wrong "token"', request_id)
@@ -130,20 +132,25 @@ def _token_matches(given: object, expected: str) -> bool:
     return isinstance(given, str) and hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
 
 
-def _holds_nul(value: object) -> bool:
-    """Whether any key or string anywhere in a parsed request holds U+0000."""
+def _unstorable(value: object) -> str | None:
+    """Why some key or string anywhere in a parsed request cannot be stored as text (None if all can):
+    it holds U+0000, or a lone surrogate (a `\\ud800` escape), which is not UTF-8."""
     stack = [value]
     while stack:
         item = stack.pop()
         if isinstance(item, str):
             if "\x00" in item:
-                return True
+                return "a string in the request holds a NUL character (U+0000)"
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return "a string in the request holds a lone surrogate (not UTF-8)"
         elif isinstance(item, dict):
             stack.extend(item.keys())
             stack.extend(item.values())
         elif isinstance(item, list):
             stack.extend(item)
-    return False
+    return None
 
 
 def _reject_constant(name: str) -> NoReturn:

@@ -53,7 +53,7 @@ async def stored(database: Database) -> list[tuple[int, float, str]]:
         (9, lambda r: FileCandle(r.open_time_ms, r.open, r.high, r.low, r.close, "-1"), "negative volume"),
         (12, lambda r: FileCandle(r.open_time_ms + 1, r.open, r.high, r.low, r.close, r.volume), "not aligned"),
         (15, lambda r: FileCandle(r.open_time_ms, "0", r.high, r.low, r.close, r.volume), "non-positive price"),
-        (20, lambda r: FileCandle(r.open_time_ms, r.open, r.high, r.low, "nan", r.volume), "non-finite value"),
+        (20, lambda r: FileCandle(r.open_time_ms, r.open, r.high, r.low, "nan", r.volume), "not a number"),
     ],
 )
 async def test_a_bad_line_is_named_and_nothing_is_written(
