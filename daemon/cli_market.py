@@ -60,6 +60,11 @@ def add_market_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     sim.add_argument("--port", type=int, default=0)
     sim.add_argument("--speed", default="1", help="times real time (e.g. 1, 60), or 'fast' (as fast as clients read)")
     sim.add_argument("--start", type=int, metavar="MS", help="simulated start time (default: the first candle)")
+    sim.add_argument(
+        "--faults",
+        action="store_true",
+        help="also serve POST /sim/faults (not a BingX path): 429/5xx bursts, stalls, drops and raw frames for tests",
+    )
 
 
 def venue_failure(error: VenueError, command: str, retry_hint: str) -> int:
@@ -296,7 +301,7 @@ async def run_simulator(args: argparse.Namespace) -> int:
             return exit_codes.USAGE
     start = args.start if args.start is not None else min(s.first_ms for s in series)
     simulator = BingXSimulator(series, ReplayClock(start), pace=pace)  # type: ignore[arg-type]
-    await simulator.start(port=args.port)
+    await simulator.start(port=args.port, faults_route=args.faults)
     print(json.dumps({"rest_url": simulator.rest_url, "ws_url": simulator.ws_url}), flush=True)
     _log().info("simulator_started", rest_url=simulator.rest_url, ws_url=simulator.ws_url, pace=args.speed)
     stop = asyncio.Event()

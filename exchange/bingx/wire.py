@@ -155,7 +155,7 @@ def parse_kline_response(status: int, body: bytes, pair: str, interval: Interval
     if status == 200:
         try:
             document = _REST_KLINES.decode(body)
-        except (msgspec.ValidationError, msgspec.DecodeError):
+        except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):  # the slow path says why
             document = None
         if document is not None and document.code == 0:
             rows = document.data or []

@@ -9,6 +9,7 @@ fetched only the missing windows).
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 import zlib
 from collections import deque
@@ -31,6 +32,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 KLINE_LIMIT_DEFAULT = 500
 KLINE_LIMIT_MAX = 1440
 REQUEST_LOG_SIZE = 100_000
+FAULTS_PATH = "/sim/faults"
 
 
 @dataclass
@@ -120,10 +122,14 @@ class BingXSimulator:
         self.rest_url = ""
         self.ws_url = ""
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+    async def start(self, host: str = "127.0.0.1", port: int = 0, *, faults_route: bool = False) -> str:
+        """Serve on loopback. `faults_route`: also `POST /sim/faults` (not a BingX path, and only when
+        asked), through which a test in another process makes the venue misbehave (`_set_faults`)."""
         if host not in ("127.0.0.1", "::1", "localhost"):
             raise ValueError("the simulator listens on loopback only")
         app = web.Application(middlewares=[self._faults_and_log])
+        if faults_route:
+            app.router.add_post(FAULTS_PATH, self._set_faults)
         app.router.add_get("/openApi/swap/v2/server/time", self._server_time)
         app.router.add_get("/openApi/swap/v2/quote/contracts", self._contracts)
         app.router.add_get("/openApi/swap/v3/quote/klines", self._klines)
@@ -174,9 +180,36 @@ class BingXSimulator:
 
     # ---------------------------------------------------------------- middleware
 
+    async def _set_faults(self, request: web.Request) -> web.Response:
+        """`{"http_errors": [429, 503], "latency_sec": 0.5, "stall": true, "drop": true, "frames": ["text"],
+        "gzip_frames": ["base64 of bytes sent as a binary frame"]}`, every key optional: REST statuses
+        answered one per request, a delay before each REST answer, the streams silent (or not), every
+        stream connection closed, raw frames sent on every connection. Answers what is pending."""
+        try:
+            body = await request.json()
+            if not isinstance(body, dict):
+                raise TypeError("the body must be a JSON object")
+            for status in body.get("http_errors", []):
+                self.faults.http_errors.append(int(status))
+            if "latency_sec" in body:
+                self.faults.latency_sec = float(body["latency_sec"])
+            if "stall" in body:
+                self.stream.faults.stalled = bool(body["stall"])
+            if body.get("drop"):
+                await self.stream.drop_all()
+            for text in body.get("frames", []):
+                await self.stream.inject(str(text))
+            for encoded in body.get("gzip_frames", []):
+                await self.stream.inject(base64.b64decode(str(encoded)))
+        except (ValueError, TypeError) as problem:
+            return web.json_response({"ok": False, "error": str(problem)}, status=400)
+        return web.json_response(
+            {"ok": True, "http_errors": len(self.faults.http_errors), "stalled": self.stream.faults.stalled}
+        )
+
     @web.middleware
     async def _faults_and_log(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path == "/swap-market":
+        if request.path in ("/swap-market", FAULTS_PATH):
             return await handler(request)
         if self.faults.latency_sec:
             await asyncio.sleep(self.faults.latency_sec)

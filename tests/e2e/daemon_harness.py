@@ -63,13 +63,14 @@ def cut_files(shared: Path, directory: Path, rows: int | None, pairs: Sequence[s
 
 @contextlib.contextmanager
 def simulator_process(
-    files: dict[str, Path], speed: str = "60", log: Path | None = None
+    files: dict[str, Path], speed: str = "60", log: Path | None = None, *, faults: bool = False
 ) -> Iterator[tuple[dict[str, str], subprocess.Popen[str]]]:
     """`tradingd sim` for the pairs, its clock START_BARS minutes into the files (history to warm up on): its
-    urls and its process. Its log goes to `log` (or nowhere)."""
+    urls and its process. Its log goes to `log` (or nowhere). `faults`: with `POST /sim/faults` (`sim_faults`)."""
     assert TRADINGD is not None
     first = max(load_candle_file(path)[0].open_time_ms for path in set(files.values()))
     command = [TRADINGD, "sim", "--speed", speed, "--start", str(first + START_BARS * 60_000)]
+    command += ["--faults"] if faults else []
     for pair, path in files.items():
         command += ["--candles", f"{pair}:1m:{path}"]
     with contextlib.ExitStack() as output:
@@ -358,6 +359,20 @@ def newest_decided(url: str, pair: str) -> int:
         pair,
     )
     return int(rows[0][0] or 0)
+
+
+def sim_faults(urls: dict[str, str], **faults: object) -> dict[str, Any]:
+    """Make a `tradingd sim --faults` misbehave (see `BingXSimulator._set_faults`); its answer."""
+    address = urlsplit(urls["rest_url"])
+    connection = http.client.HTTPConnection(address.netloc, timeout=30)
+    try:
+        connection.request("POST", "/sim/faults", json.dumps(faults), {"Content-Type": "application/json"})
+        answer: dict[str, Any] = json.loads(connection.getresponse().read())
+    finally:
+        connection.close()
+    if not answer.get("ok"):
+        raise AssertionError(f"the simulator refused the faults: {answer}")
+    return answer
 
 
 def venue_clock_ms(urls: dict[str, str], pair: str = PAIRS[0]) -> int:

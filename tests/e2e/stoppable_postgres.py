@@ -10,6 +10,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
+
 from tests.e2e.daemon_harness import wait_for
 
 SERVE = (
@@ -56,6 +58,21 @@ class StoppablePostgres:
         holder.stdout.close()
         pid_file = self.directory / "postgres" / "postmaster.pid"
         wait_for(lambda: not pid_file.exists(), 60, "the server to stop")
+
+    def processes(self) -> list[psutil.Process]:
+        """The server's postmaster and every backend under it."""
+        pid = int((self.directory / "postgres" / "postmaster.pid").read_text().split()[0])
+        postmaster = psutil.Process(pid)
+        return [postmaster, *postmaster.children(recursive=True)]
+
+    def pause(self) -> None:
+        """Frozen (SIGSTOP): connections stay open and nothing answers, as a hung server or a lost network."""
+        for process in self.processes():
+            process.suspend()
+
+    def resume(self) -> None:
+        for process in self.processes():
+            process.resume()
 
 
 @contextlib.contextmanager

@@ -144,10 +144,14 @@ def test_production_guard_refuses_to_start(env: dict[str, str]) -> None:
     assert not (Path(env["TRADINGD_DATA_DIR"]) / "postgres").exists()
 
 
-def test_an_unusable_data_directory_exits_69_with_the_reason(env: dict[str, str], tmp_path: Path) -> None:
+def test_an_unusable_data_directory_is_a_configuration_fault_with_the_reason(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """A data directory that cannot be made (a file where its parent should be) is refused when the
+    configuration is loaded, 78, before anything starts (issue 16)."""
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("a file where the data directory's parent should be")
     result = tradingd({**env, "TRADINGD_DATA_DIR": str(blocker / "data")}, "db", "status")
-    assert result.returncode == 69
-    assert "cannot create the data directory" in result.stderr
+    assert result.returncode == 78
+    assert f"cannot be made: {blocker} is not a directory" in result.stderr
     assert "Traceback" not in result.stderr

@@ -8,6 +8,7 @@ import gzip
 import json
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -95,3 +96,10 @@ def test_any_rest_kline_answer_parses_or_is_a_venue_error(status: int, document:
         except Exception as error:
             raise AssertionError(f"{type(error).__name__} escaped for {body[:200]!r}") from error
         assert all(row.reason for row in batch.rejected)
+
+
+def test_a_rest_answer_nested_deeper_than_any_real_one_is_a_wire_format_error() -> None:
+    """Found by the reliability suite's fuzzing: the fast path's decoder raised RecursionError."""
+    body = b'{"code": 0, "msg": ' + b"[" * 3000 + b"]" * 3000 + b', "data": []}'
+    with pytest.raises(WireFormatError, match="not JSON"):
+        parse_kline_response(200, body, "BTC-USDT", "1m")

@@ -1,0 +1,45 @@
+"""What must hold after every scenario, read from the database the daemon wrote."""
+
+from __future__ import annotations
+
+from tests.e2e.daemon_harness import PAIRS, query
+
+MINUTE = 60_000
+
+
+def decision_failures(url: str, pairs: tuple[str, ...] = PAIRS) -> tuple[list[str], dict[str, int]]:
+    """Every candle decided once, none skipped, no client order id twice: the failures, and the decisions
+    per pair."""
+    failures: list[str] = []
+    counts: dict[str, int] = {}
+    for pair in pairs:
+        times = [
+            int(row[0])
+            for row in query(
+                url,
+                "SELECT (extract(epoch FROM candle_open_time) * 1000)::bigint FROM trade_decisions "
+                "WHERE pair = $1 ORDER BY 1",
+                pair,
+            )
+        ]
+        counts[pair] = len(times)
+        if not times:
+            failures.append(f"{pair}: no decision")
+            continue
+        expected = (times[-1] - times[0]) // MINUTE + 1
+        if len(times) != expected or len(set(times)) != len(times):
+            failures.append(f"{pair}: {len(times)} decisions over {expected} candles (skipped or repeated)")
+    twice = query(url, "SELECT client_order_id FROM trade_executions GROUP BY 1 HAVING count(*) > 1")
+    if twice:
+        failures.append(f"{len(twice)} client order ids used twice")
+    return failures, counts
+
+
+def newest_decided_all(url: str, pairs: tuple[str, ...] = PAIRS) -> int:
+    rows = query(
+        url,
+        "SELECT min(t) FROM (SELECT (extract(epoch FROM max(candle_open_time)) * 1000)::bigint AS t "
+        "FROM trade_decisions WHERE pair = ANY($1) GROUP BY pair) AS newest",
+        list(pairs),
+    )
+    return int(rows[0][0] or 0)
