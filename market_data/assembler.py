@@ -1,8 +1,9 @@
 """Turn a stream of kline updates into final candles (pure; no I/O, no clock).
 
 BingX pushes the forming candle about once a second with no "closed" flag. A candle is final when an
-update for a later candle arrives; its last update before that is its final state. A later candle that
-skips open times reveals a hole (pushes lost in the stream) for the caller to heal over REST. Updates
+update for its successor arrives; its last update before that is its final state. A later candle that
+skips open times reveals a hole (pushes lost in the stream) for the caller to heal over REST, and the
+hole starts at the forming candle: pushes lost after its last update may have changed it. Updates
 for a candle already finalised are late and ignored (the REST confirmation is authoritative).
 """
 
@@ -41,10 +42,12 @@ class CandleAssembler:
         if candle.open_time_ms < current.open_time_ms:
             return Assembled(late=True)
         self.forming = candle
+        if candle.open_time_ms > current.open_time_ms + step:
+            # Pushes were lost after `current`'s last update too, perhaps: its state is not known to be
+            # final, so it is healed over REST with the candles that no update covered.
+            return Assembled(hole=(current.open_time_ms, candle.open_time_ms))
         self.last_final_open_ms = current.open_time_ms
-        expected = current.open_time_ms + step
-        hole = (expected, candle.open_time_ms) if candle.open_time_ms > expected else None
-        return Assembled(final=[current], hole=hole)
+        return Assembled(final=[current])
 
     def confirmed(self, open_time_ms: int) -> tuple[int, int] | None:
         """A candle was stored as final by another path (REST): forget any older forming state. Returns

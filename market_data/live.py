@@ -8,6 +8,8 @@
 - A topic that has not produced a final candle for `poll_after_sec` (websocket down, or a quiet
   stream that cannot close a candle by itself) catches up the same way: that is the REST polling
   fallback, at the smallest interval's cadence.
+- A hole or catch-up the venue cannot serve for now (429, 5xx, a timeout) is tried again after a
+  backoff (1 s doubling to 30 s, never sooner than the venue's Retry-After), until it is served.
 REST work runs in its own task, so the websocket keeps answering heartbeats meanwhile. All writes are
 idempotent; a candle reached by two paths is stored once.
 """
@@ -24,7 +26,7 @@ from datetime import UTC, datetime
 import structlog
 
 from domain.candles import Candle, interval_ms
-from domain.errors import VenueError
+from domain.errors import TemporaryVenueError, VenueError
 from domain.market import Interval
 from exchange.bingx.rest import BingXRest
 from exchange.bingx.ws import KlineUpdate, MarketDataStream, StreamConnected, kline_topic
@@ -36,6 +38,7 @@ from storage.source_status import SourceState, SourceStatus, SourceStatusStore
 
 SOURCE = "bingx"
 STREAM_SOURCE = "bingx-ws"
+REST_RETRY_MAX_SEC = 30.0
 
 log = structlog.get_logger("tradingd.feed")
 
@@ -106,6 +109,8 @@ class LiveIngestor:
         self._states: dict[str, _TopicState] = {}
         self._work: asyncio.Queue[tuple[str, FeedTopic, int, int]] = asyncio.Queue()
         self._catch_up_pending: set[str] = set()
+        self._rest_failures: dict[tuple[str, str, int, int], int] = {}
+        """REST jobs that failed for now, by (kind, topic, start, end): how often in a row."""
         self._stopped = asyncio.Event()
         self.stats = FeedStats()
 
@@ -227,10 +232,35 @@ class LiveIngestor:
                     await self._catch_up(topic)
             except VenueError as error:
                 self.stats.rest_failures += 1
-                log.warning("feed_rest_failed", pair=topic.pair, interval=topic.interval, job=kind, error=str(error))
+                retry_in = self._retry_later(kind, topic, start, end, error)
+                log.warning(
+                    "feed_rest_failed",
+                    pair=topic.pair,
+                    interval=topic.interval,
+                    job=kind,
+                    error=str(error),
+                    retry_in_sec=retry_in,
+                )
                 await self._record(self._states[topic.name], "stale", error=str(error))
+            else:
+                self._rest_failures.pop((kind, topic.name, start, end), None)
             finally:
                 self._work.task_done()
+
+    def _retry_later(self, kind: str, topic: FeedTopic, start: int, end: int, error: VenueError) -> float | None:
+        """A hole or catch-up the venue could not serve for now is tried again after a backoff (the
+        venue's Retry-After at least), so a REST storm leaves no hole behind; None when it is not retried
+        (a refusal that asking again cannot change)."""
+        if not isinstance(error, TemporaryVenueError) or self._stopped.is_set():
+            return None
+        key = (kind, topic.name, start, end)
+        failures = self._rest_failures[key] = self._rest_failures.get(key, 0) + 1
+        delay = max(getattr(error, "retry_after_sec", 0.0), min(REST_RETRY_MAX_SEC, 2.0 ** (failures - 1)))
+        if kind == "hole":
+            asyncio.get_running_loop().call_later(delay, self._work.put_nowait, (kind, topic, start, end))
+        else:
+            asyncio.get_running_loop().call_later(delay, self._request_catch_up, topic)
+        return delay
 
     async def _catch_up(self, topic: FeedTopic) -> None:
         state = self._states[topic.name]

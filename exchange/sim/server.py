@@ -184,7 +184,8 @@ class BingXSimulator:
         """`{"http_errors": [429, 503], "latency_sec": 0.5, "stall": true, "drop": true, "frames": ["text"],
         "gzip_frames": ["base64 of bytes sent as a binary frame"]}`, every key optional: REST statuses
         answered one per request, a delay before each REST answer, the streams silent (or not), every
-        stream connection closed, raw frames sent on every connection. Answers what is pending."""
+        stream connection closed, raw frames sent on every connection. Answers what is pending and the
+        replay clock (`{}` reads it without a fault, where the REST clock would meet the burst)."""
         try:
             body = await request.json()
             if not isinstance(body, dict):
@@ -204,7 +205,12 @@ class BingXSimulator:
         except (ValueError, TypeError) as problem:
             return web.json_response({"ok": False, "error": str(problem)}, status=400)
         return web.json_response(
-            {"ok": True, "http_errors": len(self.faults.http_errors), "stalled": self.stream.faults.stalled}
+            {
+                "ok": True,
+                "http_errors": len(self.faults.http_errors),
+                "stalled": self.stream.faults.stalled,
+                "clock_ms": self.clock.now_ms(),
+            }
         )
 
     @web.middleware

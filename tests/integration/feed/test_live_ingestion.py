@@ -135,6 +135,24 @@ async def test_drops_stalls_and_error_bursts_lose_nothing(database: Database) ->
     assert {429, 503} <= {record.status for record in simulator.request_log}
 
 
+async def test_a_rest_storm_longer_than_the_clients_retries_leaves_no_hole(database: Database) -> None:
+    """Found by the reliability suite (issue 16): a catch-up or hole heal whose retries a 5xx storm
+    exhausted was dropped, and the candles missed while the stream was down were never stored."""
+    rows = synthetic(40)
+
+    async def storm(second: int, simulator: BingXSimulator) -> None:
+        if second == 600:  # five candles pass unseen: a hole, which only REST can heal
+            simulator.stream.faults.stalled = True
+        if second == 900:
+            simulator.faults.burst(503, 30)  # more than the client's 8 tries, several times over
+            simulator.stream.faults.stalled = False
+
+    ingestor, simulator = await replay(database, rows, storm)
+    await assert_store_equals(database, rows)
+    assert ingestor.stats.rest_failures >= 3
+    assert not simulator.faults.http_errors, "the storm was met, and outlasted"
+
+
 async def test_real_candles_through_the_stream(database: Database, shared_candles: Path) -> None:
     rows = load_candle_file(shared_candles / "BINANCE_BTCUSDT_1m.csv")[1000:1030]
     await replay(database, rows)
