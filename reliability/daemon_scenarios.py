@@ -182,13 +182,14 @@ def storms(context: Context, result: Result) -> None:
             ("drops", {"drop": True}),
             ("drops", {"drop": True}),
             ("drops", {"drop": True}),
-            ("REST 429 x 40 (and a drop: the catch-up meets them)", {"http_errors": [429] * 40, "drop": True}),
-            ("REST 503 x 40, 504 x 10 (and a drop)", {"http_errors": [503] * 40 + [504] * 10, "drop": True}),
+            ("REST 429 x 12 (and a drop: the catch-up meets them)", {"http_errors": [429] * 12, "drop": True}),
+            ("REST 503 x 20, 504 x 6 (and a drop)", {"http_errors": [503] * 20 + [504] * 6, "drop": True}),
             ("malformed frames", _garbage_frames()),
         ):
             target = int(sim_faults(urls)["clock_ms"]) + 3 * MINUTE  # not the REST clock: it meets the burst
             sim_faults(urls, **faults)
             storms_run.append(name)
+            d.wait_until(lambda: int(sim_faults(urls)["http_errors"]) == 0, 600, f"the feed through {name}")
             _decided_past(d, pg.url, target, f"decisions after {name}")
         sim_faults(urls, stall=True)
         stall_began = time.monotonic()
@@ -196,17 +197,13 @@ def storms(context: Context, result: Result) -> None:
             d.check_alive("the stall")
             time.sleep(1)
         sim_faults(urls, stall=False)
-        storms_run.append("streams stalled 20 s")
-        sim_faults(urls, http_errors=[])
+        storms_run.append("streams stalled 20 s (20 replayed minutes: a hole healed over REST)")
         target = int(sim_faults(urls)["clock_ms"]) + 5 * MINUTE
         _decided_past(d, pg.url, target, "decisions after the stall")
-        left = int(sim_faults(urls)["http_errors"])
         after = _restarts(d)
         exit_code = d.terminate()
         _check(result, pg.url)
-    result.figures.update(
-        {"storms": storms_run, "REST errors left unserved": left, "restarts": after, "final exit code": exit_code}
-    )
+    result.figures.update({"storms": storms_run, "restarts": after, "final exit code": exit_code})
     if after != before:
         result.failures.append(f"pairs restarted during the storms: {before} -> {after}")
     if exit_code != 0:
