@@ -70,6 +70,9 @@ ENV_VARIABLES: Final[Mapping[str, tuple[str, ...]]] = {
     "TELEGRAM_MESSAGES_PATH": ("sources", "telegram_messages_path"),
     "TRADINGD_LOG_LEVEL": ("logging", "level"),
     "TRADINGD_LOG_FORMAT": ("logging", "format"),
+    "TRADINGD_METRICS_ENABLED": ("metrics", "enabled"),
+    "TRADINGD_METRICS_HOST": ("metrics", "host"),
+    "TRADINGD_METRICS_PORT": ("metrics", "port"),
 }
 """Environment variable -> path in the settings tree."""
 

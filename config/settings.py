@@ -299,6 +299,15 @@ class LoggingSettings(Section):
     format: LogFormat = "auto"
 
 
+class MetricsSettings(Section):
+    """The Prometheus endpoint (`GET /metrics` in the text format), off unless enabled. It has no
+    authentication: keep it on loopback, or on an interface only the scraper reaches."""
+
+    enabled: bool = False
+    host: str = Field(default="127.0.0.1", min_length=1)
+    port: int = Field(default=9464, ge=1, le=65_535)
+
+
 class Settings(Section):
     """The whole effective configuration of one tradingd process."""
 
@@ -320,6 +329,7 @@ class Settings(Section):
     online_learning: OnlineLearningSettings = OnlineLearningSettings()
     sources: IdeaSourceSettings = IdeaSourceSettings()
     logging: LoggingSettings = LoggingSettings()
+    metrics: MetricsSettings = MetricsSettings()
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:

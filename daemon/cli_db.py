@@ -149,6 +149,25 @@ async def _import(connection: asyncpg.Connection, args: argparse.Namespace, _dat
     return exit_codes.OK
 
 
+async def _backup(connection: asyncpg.Connection, args: argparse.Namespace, database: Database) -> int:
+    from storage.backup import backup
+
+    manifest = await backup(connection, args.out)
+    rows = sum(entry["rows"] for entry in manifest["tables"].values())
+    _log().info("database_backed_up", target=database.target, directory=str(args.out), tables=len(manifest["tables"]))
+    print(f"backed up {len(manifest['tables'])} tables, {rows} row(s), to {args.out} (one snapshot)")
+    return exit_codes.OK
+
+
+async def _restore(connection: asyncpg.Connection, args: argparse.Namespace, database: Database) -> int:
+    from storage.backup import restore
+
+    restored = await restore(connection, args.directory)
+    _log().warning("database_restored", target=database.target, directory=str(args.directory), rows=restored.rows)
+    print(f"restored {restored.tables} tables, {restored.rows} row(s), from {args.directory} into {database.target}")
+    return exit_codes.OK
+
+
 async def _reset(connection: asyncpg.Connection, args: argparse.Namespace, _database: Database) -> int:
     from storage.table_io import reset_table, row_count
 
@@ -172,6 +191,8 @@ _HANDLERS: dict[str, Callable[[asyncpg.Connection, argparse.Namespace, Database]
     "migrate": _migrate,
     "status": _status,
     "export": _export,
+    "backup": _backup,
+    "restore": _restore,
     "import": _import,
     "reset": _reset,
 }

@@ -24,6 +24,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from config import Settings
 from daemon import exit_codes
@@ -33,6 +34,9 @@ from daemon.run_setup import RunSetupError, check_start, resolve_run, start_repl
 from daemon.run_state import DaemonState
 from daemon.signals import Startup, StartupStopped, StopRequest
 from daemon.systemd import Notifier
+
+if TYPE_CHECKING:
+    from daemon.metrics_endpoint import MetricsEndpoint
 from observability import get_logger
 from observability.forwarding import LogSink
 from storage.ops import OpsStore
@@ -84,6 +88,7 @@ async def _run_daemon(
     venue = None
     sink: LogSink | None = None
     control = None
+    metrics: MetricsEndpoint | None = None
     ray_started = False
     state: DaemonState | None = None
     stopped_during: str | None = None
@@ -132,6 +137,9 @@ async def _run_daemon(
 
         startup.begin("opening the control socket")
         control = await open_control(state, socket_path)
+        if settings.metrics.enabled:
+            startup.begin("opening the metrics endpoint")
+            metrics = await _open_metrics(state)
         startup.check()
         ready_sec = time.monotonic() - started
         await OpsStore(database.pool).record_metric("time_to_ready_sec", ready_sec)
@@ -153,6 +161,9 @@ async def _run_daemon(
             clean = await state.supervisor.stop(settings.daemon.shutdown_deadline_sec)
         await control.stop()
         control = None
+        if metrics is not None:
+            await metrics.stop()
+            metrics = None
         await asyncio.to_thread(stop_ray)
         ray_started = False
         log.info("daemon_stopped", clean=clean)
@@ -178,6 +189,8 @@ async def _run_daemon(
     finally:
         if control is not None:
             await control.stop()
+        if metrics is not None:
+            await metrics.stop()
         if ray_started:
             from daemon.ray_runtime import stop_ray
 
@@ -190,6 +203,21 @@ async def _run_daemon(
             await database.close()
         if stopped_during is not None:
             log.info("daemon_stopped", clean=True, during_startup=stopped_during)
+
+
+async def _open_metrics(state: DaemonState) -> MetricsEndpoint:
+    from daemon.metrics_endpoint import MetricsEndpoint
+
+    settings = state.settings.metrics
+    endpoint = MetricsEndpoint(state, settings.host, settings.port)
+    try:
+        await endpoint.start()
+    except OSError as error:
+        raise RunSetupError(
+            f"metrics: cannot listen on {settings.host}:{settings.port}: {error.strerror or error}",
+            exit_codes.UNAVAILABLE,
+        ) from None
+    return endpoint
 
 
 async def _watchdog(state: DaemonState, notifier: Notifier, withheld: bool) -> bool:

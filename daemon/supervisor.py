@@ -105,6 +105,8 @@ class PairSlot:
     """The version the risk guard was last told (the pair is at its desired state when equal)."""
     risk_ready: bool = False
     """The risk guard of the actors now starting or running is ready (it can be told desired state)."""
+    restarts_total: int = 0
+    """Restarts since the daemon started (the metrics endpoint's counter; `restarts` is the window's)."""
     waiting_on: str | None = None
     """What the pair's last start waited for ("the venue", "the database"); None once it started."""
     waits: int = 0
@@ -445,6 +447,7 @@ class Supervisor:
             await self._alert("critical", "pair_faulted", message, slot.pair)
             return
         slot.restarts.append(now)
+        slot.restarts_total += 1
         delay = min(
             self.settings.restart_backoff_sec * 2 ** (len(slot.restarts) - 1), self.settings.restart_backoff_max_sec
         )

@@ -79,23 +79,31 @@ async def export_table(connection: asyncpg.Connection, table: str, out: Path) ->
     order = await _order_columns(connection, table)
     query = f"SELECT to_jsonb(t)::text AS line FROM {_quote(table)} AS t ORDER BY {', '.join(_quote(c) for c in order)}"
     partial = out.with_name(f".{out.name}.partial")
-    count = 0
     try:
         handle = partial.open("w", encoding="utf-8", newline="\n")
     except OSError as error:
         raise TableIOError(f"cannot write {out}: {error.strerror}") from None
     try:
         with handle:
-            async with connection.transaction(readonly=True, isolation="repeatable_read"):
-                # Timestamps in UTC, whatever the server's time zone, so files compare across servers.
-                await connection.execute("SET LOCAL timezone = 'UTC'")
-                async for record in connection.cursor(query, prefetch=BATCH_ROWS):
-                    handle.write(record["line"])
-                    handle.write("\n")
-                    count += 1
+            if connection.is_in_transaction():  # a backup's one snapshot of every table
+                count = await _write_rows(connection, query, handle)
+            else:
+                async with connection.transaction(readonly=True, isolation="repeatable_read"):
+                    count = await _write_rows(connection, query, handle)
         os.replace(partial, out)
     finally:
         partial.unlink(missing_ok=True)
+    return count
+
+
+async def _write_rows(connection: asyncpg.Connection, query: str, handle: Any) -> int:
+    # Timestamps in UTC, whatever the server's time zone, so files compare across servers.
+    await connection.execute("SET LOCAL timezone = 'UTC'")
+    count = 0
+    async for record in connection.cursor(query, prefetch=BATCH_ROWS):
+        handle.write(record["line"])
+        handle.write("\n")
+        count += 1
     return count
 
 

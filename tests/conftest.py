@@ -118,6 +118,18 @@ def postgres_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
 @pytest.fixture
 async def postgres_url(postgres_server_url: str) -> AsyncIterator[str]:
     """A new empty database for one test, dropped afterwards."""
+    async for url in _fresh_database(postgres_server_url):
+        yield url
+
+
+@pytest.fixture
+async def another_postgres_url(postgres_server_url: str) -> AsyncIterator[str]:
+    """A second new empty database for the same test (a restore's target), dropped afterwards."""
+    async for url in _fresh_database(postgres_server_url):
+        yield url
+
+
+async def _fresh_database(postgres_server_url: str) -> AsyncIterator[str]:
     name = f"tradingd_test_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(postgres_server_url)
     try:

@@ -89,7 +89,8 @@ class FeedActor(ActorShell):
 
     def status(self) -> dict[str, Any]:
         topics = {} if self.runner is None else self.runner.topic_status()
-        return {"topics": topics, "forwarded": self.forwarded}
+        lag = None if self.runner is None else self.runner.ingestion_lag_sec()
+        return {"topics": topics, "forwarded": self.forwarded, "ingestion_lag_sec": lag}
 
     async def backfill(self, interval: Interval, bars: int) -> int:
         """The operator's `backfill`: make sure of the last `bars` candles of an interval now."""

@@ -26,6 +26,7 @@ from typing import Any
 from domain.fills import FillRules
 from domain.messages import OrderIntent, OrderPlan, PolicyDecision, PositionReport
 from domain.orders import FINAL_STATES, OrderState, client_order_id, transition
+from pipeline.execution.metrics import MetricSummary
 from pipeline.execution.venue import PaperVenue, Venue, VenueStep
 from storage.records import (
     Adopted,
@@ -88,6 +89,8 @@ class ExecutionCore:
     clock: Callable[[], float] = time.time
     adopted: Adopted | None = None
     """The position this run took over from a stopped one at start (`runs stop --keep`), if any."""
+    metrics: MetricSummary = field(default_factory=MetricSummary, repr=False)
+    """What was recorded in `observability_metrics` since the actor started, summarised."""
     _undo: tuple[dict[str, Any], Decimal] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -134,6 +137,8 @@ class ExecutionCore:
         """The stage wrote `step`: it stands."""
         self.last_sequence = max(self.last_sequence, step.sequence)
         self._undo = None
+        if step.commit is not None:
+            self.metrics.observe(step.commit.metrics)
 
     def rejected(self) -> None:
         """The stage could not write the pending step (or the journal refused it): rewind the book."""
@@ -311,6 +316,7 @@ class ExecutionCore:
             "net_pnl": str(position.realised - position.fees + position.unrealised(self.mark)),
             "open_trade": None if self.book.trade is None else str(self.book.trade.id),
             "last_sequence": self.last_sequence,
+            "metrics": self.metrics.to_json(),
         }
 
     def flatness(self) -> dict[str, Any]:
