@@ -22,14 +22,14 @@ from reliability.report import write_report
 from reliability.scenario import SHORT, SHORT_SCENARIOS, Context, Plan, Result, timed
 
 REPO = Path(__file__).resolve().parents[1]
-NAMES = ("fuzz", "kill9", "outage", "storms", "soak", "secrets")
+NAMES = ("fuzz", "kill9", "outage", "storms", "soak")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m reliability", description=__doc__.splitlines()[0])
     parser.add_argument("--short", action="store_true", help="the short plan (what CI runs)")
     parser.add_argument("--only", nargs="+", choices=NAMES, help="these scenarios only")
-    parser.add_argument("--trials", type=int, help="kill -9 trials (default 100; 3 with --short)")
+    parser.add_argument("--trials", type=int, help="kill -9 trials (default 100; 1 with --short)")
     parser.add_argument("--soak-hours", type=float, help="replayed hours of the soak (default 24)")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "reliability.md")
     parser.add_argument("--shared", type=Path, default=REPO.parent / "shared" / "data" / "candles")
@@ -55,7 +55,6 @@ def main(argv: list[str] | None = None) -> int:
         "outage": daemon_scenarios.outage,
         "storms": daemon_scenarios.storms,
         "soak": daemon_scenarios.soak,
-        "secrets": daemon_scenarios.secrets,
     }
     results: list[Result] = []
     for name in args.only or (SHORT_SCENARIOS if args.short else NAMES):

@@ -94,7 +94,17 @@ def test_a_60_s_database_outage_during_trading_and_a_restart_loses_and_doubles_n
             "both pairs running again",
         )
         resumed = ctl_client(d, "resume", "ETH-USDT")
-        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+        # Stored now; it exits 1 while an automatic block remains (the candles decided after the outage
+        # are stale: the gate holds the pair until a fresh candle passes it).
+        assert resumed.returncode in (0, 1), resumed.stdout + resumed.stderr
+        assert query(pg.url, "SELECT trading_state FROM operator_desired_states WHERE scope = 'ETH-USDT'") == [
+            ("ACTIVE",)
+        ]
+        d.wait_until(
+            lambda: all(view["trading_state"] == "ACTIVE" for view in d.ctl("status")["pairs"].values()),
+            300,
+            "both pairs ACTIVE again",
+        )
         # Both pairs trade again by themselves.
         d.wait_until(
             lambda: all(newest_decided(pg.url, p) >= venue_at_restore + 5 * MINUTE for p in PAIRS),
