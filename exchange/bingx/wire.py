@@ -12,7 +12,7 @@ import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
 import msgspec
 import numpy as np
@@ -129,13 +129,18 @@ class KlineBatch:
         return self.columns.to_candles()
 
 
+MAX_OPEN_TIME_MS: Final = 253_402_300_799_999
+"""9999-12-31T23:59:59.999Z: an open time beyond it is no candle (and would overflow the int64 columns)."""
+
+
 class _RestKline(msgspec.Struct):
     open: float
     high: float
     low: float
     close: float
     volume: float
-    time: int
+    time: Annotated[int, msgspec.Meta(ge=0, le=MAX_OPEN_TIME_MS)]
+    """Bounded here (an open time past int64 overflowed the column build): the general path rejects it."""
 
 
 class _RestKlineEnvelope(msgspec.Struct):
@@ -273,10 +278,6 @@ def decode_frame(frame: bytes | str) -> str:
     except UnicodeDecodeError:
         what = "websocket frame is neither gzip nor UTF-8 text" if inflated is None else "gzip frame is not UTF-8"
         raise WireFormatError(what) from None
-
-
-MAX_OPEN_TIME_MS: Final = 253_402_300_799_999
-"""9999-12-31T23:59:59.999Z: an open time beyond it is no candle (and would overflow the int64 columns)."""
 
 
 def _candle(pair: str, interval: Interval, time: Any, o: Any, h: Any, low: Any, c: Any, v: Any) -> Candle:

@@ -103,3 +103,12 @@ def test_a_rest_answer_nested_deeper_than_any_real_one_is_a_wire_format_error() 
     body = b'{"code": 0, "msg": ' + b"[" * 3000 + b"]" * 3000 + b', "data": []}'
     with pytest.raises(WireFormatError, match="not JSON"):
         parse_kline_response(200, body, "BTC-USDT", "1m")
+
+
+def test_a_rest_open_time_past_int64_is_a_rejected_row_not_an_overflow() -> None:
+    """Found by the full reliability suite's fuzzing (10,000 inputs): the fast path's column build raised
+    OverflowError on an open time msgspec decoded as an unsigned 64-bit integer."""
+    body = b'{"code":0,"data":[{"open":"1","close":"1","high":"1","low":"1","volume":"1","time":18446744073709551615}]}'
+    batch = parse_kline_response(200, body, "BTC-USDT", "1m")
+    assert len(batch.columns) == 0
+    assert [row.reason for row in batch.rejected] == ["malformed kline: time is out of range: 18446744073709551615"]
