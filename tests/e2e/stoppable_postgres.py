@@ -68,11 +68,13 @@ class StoppablePostgres:
     def pause(self) -> None:
         """Frozen (SIGSTOP): connections stay open and nothing answers, as a hung server or a lost network."""
         for process in self.processes():
-            process.suspend()
+            with contextlib.suppress(psutil.NoSuchProcess):  # a backend that ended meanwhile
+                process.suspend()
 
     def resume(self) -> None:
         for process in self.processes():
-            process.resume()
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.resume()
 
 
 @contextlib.contextmanager
