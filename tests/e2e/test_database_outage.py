@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from reliability.invariants import decision_failures
 from tests.e2e.daemon_harness import (
     PAIRS,
     ctl_client,
@@ -118,18 +119,9 @@ def test_a_60_s_database_outage_during_trading_and_a_restart_loses_and_doubles_n
             assert (view["state"], view["trading_state"], view["waiting_on"]) == ("running", "ACTIVE", None)
             assert view["restarts"] <= 1, "the outage spent no restart budget"
 
-        # Every candle decided exactly once, none skipped.
-        for pair in PAIRS:
-            times = [
-                int(row[0])
-                for row in query(
-                    pg.url,
-                    "SELECT (extract(epoch FROM candle_open_time) * 1000)::bigint FROM trade_decisions "
-                    "WHERE pair = $1 ORDER BY 1",
-                    pair,
-                )
-            ]
-            assert times == list(range(times[0], times[-1] + MINUTE, MINUTE)), f"{pair}: a candle was skipped"
+        # Every candle decided exactly once, none skipped, no client order id twice.
+        failures, _ = decision_failures(pg.url)
+        assert not failures, failures
         logged = Counter(
             (record["pair"], record["candle_open_ms"])
             for record in d.log_records()
@@ -146,8 +138,6 @@ def test_a_60_s_database_outage_during_trading_and_a_restart_loses_and_doubles_n
             venue_at_restore - MINUTE,
         )
         assert not blind, blind
-        ids = query(pg.url, "SELECT client_order_id, count(*) FROM trade_executions GROUP BY 1 HAVING count(*) > 1")
-        assert not ids, "a client order id used twice"
         # The alerts raised during the outage are written, with the time they were raised.
         alerts = query(
             pg.url, "SELECT kind, pair, raised_at FROM alerts WHERE raised_at >= $1 ORDER BY raised_at", outage_began
