@@ -10,6 +10,8 @@ inbox method only enqueues, and one task per actor handles the messages one at a
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -18,6 +20,7 @@ from typing import Any
 
 from actors.inbox import Inbox, record_metrics_to
 from observability import active_format, configure_logging, get_logger
+from observability.alert_outbox import AlertOutbox
 from observability.forwarding import DatagramLines
 from storage.database import Database, StorageOptions
 from storage.ops import OpsStore
@@ -64,9 +67,30 @@ class ActorShell:
         self.env = env
         self.database: Database | None = None
         self.inbox: Inbox[Any] | None = None
+        self._alerts: AlertOutbox | None = None
+        self._flushing: asyncio.Task[bool] | None = None
 
     def ping(self) -> dict[str, Any]:
+        self._flush_alerts_soon()
         return {"pid": os.getpid(), **({} if self.inbox is None else self.inbox.status())}
+
+    async def raise_alert(self, severity: str, kind: str, message: str, **fields: Any) -> None:
+        """Write an alert, or keep it (bounded) while the database is away: a guard that halts must not
+        fail on the alert that says so. What is kept is written on a later health check."""
+        if self.database is None:
+            return
+        if self._alerts is None:
+            self._alerts = AlertOutbox(OpsStore(self.database.pool).raise_alert)
+        await self._alerts.raise_alert(severity, kind, message, **fields)
+
+    def _flush_alerts_soon(self) -> None:
+        """In the background: the health check answers at once, whatever the database does."""
+        if self._alerts is None or not self._alerts.pending:
+            return
+        if self._flushing is not None and not self._flushing.done():
+            return
+        with contextlib.suppress(RuntimeError):  # no running loop: the next ping tries again
+            self._flushing = asyncio.get_running_loop().create_task(self._alerts.flush())
 
     async def drain(self, timeout_sec: float) -> bool:
         return True if self.inbox is None else await self.inbox.drain(timeout_sec)

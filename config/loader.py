@@ -73,6 +73,10 @@ ENV_VARIABLES: Final[Mapping[str, tuple[str, ...]]] = {
     "TRADINGD_METRICS_ENABLED": ("metrics", "enabled"),
     "TRADINGD_METRICS_HOST": ("metrics", "host"),
     "TRADINGD_METRICS_PORT": ("metrics", "port"),
+    "TRADINGD_ALERT_WEBHOOK_URL": ("alerts", "webhook_url"),
+    "TRADINGD_ALERT_TELEGRAM_BOT_TOKEN": ("alerts", "telegram_bot_token"),
+    "TRADINGD_ALERT_TELEGRAM_CHAT_ID": ("alerts", "telegram_chat_id"),
+    "TRADINGD_ALERT_MIN_SEVERITY": ("alerts", "min_severity"),
 }
 """Environment variable -> path in the settings tree."""
 
@@ -80,9 +84,16 @@ ENV_NAMES: Final[Mapping[tuple[str, ...], str]] = {path: name for name, path in 
 """Path in the settings tree -> its environment variable (for messages)."""
 
 SECRET_FIELDS: Final = frozenset(
-    {("exchange", "api_key"), ("exchange", "secret_key"), ("control", "api_token"), ("storage", "timescale_url")}
+    {
+        ("exchange", "api_key"),
+        ("exchange", "secret_key"),
+        ("control", "api_token"),
+        ("storage", "timescale_url"),
+        ("alerts", "webhook_url"),
+        ("alerts", "telegram_bot_token"),
+    }
 )
-"""Fields whose values are secrets (TIMESCALE_URL may carry a database password)."""
+"""Fields whose values are secrets (TIMESCALE_URL may carry a database password, a webhook URL a token)."""
 
 CONFIG_FILE_VARIABLE: Final = "TRADINGD_CONFIG"
 _OTHER_TRADINGD_VARIABLES: Final = frozenset({CONFIG_FILE_VARIABLE})

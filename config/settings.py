@@ -308,6 +308,49 @@ class MetricsSettings(Section):
     port: int = Field(default=9464, ge=1, le=65_535)
 
 
+AlertSeverity = Literal["info", "warning", "critical"]
+
+
+class AlertSettings(Section):
+    """Delivery of alerts to a person, beside the `alerts` table: a webhook (an HTTP POST of one JSON
+    object per alert) and/or a Telegram chat (through python-telegram-bot). Off unless one is set. Each
+    alert is sent once per channel with its trace id, retried with a doubling backoff up to
+    `retry_max_sec`, and at most `max_per_minute` messages go out (a burst beyond that is sent as one
+    digest). `tradingd liveness` (a systemd timer) uses the same channels when the daemon is dead or its
+    heartbeat file is older than `liveness_max_age_sec`: an alert from outside the process."""
+
+    webhook_url: SecretStr | None = None
+    """Often holds a token of its own (Slack, Discord, ntfy): a secret, never logged."""
+    telegram_bot_token: SecretStr | None = None
+    telegram_chat_id: str | None = Field(default=None, min_length=1, max_length=64)
+    telegram_api_url: str = Field(default="https://api.telegram.org", pattern=r"^https?://\S+$")
+    """Telegram's Bot API (or a local Bot API server); the token is appended as Telegram expects."""
+    min_severity: AlertSeverity = "warning"
+    max_per_minute: int = Field(default=10, ge=1, le=600)
+    retry_max_sec: float = Field(default=300.0, gt=0)
+    send_timeout_sec: float = Field(default=10.0, gt=0, le=120)
+    max_age_hours: float = Field(default=24.0, gt=0)
+    """An alert not delivered within this long (the channel was down for a day) is given up, logged."""
+    liveness_max_age_sec: float = Field(default=180.0, gt=0)
+
+    @model_validator(mode="after")
+    def _complete(self) -> AlertSettings:
+        if (self.telegram_bot_token is None) != (self.telegram_chat_id is None):
+            raise ValueError("alerts.telegram_bot_token and alerts.telegram_chat_id go together: set both or neither")
+        if self.webhook_url is not None:
+            url = self.webhook_url.get_secret_value()
+            if not re.fullmatch(r"https?://[^\s/]+\S*", url):
+                scheme = url.split("://", 1)[0] if "://" in url else "no scheme"
+                raise ValueError(f"alerts.webhook_url must be an http:// or https:// URL (it has {scheme})")
+        return self
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        """The delivery channels configured, in the order they are tried."""
+        named = (("webhook", self.webhook_url is not None), ("telegram", self.telegram_bot_token is not None))
+        return tuple(name for name, configured in named if configured)
+
+
 class Settings(Section):
     """The whole effective configuration of one tradingd process."""
 
@@ -330,6 +373,7 @@ class Settings(Section):
     sources: IdeaSourceSettings = IdeaSourceSettings()
     logging: LoggingSettings = LoggingSettings()
     metrics: MetricsSettings = MetricsSettings()
+    alerts: AlertSettings = AlertSettings()
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
@@ -343,6 +387,11 @@ class Settings(Section):
                 f"run.interval {self.run.interval} is not collected: add it to market_data.intervals"
                 f" (now {list(market.intervals)})"
             )
+        if self.alerts.liveness_max_age_sec <= 2 * self.daemon.heartbeat_sec:
+            raise ValueError(
+                f"alerts.liveness_max_age_sec ({self.alerts.liveness_max_age_sec:g}) must exceed twice"
+                f" daemon.heartbeat_sec ({self.daemon.heartbeat_sec:g}): the heartbeat file is rewritten that often"
+            )
         if market.source == "replay" and not self.replay.candles:
             raise ValueError("market_data.source = replay needs replay.candles (PAIR:INTERVAL:FILE)")
         return self
@@ -354,6 +403,8 @@ class Settings(Section):
             self.exchange.secret_key,
             self.control.api_token,
             self.storage.timescale_url,
+            self.alerts.webhook_url,
+            self.alerts.telegram_bot_token,
         )
         values = [secret.get_secret_value() for secret in candidates if secret is not None]
         if self.storage.timescale_url is not None:

@@ -90,6 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="resume the active run as it was started even where the configuration now differs",
     )
+    commands.add_parser(
+        "liveness",
+        help="judge the daemon from outside (its heartbeat file) and alert through alerts.* on a change; "
+        "exits 1 unless it is alive or stopped cleanly (for a systemd timer)",
+    )
     add_run_commands(commands)
     add_ctl_commands(commands)
     _accept_global_options(parser)
@@ -164,6 +169,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             _configure_logging(settings, sys.stdout)
             return asyncio.run(run_daemon(settings, config_path, resume_as_is=args.resume_as_is, stop=STOP))
+        if args.command == "liveness":
+            from daemon.liveness import run_liveness
+
+            return asyncio.run(run_liveness(settings))
         if args.command == "runs":
             return run_run_command(settings, args)
         if args.command == "ctl":

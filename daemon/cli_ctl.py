@@ -104,7 +104,11 @@ def run_ctl(settings: Settings, args: argparse.Namespace) -> int:
             path, None if token is None else token.get_secret_value(), command, timeout_sec=args.timeout, **fields
         )
     except (ControlClientError, TimeoutError, OSError) as error:
-        print(f"tradingd: {error or type(error).__name__}", file=sys.stderr)
+        if isinstance(error, TimeoutError) and not str(error):
+            said = f"the daemon did not answer {command} within {args.timeout:g} s (--timeout SEC waits longer)"
+        else:
+            said = str(error) or type(error).__name__
+        print(f"tradingd: {said}", file=sys.stderr)
         return exit_codes.UNAVAILABLE
     if args.json:
         print(json.dumps(answer, indent=2))

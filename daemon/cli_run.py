@@ -39,10 +39,14 @@ if TYPE_CHECKING:
     from daemon.metrics_endpoint import MetricsEndpoint
 from observability import get_logger
 from observability.forwarding import LogSink
+from storage.availability import within
 from storage.ops import OpsStore
 from storage.private_dirs import make_private_dirs
 
 log = get_logger("tradingd.daemon")
+
+
+ALERT_FLUSH_SEC = 5.0
 
 
 async def run_daemon(
@@ -89,6 +93,7 @@ async def _run_daemon(
     sink: LogSink | None = None
     control = None
     metrics: MetricsEndpoint | None = None
+    delivery: asyncio.Task[None] | None = None
     ray_started = False
     state: DaemonState | None = None
     stopped_during: str | None = None
@@ -137,6 +142,7 @@ async def _run_daemon(
 
         startup.begin("opening the control socket")
         control = await open_control(state, socket_path)
+        delivery = _start_dispatcher(state)
         if settings.metrics.enabled:
             startup.begin("opening the metrics endpoint")
             metrics = await _open_metrics(state)
@@ -153,6 +159,7 @@ async def _run_daemon(
             socket=str(socket_path),
             seconds=round(ready_sec, 3),
         )
+        _beat(state, running=True)
         await _main_loop(state, notifier)
         notifier.stopping("halting pairs, recording in-flight decisions")
         log.info("daemon_stopping")
@@ -166,6 +173,9 @@ async def _run_daemon(
             metrics = None
         await asyncio.to_thread(stop_ray)
         ray_started = False
+        await _stop_dispatcher(state, delivery)
+        delivery = None
+        _beat(state, running=False)
         log.info("daemon_stopped", clean=clean)
         return exit_codes.OK
     except StartupStopped as stopped:
@@ -191,6 +201,8 @@ async def _run_daemon(
             await control.stop()
         if metrics is not None:
             await metrics.stop()
+        if state is not None:
+            await _stop_dispatcher(state, delivery)
         if ray_started:
             from daemon.ray_runtime import stop_ray
 
@@ -218,6 +230,55 @@ async def _open_metrics(state: DaemonState) -> MetricsEndpoint:
             exit_codes.UNAVAILABLE,
         ) from None
     return endpoint
+
+
+def _beat(state: DaemonState, running: bool, stalled: bool = False) -> None:
+    """The heartbeat file `tradingd liveness` reads (no database involved); a failure is logged once per
+    kind, never raised: the daemon trades on without it."""
+    from daemon.liveness import write_heartbeat
+
+    slots = state.supervisor.slots.values() if state.supervisor is not None else []
+    try:
+        write_heartbeat(
+            state.settings.storage.resolved_data_dir(),
+            state="running" if running else "stopped",
+            run_id=state.run_id,
+            pairs={slot.pair: slot.state for slot in slots},
+            stalled=stalled,
+        )
+    except OSError as error:
+        log.warning("heartbeat_file_failed", error=f"{type(error).__name__}: {error.strerror or error}")
+
+
+def _start_dispatcher(state: DaemonState) -> asyncio.Task[None] | None:
+    """Alert delivery (`alerts.*`), when a channel is configured."""
+    from daemon.alert_channels import open_channels
+    from daemon.alert_dispatcher import AlertDispatcher
+
+    channels = open_channels(state.settings.alerts)
+    if not channels:
+        return None
+    dispatcher = AlertDispatcher(state.settings.alerts, channels, OpsStore(state.database.pool), lambda: state.alerts)
+    log.info("alert_delivery_on", channels=[channel.name for channel in channels])
+    state.dispatcher_stop = asyncio.Event()
+
+    async def deliver() -> None:
+        from daemon.alert_channels import close_channels
+
+        try:
+            await dispatcher.run(state.dispatcher_stop)
+        finally:
+            await close_channels(channels)
+
+    return asyncio.get_running_loop().create_task(deliver(), name="alert-delivery")
+
+
+async def _stop_dispatcher(state: DaemonState, task: asyncio.Task[None] | None) -> None:
+    if task is None:
+        return
+    state.dispatcher_stop.set()
+    with contextlib.suppress(Exception, asyncio.CancelledError):
+        await asyncio.wait_for(task, state.settings.alerts.send_timeout_sec * 2 + 10)
 
 
 async def _watchdog(state: DaemonState, notifier: Notifier, withheld: bool) -> bool:
@@ -257,9 +318,13 @@ async def _main_loop(state: DaemonState, notifier: Notifier) -> None:
             if state.supervisor is not None:
                 await state.supervisor.reconcile_once()
             if state.alerts is not None:
-                await state.alerts.flush()  # what a database outage kept
+                # What a database outage kept; bounded, so a frozen database cannot hold up the watchdog
+                # (an insert cut short is not doubled: the alert's uid is written once).
+                with contextlib.suppress(TimeoutError):
+                    await within(state.alerts.flush(), ALERT_FLUSH_SEC, "the kept alerts")
         if now >= next_heartbeat:
             next_heartbeat = now + settings.heartbeat_sec
+            _beat(state, running=True, stalled=withheld)
             slots = state.supervisor.slots.values() if state.supervisor is not None else []
             states = {slot.pair: slot.state for slot in slots}
             log.info("heartbeat", run_id=state.run_id, pairs=states, uptime_sec=round(now - state.started_monotonic))

@@ -22,7 +22,7 @@ from daemon.run_state import DaemonState
 from daemon.supervisor import DesiredStateNotSaved
 from domain.market import INTERVALS
 from pipeline.risk.blocks import not_running
-from storage.availability import database_unreachable
+from storage.availability import database_unreachable, within
 from storage.desired_state import ACCOUNT, DesiredState
 from storage.ops import OpenTrade, OpsStore
 from storage.retry_queue import RetryQueue
@@ -31,6 +31,10 @@ from trading.limits import limits_json
 
 Command = Callable[[DaemonState, Mapping[str, object]], Awaitable[Mapping[str, object]]]
 CALL_TIMEOUT_SEC = 30.0
+DATABASE_READ_SEC = 5.0
+"""Status's and the audit's bound on the database: one that is frozen (not refused) answers nothing until
+asyncpg's 60 s command timeout, and the operator's `ctl` would give up first. Past it the database
+counts as unreachable."""
 
 
 async def open_control(state: DaemonState, path: Path) -> ControlServer:
@@ -41,7 +45,7 @@ async def open_control(state: DaemonState, path: Path) -> ControlServer:
 
     async def audit(request: ControlRequest, outcome: str, detail: str | None) -> None:
         target = request.args.get("pair") or request.args.get("trade")
-        await ops.audit(
+        written = ops.audit(
             request.cmd,
             dict(request.args),
             outcome,  # type: ignore[arg-type]
@@ -49,6 +53,7 @@ async def open_control(state: DaemonState, path: Path) -> ControlServer:
             actor="control-socket",
             target=None if target is None else str(target),
         )
+        await within(written, DATABASE_READ_SEC, "the audit")  # past it: `control_audit_failed` logs the command
 
     token = state.settings.control.api_token
     server = ControlServer(
@@ -138,7 +143,9 @@ async def status(state: DaemonState, args: Mapping[str, object]) -> Mapping[str,
     if supervisor is not None and state.run is not None:
         account = await _money(state, supervisor, account, pairs)
         try:
-            trades = await OpsStore(state.database.pool).open_trades(state.run.id)
+            trades = await within(
+                OpsStore(state.database.pool).open_trades(state.run.id), DATABASE_READ_SEC, "open trades"
+            )
         except Exception as error:
             # During an outage status still answers with what the actors know; the trades are read later.
             if not database_unreachable(error):

@@ -11,13 +11,13 @@ from typing import Any
 
 from actors.transport import RayTransport
 from config import Settings
-from daemon.alert_outbox import AlertOutbox
 from daemon.cli_runs import record_run_stopped
 from daemon.control_protocol import CommandError
 from daemon.run_setup import ORIGIN_CONTROL, build_plans, check_start, start_run
 from daemon.supervisor import Supervisor
 from domain.fills import FillRules
 from observability import get_logger
+from observability.alert_outbox import AlertOutbox
 from storage.database import Database
 from storage.desired_state import DesiredStateStore
 from storage.ops import OpsStore
@@ -37,6 +37,8 @@ class DaemonState:
     supervisor: Supervisor | None = None
     alerts: AlertOutbox | None = None
     """The supervisor's alerts: kept through a database outage, written when it is back."""
+    dispatcher_stop: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set to stop alert delivery (`daemon.alert_dispatcher`), last in the shutdown."""
 
     @property
     def run_id(self) -> str:
@@ -50,7 +52,8 @@ class DaemonState:
     async def trade(self, run: Run, rules: dict[str, FillRules] | None = None) -> Supervisor:
         """Start the supervisor for `run` (resumed or new) and mark the run running."""
         plans, env, account_policy = await build_plans(self.settings, self.database, run, self.log_socket, rules)
-        outbox = self.alerts = AlertOutbox(OpsStore(self.database.pool).raise_alert)
+        # One outbox for the daemon's life: what a run kept through an outage outlives the run.
+        outbox = self.alerts = self.alerts or AlertOutbox(OpsStore(self.database.pool).raise_alert)
 
         async def alert(severity: str, kind: str, message: str, pair: str | None) -> None:
             await outbox.raise_alert(severity, kind, message, pair=pair, run_id=run.id)

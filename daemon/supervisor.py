@@ -59,7 +59,7 @@ from domain.errors import TemporaryVenueError
 from observability import get_logger
 from pipeline.risk.account import AccountPolicy
 from pipeline.risk.blocks import effective, not_running
-from storage.availability import database_unreachable
+from storage.availability import database_unreachable, within
 from storage.desired_state import ACCOUNT, DesiredState
 
 __all__ = ["ROLES", "DesiredStateNotSaved", "PairPlan", "PairSlot", "Supervisor", "describe"]
@@ -70,6 +70,11 @@ PairState = Literal["starting", "running", "restarting", "faulted", "stopped"]
 AlertCallback = Callable[[str, str, str, str | None], Awaitable[None]]
 """(severity, kind, message, pair)"""
 T = TypeVar("T")
+
+
+DESIRED_SAVE_SEC = 5.0
+"""A save of desired state gives up past this (a frozen database answers nothing for asyncpg's 60 s):
+a pause is then applied and kept, a resume refused."""
 
 
 class DesiredStateNotSaved(Exception):
@@ -248,6 +253,10 @@ class Supervisor:
 
     # ---------------------------------------------------------------- desired state
 
+    def _desired_now(self, scope: str) -> DesiredState:
+        """The scope's own desired state as it holds now (ACTIVE when nothing was asked of it)."""
+        return self.desired.get(scope) or DesiredState("ACTIVE")
+
     def desired_of(self, pair: str) -> DesiredState:
         """The pair's desired state: its own, else the account's, else ACTIVE (nothing asked yet)."""
         return self.desired.get(pair) or self.desired.get(ACCOUNT) or DesiredState("ACTIVE")
@@ -293,11 +302,16 @@ class Supervisor:
         ordered on a wish that a restart would forget."""
         assert self.run_id is not None
         try:
-            stored = await self.store.save(self.run_id, scopes, by)
+            stored = await within(self.store.save(self.run_id, scopes, by), DESIRED_SAVE_SEC, "the desired state")
         except Exception as error:
             if not database_unreachable(error):
                 raise
             if any(state.trading_state == "ACTIVE" for state in scopes.values()):
+                if isinstance(error, TimeoutError):
+                    # A frozen database may still commit the refused resume when it thaws: what holds now
+                    # is stored again after it by the reconcile loop, so a restart cannot revive it.
+                    for scope in scopes:
+                        self.unsaved.setdefault(scope, (self._desired_now(scope), by))
                 raise DesiredStateNotSaved(describe(error)) from None
             now = datetime.now(UTC)
             kept = {scope: DesiredState(state.trading_state, state.reason, now, by) for scope, state in scopes.items()}
@@ -315,7 +329,8 @@ class Supervisor:
         pending = dict(self.unsaved)
         try:
             for by in {by for _, by in pending.values()}:
-                await self.store.save(self.run_id, {s: state for s, (state, b) in pending.items() if b == by}, by)
+                batch = {s: state for s, (state, b) in pending.items() if b == by}
+                await within(self.store.save(self.run_id, batch, by), DESIRED_SAVE_SEC, "the kept desired state")
         except Exception as error:
             if not database_unreachable(error):
                 log.error("desired_state_not_saved", scopes=sorted(pending), error=describe(error))

@@ -7,6 +7,10 @@ FAULTED (a 60 s outage must not fault every pair).
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
+from typing import Any
+
 from asyncpg import exceptions as pg
 
 
@@ -33,3 +37,23 @@ def database_unreachable(error: BaseException) -> bool:
     if isinstance(error, StorageUnavailableError):
         return error.unreachable
     return isinstance(error, UNREACHABLE)
+
+
+async def within[T](awaitable: Awaitable[T], seconds: float, what: str) -> T:
+    """`awaitable`'s result, or TimeoutError (which `database_unreachable` counts) after `seconds`.
+
+    Unlike `asyncio.timeout`, this does not wait for the cancelled work to clean up: asyncpg returns a
+    connection to its pool shielded from cancellation, and the reset it runs then waits on a frozen
+    database for the whole command timeout (60 s). The abandoned work ends in the background."""
+    task = asyncio.ensure_future(awaitable)
+    done, _ = await asyncio.wait({task}, timeout=seconds)
+    if not done:
+        task.cancel()
+        task.add_done_callback(_consume)
+        raise TimeoutError(f"{what}: the database did not answer within {seconds:g} s")
+    return task.result()
+
+
+def _consume(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved: an abandoned read's failure is expected, not "never retrieved"

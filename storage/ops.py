@@ -13,6 +13,7 @@ from typing import Any, Literal
 import asyncpg
 
 Severity = Literal["info", "warning", "critical"]
+Delivery = Literal["pending", "delivered", "not_sent", "undeliverable"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,24 @@ class Alert:
     message: str
     trace_id: str | None
     details: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class UndeliveredAlert:
+    """An alert not yet delivered to every channel (`alerts.delivery = 'pending'`)."""
+
+    id: int
+    uid: uuid.UUID
+    raised_at: datetime
+    severity: Severity
+    kind: str
+    pair: str | None
+    run_id: uuid.UUID | None
+    message: str
+    trace_id: str | None
+    details: Mapping[str, Any]
+    delivered_to: tuple[str, ...]
+    delivery_attempts: int
 
 
 class OpsStore:
@@ -81,11 +100,19 @@ class OpsStore:
         trace_id: str | None = None,
         details: Mapping[str, Any] | None = None,
         raised_at: datetime | None = None,
+        uid: uuid.UUID | None = None,
+        delivery: Delivery = "pending",
+        delivered_to: tuple[str, ...] = (),
     ) -> int:
-        """`raised_at`: when it was raised, if before now (an alert kept through a database outage)."""
+        """`raised_at`: when it was raised, if before now (an alert kept through a database outage);
+        `uid`, `delivery` and `delivered_to`: what was delivered of it while it waited for its row. A uid
+        written already is not written twice (an insert whose answer was lost, tried again)."""
         alert_id: int = await self._pool.fetchval(
-            "INSERT INTO alerts (severity, kind, pair, run_id, message, trace_id, details, raised_at) "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce($8, now())) RETURNING id",
+            "INSERT INTO alerts (severity, kind, pair, run_id, message, trace_id, details, raised_at, uid, delivery,"
+            " delivered_to, delivered_at) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce($8, now()), coalesce($9, gen_random_uuid()), $10, $11,"
+            " CASE WHEN $10 = 'delivered' THEN now() END) "
+            "ON CONFLICT (uid) DO UPDATE SET uid = EXCLUDED.uid RETURNING id",
             severity,
             kind,
             pair,
@@ -94,8 +121,34 @@ class OpsStore:
             trace_id,
             dict(details or {}),
             raised_at,
+            uid,
+            delivery,
+            list(delivered_to),
         )
         return alert_id
+
+    async def undelivered_alerts(self, limit: int = 200) -> list[UndeliveredAlert]:
+        """The oldest alerts still `pending` delivery."""
+        rows = await self._pool.fetch(
+            "SELECT id, uid, raised_at, severity, kind, pair, run_id, message, trace_id, details, delivered_to,"
+            " delivery_attempts FROM alerts WHERE delivery = 'pending' ORDER BY id LIMIT $1",
+            limit,
+        )
+        return [UndeliveredAlert(**{**dict(row), "delivered_to": tuple(row["delivered_to"])}) for row in rows]
+
+    async def record_delivery(
+        self, uid: uuid.UUID, delivery: Delivery, delivered_to: tuple[str, ...], attempts: int, error: str | None
+    ) -> None:
+        """One alert's delivery state after a pass: the channels it reached and the attempts it took."""
+        await self._pool.execute(
+            "UPDATE alerts SET delivery = $2, delivered_to = $3, delivery_attempts = delivery_attempts + $4,"
+            " delivery_error = $5, delivered_at = CASE WHEN $2 = 'delivered' THEN now() END WHERE uid = $1",
+            uid,
+            delivery,
+            list(delivered_to),
+            attempts,
+            error,
+        )
 
     async def alerts(self, limit: int = 50) -> list[Alert]:
         rows = await self._pool.fetch(

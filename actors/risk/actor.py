@@ -25,7 +25,6 @@ from pipeline.risk.blocks import ACCOUNT_UNAVAILABLE, AccountView, Transition
 from pipeline.risk.core import CHECKPOINT_VERSION, RiskCore
 from pipeline.risk.desk import AccountDesk
 from storage.checkpoints import ActorState, CheckpointStore
-from storage.ops import OpsStore
 from storage.risk import RiskStore
 from trading.context import PairContext
 from trading.limits import RiskLimits
@@ -142,16 +141,15 @@ class RiskActor(ActorShell):
         for transition in transitions:
             said = pair_announcement(self.context.pair, transition)
             log.warning(said.event, trace_id=trace_id, **said.fields)
-            if self.database is not None:
-                await OpsStore(self.database.pool).raise_alert(
-                    said.severity,
-                    said.event,
-                    said.message,
-                    pair=self.context.pair,
-                    run_id=_uuid(self.context.run_id),
-                    trace_id=trace_id,
-                    details=said.details,
-                )
+            await self.raise_alert(
+                said.severity,
+                said.event,
+                said.message,
+                pair=self.context.pair,
+                run_id=_uuid(self.context.run_id),
+                trace_id=trace_id,
+                details=said.details,
+            )
 
     async def _changed(self, change: StateChange | None, trace_id: str | None = None) -> None:
         """Log a trading-state change and checkpoint it at once (it must survive a restart)."""
@@ -271,8 +269,6 @@ class AccountActor(ActorShell):
         """The account's halt began or cleared (or the breaker cooled down): one event and one alert each."""
         if not transitions:
             return
-        assert self.database is not None
-        ops = OpsStore(self.database.pool)
         market_time = self._desk().now.isoformat()
         for transition in transitions:
             said = account_announcement(transition, market_time, pair, trade_id)
@@ -280,7 +276,7 @@ class AccountActor(ActorShell):
                 log.critical(said.event, trace_id=trace_id, **said.fields)
             else:
                 log.warning(said.event, **said.fields)
-            await ops.raise_alert(
+            await self.raise_alert(
                 said.severity, said.event, said.message, pair=pair, trace_id=trace_id, details=said.details
             )
 

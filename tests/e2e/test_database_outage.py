@@ -2,7 +2,8 @@
 killed as the database goes). During the outage the daemon stays up, `status` answers from what the
 actors hold, a pause is applied (and stored afterwards) and a resume refused; after it, both pairs trade
 again by themselves, every candle decided exactly once (the ones that closed during the outage as
-HOLDs that sent no order), and the alerts raised meanwhile are written with the time they were raised."""
+HOLDs that sent no order), and the alerts raised meanwhile are written with the time they were raised.
+Then the database is frozen (SIGSTOP) for a moment: `status` and `pause` still answer within seconds."""
 
 from __future__ import annotations
 
@@ -149,4 +150,31 @@ def test_a_60_s_database_outage_during_trading_and_a_restart_loses_and_doubles_n
         waiting = next(row for row in alerts if row["kind"] == "pair_waiting")
         assert (waiting["raised_at"] - outage_began).total_seconds() < OUTAGE_SEC
         assert d.events("desired_state_saved"), "the kept pause was stored by the reconcile loop"
+
+        # Frozen (SIGSTOP: connections accepted, nothing answered) rather than stopped: status and a pause
+        # still answer at once, bounded, instead of after asyncpg's 60 s command timeout.
+        pg.pause()
+        try:
+            asked = time.monotonic()
+            printed = ctl_client(d, "status")
+            status_sec = time.monotonic() - asked
+            assert printed.returncode == 0, printed.stderr
+            assert "database UNREACHABLE" in printed.stdout
+            asked = time.monotonic()
+            paused = ctl_client(d, "pause", "BTC-USDT")
+            pause_sec = time.monotonic() - asked
+            assert paused.returncode == 0, paused.stderr
+            assert "stored when it answers" in paused.stdout
+        finally:
+            pg.resume()
+        assert status_sec < 30, status_sec
+        assert pause_sec < 30, pause_sec
+        d.wait_until(
+            lambda: (
+                query(pg.url, "SELECT trading_state FROM operator_desired_states WHERE scope = 'BTC-USDT'")
+                == [("HALTED",)]
+            ),
+            120,
+            "the pause during the freeze stored",
+        )
         print(json.dumps({"kinds": kinds, "decisions": {p: decisions(pg.url, p) for p in PAIRS}}))
