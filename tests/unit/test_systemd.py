@@ -261,7 +261,7 @@ def test_time_span_parsing() -> None:
     assert _seconds("2m") == 120
 
 
-def _verify(unit_text: str, tmp_path: Path) -> tuple[int, list[str], str]:
+def _verify(unit_text: str, tmp_path: Path, unit: Path = UNIT_FILE) -> tuple[int, list[str], str]:
     """Run `systemd-analyze verify` on a copy of the unit that can load on this machine.
 
     Returns the exit status, the output lines that name the unit (how verify reports a problem in it:
@@ -275,15 +275,24 @@ def _verify(unit_text: str, tmp_path: Path) -> tuple[int, list[str], str]:
         pytest.skip(f"the tradingd entry point is not installed in this environment ({entry_point})")
     # verify fails when ExecStart's binary does not exist, so point it at this environment's entry
     # point. User=/Group= can stay: verify (systemd 252) does not resolve them.
-    text, count = re.subn(
-        rf"^ExecStart={re.escape(INSTALLED_ENTRY_POINT)}(?= )",
-        lambda _: f"ExecStart={entry_point}",
-        unit_text,
-        flags=re.MULTILINE,
-    )
-    assert count == 1, "ExecStart= no longer starts with the installed entry point; update this test"
-    copy = tmp_path / UNIT_FILE.name
-    copy.write_text(text)
+
+    def loadable(text: str) -> str:
+        if not text.count("ExecStart="):
+            return text
+        text, count = re.subn(
+            rf"^ExecStart={re.escape(INSTALLED_ENTRY_POINT)}(?= )",
+            lambda _: f"ExecStart={entry_point}",
+            text,
+            flags=re.MULTILINE,
+        )
+        assert count == 1, "ExecStart= no longer starts with the installed entry point; update this test"
+        return text
+
+    # The units it names (OnFailure=, the timer's service) beside it, as they are installed.
+    for companion in UNIT_FILE.parent.glob("tradingd*.*"):
+        (tmp_path / companion.name).write_text(loadable(companion.read_text()))
+    copy = tmp_path / unit.name
+    copy.write_text(loadable(unit_text))
 
     usage = subprocess.run([analyze, "--help"], capture_output=True, text=True, check=False).stdout
     options = [option for option in ("--man=no", "--recursive-errors=no") if option.split("=")[0] in usage]
@@ -307,14 +316,25 @@ def _verify(unit_text: str, tmp_path: Path) -> tuple[int, list[str], str]:
         check=False,
     )
     output = result.stdout + result.stderr
-    faulty = [line for line in output.splitlines() if UNIT_FILE.name in line]
+    faulty = [line for line in output.splitlines() if any(u.name in line for u in UNIT_FILE.parent.glob("tradingd*.*"))]
     return result.returncode, faulty, output
 
 
-def test_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
-    returncode, faulty, output = _verify(UNIT_FILE.read_text(), tmp_path)
+@pytest.mark.parametrize("name", ["tradingd.service", "tradingd-liveness.service", "tradingd-liveness.timer"])
+def test_unit_passes_systemd_analyze_verify(tmp_path: Path, name: str) -> None:
+    unit = UNIT_FILE.parent / name
+    returncode, faulty, output = _verify(unit.read_text(), tmp_path, unit)
     assert faulty == [], output
     assert returncode == 0, output
+
+
+def test_the_daemons_failure_runs_the_liveness_check_which_runs_the_same_configuration() -> None:
+    daemon_unit = UNIT_FILE.read_text()
+    liveness = (UNIT_FILE.parent / "tradingd-liveness.service").read_text()
+    assert "OnFailure=tradingd-liveness.service" in daemon_unit
+    assert "liveness --config /etc/tradingd/tradingd.toml" in liveness
+    assert "run --config /etc/tradingd/tradingd.toml" in daemon_unit
+    assert "StateDirectory=tradingd" in liveness, "it reads the heartbeat in the daemon's data directory"
 
 
 @pytest.mark.parametrize(
