@@ -178,7 +178,7 @@ def storms(context: Context, result: Result) -> None:
     with (
         stoppable_postgres(work / "pg") as pg,
         simulator_process(files, "60", log=work / "sim.log", faults=True) as (urls, _),
-        daemon(write_config(work), urls, _with_password(pg.url), work, extra_env=MARKERS) as d,
+        daemon(write_config(work, extra=ALERTS_CONFIG), urls, _with_password(pg.url), work, extra_env=MARKERS) as d,
     ):
         d.start()
         d.wait_ready()
@@ -286,11 +286,19 @@ def _slope(points: list[tuple[float, float]]) -> float | None:
     return None if spread == 0 else sum((x - mean_x) * (y - mean_y) for x, y in points) / spread
 
 
+HOOK_MARKER = "hookmarker4e7a1c9d2b"
 MARKERS = {
     "API_TOKEN": "ctlmarker7f3a9c1e5b",
     "BINGX_API_KEY": "keymarker2d8e6b4a90",
     "BINGX_SECRET_KEY": "secretmarker5c1f7e3d",
+    # Alert channels that refuse every send (port 9 on loopback): each failure is logged and recorded.
+    "TRADINGD_ALERT_WEBHOOK_URL": f"http://127.0.0.1:9/hooks/{HOOK_MARKER}",
+    "TRADINGD_ALERT_TELEGRAM_BOT_TOKEN": "424242:tgmarker8c3f5a1e7d",
+    "TRADINGD_ALERT_TELEGRAM_CHAT_ID": "1",
+    "TRADINGD_ALERT_MIN_SEVERITY": "info",
 }
+ALERTS_CONFIG = '[alerts]\ntelegram_api_url = "http://127.0.0.1:9"\n'
+"""The storms' daemon delivers (and fails to deliver) every alert, so its errors are swept too."""
 DB_MARKER = "pgmarker9b2d4f6a8c"
 """The database password in TIMESCALE_URL (the test server trusts local connections: it is never checked,
 but travels everywhere the URL does)."""
@@ -306,6 +314,9 @@ def _operator_commands(d: Daemon, work: Path, result: Result) -> None:
         answer = ctl_client(d, *command)
         if answer.returncode not in (0, 1):
             result.failures.append(f"ctl {' '.join(command)} exited {answer.returncode}: {answer.stderr}")
+    judged = tradingd_command(d, "liveness")
+    if judged.returncode != 0 or '"verdict": "alive"' not in judged.stdout:
+        result.failures.append(f"liveness exited {judged.returncode}: {judged.stdout[-300:]} {judged.stderr[-300:]}")
     backed = tradingd_command(d, "db", "backup", "--out", str(work / "backup"))
     if backed.returncode != 0:
         result.failures.append(f"db backup exited {backed.returncode}: {backed.stderr[-300:]}")
@@ -314,7 +325,8 @@ def _operator_commands(d: Daemon, work: Path, result: Result) -> None:
 def _sweep(result: Result, work: Path, url: str) -> None:
     """Every file under `work` (logs, the data directory, the backup, the database's own files) and every
     table, searched for the secrets' marker values."""
-    markers = [*MARKERS.values(), DB_MARKER]
+    markers = [value for value in MARKERS.values() if "marker" in value]  # not the chat id or the severity
+    markers += [DB_MARKER, HOOK_MARKER]
     tables = [row[0] for row in query(url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
     in_tables = [
         table
