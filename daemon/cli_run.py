@@ -320,8 +320,12 @@ async def _main_loop(state: DaemonState, notifier: Notifier) -> None:
             if state.alerts is not None:
                 # What a database outage kept; bounded, so a frozen database cannot hold up the watchdog
                 # (an insert cut short is not doubled: the alert's uid is written once).
-                with contextlib.suppress(TimeoutError):
+                try:
                     await within(state.alerts.flush(), ALERT_FLUSH_SEC, "the kept alerts")
+                except TimeoutError:
+                    pass  # still kept; the flush goes on in the background, or the next one writes them
+                except Exception:
+                    log.exception("alert_flush_failed")  # the main loop (and the watchdog) must go on
         if now >= next_heartbeat:
             next_heartbeat = now + settings.heartbeat_sec
             _beat(state, running=True, stalled=withheld)

@@ -11,6 +11,7 @@ Telegram) before its row exists: what it reached is written with it (`delivered_
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -51,6 +52,9 @@ class AlertOutbox:
     dropped: int = 0
     _failing: bool = False
     """The last write failed: the next that succeeds writes what was kept (and says so)."""
+    _writing: asyncio.Lock = field(default_factory=asyncio.Lock)
+    """One writer at a time. A write given up on (a frozen database: `storage.availability.within`) goes on
+    in the background holding it; meanwhile an alert is kept, never waited for."""
 
     async def raise_alert(self, severity: str, kind: str, message: str, **fields: Any) -> bool:
         """Write the alert (after any kept earlier); False when it was kept for later instead."""
@@ -59,16 +63,25 @@ class AlertOutbox:
         alert = PendingAlert(severity, kind, message, fields, datetime.now(UTC))
         log.info("alert_raised", severity=severity, kind=kind, uid=str(alert.uid), trace_id=alert.trace_id)
         self._keep(alert)
+        if self._writing.locked():
+            log.warning("alert_kept", kind=kind, kept=len(self.pending), error="a write is under way")
+            return False
         error = await self._write_pending()
         if error is not None:
             log.warning("alert_kept", kind=kind, kept=len(self.pending), error=type(error).__name__)
         return error is None
 
     async def flush(self) -> bool:
-        """Write what is kept, oldest first; True when nothing is left."""
+        """Write what is kept, oldest first; True when nothing is left (False while another write runs)."""
+        if self._writing.locked():
+            return False
         return await self._write_pending() is None
 
     async def _write_pending(self) -> Exception | None:
+        async with self._writing:
+            return await self._write_all()
+
+    async def _write_all(self) -> Exception | None:
         written = 0
         while self.pending:
             alert = self.pending[0]
@@ -87,7 +100,8 @@ class AlertOutbox:
             except Exception as error:  # the database is away: keep it
                 self._failing = True
                 return error
-            self.pending.popleft()
+            if self.pending and self.pending[0] is alert:  # not dropped from a full outbox meanwhile
+                self.pending.popleft()
             written += 1
         if self._failing:
             log.info("alerts_written", written=written)

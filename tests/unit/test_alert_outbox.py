@@ -69,3 +69,30 @@ async def test_the_oldest_kept_alert_goes_first_when_the_outbox_is_full() -> Non
     sink.up = True
     assert await outbox.flush() is True
     assert [message for _, _, message, _ in sink.written] == ["b", "c"]
+
+
+async def test_a_write_given_up_on_and_new_alerts_never_race_or_double() -> None:
+    """A write held up by a frozen database (one `within` gave up on goes on in the background); alerts
+    raised meanwhile are kept (not waited for), and each is written once, in order, when it answers."""
+    import asyncio
+
+    gate = asyncio.Event()
+    written: list[str] = []
+
+    async def frozen(severity: str, kind: str, message: str, **fields: Any) -> int:
+        await gate.wait()
+        written.append(message)
+        return len(written)
+
+    outbox = AlertOutbox(frozen, capacity=3)
+    outbox.pending.clear()
+    first = asyncio.ensure_future(outbox.raise_alert("warning", "actor_restarted", "one"))
+    await asyncio.sleep(0)
+    for n in ("two", "three", "four"):  # the third overflows: "one" is dropped while it is being written
+        assert await outbox.raise_alert("warning", "pair_waiting", n) is False
+    assert await outbox.flush() is False, "a write is under way: the flush does not wait for it"
+    gate.set()
+    assert await first is True
+    assert await outbox.flush() is True
+    assert written == ["one", "two", "three", "four"]
+    assert not outbox.pending
