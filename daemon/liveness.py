@@ -14,8 +14,9 @@ pairs' states; and once more, `stopped`, when it stops cleanly. `tradingd livene
 
 On a change of verdict it sends one alert through the configured channels (`alerts.*`), directly: no
 daemon and no database involved; a critical one for `stalled`, `stale`, `dead` and `missing`, and an
-`info` when it is `alive` (or `stopped`) again. The last verdict is kept in `<data_dir>/liveness.json`,
-so a timer that runs every minute alerts once per incident. It prints the verdict as one JSON line
+`info` when it is `alive` (or `stopped`) again. The last verdict told is kept in `<data_dir>/liveness.json`,
+so a timer that runs every minute alerts once per incident (with no channel configured it says so on
+stderr and records nothing: the first run with one alerts). It prints the verdict as one JSON line
 and exits 0 for `alive` and `stopped`, 1 otherwise (the timer's unit shows as failed)."""
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 import time
 import uuid
 from dataclasses import asdict, dataclass
@@ -128,7 +130,13 @@ async def run_liveness(settings: Settings) -> int:
                     failed.append(f"{channel.name}: {error}")
         finally:
             await close_channels(channels)
-    if not failed:  # a failed alert is sent again on the next run
+    channels_set = bool(settings.alerts.channels)
+    if not channels_set and verdict in UNHEALTHY:
+        print(
+            "tradingd: no alert channel is configured (alerts.webhook_url, alerts.telegram_*): nobody was told",
+            file=sys.stderr,
+        )
+    if channels_set and not failed:  # a failed alert (or one no channel could carry) is sent on the next run
         _write_json(data_dir / VERDICT_FILE, {"verdict": verdict, "at": time.time()})
     print(json.dumps({"verdict": verdict, "reason": reason, "alerted": delivered, "failed": failed}))
     return 0 if verdict in ("alive", "stopped") else 1

@@ -54,3 +54,15 @@ def test_the_file_round_trips_and_a_torn_one_reads_as_none(tmp_path: Path) -> No
     assert oct((tmp_path / "heartbeat.json").stat().st_mode & 0o777) == "0o600"
     (tmp_path / "heartbeat.json").write_text('{"state": "runn')
     assert read_heartbeat(tmp_path) is None
+
+
+async def test_with_no_channel_nothing_is_recorded_so_the_first_run_with_one_alerts(
+    tmp_path: Path, capsys: object
+) -> None:
+    from config.settings import Settings
+    from daemon.liveness import run_liveness
+
+    settings = Settings.model_validate({"storage": {"data_dir": str(tmp_path)}})
+    assert await run_liveness(settings) == 1
+    assert not (tmp_path / "liveness.json").exists()
+    assert "nobody was told" in capsys.readouterr().err  # type: ignore[attr-defined]
