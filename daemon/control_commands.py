@@ -496,6 +496,7 @@ async def alerts(state: DaemonState, args: Mapping[str, object]) -> Mapping[str,
                 "pair": alert.pair,
                 "message": alert.message,
                 "trace_id": alert.trace_id,
+                "delivery": alert.delivery + (f" ({', '.join(alert.delivered_to)})" if alert.delivered_to else ""),
             }
             for alert in rows
         ]

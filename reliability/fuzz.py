@@ -8,7 +8,6 @@ import contextlib
 import gzip
 import json
 import random
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -92,11 +91,13 @@ def _request(data: bytes) -> None:
         encode_response(error(refused.code, refused.message, refused.request_id))
 
 
-def _file(loader: Callable[[Path], object], refusal: type[Exception], suffix: str) -> Callable[[bytes], None]:
-    directory = Path(tempfile.mkdtemp(prefix="fuzz-"))
+INPUT_DIRECTORY: list[Path] = []
+"""Where the file boundaries write their inputs: the scenario's own directory (set by `fuzz`)."""
 
+
+def _file(loader: Callable[[Path], object], refusal: type[Exception], suffix: str) -> Callable[[bytes], None]:
     def run(data: bytes) -> None:
-        path = directory / f"input{suffix}"
+        path = INPUT_DIRECTORY[-1] / f"input{suffix}"
         path.write_bytes(data)
         path.chmod(0o600)
         with contextlib.suppress(refusal):
@@ -116,6 +117,9 @@ BOUNDARIES: dict[str, tuple[bytes, Callable[[bytes], None]]] = {
 
 def fuzz(context: Context, result: Result) -> None:
     rng = random.Random(context.plan.seed)
+    directory = context.work / "fuzz"
+    directory.mkdir(parents=True, exist_ok=True)
+    INPUT_DIRECTORY.append(directory)
     for name, (seed, run) in BOUNDARIES.items():
         crashes: dict[str, int] = {}
         for index in range(context.plan.fuzz_inputs):

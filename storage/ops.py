@@ -43,6 +43,8 @@ class Alert:
     message: str
     trace_id: str | None
     details: Mapping[str, Any]
+    delivery: Delivery = "not_sent"
+    delivered_to: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -152,11 +154,11 @@ class OpsStore:
 
     async def alerts(self, limit: int = 50) -> list[Alert]:
         rows = await self._pool.fetch(
-            "SELECT id, raised_at, severity, kind, pair, run_id, message, trace_id, details FROM alerts "
-            "ORDER BY raised_at DESC, id DESC LIMIT $1",
+            "SELECT id, raised_at, severity, kind, pair, run_id, message, trace_id, details, delivery, delivered_to"
+            " FROM alerts ORDER BY raised_at DESC, id DESC LIMIT $1",
             limit,
         )
-        return [Alert(**dict(row)) for row in rows]
+        return [Alert(**{**dict(row), "delivered_to": tuple(row["delivered_to"])}) for row in rows]
 
     async def trade_pair(self, trade_id: uuid.UUID) -> tuple[uuid.UUID, str, str] | None:
         """(run, pair, status) of a trade."""

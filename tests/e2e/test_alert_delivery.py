@@ -77,6 +77,8 @@ def test_alerts_reach_a_webhook_and_telegram_and_liveness_reports_a_killed_daemo
                 60,
                 "the row marked delivered",
             )
+            listed = next(a for a in d.ctl("alerts")["alerts"] if a["kind"] == "actor_restarted")
+            assert listed["delivery"] == "delivered (telegram, webhook)"
             # the daemon is killed with everything under it: only the check from outside can say so
             d.kill_everything()
             code, verdict = liveness(d)
