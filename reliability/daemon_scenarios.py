@@ -219,13 +219,29 @@ def storms(context: Context, result: Result) -> None:
 
 
 def _tree_rss_mb(d: Daemon) -> float:
-    total = 0
+    return sum(_rss_by_process(d).values())
+
+
+def _rss_by_process(d: Daemon) -> dict[str, float]:
+    """RSS (MB) of the daemon's tree by process kind (`tradingd`, `ray::FeedActor`, `raylet`, ...), summed
+    over the processes of a kind (one per pair for the actors)."""
+    kinds: dict[str, float] = {}
     for process in d.tree():
         try:
-            total += process.memory_info().rss
-        except psutil.NoSuchProcess:
+            name = process.name()
+            if name.startswith("python"):  # Ray's helpers: named by their script
+                script = next((part for part in process.cmdline()[1:] if part.endswith(".py")), name)
+                name = Path(script).name
+            kinds[name] = kinds.get(name, 0.0) + process.memory_info().rss / 2**20
+        except psutil.Error:
             continue
-    return total / 2**20
+    return kinds
+
+
+def _growth_by_process(first: dict[str, float], last: dict[str, float], hours: float) -> dict[str, float]:
+    """MB per replayed hour of each process kind, the largest first (those that grew by 1 MB or more)."""
+    grown = {name: (last[name] - first.get(name, 0.0)) / hours for name in last if hours > 0}
+    return {name: round(rate, 2) for name, rate in sorted(grown.items(), key=lambda kv: -kv[1]) if rate * hours >= 1}
 
 
 def soak(context: Context, result: Result) -> None:
@@ -237,6 +253,7 @@ def soak(context: Context, result: Result) -> None:
     minutes = int(plan.soak_hours * 60)
     files = cut_files(context.shared_candles, work, START_BARS + minutes + 600)
     samples: list[tuple[float, float]] = []
+    by_process: list[tuple[float, dict[str, float]]] = []  # after the warm-up, and at the end
     with (
         stoppable_postgres(work / "pg") as pg,
         simulator_process(files, str(plan.soak_speed)) as (urls, _),
@@ -251,8 +268,12 @@ def soak(context: Context, result: Result) -> None:
             d.check_alive("the soak")
             if time.monotonic() - began > 6 * 3600:
                 raise AssertionError("the soak did not finish in 6 h")
-            samples.append(((venue_clock_ms(urls) - start) / 3_600_000, _tree_rss_mb(d)))
+            hours = (venue_clock_ms(urls) - start) / 3_600_000
+            samples.append((hours, _tree_rss_mb(d)))
+            if not by_process and hours >= plan.soak_hours / 10:
+                by_process.append((hours, _rss_by_process(d)))
             time.sleep(2)
+        by_process.append(((venue_clock_ms(urls) - start) / 3_600_000, _rss_by_process(d)))
         wall = time.monotonic() - began
         restarts = _restarts(d)
         exit_code = d.terminate()
@@ -267,6 +288,11 @@ def soak(context: Context, result: Result) -> None:
             "RSS after warm-up (MB)": round(kept[0][1]) if kept else None,
             "RSS at the end (MB)": round(kept[-1][1]) if kept else None,
             "RSS growth (MB per replayed hour)": None if slope is None else round(slope, 2),
+            "growth by process (MB per replayed hour, after the warm-up)": (
+                _growth_by_process(by_process[0][1], by_process[-1][1], by_process[-1][0] - by_process[0][0])
+                if len(by_process) > 1
+                else None
+            ),
             "samples": len(samples),
             "restarts": restarts,
         }

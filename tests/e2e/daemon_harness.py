@@ -393,3 +393,14 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str, interval:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(interval)
+
+
+def resumed_or_automatically_blocked(done: subprocess.CompletedProcess[str]) -> bool:
+    """`ctl resume` took: exit 0, or exit 1 because only automatic blocks remain (a stale-data or gate pause
+    of candles decided while the machine was busy, which clears by itself when a fresh candle passes)."""
+    if done.returncode == 0:
+        return True
+    if done.returncode != 1 or "trading is still blocked" not in done.stderr:
+        return False
+    blocks = [line.strip() for line in done.stdout.split("still blocked:", 1)[-1].splitlines() if line.strip()]
+    return bool(blocks) and all(": gate:" in line or ": source_stale" in line for line in blocks)

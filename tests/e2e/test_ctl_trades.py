@@ -29,6 +29,7 @@ from tests.e2e.daemon_harness import (
     decisions,
     newest_decided,
     query,
+    resumed_or_automatically_blocked,
     simulator_process,
     write_config,
 )
@@ -78,9 +79,16 @@ def hold_an_open_trade(d: Daemon, url: str) -> asyncpg.Record:
     could close it). The policy may close the trade in the moment before the pause lands; then the pair
     is resumed and the next open trade taken."""
     for _ in range(5):
-        d.wait_until(lambda: open_filled_trade(url) is not None, 300, "an open trade")
-        trade = open_filled_trade(url)
-        assert trade is not None
+        seen: list[asyncpg.Record] = []  # the trade the wait saw (it may close before a second look)
+
+        def found(seen: list[asyncpg.Record] = seen) -> bool:
+            trade = open_filled_trade(url)
+            if trade is not None:
+                seen.append(trade)
+            return trade is not None
+
+        d.wait_until(found, 300, "an open trade")
+        trade = seen[-1]
         paused = ctl(d, "pause", trade["pair"])
         assert paused.returncode == 0, paused.stderr
         pair, at = str(trade["pair"]), newest_decided(url, str(trade["pair"]))
@@ -92,7 +100,8 @@ def hold_an_open_trade(d: Daemon, url: str) -> asyncpg.Record:
         )
         if trade_status(url, trade["id"]) == "open":
             return trade
-        assert ctl(d, "resume", trade["pair"]).returncode == 0
+        resumed = ctl(d, "resume", trade["pair"])
+        assert resumed_or_automatically_blocked(resumed), resumed.stdout + resumed.stderr
     raise AssertionError("no trade stayed open through a pause")
 
 

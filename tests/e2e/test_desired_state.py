@@ -21,6 +21,7 @@ from tests.e2e.daemon_harness import (
     newest_decided,
     query,
     replay_simulator,
+    resumed_or_automatically_blocked,
     write_config,
 )
 from tests.e2e.daemon_harness import (
@@ -115,7 +116,7 @@ def test_a_pause_sent_while_a_pair_restarts_is_applied_when_it_is_back_and_survi
 
         # Until the operator resumes it.
         resumed = ctl(d, "resume", BTC)
-        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+        assert resumed_or_automatically_blocked(resumed), resumed.stdout + resumed.stderr
         at_resume = newest_decided(postgres_url, BTC)
         d.wait_until(
             lambda: any(row["trading_state"] == "ACTIVE" for row in after(postgres_url, at_resume)),
