@@ -25,7 +25,7 @@ from daemon.alert_pacing import ChannelPace
 from observability import get_logger
 from observability.alert_outbox import AlertOutbox, PendingAlert
 from storage.availability import database_unreachable, within
-from storage.ops import Delivery, OpsStore, UndeliveredAlert
+from storage.ops import Alert, Delivery, OpsStore
 
 log = get_logger("tradingd.alerts")
 
@@ -109,7 +109,7 @@ class AlertDispatcher:
                 found[row.uid] = _Candidate(_from_row(row), delivered, None, attempts=0)
         return list(found.values())
 
-    async def _rows(self) -> list[UndeliveredAlert]:
+    async def _rows(self) -> list[Alert]:
         try:
             rows = await within(self.store.undelivered_alerts(), DATABASE_SEC, "the alert queue")
         except Exception as error:
@@ -225,7 +225,7 @@ def _from_kept(kept: PendingAlert) -> AlertMessage:
     )
 
 
-def _from_row(row: UndeliveredAlert) -> AlertMessage:
+def _from_row(row: Alert) -> AlertMessage:
     return AlertMessage(
         severity=row.severity,
         kind=row.kind,

@@ -68,7 +68,7 @@ def mutate(seed: bytes, rng: random.Random) -> bytes:
     return bytes(data)
 
 
-def _frame(data: bytes) -> None:
+def _frame(data: bytes, _directory: Path) -> None:
     client = MarketDataStream("ws://127.0.0.1:9", [TOPIC])
     for frame in (data, gzip.compress(data)):
         try:
@@ -78,26 +78,26 @@ def _frame(data: bytes) -> None:
         client._handle(text, {})
 
 
-def _rest(data: bytes) -> None:
+def _rest(data: bytes, _directory: Path) -> None:
     for status in (200, 429, 500):
         with contextlib.suppress(VenueError):
             parse_kline_response(status, data, "BTC-USDT", "1m")
 
 
-def _request(data: bytes) -> None:
+def _request(data: bytes, _directory: Path) -> None:
     try:
         parse_request(data, "t0ken", frozenset({"pause", "status"}))
     except ProtocolError as refused:
         encode_response(error(refused.code, refused.message, refused.request_id))
 
 
-INPUT_DIRECTORY: list[Path] = []
-"""Where the file boundaries write their inputs: the scenario's own directory (set by `fuzz`)."""
+Boundary = Callable[[bytes, Path], None]
+"""Feeds one input to a boundary; the path is the scenario's own directory, where file inputs are written."""
 
 
-def _file(loader: Callable[[Path], object], refusal: type[Exception], suffix: str) -> Callable[[bytes], None]:
-    def run(data: bytes) -> None:
-        path = INPUT_DIRECTORY[-1] / f"input{suffix}"
+def _file(loader: Callable[[Path], object], refusal: type[Exception], suffix: str) -> Boundary:
+    def run(data: bytes, directory: Path) -> None:
+        path = directory / f"input{suffix}"
         path.write_bytes(data)
         path.chmod(0o600)
         with contextlib.suppress(refusal):
@@ -106,7 +106,7 @@ def _file(loader: Callable[[Path], object], refusal: type[Exception], suffix: st
     return run
 
 
-BOUNDARIES: dict[str, tuple[bytes, Callable[[bytes], None]]] = {
+BOUNDARIES: dict[str, tuple[bytes, Boundary]] = {
     "websocket frames": (FRAME, _frame),
     "REST kline answers": (REST, _rest),
     "control requests": (REQUEST, _request),
@@ -119,13 +119,12 @@ def fuzz(context: Context, result: Result) -> None:
     rng = random.Random(context.plan.seed)
     directory = context.work / "fuzz"
     directory.mkdir(parents=True, exist_ok=True)
-    INPUT_DIRECTORY.append(directory)
     for name, (seed, run) in BOUNDARIES.items():
         crashes: dict[str, int] = {}
         for index in range(context.plan.fuzz_inputs):
             data = mutate(seed, rng) if index % 10 else rng.randbytes(rng.randint(0, 200))
             try:
-                run(data)
+                run(data, directory)
             except Exception as escaped:  # the boundary let something through
                 key = f"{type(escaped).__name__}: {str(escaped)[:80]}"
                 crashes[key] = crashes.get(key, 0) + 1

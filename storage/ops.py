@@ -34,22 +34,7 @@ class OpenTrade:
 
 @dataclass(frozen=True)
 class Alert:
-    id: int
-    raised_at: datetime
-    severity: Severity
-    kind: str
-    pair: str | None
-    run_id: uuid.UUID | None
-    message: str
-    trace_id: str | None
-    details: Mapping[str, Any]
-    delivery: Delivery = "not_sent"
-    delivered_to: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class UndeliveredAlert:
-    """An alert not yet delivered to every channel (`alerts.delivery = 'pending'`)."""
+    """A row of `alerts`: what `ctl alerts` lists and what the dispatcher delivers."""
 
     id: int
     uid: uuid.UUID
@@ -61,8 +46,19 @@ class UndeliveredAlert:
     message: str
     trace_id: str | None
     details: Mapping[str, Any]
+    delivery: Delivery
     delivered_to: tuple[str, ...]
     delivery_attempts: int
+
+
+_ALERT_COLUMNS = (
+    "id, uid, raised_at, severity, kind, pair, run_id, message, trace_id, details, delivery, delivered_to,"
+    " delivery_attempts"
+)
+
+
+def _alert(row: asyncpg.Record) -> Alert:
+    return Alert(**{**dict(row), "delivered_to": tuple(row["delivered_to"])})
 
 
 class OpsStore:
@@ -129,14 +125,12 @@ class OpsStore:
         )
         return alert_id
 
-    async def undelivered_alerts(self, limit: int = 200) -> list[UndeliveredAlert]:
+    async def undelivered_alerts(self, limit: int = 200) -> list[Alert]:
         """The oldest alerts still `pending` delivery."""
         rows = await self._pool.fetch(
-            "SELECT id, uid, raised_at, severity, kind, pair, run_id, message, trace_id, details, delivered_to,"
-            " delivery_attempts FROM alerts WHERE delivery = 'pending' ORDER BY id LIMIT $1",
-            limit,
+            f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE delivery = 'pending' ORDER BY id LIMIT $1", limit
         )
-        return [UndeliveredAlert(**{**dict(row), "delivered_to": tuple(row["delivered_to"])}) for row in rows]
+        return [_alert(row) for row in rows]
 
     async def record_delivery(
         self, uid: uuid.UUID, delivery: Delivery, delivered_to: tuple[str, ...], attempts: int, error: str | None
@@ -154,11 +148,9 @@ class OpsStore:
 
     async def alerts(self, limit: int = 50) -> list[Alert]:
         rows = await self._pool.fetch(
-            "SELECT id, raised_at, severity, kind, pair, run_id, message, trace_id, details, delivery, delivered_to"
-            " FROM alerts ORDER BY raised_at DESC, id DESC LIMIT $1",
-            limit,
+            f"SELECT {_ALERT_COLUMNS} FROM alerts ORDER BY raised_at DESC, id DESC LIMIT $1", limit
         )
-        return [Alert(**{**dict(row), "delivered_to": tuple(row["delivered_to"])}) for row in rows]
+        return [_alert(row) for row in rows]
 
     async def trade_pair(self, trade_id: uuid.UUID) -> tuple[uuid.UUID, str, str] | None:
         """(run, pair, status) of a trade."""
