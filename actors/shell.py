@@ -22,6 +22,7 @@ from actors.inbox import Inbox, record_metrics_to
 from observability import active_format, configure_logging, get_logger
 from observability.alert_outbox import AlertOutbox
 from observability.forwarding import DatagramLines
+from storage.availability import database_unreachable
 from storage.database import Database, StorageOptions
 from storage.ops import OpsStore
 
@@ -71,8 +72,14 @@ class ActorShell:
         self._flushing: asyncio.Task[bool] | None = None
 
     def ping(self) -> dict[str, Any]:
+        """The health check's answer, with copies of alerts kept since the last (`kept_alerts`): the
+        daemon delivers them while the database is away, instead of after it returns."""
         self._flush_alerts_soon()
-        return {"pid": os.getpid(), **({} if self.inbox is None else self.inbox.status())}
+        answer: dict[str, Any] = {"pid": os.getpid(), **({} if self.inbox is None else self.inbox.status())}
+        offered = [] if self._alerts is None else self._alerts.offer()
+        if offered:
+            answer["kept_alerts"] = offered
+        return answer
 
     async def raise_alert(self, severity: str, kind: str, message: str, **fields: Any) -> None:
         """Write an alert, or keep it (bounded) while the database is away: a guard that halts must not
@@ -80,7 +87,7 @@ class ActorShell:
         if self.database is None:
             return
         if self._alerts is None:
-            self._alerts = AlertOutbox(OpsStore(self.database.pool).raise_alert)
+            self._alerts = AlertOutbox(OpsStore(self.database.pool).raise_alert, transient=database_unreachable)
         await self._alerts.raise_alert(severity, kind, message, **fields)
 
     def _flush_alerts_soon(self) -> None:

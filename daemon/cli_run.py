@@ -168,6 +168,7 @@ async def _run_daemon(
             clean = await state.supervisor.stop(settings.daemon.shutdown_deadline_sec)
         await control.stop()
         control = None
+        await _last_flush(state)
         if metrics is not None:
             await metrics.stop()
             metrics = None
@@ -304,6 +305,28 @@ async def _watchdog(state: DaemonState, notifier: Notifier, withheld: bool) -> b
     return True
 
 
+async def _flush_kept(state: DaemonState) -> None:
+    """What a database outage kept (alerts, audit events); bounded, so a frozen database cannot hold up
+    the watchdog (an insert cut short is not doubled: each row's uid is written once)."""
+    for what, flush in (("alerts", state.alerts.flush if state.alerts else None), ("audit", state.audits.flush)):
+        if flush is None:
+            continue
+        try:
+            await within(flush(), ALERT_FLUSH_SEC, f"the kept {what}")
+        except TimeoutError:
+            pass  # still kept; the flush goes on in the background, or the next one writes them
+        except Exception:
+            log.exception("kept_flush_failed", what=what)  # the main loop (and the watchdog) must go on
+
+
+async def _last_flush(state: DaemonState) -> None:
+    """At a clean stop: what is still kept is written, or said to be lost (the process's memory holds it)."""
+    await _flush_kept(state)
+    alerts = 0 if state.alerts is None else len(state.alerts.pending)
+    if alerts or state.audits.pending:
+        log.error("kept_rows_lost", alerts=alerts, audit_events=len(state.audits.pending))
+
+
 async def _main_loop(state: DaemonState, notifier: Notifier) -> None:
     settings = state.settings.daemon
     watchdog = notifier.watchdog_interval_sec
@@ -317,15 +340,7 @@ async def _main_loop(state: DaemonState, notifier: Notifier) -> None:
             next_health = now + settings.health_interval_sec
             if state.supervisor is not None:
                 await state.supervisor.reconcile_once()
-            if state.alerts is not None:
-                # What a database outage kept; bounded, so a frozen database cannot hold up the watchdog
-                # (an insert cut short is not doubled: the alert's uid is written once).
-                try:
-                    await within(state.alerts.flush(), ALERT_FLUSH_SEC, "the kept alerts")
-                except TimeoutError:
-                    pass  # still kept; the flush goes on in the background, or the next one writes them
-                except Exception:
-                    log.exception("alert_flush_failed")  # the main loop (and the watchdog) must go on
+            await _flush_kept(state)
         if now >= next_heartbeat:
             next_heartbeat = now + settings.heartbeat_sec
             _beat(state, running=True, stalled=withheld)

@@ -1,6 +1,7 @@
 """The control socket's commands. Idempotent: pausing a paused pair, resuming an active one, closing a
 trade that is already closing, all answer with the state as it is. Every accepted (or refused, or
-failed) command lands in `ops_audit_events`."""
+failed) command lands in `ops_audit_events`: while the database is away, the event is kept in memory and
+written when it is back (`DaemonState.audits`), with the time the command ran."""
 
 from __future__ import annotations
 
@@ -21,14 +22,16 @@ from daemon.run_setup import RunSetupError
 from daemon.run_state import DaemonState
 from daemon.supervisor import DesiredStateNotSaved
 from domain.market import INTERVALS
+from observability import get_logger
 from pipeline.risk.blocks import not_running
 from storage.availability import database_unreachable, within
 from storage.desired_state import ACCOUNT, DesiredState
-from storage.ops import OpenTrade, OpsStore
+from storage.ops import AuditEvent, OpenTrade, OpsStore
 from storage.retry_queue import RetryQueue
 from storage.runs import OpenPositionsError, RunConflictError, RunStore
 from trading.limits import limits_json
 
+log = get_logger("tradingd.control")
 Command = Callable[[DaemonState, Mapping[str, object]], Awaitable[Mapping[str, object]]]
 CALL_TIMEOUT_SEC = 30.0
 DATABASE_READ_SEC = 5.0
@@ -38,14 +41,12 @@ counts as unreachable."""
 
 
 async def open_control(state: DaemonState, path: Path) -> ControlServer:
-    ops = OpsStore(state.database.pool)
-
     async def handle(request: ControlRequest) -> Mapping[str, object]:
         return await COMMANDS[request.cmd](state, request.args)
 
     async def audit(request: ControlRequest, outcome: str, detail: str | None) -> None:
         target = request.args.get("pair") or request.args.get("trade")
-        written = ops.audit(
+        event = AuditEvent(
             request.cmd,
             dict(request.args),
             outcome,  # type: ignore[arg-type]
@@ -53,7 +54,10 @@ async def open_control(state: DaemonState, path: Path) -> ControlServer:
             actor="control-socket",
             target=None if target is None else str(target),
         )
-        await within(written, DATABASE_READ_SEC, "the audit")  # past it: `control_audit_failed` logs the command
+        try:
+            await within(state.audits.submit(event, command=request.cmd), DATABASE_READ_SEC, "the audit")
+        except TimeoutError as error:  # kept: the write goes on in the background, or a later flush does it
+            log.warning("audit_event_kept", command=request.cmd, error=str(error))
 
     token = state.settings.control.api_token
     server = ControlServer(

@@ -99,6 +99,11 @@ def families(
     dropped = CounterMetricFamily("tradingd_alerts_dropped", "alerts dropped from a full outbox")
     dropped.add_metric([], alerts.dropped if alerts else 0)
     out.append(dropped)
+    out.append(
+        _gauge(
+            "tradingd_audit_events_kept", "audit events kept to be written (database away)", len(state.audits.pending)
+        )
+    )
     out.append(_gauge("tradingd_desired_states_unsaved", "pauses applied, not yet stored", len(supervisor.unsaved)))
     return out
 

@@ -15,12 +15,15 @@ from daemon.cli_runs import record_run_stopped
 from daemon.control_protocol import CommandError
 from daemon.run_setup import ORIGIN_CONTROL, build_plans, check_start, start_run
 from daemon.supervisor import Supervisor
+from daemon.unsaved_desired import UNSAVED_DESIRED_FILE, UnsavedDesiredFile
 from domain.fills import FillRules
 from observability import get_logger
 from observability.alert_outbox import AlertOutbox
+from observability.kept_writes import KeptWrites
+from storage.availability import database_unreachable
 from storage.database import Database
 from storage.desired_state import DesiredStateStore
-from storage.ops import OpsStore
+from storage.ops import AuditEvent, OpsStore
 from storage.runs import Run, RunConflictError, RunStore, StoppedRun
 
 log = get_logger("tradingd.daemon")
@@ -39,6 +42,13 @@ class DaemonState:
     """The supervisor's alerts: kept through a database outage, written when it is back."""
     dispatcher_stop: asyncio.Event = field(default_factory=asyncio.Event)
     """Set to stop alert delivery (`daemon.alert_dispatcher`), last in the shutdown."""
+    audits: KeptWrites[AuditEvent] = field(init=False)
+    """The control socket's audit events: kept through a database outage, written when it is back."""
+
+    def __post_init__(self) -> None:
+        self.audits = KeptWrites(
+            OpsStore(self.database.pool).write_audit, "audit_event", transient=database_unreachable
+        )
 
     @property
     def run_id(self) -> str:
@@ -53,7 +63,9 @@ class DaemonState:
         """Start the supervisor for `run` (resumed or new) and mark the run running."""
         plans, env, account_policy = await build_plans(self.settings, self.database, run, self.log_socket, rules)
         # One outbox for the daemon's life: what a run kept through an outage outlives the run.
-        outbox = self.alerts = self.alerts or AlertOutbox(OpsStore(self.database.pool).raise_alert)
+        outbox = self.alerts = self.alerts or AlertOutbox(
+            OpsStore(self.database.pool).raise_alert, transient=database_unreachable
+        )
 
         async def alert(severity: str, kind: str, message: str, pair: str | None) -> None:
             await outbox.raise_alert(severity, kind, message, pair=pair, run_id=run.id)
@@ -66,6 +78,8 @@ class DaemonState:
             self.settings.daemon,
             alert,
             DesiredStateStore(self.database.pool),
+            outbox.adopt,
+            UnsavedDesiredFile(self.settings.storage.resolved_data_dir() / UNSAVED_DESIRED_FILE),
         )
         # The main loop's reconcile pass sees the supervisor only once it has started: a health check of an
         # account guard still starting (slow on a busy machine) would restart it under the start.

@@ -54,9 +54,11 @@ from actors.transport import (
 )
 from config.settings import DaemonSettings
 from daemon.progress_watch import ProgressWatch
+from daemon.unsaved_desired import UnsavedDesiredFile, newer_than_stored
 from domain.candles import interval_ms
 from domain.errors import TemporaryVenueError
 from observability import get_logger
+from observability.alert_outbox import PendingAlert
 from pipeline.risk.account import AccountPolicy
 from pipeline.risk.blocks import effective, not_running
 from storage.availability import database_unreachable, within
@@ -69,6 +71,8 @@ log = get_logger("tradingd.supervisor")
 PairState = Literal["starting", "running", "restarting", "faulted", "stopped"]
 AlertCallback = Callable[[str, str, str, str | None], Awaitable[None]]
 """(severity, kind, message, pair)"""
+AdoptAlerts = Callable[[list[PendingAlert]], object]
+"""Takes alerts an actor kept (its database writes failed) into the daemon's outbox: `AlertOutbox.adopt`."""
 T = TypeVar("T")
 
 
@@ -132,8 +136,12 @@ class Supervisor:
         settings: DaemonSettings,
         alert: AlertCallback,
         desired: DesiredStates,
+        adopt_alerts: AdoptAlerts | None = None,
+        unsaved_file: UnsavedDesiredFile | None = None,
     ) -> None:
         self.transport = transport
+        self.adopt_alerts = adopt_alerts
+        self.unsaved_file = unsaved_file
         self.env = env
         self.account_policy = account_policy
         self.settings = settings
@@ -147,7 +155,8 @@ class Supervisor:
         self.account_misses: deque[float] = deque()
         self.progress = ProgressWatch(settings.stall_after_sec)
         self.unsaved: dict[str, tuple[DesiredState, str]] = {}
-        """Pauses applied while the database was unreachable, to be stored (scope -> (state, by))."""
+        """Pauses applied while the database was unreachable, to be stored (scope -> (state, by)); on disk
+        too (`unsaved_file`), so a crash before the database answers does not forget them."""
         self._lock = asyncio.Lock()
 
     # ---------------------------------------------------------------- start and stop
@@ -155,6 +164,7 @@ class Supervisor:
     async def start(self) -> None:
         if self.run_id is not None:
             self.desired = await self.store.load(self.run_id)
+            self._recover_unsaved(self.run_id)
         await self._start_account()
         results = await asyncio.gather(
             *(self._start_pair(slot) for slot in self.slots.values()), return_exceptions=True
@@ -312,14 +322,18 @@ class Supervisor:
                     # is stored again after it by the reconcile loop, so a restart cannot revive it.
                     for scope in scopes:
                         self.unsaved.setdefault(scope, (self._desired_now(scope), by))
+                    self._unsaved_changed()
                 raise DesiredStateNotSaved(describe(error)) from None
             now = datetime.now(UTC)
             kept = {scope: DesiredState(state.trading_state, state.reason, now, by) for scope, state in scopes.items()}
             self.unsaved.update({scope: (state, by) for scope, state in kept.items()})
+            self._unsaved_changed()
             log.error("desired_state_not_saved", scopes=sorted(kept), error=describe(error))
             return kept
-        for scope in stored:
-            self.unsaved.pop(scope, None)
+        if any(scope in self.unsaved for scope in stored):
+            for scope in stored:
+                self.unsaved.pop(scope, None)
+            self._unsaved_changed()
         return stored
 
     async def _save_unsaved(self) -> None:
@@ -338,7 +352,29 @@ class Supervisor:
         for scope, kept in pending.items():
             if self.unsaved.get(scope) == kept:
                 del self.unsaved[scope]
+        self._unsaved_changed()
         log.info("desired_state_saved", scopes=sorted(pending))
+
+    def _unsaved_changed(self) -> None:
+        if self.unsaved_file is not None and self.run_id is not None:
+            self.unsaved_file.write(self.run_id, self.unsaved)
+
+    def _recover_unsaved(self, run_id: uuid.UUID) -> None:
+        """At start: pauses a previous process applied and could not store (it crashed before the database
+        answered) hold again, and are stored by the reconcile loop; a row stored after them wins."""
+        if self.unsaved_file is None:
+            return
+        recovered = newer_than_stored(self.unsaved_file.read(run_id), self.desired)
+        if not recovered:
+            self._unsaved_changed()  # nothing left to keep: the file goes
+            return
+        self.unsaved.update(recovered)
+        self.desired.update({scope: state for scope, (state, _) in recovered.items()})
+        self._unsaved_changed()
+        log.warning(
+            "desired_state_recovered",
+            scopes={scope: state.trading_state for scope, (state, _) in sorted(recovered.items())},
+        )
 
     async def _apply_desired(self, slot: PairSlot, actors: PairActors, *, wait_sec: float) -> str | None:
         """Tell the pair's risk guard its desired state (unless nothing was ever asked: the checkpoint
@@ -406,13 +442,20 @@ class Supervisor:
                     failed = role, RuntimeError(f"the {role} actor stopped answering ({answer.detail})")
             elif isinstance(answer, BaseException):
                 raise answer
-            elif role == "feed" and not answer.get("running", True) and failed is None:
-                failed = role, RuntimeError("the feed stopped")
+            else:
+                self._adopt(answer)
+                if role == "feed" and not answer.get("running", True) and failed is None:
+                    failed = role, RuntimeError("the feed stopped")
         return failed
+
+    def _adopt(self, answer: dict[str, Any]) -> None:
+        kept = answer.get("kept_alerts")
+        if kept and self.adopt_alerts is not None:
+            self.adopt_alerts(kept)
 
     async def _account_healthy(self, account: AccountHandle) -> bool:
         try:
-            await account.ping(wait_sec=self.settings.health_timeout_sec)
+            self._adopt(await account.ping(wait_sec=self.settings.health_timeout_sec))
         except ActorUnavailable as error:
             if error.failure != "late":
                 return False

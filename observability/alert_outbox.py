@@ -1,8 +1,6 @@
-"""Alerts that outlive a database outage: an alert that cannot be written is kept (up to `capacity`, the
-oldest dropped first and counted) and written, in order, before the next one or at the next `flush`,
-with the time it was raised (not the time it was written). Recovery must never wait on the database:
-raising an alert never raises. Each alert kept is logged once (`alert_kept`), and the kept alerts
-written when the database is back once (`alerts_written`), however often a flush is tried meanwhile.
+"""Alerts that outlive a database outage (`observability.kept_writes`): an alert that cannot be written is
+kept, bounded, and written in order when the database is back, with the time it was raised (not the
+time it was written). Recovery must never wait on the database: raising an alert never raises.
 
 Every alert gets a `uid` and a trace id when it is raised (its own, if the caller has none: a decision's
 alert carries the decision's), and `alert_raised` is logged with both, so the message an operator
@@ -11,7 +9,7 @@ Telegram) before its row exists: what it reached is written with it (`delivered_
 
 from __future__ import annotations
 
-import asyncio
+import dataclasses
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -19,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from observability.kept_writes import KeptWrites
 from observability.logs import get_logger
 
 log = get_logger("tradingd.alerts")
@@ -38,6 +37,8 @@ class PendingAlert:
     """Channels it was delivered to while it waited (written with it)."""
     not_sent: bool = False
     """Below the delivery threshold, or given up: written as not to be delivered."""
+    offered: bool = False
+    """Handed to the daemon already (`AlertOutbox.offer`)."""
 
     @property
     def trace_id(self) -> str:
@@ -48,13 +49,24 @@ class PendingAlert:
 class AlertOutbox:
     write: Writer
     capacity: int = 1000
-    pending: deque[PendingAlert] = field(default_factory=deque)
-    dropped: int = 0
-    _failing: bool = False
-    """The last write failed: the next that succeeds writes what was kept (and says so)."""
-    _writing: asyncio.Lock = field(default_factory=asyncio.Lock)
-    """One writer at a time. A write given up on (a frozen database: `storage.availability.within`) goes on
-    in the background holding it; meanwhile an alert is kept, never waited for."""
+    transient: Callable[[BaseException], bool] | None = None
+    """Which write errors mean the database is away (the alert is kept); None: every error."""
+    kept: KeptWrites[PendingAlert] = field(init=False)
+    _known: deque[uuid.UUID] = field(default_factory=lambda: deque(maxlen=10_000))
+    """Alerts adopted from actors (`adopt`), newest last: one offered twice is not kept twice."""
+
+    def __post_init__(self) -> None:
+        self.kept = KeptWrites(self._write, "alert", self.capacity)
+        if self.transient is not None:
+            self.kept.transient = self.transient
+
+    @property
+    def pending(self) -> deque[PendingAlert]:
+        return self.kept.pending
+
+    @property
+    def dropped(self) -> int:
+        return self.kept.dropped
 
     async def raise_alert(self, severity: str, kind: str, message: str, **fields: Any) -> bool:
         """Write the alert (after any kept earlier); False when it was kept for later instead."""
@@ -62,55 +74,41 @@ class AlertOutbox:
             fields["trace_id"] = uuid.uuid4().hex
         alert = PendingAlert(severity, kind, message, fields, datetime.now(UTC))
         log.info("alert_raised", severity=severity, kind=kind, uid=str(alert.uid), trace_id=alert.trace_id)
-        self._keep(alert)
-        if self._writing.locked():
-            log.warning("alert_kept", kind=kind, kept=len(self.pending), error="a write is under way")
-            return False
-        error = await self._write_pending()
-        if error is not None:
-            log.warning("alert_kept", kind=kind, kept=len(self.pending), error=type(error).__name__)
-        return error is None
+        return await self.kept.submit(alert, kind=kind)
 
     async def flush(self) -> bool:
         """Write what is kept, oldest first; True when nothing is left (False while another write runs)."""
-        if self._writing.locked():
-            return False
-        return await self._write_pending() is None
+        return await self.kept.flush()
 
-    async def _write_pending(self) -> Exception | None:
-        async with self._writing:
-            return await self._write_all()
+    def offer(self) -> list[PendingAlert]:
+        """Copies of the kept alerts not offered before: an actor's health check hands them to the daemon,
+        whose dispatcher can deliver them while the database is away (`adopt`). Each stays kept here too
+        and is written by whichever process reaches the database first: the uid makes it one row."""
+        offered = [alert for alert in self.pending if not alert.offered]
+        for alert in offered:
+            alert.offered = True
+        return [dataclasses.replace(alert, delivered_to=set()) for alert in offered]
 
-    async def _write_all(self) -> Exception | None:
-        written = 0
-        while self.pending:
-            alert = self.pending[0]
-            delivered = tuple(sorted(alert.delivered_to))
-            try:
-                await self.write(
-                    alert.severity,
-                    alert.kind,
-                    alert.message,
-                    **alert.fields,
-                    raised_at=alert.raised_at,
-                    uid=alert.uid,
-                    delivery="not_sent" if alert.not_sent else "pending",
-                    delivered_to=delivered,
-                )
-            except Exception as error:  # the database is away: keep it
-                self._failing = True
-                return error
-            if self.pending and self.pending[0] is alert:  # not dropped from a full outbox meanwhile
-                self.pending.popleft()
-            written += 1
-        if self._failing:
-            log.info("alerts_written", written=written)
-            self._failing = False
-        return None
+    def adopt(self, alerts: list[PendingAlert]) -> int:
+        """Keep alerts another process raised and could not write (`offer`), unless known already; the
+        number newly kept."""
+        adopted = 0
+        for alert in alerts:
+            if alert.uid in self._known or any(kept.uid == alert.uid for kept in self.pending):
+                continue
+            self._known.append(alert.uid)
+            self.kept.keep(alert)
+            adopted += 1
+        return adopted
 
-    def _keep(self, alert: PendingAlert) -> None:
-        if len(self.pending) >= self.capacity:
-            self.pending.popleft()
-            self.dropped += 1
-            log.error("alert_dropped", dropped=self.dropped, capacity=self.capacity)
-        self.pending.append(alert)
+    async def _write(self, alert: PendingAlert) -> None:
+        await self.write(
+            alert.severity,
+            alert.kind,
+            alert.message,
+            **alert.fields,
+            raised_at=alert.raised_at,
+            uid=alert.uid,
+            delivery="not_sent" if alert.not_sent else "pending",
+            delivered_to=tuple(sorted(alert.delivered_to)),
+        )

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -61,6 +61,21 @@ def _alert(row: asyncpg.Record) -> Alert:
     return Alert(**{**dict(row), "delivered_to": tuple(row["delivered_to"])})
 
 
+@dataclass(frozen=True)
+class AuditEvent:
+    """One operator command's outcome, as `OpsStore.audit` writes it: made when the command ran, so an
+    event kept through a database outage is written with that time and written once (`uid`)."""
+
+    command: str
+    params: Mapping[str, Any]
+    outcome: Literal["accepted", "rejected", "failed"]
+    detail: str | None
+    actor: str
+    target: str | None = None
+    occurred_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    uid: uuid.UUID = field(default_factory=uuid.uuid4)
+
+
 class OpsStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
@@ -74,18 +89,37 @@ class OpsStore:
         *,
         actor: str,
         target: str | None = None,
+        occurred_at: datetime | None = None,
+        uid: uuid.UUID | None = None,
     ) -> int:
+        """`occurred_at`: when the command ran, if before now (an event kept through a database outage);
+        a `uid` written already is not written twice (an insert whose answer was lost, tried again)."""
         audit_id: int = await self._pool.fetchval(
-            "INSERT INTO ops_audit_events (actor, command, target, params, outcome, detail) "
-            "VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+            "INSERT INTO ops_audit_events (actor, command, target, params, outcome, detail, occurred_at, uid) "
+            "VALUES ($1, $2, $3, $4, $5, $6, coalesce($7, now()), coalesce($8, gen_random_uuid())) "
+            "ON CONFLICT (uid) DO UPDATE SET uid = EXCLUDED.uid RETURNING id",
             actor,
             command,
             target,
             dict(params),
             outcome,
             detail,
+            occurred_at,
+            uid,
         )
         return audit_id
+
+    async def write_audit(self, event: AuditEvent) -> int:
+        return await self.audit(
+            event.command,
+            event.params,
+            event.outcome,
+            event.detail,
+            actor=event.actor,
+            target=event.target,
+            occurred_at=event.occurred_at,
+            uid=event.uid,
+        )
 
     async def raise_alert(
         self,
@@ -104,13 +138,17 @@ class OpsStore:
     ) -> int:
         """`raised_at`: when it was raised, if before now (an alert kept through a database outage);
         `uid`, `delivery` and `delivered_to`: what was delivered of it while it waited for its row. A uid
-        written already is not written twice (an insert whose answer was lost, tried again)."""
+        written already is not written twice (an insert whose answer was lost, tried again, or an actor's
+        alert the daemon adopted, written by both): the second write adds the channels it reached."""
         alert_id: int = await self._pool.fetchval(
             "INSERT INTO alerts (severity, kind, pair, run_id, message, trace_id, details, raised_at, uid, delivery,"
             " delivered_to, delivered_at) "
             "VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce($8, now()), coalesce($9, gen_random_uuid()), $10, $11,"
             " CASE WHEN $10 = 'delivered' THEN now() END) "
-            "ON CONFLICT (uid) DO UPDATE SET uid = EXCLUDED.uid RETURNING id",
+            "ON CONFLICT (uid) DO UPDATE SET"
+            " delivered_to = ARRAY(SELECT DISTINCT unnest(alerts.delivered_to || EXCLUDED.delivered_to) ORDER BY 1),"
+            " delivery = CASE WHEN alerts.delivery = 'pending' THEN EXCLUDED.delivery ELSE alerts.delivery END"
+            " RETURNING id",
             severity,
             kind,
             pair,

@@ -1,5 +1,6 @@
 """Alert delivery against loopback receivers and a real PostgreSQL: once per channel, with the trace id,
-paced, retried, and through a database outage from memory without sending anything twice."""
+paced, retried, and through a database outage from memory without sending anything twice; and the rows
+kept through an outage (alerts, audit events) written once each."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ from config.settings import AlertSettings
 from daemon.alert_channels import close_channels, open_channels
 from daemon.alert_dispatcher import AlertDispatcher
 from observability.alert_outbox import AlertOutbox
+from observability.kept_writes import KeptWrites
+from storage.availability import database_unreachable
 from storage.database import Database, StorageOptions
-from storage.ops import OpsStore
+from storage.ops import AuditEvent, OpsStore
 from tests.alert_receivers import Receiver, serving
 
 TOKEN = "123456:telegram-token-marker"
@@ -210,3 +213,53 @@ async def test_an_unreachable_webhook_and_telegram_never_log_their_secrets(datab
     assert rows[0]["delivery"] == "pending"
     assert "secret-path-token" not in rows[0]["delivery_error"]
     assert TOKEN not in rows[0]["delivery_error"]
+
+
+async def test_an_actors_kept_alert_is_delivered_by_the_daemon_during_the_outage_and_written_once(
+    database: Database, postgres_url: str, tmp_path: object, webhook: Receiver
+) -> None:
+    """A risk guard's alert raised while PostgreSQL is away reaches the daemon on the next health check
+    (`ActorShell.ping` offers it, the supervisor adopts it) and is delivered from the daemon's memory;
+    when the database is back both processes write it, and the uid makes it one row, sent once."""
+    away = await Database.open(StorageOptions(url=postgres_url, data_dir=tmp_path, pool_max_size=1))  # type: ignore[arg-type]
+    await away.close()
+    actor = AlertOutbox(OpsStore(away.pool).raise_alert, transient=database_unreachable)
+    daemon = AlertOutbox(OpsStore(away.pool).raise_alert, transient=database_unreachable)
+    settings = _settings(webhook)
+    channels = open_channels(settings)
+    try:
+        assert await actor.raise_alert("critical", "pair_halted", "BTC-USDT halted: gate", pair="BTC-USDT") is False
+        offered = actor.offer()
+        assert [a.kind for a in offered] == ["pair_halted"]
+        assert actor.offer() == [], "each kept alert is offered once"
+        assert daemon.adopt(offered) == 1
+        assert daemon.adopt(offered) == 0, "one offered twice is kept once"
+        await AlertDispatcher(settings, channels, OpsStore(away.pool), lambda: daemon).deliver_once()
+        assert [m["kind"] for m in webhook.messages()] == ["pair_halted"], "delivered during the outage"
+        actor.write = daemon.write = OpsStore(database.pool).raise_alert
+        assert await actor.flush() is True  # the actor reaches the database first: its row, not yet delivered
+        assert await daemon.flush() is True  # the same uid: no second row
+        await AlertDispatcher(settings, channels, OpsStore(database.pool), lambda: daemon).deliver_once()
+    finally:
+        await close_channels(channels)
+    rows = await database.pool.fetch("SELECT kind, uid FROM alerts")
+    assert [(r["kind"], r["uid"]) for r in rows] == [("pair_halted", offered[0].uid)]
+    assert len(webhook.messages()) == 1, "not sent again once its row exists"
+
+
+async def test_audit_events_are_written_once_by_uid_and_a_refused_one_does_not_hold_up_the_rest(
+    database: Database,
+) -> None:
+    store = OpsStore(database.pool)
+    kept: KeptWrites[AuditEvent] = KeptWrites(store.write_audit, "audit_event", transient=database_unreachable)
+    first = AuditEvent("pause", {"pair": "BTC-USDT"}, "accepted", None, "control-socket", "BTC-USDT")
+    await store.write_audit(first)  # an insert whose answer was lost...
+    kept.keep(first)  # ...kept and tried again
+    kept.keep(AuditEvent("pause", {"reason": "nul \u0000 inside"}, "accepted", None, "control-socket"))
+    kept.keep(AuditEvent("resume", {"pair": "BTC-USDT"}, "accepted", None, "control-socket", "BTC-USDT"))
+    with capture_logs() as logs:
+        assert await kept.flush() is True
+    rows = await database.pool.fetch("SELECT command, occurred_at FROM ops_audit_events ORDER BY id")
+    assert [r["command"] for r in rows] == ["pause", "resume"]
+    assert rows[0]["occurred_at"] == first.occurred_at, "written with the time the command ran"
+    assert [e["event"] for e in logs if e["event"].startswith("audit_event")] == ["audit_event_refused"]

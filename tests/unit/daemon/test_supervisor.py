@@ -43,6 +43,7 @@ from daemon.supervisor import DesiredStateNotSaved, Supervisor
 from domain.errors import RateLimitedError
 from domain.fills import FillRules
 from market_data.runner import FeedSchedule
+from observability.alert_outbox import AlertOutbox
 from pipeline.features.core import GateSettings
 from pipeline.policy.source import PolicySource
 from pipeline.risk.account import AccountPolicy
@@ -69,6 +70,8 @@ class World:
         self.start_error: dict[tuple[str, str], BaseException] = {}
         """A role's `ready` raises this in the actor (reaching the supervisor as Ray delivers it)."""
         self.gates: dict[tuple[str, str, str], asyncio.Event] = {}
+        self.kept_alerts: dict[tuple[str, str], list[Any]] = {}
+        """What an actor's next ping offers (alerts it kept: its database writes failed)."""
         self.next_pid = 1000
 
     def record(self, call: Call) -> None:
@@ -95,7 +98,8 @@ class FakeActor:
             assert isinstance(args[0], Peers)
             return {"pid": self.pid, "report": None} if self.role == "execution" else {"pid": self.pid}
         if method == "ping":
-            return {"pid": self.pid, "running": True}
+            kept = self.world.kept_alerts.pop((self.pair, self.role), None)
+            return {"pid": self.pid, "running": True, **({"kept_alerts": kept} if kept else {})}
         if method == "drain":
             return True
         if method == "operator":
@@ -236,7 +240,7 @@ class Alerts:
 
 
 def supervisor(
-    world: World, store: tuple[DesiredStateStore, uuid.UUID], **settings: Any
+    world: World, store: tuple[DesiredStateStore, uuid.UUID], adopt: Any = None, **settings: Any
 ) -> tuple[Supervisor, FakeTransport, Alerts]:
     defaults: dict[str, Any] = {
         "health_timeout_sec": 0.2,
@@ -249,7 +253,7 @@ def supervisor(
     policy = AccountPolicy("test", Decimal(10_000), Decimal(10_000), Decimal(1000))
     plans = [plan(store[1], pair) for pair in PAIRS]
     daemon = DaemonSettings(**{**defaults, **settings})
-    return Supervisor(transport, env, policy, plans, daemon, alerts, store[0]), transport, alerts
+    return Supervisor(transport, env, policy, plans, daemon, alerts, store[0], adopt), transport, alerts
 
 
 async def restarted(sup: Supervisor, pair: str) -> None:
@@ -272,6 +276,30 @@ async def test_a_pair_starts_in_dependency_order_and_gets_its_desired_state_befo
     assert world.of("BTC-USDT")[-1] == ("risk", "reconciled")
     assert ("risk", "operator") not in world.of("BTC-USDT")
     assert ("account", "account", "on_report") in world.calls  # the book's report, right after execution
+    assert {slot.state for slot in sup.slots.values()} == {"running"}
+
+
+async def test_alerts_an_actor_kept_reach_the_daemons_outbox_with_the_health_check(
+    store: tuple[DesiredStateStore, uuid.UUID],
+) -> None:
+    """A guard's alert that its own database write could not store (an outage) comes back with its ping,
+    so the daemon's dispatcher can deliver it before the database returns."""
+
+    async def unwritable(*_: Any, **__: Any) -> int:
+        raise ConnectionRefusedError("the database is down")
+
+    daemon_outbox = AlertOutbox(unwritable)
+    risk, account = AlertOutbox(unwritable), AlertOutbox(unwritable)
+    await risk.raise_alert("critical", "pair_halted", "BTC-USDT halted", pair="BTC-USDT")
+    await account.raise_alert("critical", "account_halted", "breaker tripped")
+    world = World()
+    sup, _, _ = supervisor(world, store, daemon_outbox.adopt)
+    await sup.start()
+    world.kept_alerts[("BTC-USDT", "risk")] = risk.offer()
+    world.kept_alerts[("account", "account")] = account.offer()
+    await sup.reconcile_once()
+    assert sorted(a.kind for a in daemon_outbox.pending) == ["account_halted", "pair_halted"]
+    assert {a.uid for a in daemon_outbox.pending} == {risk.pending[0].uid, account.pending[0].uid}
     assert {slot.state for slot in sup.slots.values()} == {"running"}
 
 
