@@ -55,9 +55,9 @@ def check_metrics(port: int) -> None:
         "REDUCING",
         "HALTED",
     }
-    for name in ("tradingd_actor_restarts", "tradingd_circuit_breaker_open", "tradingd_alerts_kept", "tradingd_audit_events_kept",
-                 "tradingd_desired_states_unsaved", "tradingd_inbox_backlog", "tradingd_slippage_bps",
-                 "tradingd_ingestion_lag_seconds"):  # fmt: skip
+    for name in ("tradingd_actor_restarts", "tradingd_circuit_breaker_open", "tradingd_alerts_kept",
+                 "tradingd_audit_events_kept", "tradingd_desired_states_unsaved", "tradingd_inbox_backlog",
+                 "tradingd_slippage_bps", "tradingd_ingestion_lag_seconds"):  # fmt: skip
         assert name in families, name
 
 

@@ -47,8 +47,8 @@ def test_a_row_stored_after_the_kept_pause_wins() -> None:
 def test_a_damaged_file_is_set_aside_and_logged(tmp_path: Path) -> None:
     run = uuid.uuid4()
     path = tmp_path / "desired_state.unsaved.json"
-    for body in (b"{not json", b'{"run_id": "%s", "scopes": {"BTC-USDT": {"trading_state": "PAUSED"}}}' % str(run).encode(),
-                 b"\xff\xfe", b"[" * 100_000):  # fmt: skip
+    wrong_state = b'{"run_id": "%s", "scopes": {"BTC-USDT": {"trading_state": "PAUSED"}}}' % str(run).encode()
+    for body in (b"{not json", wrong_state, b"\xff\xfe", b"[" * 100_000):
         path.write_bytes(body)
         with capture_logs() as logs:
             assert UnsavedDesiredFile(path).read(run) == {}
