@@ -422,9 +422,13 @@ _REMOTE: dict[type, Any] = {}
 
 
 def _remote(cls: type) -> Any:
-    """The Ray actor class of one of ours (made once per process)."""
+    """The Ray actor class of one of ours (made once per process). Without task events: Ray records every
+    method call in its GCS for the state API and dashboard (up to 100,000 of them, a few KB each), and each
+    candle is several calls, so the GCS grew for a day of candles (docs/reliability.md, the soak) for a
+    record nothing here reads; failures still arrive as errors on the calls."""
     if cls not in _REMOTE:
         import ray
 
-        _REMOTE[cls] = ray.remote(num_cpus=0, max_restarts=0)(cls)
+        options: dict[str, Any] = {"num_cpus": 0, "max_restarts": 0, "enable_task_events": False}  # not in Ray's stubs
+        _REMOTE[cls] = ray.remote(**options)(cls)
     return _REMOTE[cls]
