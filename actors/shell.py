@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import os
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,9 +23,10 @@ from actors.inbox import Inbox, record_metrics_to
 from observability import active_format, configure_logging, get_logger
 from observability.alert_outbox import AlertOutbox
 from observability.forwarding import DatagramLines
+from observability.kept_writes import KeptWrites
 from storage.availability import database_unreachable
 from storage.database import Database, StorageOptions
-from storage.ops import OpsStore
+from storage.ops import MetricSample, OpsStore
 
 log = get_logger("tradingd.actor")
 __all__ = ["EXIT_FAILED_MESSAGE", "Inbox", "WorkerEnv", "fatal"]
@@ -54,8 +56,27 @@ class WorkerEnv:
             url=self.dsn, data_dir=Path(tempfile.gettempdir()), pool_min_size=1, pool_max_size=max_size
         )
         database = await Database.open(options)
-        record_metrics_to(OpsStore(database.pool).record_metric)  # the worker's inbox counters
+        global _worker_metrics
+        _worker_metrics = KeptWrites(
+            OpsStore(database.pool).write_metric, "metric", METRICS_KEPT, transient=database_unreachable
+        )
+        record_metrics_to(record_metric)  # the worker's inbox counters
         return database
+
+
+METRICS_KEPT = 1000
+"""Metric rows a worker keeps through a database outage (the feed's lag is one a minute: about 16 h)."""
+_worker_metrics: KeptWrites[MetricSample] | None = None
+"""This worker's metric rows (one database per worker process: `WorkerEnv.open_database`)."""
+
+
+async def record_metric(
+    metric: str, value: float, *, pair: str | None = None, labels: Mapping[str, Any] | None = None
+) -> None:
+    """Write a metric row through the worker's database, or keep it (with its time) while the database is
+    away: written at a later health check. Never raises; without a database, nothing is recorded."""
+    if _worker_metrics is not None:
+        await _worker_metrics.submit(MetricSample(metric, value, pair, dict(labels or {})), metric=metric)
 
 
 class ActorShell:
@@ -74,7 +95,7 @@ class ActorShell:
     def ping(self) -> dict[str, Any]:
         """The health check's answer, with copies of alerts kept since the last (`kept_alerts`): the
         daemon delivers them while the database is away, instead of after it returns."""
-        self._flush_alerts_soon()
+        self._flush_kept_soon()
         answer: dict[str, Any] = {"pid": os.getpid(), **({} if self.inbox is None else self.inbox.status())}
         offered = [] if self._alerts is None else self._alerts.offer()
         if offered:
@@ -90,14 +111,20 @@ class ActorShell:
             self._alerts = AlertOutbox(OpsStore(self.database.pool).raise_alert, transient=database_unreachable)
         await self._alerts.raise_alert(severity, kind, message, **fields)
 
-    def _flush_alerts_soon(self) -> None:
-        """In the background: the health check answers at once, whatever the database does."""
-        if self._alerts is None or not self._alerts.pending:
+    def _flush_kept_soon(self) -> None:
+        """What this worker kept (alerts, metric rows), written in the background: the health check
+        answers at once, whatever the database does."""
+        flushes = [kept.flush for kept in (self._alerts, _worker_metrics) if kept is not None and kept.pending]
+        if not flushes:
             return
         if self._flushing is not None and not self._flushing.done():
             return
+
+        async def flush() -> bool:
+            return all([await each() for each in flushes])
+
         with contextlib.suppress(RuntimeError):  # no running loop: the next ping tries again
-            self._flushing = asyncio.get_running_loop().create_task(self._alerts.flush())
+            self._flushing = asyncio.get_running_loop().create_task(flush())
 
     async def drain(self, timeout_sec: float) -> bool:
         return True if self.inbox is None else await self.inbox.drain(timeout_sec)

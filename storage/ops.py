@@ -76,6 +76,18 @@ class AuditEvent:
     uid: uuid.UUID = field(default_factory=uuid.uuid4)
 
 
+@dataclass(frozen=True)
+class MetricSample:
+    """One `observability_metrics` row, made when it was measured (so one kept through an outage keeps
+    its time)."""
+
+    metric: str
+    value: float
+    pair: str | None = None
+    labels: Mapping[str, Any] = field(default_factory=dict)
+    recorded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
 class OpsStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
@@ -205,12 +217,26 @@ class OpsStore:
         return [OpenTrade(**dict(row)) for row in rows]
 
     async def record_metric(
-        self, metric: str, value: float, *, pair: str | None = None, labels: Mapping[str, Any] | None = None
+        self,
+        metric: str,
+        value: float,
+        *,
+        pair: str | None = None,
+        labels: Mapping[str, Any] | None = None,
+        recorded_at: datetime | None = None,
     ) -> None:
+        """`recorded_at`: when it was measured, if before now (a row kept through a database outage)."""
         await self._pool.execute(
-            "INSERT INTO observability_metrics (metric, value, pair, labels) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO observability_metrics (metric, value, pair, labels, recorded_at)"
+            " VALUES ($1, $2, $3, $4, coalesce($5, now()))",
             metric,
             value,
             pair,
             dict(labels or {}),
+            recorded_at,
+        )
+
+    async def write_metric(self, sample: MetricSample) -> None:
+        await self.record_metric(
+            sample.metric, sample.value, pair=sample.pair, labels=sample.labels, recorded_at=sample.recorded_at
         )

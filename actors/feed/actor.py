@@ -18,7 +18,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from actors.shell import ActorShell, WorkerEnv
+from actors.shell import ActorShell, WorkerEnv, record_metric
 from actors.transport import FeaturesHandle, Peers
 from domain.candles import Candle, interval_ms
 from domain.errors import TemporaryVenueError
@@ -29,7 +29,6 @@ from market_data.live import FeedTopic
 from market_data.runner import FeedRunner, FeedSchedule
 from observability import get_logger
 from storage.candles import CandleStore
-from storage.ops import OpsStore
 from storage.retry_queue import RetryQueue
 from storage.source_status import SourceStatusStore
 
@@ -84,6 +83,7 @@ class FeedActor(ActorShell):
         return {"pid": os.getpid(), "warmed": self.warmed}
 
     def ping(self) -> dict[str, Any]:
+        self._flush_kept_soon()
         alive = self.task is not None and not self.task.done()
         return {"pid": os.getpid(), "running": alive}
 
@@ -134,14 +134,12 @@ class FeedActor(ActorShell):
             self.forwarded += len(candles)
 
     async def _record_lag(self, runner: FeedRunner) -> None:
-        """`ingestion_lag_sec` in observability_metrics, once a minute."""
-        assert self.database is not None
-        ops = OpsStore(self.database.pool)
+        """`ingestion_lag_sec` in observability_metrics, once a minute (kept through a database outage)."""
         while True:
             await asyncio.sleep(LAG_METRIC_EVERY_SEC)
             lag = runner.ingestion_lag_sec()
             if lag is not None:
-                await ops.record_metric("ingestion_lag_sec", lag, pair=self.pair)
+                await record_metric("ingestion_lag_sec", lag, pair=self.pair)
 
     async def _run(self, runner: FeedRunner) -> None:
         try:
