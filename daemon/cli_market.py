@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from daemon import exit_codes
@@ -61,10 +63,34 @@ def add_market_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     sim.add_argument("--speed", default="1", help="times real time (e.g. 1, 60), or 'fast' (as fast as clients read)")
     sim.add_argument("--start", type=int, metavar="MS", help="simulated start time (default: the first candle)")
     sim.add_argument(
+        "--api-key",
+        action="append",
+        default=[],
+        metavar="KEY:SECRET",
+        help="an API key the simulator accepts on signed calls (repeatable); BINGX_API_KEY with BINGX_SECRET_KEY in"
+        " the environment is one too. Without any, every signed call answers 100413",
+    )
+    sim.add_argument(
         "--faults",
         action="store_true",
         help="also serve POST /sim/faults (not a BingX path): 429/5xx bursts, stalls, drops and raw frames for tests",
     )
+
+
+def sim_api_keys(specs: list[str], environ: Mapping[str, str]) -> dict[str, str]:
+    """KEY:SECRET pairs (the secret may hold colons), and BINGX_API_KEY with BINGX_SECRET_KEY."""
+    keys: dict[str, str] = {}
+    for spec in specs:
+        key, colon, secret = spec.partition(":")
+        if not colon or not key.strip() or not secret:
+            raise ValueError("takes KEY:SECRET, both non-empty")
+        keys[key.strip()] = secret
+    env_key, env_secret = environ.get("BINGX_API_KEY", ""), environ.get("BINGX_SECRET_KEY", "")
+    if bool(env_key) != bool(env_secret):
+        raise ValueError("BINGX_API_KEY and BINGX_SECRET_KEY go together: one is set without the other")
+    if env_key:
+        keys[env_key] = env_secret
+    return keys
 
 
 def venue_failure(error: VenueError, command: str, retry_hint: str) -> int:
@@ -299,10 +325,19 @@ async def run_simulator(args: argparse.Namespace) -> int:
         except ValueError:
             print("tradingd: --speed takes a number or 'fast'", file=sys.stderr)
             return exit_codes.USAGE
+    try:
+        api_keys = sim_api_keys(args.api_key, os.environ)
+    except ValueError as error:
+        print(f"tradingd: --api-key: {error}", file=sys.stderr)
+        return exit_codes.USAGE
+    if not api_keys:
+        print("tradingd: no API key (--api-key KEY:SECRET): signed calls will answer 100413", file=sys.stderr)
     start = args.start if args.start is not None else min(s.first_ms for s in series)
-    simulator = BingXSimulator(series, ReplayClock(start), pace=pace)  # type: ignore[arg-type]
+    simulator = BingXSimulator(series, ReplayClock(start), pace=pace, api_keys=api_keys)  # type: ignore[arg-type]
     await simulator.start(port=args.port, faults_route=args.faults)
-    print(json.dumps({"rest_url": simulator.rest_url, "ws_url": simulator.ws_url}), flush=True)
+    # The keys it accepts, never their secrets.
+    started = {"rest_url": simulator.rest_url, "ws_url": simulator.ws_url, "api_keys": sorted(api_keys)}
+    print(json.dumps(started), flush=True)
     _log().info("simulator_started", rest_url=simulator.rest_url, ws_url=simulator.ws_url, pace=args.speed)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -6,6 +6,12 @@ the taker fee; limit orders rest until the replayed price crosses them and fill 
 the maker fee. Venue rules enforced with BingX's codes: quantity truncated to the step size, minimum
 quantity and notional (101400), reduce-only that would open or grow a position (101290), insufficient
 margin (101204), client order id 1-40 characters, lower-cased, unique (101481).
+
+Account settings as the venue keeps them (API.md 6.1, 6.9): leverage per symbol (one value for side
+BOTH in one-way mode; 1 to the contract's maximum), margin type per symbol (CROSSED, ISOLATED,
+SEPARATE_ISOLATED; changed only with no position and no open order on it), and the position mode (one-way;
+hedge mode is not simulated, and asking for it is refused). Margin is checked per symbol at its leverage;
+the margin type is recorded and reported, and margin is pooled across symbols whatever it says.
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ from typing import Literal
 from domain.fills import Fill, FillRules, Position, Side, below_minimum, limit_fill, market_fill, truncate_quantity
 
 OrderType = Literal["MARKET", "LIMIT"]
+MarginType = Literal["CROSSED", "ISOLATED", "SEPARATE_ISOLATED"]
+MARGIN_TYPES: tuple[MarginType, ...] = ("CROSSED", "ISOLATED", "SEPARATE_ISOLATED")
 Status = Literal["NEW", "PARTIALLY_FILLED", "FILLED", "CANCELLED"]
 
 
@@ -54,6 +62,11 @@ class SimAccount:
     rules: dict[str, FillRules]
     balance: Decimal = Decimal(10_000)
     leverage: Decimal = Decimal(5)
+    """The leverage of a symbol never set (`set_leverage`)."""
+    max_leverage: dict[str, int] = field(default_factory=dict)
+    """The contract's maximum per symbol (none: 125)."""
+    leverages: dict[str, int] = field(default_factory=dict)
+    margin_types: dict[str, MarginType] = field(default_factory=dict)
     orders: dict[int, SimOrder] = field(default_factory=dict)
     by_client_id: dict[str, int] = field(default_factory=dict)
     positions: dict[str, Position] = field(default_factory=dict)
@@ -159,15 +172,57 @@ class SimAccount:
             closed.append(order.order_id)
         return closed
 
+    def leverage_of(self, symbol: str) -> int:
+        return self.leverages.get(symbol, int(self.leverage))
+
+    def margin_type_of(self, symbol: str) -> MarginType:
+        return self.margin_types.get(symbol, "CROSSED")
+
+    def set_leverage(self, symbol: str, side: str, leverage: int) -> int:
+        """One-way mode: side BOTH (LONG or SHORT is hedge mode's, 109400)."""
+        self.require_symbol(symbol)
+        if side != "BOTH":
+            raise AccountError(109400, "side must be BOTH in one-way position mode")
+        ceiling = self.max_leverage.get(symbol, 125)
+        if not 1 <= leverage <= ceiling:
+            raise AccountError(109400, f"leverage must be between 1 and {ceiling}")
+        self.leverages[symbol] = leverage
+        return leverage
+
+    def set_margin_type(self, symbol: str, margin_type: str) -> None:
+        self.require_symbol(symbol)
+        if margin_type not in MARGIN_TYPES:
+            raise AccountError(109400, "marginType must be ISOLATED, CROSSED or SEPARATE_ISOLATED")
+        if margin_type == self.margin_type_of(symbol):
+            return
+        if self.positions.get(symbol, Position()).quantity != 0 or self.open_orders(symbol):
+            raise AccountError(109400, "the margin type cannot be changed with a position or open orders")
+        self.margin_types[symbol] = margin_type
+
+    def set_dual_side(self, dual: bool) -> None:
+        """Hedge mode is not simulated: only one-way (false) is accepted, and like the venue only with no
+        position and no open order (104103)."""
+        if any(p.quantity != 0 for p in self.positions.values()) or self.open_orders():
+            raise AccountError(104103, "the position mode cannot be changed with positions or open orders")
+        if dual:
+            raise AccountError(109400, "the simulator runs one-way position mode only (dualSidePosition=false)")
+
+    def require_symbol(self, symbol: str) -> None:
+        if symbol not in self.rules:
+            raise AccountError(109425, f"symbol {symbol} does not exist")
+
     def unrealised(self, symbol: str, mark: Decimal) -> Decimal:
         position = self.positions.get(symbol, Position())
         return (mark - position.entry_price) * position.quantity
 
     def _margin_ok(self, symbol: str, signed: Decimal, price: Decimal) -> bool:
+        """The margin of every position at its symbol's leverage, with this order's growth, within the balance."""
         position = self.positions.get(symbol, Position())
-        exposure = sum((abs(p.quantity) * p.entry_price for p in self.positions.values()), Decimal(0))
+        used = sum(
+            (abs(p.quantity) * p.entry_price / self.leverage_of(name) for name, p in self.positions.items()), Decimal(0)
+        )
         growth = max(Decimal(0), abs(position.quantity + signed) - abs(position.quantity)) * price
-        return (exposure + growth) / self.leverage <= self.balance
+        return used + growth / self.leverage_of(symbol) <= self.balance
 
     def _fill(self, order: SimOrder, fill: Fill, now_ms: int) -> None:
         order.executed += fill.quantity

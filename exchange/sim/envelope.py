@@ -15,6 +15,12 @@ def ok(data: Any) -> web.Response:
     )
 
 
+def ok_without_data() -> web.Response:
+    """`{"code":0,"msg":""}`: what the venue answers to a setting it changed and has nothing to report
+    of (setting the margin type, API.md 6.9)."""
+    return web.Response(text='{"code":0,"msg":""}', content_type="application/json")
+
+
 def ok_encoded(data_json: bytes) -> web.Response:
     """`ok` for a `data` already encoded as JSON (the kline pages, built from cached rows)."""
     return web.Response(body=b'{"code":0,"msg":"","data":' + data_json + b"}", content_type="application/json")

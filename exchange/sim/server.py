@@ -33,6 +33,7 @@ KLINE_LIMIT_DEFAULT = 500
 KLINE_LIMIT_MAX = 1440
 REQUEST_LOG_SIZE = 100_000
 FAULTS_PATH = "/sim/faults"
+DAY_MS = 86_400_000
 
 
 @dataclass
@@ -113,7 +114,11 @@ class BingXSimulator:
         self.market = MarketLoop(self.stream, clock, pace, end_ms=end_ms, on_tick=self._settle_orders)
         self.options = options or SimulatorOptions()
         self.contracts = {pair: (contracts or {}).get(pair, ContractSpec()) for pair, _ in self.series}
-        self.account = SimAccount({pair: spec.fill_rules() for pair, spec in self.contracts.items()}, balance=balance)
+        self.account = SimAccount(
+            {pair: spec.fill_rules() for pair, spec in self.contracts.items()},
+            balance=balance,
+            max_leverage={pair: spec.max_leverage for pair, spec in self.contracts.items()},
+        )
         self.trading = TradingRoutes(self.account, api_keys or {}, self.last_price)
         self.faults = Faults()
         # The most recent requests only: `tradingd sim` may run for days.
@@ -136,6 +141,7 @@ class BingXSimulator:
         app.router.add_get("/openApi/swap/v2/quote/klines", self._klines)
         app.router.add_get("/openApi/swap/v2/quote/price", self._price)
         app.router.add_get("/openApi/swap/v1/ticker/price", self._price)
+        app.router.add_get("/openApi/swap/v2/quote/ticker", self._ticker)
         app.router.add_get("/swap-market", self.stream.handle)
         self.trading.register(app)
         self._runner = web.AppRunner(app, access_log=None)
@@ -278,6 +284,53 @@ class BingXSimulator:
             return error(109425, f"symbol {symbol} does not exist")
         return ok({"symbol": symbol, "price": str(price), "time": self.clock.now_ms()})
 
+    async def _ticker(self, request: web.Request) -> web.Response:
+        """The 24 h ticker (API.md 4.3): one object for `symbol`, a list of every symbol without it."""
+        symbol = request.query.get("symbol")
+        if symbol:
+            ticker = self._ticker_of(symbol)
+            return ok(ticker) if ticker is not None else error(109425, f"symbol {symbol} does not exist")
+        return ok([t for t in (self._ticker_of(pair) for pair in sorted(self.contracts)) if t is not None])
+
+    def _ticker_of(self, symbol: str) -> dict[str, Any] | None:
+        """Over the last 24 h of the symbol's smallest interval, by the replay clock; the quote volume
+        counts each candle's volume at its close. The simulator has no order book: the bid is the last
+        price and the ask one tick above it, each with the last candle's volume as its size."""
+        candidates = [s for (pair, _), s in self.series.items() if pair == symbol]
+        if not candidates or symbol not in self.contracts:
+            return None
+        series = min(candidates, key=lambda s: s.step_ms)
+        now = self.clock.now_ms()
+        _, stop = series.visible_range(now)
+        first = series.index_at_or_after(now - DAY_MS + 1)
+        views = [v for v in (series.view(i, now) for i in range(first, stop)) if v is not None]
+        if not views:
+            return None
+        tick = Decimal(1).scaleb(-self.contracts[symbol].price_precision)
+        opened, last = Decimal(views[0].open), Decimal(views[-1].close)
+        volume = sum((Decimal(v.volume) for v in views), Decimal(0))
+        quote = sum((Decimal(v.volume) * Decimal(v.close) for v in views), Decimal(0))
+        change = last - opened
+        percent = (change / opened * 100).quantize(Decimal("0.01")) if opened else Decimal(0)
+        return {
+            "symbol": symbol,
+            "priceChange": _decimal_text(change),
+            "priceChangePercent": _decimal_text(percent),
+            "lastPrice": views[-1].close,
+            "lastQty": views[-1].volume,
+            "highPrice": _decimal_text(max(Decimal(v.high) for v in views)),
+            "lowPrice": _decimal_text(min(Decimal(v.low) for v in views)),
+            "volume": _decimal_text(volume),
+            "quoteVolume": _decimal_text(quote.quantize(Decimal("0.0001"))),
+            "openPrice": views[0].open,
+            "openTime": views[0].open_time_ms,
+            "closeTime": now,
+            "bidPrice": _decimal_text(last),
+            "bidQty": views[-1].volume,
+            "askPrice": _decimal_text(last + tick),
+            "askQty": views[-1].volume,
+        }
+
     def _kline_indexes(self, series: ReplaySeries, now: int, start: int | None, end: int | None, limit: int) -> range:
         """Rows to answer with, all opened by `now`."""
         _, visible_stop = series.visible_range(now)
@@ -288,6 +341,10 @@ class BingXSimulator:
             first = series.index_at_or_after(start)
             return range(first, min(visible_stop, first + limit))
         return range(max(0, visible_stop - limit), visible_stop)
+
+
+def _decimal_text(value: Decimal) -> str:
+    return format(value.normalize(), "f") if value != 0 else "0"
 
 
 def _status_body(status: int) -> str:

@@ -3,11 +3,14 @@
 Authentication follows the venue: `X-BX-APIKEY` must name a known key (100413), the signature must
 match (100001; missing: 100412) by the recommended rule (received order, else sorted), and the
 timestamp must lie within `recvWindow` before and `forward_tolerance_ms` after the server's wall
-clock (100421). Parameters may come in the query string or a form body (the query wins).
+clock (100421). Parameters may come in the query string, a form body or a JSON object body (API.md
+1.2; `timestamp` and `signature` inside it, booleans and numbers as the venue writes them); the query
+wins over the body.
 """
 
 from __future__ import annotations
 
+import json
 import time
 import zlib
 from collections.abc import Callable, Mapping
@@ -21,7 +24,7 @@ from aiohttp import web
 from domain.fills import Side
 from exchange.bingx.signing import verify
 from exchange.sim.account import AccountError, OrderType, SimAccount, SimOrder
-from exchange.sim.envelope import error, ok
+from exchange.sim.envelope import error, ok, ok_without_data
 
 
 @dataclass
@@ -56,6 +59,12 @@ class TradingRoutes:
         router.add_get("/openApi/swap/v2/user/positions", self._signed(self._positions))
         router.add_get("/openApi/swap/v3/user/balance", self._signed(self._balance))
         router.add_post("/openApi/swap/v2/trade/closeAllPositions", self._signed(self._close_all))
+        router.add_get("/openApi/swap/v2/trade/leverage", self._signed(self._leverage))
+        router.add_post("/openApi/swap/v2/trade/leverage", self._signed(self._set_leverage))
+        router.add_get("/openApi/swap/v2/trade/marginType", self._signed(self._margin_type))
+        router.add_post("/openApi/swap/v2/trade/marginType", self._signed(self._set_margin_type))
+        router.add_get("/openApi/swap/v1/positionSide/dual", self._signed(self._position_mode))
+        router.add_post("/openApi/swap/v1/positionSide/dual", self._signed(self._set_position_mode))
 
     # ---------------------------------------------------------------- authentication
 
@@ -65,7 +74,11 @@ class TradingRoutes:
             if request.can_read_body:
                 body = await request.text()
                 query_keys = {key for key, _ in pairs}
-                pairs += [(k, v) for k, v in parse_qsl(body, keep_blank_values=True) if k not in query_keys]
+                try:
+                    received = _body_pairs(body, request.content_type)
+                except ValueError as bad:
+                    return error(109400, f"invalid body: {bad}")
+                pairs += [(k, v) for k, v in received if k not in query_keys]
             params = dict(pairs)
             refusal = self._authenticate(request.headers.get("X-BX-APIKEY"), pairs, params)
             if refusal is not None:
@@ -166,11 +179,11 @@ class TradingRoutes:
                     "symbol": symbol,
                     "currency": "USDT",
                     "positionSide": "LONG" if position.quantity > 0 else "SHORT",
-                    "isolated": False,
+                    "isolated": self.account.margin_type_of(symbol) != "CROSSED",
                     "positionAmt": str(abs(position.quantity)),
                     "availableAmt": str(abs(position.quantity)),
                     "avgPrice": str(position.entry_price),
-                    "leverage": int(self.account.leverage),
+                    "leverage": self.account.leverage_of(symbol),
                     "unrealizedProfit": str(self.account.unrealised(symbol, mark)),
                     "realisedProfit": str(position.realised),
                     "markPrice": str(mark),
@@ -207,10 +220,81 @@ class TradingRoutes:
         closed = self.account.close_all(params.get("symbol"), prices, _now())
         return ok({"success": closed, "failed": None})
 
+    def _leverage(self, params: dict[str, str]) -> web.Response:
+        symbol = params["symbol"]
+        self.account.require_symbol(symbol)
+        leverage = self.account.leverage_of(symbol)
+        ceiling = self.account.max_leverage.get(symbol, 125)
+        available = self.account.balance * leverage
+        return ok(
+            {
+                "longLeverage": leverage,
+                "shortLeverage": leverage,
+                "maxLongLeverage": ceiling,
+                "maxShortLeverage": ceiling,
+                "availableLongVol": "0",
+                "availableShortVol": "0",
+                "availableLongVal": str(available),
+                "availableShortVal": str(available),
+                "maxPositionLongVal": str(available),
+                "maxPositionShortVal": str(available),
+            }
+        )
+
+    def _set_leverage(self, params: dict[str, str]) -> web.Response:
+        symbol = params["symbol"]
+        leverage = self.account.set_leverage(symbol, params["side"].upper(), int(params["leverage"]))
+        available = str(self.account.balance * leverage)
+        return ok(
+            {"leverage": leverage, "symbol": symbol, "availableLongVal": available, "availableShortVal": available}
+        )
+
+    def _margin_type(self, params: dict[str, str]) -> web.Response:
+        symbol = params["symbol"]
+        self.account.require_symbol(symbol)
+        return ok({"marginType": self.account.margin_type_of(symbol)})
+
+    def _set_margin_type(self, params: dict[str, str]) -> web.Response:
+        self.account.set_margin_type(params["symbol"], params["marginType"].upper())
+        return ok_without_data()
+
+    def _position_mode(self, _params: dict[str, str]) -> web.Response:
+        return ok({"dualSidePosition": "false"})
+
+    def _set_position_mode(self, params: dict[str, str]) -> web.Response:
+        value = params["dualSidePosition"].lower()
+        if value not in ("true", "false"):
+            return error(109400, "dualSidePosition must be true or false")
+        self.account.set_dual_side(value == "true")
+        return ok({"dualSidePosition": "false"})
+
     def _find(self, params: dict[str, str]) -> SimOrder:
         order_id = int(params["orderId"]) if "orderId" in params else None
         client_id = params.get("clientOrderId", params.get("clientOrderID"))
         return self.account.find(order_id, client_id)
+
+
+def _body_pairs(body: str, content_type: str) -> list[tuple[str, str]]:
+    """A form body's pairs, or a JSON object's (values as text: `true`/`false`, numbers as written)."""
+    if content_type != "application/json":
+        return parse_qsl(body, keep_blank_values=True)
+    if not body.strip():
+        return []
+    try:
+        document = json.loads(body, parse_float=str, parse_int=str)
+    except (ValueError, RecursionError) as bad:
+        raise ValueError("not JSON") from bad
+    if not isinstance(document, dict):
+        raise ValueError("a JSON body must be an object")
+    return [(str(key), _json_text(value)) for key, value in document.items()]
+
+
+def _json_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, separators=(",", ":"))
 
 
 _SIDES: dict[str, Side] = {"BUY": "BUY", "SELL": "SELL"}

@@ -1,0 +1,73 @@
+"""A BingX client written from ../shared/bingx/API.md alone (sections 1.2 to 1.4), sharing no code with
+`exchange.bingx`: what a user's own bot, ccxt or BingX.Net would send, to check that the simulator serves
+any faithful client and not only ours. Synchronous (urllib); each call returns the decoded envelope.
+
+Three placements of the parameters, as real clients use them: all in the query string, sorted (ccxt);
+a form body in the caller's order (the docs' examples); a JSON object body (BingX.Net)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any, Literal
+
+Placement = Literal["query", "form", "json"]
+
+
+class IndependentBingX:
+    def __init__(self, base_url: str, api_key: str, secret: str) -> None:
+        if not base_url.startswith(("http://", "https://")):
+            raise ValueError("an http(s) URL")  # so every urllib request below is http(s): S310
+        self.base_url = base_url.rstrip("/")
+        self.api_key = api_key
+        self.secret = secret
+
+    def public(self, path: str, **params: object) -> dict[str, Any]:
+        query = urllib.parse.urlencode({k: _text(v) for k, v in params.items()})
+        return self._send(urllib.request.Request(f"{self.base_url}{path}?{query}"))  # noqa: S310
+
+    def signed(self, method: str, path: str, placement: Placement = "query", **params: object) -> dict[str, Any]:
+        values = {k: _text(v) for k, v in params.items()}
+        values["timestamp"] = str(time.time_ns() // 1_000_000)
+        headers = {"X-BX-APIKEY": self.api_key}
+        if placement == "json":
+            ordered = dict(sorted(values.items()))  # a JSON body is signed with its keys sorted
+            ordered["signature"] = self._sign("&".join(f"{k}={v}" for k, v in ordered.items()))
+            headers["Content-Type"] = "application/json"
+            request = urllib.request.Request(  # noqa: S310
+                f"{self.base_url}{path}", json.dumps(ordered).encode(), headers, method=method
+            )
+        elif placement == "form":
+            raw = "&".join(f"{k}={v}" for k, v in values.items())  # signed in the order sent
+            body = urllib.parse.urlencode(values) + f"&signature={self._sign(raw)}"
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+            request = urllib.request.Request(f"{self.base_url}{path}", body.encode(), headers, method=method)  # noqa: S310
+        else:
+            ordered = dict(sorted(values.items()))
+            raw = "&".join(f"{k}={v}" for k, v in ordered.items())
+            query = "&".join(f"{k}={urllib.parse.quote(v, safe='')}" for k, v in ordered.items())
+            url = f"{self.base_url}{path}?{query}&signature={self._sign(raw)}"
+            request = urllib.request.Request(url, b"" if method != "GET" else None, headers, method=method)  # noqa: S310
+        return self._send(request)
+
+    def _sign(self, message: str) -> str:
+        return hmac.new(self.secret.encode(), message.encode(), hashlib.sha256).hexdigest()
+
+    def _send(self, request: urllib.request.Request) -> dict[str, Any]:
+        try:
+            with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310
+                document: dict[str, Any] = json.loads(answer.read())
+        except urllib.error.HTTPError as failed:
+            return {"http_status": failed.code, "body": failed.read().decode(errors="replace")}
+        return document
+
+
+def _text(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
