@@ -86,6 +86,8 @@ def test_a_pause_kept_through_an_outage_survives_kill_9_and_its_audit_is_written
         assert audit_at < datetime.now(UTC), audit_at
         assert d.events("audit_event_kept"), "kept while the database was away"
         assert d.events("audit_events_written")
+        # The outage restarted the pairs (their feeds need the database); resumed once ETH is back.
+        d.wait_until(lambda: eth(d)["state"] == "running", 300, "ETH running again")
         resumed = ctl_client(d, "resume", ETH)
         assert resumed_or_automatically_blocked(resumed), resumed.stdout + resumed.stderr
         assert stored(pg.url) == [("ACTIVE", None)]
