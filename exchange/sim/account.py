@@ -7,6 +7,14 @@ the maker fee. Venue rules enforced with BingX's codes: quantity truncated to th
 quantity and notional (101400), reduce-only that would open or grow a position (101290), insufficient
 margin (101204), client order id 1-40 characters, lower-cased, unique (101481).
 
+Conditional orders (STOP_MARKET, TAKE_PROFIT_MARKET) rest until the replayed price reaches their
+`stopPrice` (a stop sells when the price falls to it and buys when it rises to it; a take-profit the other
+way round), then fill as a market order from the stop price. With `closePosition` they close the whole
+position at that moment, and a reduce-only one is clipped to it; one with nothing left to reduce is
+cancelled. Like the venue, they carry no client order id (ids are for LIMIT and MARKET only, API.md 7.1):
+a client finds its stops by order id. They trigger on the replayed (last) price: the simulator has no
+separate mark price.
+
 Account settings as the venue keeps them (API.md 6.1, 6.9): leverage per symbol (one value for side
 BOTH in one-way mode; 1 to the contract's maximum), margin type per symbol (CROSSED, ISOLATED,
 SEPARATE_ISOLATED; changed only with no position and no open order on it), and the position mode (one-way;
@@ -23,7 +31,8 @@ from typing import Literal
 
 from domain.fills import Fill, FillRules, Position, Side, below_minimum, limit_fill, market_fill, truncate_quantity
 
-OrderType = Literal["MARKET", "LIMIT"]
+OrderType = Literal["MARKET", "LIMIT", "STOP_MARKET", "TAKE_PROFIT_MARKET"]
+CONDITIONAL: tuple[OrderType, ...] = ("STOP_MARKET", "TAKE_PROFIT_MARKET")
 MarginType = Literal["CROSSED", "ISOLATED", "SEPARATE_ISOLATED"]
 MARGIN_TYPES: tuple[MarginType, ...] = ("CROSSED", "ISOLATED", "SEPARATE_ISOLATED")
 Status = Literal["NEW", "PARTIALLY_FILLED", "FILLED", "CANCELLED"]
@@ -47,6 +56,8 @@ class SimOrder:
     reduce_only: bool
     time_ms: int
     status: Status = "NEW"
+    stop_price: Decimal | None = None
+    close_position: bool = False
     executed: Decimal = Decimal(0)
     cum_quote: Decimal = Decimal(0)
     commission: Decimal = Decimal(0)
@@ -83,10 +94,17 @@ class SimAccount:
         reduce_only: bool,
         last_price: Decimal,
         now_ms: int,
+        *,
+        stop_price: Decimal | None = None,
+        close_position: bool = False,
     ) -> SimOrder:
         rules = self.rules.get(symbol)
         if rules is None:
             raise AccountError(109425, f"symbol {symbol} does not exist")
+        if order_type in CONDITIONAL:
+            return self._place_conditional(
+                symbol, side, order_type, quantity, stop_price, reduce_only, close_position, rules, now_ms
+            )
         client_order_id = client_order_id.lower()
         if client_order_id and not 1 <= len(client_order_id) <= 40:
             raise AccountError(109400, "clientOrderId must be 1 to 40 characters")
@@ -127,10 +145,59 @@ class SimAccount:
             self._fill(order, market_fill(side, quantity, last_price, rules), now_ms)
         return order
 
+    def _place_conditional(
+        self,
+        symbol: str,
+        side: Side,
+        order_type: OrderType,
+        quantity: Decimal,
+        stop_price: Decimal | None,
+        reduce_only: bool,
+        close_position: bool,
+        rules: FillRules,
+        now_ms: int,
+    ) -> SimOrder:
+        if stop_price is None or stop_price <= 0:
+            raise AccountError(109400, f"stopPrice is required for {order_type}")
+        stop_price = stop_price.quantize(rules.tick, rounding=ROUND_DOWN)
+        position = self.positions.setdefault(symbol, Position())
+        closing = side == ("SELL" if position.quantity > 0 else "BUY")
+        if close_position:
+            quantity = Decimal(0)
+        else:
+            quantity = truncate_quantity(quantity, rules)
+            if below_minimum(quantity, stop_price, rules):
+                raise AccountError(
+                    101400, f"order below the minimum ({rules.min_quantity} / {rules.min_notional} USDT)"
+                )
+        if (close_position or reduce_only) and (position.quantity == 0 or not closing):
+            raise AccountError(101290, "reduce-only order would open or increase a position")
+        order = SimOrder(
+            next(self._ids),
+            "",
+            symbol,
+            side,
+            order_type,
+            quantity,
+            None,
+            reduce_only or close_position,
+            now_ms,
+            stop_price=stop_price,
+            close_position=close_position,
+            update_ms=now_ms,
+        )
+        self.orders[order.order_id] = order
+        return order
+
     def on_price(self, symbol: str, low: Decimal, high: Decimal, now_ms: int) -> list[SimOrder]:
-        """Fill the resting limit orders that the price range [low, high] crosses."""
+        """Fill the resting orders that the price range [low, high] reaches, in the order they were placed:
+        limits at their price (maker), triggered conditionals from their stop price (taker)."""
         filled = []
         for order in self.open_orders(symbol):
+            if order.type in CONDITIONAL:
+                if self._trigger(order, low, high, now_ms):
+                    filled.append(order)
+                continue
             assert order.price is not None
             crossed = low <= order.price if order.side == "BUY" else high >= order.price
             if crossed:
@@ -138,6 +205,25 @@ class SimAccount:
                 self._fill(order, fill, now_ms)
                 filled.append(order)
         return filled
+
+    def _trigger(self, order: SimOrder, low: Decimal, high: Decimal, now_ms: int) -> bool:
+        assert order.stop_price is not None
+        rising = order.side == "BUY" if order.type == "STOP_MARKET" else order.side == "SELL"
+        if not (high >= order.stop_price if rising else low <= order.stop_price):
+            return False
+        position = self.positions.get(order.symbol, Position())
+        quantity = order.quantity
+        if order.reduce_only:
+            closable = abs(position.quantity) if order.side == ("SELL" if position.quantity > 0 else "BUY") else 0
+            quantity = Decimal(closable) if order.close_position else min(quantity, Decimal(closable))
+        signed = quantity if order.side == "BUY" else -quantity
+        if quantity <= 0 or (not order.reduce_only and not self._margin_ok(order.symbol, signed, order.stop_price)):
+            order.status = "CANCELLED"  # nothing left to reduce, or no margin for the entry it would open
+            order.update_ms = now_ms
+            return False
+        order.quantity = quantity
+        self._fill(order, market_fill(order.side, quantity, order.stop_price, self.rules[order.symbol]), now_ms)
+        return True
 
     def find(self, order_id: int | None, client_order_id: str | None) -> SimOrder:
         if order_id is not None and order_id in self.orders:

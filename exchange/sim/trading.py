@@ -56,6 +56,7 @@ class TradingRoutes:
         router.add_get("/openApi/swap/v2/trade/order", self._signed(self._query))
         router.add_delete("/openApi/swap/v2/trade/order", self._signed(self._cancel))
         router.add_get("/openApi/swap/v2/trade/openOrders", self._signed(self._open_orders))
+        router.add_get("/openApi/swap/v2/trade/allOrders", self._signed(self._all_orders))
         router.add_get("/openApi/swap/v2/user/positions", self._signed(self._positions))
         router.add_get("/openApi/swap/v3/user/balance", self._signed(self._balance))
         router.add_post("/openApi/swap/v2/trade/closeAllPositions", self._signed(self._close_all))
@@ -119,7 +120,7 @@ class TradingRoutes:
         side = _SIDES.get(params["side"].upper())
         order_type = _TYPES.get(params["type"].upper())
         if side is None or order_type is None:
-            return error(109400, "side must be BUY/SELL and type MARKET/LIMIT")
+            return error(109400, "side must be BUY/SELL and type MARKET, LIMIT, STOP_MARKET or TAKE_PROFIT_MARKET")
         if params.get("positionSide", "LONG").upper() != "BOTH":
             # An omitted positionSide means LONG, which one-way mode refuses (API.md 6.1).
             return error(109400, "positionSide must be BOTH in one-way mode")
@@ -128,16 +129,19 @@ class TradingRoutes:
             return error(109425, f"symbol {symbol} does not exist")
         client_id = params.get("clientOrderId", params.get("clientOrderID", ""))
         price = Decimal(params["price"]) if "price" in params else None
+        close_position = params.get("closePosition", "false").lower() == "true"
         order = self.account.place(
             symbol,
             side,
             order_type,
-            Decimal(params["quantity"]),
+            Decimal(params["quantity"]) if "quantity" in params or not close_position else Decimal(0),
             price,
             client_id,
             params.get("reduceOnly", "false").lower() == "true",
             last,
             _now(),
+            stop_price=Decimal(params["stopPrice"]) if "stopPrice" in params else None,
+            close_position=close_position,
         )
         if self.faults.lose_next_order_response:
             self.faults.lose_next_order_response = False
@@ -152,6 +156,9 @@ class TradingRoutes:
             "workingType": "MARK_PRICE",
             "quantity": str(order.quantity),
             "price": str(order.price or 0),
+            "stopPrice": str(order.stop_price or 0),
+            "closePosition": "true" if order.close_position else "false",
+            "reduceOnly": order.reduce_only,
             "status": order.status,
             "avgPrice": str(order.avg_price),
             "executedQty": str(order.executed),
@@ -166,6 +173,25 @@ class TradingRoutes:
 
     def _open_orders(self, params: dict[str, str]) -> web.Response:
         return ok({"orders": [_order_json(o) for o in self.account.open_orders(params.get("symbol"))]})
+
+    def _all_orders(self, params: dict[str, str]) -> web.Response:
+        """Order history (API.md 6.4): one symbol's orders of any status placed within a window of at most
+        7 days (by default the last 7), from `orderId` on, oldest first, at most `limit` (500; 1,000)."""
+        symbol = params["symbol"]
+        self.account.require_symbol(symbol)
+        limit = int(params.get("limit", "500"))
+        if not 1 <= limit <= 1000:
+            return error(109400, "limit must be between 1 and 1000")
+        end = int(params["endTime"]) if "endTime" in params else _now()
+        start = int(params["startTime"]) if "startTime" in params else end - WEEK_MS
+        if end - start > WEEK_MS:
+            return error(80014, "the time window is more than seven days")
+        first_id = int(params.get("orderId", "0"))
+        orders = sorted(
+            (o for o in self.account.orders.values() if o.symbol == symbol and start <= o.time_ms <= end),
+            key=lambda o: o.order_id,
+        )
+        return ok({"orders": [_order_json(o) for o in orders if o.order_id >= first_id][:limit]})
 
     def _positions(self, params: dict[str, str]) -> web.Response:
         rows = []
@@ -297,8 +323,14 @@ def _json_text(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
+WEEK_MS = 7 * 86_400_000
 _SIDES: dict[str, Side] = {"BUY": "BUY", "SELL": "SELL"}
-_TYPES: dict[str, OrderType] = {"MARKET": "MARKET", "LIMIT": "LIMIT"}
+_TYPES: dict[str, OrderType] = {
+    "MARKET": "MARKET",
+    "LIMIT": "LIMIT",
+    "STOP_MARKET": "STOP_MARKET",
+    "TAKE_PROFIT_MARKET": "TAKE_PROFIT_MARKET",
+}
 
 
 def _order_json(order: SimOrder) -> dict[str, Any]:
@@ -313,7 +345,7 @@ def _order_json(order: SimOrder) -> dict[str, Any]:
         "executedQty": str(order.executed),
         "avgPrice": str(order.avg_price),
         "cumQuote": str(order.cum_quote),
-        "stopPrice": "",
+        "stopPrice": "" if order.stop_price is None else str(order.stop_price),
         "profit": "0",
         "commission": str(order.commission),
         "status": order.status,

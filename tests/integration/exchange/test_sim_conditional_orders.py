@@ -1,0 +1,125 @@
+"""Protective orders on the simulator (STOP_MARKET, TAKE_PROFIT_MARKET) triggered by the replayed candles,
+and the order history, through a client written from API.md alone."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from functools import partial
+from typing import Any
+
+import pytest
+
+from exchange.sim.candle_file import FileCandle
+from exchange.sim.replay import ReplayClock, ReplaySeries
+from exchange.sim.server import BingXSimulator
+from tests.independent_bingx import IndependentBingX
+
+KEY, SECRET = "independent-key", "independent-secret-0123456789"
+MINUTE = 60_000
+T0 = 1_700_000_040_000
+ORDER = "/openApi/swap/v2/trade/order"
+
+
+def rows() -> list[FileCandle]:
+    return [
+        FileCandle(T0, "100.0", "100.5", "99.5", "100.0", "10"),
+        FileCandle(T0 + MINUTE, "100.0", "100.2", "95.0", "96.5", "10"),  # falls through 97
+        FileCandle(T0 + 2 * MINUTE, "96.5", "104.0", "96.0", "103.0", "10"),  # rises through 103
+        FileCandle(T0 + 3 * MINUTE, "103.0", "103.5", "102.5", "103.0", "10"),
+    ]
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[BingXSimulator]:
+    simulator = BingXSimulator(
+        [ReplaySeries("BTC-USDT", "1m", rows())], ReplayClock(T0 + 59_000), api_keys={KEY: SECRET}
+    )
+    await simulator.start()
+    yield simulator
+    await simulator.stop()
+
+
+async def signed(sim: BingXSimulator, method: str, path: str, **params: Any) -> Any:
+    client = IndependentBingX(sim.rest_url, KEY, SECRET)
+    return await asyncio.to_thread(partial(client.signed, method, path, **params))
+
+
+async def order(sim: BingXSimulator, **params: Any) -> dict[str, Any]:
+    placed = await signed(sim, "POST", ORDER, symbol="BTC-USDT", positionSide="BOTH", **params)
+    assert placed["code"] == 0, placed
+    echo: dict[str, Any] = placed["data"]["order"]
+    return echo
+
+
+async def status(sim: BingXSimulator, order_id: int) -> dict[str, Any]:
+    answer: dict[str, Any] = (await signed(sim, "GET", ORDER, symbol="BTC-USDT", orderId=order_id))["data"]["order"]
+    return answer
+
+
+async def position(sim: BingXSimulator) -> str:
+    rows = (await signed(sim, "GET", "/openApi/swap/v2/user/positions", symbol="BTC-USDT"))["data"]
+    return "0" if not rows else f"{rows[0]['positionSide']} {rows[0]['positionAmt']}"
+
+
+async def test_a_stop_closes_a_long_when_the_price_falls_to_it_and_a_take_profit_a_short_when_it_rises(
+    sim: BingXSimulator,
+) -> None:
+    await order(sim, side="BUY", type="MARKET", quantity="1")
+    stop = await order(
+        sim, side="SELL", type="STOP_MARKET", stopPrice="97", closePosition="true", clientOrderId="ignored-id"
+    )
+    assert (stop["status"], stop["clientOrderID"], stop["stopPrice"]) == ("NEW", "", "97.0")
+    opened = (await signed(sim, "GET", "/openApi/swap/v2/trade/openOrders", symbol="BTC-USDT"))["data"]["orders"]
+    assert [(o["type"], o["stopPrice"]) for o in opened] == [("STOP_MARKET", "97.0")]
+    await sim.market.step(30)  # minute 1 part-formed: not down to 97 yet
+    assert (await status(sim, stop["orderId"]))["status"] == "NEW"
+    await sim.market.step(30)  # minute 1's low, 95: through the stop
+    triggered = await status(sim, stop["orderId"])
+    assert (triggered["status"], triggered["executedQty"], triggered["avgPrice"]) == ("FILLED", "1.0000", "96.9")
+    assert await position(sim) == "0", "the whole position, slipped from the stop as a market order"
+
+    await order(sim, side="SELL", type="MARKET", quantity="0.5")
+    take = await order(sim, side="BUY", type="TAKE_PROFIT_MARKET", stopPrice="98", quantity="0.5", reduceOnly="true")
+    stop_loss = await order(sim, side="BUY", type="STOP_MARKET", stopPrice="103", quantity="0.5", reduceOnly="true")
+    await sim.market.step(60)  # minute 2 goes 96 to 104: the take-profit (below) fills; the stop finds no position
+    assert (await status(sim, take["orderId"]))["status"] == "FILLED"
+    assert (await status(sim, stop_loss["orderId"]))["status"] == "CANCELLED", "nothing left to reduce"
+    assert await position(sim) == "0"
+
+
+async def test_conditional_orders_are_refused_without_a_stop_price_or_a_position_to_reduce(
+    sim: BingXSimulator,
+) -> None:
+    missing = await signed(
+        sim, "POST", ORDER, symbol="BTC-USDT", side="SELL", positionSide="BOTH", type="STOP_MARKET", quantity="1"
+    )
+    assert missing["code"] == 109400
+    nothing = await signed(
+        sim, "POST", ORDER, symbol="BTC-USDT", side="SELL", positionSide="BOTH", type="STOP_MARKET",
+        stopPrice="90", closePosition="true",
+    )  # fmt: skip
+    assert nothing["code"] == 101290
+
+
+async def test_the_order_history_lists_every_status_within_seven_days(sim: BingXSimulator) -> None:
+    filled = await order(sim, side="BUY", type="MARKET", quantity="1", clientOrderId="hist-1")
+    resting = await order(sim, side="BUY", type="LIMIT", quantity="0.1", price="50", clientOrderId="hist-2")
+    await signed(sim, "DELETE", ORDER, symbol="BTC-USDT", orderId=resting["orderId"])
+    stop = await order(sim, side="SELL", type="STOP_MARKET", stopPrice="90", closePosition="true")
+    history = await signed(sim, "GET", "/openApi/swap/v2/trade/allOrders", symbol="BTC-USDT")
+    listed = [(o["orderId"], o["status"], o["type"]) for o in history["data"]["orders"]]
+    assert listed == [
+        (filled["orderId"], "FILLED", "MARKET"),
+        (resting["orderId"], "CANCELLED", "LIMIT"),
+        (stop["orderId"], "NEW", "STOP_MARKET"),
+    ]
+    later = await signed(sim, "GET", "/openApi/swap/v2/trade/allOrders", symbol="BTC-USDT", orderId=resting["orderId"])
+    assert [o["orderId"] for o in later["data"]["orders"]] == [resting["orderId"], stop["orderId"]]
+    one = await signed(sim, "GET", "/openApi/swap/v2/trade/allOrders", symbol="BTC-USDT", limit=1)
+    assert len(one["data"]["orders"]) == 1
+    week = 7 * 86_400_000
+    too_long = await signed(
+        sim, "GET", "/openApi/swap/v2/trade/allOrders", symbol="BTC-USDT", startTime=0, endTime=week + 1
+    )
+    assert too_long["code"] == 80014
