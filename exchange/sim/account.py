@@ -25,6 +25,7 @@ the margin type is recorded and reported, and margin is pooled across symbols wh
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal
 from typing import Literal
@@ -59,6 +60,8 @@ class SimOrder:
     stop_price: Decimal | None = None
     close_position: bool = False
     executed: Decimal = Decimal(0)
+    last_realised: Decimal = Decimal(0)
+    """The realised PnL of its latest fill (for the stream's `rp`)."""
     cum_quote: Decimal = Decimal(0)
     commission: Decimal = Decimal(0)
     update_ms: int = 0
@@ -81,6 +84,8 @@ class SimAccount:
     orders: dict[int, SimOrder] = field(default_factory=dict)
     by_client_id: dict[str, int] = field(default_factory=dict)
     positions: dict[str, Position] = field(default_factory=dict)
+    on_change: Callable[[SimOrder, str, Fill | None], None] | None = None
+    """Told of every order change: (order, "NEW" | "TRADE" | "CANCELED", the fill of a TRADE)."""
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1_735_119_588_833_849_344))
 
     def place(
@@ -141,6 +146,7 @@ class SimAccount:
         self.orders[order.order_id] = order
         if client_order_id:
             self.by_client_id[client_order_id] = order.order_id
+        self._changed(order, "NEW", None)
         if order_type == "MARKET":
             self._fill(order, market_fill(side, quantity, last_price, rules), now_ms)
         return order
@@ -187,6 +193,7 @@ class SimAccount:
             update_ms=now_ms,
         )
         self.orders[order.order_id] = order
+        self._changed(order, "NEW", None)
         return order
 
     def on_price(self, symbol: str, low: Decimal, high: Decimal, now_ms: int) -> list[SimOrder]:
@@ -220,6 +227,7 @@ class SimAccount:
         if quantity <= 0 or (not order.reduce_only and not self._margin_ok(order.symbol, signed, order.stop_price)):
             order.status = "CANCELLED"  # nothing left to reduce, or no margin for the entry it would open
             order.update_ms = now_ms
+            self._changed(order, "CANCELED", None)
             return False
         order.quantity = quantity
         self._fill(order, market_fill(order.side, quantity, order.stop_price, self.rules[order.symbol]), now_ms)
@@ -239,6 +247,7 @@ class SimAccount:
             raise AccountError(109421, "order does not exist")
         order.status = "CANCELLED"
         order.update_ms = now_ms
+        self._changed(order, "CANCELED", None)
         return order
 
     def open_orders(self, symbol: str | None = None) -> list[SimOrder]:
@@ -317,4 +326,10 @@ class SimAccount:
         order.status = "FILLED"
         order.update_ms = now_ms
         position = self.positions.setdefault(order.symbol, Position())
-        self.balance += position.apply(fill) - fill.fee
+        order.last_realised = position.apply(fill)
+        self.balance += order.last_realised - fill.fee
+        self._changed(order, "TRADE", fill)
+
+    def _changed(self, order: SimOrder, execution: str, fill: Fill | None) -> None:
+        if self.on_change is not None:
+            self.on_change(order, execution, fill)

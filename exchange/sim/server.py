@@ -27,6 +27,7 @@ from exchange.sim.envelope import error, ok, ok_encoded
 from exchange.sim.replay import KlineView, ReplayClock, ReplaySeries
 from exchange.sim.stream import MarketLoop, MarketStream, Pace
 from exchange.sim.trading import TradingRoutes
+from exchange.sim.user_stream import UserStreams
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 KLINE_LIMIT_DEFAULT = 500
@@ -120,6 +121,8 @@ class BingXSimulator:
             max_leverage={pair: spec.max_leverage for pair, spec in self.contracts.items()},
         )
         self.trading = TradingRoutes(self.account, api_keys or {}, self.last_price)
+        self.user_streams = UserStreams(dict(api_keys or {}), self.account, self.last_price)
+        self.stream.user_streams = self.user_streams
         self.faults = Faults()
         # The most recent requests only: `tradingd sim` may run for days.
         self.request_log: deque[RequestRecord] = deque(maxlen=REQUEST_LOG_SIZE)
@@ -144,6 +147,7 @@ class BingXSimulator:
         app.router.add_get("/openApi/swap/v2/quote/ticker", self._ticker)
         app.router.add_get("/swap-market", self.stream.handle)
         self.trading.register(app)
+        self.user_streams.register(app)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
@@ -188,10 +192,12 @@ class BingXSimulator:
 
     async def _set_faults(self, request: web.Request) -> web.Response:
         """`{"http_errors": [429, 503], "latency_sec": 0.5, "stall": true, "drop": true, "frames": ["text"],
-        "gzip_frames": ["base64 of bytes sent as a binary frame"]}`, every key optional: REST statuses
-        answered one per request, a delay before each REST answer, the streams silent (or not), every
-        stream connection closed, raw frames sent on every connection. Answers what is pending and the
-        replay clock (`{}` reads it without a fault, where the REST clock would meet the burst)."""
+        "gzip_frames": ["base64 of bytes sent as a binary frame"], "drop_user_streams": true,
+        "expire_listen_keys": true}`, every key optional: REST statuses answered one per request, a delay
+        before each REST answer, the streams silent (or not), every stream connection closed, raw frames sent
+        on every connection, the user-data streams closed (their keys still valid), every listenKey expired.
+        Answers what is pending and the replay clock (`{}` reads it without a fault, where the REST clock
+        would meet the burst)."""
         try:
             body = await request.json()
             if not isinstance(body, dict):
@@ -204,6 +210,10 @@ class BingXSimulator:
                 self.stream.faults.stalled = bool(body["stall"])
             if body.get("drop"):
                 await self.stream.drop_all()
+            if body.get("drop_user_streams"):
+                await self.stream.drop_user_streams()
+            if body.get("expire_listen_keys"):
+                self.user_streams.expire_all()
             for text in body.get("frames", []):
                 await self.stream.inject(str(text))
             for encoded in body.get("gzip_frames", []):

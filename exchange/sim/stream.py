@@ -16,12 +16,15 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from aiohttp import WSMsgType, web
 
 from domain.market import INTERVALS
 from exchange.sim.replay import ReplayClock, ReplaySeries
+
+if TYPE_CHECKING:
+    from exchange.sim.user_stream import UserStreams
 
 MAX_TOPICS = 200
 MAX_SUBSCRIBES_PER_SEC = 10
@@ -44,6 +47,9 @@ class _Connection:
     topics: set[str] = field(default_factory=set)
     last_pong: float = field(default_factory=time.monotonic)
     subscribe_times: list[float] = field(default_factory=list)
+    listen_key: str | None = None
+    """A user-data stream's key (`?listenKey=`): the account's events come here, in order."""
+    events: asyncio.Queue[bytes] = field(default_factory=asyncio.Queue)
 
 
 class MarketStream:
@@ -68,14 +74,23 @@ class MarketStream:
         self.frames_sent = 0
         self.connections_accepted = 0
         self.subscribe_log: list[str] = []
+        self.user_streams: UserStreams | None = None
+        """Set by the simulator: what a `?listenKey=` connection is checked against and fed from."""
 
-    async def handle(self, request: web.Request) -> web.WebSocketResponse:
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        listen_key = request.query.get("listenKey")
+        if listen_key is not None and (self.user_streams is None or not self.user_streams.valid(listen_key)):
+            return web.Response(status=404, text="listenKey does not exist")
         socket = web.WebSocketResponse(autoping=False)
         await socket.prepare(request)
-        connection = _Connection(socket)
+        connection = _Connection(socket, listen_key=listen_key)
         self.connections.append(connection)
         self.connections_accepted += 1
         heartbeat = asyncio.create_task(self._heartbeat(connection))
+        sender = None
+        if listen_key is not None and self.user_streams is not None:
+            sender = asyncio.create_task(self._send_events(connection))
+            self.user_streams.listeners.append(listener := _enqueue(connection))
         try:
             async for message in socket:
                 if message.type == WSMsgType.TEXT:
@@ -85,11 +100,27 @@ class MarketStream:
                 elif message.type in (WSMsgType.CLOSE, WSMsgType.ERROR):
                     break
         finally:
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
+            for task in (heartbeat, sender):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+            if sender is not None and self.user_streams is not None:
+                self.user_streams.listeners.remove(listener)
             self.connections.remove(connection)
         return socket
+
+    async def drop_user_streams(self) -> None:
+        """Fault: the venue closes every user-data stream connection (its listenKeys stay valid)."""
+        for connection in list(self.connections):
+            if connection.listen_key is not None:
+                await connection.socket.close(code=1012, message=b"service restart")
+
+    async def _send_events(self, connection: _Connection) -> None:
+        while not connection.socket.closed:
+            frame = await connection.events.get()
+            if not self.faults.stalled:
+                await self._send(connection, frame)
 
     async def push(self) -> None:
         """Send every subscribed topic's current candle view to its subscribers."""
@@ -197,6 +228,11 @@ class MarketStream:
             if self.faults.answer_pongs_required and time.monotonic() - connection.last_pong > self.pong_timeout_sec:
                 await connection.socket.close(code=1008, message=b"no pong")
                 return
+            key = connection.listen_key
+            if key is not None and (self.user_streams is None or not self.user_streams.valid(key)):
+                await self._send(connection, _gzip({"e": "listenKeyExpired", "E": _wall_ms(), "listenKey": key}))
+                await connection.socket.close(code=1000, message=b"listenKey expired")
+                return
             await self._send(connection, ping)
 
     async def _send(self, connection: _Connection, frame: bytes) -> None:
@@ -258,6 +294,13 @@ class MarketLoop:
                 await asyncio.sleep(0)  # sends already waited for the clients to drain
             else:
                 await asyncio.sleep(1.0 / float(self.pace))
+
+
+def _enqueue(connection: _Connection) -> Callable[[dict[str, Any]], None]:
+    def put(event: dict[str, Any]) -> None:
+        connection.events.put_nowait(_gzip(event))
+
+    return put
 
 
 def _ack(request_id: Any, code: int, message: str) -> bytes:
