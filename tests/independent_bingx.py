@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import http.client
 import json
 import time
 import urllib.error
@@ -20,10 +21,11 @@ Placement = Literal["query", "form", "json"]
 
 
 class IndependentBingX:
-    def __init__(self, base_url: str, api_key: str, secret: str) -> None:
+    def __init__(self, base_url: str, api_key: str, secret: str, *, timeout_sec: float = 30.0) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise ValueError("an http(s) URL")  # so every urllib request below is http(s): S310
         self.base_url = base_url.rstrip("/")
+        self.timeout_sec = timeout_sec
         self.api_key = api_key
         self.secret = secret
 
@@ -60,10 +62,12 @@ class IndependentBingX:
 
     def _send(self, request: urllib.request.Request) -> dict[str, Any]:
         try:
-            with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310
+            with urllib.request.urlopen(request, timeout=self.timeout_sec) as answer:  # noqa: S310
                 document: dict[str, Any] = json.loads(answer.read())
         except urllib.error.HTTPError as failed:
             return {"http_status": failed.code, "body": failed.read().decode(errors="replace")}
+        except (OSError, http.client.HTTPException) as failed:  # no answer: timed out, reset, refused
+            return {"transport_error": type(getattr(failed, "reason", failed)).__name__}
         return document
 
 

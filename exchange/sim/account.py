@@ -279,8 +279,10 @@ class SimAccount:
         if side != "BOTH":
             raise AccountError(109400, "side must be BOTH in one-way position mode")
         ceiling = self.max_leverage.get(symbol, 125)
-        if not 1 <= leverage <= ceiling:
-            raise AccountError(109400, f"leverage must be between 1 and {ceiling}")
+        if leverage > ceiling:
+            raise AccountError(101414, f"leverage above the maximum of {ceiling}")
+        if leverage < 1:
+            raise AccountError(109400, "leverage must be at least 1")
         self.leverages[symbol] = leverage
         return leverage
 

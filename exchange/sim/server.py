@@ -22,7 +22,7 @@ from aiohttp import web
 
 from domain.fills import FillRules
 from domain.market import INTERVALS, parse_interval
-from exchange.sim.account import SimAccount
+from exchange.sim.account import AccountError, SimAccount
 from exchange.sim.envelope import error, ok, ok_encoded
 from exchange.sim.replay import KlineView, ReplayClock, ReplaySeries
 from exchange.sim.stream import MarketLoop, MarketStream, Pace
@@ -195,7 +195,10 @@ class BingXSimulator:
         "gzip_frames": ["base64 of bytes sent as a binary frame"], "drop_user_streams": true,
         "expire_listen_keys": true}`, every key optional: REST statuses answered one per request, a delay
         before each REST answer, the streams silent (or not), every stream connection closed, raw frames sent
-        on every connection, the user-data streams closed (their keys still valid), every listenKey expired.
+        on every connection, the user-data streams closed (their keys still valid), every listenKey expired;
+        `"order_outcomes": ["504", "timeout", "reset"]` (each next order booked, its answer lost that way),
+        `"reject_orders": [101204]` (each next order refused with that code), `"external_order": {"symbol",
+        "side", "quantity"}` (a market order placed on the account from outside).
         Answers what is pending and the replay clock (`{}` reads it without a fault, where the REST clock
         would meet the burst)."""
         try:
@@ -214,11 +217,23 @@ class BingXSimulator:
                 await self.stream.drop_user_streams()
             if body.get("expire_listen_keys"):
                 self.user_streams.expire_all()
+            for outcome in body.get("order_outcomes", []):
+                if outcome not in ("504", "timeout", "reset"):
+                    raise ValueError(f"order_outcomes: {outcome!r} is not 504, timeout or reset")
+                self.trading.faults.next_order_outcomes.append(outcome)
+            for code in body.get("reject_orders", []):
+                self.trading.faults.reject_next_orders.append(int(code))
+            external = body.get("external_order")
+            if external is not None:
+                side = str(external["side"]).upper()
+                if side not in ("BUY", "SELL"):
+                    raise ValueError("external_order.side must be BUY or SELL")
+                self.trading.external_order(str(external["symbol"]), side, Decimal(str(external["quantity"])))  # type: ignore[arg-type]
             for text in body.get("frames", []):
                 await self.stream.inject(str(text))
             for encoded in body.get("gzip_frames", []):
                 await self.stream.inject(base64.b64decode(str(encoded)))
-        except (ValueError, TypeError) as problem:
+        except (ValueError, TypeError, KeyError, ArithmeticError, AccountError) as problem:
             return web.json_response({"ok": False, "error": str(problem)}, status=400)
         return web.json_response(
             {

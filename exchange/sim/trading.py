@@ -10,13 +10,15 @@ wins over the body.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import zlib
+from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qsl
 
 from aiohttp import web
@@ -26,11 +28,22 @@ from exchange.bingx.signing import verify
 from exchange.sim.account import AccountError, OrderType, SimAccount, SimOrder
 from exchange.sim.envelope import error, ok, ok_without_data
 
+OrderOutcome = Literal["504", "timeout", "reset"]
+
 
 @dataclass
 class TradingFaults:
+    """The ambiguous outcomes and refusals a test arms for the next orders (`POST /sim/faults` too)."""
+
     lose_next_order_response: bool = False
     """Book the next order, then answer HTTP 504 (the outcome is unknown to the client)."""
+    next_order_outcomes: deque[OrderOutcome] = field(default_factory=deque)
+    """Each next order is booked, then its answer is lost: `504` (Gateway Timeout), `timeout` (no answer
+    for `hang_sec`, longer than any client waits) or `reset` (the connection cut)."""
+    hang_sec: float = 120.0
+    reject_next_orders: deque[int] = field(default_factory=deque)
+    """Each next order is refused with this business code, and not booked (the error families of API.md
+    2.4: 101204 margin, 101400 minimum, 100410 rate limit, 80012 busy, 101415 suspended, ...)."""
 
 
 class TradingRoutes:
@@ -85,7 +98,10 @@ class TradingRoutes:
             if refusal is not None:
                 return refusal
             try:
-                return handler(params)
+                response = handler(params)
+                if handler == self._place and self.faults.next_order_outcomes:  # booked: lose its answer
+                    return await self._lose(request, response, self.faults.next_order_outcomes.popleft())
+                return response
             except AccountError as refused:
                 return error(refused.code, str(refused))
             except (KeyError, InvalidOperation, ValueError) as bad:
@@ -113,20 +129,44 @@ class TradingRoutes:
             return error(100421, "Null timestamp or timestamp mismatch")
         return None
 
+    async def _lose(self, request: web.Request, booked: web.Response, outcome: OrderOutcome) -> web.Response:
+        """The order is booked (and on the user stream); only its answer is lost."""
+        if outcome == "504":
+            return web.Response(status=504, text="Gateway Timeout")
+        if outcome == "timeout":
+            await asyncio.sleep(self.faults.hang_sec)
+            return booked  # long after the client gave up
+        if request.transport is not None:
+            request.transport.abort()  # reset: the connection is cut before any answer
+        return booked
+
+    def external_order(self, symbol: str, side: Side, quantity: Decimal) -> SimOrder:
+        """A market order placed on the account from outside (the app, another bot): no client order id."""
+        last = self.last_price(symbol)
+        if last is None:
+            raise AccountError(109425, f"symbol {symbol} does not exist")
+        return self.account.place(symbol, side, "MARKET", quantity, None, "", False, last, _now())
+
     # ---------------------------------------------------------------- endpoints
 
     def _place(self, params: dict[str, str]) -> web.Response:
+        """Book an order; every refusal raises (`AccountError`), so an answer from here is a booking."""
+        if self.faults.reject_next_orders:
+            code = self.faults.reject_next_orders.popleft()
+            raise AccountError(code, f"refused ({code}, a fault the simulator was asked for)")
         symbol = params["symbol"]
         side = _SIDES.get(params["side"].upper())
         order_type = _TYPES.get(params["type"].upper())
         if side is None or order_type is None:
-            return error(109400, "side must be BUY/SELL and type MARKET, LIMIT, STOP_MARKET or TAKE_PROFIT_MARKET")
+            raise AccountError(
+                109400, "side must be BUY/SELL and type MARKET, LIMIT, STOP_MARKET or TAKE_PROFIT_MARKET"
+            )
         if params.get("positionSide", "LONG").upper() != "BOTH":
             # An omitted positionSide means LONG, which one-way mode refuses (API.md 6.1).
-            return error(109400, "positionSide must be BOTH in one-way mode")
+            raise AccountError(109400, "positionSide must be BOTH in one-way mode")
         last = self.last_price(symbol)
         if last is None:
-            return error(109425, f"symbol {symbol} does not exist")
+            raise AccountError(109425, f"symbol {symbol} does not exist")
         client_id = params.get("clientOrderId", params.get("clientOrderID", ""))
         price = Decimal(params["price"]) if "price" in params else None
         close_position = params.get("closePosition", "false").lower() == "true"

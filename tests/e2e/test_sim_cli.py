@@ -8,6 +8,8 @@ import json
 import os
 import signal
 import subprocess
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -99,3 +101,31 @@ def test_sim_without_a_key_says_signed_calls_fail_and_a_malformed_key_is_refused
         )  # fmt: skip
         assert done.returncode == 2, (bad, done.stderr)  # a usage error
         assert done.stderr.startswith("tradingd: --api-key: "), done.stderr
+
+
+def test_the_faults_route_arms_lost_answers_refusals_and_outside_positions(tmp_path: Path) -> None:
+    with sim(tmp_path, "--faults", "--api-key", f"first-key:{SECRET_ONE}") as (started, _):
+        client = IndependentBingX(started["rest_url"], "first-key", SECRET_ONE)
+
+        def faults(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+            request = urllib.request.Request(  # noqa: S310 (the simulator's own http URL)
+                f"{started['rest_url']}/sim/faults", json.dumps(body).encode(), {"Content-Type": "application/json"}
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310
+                    return answer.status, json.loads(answer.read())
+            except urllib.error.HTTPError as refused:
+                return refused.code, json.loads(refused.read())
+
+        assert faults({"external_order": {"symbol": "BTC-USDT", "side": "BUY", "quantity": "0.4"}})[0] == 200
+        (position,) = client.signed("GET", "/openApi/swap/v2/user/positions")["data"]
+        assert (position["positionSide"], position["positionAmt"]) == ("LONG", "0.4000")
+        assert faults({"reject_orders": [101204], "order_outcomes": ["504"]})[0] == 200
+        order = {"symbol": "BTC-USDT", "side": "SELL", "positionSide": "BOTH", "type": "MARKET", "quantity": "0.1"}
+        assert client.signed("POST", "/openApi/swap/v2/trade/order", **order, clientOrderId="f-1")["code"] == 101204
+        assert client.signed("POST", "/openApi/swap/v2/trade/order", **order, clientOrderId="f-2")["http_status"] == 504
+        booked = client.signed("GET", "/openApi/swap/v2/trade/order", symbol="BTC-USDT", clientOrderId="f-2")
+        assert booked["data"]["order"]["status"] == "FILLED"
+        status, refused = faults({"order_outcomes": ["lost"]})
+        assert status == 400
+        assert "not 504, timeout or reset" in refused["error"]

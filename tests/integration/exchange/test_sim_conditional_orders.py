@@ -1,10 +1,12 @@
 """Protective orders on the simulator (STOP_MARKET, TAKE_PROFIT_MARKET) triggered by the replayed candles,
-and the order history, through a client written from API.md alone."""
+the order history, and the faults a live venue must survive (answers lost after booking, refusals by code,
+a position opened from outside), through a client written from API.md alone."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from functools import partial
 from typing import Any
 
@@ -123,3 +125,41 @@ async def test_the_order_history_lists_every_status_within_seven_days(sim: BingX
         sim, "GET", "/openApi/swap/v2/trade/allOrders", symbol="BTC-USDT", startTime=0, endTime=week + 1
     )
     assert too_long["code"] == 80014
+
+
+async def test_each_lost_answer_leaves_the_order_booked_once_and_findable_by_client_id(sim: BingXSimulator) -> None:
+    """The ambiguous outcomes a client must resolve by client order id: booked, then 504, no answer, or a
+    cut connection; and refusals by code, which book nothing."""
+    sim.trading.faults.hang_sec = 5.0
+    client = IndependentBingX(sim.rest_url, KEY, SECRET, timeout_sec=1.0)
+    lost: dict[str, Any] = {}
+    for n, outcome in enumerate(["504", "timeout", "reset"]):
+        sim.trading.faults.next_order_outcomes.append(outcome)  # type: ignore[arg-type]
+        lost[outcome] = await asyncio.to_thread(
+            partial(client.signed, "POST", ORDER, symbol="BTC-USDT", side="BUY", positionSide="BOTH",
+                    type="MARKET", quantity="0.1", clientOrderId=f"lost-{n}")
+        )  # fmt: skip
+    assert lost["504"]["http_status"] == 504
+    assert lost["timeout"]["transport_error"] in ("TimeoutError", "timeout")
+    assert "transport_error" in lost["reset"]
+    for n in range(3):
+        found = await signed(sim, "GET", ORDER, symbol="BTC-USDT", clientOrderId=f"lost-{n}")
+        assert found["data"]["order"]["status"] == "FILLED", n
+    assert len([o for o in sim.account.orders.values() if o.client_order_id.startswith("lost-")]) == 3
+
+    for code in (101204, 101400, 100410, 80012):
+        sim.trading.faults.reject_next_orders.append(code)
+        refused = await signed(
+            sim, "POST", ORDER, symbol="BTC-USDT", side="BUY", positionSide="BOTH", type="MARKET",
+            quantity="0.1", clientOrderId=f"refused-{code}",
+        )  # fmt: skip
+        assert refused["code"] == code
+        missing = await signed(sim, "GET", ORDER, symbol="BTC-USDT", clientOrderId=f"refused-{code}")
+        assert missing["code"] == 109421, "a refusal books nothing"
+
+
+async def test_a_position_opened_from_outside_shows_on_the_account(sim: BingXSimulator) -> None:
+    sim.trading.external_order("BTC-USDT", "SELL", Decimal("0.3"))
+    assert await position(sim) == "SHORT 0.3000"
+    (placed,) = sim.account.orders.values()
+    assert placed.client_order_id == "", "placed in the app: no client order id of ours"
