@@ -3,9 +3,11 @@
 Market orders fill at once at the last replayed price moved against the taker by `slippage_bps` and
 rounded onto the tick grid against the taker too (so any slippage costs at least a tick), paying
 the taker fee; limit orders rest until the replayed price crosses them and fill at their price, paying
-the maker fee. Venue rules enforced with BingX's codes: quantity truncated to the step size, minimum
-quantity and notional (101400), reduce-only that would open or grow a position (101290), insufficient
-margin (101204), client order id 1-40 characters, lower-cased, unique (101481).
+the maker fee (with `limit_volume_share`, at most that share of each candle's volume: a big order on thin
+candles fills partially, PARTIALLY_FILLED, over several). Venue rules enforced with BingX's codes:
+quantity truncated to the step size, minimum quantity and notional (101400), reduce-only that would open
+or grow a position (101290), insufficient margin (101204), client order id 1-40 characters, lower-cased,
+unique (101481).
 
 Conditional orders (STOP_MARKET, TAKE_PROFIT_MARKET) rest until the replayed price reaches their
 `stopPrice` (a stop sells when the price falls to it and buys when it rises to it; a take-profit the other
@@ -62,6 +64,8 @@ class SimOrder:
     executed: Decimal = Decimal(0)
     last_realised: Decimal = Decimal(0)
     """The realised PnL of its latest fill (for the stream's `rp`)."""
+    candle_fills: tuple[int, Decimal] = (0, Decimal(0))
+    """(candle open time, quantity filled in it): a limit's share of a thin candle (`limit_volume_share`)."""
     cum_quote: Decimal = Decimal(0)
     commission: Decimal = Decimal(0)
     update_ms: int = 0
@@ -84,6 +88,8 @@ class SimAccount:
     orders: dict[int, SimOrder] = field(default_factory=dict)
     by_client_id: dict[str, int] = field(default_factory=dict)
     positions: dict[str, Position] = field(default_factory=dict)
+    limit_volume_share: Decimal | None = None
+    """A resting limit fills at most this share of a candle's volume (None: whatever it needs)."""
     on_change: Callable[[SimOrder, str, Fill | None], None] | None = None
     """Told of every order change: (order, "NEW" | "TRADE" | "CANCELED", the fill of a TRADE)."""
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1_735_119_588_833_849_344))
@@ -196,9 +202,18 @@ class SimAccount:
         self._changed(order, "NEW", None)
         return order
 
-    def on_price(self, symbol: str, low: Decimal, high: Decimal, now_ms: int) -> list[SimOrder]:
+    def on_price(
+        self,
+        symbol: str,
+        low: Decimal,
+        high: Decimal,
+        now_ms: int,
+        candle: tuple[int, Decimal] | None = None,
+    ) -> list[SimOrder]:
         """Fill the resting orders that the price range [low, high] reaches, in the order they were placed:
-        limits at their price (maker), triggered conditionals from their stop price (taker)."""
+        limits at their price (maker), triggered conditionals from their stop price (taker). `candle`: the
+        (open time, volume so far) of the candle the range is from; with `limit_volume_share` set, a limit
+        fills at most that share of it, over the candle (partially, when the candle is thin)."""
         filled = []
         for order in self.open_orders(symbol):
             if order.type in CONDITIONAL:
@@ -207,11 +222,23 @@ class SimAccount:
                 continue
             assert order.price is not None
             crossed = low <= order.price if order.side == "BUY" else high >= order.price
-            if crossed:
-                fill = limit_fill(order.side, order.quantity - order.executed, order.price, self.rules[symbol])
-                self._fill(order, fill, now_ms)
+            quantity = self._fillable(order, candle) if crossed else Decimal(0)
+            if quantity > 0:
+                self._fill(order, limit_fill(order.side, quantity, order.price, self.rules[symbol]), now_ms)
                 filled.append(order)
         return filled
+
+    def _fillable(self, order: SimOrder, candle: tuple[int, Decimal] | None) -> Decimal:
+        remaining = order.quantity - order.executed
+        if self.limit_volume_share is None or candle is None:
+            return remaining
+        open_time, volume = candle
+        if order.candle_fills[0] != open_time:
+            order.candle_fills = (open_time, Decimal(0))
+        allowed = truncate_quantity(volume * self.limit_volume_share, self.rules[order.symbol])
+        quantity = min(remaining, max(Decimal(0), allowed - order.candle_fills[1]))
+        order.candle_fills = (open_time, order.candle_fills[1] + quantity)
+        return quantity
 
     def _trigger(self, order: SimOrder, low: Decimal, high: Decimal, now_ms: int) -> bool:
         assert order.stop_price is not None
@@ -325,7 +352,7 @@ class SimAccount:
         order.executed += fill.quantity
         order.cum_quote += fill.quantity * fill.price
         order.commission -= fill.fee  # BingX reports commission as a negative number
-        order.status = "FILLED"
+        order.status = "FILLED" if order.executed >= order.quantity else "PARTIALLY_FILLED"
         order.update_ms = now_ms
         position = self.positions.setdefault(order.symbol, Position())
         order.last_realised = position.apply(fill)

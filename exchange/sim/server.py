@@ -54,6 +54,8 @@ class SimulatorOptions:
     kline_order: Literal["asc", "desc"] = "asc"
     """The venue does not document the order of kline pages; clients must cope with both."""
     kline_end_inclusive: bool = False
+    limit_volume_share: str | None = "0.25"
+    """A resting limit fills at most this share of each candle's volume (None: at once, whatever its size)."""
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,9 @@ class BingXSimulator:
             {pair: spec.fill_rules() for pair, spec in self.contracts.items()},
             balance=balance,
             max_leverage={pair: spec.max_leverage for pair, spec in self.contracts.items()},
+            limit_volume_share=None
+            if self.options.limit_volume_share is None
+            else Decimal(self.options.limit_volume_share),
         )
         self.trading = TradingRoutes(self.account, api_keys or {}, self.last_price)
         self.user_streams = UserStreams(dict(api_keys or {}), self.account, self.last_price)
@@ -183,7 +188,13 @@ class BingXSimulator:
         for symbol in self.contracts:
             view = self._current_view(symbol)
             if view is not None and self.account.open_orders(symbol):
-                self.account.on_price(symbol, Decimal(view.low), Decimal(view.high), self.clock.now_ms())
+                self.account.on_price(
+                    symbol,
+                    Decimal(view.low),
+                    Decimal(view.high),
+                    self.clock.now_ms(),
+                    (view.open_time_ms, Decimal(view.volume)),
+                )
 
     def requests_to(self, path: str) -> list[RequestRecord]:
         return [record for record in self.request_log if record.path == path]

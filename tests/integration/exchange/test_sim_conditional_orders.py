@@ -163,3 +163,20 @@ async def test_a_position_opened_from_outside_shows_on_the_account(sim: BingXSim
     assert await position(sim) == "SHORT 0.3000"
     (placed,) = sim.account.orders.values()
     assert placed.client_order_id == "", "placed in the app: no client order id of ours"
+
+
+async def test_a_limit_bigger_than_its_share_of_a_thin_candle_fills_partially_over_several(
+    sim: BingXSimulator,
+) -> None:
+    """A resting limit fills at most a quarter of each candle's volume (SimulatorOptions.limit_volume_share):
+    3 BTC at 96 against 10 BTC candles is 2.5 in minute 1 (its low, 95, crosses) and the rest in minute 2."""
+    placed = await order(sim, side="BUY", type="LIMIT", quantity="3", price="96", clientOrderId="thin-1")
+    await sim.market.step(60)  # through minute 1
+    partial_fill = await status(sim, placed["orderId"])
+    assert (partial_fill["status"], partial_fill["executedQty"]) == ("PARTIALLY_FILLED", "2.5000")
+    opened = (await signed(sim, "GET", "/openApi/swap/v2/trade/openOrders", symbol="BTC-USDT"))["data"]["orders"]
+    assert [o["orderId"] for o in opened] == [placed["orderId"]], "still working"
+    assert await position(sim) == "LONG 2.5000"
+    await sim.market.step(60)  # minute 2 touches 96 again
+    done = await status(sim, placed["orderId"])
+    assert (done["status"], done["executedQty"], done["avgPrice"]) == ("FILLED", "3.0000", "96.0")
