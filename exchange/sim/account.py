@@ -26,7 +26,9 @@ the margin type is recorded and reported, and margin is pooled across symbols wh
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal
@@ -64,6 +66,8 @@ class SimOrder:
     executed: Decimal = Decimal(0)
     last_realised: Decimal = Decimal(0)
     """The realised PnL of its latest fill (for the stream's `rp`)."""
+    history: list[tuple[int, Status, Decimal, Decimal, Decimal]] = field(default_factory=list)
+    """(wall ms, status, executed, cum_quote, commission) after each change: what a lagging read shows."""
     candle_fills: tuple[int, Decimal] = (0, Decimal(0))
     """(candle open time, quantity filled in it): a limit's share of a thin candle (`limit_volume_share`)."""
     cum_quote: Decimal = Decimal(0)
@@ -73,6 +77,14 @@ class SimOrder:
     @property
     def avg_price(self) -> Decimal:
         return self.cum_quote / self.executed if self.executed else Decimal(0)
+
+    def as_of(self, wall_ms: int) -> SimOrder:
+        """The order as it stood at `wall_ms` (its first state, if it was placed after): a lagging read."""
+        past = [state for state in self.history if state[0] <= wall_ms] or self.history[:1]
+        if not past or past[-1] == self.history[-1]:
+            return self
+        _, status, executed, cum_quote, commission = past[-1]
+        return dataclasses.replace(self, status=status, executed=executed, cum_quote=cum_quote, commission=commission)
 
 
 @dataclass
@@ -360,5 +372,8 @@ class SimAccount:
         self._changed(order, "TRADE", fill)
 
     def _changed(self, order: SimOrder, execution: str, fill: Fill | None) -> None:
+        order.history.append(
+            (time.time_ns() // 1_000_000, order.status, order.executed, order.cum_quote, order.commission)
+        )
         if self.on_change is not None:
             self.on_change(order, execution, fill)

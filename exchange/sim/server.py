@@ -192,7 +192,7 @@ class BingXSimulator:
                     symbol,
                     Decimal(view.low),
                     Decimal(view.high),
-                    self.clock.now_ms(),
+                    _wall_ms(),  # order times are the venue's wall clock, like every order's
                     (view.open_time_ms, Decimal(view.volume)),
                 )
 
@@ -209,7 +209,8 @@ class BingXSimulator:
         on every connection, the user-data streams closed (their keys still valid), every listenKey expired;
         `"order_outcomes": ["504", "timeout", "reset"]` (each next order booked, its answer lost that way),
         `"reject_orders": [101204]` (each next order refused with that code), `"external_order": {"symbol",
-        "side", "quantity"}` (a market order placed on the account from outside).
+        "side", "quantity"}` (a market order placed on the account from outside), `"rest_lag_sec": 30`
+        (order reads show each order as it was that long ago; the user stream is not late).
         Answers what is pending and the replay clock (`{}` reads it without a fault, where the REST clock
         would meet the burst)."""
         try:
@@ -232,6 +233,8 @@ class BingXSimulator:
                 if outcome not in ("504", "timeout", "reset"):
                     raise ValueError(f"order_outcomes: {outcome!r} is not 504, timeout or reset")
                 self.trading.faults.next_order_outcomes.append(outcome)
+            if "rest_lag_sec" in body:
+                self.trading.faults.rest_lag_ms = int(float(body["rest_lag_sec"]) * 1000)
             for code in body.get("reject_orders", []):
                 self.trading.faults.reject_next_orders.append(int(code))
             external = body.get("external_order")

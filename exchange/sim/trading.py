@@ -41,6 +41,9 @@ class TradingFaults:
     """Each next order is booked, then its answer is lost: `504` (Gateway Timeout), `timeout` (no answer
     for `hang_sec`, longer than any client waits) or `reset` (the connection cut)."""
     hang_sec: float = 120.0
+    rest_lag_ms: int = 0
+    """Order reads (query, open orders, history) show each order as it was this long ago, while the user
+    stream reports at once: a fill that arrives only on the stream, for that long."""
     reject_next_orders: deque[int] = field(default_factory=deque)
     """Each next order is refused with this business code, and not booked (the error families of API.md
     2.4: 101204 margin, 101400 minimum, 100410 rate limit, 80012 busy, 101415 suspended, ...)."""
@@ -140,6 +143,9 @@ class TradingRoutes:
             request.transport.abort()  # reset: the connection is cut before any answer
         return booked
 
+    def _read(self, order: SimOrder) -> SimOrder:
+        return order.as_of(_now() - self.faults.rest_lag_ms) if self.faults.rest_lag_ms else order
+
     def external_order(self, symbol: str, side: Side, quantity: Decimal) -> SimOrder:
         """A market order placed on the account from outside (the app, another bot): no client order id."""
         last = self.last_price(symbol)
@@ -206,13 +212,14 @@ class TradingRoutes:
         return ok({"order": echo})
 
     def _query(self, params: dict[str, str]) -> web.Response:
-        return ok({"order": _order_json(self._find(params))})
+        return ok({"order": _order_json(self._read(self._find(params)))})
 
     def _cancel(self, params: dict[str, str]) -> web.Response:
         return ok({"order": _order_json(self.account.cancel(self._find(params), _now()))})
 
     def _open_orders(self, params: dict[str, str]) -> web.Response:
-        return ok({"orders": [_order_json(o) for o in self.account.open_orders(params.get("symbol"))]})
+        orders = [self._read(o) for o in self.account.orders.values() if params.get("symbol", o.symbol) == o.symbol]
+        return ok({"orders": [_order_json(o) for o in orders if o.status in ("NEW", "PARTIALLY_FILLED")]})
 
     def _all_orders(self, params: dict[str, str]) -> web.Response:
         """Order history (API.md 6.4): one symbol's orders of any status placed within a window of at most
@@ -231,7 +238,7 @@ class TradingRoutes:
             (o for o in self.account.orders.values() if o.symbol == symbol and start <= o.time_ms <= end),
             key=lambda o: o.order_id,
         )
-        return ok({"orders": [_order_json(o) for o in orders if o.order_id >= first_id][:limit]})
+        return ok({"orders": [_order_json(self._read(o)) for o in orders if o.order_id >= first_id][:limit]})
 
     def _positions(self, params: dict[str, str]) -> web.Response:
         rows = []

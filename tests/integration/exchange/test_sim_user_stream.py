@@ -137,3 +137,24 @@ async def test_the_venue_closing_a_user_stream_keeps_its_key(sim: BingXSimulator
             new, trade, _ = await events(again, 3)
             assert (new["o"]["x"], trade["o"]["X"]) == ("NEW", "FILLED")
     assert (await signed(sim, "DELETE", STREAM, listenKey=listen_key)) == {}
+
+
+async def test_a_fill_can_arrive_only_on_the_stream_while_rest_reads_lag(sim: BingXSimulator) -> None:
+    """`rest_lag_ms`: order reads show each order as it was that long ago; the stream reports at once."""
+    listen_key = (await signed(sim, "POST", STREAM))["listenKey"]
+    sim.trading.faults.rest_lag_ms = 600_000
+    async with aiohttp.ClientSession() as session, session.ws_connect(f"{sim.ws_url}?listenKey={listen_key}") as ws:
+        placed = await signed(
+            sim, "POST", "/openApi/swap/v2/trade/order", symbol="BTC-USDT", side="BUY", positionSide="BOTH",
+            type="MARKET", quantity="0.5", clientOrderId="lagging-1",
+        )  # fmt: skip
+        assert placed["data"]["order"]["status"] == "FILLED", "the answer to the order itself is not late"
+        _, trade, _ = await events(ws, 3)
+        assert trade["o"]["X"] == "FILLED"
+        read = await signed(sim, "GET", "/openApi/swap/v2/trade/order", symbol="BTC-USDT", clientOrderId="lagging-1")
+        assert (read["data"]["order"]["status"], read["data"]["order"]["executedQty"]) == ("NEW", "0")
+        working = await signed(sim, "GET", "/openApi/swap/v2/trade/openOrders", symbol="BTC-USDT")
+        assert [o["clientOrderId"] for o in working["data"]["orders"]] == ["lagging-1"]
+    sim.trading.faults.rest_lag_ms = 0
+    read = await signed(sim, "GET", "/openApi/swap/v2/trade/order", symbol="BTC-USDT", clientOrderId="lagging-1")
+    assert read["data"]["order"]["status"] == "FILLED"
