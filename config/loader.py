@@ -19,6 +19,7 @@ from typing import Any, Final, Union, get_args, get_origin
 
 from pydantic import BaseModel, SecretStr, TypeAdapter, ValidationError
 
+from config.credentials import merge_credentials_file
 from config.errors import ConfigError
 from config.guard import check_available, check_safety
 from config.settings import Settings
@@ -31,6 +32,7 @@ ENV_VARIABLES: Final[Mapping[str, tuple[str, ...]]] = {
     "BINGX_WS_URL": ("exchange", "ws_url"),
     "BINGX_API_KEY": ("exchange", "api_key"),
     "BINGX_SECRET_KEY": ("exchange", "secret_key"),
+    "BINGX_CREDENTIALS_FILE": ("exchange", "credentials_file"),
     "BINGX_RECV_WINDOW_MS": ("exchange", "recv_window_ms"),
     "TRADINGD_MARKET_DATA_SOURCE": ("market_data", "source"),
     "TRADINGD_PAIRS": ("market_data", "pairs"),
@@ -117,6 +119,7 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
     overrides = env_overrides(env)
     for name, value in overrides.items():
         _set_path(data, ENV_VARIABLES[name], value)
+    merge_credentials_file(data)
     try:
         settings = Settings.model_validate(data)
     except ValidationError as error:

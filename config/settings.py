@@ -56,6 +56,9 @@ class ExchangeSettings(Section):
     ws_url: str = Field(default="wss://open-api-swap.bingx.com/swap-market", pattern=r"^wss?://\S+$")
     api_key: SecretStr | None = None
     secret_key: SecretStr | None = None
+    credentials_file: FilePath | None = None
+    """A TOML file with `api_key` and `secret_key`, mode 0600 (`config.credentials`): the keys from it, when
+    neither is given otherwise."""
     recv_window_ms: int = Field(default=5000, ge=1, le=60_000)
 
 
