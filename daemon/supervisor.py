@@ -158,6 +158,9 @@ class Supervisor:
         """Pauses applied while the database was unreachable, to be stored (scope -> (state, by)); on disk
         too (`unsaved_file`), so a crash before the database answers does not forget them."""
         self._lock = asyncio.Lock()
+        self._stopping = False
+        """Set first thing in `stop`: from then on no restart is scheduled or started (a reconcile pass
+        that was waiting on pings when the stop began must not bring the pair back)."""
 
     # ---------------------------------------------------------------- start and stop
 
@@ -177,6 +180,7 @@ class Supervisor:
         """Halt every pair, let in-flight decisions land, checkpoint, and stop the actors in reverse
         order; True when everything finished within the deadline."""
         end = time.monotonic() + deadline_sec
+        self._stopping = True
 
         def left() -> float:
             return max(0.1, end - time.monotonic())
@@ -199,6 +203,12 @@ class Supervisor:
         for slot, _ in running:
             self._kill(slot)
             slot.state = "stopped"
+        for slot in self.slots.values():
+            if slot.task is not None and not slot.task.done():
+                slot.task.cancel()  # scheduled while the stop ran (it is refused now, but be sure)
+            if slot.state in ("starting", "restarting"):
+                self._kill(slot)
+                slot.state = "stopped"
         if self.account is not None:
             self.account.kill()
         return clean
@@ -398,19 +408,24 @@ class Supervisor:
             if self.account is not None and not await self._account_healthy(self.account):
                 await self._restart_account()
             for slot in self.slots.values():
-                if slot.state != "running" or slot.actors is None:
+                actors = slot.actors
+                if self._stopping:
+                    return  # a stop began while this pass waited: it owns the actors now
+                if slot.state != "running" or actors is None:
                     continue
-                failure = await self._health(slot, slot.actors)
+                failure = await self._health(slot, actors)
                 if failure is not None:
                     role, error = failure
                     await self._failed(slot, role, error)
                     continue
+                if self._stopping or slot.actors is not actors:
+                    continue
                 if slot.applied_version != slot.desired_version:
                     try:
-                        await self._apply_desired(slot, slot.actors, wait_sec=self.settings.health_timeout_sec)
+                        await self._apply_desired(slot, actors, wait_sec=self.settings.health_timeout_sec)
                     except ActorUnavailable as error:
                         log.warning("desired_state_not_applied", pair=slot.pair, error=describe(error))
-                await self._check_freshness(slot, slot.actors)
+                await self._check_freshness(slot, actors)
 
     def _missed(self, misses: deque[float]) -> bool:
         """One more missed ping: True when that makes `health_misses` within `health_window_sec`."""
@@ -486,6 +501,11 @@ class Supervisor:
             return
 
     async def _failed(self, slot: PairSlot, role: str, error: BaseException) -> None:
+        if self._stopping:
+            log.info("pair_not_restarted", pair=slot.pair, role=role, reason="the supervisor is stopping")
+            self._kill(slot)
+            slot.state = "stopped"
+            return
         now = time.monotonic()
         window = self.settings.restart_window_sec
         while slot.restarts and now - slot.restarts[0] > window:
@@ -531,6 +551,8 @@ class Supervisor:
 
     async def _restart_later(self, slot: PairSlot, delay: float) -> None:
         await asyncio.sleep(delay)
+        if self._stopping:
+            return
         try:
             await self._start_pair(slot)
         except asyncio.CancelledError:
@@ -576,6 +598,8 @@ class Supervisor:
 
     async def retry_faulted(self) -> list[str]:
         """`reconcile`: FAULTED pairs get a fresh start (and a fresh restart budget)."""
+        if self._stopping:
+            return []
         retried = []
         for slot in self.slots.values():
             if slot.state == "faulted":

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 from ray.exceptions import ActorDiedError, RayTaskError
+from structlog.testing import capture_logs
 
 from actors.features.actor import FeatureSource
 from actors.feed.actor import FeedSource
@@ -301,6 +302,38 @@ async def test_alerts_an_actor_kept_reach_the_daemons_outbox_with_the_health_che
     assert sorted(a.kind for a in daemon_outbox.pending) == ["account_halted", "pair_halted"]
     assert {a.uid for a in daemon_outbox.pending} == {risk.pending[0].uid, account.pending[0].uid}
     assert {slot.state for slot in sup.slots.values()} == {"running"}
+
+
+async def test_a_failure_found_by_a_reconcile_pass_that_a_stop_overtook_restarts_nothing(
+    store: tuple[DesiredStateStore, uuid.UUID],
+) -> None:
+    """Found by CI: `runs stop` while a reconcile pass waited on pings; the pass then found a dead actor
+    and scheduled a restart, which brought the stopped run's pair back beside the next run's."""
+    world = World()
+    sup, transport, _ = supervisor(world, store)
+    await sup.start()
+    world.gates[("BTC-USDT", "risk", "ping")] = asyncio.Event()  # the pass waits here (until its deadline)
+    world.dead.add(("ETH-USDT", "policy"))
+    with capture_logs() as logs:
+        reconcile = asyncio.create_task(sup.reconcile_once())
+        while ("BTC-USDT", "risk", "ping") not in world.times:
+            await asyncio.sleep(0)
+        stopping = asyncio.create_task(sup.stop(5.0))
+        while not sup._stopping:
+            await asyncio.sleep(0)
+        await reconcile
+        assert await stopping is not None
+    eth = sup.slots["ETH-USDT"]
+    assert eth.state == "stopped"
+    assert eth.task is None or eth.task.done()
+    assert len(transport.created["ETH-USDT"]) == 1, "no new actors for the stopped run"
+    assert "pair_restarting" not in [entry["event"] for entry in logs if entry.get("pair") == "ETH-USDT"]
+    # A failure reported later still (a start task's own) is not turned into a restart either.
+    with capture_logs() as later:
+        await sup._failed(eth, "restart", RuntimeError("the old run's start failed"))
+    assert [entry["event"] for entry in later] == ["pair_not_restarted"]
+    assert eth.task is None or eth.task.done()
+    assert await sup.retry_faulted() == []
 
 
 async def test_a_dead_actor_restarts_its_pair_after_a_backoff_that_doubles_then_the_pair_is_faulted(
