@@ -3,9 +3,7 @@ the spec alone (tests/independent_bingx.py), with its parameters in the query, a
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
-from functools import partial
 from typing import Any
 
 import pytest
@@ -13,7 +11,7 @@ import pytest
 from exchange.sim.candle_file import FileCandle
 from exchange.sim.replay import ReplayClock, ReplaySeries
 from exchange.sim.server import BingXSimulator
-from tests.independent_bingx import IndependentBingX
+from tests.independent_bingx import IndependentBingX, call_in_thread
 
 KEY, SECRET = "independent-key", "independent-secret-0123456789"
 MINUTE = 60_000
@@ -41,9 +39,7 @@ async def sim() -> AsyncIterator[BingXSimulator]:
 
 
 async def call(client: IndependentBingX, method: str, path: str, placement: str = "query", **params: Any) -> Any:
-    if method == "PUBLIC":
-        return await asyncio.to_thread(partial(client.public, path, **params))
-    return await asyncio.to_thread(partial(client.signed, method, path, placement, **params))  # type: ignore[arg-type]
+    return await call_in_thread(client, method, path, placement, **params)  # type: ignore[arg-type]
 
 
 async def test_the_24h_ticker_is_computed_from_the_replayed_candles(sim: BingXSimulator) -> None:

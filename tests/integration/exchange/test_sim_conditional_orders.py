@@ -4,10 +4,8 @@ a position opened from outside), through a client written from API.md alone."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from decimal import Decimal
-from functools import partial
 from typing import Any
 
 import pytest
@@ -15,7 +13,7 @@ import pytest
 from exchange.sim.candle_file import FileCandle
 from exchange.sim.replay import ReplayClock, ReplaySeries
 from exchange.sim.server import BingXSimulator
-from tests.independent_bingx import IndependentBingX
+from tests.independent_bingx import IndependentBingX, call_in_thread
 
 KEY, SECRET = "independent-key", "independent-secret-0123456789"
 MINUTE = 60_000
@@ -43,8 +41,7 @@ async def sim() -> AsyncIterator[BingXSimulator]:
 
 
 async def signed(sim: BingXSimulator, method: str, path: str, **params: Any) -> Any:
-    client = IndependentBingX(sim.rest_url, KEY, SECRET)
-    return await asyncio.to_thread(partial(client.signed, method, path, **params))
+    return await call_in_thread(IndependentBingX(sim.rest_url, KEY, SECRET), method, path, **params)
 
 
 async def order(sim: BingXSimulator, **params: Any) -> dict[str, Any]:
@@ -135,9 +132,9 @@ async def test_each_lost_answer_leaves_the_order_booked_once_and_findable_by_cli
     lost: dict[str, Any] = {}
     for n, outcome in enumerate(["504", "timeout", "reset"]):
         sim.trading.faults.next_order_outcomes.append(outcome)  # type: ignore[arg-type]
-        lost[outcome] = await asyncio.to_thread(
-            partial(client.signed, "POST", ORDER, symbol="BTC-USDT", side="BUY", positionSide="BOTH",
-                    type="MARKET", quantity="0.1", clientOrderId=f"lost-{n}")
+        lost[outcome] = await call_in_thread(
+            client, "POST", ORDER, symbol="BTC-USDT", side="BUY", positionSide="BOTH", type="MARKET",
+            quantity="0.1", clientOrderId=f"lost-{n}",
         )  # fmt: skip
     assert lost["504"]["http_status"] == 504
     assert lost["timeout"]["transport_error"] in ("TimeoutError", "timeout")

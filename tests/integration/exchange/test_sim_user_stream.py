@@ -8,7 +8,6 @@ import gzip
 import json
 from collections.abc import AsyncIterator
 from decimal import Decimal
-from functools import partial
 from typing import Any
 
 import aiohttp
@@ -17,7 +16,7 @@ import pytest
 from exchange.sim.candle_file import FileCandle
 from exchange.sim.replay import ReplayClock, ReplaySeries
 from exchange.sim.server import BingXSimulator
-from tests.independent_bingx import IndependentBingX
+from tests.independent_bingx import IndependentBingX, call_in_thread
 
 KEY, SECRET = "independent-key", "independent-secret-0123456789"
 T0 = 1_700_000_040_000
@@ -37,8 +36,7 @@ async def sim() -> AsyncIterator[BingXSimulator]:
 
 
 async def signed(sim: BingXSimulator, method: str, path: str, **params: Any) -> Any:
-    client = IndependentBingX(sim.rest_url, KEY, SECRET)
-    return await asyncio.to_thread(partial(client.signed, method, path, **params))
+    return await call_in_thread(IndependentBingX(sim.rest_url, KEY, SECRET), method, path, **params)
 
 
 async def events(ws: aiohttp.ClientWebSocketResponse, count: int) -> list[dict[str, Any]]:
@@ -118,7 +116,7 @@ async def test_a_listen_key_is_extended_expires_and_ends_its_stream(sim: BingXSi
         with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
             await session.ws_connect(f"{sim.ws_url}?listenKey={listen_key}")
         assert refused.value.status == 404
-    unknown_key = await asyncio.to_thread(IndependentBingX(sim.rest_url, "nobody", SECRET).signed, "POST", STREAM)
+    unknown_key = await call_in_thread(IndependentBingX(sim.rest_url, "nobody", SECRET), "POST", STREAM)
     assert unknown_key["code"] == 100413
 
 
