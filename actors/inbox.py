@@ -121,6 +121,8 @@ class Inbox[T]:
         self._arrived = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
+        self._handling = asyncio.Lock()
+        """Held while a message is handled: `between_messages` waits for it."""
         self._task: asyncio.Task[None] | None = None
         self._metrics_task: asyncio.Task[None] | None = None
         self.handled = 0
@@ -178,6 +180,16 @@ class Inbox[T]:
             await asyncio.wait_for(self._idle.wait(), timeout_sec)
         except TimeoutError:
             return False
+        return True
+
+    async def between_messages(self, timeout_sec: float) -> bool:
+        """Wait until the message being handled now, if any, is done (those still waiting are not waited
+        for): what it sends on has been sent. False on timeout."""
+        try:
+            await asyncio.wait_for(self._handling.acquire(), timeout_sec)
+        except TimeoutError:
+            return False
+        self._handling.release()
         return True
 
     async def stop(self) -> None:
@@ -244,6 +256,7 @@ class Inbox[T]:
     async def _run(self) -> None:
         while True:
             entry = await self._next()
+            await self._handling.acquire()
             self.busy_since = time.monotonic()
             try:
                 await self._handle(entry.message)
@@ -253,6 +266,7 @@ class Inbox[T]:
                 log.exception("actor_message_failed", inbox=self.name)
                 self._on_error(error)
             finally:
+                self._handling.release()
                 self.busy_since = None
                 self.handled += 1
                 self.last_handled_at = time.time()

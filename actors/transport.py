@@ -275,6 +275,11 @@ class RiskHandle(StageHandle):
         trading_state: str = await self._ask("pause", reason, reduce_only, wait_sec=wait_sec)
         return trading_state
 
+    async def settled(self, timeout_sec: float, *, wait_sec: float | None = None) -> bool:
+        """True once no decision planned before this call is still on its way to execution."""
+        done: bool = await self._ask("settled", timeout_sec, wait_sec=wait_sec)
+        return done
+
     async def resume(self, account: AccountView | None, *, wait_sec: float | None = None) -> dict[str, Any]:
         answer: dict[str, Any] = await self._ask("resume", account, wait_sec=wait_sec)
         return answer

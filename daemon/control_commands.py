@@ -349,6 +349,7 @@ async def runs(state: DaemonState, args: Mapping[str, object]) -> Mapping[str, o
 
 FLATTEN_WAIT_SEC = 50.0
 FLATTEN_POLL_SEC = 0.5
+SETTLE_SEC = 10.0
 STOP_RULE = (
     "stop it with --flatten (closes them with reduce-only market orders, then stops) or --keep (stops, and the "
     "next run on the pair adopts them)"
@@ -405,6 +406,18 @@ async def _flatten(state: DaemonState, run_id: uuid.UUID, wait_sec: float) -> di
     await asyncio.gather(
         *(_call(actors.risk.pause("run_stopping", False, wait_sec=CALL_TIMEOUT_SEC)) for actors in pairs)
     )
+    # A decision planned before the pause may still be on its way: it must reach execution before the
+    # flatten, or its opening order would follow the close (and the run stop once "flat" with it working).
+    settled = await asyncio.gather(
+        *(_call(actors.risk.settled(SETTLE_SEC, wait_sec=CALL_TIMEOUT_SEC)) for actors in pairs)
+    )
+    if not all(settled):
+        busy = ", ".join(slot.pair for slot, done in zip(slots, settled, strict=True) if not done)
+        raise CommandError(
+            "busy",
+            f"{busy}: a decision planned before the pause is still on its way after {SETTLE_SEC:.0f} s; the pairs "
+            "are HALTED, nothing was closed. Ask again",
+        )
     views = await asyncio.gather(*(_call(actors.execution.flatten(wait_sec=CALL_TIMEOUT_SEC)) for actors in pairs))
     deadline = time.monotonic() + wait_sec
     while not all(view["flat"] for view in views):

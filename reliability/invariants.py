@@ -36,10 +36,17 @@ def decision_failures(url: str, pairs: tuple[str, ...] = PAIRS) -> tuple[list[st
 
 
 def newest_decided_all(url: str, pairs: tuple[str, ...] = PAIRS) -> int:
+    """The newest candle every pair has decided: 0 while any pair has decided none (a pair with no rows
+    would otherwise drop out of the minimum, and the others' progress would pass for all of them)."""
     rows = query(
         url,
-        "SELECT min(t) FROM (SELECT (extract(epoch FROM max(candle_open_time)) * 1000)::bigint AS t "
-        "FROM trade_decisions WHERE pair = ANY($1) GROUP BY pair) AS newest",
+        "SELECT pair, (extract(epoch FROM max(candle_open_time)) * 1000)::bigint FROM trade_decisions "
+        "WHERE pair = ANY($1) GROUP BY pair",
         list(pairs),
     )
-    return int(rows[0][0] or 0)
+    return newest_of_every(pairs, {row[0]: int(row[1]) for row in rows})
+
+
+def newest_of_every(pairs: tuple[str, ...], newest: dict[str, int]) -> int:
+    """The oldest of the pairs' newest decided candles, a pair without one counting as 0."""
+    return min((newest.get(pair, 0) for pair in pairs), default=0)

@@ -82,6 +82,12 @@ class RiskActor(ActorShell):
         await self._changed(self.core.pause(reason, reduce_only=reduce_only))
         return self.core.trading_state
 
+    async def settled(self, timeout_sec: float) -> bool:
+        """Once the decision being planned now, if any, has gone on to execution: after a pause, nothing
+        planned before it is still on its way (`runs stop --flatten` closes only after this). False on
+        timeout."""
+        return await self.inbox.between_messages(timeout_sec)
+
     async def resume(self, account: AccountView | None = None) -> dict[str, Any]:
         """The operator's resume of this pair; what governs its orders afterwards, and what still blocks
         them (the account's blocks as `account` gives them, or as the account guard tells now)."""

@@ -179,6 +179,28 @@ async def test_drain_times_out_while_the_handler_is_behind() -> None:
     await inbox.stop()
 
 
+async def test_between_messages_waits_for_the_message_being_handled_not_for_those_waiting() -> None:
+    """What `runs stop --flatten` relies on: once the risk guard's decision in hand has gone on, the
+    decisions still waiting are planned under the pause."""
+    inbox, recorder = await blocked_inbox()
+    inbox.put("second")
+    assert not await inbox.between_messages(0.05)  # "first" is still being handled
+    waiting = asyncio.ensure_future(inbox.between_messages(10.0))
+    recorder.gate.set()
+    assert await waiting
+    assert recorder.seen[0] == "first"
+    assert await inbox.drain(10.0)
+    assert recorder.seen == ["first", "second"]
+    await inbox.stop()
+
+
+async def test_between_messages_answers_at_once_when_idle() -> None:
+    inbox: Inbox[Any] = Inbox("test", Recorder(), failed)
+    inbox.start()
+    assert await inbox.between_messages(10.0)
+    await inbox.stop()
+
+
 async def test_conflations_are_written_as_metrics_once_each() -> None:
     rows: list[tuple[str, float, dict[str, Any]]] = []
 
