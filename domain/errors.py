@@ -7,6 +7,7 @@
 - `TemporaryVenueError`: the venue or the network failed (5xx, busy, timeouts). Safe to retry
   idempotent reads; never blindly re-submit an order.
 - `RateLimitedError`: we are sending too much; back off for `retry_after_sec` at least.
+- `NotSentError`: the request never left (connection refused, connect timeout): nothing happened.
 - `UnknownOutcomeError`: a state-changing request may or may not have taken effect (HTTP 504, a
   timeout after sending). Resolve it by querying (for orders: by client order id) before acting again.
 """
@@ -43,6 +44,11 @@ class RateLimitedError(TemporaryVenueError):
 
 class UnknownOutcomeError(TemporaryVenueError):
     pass
+
+
+class NotSentError(TemporaryVenueError):
+    """The request never reached the venue (the connection was refused or could not be opened in time):
+    nothing happened there, so sending it again is not a second send."""
 
 
 class UnknownSymbolError(RejectedError):

@@ -21,6 +21,7 @@ import aiohttp
 from yarl import URL
 
 from domain.errors import (
+    NotSentError,
     RateLimitedError,
     TemporaryVenueError,
     UnknownOutcomeError,
@@ -275,7 +276,7 @@ class BingXRest:
                 body = await response.read()
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as error:
             # Nothing reached the venue: safe to treat as temporary for reads and writes alike.
-            raise TemporaryVenueError(f"{method} {path}: {type(error).__name__}") from None
+            raise NotSentError(f"{method} {path}: {type(error).__name__}") from None
         except (aiohttp.ClientError, TimeoutError) as error:
             if method == "GET":
                 raise TemporaryVenueError(f"{method} {path}: {type(error).__name__}") from None

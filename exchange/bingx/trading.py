@@ -110,6 +110,20 @@ class BingXTrading:
             raise WireFormatError("openOrders: expected data.orders")
         return [_order(order) for order in orders]
 
+    async def all_orders(
+        self, symbol: str, *, start_ms: int | None = None, end_ms: int | None = None, limit: int = 500
+    ) -> list[VenueOrder]:
+        """The symbol's orders of any status in a window of at most 7 days (the venue's default: the last
+        7), up to `limit` (at most 1000)."""
+        if not 1 <= limit <= 1000:
+            raise ValueError("limit must be 1..1000")
+        params = _some(symbol=symbol, startTime=start_ms, endTime=end_ms, limit=limit)
+        data = await self.rest.read("/openApi/swap/v2/trade/allOrders", params, signed=True)
+        orders = data.get("orders") if isinstance(data, dict) else None
+        if not isinstance(orders, list):
+            raise WireFormatError("allOrders: expected data.orders")
+        return [_order(order) for order in orders]
+
     async def positions(self, symbol: str | None = None) -> list[VenuePosition]:
         data = await self.rest.read("/openApi/swap/v2/user/positions", _some(symbol=symbol), signed=True)
         if not isinstance(data, list):
