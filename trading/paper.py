@@ -41,10 +41,24 @@ class WorkingOrder:
     trade_id: uuid.UUID
     state: OrderState = "intent"
     """As last recorded: the book fills an order whatever this says; execution records the steps."""
+    filled: Decimal = Decimal(0)
+    """What has filled so far (a live venue fills an order in parts; paper fills it at once)."""
+    filled_value: Decimal = Decimal(0)
+    """The sum of quantity times price over its fills."""
+    fees_paid: Decimal = Decimal(0)
+
+    @property
+    def remaining(self) -> Decimal:
+        return self.quantity - self.filled
 
     @property
     def signed_quantity(self) -> Decimal:
-        return self.quantity if self.side == "BUY" else -self.quantity
+        """What is still to fill, signed."""
+        return self.remaining if self.side == "BUY" else -self.remaining
+
+    @property
+    def average_price(self) -> Decimal | None:
+        return self.filled_value / self.filled if self.filled else None
 
 
 @dataclass
@@ -159,7 +173,7 @@ class PaperBook:
         events: list[BookEvent] = []
         for key in list(self.working):
             order = self.working.pop(key)
-            quantity = order.quantity
+            quantity = order.remaining
             if order.reduce_only:
                 reducible = abs(self.position.quantity) if _reduces(self.position.quantity, order.side) else Decimal(0)
                 quantity = min(quantity, reducible)
@@ -170,6 +184,28 @@ class PaperBook:
             events.append(self._filled(order, fill, open_ms))
         self.bars_held = bars_after_candle(self.position.quantity, self.bars_held)
         return events
+
+    def pass_candle(self, open_ms: int) -> None:
+        """A final candle on a live venue, where nothing fills from candles: the bars-held count moves
+        on (once per candle)."""
+        if self.last_open_ms is not None and open_ms <= self.last_open_ms:
+            return
+        self.last_open_ms = open_ms
+        self.bars_held = bars_after_candle(self.position.quantity, self.bars_held)
+
+    def venue_fill(self, client_order_id: str, fill: Fill, at_ms: int) -> OrderFilled:
+        """A fill a live venue reported for a working order (in part or in full): applied to the position
+        and the order's trade; the order leaves the book once all of it has filled. KeyError for an order
+        that is not working; ValueError for a fill beyond the order's quantity or on the wrong side."""
+        order = self.working[client_order_id]
+        if fill.side != order.side or not 0 < fill.quantity <= order.remaining:
+            raise ValueError(
+                f"a fill of {fill.side} {fill.quantity} does not fit order {client_order_id} "
+                f"({order.side}, {order.remaining} to fill)"
+            )
+        if order.remaining == fill.quantity:
+            del self.working[client_order_id]
+        return self._filled(order, fill, at_ms)
 
     def cancel(self, client_order_id: str, reason: str) -> OrderCancelled:
         order = self.working.pop(client_order_id, None)
@@ -204,6 +240,9 @@ class PaperBook:
         trade = self._trade_of(order)
         if trade is self.next_trade:  # the closing leg of a flip did not close: the book stays sane
             raise AssertionError("an opening order filled before the trade it follows closed")
+        order.filled += fill.quantity
+        order.filled_value += fill.quantity * fill.price
+        order.fees_paid += fill.fee
         before = self.position.quantity
         realised = self.position.apply(fill)
         after = self.position.quantity
@@ -289,6 +328,9 @@ def _order_json(order: WorkingOrder) -> dict[str, Any]:
         "sequence": order.sequence,
         "trade_id": str(order.trade_id),
         "state": order.state,
+        "filled": str(order.filled),
+        "filled_value": str(order.filled_value),
+        "fees_paid": str(order.fees_paid),
     }
 
 
@@ -303,6 +345,9 @@ def _order_from_json(item: dict[str, Any]) -> WorkingOrder:
         int(item["sequence"]),
         uuid.UUID(item["trade_id"]),
         item["state"],
+        Decimal(item.get("filled", "0")),  # checkpoints from before partial fills have none
+        Decimal(item.get("filled_value", "0")),
+        Decimal(item.get("fees_paid", "0")),
     )
 
 

@@ -50,7 +50,7 @@ from domain.instruments import Contract
 from domain.orders import OrderState
 from exchange.bingx.trading import BingXTrading, VenueOrder
 from exchange.bingx.wire import TIMESTAMP_MISMATCH
-from pipeline.execution.venue import VenueStep
+from pipeline.execution.venue import VenueOrderUpdate, VenueStep
 
 VENUE = "bingx"
 PAIR_HALTING_CODES = frozenset({101415})
@@ -159,6 +159,18 @@ def step_from_order(order: VenueOrder, source: str) -> VenueStep:
     return VenueStep(
         order.client_order_id, state, f"{VENUE}_{source}", order_evidence(order, source), str(order.order_id)
     )
+
+
+def update_from_order(order: VenueOrder, source: str, at_ms: int) -> VenueOrderUpdate:
+    """A read of the order as the venue's news (totals; the venue reports commission as a negative
+    number, a cost)."""
+    state = STATUS_STATES.get(order.status)
+    if state is None:
+        raise WireFormatError(f"order {order.order_id}: unknown status {order.status!r}")
+    return VenueOrderUpdate(
+        order.client_order_id, str(order.order_id), state, order.executed_quantity, order.avg_price,
+        -order.commission, source=source, at_ms=at_ms,
+    )  # fmt: skip
 
 
 def _error_evidence(error: VenueError) -> dict[str, Any]:

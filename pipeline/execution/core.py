@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from domain.fills import FillRules
+from domain.fills import Fill, FillRules
 from domain.messages import OrderIntent, OrderPlan, PolicyDecision, PositionReport
 from domain.orders import FINAL_STATES, OrderState, client_order_id, transition
 from pipeline.execution.metrics import MetricSummary
-from pipeline.execution.venue import PaperVenue, Venue, VenueStep
+from pipeline.execution.venue import PaperVenue, Venue, VenueOrderUpdate, VenueStep
 from storage.records import (
     Adopted,
     Commit,
@@ -201,12 +201,79 @@ class ExecutionCore:
 
     def _submitted(self, steps: list[VenueStep]) -> Step:
         updates: list[ExecutionUpdate] = []
+        trades: dict[uuid.UUID, Trade] = {}
         for answer in steps:
             order = self.book.working.get(answer.client_order_id)
             if order is None:
                 raise KeyError(f"the venue answered for {answer.client_order_id}, which is not working")
-            updates.append(_step(order, answer))
-        return Step(Commit(updates=updates), self.last_sequence)
+            event: BookEvent | None = None
+            if answer.state in ("rejected", "cancelled", "expired"):  # it will never fill: out of the book
+                event = self.book.cancel(answer.client_order_id, answer.reason)
+                trades[event.trade.id] = event.trade
+            updates.append(_step(order, answer, event))
+        rows = [self._trade_row(t) for t in trades.values()]
+        return Step(Commit(trades=rows, updates=updates), self.last_sequence)
+
+    # ---------------------------------------------------------------- a live venue's news
+
+    def on_venue_update(self, update: VenueOrderUpdate) -> Step | None:
+        """What a live venue said of one of our working orders: the part filled since the book last
+        heard (a fill of the excess over what it holds), a cancel or expiry, or a plain state step
+        (`unknown -> accepted`). None when the order is not working (final already: an update told
+        twice) or the update says nothing new. ValueError when the venue's totals cannot be booked
+        (less filled than booked, a fee that is not known)."""
+        order = self.book.working.get(update.client_order_id)
+        if order is None:
+            return None
+        if update.filled < order.filled:
+            raise ValueError(f"{order.client_order_id}: the venue shows {update.filled} filled, booked {order.filled}")
+        fresh = update.filled > order.filled
+        ends = update.state in ("cancelled", "expired", "rejected")
+        if not fresh and not ends and update.state == order.state:
+            return None
+        return self._pending(lambda: self._venue_update(order, update))
+
+    def _venue_update(self, order: WorkingOrder, update: VenueOrderUpdate) -> Step:
+        cid = order.client_order_id
+        evidence = {
+            "venue": self.venue.name, "source": update.source, "status": update.state, "filled": str(update.filled),
+            "average_price": str(update.average_price), "at_ms": update.at_ms,
+        }  # fmt: skip
+        reason = f"{self.venue.name}_{update.source}"
+        updates: list[ExecutionUpdate] = []
+        if order.state == "intent":  # sent before a crash recorded it: the venue's word is the evidence
+            updates.append(_step(order, VenueStep(cid, "submitted", reason, evidence, update.exchange_order_id)))
+        events: list[BookEvent] = []
+        delta = update.filled - order.filled
+        if delta > 0:
+            events.append(self.book.venue_fill(cid, self._venue_fill(order, update, delta), update.at_ms))
+        if update.state in ("cancelled", "expired", "rejected") and cid in self.book.working:
+            events.append(self.book.cancel(cid, f"venue_{update.state}"))
+        trades: dict[uuid.UUID, Trade] = {}
+        for event in events:
+            trades[event.trade.id] = event.trade
+            if isinstance(event, OrderFilled):
+                state: OrderState = "filled" if event.order.remaining == 0 else "partially_filled"
+            else:
+                state = update.state
+            step = VenueStep(cid, state, reason, evidence, update.exchange_order_id)
+            updates.append(_step(event.order, step, event))
+        if not events and update.state != order.state:
+            updates.append(_step(order, VenueStep(cid, update.state, reason, evidence, update.exchange_order_id)))
+        rows = [self._trade_row(t) for t in trades.values()]
+        closed = tuple(t for t in trades.values() if t.status == "closed")
+        return Step(Commit(trades=rows, updates=updates), self.last_sequence, closed_trades=closed)
+
+    @staticmethod
+    def _venue_fill(order: WorkingOrder, update: VenueOrderUpdate, delta: Decimal) -> Fill:
+        """The fill of `delta`: the stream's last fill when it is all the news, else derived from the
+        venue's totals (a fill the stream missed, told by a read)."""
+        if update.last_quantity == delta:
+            return Fill(order.side, delta, update.last_price, update.last_fee, "taker")
+        if update.fees is None:
+            raise ValueError(f"{order.client_order_id}: {delta} filled unseen and its fee is not known: read the order")
+        price = (update.average_price * update.filled - order.filled_value) / delta
+        return Fill(order.side, delta, price, update.fees - order.fees_paid, "taker")
 
     # ---------------------------------------------------------------- operator actions
 
@@ -475,15 +542,22 @@ def _step(order: WorkingOrder, answer: VenueStep, event: BookEvent | None = None
     transition(before, answer.state, answer.reason if answer.state in FINAL_STATES else None)
     order.state = answer.state
     fill = event.fill if isinstance(event, OrderFilled) else None
+    if fill is None:
+        return ExecutionUpdate(
+            order.execution_id, before, answer.state, answer.reason, dict(answer.evidence),
+            exchange_order_id=answer.exchange_order_id,
+        )  # fmt: skip
+    # What has filled so far (an order fills in parts on a live venue): the row holds the totals.
+    price = fill.price if order.filled == fill.quantity else order.average_price
     return ExecutionUpdate(
         order.execution_id,
         before,
         answer.state,
         answer.reason,
         dict(answer.evidence),
-        None if fill is None else fill.quantity,
-        None if fill is None else fill.price,
-        None if fill is None else fill.fee,
+        order.filled,
+        price,
+        order.fees_paid,
         answer.exchange_order_id,
     )
 

@@ -16,7 +16,7 @@ from typing import Any
 from domain.fills import FillRules
 from domain.messages import OrderPlan
 from pipeline.execution.core import ROLE, STATE_VERSION, ExecutionCore, Recorded, Step, operator_trace
-from pipeline.execution.venue import PaperVenue, Venue
+from pipeline.execution.venue import PaperVenue, Venue, VenueOrderUpdate
 from storage.checkpoints import ActorState, CheckpointStore
 from storage.journal import TradingJournal
 from trading.context import PairContext
@@ -96,6 +96,14 @@ class ExecutionStage:
             await self.close_trade(trade_id)
         return self.core.flatness()
 
+    async def on_venue_update(self, update: VenueOrderUpdate) -> Recorded | None:
+        """Book a live venue's news of one of our orders (a fill, a cancel, a state step); None when it
+        says nothing new."""
+        step = self.core.on_venue_update(update)
+        if step is None or not await self._write(step):
+            return None
+        return Recorded(self.core.report(), step.closed_trades, {})
+
     async def _write(self, step: Step) -> bool:
         """Write a step with the checkpoint in one transaction; False when the journal refused it as
         decided before. The core's book stands only when this returns True."""
@@ -120,4 +128,6 @@ class ExecutionStage:
             return []
         answers = await self.venue.submit(orders)
         await self._write(self.core.submitted(answers))
+        for news in self.venue.take_news():
+            await self.on_venue_update(news)
         return [order.client_order_id for order in orders]

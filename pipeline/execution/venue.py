@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Protocol
 
 from domain.candles import Candle
@@ -32,6 +33,30 @@ class VenueStep:
     reason: str
     evidence: Mapping[str, Any] = field(default_factory=dict)
     exchange_order_id: str | None = None
+
+
+@dataclass(frozen=True)
+class VenueOrderUpdate:
+    """What a live venue says of one of our orders now (its user stream, or a read of the order). The
+    figures are totals, so the same update twice, or a read after the stream told it, books nothing
+    more: the book fills only what exceeds what it has."""
+
+    client_order_id: str
+    exchange_order_id: str
+    state: OrderState
+    """The venue's status as our order state (`accepted`, `partially_filled`, `filled`, `cancelled`, ...)."""
+    filled: Decimal
+    """All that has filled."""
+    average_price: Decimal
+    fees: Decimal | None
+    """All that was paid (positive); None when only the last fill's fee is known (the stream)."""
+    last_quantity: Decimal = Decimal(0)
+    last_price: Decimal = Decimal(0)
+    last_fee: Decimal = Decimal(0)
+    """The newest fill's figures (the stream's `l`, `L`, `n`), exact where it is the whole news."""
+    source: str = "order_lookup"
+    at_ms: int = 0
+    """The venue's time of the update."""
 
 
 class Venue(Protocol):
@@ -52,6 +77,11 @@ class Venue(Protocol):
     async def submit(self, orders: Sequence[WorkingOrder]) -> list[VenueStep]:
         """Send orders whose intents are committed; every step the venue answered, in order. The stage
         calls it, never the core."""
+        ...
+
+    def take_news(self) -> list[VenueOrderUpdate]:
+        """What the venue told of orders beyond their answers (a live venue's fills), since last asked;
+        the stage books it after the answers."""
         ...
 
 
@@ -77,6 +107,9 @@ class PaperVenue:
             }
             return VenueStep(client_order_id, "filled", "paper_fill", evidence)
         return VenueStep(client_order_id, "cancelled", event.reason, {"venue": self.name})
+
+    def take_news(self) -> list[VenueOrderUpdate]:
+        return []  # paper fills at candles, in the book
 
     async def submit(self, orders: Sequence[WorkingOrder]) -> list[VenueStep]:
         steps: list[VenueStep] = []

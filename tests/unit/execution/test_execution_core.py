@@ -17,7 +17,7 @@ from domain.messages import (
 )
 from domain.orders import OrderTransitionError
 from pipeline.execution.core import ExecutionCore, Step
-from pipeline.execution.venue import PaperVenue
+from pipeline.execution.venue import PaperVenue, VenueOrderUpdate, VenueStep
 from tests.execution_plans import PAIR, RULES
 from tests.execution_plans import plan as shared_plan
 from trading.context import PairContext
@@ -202,3 +202,102 @@ def test_cancelling_a_trade_is_a_step_with_the_venues_evidence_and_a_refused_one
     nothing = core.cancel_trade(trade_id)  # nothing working any more: nothing to write
     assert (nothing.commit, nothing.answer) == (None, ())
     core.recorded(nothing)
+
+
+def accepted_order(core: ExecutionCore, side: Side = "BUY", quantity: str = "1") -> str:
+    """A plan whose one order the venue accepted (it fills only when the venue says so)."""
+    step = core.on_plan(plan(0, 100.0, 1.0, [(side, quantity, False)]))
+    assert step is not None
+    core.recorded(step)
+    (order,) = step.submit
+    cid = order.client_order_id
+    core.recorded(core.submitted([VenueStep(cid, "submitted", "s"), VenueStep(cid, "accepted", "a", {}, "77")]))
+    return cid
+
+
+def update(
+    cid: str, state: str, filled: str, average: str, fees: str | None, last: tuple[str, str, str] = ("0", "0", "0")
+) -> VenueOrderUpdate:
+    return VenueOrderUpdate(
+        cid, "77", state, Decimal(filled), Decimal(average), None if fees is None else Decimal(fees),  # type: ignore[arg-type]
+        Decimal(last[0]), Decimal(last[1]), Decimal(last[2]), "user_stream", 1_000,
+    )  # fmt: skip
+
+
+def test_a_live_venue_fills_an_order_in_parts_and_the_same_news_twice_books_nothing_more() -> None:
+    core = ExecutionCore(CONTEXT, RULES)
+    cid = accepted_order(core)
+    first = core.on_venue_update(update(cid, "partially_filled", "0.4", "100", None, ("0.4", "100", "0.02")))
+    assert first is not None
+    assert first.commit is not None
+    (row,) = first.commit.updates
+    assert (row.before, row.after, row.filled_quantity, row.avg_fill_price, row.fee) == (
+        "accepted", "partially_filled", Decimal("0.4"), Decimal("100"), Decimal("0.02"),
+    )  # fmt: skip
+    core.recorded(first)
+    assert core.book.position.quantity == Decimal("0.4")
+    assert core.on_venue_update(update(cid, "partially_filled", "0.4", "100", None, ("0.4", "100", "0.02"))) is None
+    # the stream missed the rest; a read tells the totals, and the fill is what exceeds the book's
+    last = core.on_venue_update(update(cid, "filled", "1", "100.6", "0.05", ("0.2", "101", "0.01")))
+    assert last is not None
+    assert last.commit is not None
+    (done,) = last.commit.updates
+    assert (done.after, done.filled_quantity, done.avg_fill_price, done.fee) == (
+        "filled", Decimal("1"), Decimal("100.6"), Decimal("0.05"),
+    )  # fmt: skip
+    core.recorded(last)
+    assert core.book.position.entry_price == Decimal("100.6")
+    assert cid not in core.book.working
+    assert core.on_venue_update(update(cid, "filled", "1", "100.6", "0.05")) is None  # final already
+
+
+def test_venue_totals_that_cannot_be_booked_are_refused_and_change_nothing() -> None:
+    core = ExecutionCore(CONTEXT, RULES)
+    cid = accepted_order(core)
+    with pytest.raises(ValueError, match="fee is not known"):
+        core.on_venue_update(update(cid, "filled", "1", "100", None, ("0.3", "100", "0.01")))
+    assert core.book.working[cid].filled == 0
+    core.recorded(core.on_venue_update(update(cid, "partially_filled", "0.5", "100", "0.025")))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"booked 0\.5"):
+        core.on_venue_update(update(cid, "partially_filled", "0.4", "100", "0.02"))
+
+
+def test_a_cancel_on_the_venue_ends_what_is_left_and_a_rejected_submit_leaves_the_book() -> None:
+    core = ExecutionCore(CONTEXT, RULES)
+    cid = accepted_order(core)
+    core.recorded(core.on_venue_update(update(cid, "partially_filled", "0.5", "100", "0.025")))  # type: ignore[arg-type]
+    cancelled = core.on_venue_update(update(cid, "cancelled", "0.5", "100", "0.025"))
+    assert cancelled is not None
+    assert cancelled.commit is not None
+    assert [(u.before, u.after) for u in cancelled.commit.updates] == [("partially_filled", "cancelled")]
+    core.recorded(cancelled)
+    assert core.book.working == {}
+    assert core.book.position.quantity == Decimal("0.5")  # what filled stays
+    refused = ExecutionCore(CONTEXT, RULES)
+    step = refused.on_plan(plan(0, 100.0, 1.0, [("BUY", "1", False)]))
+    assert step is not None
+    refused.recorded(step)
+    (order,) = step.submit
+    answer = refused.submitted(
+        [
+            VenueStep(order.client_order_id, "submitted", "s"),
+            VenueStep(order.client_order_id, "rejected", "bingx_refused"),
+        ]
+    )
+    assert answer.commit is not None
+    assert [t.status for t in answer.commit.trades] == ["cancelled"]
+    refused.recorded(answer)
+    assert refused.book.working == {}
+    assert refused.book.trade is None
+
+
+def test_an_order_the_crash_left_as_an_intent_is_submitted_by_the_venues_word() -> None:
+    core = ExecutionCore(CONTEXT, RULES)
+    step = core.on_plan(plan(0, 100.0, 1.0, [("BUY", "1", False)]))
+    assert step is not None
+    core.recorded(step)
+    (order,) = step.submit
+    news = core.on_venue_update(update(order.client_order_id, "filled", "1", "100", "0.05"))
+    assert news is not None
+    assert news.commit is not None
+    assert [(u.before, u.after) for u in news.commit.updates] == [("intent", "submitted"), ("submitted", "filled")]

@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 
 from domain.candles import Candle
+from domain.fills import Fill
 from domain.messages import OrderIntent
 from tests.execution_plans import RULES
 from trading.paper import NOTHING_TO_REDUCE, OrderCancelled, OrderFilled, PaperBook
@@ -127,3 +128,42 @@ def test_the_checkpoint_restores_the_same_book() -> None:
     assert restored == book
     with pytest.raises(ValueError, match="checkpoint version"):
         PaperBook.from_json("BTC-USDT", RULES, {**book.to_json(), "version": 99})
+
+
+def test_a_live_venue_fills_an_order_in_parts_and_it_leaves_the_book_when_all_has_filled() -> None:
+    book = PaperBook("BTC-USDT", RULES)
+    book.place(order("a", "BUY", "1.0"), 1, 60_000)
+    first = book.venue_fill("a", Fill("BUY", Decimal("0.4"), Decimal("100"), Decimal("0.02"), "taker"), 61_000)
+    assert first.order.filled == Decimal("0.4")
+    assert book.position.quantity == Decimal("0.4")
+    assert book.working_quantity == Decimal("0.6")  # what is still to fill
+    assert "a" in book.working
+    with pytest.raises(ValueError, match="does not fit"):
+        book.venue_fill("a", Fill("BUY", Decimal("0.7"), Decimal("101"), Decimal("0"), "taker"), 62_000)
+    with pytest.raises(ValueError, match="does not fit"):
+        book.venue_fill("a", Fill("SELL", Decimal("0.1"), Decimal("101"), Decimal("0"), "taker"), 62_000)
+    last = book.venue_fill("a", Fill("BUY", Decimal("0.6"), Decimal("101"), Decimal("0.03"), "taker"), 62_000)
+    assert "a" not in book.working
+    assert (last.order.filled, last.order.average_price, last.order.fees_paid) == (
+        Decimal("1.0"),
+        Decimal("100.6"),
+        Decimal("0.05"),
+    )
+    assert book.position.entry_price == Decimal("100.6")
+    assert last.trade.fees == Decimal("0.05")
+    with pytest.raises(KeyError):
+        book.venue_fill("a", Fill("BUY", Decimal("0.1"), Decimal("101"), Decimal("0"), "taker"), 63_000)
+
+
+def test_a_part_filled_order_survives_the_checkpoint_and_an_old_checkpoint_reads_as_unfilled() -> None:
+    book = PaperBook("BTC-USDT", RULES)
+    book.place(order("a", "BUY", "1.0"), 1, 60_000)
+    book.venue_fill("a", Fill("BUY", Decimal("0.25"), Decimal("100"), Decimal("0.01"), "taker"), 61_000)
+    document = book.to_json()
+    restored = PaperBook.from_json("BTC-USDT", RULES, document)
+    assert restored.working["a"].remaining == Decimal("0.75")
+    assert restored.to_json() == document
+    for item in document["working"]:
+        for key in ("filled", "filled_value", "fees_paid"):
+            del item[key]
+    assert PaperBook.from_json("BTC-USDT", RULES, document).working["a"].filled == 0
