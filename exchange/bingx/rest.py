@@ -9,6 +9,7 @@ it (for orders: by client order id) before acting again.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 from collections import deque
@@ -31,9 +32,18 @@ from domain.errors import (
 from domain.instruments import Contract
 from domain.market import Interval
 from exchange.bingx import signing
-from exchange.bingx.wire import TIMESTAMP_MISMATCH, KlineBatch, parse_contracts, parse_envelope, parse_kline_response
+from exchange.bingx.wire import (
+    TIMESTAMP_MISMATCH,
+    KlineBatch,
+    error_for_code,
+    error_for_status,
+    parse_contracts,
+    parse_envelope,
+    parse_kline_response,
+)
 
 KLINES_MAX_LIMIT = 1440
+LISTEN_KEY_PATH = "/openApi/user/auth/userDataStream"
 
 
 class Clock(Protocol):
@@ -200,6 +210,17 @@ class BingXRest:
             raise WireFormatError("price: expected an object with a price")
         return Decimal(str(data["price"]))
 
+    # ---------------------------------------------------------------- user-data stream keys
+
+    async def listen_key(self, method: str, listen_key: str | None = None) -> str | None:
+        """Create (POST: the new key), extend (PUT) or delete (DELETE) a user-data stream key (API.md
+        5.5). The create answer is a bare `{"listenKey": ...}`, not an envelope; extend and delete
+        answer nothing that matters. A key the venue no longer knows raises `RejectedError`."""
+        if (method == "POST") != (listen_key is None) or method not in ("POST", "PUT", "DELETE"):
+            raise ValueError("POST creates a key; PUT and DELETE take one")
+        params = {} if listen_key is None else {"listenKey": listen_key}
+        return await self._send(method, LISTEN_KEY_PATH, params, signed=True, decode=_listen_key_answer)
+
     # ---------------------------------------------------------------- plumbing
 
     async def read(self, path: str, params: Mapping[str, object], *, signed: bool = False) -> Any:
@@ -297,6 +318,30 @@ class BingXRest:
         wait_ms = expire_value - (self._clock.now_ms() + self._offset_ms) if expire_value > 10**12 else expire_value
         if wait_ms > 0:
             await self._sleep(min(wait_ms / 1000, self._retry.max_delay_sec))
+
+
+def _listen_key_answer(status: int, body: bytes) -> str | None:
+    """A listenKey call's answer: the bare `{"listenKey": ...}` of a create, or an envelope (an error, or
+    the nothing an extend or delete answers)."""
+    text = body.decode("utf-8", errors="replace")
+    try:
+        document = json.loads(text) if text.strip() else {}
+    except (ValueError, RecursionError):
+        raise error_for_status(status, text) if status >= 300 else WireFormatError(f"not JSON: {text[:200]}") from None
+    if isinstance(document, dict) and isinstance(document.get("listenKey"), str) and status == 200:
+        return str(document["listenKey"])
+    if isinstance(document, dict) and document.get("code") not in (None, 0):
+        raise error_for_code(_code(document["code"]), str(document.get("msg") or ""), status)
+    if status >= 300:
+        raise error_for_status(status, text)
+    return None
+
+
+def _code(value: object) -> int:
+    try:
+        return int(str(value))
+    except ValueError:
+        raise WireFormatError(f"error code {value!r} is not a number") from None
 
 
 def _wire_value(value: object) -> str:
