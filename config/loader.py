@@ -34,6 +34,7 @@ ENV_VARIABLES: Final[Mapping[str, tuple[str, ...]]] = {
     "BINGX_SECRET_KEY": ("exchange", "secret_key"),
     "BINGX_CREDENTIALS_FILE": ("exchange", "credentials_file"),
     "BINGX_RECV_WINDOW_MS": ("exchange", "recv_window_ms"),
+    "BINGX_MARGIN_TYPE": ("exchange", "margin_type"),
     "TRADINGD_MARKET_DATA_SOURCE": ("market_data", "source"),
     "TRADINGD_PAIRS": ("market_data", "pairs"),
     "BINGX_MARKET_DATA_INTERVALS": ("market_data", "intervals"),

@@ -37,6 +37,7 @@ FilePath = Annotated[Path, Field(strict=False), AfterValidator(_no_nul)]
 
 Environment = Literal["development", "production"]
 TradingMode = Literal["paper", "live"]
+MarginType = Literal["ISOLATED", "CROSSED"]
 MarketDataSource = Literal["bingx", "simulator", "replay"]
 FeatureSetName = Literal["v1", "v2"]
 ArtifactStore = Literal["database", "file"]
@@ -60,6 +61,8 @@ class ExchangeSettings(Section):
     """A TOML file with `api_key` and `secret_key`, mode 0600 (`config.credentials`): the keys from it, when
     neither is given otherwise."""
     recv_window_ms: int = Field(default=5000, ge=1, le=60_000)
+    margin_type: MarginType = "ISOLATED"
+    """Set on each live pair at start: ISOLATED keeps a pair's loss to its own margin."""
 
 
 class MarketDataSettings(Section):

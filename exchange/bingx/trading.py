@@ -155,6 +155,45 @@ class BingXTrading:
             for r in data
         ]
 
+    # ---------------------------------------------------------------- account settings (API.md 6.1, 6.9)
+
+    async def hedge_mode(self) -> bool:
+        """Whether the account is in hedge (dual) position mode; tradingd trades one-way only."""
+        data = await self.rest.read("/openApi/swap/v1/positionSide/dual", {}, signed=True)
+        value = data.get("dualSidePosition") if isinstance(data, dict) else None
+        if str(value).lower() not in ("true", "false"):
+            raise WireFormatError(f"positionSide/dual: dualSidePosition is {value!r}")
+        return str(value).lower() == "true"
+
+    async def set_one_way_mode(self) -> None:
+        """One-way position mode, account-wide (refused with 104103 while positions or orders are open)."""
+        await self.rest.write("POST", "/openApi/swap/v1/positionSide/dual", {"dualSidePosition": "false"})
+
+    async def leverage(self, symbol: str) -> tuple[int, int]:
+        """The symbol's leverage now and its maximum (one-way: the long side's, which BOTH sets)."""
+        data = await self.rest.read("/openApi/swap/v2/trade/leverage", {"symbol": symbol}, signed=True)
+        try:
+            return int(data["longLeverage"]), int(data["maxLongLeverage"])
+        except (KeyError, TypeError, ValueError):
+            raise WireFormatError(f"leverage: unexpected answer {str(data)[:200]}") from None
+
+    async def set_leverage(self, symbol: str, leverage: int) -> None:
+        params = {"symbol": symbol, "side": "BOTH", "leverage": leverage}
+        await self.rest.write("POST", "/openApi/swap/v2/trade/leverage", params)
+
+    async def margin_type(self, symbol: str) -> str:
+        data = await self.rest.read("/openApi/swap/v2/trade/marginType", {"symbol": symbol}, signed=True)
+        value = data.get("marginType") if isinstance(data, dict) else None
+        if not isinstance(value, str):
+            raise WireFormatError(f"marginType: unexpected answer {str(data)[:200]}")
+        return value
+
+    async def set_margin_type(self, symbol: str, margin_type: str) -> None:
+        """ISOLATED or CROSSED (refused with 109400 while the symbol has a position or orders)."""
+        await self.rest.write(
+            "POST", "/openApi/swap/v2/trade/marginType", {"symbol": symbol, "marginType": margin_type}
+        )
+
     async def close_all_positions(self, symbol: str | None = None) -> list[int]:
         data = await self.rest.write("POST", "/openApi/swap/v2/trade/closeAllPositions", _some(symbol=symbol))
         success = data.get("success") if isinstance(data, dict) else None
