@@ -42,6 +42,13 @@ from trading.context import PairContext
 from trading.paper import BookEvent, OrderFilled, PaperBook, Trade, WorkingOrder
 
 ROLE = "execution"
+
+
+class FeeUnknownError(ValueError):
+    """The stream told of more filled than its newest fill: the fee of what it missed is known only from a
+    read of the order (its totals)."""
+
+
 STATE_VERSION = 1
 
 
@@ -220,13 +227,13 @@ class ExecutionCore:
         """What a live venue said of one of our working orders: the part filled since the book last
         heard (a fill of the excess over what it holds), a cancel or expiry, or a plain state step
         (`unknown -> accepted`). None when the order is not working (final already: an update told
-        twice) or the update says nothing new. ValueError when the venue's totals cannot be booked
-        (less filled than booked, a fee that is not known)."""
+        twice) or the update says nothing new (or less than the book knows: older news).
+        `FeeUnknownError` when a fill the stream missed cannot be costed: read the order and book that."""
         order = self.book.working.get(update.client_order_id)
         if order is None:
             return None
         if update.filled < order.filled:
-            raise ValueError(f"{order.client_order_id}: the venue shows {update.filled} filled, booked {order.filled}")
+            return None  # older news (a read that lags behind the stream): the book knows more already
         fresh = update.filled > order.filled
         ends = update.state in ("cancelled", "expired", "rejected")
         if not fresh and not ends and update.state == order.state:
@@ -271,7 +278,7 @@ class ExecutionCore:
         if update.last_quantity == delta:
             return Fill(order.side, delta, update.last_price, update.last_fee, "taker")
         if update.fees is None:
-            raise ValueError(f"{order.client_order_id}: {delta} filled unseen and its fee is not known: read the order")
+            raise FeeUnknownError(f"{order.client_order_id}: {delta} filled unseen and its fee is not known")
         price = (update.average_price * update.filled - order.filled_value) / delta
         return Fill(order.side, delta, price, update.fees - order.fees_paid, "taker")
 
