@@ -116,8 +116,13 @@ async def test_drops_stalls_and_error_bursts_lose_nothing(database: Database) ->
         if second in (300, 1200, 2100):
             simulator.faults.burst(429, 2)
             simulator.faults.burst(503, 1)
+            subscribed = len(simulator.stream.subscribe_log)
             await simulator.stream.drop_all()
-            await asyncio.sleep(0.05)
+            # The replay waits for the client to be back (it subscribes again), not for a time: on a loaded
+            # machine the next drop could otherwise come before the reconnect.
+            async with asyncio.timeout(30):
+                while len(simulator.stream.subscribe_log) <= subscribed:
+                    await asyncio.sleep(0.01)
         if second == 2600:
             simulator.stream.faults.stalled = True
             simulator.stream.faults.answer_pongs_required = False
