@@ -25,7 +25,10 @@ def merge_credentials_file(data: MutableMapping[str, Any]) -> None:
     raw = str(raw) if isinstance(raw, Path) else raw
     if not isinstance(raw, str) or "\x00" in raw:
         return  # the settings' own validation names it
-    path = Path(raw).expanduser()
+    try:
+        path = Path(raw).expanduser()
+    except RuntimeError:
+        return  # an unknown home (`~nobody-here/...`): the settings' own validation names it
     given = [key for key in KEYS if exchange.get(key) not in (None, "")]
     if given:
         raise ConfigError(

@@ -33,7 +33,21 @@ def _no_nul(path: Path) -> Path:
     return path
 
 
-FilePath = Annotated[Path, Field(strict=False), AfterValidator(_no_nul)]
+def _home_known(path: Path) -> Path:
+    """A path starting `~` or `~user` must name a home directory this system knows (it is expanded where
+    it is used)."""
+    if str(path).startswith("~"):
+        try:
+            path.expanduser()
+        except RuntimeError:
+            user = str(path).split("/", 1)[0][1:]
+            raise ValueError(
+                f"the home directory of {f'user {user!r}' if user else 'this user'} is not known"
+            ) from None
+    return path
+
+
+FilePath = Annotated[Path, Field(strict=False), AfterValidator(_no_nul), AfterValidator(_home_known)]
 
 Environment = Literal["development", "production"]
 TradingMode = Literal["paper", "live"]

@@ -140,3 +140,13 @@ def test_any_toml_document_gives_settings_or_a_config_error(tmp_path: Path, docu
 def test_any_value_of_any_variable_gives_settings_or_a_config_error(tmp_path: Path, name: str, raw: str) -> None:
     result = outcome(None, {name: raw, "TRADINGD_DATA_DIR": str(tmp_path / "data")})
     assert isinstance(result, Settings) or str(result).strip()
+
+
+@pytest.mark.parametrize(
+    ("name", "raw"), [("TRADINGD_CONTROL_SOCKET", "~0"), ("TRADINGD_DATA_DIR", "~no-such-user-here/x")]
+)
+def test_a_home_this_system_does_not_know_is_a_config_error(tmp_path: Path, name: str, raw: str) -> None:
+    """Found by the property above in CI: `~0` raised RuntimeError from Path.expanduser."""
+    found = outcome(None, {name: raw})
+    assert isinstance(found, ConfigError)
+    assert "home directory of user" in str(found)
