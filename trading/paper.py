@@ -214,16 +214,18 @@ class PaperBook:
         return self._cancelled(order, reason)
 
     def cancel_trade(self, trade_id: uuid.UUID, reason: str) -> list[OrderCancelled]:
-        """Cancel the working orders of a trade. Cancelling the closing order of a flip cancels the
-        opening order too: alone, it would sell into the position it was meant to follow."""
+        """Cancel the working orders of a trade (`trade_orders`)."""
+        return [self.cancel(order.client_order_id, reason) for order in self.trade_orders(trade_id)]
+
+    def trade_orders(self, trade_id: uuid.UUID) -> list[WorkingOrder]:
+        """The working orders cancelling a trade cancels, in the order to cancel them. The closing order
+        of a flip takes the opening order with it: alone, it would sell into the position it was meant
+        to follow. The opening leg goes first, so the closing trade's state is restored last."""
         doomed = {trade_id}
         if self.trade is not None and self.trade.id == trade_id and self.next_trade is not None:
             doomed.add(self.next_trade.id)
-        # The opening leg first, so the closing trade's state is restored last.
-        keys = sorted(
-            (k for k, o in self.working.items() if o.trade_id in doomed), key=lambda k: not self.working[k].reduce_only
-        )
-        return [self.cancel(key, reason) for key in reversed(keys)]
+        orders = sorted((o for o in self.working.values() if o.trade_id in doomed), key=lambda o: not o.reduce_only)
+        return list(reversed(orders))
 
     def unrealised(self, mark: Decimal) -> Decimal:
         return self.position.unrealised(mark)

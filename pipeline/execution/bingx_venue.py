@@ -8,27 +8,34 @@ turned out filled) is kept as news (`take_news`), booked by the stage right afte
 fill is booked one way only. What an outcome means for the pair (`Consequence`: unresolved, halt the
 pair, halt the account) is kept for the actor (`take_consequences`).
 
-Cancelling on a live venue goes through the venue (cancel requested, then cancelled on its word), so
-the book's own cancels (`cancel-trade`, the flatten's first step) are refused here for now.
+A cancel goes to the venue (`cancel`: the stage has written each order `cancel_requested` first) and
+is booked on its word: the cancelled order's echo, or, when the venue refuses the cancel (the order
+filled first, 80018; the same cancel within a second, 109201) or its answer is lost, a read of the
+order. An order the venue could not tell about stays requested, for the next read to end. The book
+never cancels an order the venue holds by itself (`evidence` refuses).
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 
 from domain.candles import Candle
+from domain.errors import VenueError
 from pipeline.execution.bingx_orders import VENUE, BingXOrders, Consequence, update_from_order
 from pipeline.execution.venue import VenueOrderUpdate, VenueStep
 from trading.paper import BookEvent, PaperBook, WorkingOrder
 
+log = logging.getLogger("tradingd.execution.bingx")
 BEYOND_ACCEPTED = frozenset({"partially_filled", "filled", "cancelled", "expired"})
 
 
 class VenueCancelRequired(RuntimeError):
-    """A book change that would cancel an order the live venue still holds, without asking the venue."""
+    """A book change that would cancel an order the live venue still holds, without asking the venue
+    (a bug: the stage cancels through `cancel` when `holds_orders`)."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,7 @@ class PairConsequence:
 
 class BingXVenue:
     name = VENUE
+    holds_orders = True
 
     def __init__(self, orders: BingXOrders, venue_time_ms: Callable[[], int] | None = None) -> None:
         self.orders = orders
@@ -56,8 +64,7 @@ class BingXVenue:
 
     def evidence(self, event: BookEvent, candle_open_ms: int | None) -> VenueStep:
         raise VenueCancelRequired(
-            f"order {event.order.client_order_id} is on the live venue: a cancel goes through the venue, which "
-            "is not built yet (issue 17)"
+            f"order {event.order.client_order_id} is on the live venue: only the venue's word cancels it (cancel)"
         )
 
     async def submit(self, orders: Sequence[WorkingOrder]) -> list[VenueStep]:
@@ -79,6 +86,26 @@ class BingXVenue:
                 reason = placement.reason or placement.consequence.value
                 self._consequences.append(PairConsequence(order.client_order_id, placement.consequence, reason))
         return steps
+
+    async def cancel(self, orders: Sequence[WorkingOrder], reason: str) -> list[VenueOrderUpdate]:
+        news = []
+        for order in orders:
+            update = await self._cancel(order.client_order_id)
+            if update is not None:
+                news.append(replace(update, cancel_reason=reason))
+        return news
+
+    async def _cancel(self, client_order_id: str) -> VenueOrderUpdate | None:
+        try:
+            echo = await self.orders.trading.cancel_order(self.orders.symbol, client_order_id=client_order_id)
+            return update_from_order(echo, "cancel", self._venue_time_ms())
+        except VenueError as error:  # filled first, cancelled twice, not found, or the answer lost: ask
+            log.info("cancel of %s answered %s: reading the order", client_order_id, error)
+        try:
+            return await self.read(client_order_id)
+        except VenueError as error:
+            log.warning("cancel of %s: reading the order failed (%s); it stays requested", client_order_id, error)
+            return None
 
     async def read(self, client_order_id: str) -> VenueOrderUpdate:
         """The order as the venue shows it now (the polling that stands in while the stream is down)."""

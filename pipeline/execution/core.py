@@ -79,6 +79,10 @@ class Step:
     """An operator action's answer (the client order ids cancelled, the closing order's id)."""
 
 
+CANCELLABLE: frozenset[OrderState] = frozenset({"accepted", "partially_filled", "cancel_requested"})
+"""The states in which a live venue holds an order we may ask it to cancel."""
+
+
 def operator_trace(trade_id: uuid.UUID) -> str:
     """The trace an operator's closes of one trade share (their count makes each close's order id new)."""
     return f"operator.{trade_id}"
@@ -236,8 +240,8 @@ class ExecutionCore:
             return None  # older news (a read that lags behind the stream): the book knows more already
         fresh = update.filled > order.filled
         ends = update.state in ("cancelled", "expired", "rejected")
-        if not fresh and not ends and update.state == order.state:
-            return None
+        if not fresh and not ends and (update.state == order.state or order.state == "cancel_requested"):
+            return None  # nothing new (a cancel asked for stands until the venue says how the order ended)
         return self._pending(lambda: self._venue_update(order, update))
 
     def _venue_update(self, order: WorkingOrder, update: VenueOrderUpdate) -> Step:
@@ -255,7 +259,7 @@ class ExecutionCore:
         if delta > 0:
             events.append(self.book.venue_fill(cid, self._venue_fill(order, update, delta), update.at_ms))
         if update.state in ("cancelled", "expired", "rejected") and cid in self.book.working:
-            events.append(self.book.cancel(cid, f"venue_{update.state}"))
+            events.append(self.book.cancel(cid, update.cancel_reason or f"venue_{update.state}"))
         trades: dict[uuid.UUID, Trade] = {}
         for event in events:
             trades[event.trade.id] = event.trade
@@ -287,6 +291,28 @@ class ExecutionCore:
     def cancel_trade(self, trade_id: uuid.UUID, reason: str = "operator_cancel") -> Step:
         """Cancel the working orders of a trade; the step's answer is the client order ids cancelled."""
         return self._book_change(lambda: list(self.book.cancel_trade(trade_id, reason)))
+
+    def trade_orders(self, trade_id: uuid.UUID) -> list[WorkingOrder]:
+        """The working orders `cancel_trade` would cancel, in order."""
+        return self.book.trade_orders(trade_id)
+
+    def request_cancel(self, orders: Sequence[WorkingOrder], reason: str) -> tuple[Step, list[WorkingOrder]]:
+        """A live venue's cancel, first step: each order the venue holds goes `cancel_requested`, written
+        before the venue is asked (a crash in between leaves the order to be read after the restart).
+        Returns the step and the orders to ask the venue about; one whose submit is not answered yet
+        (`intent`, `submitted`, `unknown`) is not among them: its submit's resolution comes first."""
+        asked = [o for o in orders if o.state in CANCELLABLE]
+
+        def build() -> Step:
+            updates = [
+                _step(o, VenueStep(o.client_order_id, "cancel_requested", reason, {"venue": self.venue.name}))
+                for o in asked
+                if o.state != "cancel_requested"
+            ]
+            answer = tuple(o.client_order_id for o in asked)
+            return Step(Commit(updates=updates) if updates else None, self.last_sequence, answer=answer)
+
+        return self._pending(build), asked
 
     def opening_orders(self) -> list[WorkingOrder]:
         """Working orders that would open or add to a position."""

@@ -10,6 +10,7 @@ decided before, the core is told (`rejected`) and its book is as it was. The Ray
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -72,7 +73,27 @@ class ExecutionStage:
 
     async def cancel_trade(self, trade_id: uuid.UUID, reason: str = "operator_cancel") -> list[str]:
         """Cancel the working orders of a trade; the client order ids cancelled."""
-        step = self.core.cancel_trade(trade_id, reason)
+        orders = self.core.trade_orders(trade_id)
+        return await self._cancel(orders, reason, lambda: self.core.cancel_trade(trade_id, reason))
+
+    async def _cancel(self, orders: list[WorkingOrder], reason: str, in_book: Callable[[], Step]) -> list[str]:
+        """Cancel `orders`: in the book on paper (`in_book`), through the venue on a live one (each
+        `cancel_requested` first, then booked on the venue's word, which may be that it filled). The
+        client order ids cancelled; on a live venue, an order it did not answer for stays requested
+        (its news, or the next read of the working orders, ends it)."""
+        if not orders:
+            return []
+        if self.venue.holds_orders:
+            step, asked = self.core.request_cancel(orders, reason)
+            await self._write(step)
+            news = await self.venue.cancel(asked, reason)
+            cancelled = []
+            for update in news:
+                await self.on_venue_update(update)
+                if update.state in ("cancelled", "expired"):
+                    cancelled.append(update.client_order_id)
+            return cancelled
+        step = in_book()
         await self._write(step)
         assert isinstance(step.answer, tuple)
         return list(step.answer)
@@ -89,8 +110,7 @@ class ExecutionStage:
         """`runs stop --flatten`: cancel every order that would open or add, then close what is held with a
         reduce-only market order (`close_trade`: one order however often asked). Returns the position and
         what is still working, so the caller can wait until the pair is flat."""
-        if self.core.opening_orders():
-            await self._write(self.core.cancel_opening())
+        await self._cancel(self.core.opening_orders(), "run_stopping", self.core.cancel_opening)
         trade_id = self.core.left_to_close()
         if trade_id is not None:
             await self.close_trade(trade_id)

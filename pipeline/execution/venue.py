@@ -5,10 +5,12 @@ for what happens to an order outside the core, step by step, with its evidence:
 
     intent (committed by the core) -> submitted -> accepted   (`submit`, after the intent is committed)
     accepted -> filled | cancelled                            (`fills` at a final candle, `evidence`)
+    accepted -> cancel_requested -> cancelled | filled        (`cancel`, a live venue's; paper cancels in the book)
 
-`PaperVenue` is the one venue today: it accepts at once and fills every working order at the open of
-the next final candle with the shared fill model (the `PaperBook`'s fill-at-next-open). A live venue
-(BingX) implements the same protocol, so the decision logic does not change when it arrives.
+`PaperVenue` accepts at once and fills every working order at the open of the next final candle with
+the shared fill model (the `PaperBook`'s fill-at-next-open). The live venue (`bingx_venue.BingXVenue`)
+implements the same protocol: nothing fills from candles there, its news of an order is booked as it
+arrives (`ExecutionStage.on_venue_update`), and a cancel is asked of it and booked on its word.
 """
 
 from __future__ import annotations
@@ -57,6 +59,9 @@ class VenueOrderUpdate:
     source: str = "order_lookup"
     at_ms: int = 0
     """The venue's time of the update."""
+    cancel_reason: str | None = None
+    """Why we asked the venue to cancel the order (`operator_cancel`, `run_stopping`), when this is the
+    answer to our cancel: recorded as the trade's close reason. None: the venue's own (`venue_cancelled`)."""
 
 
 class Venue(Protocol):
@@ -84,12 +89,24 @@ class Venue(Protocol):
         the stage books it after the answers."""
         ...
 
+    @property
+    def holds_orders(self) -> bool:
+        """Whether orders live on the venue, beyond the book: then a cancel is asked of it (`cancel`);
+        otherwise (paper) the book cancels them itself."""
+        ...
+
+    async def cancel(self, orders: Sequence[WorkingOrder], reason: str) -> list[VenueOrderUpdate]:
+        """Ask the venue to cancel `orders` (each `cancel_requested` and written first); what it then
+        says of each it answered for (cancelled, or filled before the cancel arrived)."""
+        ...
+
 
 class PaperVenue:
     """Paper trading: nothing leaves the process. An order is accepted as it is submitted and fills at
     the next final candle's open (`PaperBook.on_candle`); a cancel takes effect in the book at once."""
 
     name = "paper"
+    holds_orders = False
 
     def fills(self, book: PaperBook, candle: Candle) -> list[BookEvent]:
         return book.on_candle(candle)
@@ -110,6 +127,9 @@ class PaperVenue:
 
     def take_news(self) -> list[VenueOrderUpdate]:
         return []  # paper fills at candles, in the book
+
+    async def cancel(self, orders: Sequence[WorkingOrder], reason: str) -> list[VenueOrderUpdate]:
+        raise RuntimeError("paper orders never leave the book, which cancels them itself (holds_orders is False)")
 
     async def submit(self, orders: Sequence[WorkingOrder]) -> list[VenueStep]:
         steps: list[VenueStep] = []

@@ -176,3 +176,88 @@ async def test_a_refused_order_leaves_the_book_and_says_what_it_means(
     said = venue_of(stage).take_consequences()
     assert [c.consequence for c in said] == ([] if consequence is Consequence.NONE else [consequence])
     assert await venue_position(rest) == 0
+
+
+async def test_a_cancel_of_an_order_that_filled_first_books_the_fill(
+    database: Database, context: PairContext, rest: BingXRest
+) -> None:
+    stage = await stage_on(database, context, rest)
+    await stage.restore()
+    await stage.on_plan(plan(context, 0, 100.0, 1.0, [("BUY", "0.5", False)]))
+    (order,) = stage.core.book.working.values()  # filled on the venue; its news is not booked yet
+    trade_id = order.trade_id
+    assert await stage.cancel_trade(trade_id) == []  # 80018: filled first, so nothing was cancelled
+    assert stage.core.book.working == {}
+    assert await venue_position(rest) == await booked_position(database, context) == Decimal("0.5")
+    events = await database.pool.fetch("SELECT from_state, to_state FROM trade_state_events ORDER BY id")
+    assert [(e["from_state"], e["to_state"]) for e in events][-2:] == [
+        ("accepted", "cancel_requested"),
+        ("cancel_requested", "filled"),
+    ]
+    trade = await database.pool.fetchrow("SELECT status FROM trades WHERE id = $1", trade_id)
+    assert trade["status"] == "open"
+
+
+async def resting_order(database: Database, context: PairContext, rest: BingXRest) -> ExecutionStage:
+    """A stage whose one working order rests on the venue: its intent was committed, then (before the
+    process died) sent as a limit below the market; the restart finds it by its id (101481)."""
+    stage = await stage_on(database, context, rest)
+    await stage.restore()
+    step = stage.core.on_plan(plan(context, 0, 100.0, 1.0, [("BUY", "0.5", False)]))
+    assert step is not None
+    assert await stage._write(step)
+    (intent,) = step.submit
+    await BingXTrading(rest).place_order(
+        PAIR, "BUY", "LIMIT", Decimal("0.5"), client_order_id=intent.client_order_id, price=Decimal("90")
+    )
+    restarted = await stage_on(database, context, rest)
+    assert await restarted.restore() == [intent.client_order_id]
+    assert [o.state for o in restarted.core.book.working.values()] == ["accepted"]
+    return restarted
+
+
+async def test_a_resting_order_is_cancelled_on_the_venues_word(
+    database: Database, context: PairContext, rest: BingXRest
+) -> None:
+    stage = await resting_order(database, context, rest)
+    (order,) = stage.core.book.working.values()
+    assert await stage.cancel_trade(order.trade_id) == [order.client_order_id]
+    assert stage.core.book.working == {}
+    assert stage.core.book.trade is None
+    venue = await BingXTrading(rest).query_order(PAIR, client_order_id=order.client_order_id)
+    assert venue.status == "CANCELLED"
+    assert await BingXTrading(rest).open_orders(PAIR) == []
+    row = await database.pool.fetchrow("SELECT state FROM trade_executions")
+    assert row["state"] == "cancelled"
+    trade = await database.pool.fetchrow("SELECT status, close_reason FROM trades")
+    assert (trade["status"], trade["close_reason"]) == ("cancelled", "operator_cancel")
+    assert await stage.cancel_trade(order.trade_id) == []  # nothing left to cancel
+
+
+async def test_a_cancel_the_venue_cannot_answer_stays_requested_until_a_read_ends_it(
+    database: Database, context: PairContext, rest: BingXRest, sim: BingXSimulator
+) -> None:
+    stage = await resting_order(database, context, rest)
+    (order,) = stage.core.book.working.values()
+    sim.faults.burst(503, 20)  # the cancel and the read after it both fail (each retried, then given up)
+    assert await stage.cancel_trade(order.trade_id) == []
+    assert [o.state for o in stage.core.book.working.values()] == ["cancel_requested"]
+    sim.faults.http_errors.clear()
+    assert await venue_of(stage).read(order.client_order_id) is not None
+    assert (await BingXTrading(rest).open_orders(PAIR))[0].client_order_id == order.client_order_id
+    # A read that still shows the order working changes nothing; the cancel, once it goes through, ends it.
+    assert await stage.on_venue_update(await venue_of(stage).read(order.client_order_id)) is None
+    assert await stage.cancel_trade(order.trade_id) == [order.client_order_id]
+    assert stage.core.book.working == {}
+
+
+async def test_the_flatten_cancels_a_resting_opening_order_on_the_venue(
+    database: Database, context: PairContext, rest: BingXRest
+) -> None:
+    stage = await resting_order(database, context, rest)
+    flatness = await stage.flatten()
+    assert flatness["position"] == "0"
+    assert stage.core.book.working == {}
+    assert await BingXTrading(rest).open_orders(PAIR) == []
+    trade = await database.pool.fetchrow("SELECT status, close_reason FROM trades")
+    assert (trade["status"], trade["close_reason"]) == ("cancelled", "run_stopping")
