@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from actors.shell import WorkerEnv
     from domain.candles import Candle
     from domain.market import Interval
+    from pipeline.execution.live_venue import LiveVenueSource
     from pipeline.policy.source import PolicySource
     from pipeline.risk.account import AccountPolicy, AccountVerdict
     from pipeline.risk.blocks import AccountView
@@ -231,6 +232,11 @@ class ExecutionHandle(StageHandle):
         report: PositionReport = await self._ask("report", wait_sec=wait_sec)
         return report
 
+    async def take_venue_holds(self, *, wait_sec: float | None = None) -> list[tuple[TradingState, str]]:
+        """What the live venue's outcomes at execution's start impose on the pair (taken once)."""
+        holds: list[tuple[TradingState, str]] = await self._ask("take_venue_holds", wait_sec=wait_sec)
+        return holds
+
     async def on_plan(self, plan: OrderPlan) -> None:
         await self._ask("on_plan", plan)
 
@@ -273,6 +279,11 @@ class RiskHandle(StageHandle):
 
     async def pause(self, reason: str, reduce_only: bool, *, wait_sec: float | None = None) -> str:
         trading_state: str = await self._ask("pause", reason, reduce_only, wait_sec=wait_sec)
+        return trading_state
+
+    async def venue_outcome(self, state: TradingState, reason: str, *, wait_sec: float | None = None) -> str:
+        """An order's outcome on the live venue holds the pair (REDUCING or HALTED, until `resume`)."""
+        trading_state: str = await self._ask("venue_outcome", state, reason, wait_sec=wait_sec)
         return trading_state
 
     async def settled(self, timeout_sec: float, *, wait_sec: float | None = None) -> bool:
@@ -382,6 +393,8 @@ class PairPlan:
     features: FeatureSource
     feed: FeedSource
     enforce_provenance: bool
+    live: LiveVenueSource | None = None
+    """A live run's way to the venue; None: paper."""
 
     @property
     def pair(self) -> str:
@@ -413,7 +426,7 @@ class RayTransport:
 
         context = plan.context
         return PairActors(
-            execution=ExecutionHandle(RayChannel(_remote(ExecutionActor).remote(env, context, plan.rules))),
+            execution=ExecutionHandle(RayChannel(_remote(ExecutionActor).remote(env, context, plan.rules, plan.live))),
             risk=RiskHandle(RayChannel(_remote(RiskActor).remote(env, context, plan.limits, plan.rules))),
             policy=PolicyHandle(
                 RayChannel(_remote(PolicyActor).remote(env, context, plan.policy, plan.enforce_provenance, plan.rules))

@@ -28,7 +28,7 @@ from domain.candles import datetime_to_ms, interval_ms, ms_to_datetime
 from domain.errors import VenueError
 from domain.fills import FillRules
 from domain.market import Interval
-from exchange.bingx.rest import BingXRest, RetryPolicy
+from exchange.bingx.rest import BingXRest, Credentials, RetryPolicy
 from exchange.sim.candle_file import CandleFileError
 from exchange.sim.replay import ReplayClock, ReplaySeries
 from exchange.sim.series import series_from_spec
@@ -36,6 +36,8 @@ from exchange.sim.server import BingXSimulator
 from features.definitions import feature_set
 from market_data.runner import FeedSchedule
 from observability import get_logger
+from pipeline.execution.bingx_setup import venue_leverage
+from pipeline.execution.live_venue import LiveVenueSource
 from pipeline.features.core import GATE_WINDOW_BARS, GateSettings
 from pipeline.policy.core import ModelProvenance
 from pipeline.policy.source import PolicySource
@@ -324,6 +326,21 @@ def risk_limits(settings: Settings) -> RiskLimits:
     return limits_of_settings(settings)
 
 
+def live_venue_source(settings: Settings, limits: RiskLimits) -> LiveVenueSource:
+    """How a live run's pairs reach the venue: the account's keys (required by the safety guard before
+    anything starts), and the leverage the limit set's `max_leverage` needs."""
+    exchange = settings.exchange
+    if exchange.api_key is None or exchange.secret_key is None:
+        raise RunSetupError(
+            "a live run needs BINGX_API_KEY and BINGX_SECRET_KEY (exchange.api_key, exchange.secret_key)"
+        )
+    credentials = Credentials(exchange.api_key.get_secret_value(), exchange.secret_key.get_secret_value())
+    return LiveVenueSource(
+        exchange.rest_url, exchange.ws_url, credentials, exchange.recv_window_ms, exchange.margin_type,
+        venue_leverage(limits.max_leverage),
+    )  # fmt: skip
+
+
 def account_policy(settings: Settings) -> tuple[AccountPolicy, AccountPolicyRow]:
     account = settings.account
     row = AccountPolicyRow(
@@ -433,6 +450,7 @@ async def build_plans(
         settings.exchange.recv_window_ms,
     )
     env = WorkerEnv(database.dsn, log_socket, settings.logging.level, tuple(settings.secret_values()))
+    live = live_venue_source(settings, limits) if run.mode == "live" else None
     plans = []
     for pair in run.pairs:
         context = PairContext(
@@ -446,7 +464,9 @@ async def build_plans(
             Decimal(str(run_settings.get("max_exposure", settings.run.max_exposure))),
         )
         plans.append(
-            PairPlan(context, rules[pair], limits, policy_source, features, feed, settings.trading.enforce_provenance)
+            PairPlan(
+                context, rules[pair], limits, policy_source, features, feed, settings.trading.enforce_provenance, live
+            )
         )
     return plans, env, policy
 

@@ -15,7 +15,9 @@ from typing import Final, Literal, get_args
 
 TradingState = Literal["ACTIVE", "REDUCING", "HALTED"]
 TRADING_STATES: Final[tuple[TradingState, ...]] = get_args(TradingState)
-Origin = Literal["operator", "automatic", "startup", "shutdown"]
+Origin = Literal["operator", "automatic", "startup", "shutdown", "venue"]
+"""`venue`: what an order's outcome on a live venue means for the pair (an outcome left unresolved, a
+suspended symbol, refused credentials); only the operator's `resume` lifts it."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,10 +1,17 @@
 """The execution actor's Ray shell: restores its stage (`pipeline.execution.stage`: the pure core, the
 journal and the venue) in `ready()`, then records plans in order and tells the risk guard, the
-policy and the account guard about every position change."""
+policy and the account guard about every position change.
+
+On a live run (`LiveVenueSource` given) `ready()` first opens the venue (`pipeline.execution.live_venue`:
+the account made ready for the pair), and then runs the pair's order news: each fill or end the venue
+reports is booked through the inbox, in order with the plans and the operator's actions. What an
+order's outcome means for the pair (unresolved, the pair or the account refused) is alerted, with the
+decision's trace, and put to the risk guard, which holds the pair REDUCING or HALTED until `resume`."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import uuid
 from collections.abc import Awaitable, Callable
@@ -14,22 +21,34 @@ from actors.shell import ActorShell, Inbox, WorkerEnv, fatal
 from actors.transport import AccountHandle, Peers, PolicyHandle, RiskHandle
 from domain.fills import FillRules
 from domain.messages import OrderPlan, PositionReport
+from domain.trading_state import TradingState
 from observability import get_logger
-from pipeline.execution.core import ExecutionCore
+from pipeline.execution.core import ExecutionCore, FeeUnknownError
+from pipeline.execution.live_venue import LiveVenue, LiveVenueSource, open_live_venue, pair_state
 from pipeline.execution.stage import ExecutionStage
+from pipeline.execution.venue import VenueOrderUpdate
 from storage.checkpoints import CheckpointStore
 from storage.journal import TradingJournal
 from trading.context import PairContext
+from trading.paper import Trade
 
 log = get_logger("tradingd.execution")
 Operation = Callable[[], Awaitable[Any]]
 
 
 class ExecutionActor(ActorShell):
-    def __init__(self, env: WorkerEnv, context: PairContext, rules: FillRules) -> None:
+    def __init__(
+        self, env: WorkerEnv, context: PairContext, rules: FillRules, live: LiveVenueSource | None = None
+    ) -> None:
         super().__init__(env)
         self.context = context
         self.rules = rules
+        self.live_source = live
+        self.live: LiveVenue | None = None
+        self._news: asyncio.Task[None] | None = None
+        self._untold: list[tuple[TradingState, str]] = []
+        """Holds the venue's outcomes imposed while the risk guard was not ready (at start-up): it takes
+        them in its own `ready()` (`take_venue_holds`)."""
         self.stage: ExecutionStage | None = None
         self.risk: RiskHandle | None = None
         self.policy: PolicyHandle | None = None
@@ -41,7 +60,15 @@ class ExecutionActor(ActorShell):
         if self.stage is None:
             self.database = await self.env.open_database()
             pool = self.database.pool
-            stage = ExecutionStage(self.context, self.rules, TradingJournal(pool), CheckpointStore(pool))
+            if self.live_source is not None and self.live is None:
+                self.live = await open_live_venue(self.live_source, self.context.pair)
+                setup = self.live.setup
+                log.info(
+                    "live_venue_ready", pair=self.context.pair, leverage=setup.leverage,
+                    margin_type=setup.margin_type, changed=list(setup.changed),
+                )  # fmt: skip
+            venue = None if self.live is None else self.live.venue
+            stage = ExecutionStage(self.context, self.rules, TradingJournal(pool), CheckpointStore(pool), venue)
             submitted = await stage.restore()
             self.stage = stage
             core = stage.core
@@ -49,13 +76,32 @@ class ExecutionActor(ActorShell):
                 log.warning("intents_submitted_after_restart", pair=self.context.pair, client_order_ids=submitted)
             if core.adopted is not None:
                 log.warning("position_adopted", run_id=self.context.run_id, **core.adopted.to_json())
+            await self._venue_consequences(None, tell_risk=False)  # the risk guard is not ready yet
             self.inbox.start()
+            if self.live is not None:
+                news = self.live.news(lambda: list(stage.core.book.working), self._deliver)
+                self._news = asyncio.get_running_loop().create_task(news.run(), name="venue-news")
             log.info("actor_ready", role="execution", pair=self.context.pair, run_id=self.context.run_id)
         return {"pid": os.getpid(), "report": self._core().report()}
+
+    async def stop_tasks(self) -> None:
+        news, self._news = self._news, None
+        if news is not None:
+            news.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await news
+        if self.live is not None:
+            await self.live.close()
+            self.live = None
 
     def set_account(self, account: AccountHandle) -> None:
         """The supervisor restarted the account guard: its new handle."""
         self.account = account
+
+    def take_venue_holds(self) -> list[tuple[TradingState, str]]:
+        """The risk guard's `ready()`: what the venue's outcomes at start-up impose on the pair."""
+        holds, self._untold = self._untold, []
+        return holds
 
     def report(self) -> PositionReport:
         return self._core().report()
@@ -65,7 +111,9 @@ class ExecutionActor(ActorShell):
 
     async def close_trade(self, trade_id: str) -> str:
         stage = self._stage()
-        return str(await self._serialised(lambda: stage.close_trade(uuid.UUID(trade_id))))
+        closing = str(await self._serialised(lambda: stage.close_trade(uuid.UUID(trade_id))))
+        await self._venue_consequences(None)
+        return closing
 
     async def cancel_trade(self, trade_id: str) -> list[str]:
         stage = self._stage()
@@ -75,6 +123,7 @@ class ExecutionActor(ActorShell):
     async def flatten(self) -> dict[str, Any]:
         """`runs stop --flatten`: opening orders cancelled, the position closed reduce-only (see the core)."""
         flatness: dict[str, Any] = await self._serialised(self._stage().flatten)
+        await self._venue_consequences(None)
         return flatness
 
     async def flatness(self) -> dict[str, Any]:
@@ -105,7 +154,7 @@ class ExecutionActor(ActorShell):
             operation, done = message
             try:
                 done.set_result(await operation())
-            except KeyError as error:  # an unknown trade: the operator is told, nothing changed
+            except (KeyError, FeeUnknownError) as error:  # an unknown trade; news the book cannot cost: nothing changed
                 done.set_exception(error)
                 return
             except BaseException as error:  # the caller hears of it before the inbox ends the worker
@@ -118,14 +167,60 @@ class ExecutionActor(ActorShell):
             self._tell(core.report())  # a plan decided before: the risk guard may drop what it kept for it
             return
         self._tell(recorded.report)
-        for trade in recorded.closed_trades:
-            if self.account is not None:  # in order: the circuit breaker counts losses in a row
-                await self.account.trade_closed(
-                    trade.net_pnl, self.context.pair, str(trade.id), message.decision.input.trace_id
-                )
+        await self._closed(recorded.closed_trades, message.decision.input.trace_id)
+        await self._venue_consequences(message.decision.input.trace_id)
         log.info("decision", **recorded.log)
+
+    async def _closed(self, trades: tuple[Trade, ...], trace_id: str | None) -> None:
+        for trade in trades:
+            if self.account is not None:  # in order: the circuit breaker counts losses in a row
+                await self.account.trade_closed(trade.net_pnl, self.context.pair, str(trade.id), trace_id)
+
+    async def _deliver(self, news: VenueOrderUpdate) -> None:
+        """The venue's news of an order, booked between plans (`FeeUnknownError`: read the order)."""
+        stage = self._stage()
+
+        async def book() -> None:
+            recorded = await stage.on_venue_update(news)
+            if recorded is not None:
+                await self._closed(recorded.closed_trades, None)
+
+        await self._serialised(book)
+
+    async def _venue_consequences(self, trace_id: str | None, *, tell_risk: bool = True) -> None:
+        """What the venue's answers since the last call mean for the pair: alerted, and put to the risk
+        guard (an unresolved outcome holds it REDUCING; a refused pair or account, HALTED), or kept for
+        it to take when it is not ready yet."""
+        if self.live is None:
+            return
+        for said in self.live.venue.take_consequences():
+            mapped = pair_state(said.consequence)
+            if mapped is None:
+                continue
+            state, reason = mapped
+            fields = {"client_order_id": said.client_order_id, "venue_said": said.reason, "trading_state": state}
+            log.critical(reason, pair=self.context.pair, trace_id=trace_id, **fields)
+            message = (
+                f"{self.context.pair}: order {said.client_order_id}: {said.reason}; the pair is {state} "
+                "until `tradingd ctl resume` after the order is checked on the venue"
+            )
+            await self.raise_alert(
+                "critical", reason, message, pair=self.context.pair, run_id=_uuid(self.context.run_id),
+                trace_id=trace_id, details=fields,
+            )  # fmt: skip
+            if tell_risk and self.risk is not None:
+                await self.risk.venue_outcome(state, reason)
+            else:
+                self._untold.append((state, reason))
 
     def _tell(self, report: PositionReport) -> None:
         for peer in (self.risk, self.policy, self.account):
             if peer is not None:
                 peer.report(report)
+
+
+def _uuid(text: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        return None

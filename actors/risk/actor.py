@@ -61,6 +61,8 @@ class RiskActor(ActorShell):
             if saved is not None:
                 self.core.restore(dict(saved.state))
             self.core.on_report(await self.execution.report_now())
+            for state, reason in await self.execution.take_venue_holds():
+                await self._changed(self.core.venue_outcome(state, reason))
             self.inbox.start()
             log.info("actor_ready", role=ROLE, pair=self.context.pair, **self.core.status())
         return {"pid": os.getpid(), **self.core.status()}
@@ -80,6 +82,11 @@ class RiskActor(ActorShell):
 
     async def pause(self, reason: str, reduce_only: bool = False) -> str:
         await self._changed(self.core.pause(reason, reduce_only=reduce_only))
+        return self.core.trading_state
+
+    async def venue_outcome(self, state: TradingState, reason: str) -> str:
+        """Execution says an order's outcome on the live venue holds the pair (it alerts, with the trace)."""
+        await self._changed(self.core.venue_outcome(state, reason))
         return self.core.trading_state
 
     async def settled(self, timeout_sec: float) -> bool:

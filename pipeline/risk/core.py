@@ -2,7 +2,9 @@
 
 - **Trading state**: the strictest of the operator's (pause, `--reduce-only`, resume; survives
   restarts), the automatic one (a failed integrity gate or a stale source pauses the pair and their
-  recovery resumes it, logged both ways), and start-up (HALTED until execution has reconciled).
+  recovery resumes it, logged both ways), the live venue's (an order's outcome unresolved: REDUCING;
+  the venue refusing the pair or the account: HALTED; survives restarts, lifted by `resume`), and
+  start-up (HALTED until execution has reconciled).
 - **The rule**: exits, the held target, sizing, legs and the pair's limits are the trading kernel's
   (`trading.kernel`, the same rule the training environment and the backtests run). The kernel decides
   on the position once every order sent has filled: execution's last report, with the orders sent
@@ -65,17 +67,23 @@ class Pauses:
     automatic: str | None = None
     """The reason of an automatic pause (a failed integrity gate, a stale source), or None."""
     reconciled: bool = False
+    venue: TradingState = "ACTIVE"
+    """What the live venue's outcomes imposed (`RiskCore.venue_outcome`): REDUCING while an order's
+    outcome is unresolved, HALTED when the venue refuses the pair or the account; `resume` lifts it."""
+    venue_reason: str | None = None
 
     @property
     def state(self) -> TradingState:
         automatic: TradingState = "HALTED" if self.automatic else "ACTIVE"
         startup: TradingState = "ACTIVE" if self.reconciled else "HALTED"
-        return strictest(self.operator, automatic, startup)
+        return strictest(self.operator, automatic, startup, self.venue)
 
     @property
     def reason(self) -> str | None:
         if not self.reconciled:
             return NOT_RECONCILED
+        if self.venue != "ACTIVE":
+            return self.venue_reason
         if self.operator != "ACTIVE":
             return self.operator_reason
         return self.automatic
@@ -138,17 +146,38 @@ class RiskCore:
         return self._change(apply, reason, "operator")
 
     def resume(self) -> StateChange | None:
+        """The operator's resume: their pause ends, and so does one the venue's outcomes imposed (the
+        operator has looked at what the alert named)."""
+
         def apply() -> None:
             self.pauses.operator, self.pauses.operator_reason = "ACTIVE", None
+            self.pauses.venue, self.pauses.venue_reason = "ACTIVE", None
 
         return self._change(apply, "operator_resume", "operator")
 
     def operator(self, state: TradingState, reason: str | None) -> StateChange | None:
-        """The operator's desired state, as the supervisor keeps it: ACTIVE resumes, REDUCING or HALTED
-        pauses (with `reason`, or `operator_pause`)."""
+        """The operator's desired state, as the supervisor keeps it (after every restart): ACTIVE ends
+        the operator's pause, REDUCING or HALTED pauses (with `reason`, or `operator_pause`). A pause the
+        venue imposed stays: only an explicit `resume` lifts it."""
         if state == "ACTIVE":
-            return self.resume()
+
+            def apply() -> None:
+                self.pauses.operator, self.pauses.operator_reason = "ACTIVE", None
+
+            return self._change(apply, "operator_resume", "operator")
         return self.pause(reason or "operator_pause", reduce_only=state == "REDUCING")
+
+    def venue_outcome(self, state: TradingState, reason: str) -> StateChange | None:
+        """What an order's outcome on the live venue means for the pair (REDUCING: an outcome left
+        unresolved; HALTED: the venue refuses the pair or the account). It only tightens: a REDUCING
+        after a HALTED leaves the pair HALTED."""
+        if strictest(self.pauses.venue, state) == self.pauses.venue and self.pauses.venue != "ACTIVE":
+            return None
+
+        def apply() -> None:
+            self.pauses.venue, self.pauses.venue_reason = state, reason
+
+        return self._change(apply, reason, "venue")
 
     def automatic(self, reason: str | None) -> StateChange | None:
         """Pause (a reason) or resume (None) automatically; only an automatic pause is lifted this way."""
@@ -207,6 +236,11 @@ class RiskCore:
             allows = "only orders that reduce a position" if pauses.operator == "REDUCING" else "no new orders"
             detail = f"paused by the operator ({cause}): {allows}; `resume` lifts it"
             found.append(Block(cause, "pair", pauses.operator, "operator", detail))
+        if pauses.venue != "ACTIVE":
+            cause = pauses.venue_reason or "venue"
+            allows = "only orders that reduce a position" if pauses.venue == "REDUCING" else "no new orders"
+            detail = f"the venue's answer to an order holds the pair ({cause}): {allows}; `resume` lifts it"
+            found.append(Block(cause, "pair", pauses.venue, "venue", detail))
         if pauses.automatic is not None:
             found.append(self._automatic_block(pauses.automatic))
         return tuple(found)
@@ -331,6 +365,8 @@ class RiskCore:
             "operator": self.pauses.operator,
             "operator_reason": self.pauses.operator_reason,
             "automatic": self.pauses.automatic,
+            "venue": self.pauses.venue,
+            "venue_reason": self.pauses.venue_reason,
             "held_target": self.held_target,
         }
 
@@ -338,7 +374,14 @@ class RiskCore:
         """The operator's and the automatic pause survive a restart; reconciliation is done again."""
         if document.get("version") != CHECKPOINT_VERSION:
             raise ValueError(f"risk checkpoint version {document.get('version')!r} is not {CHECKPOINT_VERSION}")
-        self.pauses = Pauses(document["operator"], document["operator_reason"], document["automatic"], False)
+        self.pauses = Pauses(
+            document["operator"],
+            document["operator_reason"],
+            document["automatic"],
+            False,
+            document.get("venue", "ACTIVE"),  # checkpoints from before live trading have none
+            document.get("venue_reason"),
+        )
         self.held_target = document.get("held_target")
         self.announcer = Announcer(b for b in self.blocks() if b.origin == "automatic")  # announced before
 
@@ -348,6 +391,7 @@ class RiskCore:
             "reason": self.pauses.reason,
             "operator": self.pauses.operator,
             "automatic": self.pauses.automatic,
+            "venue": self.pauses.venue,
             "reconciled": self.pauses.reconciled,
             "blocked_by": [block.to_json() for block in self.blocks()],
             "projected_position": str(self._projected()),

@@ -7,13 +7,23 @@ from __future__ import annotations
 import socket
 import time
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
 
 from config import load_settings
 from daemon import exit_codes
-from daemon.run_setup import ORIGIN_CONTROL, RunSetupError, check_reachable, check_resumable, run_differences
+from daemon.run_setup import (
+    ORIGIN_CONTROL,
+    RunSetupError,
+    check_reachable,
+    check_resumable,
+    live_venue_source,
+    risk_limits,
+    run_differences,
+)
 from storage.runs import Run
 
 
@@ -102,3 +112,19 @@ async def test_a_listening_venue_passes() -> None:
         server.bind(("127.0.0.1", 0))
         server.listen()
         await check_reachable(f"http://127.0.0.1:{server.getsockname()[1]}")
+
+
+def test_a_live_run_reaches_the_venue_with_the_accounts_keys_and_the_guards_leverage() -> None:
+    settings = load_settings(
+        None,
+        {
+            "BINGX_API_KEY": "marker-key-0001", "BINGX_SECRET_KEY": "marker-secret-0001",
+            "BINGX_MARGIN_TYPE": "CROSSED",
+        },
+    )  # fmt: skip
+    live = live_venue_source(settings, replace(risk_limits(settings), max_leverage=Decimal("1.5")))
+    assert (live.credentials.api_key, live.credentials.secret_key) == ("marker-key-0001", "marker-secret-0001")
+    assert (live.leverage, live.margin_type) == (2, "CROSSED")
+    assert "marker" not in repr(live)
+    with pytest.raises(RunSetupError, match="BINGX_API_KEY"):
+        live_venue_source(load_settings(None, {}), risk_limits(settings))

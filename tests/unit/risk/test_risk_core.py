@@ -174,6 +174,40 @@ def test_the_operators_desired_state_maps_to_a_pause_or_a_resume() -> None:
     assert (resumed.after, resumed.origin) == ("ACTIVE", "operator")
 
 
+async def test_the_venues_outcomes_hold_the_pair_until_the_operator_resumes() -> None:
+    core = ready()
+    core.on_report(report("50"))
+    unresolved = core.venue_outcome("REDUCING", "order_unresolved")
+    assert unresolved is not None
+    assert (unresolved.after, unresolved.origin, unresolved.reason) == ("REDUCING", "venue", "order_unresolved")
+    grow, _ = await core.plan(decision(1, 1.0))
+    assert grow.orders == ()  # no new entry while an order's outcome is unknown
+    close, _ = await core.plan(decision(2, 0.0))
+    assert [(o.side, o.reduce_only) for o in close.orders] == [("SELL", True)]  # exits still go
+    (block,) = core.blocks()
+    assert (block.cause, block.state, block.origin) == ("order_unresolved", "REDUCING", "venue")
+    assert core.venue_outcome("REDUCING", "order_unresolved") is None, "told twice: nothing changes"
+    halted = core.venue_outcome("HALTED", "venue_refused_pair")
+    assert halted is not None
+    assert halted.after == "HALTED"
+    assert core.venue_outcome("REDUCING", "order_unresolved") is None, "it only tightens"
+    assert core.pauses.reason == "venue_refused_pair"
+    restored = RiskCore(CONTEXT, LIMITS, RULES, Account())
+    restored.restore(core.to_json())
+    restored.reconciled()
+    assert restored.trading_state == "HALTED", "it survives a restart"
+    assert restored.operator("ACTIVE", None) is None, "the supervisor's desired state does not lift it"
+    assert restored.trading_state == "HALTED"
+    resumed = restored.resume()
+    assert resumed is not None
+    assert (resumed.after, restored.blocks()) == ("ACTIVE", ())
+    older = core.to_json()
+    del older["venue"], older["venue_reason"]  # a checkpoint written before live trading
+    restored.restore(older)
+    restored.reconciled()
+    assert restored.trading_state == "ACTIVE"
+
+
 async def test_limits_and_the_account_guard_deny_with_their_reason() -> None:
     account = Account()
     core = ready(account)
