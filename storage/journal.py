@@ -120,8 +120,8 @@ class TradingJournal:
             await connection.executemany(
                 """
                 INSERT INTO trades AS t (id, run_id, pair, mode, side, status, quantity, entry_price, exit_price, fees,
-                    realized_pnl, close_reason, opened_at, closed_at)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+                    realized_pnl, close_reason, opened_at, closed_at, origin)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
                 ON CONFLICT (id) DO UPDATE SET status = excluded.status, quantity = excluded.quantity,
                     entry_price = excluded.entry_price, exit_price = excluded.exit_price, fees = excluded.fees,
                     realized_pnl = excluded.realized_pnl, close_reason = excluded.close_reason,
@@ -143,6 +143,7 @@ class TradingJournal:
                         t.close_reason,
                         ms_to_datetime(t.opened_at_ms),
                         None if t.closed_at_ms is None else ms_to_datetime(t.closed_at_ms),
+                        t.origin,
                     )
                     for t in commit.trades
                 ],

@@ -80,6 +80,7 @@ class TradeRow:
     close_reason: str | None
     opened_at_ms: int
     closed_at_ms: int | None
+    origin: Literal["decision", "external"] = "decision"
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from domain.orders import OrderState
 from trading.kernel import bars_after_candle, bars_after_fill
 
 TradeSide = Literal["long", "short"]
+TradeOrigin = Literal["decision", "external"]
 NOTHING_TO_REDUCE = "reduce_only_nothing_to_reduce"
 CHECKPOINT_VERSION = 1
 
@@ -76,6 +77,8 @@ class Trade:
     exit_value: Decimal = Decimal(0)
     status: Literal["open", "closing", "closed", "cancelled"] = "open"
     close_reason: str | None = None
+    origin: TradeOrigin = "decision"
+    """`external`: a venue position reconciliation adopted (no order of ours opened it)."""
 
     @property
     def exit_price(self) -> Decimal | None:
@@ -227,6 +230,18 @@ class PaperBook:
         orders = sorted((o for o in self.working.values() if o.trade_id in doomed), key=lambda o: not o.reduce_only)
         return list(reversed(orders))
 
+    def adopt(self, quantity: Decimal, entry_price: Decimal, at_ms: int, trade_id: uuid.UUID) -> Trade:
+        """Take over a position the venue holds and the book did not know (reconciliation's adopt): an
+        external trade at the venue's entry price, managed from then on like any other. ValueError when
+        the book holds a position or a trade already."""
+        if self.position.quantity != 0 or self.trade is not None or self.working:
+            raise ValueError(f"{self.pair}: the book holds a position or orders already: nothing to adopt into")
+        side: TradeSide = "long" if quantity > 0 else "short"
+        self.position = Position(quantity, entry_price)
+        self.trade = Trade(trade_id, side, abs(quantity), at_ms, entry_price, origin="external")
+        self.bars_held = 0
+        return self.trade
+
     def unrealised(self, mark: Decimal) -> Decimal:
         return self.position.unrealised(mark)
 
@@ -366,6 +381,7 @@ def _trade_json(trade: Trade) -> dict[str, Any]:
         "exit_value": str(trade.exit_value),
         "status": trade.status,
         "close_reason": trade.close_reason,
+        "origin": trade.origin,
     }
 
 
@@ -382,4 +398,5 @@ def _trade_from_json(item: dict[str, Any]) -> Trade:
         Decimal(item["exit_value"]),
         item["status"],
         item["close_reason"],
+        item.get("origin", "decision"),  # checkpoints from before adoption have none
     )

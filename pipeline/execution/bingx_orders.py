@@ -92,6 +92,9 @@ class Placement:
     """Why the consequence, for the alert and the log."""
     order: VenueOrder | None = None
     """The venue's order as last read, when it is known."""
+    absent: bool = False
+    """Unresolved, and the last lookup answered cleanly that the venue has no such order (neither by its
+    id nor in the symbol's history): evidence that it never reached the order book."""
 
     @property
     def state(self) -> OrderState | None:
@@ -263,6 +266,7 @@ class BingXOrders:
         for attempt in range(self.resolve_backoff.attempts):
             try:
                 found = await self._find(cid, intent_ms)
+                last = "not found"
             except FatalVenueError as error:
                 return Placement(tuple(steps), Consequence.HALT_ACCOUNT, f"cannot read order {cid}: {error}")
             except (TemporaryVenueError, WireFormatError) as error:
@@ -273,7 +277,7 @@ class BingXOrders:
             if attempt + 1 < self.resolve_backoff.attempts:
                 await self.sleep(self.resolve_backoff.delay(attempt))
         reason = f"order {cid} unresolved after {self.resolve_backoff.attempts} lookups ({last})"
-        return Placement(tuple(steps), Consequence.UNRESOLVED, reason)
+        return Placement(tuple(steps), Consequence.UNRESOLVED, reason, absent=last == "not found")
 
     async def _find(self, cid: str, intent_ms: int) -> VenueOrder | None:
         """The order by client order id, else in the symbol's history since the intent; None: not found."""

@@ -314,6 +314,23 @@ class ExecutionCore:
 
         return self._pending(build), asked
 
+    # ---------------------------------------------------------------- reconciliation with a live venue
+
+    def absent(self, client_order_id: str, evidence: Mapping[str, Any]) -> Step:
+        """An order whose submit was never answered, proved absent on the venue (not found by its id, nor
+        in the symbol's order history, after the bounded lookups): it never reached the order book, so
+        it is `rejected` with that evidence and leaves the book."""
+        return self.submitted([VenueStep(client_order_id, "rejected", "absent_on_venue", evidence)])
+
+    def adopt_external(self, quantity: Decimal, entry_price: Decimal, at_ms: int, trade_id: uuid.UUID) -> Step:
+        """A venue position the book did not know, adopted (`PaperBook.adopt`): its external trade's row."""
+
+        def build() -> Step:
+            trade = self.book.adopt(quantity, entry_price, at_ms, trade_id)
+            return Step(Commit(trades=[self._trade_row(trade)]), self.last_sequence, answer=str(trade.id))
+
+        return self._pending(build)
+
     def opening_orders(self) -> list[WorkingOrder]:
         """Working orders that would open or add to a position."""
         return [o for o in self.book.working.values() if not o.reduce_only]
@@ -485,6 +502,7 @@ class ExecutionCore:
             close_reason=trade.close_reason,
             opened_at_ms=trade.opened_at_ms,
             closed_at_ms=(self.book.last_open_ms or trade.opened_at_ms) if closed else None,
+            origin=trade.origin,
         )
 
     def _execution_row(self, order: WorkingOrder, trace: str) -> ExecutionRow:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
+from decimal import Decimal
 from typing import Any
 
 from domain.fills import FillRules
@@ -123,6 +124,14 @@ class ExecutionStage:
         if step is None or not await self._write(step):
             return None
         return Recorded(self.core.report(), step.closed_trades, {})
+
+    async def mark_absent(self, client_order_id: str, evidence: dict[str, Any]) -> None:
+        """Reconciliation proved an unanswered order absent on the venue (`ExecutionCore.absent`)."""
+        await self._write(self.core.absent(client_order_id, evidence))
+
+    async def adopt_external(self, quantity: Decimal, entry_price: Decimal, at_ms: int, trade_id: uuid.UUID) -> None:
+        """Reconciliation adopts a venue position the book did not know (`ExecutionCore.adopt_external`)."""
+        await self._write(self.core.adopt_external(quantity, entry_price, at_ms, trade_id))
 
     async def _write(self, step: Step) -> bool:
         """Write a step with the checkpoint in one transaction; False when the journal refused it as
