@@ -232,6 +232,11 @@ class ExecutionHandle(StageHandle):
         report: PositionReport = await self._ask("report", wait_sec=wait_sec)
         return report
 
+    async def reconcile(self, *, wait_sec: float | None = None) -> dict[str, Any]:
+        """The pair's book reconciled with its venue now (`Reconciliation.to_json()`)."""
+        result: dict[str, Any] = await self._ask("reconcile", wait_sec=wait_sec)
+        return result
+
     async def take_venue_holds(self, *, wait_sec: float | None = None) -> list[tuple[TradingState, str]]:
         """What the live venue's outcomes at execution's start impose on the pair (taken once)."""
         holds: list[tuple[TradingState, str]] = await self._ask("take_venue_holds", wait_sec=wait_sec)

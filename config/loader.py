@@ -56,6 +56,7 @@ ENV_VARIABLES: Final[Mapping[str, tuple[str, ...]]] = {
     "TRADINGD_FEATURE_CONTEXT": ("features", "context"),
     "TRADINGD_ARTIFACT_STORE": ("training", "artifact_store"),
     "TRADE_RECONCILE_INTERVAL_MIN": ("trading", "reconcile_interval_min"),
+    "TRADE_EXTERNAL_POSITIONS": ("trading", "external_positions"),
     "RL_ENFORCE_PROVENANCE": ("trading", "enforce_provenance"),
     "TRADINGD_RUN_POLICY": ("run", "policy"),
     "TRADINGD_RUN_AUTOSTART": ("run", "autostart"),

@@ -171,6 +171,9 @@ class TradingSettings(Section):
     """Execution bookkeeping and decision provenance."""
 
     reconcile_interval_min: int = Field(default=5, ge=1)
+    external_positions: Literal["halt", "adopt"] = "halt"
+    """A venue position on one of our pairs that the database does not know, found by reconciliation:
+    `halt` names it and halts the pair (the operator looks first); `adopt` manages it as an external trade."""
     enforce_provenance: bool = False
 
 

@@ -60,7 +60,7 @@ def add_ctl_commands(commands: argparse._SubParsersAction[argparse.ArgumentParse
     backfill.add_argument("pair")
     backfill.add_argument("--interval")
     backfill.add_argument("--bars", type=int, default=1440)
-    command("reconcile", "health-check now, and restart FAULTED pairs")
+    command("reconcile", "health-check now, restart FAULTED pairs, and reconcile each live pair with the venue")
     close = command("close-trade", "close an open trade with a reduce-only market order (ids: `ctl status`)")
     close.add_argument("trade", metavar="TRADE_ID", help="the trade's id, as `ctl status` lists it")
     cancel = command("cancel-trade", "cancel a trade's working orders (ids: `ctl status`)")
@@ -117,6 +117,11 @@ def run_ctl(settings: Settings, args: argparse.Namespace) -> int:
     if not answer.get("ok"):
         if not args.json:
             print(f"tradingd: {command} refused ({answer.get('code')}): {answer.get('error')}", file=sys.stderr)
+        return exit_codes.FAILURE
+    failed = answer.get("failed") if command == "reconcile" else None
+    if isinstance(failed, list) and failed:
+        said = ", ".join(str(pair) for pair in failed)
+        print(f"tradingd: reconcile: {said} disagree with the venue (HALTED until it passes)", file=sys.stderr)
         return exit_codes.FAILURE
     if command == "resume" and answer.get("blocked"):
         # What could be resumed was; trading is still blocked (the answer's `still_blocked` says by what).

@@ -34,6 +34,8 @@ from trading.limits import limits_json
 log = get_logger("tradingd.control")
 Command = Callable[[DaemonState, Mapping[str, object]], Awaitable[Mapping[str, object]]]
 CALL_TIMEOUT_SEC = 30.0
+RECONCILE_TIMEOUT_SEC = 90.0
+"""A live pair's reconciliation reads every working order (an unanswered one with bounded retries)."""
 DATABASE_READ_SEC = 5.0
 """Status's and the audit's bound on the database: one that is frozen (not refused) answers nothing until
 asyncpg's 60 s command timeout, and the operator's `ctl` would give up first. Past it the database
@@ -456,10 +458,25 @@ async def backfill(state: DaemonState, args: Mapping[str, object]) -> Mapping[st
 
 
 async def reconcile(state: DaemonState, args: Mapping[str, object]) -> Mapping[str, object]:
+    """A health pass and FAULTED pairs restarted, then each running pair's book reconciled with its venue
+    (a live pair's orders, position and balance; a paper pair's book is its venue: nothing to compare)."""
     supervisor = state.require_supervisor()
     retried = await supervisor.retry_faulted()
     await supervisor.reconcile_once()
-    return {"retried": retried, "pairs": {slot.pair: slot.state for slot in supervisor.slots.values()}}
+    reconciliations: dict[str, Mapping[str, Any]] = {}
+    for slot in supervisor.running(None):
+        try:
+            execution = _actors(state, slot).execution
+            reconciliations[slot.pair] = await _call(execution.reconcile(wait_sec=RECONCILE_TIMEOUT_SEC))
+        except CommandError as error:
+            reconciliations[slot.pair] = {"pair": slot.pair, "ok": False, "error": error.message}
+    failed = sorted(pair for pair, result in reconciliations.items() if not result.get("ok"))
+    return {
+        "retried": retried,
+        "pairs": {slot.pair: slot.state for slot in supervisor.slots.values()},
+        "reconciliations": reconciliations,
+        "failed": failed,
+    }
 
 
 async def _trade_slot(state: DaemonState, trade_id: uuid.UUID) -> Any:

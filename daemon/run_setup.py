@@ -337,7 +337,8 @@ def live_venue_source(settings: Settings, limits: RiskLimits) -> LiveVenueSource
     credentials = Credentials(exchange.api_key.get_secret_value(), exchange.secret_key.get_secret_value())
     return LiveVenueSource(
         exchange.rest_url, exchange.ws_url, credentials, exchange.recv_window_ms, exchange.margin_type,
-        venue_leverage(limits.max_leverage),
+        venue_leverage(limits.max_leverage), settings.trading.reconcile_interval_min * 60.0,
+        settings.trading.external_positions,
     )  # fmt: skip
 
 

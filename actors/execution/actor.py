@@ -25,6 +25,7 @@ from domain.trading_state import TradingState
 from observability import get_logger
 from pipeline.execution.core import ExecutionCore, FeeUnknownError
 from pipeline.execution.live_venue import LiveVenue, LiveVenueSource, open_live_venue, pair_state
+from pipeline.execution.reconciliation import Reconciler, Reconciliation
 from pipeline.execution.stage import ExecutionStage
 from pipeline.execution.venue import VenueOrderUpdate
 from storage.checkpoints import CheckpointStore
@@ -45,7 +46,10 @@ class ExecutionActor(ActorShell):
         self.rules = rules
         self.live_source = live
         self.live: LiveVenue | None = None
-        self._news: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        """A live pair's order news and its reconciliation schedule."""
+        self.reconciliation: Reconciliation | None = None
+        self._failed_with: tuple[str, ...] = ()
         self._untold: list[tuple[TradingState, str]] = []
         """Holds the venue's outcomes imposed while the risk guard was not ready (at start-up): it takes
         them in its own `ready()` (`take_venue_holds`)."""
@@ -77,19 +81,24 @@ class ExecutionActor(ActorShell):
             if core.adopted is not None:
                 log.warning("position_adopted", run_id=self.context.run_id, **core.adopted.to_json())
             await self._venue_consequences(None, tell_risk=False)  # the risk guard is not ready yet
+            if self.live is not None:  # fail-closed: the risk guard takes the outcome in its ready()
+                await self._reconciled(await self._reconciler().run(), tell_risk=False)
             self.inbox.start()
             if self.live is not None:
+                loop = asyncio.get_running_loop()
                 news = self.live.news(lambda: list(stage.core.book.working), self._deliver)
-                self._news = asyncio.get_running_loop().create_task(news.run(), name="venue-news")
+                self._tasks.append(loop.create_task(news.run(), name="venue-news"))
+                self._tasks.append(loop.create_task(self._reconcile_forever(), name="reconcile"))
             log.info("actor_ready", role="execution", pair=self.context.pair, run_id=self.context.run_id)
         return {"pid": os.getpid(), "report": self._core().report()}
 
     async def stop_tasks(self) -> None:
-        news, self._news = self._news, None
-        if news is not None:
-            news.cancel()
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await news
+                await task
         if self.live is not None:
             await self.live.close()
             self.live = None
@@ -108,6 +117,14 @@ class ExecutionActor(ActorShell):
 
     async def on_plan(self, plan: OrderPlan) -> None:
         self.inbox.put(plan)
+
+    async def reconcile(self) -> dict[str, Any]:
+        """`ctl reconcile` (and the schedule): the book reconciled with the venue, between plans."""
+        if self.live is None:
+            return {"pair": self.context.pair, "ok": True, "venue": "paper", "findings": []}
+        result: Reconciliation = await self._serialised(self._reconciler().run)
+        await self._reconciled(result)
+        return result.to_json()
 
     async def close_trade(self, trade_id: str) -> str:
         stage = self._stage()
@@ -186,6 +203,43 @@ class ExecutionActor(ActorShell):
                 await self._closed(recorded.closed_trades, None)
 
         await self._serialised(book)
+
+    def _reconciler(self) -> Reconciler:
+        assert self.live is not None
+        return Reconciler(self._stage(), self.live.venue, self.live.source.external_positions)
+
+    async def _reconcile_forever(self) -> None:
+        assert self.live is not None
+        while True:
+            await asyncio.sleep(self.live.source.reconcile_every_sec)
+            await self.reconcile()
+
+    async def _reconciled(self, result: Reconciliation, *, tell_risk: bool = True) -> None:
+        """Log a reconciliation, alert one that failed (once for the same findings), and tell the risk
+        guard: a failure holds the pair HALTED, a pass lifts that hold."""
+        self.reconciliation = result
+        fields = result.to_json()
+        problems = tuple(result.unresolved())
+        if result.ok:
+            log.info("reconciled", **fields)
+            self._failed_with = ()
+        else:
+            log.critical("reconciliation_failed", **fields)
+            if problems != self._failed_with:
+                message = f"{self.context.pair}: the book and the venue disagree, the pair is HALTED: " + "; ".join(
+                    problems
+                )
+                await self.raise_alert(
+                    "critical", "reconciliation_failed", message, pair=self.context.pair,
+                    run_id=_uuid(self.context.run_id), details=fields,
+                )  # fmt: skip
+            self._failed_with = problems
+        state, reason = result.hold
+        if tell_risk and self.risk is not None:
+            await self.risk.venue_outcome(state, reason)
+        else:
+            self._untold.append((state, reason))
+        self._tell(self._core().report())
 
     async def _venue_consequences(self, trace_id: str | None, *, tell_risk: bool = True) -> None:
         """What the venue's answers since the last call mean for the pair: alerted, and put to the risk

@@ -23,6 +23,7 @@ from exchange.bingx.user_stream import UserDataStream
 from pipeline.execution.bingx_orders import BingXOrders, Consequence
 from pipeline.execution.bingx_setup import PairSetup, prepare_pair
 from pipeline.execution.bingx_venue import BingXVenue
+from pipeline.execution.reconciliation import ExternalPositions
 from pipeline.execution.venue_news import Deliver, VenueNews
 
 
@@ -37,6 +38,9 @@ class LiveVenueSource:
     recv_window_ms: int
     margin_type: str
     leverage: int
+    reconcile_every_sec: float = 300.0
+    """`trading.reconcile_interval_min`: how often the pair's book is reconciled with the venue."""
+    external_positions: ExternalPositions = "halt"
 
 
 @dataclass

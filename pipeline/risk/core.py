@@ -54,6 +54,8 @@ class AccountLink(Protocol):
 
 AUTO_PAUSE_REASONS = frozenset({GAP, UNALIGNED, INVALID_VALUES, DUPLICATES_DISAGREE, SOURCE_DRIFT, STALE})
 NOT_RECONCILED = "not_reconciled"
+RECONCILABLE = frozenset({"order_unresolved", "reconciliation_failed"})
+"""Venue holds a passing reconciliation lifts (it found every order and agreed with the venue)."""
 SOURCE_STALE = "source_stale"
 CHECKPOINT_VERSION = 1
 KEPT_CANDLES = 64
@@ -168,9 +170,19 @@ class RiskCore:
         return self.pause(reason or "operator_pause", reduce_only=state == "REDUCING")
 
     def venue_outcome(self, state: TradingState, reason: str) -> StateChange | None:
-        """What an order's outcome on the live venue means for the pair (REDUCING: an outcome left
-        unresolved; HALTED: the venue refuses the pair or the account). It only tightens: a REDUCING
-        after a HALTED leaves the pair HALTED."""
+        """What the live venue's answers mean for the pair (REDUCING: an order's outcome left unresolved;
+        HALTED: the venue refuses the pair or the account, or reconciliation failed). It only tightens:
+        a REDUCING after a HALTED leaves the pair HALTED. ACTIVE (`reconciled`: book and venue agree)
+        lifts only what reconciliation settles (an unresolved outcome, a failed reconciliation); the
+        venue refusing the pair or the account waits for the operator's `resume`."""
+        if state == "ACTIVE":
+            if self.pauses.venue_reason not in RECONCILABLE:
+                return None
+
+            def lift() -> None:
+                self.pauses.venue, self.pauses.venue_reason = "ACTIVE", None
+
+            return self._change(lift, reason, "venue")
         if strictest(self.pauses.venue, state) == self.pauses.venue and self.pauses.venue != "ACTIVE":
             return None
 

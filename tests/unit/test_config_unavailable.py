@@ -29,7 +29,10 @@ SOURCES = [
     ("tradingview_html_path", '"/tmp/ideas.html"', "TRADINGVIEW_HTML_PATH", "/tmp/ideas.html"),
     ("telegram_messages_path", '"/tmp/messages.json"', "TELEGRAM_MESSAGES_PATH", "/tmp/messages.json"),
 ]
-TRADING = [("reconcile_interval_min", "3", "TRADE_RECONCILE_INTERVAL_MIN", "3")]
+TRADING = [
+    ("reconcile_interval_min", "3", "TRADE_RECONCILE_INTERVAL_MIN", "3"),
+    ("external_positions", '"adopt"', "TRADE_EXTERNAL_POSITIONS", "adopt"),
+]
 CASES = [
     *(("online_learning", *case) for case in ONLINE_LEARNING),
     *(("sources", *case) for case in SOURCES),
@@ -56,7 +59,8 @@ def test_the_cases_cover_every_setting_with_no_behaviour() -> None:
         fields = [key] if key else list(type(getattr(Settings(), section)).model_fields)
         expected |= {f"{section}.{field}" for field in fields}
     assert listed == expected
-    assert len(expected) == 12  # eight online_learning.*, three sources.*, trading.reconcile_interval_min
+    assert len(expected) == 13  # eight online_learning.*, three sources.*, trading.reconcile_interval_min and
+    # trading.external_positions
 
 
 @pytest.mark.parametrize(("section", "key", "toml", "variable", "raw"), CASES)

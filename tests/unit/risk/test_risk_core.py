@@ -201,6 +201,13 @@ async def test_the_venues_outcomes_hold_the_pair_until_the_operator_resumes() ->
     resumed = restored.resume()
     assert resumed is not None
     assert (resumed.after, restored.blocks()) == ("ACTIVE", ())
+    assert restored.venue_outcome("HALTED", "reconciliation_failed") is not None
+    lifted = restored.venue_outcome("ACTIVE", "reconciled")
+    assert lifted is not None
+    assert (lifted.after, lifted.origin) == ("ACTIVE", "venue"), "a passing reconciliation lifts its own hold"
+    restored.venue_outcome("HALTED", "venue_refused_account")
+    assert restored.venue_outcome("ACTIVE", "reconciled") is None, "but not the venue refusing the account"
+    assert restored.trading_state == "HALTED"
     older = core.to_json()
     del older["venue"], older["venue_reason"]  # a checkpoint written before live trading
     restored.restore(older)
