@@ -110,6 +110,8 @@ def live_mode_faults(settings: Settings) -> list[str]:
         )
     if settings.market_data.mock:
         faults.append("exchange.mode = live cannot run with BINGX_MARKET_DATA_MOCK (market_data.mock)")
+    if settings.risk.stop_loss_pct is None:
+        faults.append("exchange.mode = live needs risk.stop_loss_pct: every live position carries a protective stop")
     return faults
 
 

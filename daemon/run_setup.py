@@ -50,6 +50,7 @@ from storage.risk import AccountPolicyRow, LimitSetRow, RiskStore
 from storage.runs import Run, RunStore
 from trading.context import PairContext
 from trading.limits import RiskLimits
+from trading.protection import ProtectionRule
 
 log = get_logger("tradingd.daemon")
 REACH_TIMEOUT_SEC = 5.0
@@ -334,11 +335,13 @@ def live_venue_source(settings: Settings, limits: RiskLimits) -> LiveVenueSource
         raise RunSetupError(
             "a live run needs BINGX_API_KEY and BINGX_SECRET_KEY (exchange.api_key, exchange.secret_key)"
         )
+    if limits.stop_loss_pct is None:
+        raise RunSetupError("a live run needs risk.stop_loss_pct: every live position carries a protective stop")
     credentials = Credentials(exchange.api_key.get_secret_value(), exchange.secret_key.get_secret_value())
     return LiveVenueSource(
         exchange.rest_url, exchange.ws_url, credentials, exchange.recv_window_ms, exchange.margin_type,
-        venue_leverage(limits.max_leverage), settings.trading.reconcile_interval_min * 60.0,
-        settings.trading.external_positions,
+        venue_leverage(limits.max_leverage), ProtectionRule(limits.stop_loss_pct, limits.take_profit_pct),
+        settings.trading.reconcile_interval_min * 60.0, settings.trading.external_positions,
     )  # fmt: skip
 
 

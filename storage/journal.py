@@ -152,8 +152,8 @@ class TradingJournal:
             await connection.execute(
                 """
                 INSERT INTO trade_executions (id, run_id, trade_id, decision_trace_id, client_order_id, pair, mode,
-                    side, order_type, reduce_only, quantity, state)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'MARKET', $9, $10, 'intent')
+                    side, order_type, reduce_only, quantity, stop_price, state)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'intent')
                 """,
                 e.id,
                 e.run_id,
@@ -163,8 +163,10 @@ class TradingJournal:
                 e.pair,
                 e.mode,
                 e.side,
+                e.order_type,
                 e.reduce_only,
                 e.quantity,
+                e.stop_price,
             )
             await connection.execute(
                 "INSERT INTO trade_state_events (execution_id, from_state, to_state, reason) "

@@ -96,6 +96,9 @@ class ExecutionRow:
     reduce_only: bool
     quantity: Decimal
     reason: str
+    order_type: Literal["MARKET", "STOP_MARKET", "TAKE_PROFIT_MARKET"] = "MARKET"
+    stop_price: Decimal | None = None
+    """A protective order's trigger."""
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from domain.fills import Fill, FillRules, Position, market_fill
 from domain.messages import ExitReason, OrderIntent, Side
 from domain.orders import OrderState
 from trading.kernel import bars_after_candle, bars_after_fill
+from trading.protection import ProtectiveOrder
 
 TradeSide = Literal["long", "short"]
 TradeOrigin = Literal["decision", "external"]
@@ -120,6 +121,11 @@ class PaperBook:
     bars_held: int = 0
     last_open_ms: int | None = None
     """The newest candle the book has seen (fills happen once per candle)."""
+    protection: dict[str, ProtectiveOrder] = field(default_factory=dict)
+    """A live venue's protective orders (`trading.protection`), by our client order id; never filled by
+    the book, and not working orders: the venue triggers them."""
+    protections_placed: int = 0
+    """How many protective orders the book has planned: the next one's id derives from it."""
 
     @property
     def working_quantity(self) -> Decimal:
@@ -308,6 +314,8 @@ class PaperBook:
             "next_trade": None if self.next_trade is None else _trade_json(self.next_trade),
             "bars_held": self.bars_held,
             "last_open_ms": self.last_open_ms,
+            "protection": [order.to_json() for order in self.protection.values()],
+            "protections_placed": self.protections_placed,
         }
 
     @classmethod
@@ -327,6 +335,9 @@ class PaperBook:
             following,
             int(document["bars_held"]),
             document["last_open_ms"],
+            # Checkpoints from before live trading have no protection.
+            {item["client_order_id"]: ProtectiveOrder.from_json(item) for item in document.get("protection", [])},
+            int(document.get("protections_placed", 0)),
         )
 
 

@@ -72,7 +72,10 @@ class ExecutionActor(ActorShell):
                     margin_type=setup.margin_type, changed=list(setup.changed),
                 )  # fmt: skip
             venue = None if self.live is None else self.live.venue
-            stage = ExecutionStage(self.context, self.rules, TradingJournal(pool), CheckpointStore(pool), venue)
+            protection = None if self.live is None else self.live.source.protection
+            stage = ExecutionStage(
+                self.context, self.rules, TradingJournal(pool), CheckpointStore(pool), venue, protection
+            )
             submitted = await stage.restore()
             self.stage = stage
             core = stage.core
@@ -86,7 +89,7 @@ class ExecutionActor(ActorShell):
             self.inbox.start()
             if self.live is not None:
                 loop = asyncio.get_running_loop()
-                news = self.live.news(lambda: list(stage.core.book.working), self._deliver)
+                news = self.live.news(lambda: [*stage.core.book.working, *stage.core.book.protection], self._deliver)
                 self._tasks.append(loop.create_task(news.run(), name="venue-news"))
                 self._tasks.append(loop.create_task(self._reconcile_forever(), name="reconcile"))
             log.info("actor_ready", role="execution", pair=self.context.pair, run_id=self.context.run_id)
@@ -170,7 +173,9 @@ class ExecutionActor(ActorShell):
         if isinstance(message, tuple):
             operation, done = message
             try:
-                done.set_result(await operation())
+                result = await operation()
+                await self._closed(tuple(self._stage().take_closed()), None)
+                done.set_result(result)
             except (KeyError, FeeUnknownError) as error:  # an unknown trade; news the book cannot cost: nothing changed
                 done.set_exception(error)
                 return

@@ -14,6 +14,7 @@ from exchange.bingx.rest import BingXRest
 
 Side = Literal["BUY", "SELL"]
 OrderType = Literal["MARKET", "LIMIT"]
+ConditionalType = Literal["STOP_MARKET", "TAKE_PROFIT_MARKET"]
 CLIENT_ORDER_ID = re.compile(r"^[a-z0-9_-]{1,40}$")
 OPEN_STATUSES = frozenset({"NEW", "PENDING", "PARTIALLY_FILLED"})
 
@@ -30,6 +31,9 @@ class VenueOrder:
     executed_quantity: Decimal
     avg_price: Decimal
     commission: Decimal
+    stop_price: Decimal | None = None
+    """A conditional order's trigger (None for MARKET and LIMIT)."""
+    reduce_only: bool = False
 
     @property
     def open(self) -> bool:
@@ -90,6 +94,25 @@ class BingXTrading:
         if echoed_id != client_order_id:
             raise WireFormatError(f"the venue echoed client order id {echoed_id!r}, not {client_order_id!r}")
         return _order(echo)
+
+    async def place_conditional(
+        self, symbol: str, side: Side, order_type: ConditionalType, quantity: Decimal, stop_price: Decimal
+    ) -> VenueOrder:
+        """A reduce-only STOP_MARKET or TAKE_PROFIT_MARKET that triggers on the last price (`CONTRACT_PRICE`,
+        the price the candles and the risk guard's exits follow). The venue takes no client order id for
+        these (API.md 7.1): the order is known by its order id, and an answer that was lost is found among
+        the open orders by type, side, quantity and trigger."""
+        params: dict[str, object] = {
+            "symbol": symbol,
+            "side": side,
+            "positionSide": "BOTH",
+            "type": order_type,
+            "quantity": _text(quantity),
+            "stopPrice": _text(stop_price),
+            "reduceOnly": True,
+            "workingType": "CONTRACT_PRICE",
+        }
+        return _order(_object(await self.rest.write("POST", "/openApi/swap/v2/trade/order", params), "order"))
 
     async def query_order(
         self, symbol: str, *, order_id: int | None = None, client_order_id: str | None = None
@@ -217,9 +240,19 @@ def _order(row: Any) -> VenueOrder:
             executed_quantity=Decimal(str(row.get("executedQty", "0"))),
             avg_price=Decimal(str(row.get("avgPrice", "0") or "0")),
             commission=Decimal(str(row.get("commission", "0") or "0")),
+            stop_price=_stop_price(row.get("stopPrice")),
+            reduce_only=row.get("reduceOnly") in (True, "true"),
         )
     except (KeyError, TypeError, ValueError, ArithmeticError) as error:
         raise WireFormatError(f"malformed order: {error}") from None
+
+
+def _stop_price(value: Any) -> Decimal | None:
+    """A trigger as the venue sends it: a number or a string; empty or 0 for an order without one."""
+    if value in (None, "", 0, "0"):
+        return None
+    price = Decimal(str(value))
+    return price if price > 0 else None
 
 
 def _object(data: Any, key: str) -> Any:

@@ -24,10 +24,12 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 
 from domain.candles import Candle
-from domain.errors import VenueError
+from domain.errors import NotSentError, RejectedError, VenueError
+from exchange.bingx.trading import VenueOrder
 from pipeline.execution.bingx_orders import VENUE, BingXOrders, Consequence, update_from_order
 from pipeline.execution.venue import VenueOrderUpdate, VenueStep
 from trading.paper import BookEvent, PaperBook, WorkingOrder
+from trading.protection import ORDER_TYPES, ProtectiveOrder
 
 log = logging.getLogger("tradingd.execution.bingx")
 BEYOND_ACCEPTED = frozenset({"partially_filled", "filled", "cancelled", "expired"})
@@ -56,6 +58,8 @@ class BingXVenue:
         """The close of the newest candle decided: the price an order's notional is checked at."""
         self._news: list[VenueOrderUpdate] = []
         self._consequences: list[PairConsequence] = []
+        self.protective_ids: dict[str, str] = {}
+        """Our protective orders' ids on the venue, by our client order id (the stage keeps it current)."""
 
     def fills(self, book: PaperBook, candle: Candle) -> list[BookEvent]:
         book.pass_candle(candle.open_time_ms)
@@ -108,9 +112,103 @@ class BingXVenue:
             return None
 
     async def read(self, client_order_id: str) -> VenueOrderUpdate:
-        """The order as the venue shows it now (the polling that stands in while the stream is down)."""
-        order = await self.orders.trading.query_order(self.orders.symbol, client_order_id=client_order_id)
+        """The order as the venue shows it now (the polling that stands in while the stream is down). A
+        protective order is read by the venue's order id (it has no client id there)."""
+        exchange_id = self.protective_ids.get(client_order_id)
+        trading, symbol = self.orders.trading, self.orders.symbol
+        if exchange_id is not None:
+            order = await trading.query_order(symbol, order_id=int(exchange_id))
+            return replace(
+                update_from_order(order, "order_poll", self._venue_time_ms()), client_order_id=client_order_id
+            )
+        order = await trading.query_order(symbol, client_order_id=client_order_id)
         return update_from_order(order, "order_poll", self._venue_time_ms())
+
+    # ---------------------------------------------------------------- protective orders
+
+    async def place_protective(self, orders: Sequence[ProtectiveOrder], claimed: set[str]) -> list[VenueStep]:
+        steps: list[VenueStep] = []
+        for order in orders:
+            cid = order.client_order_id
+            if order.state == "intent":
+                steps.append(VenueStep(cid, "submitted", f"{VENUE}_submitted", {"venue": VENUE}))
+            found = await self._find_protective(order, claimed)
+            if found is not None:  # sent before (its answer lost, or a crash before it was recorded)
+                steps.append(self._protective_accepted(order, found, "found_open"))
+                claimed.add(str(found.order_id))
+                continue
+            step = await self._send_protective(order, claimed)
+            if step is not None:
+                steps.append(step)
+        return steps
+
+    async def _send_protective(self, order: ProtectiveOrder, claimed: set[str]) -> VenueStep | None:
+        """Send one protective order; its step, or None while its outcome is unknown (the next attempt
+        looks for it among the open orders before sending again)."""
+        cid, trading = order.client_order_id, self.orders.trading
+        try:
+            echo = await trading.place_conditional(
+                self.orders.symbol, order.side, ORDER_TYPES[order.kind], order.quantity, order.trigger
+            )
+        except NotSentError:
+            return None  # nothing left this process: sent again next time
+        except RejectedError as error:  # nothing to reduce (101290), a trigger the venue refuses, ...
+            evidence = {"venue": VENUE, "code": error.code, "message": str(error)[:300]}
+            return VenueStep(cid, "rejected", f"{VENUE}_refused", evidence)
+        except VenueError as error:  # ambiguous: it may be on the venue
+            log.warning("protective order %s: the answer was lost (%s): looking for it", cid, error)
+            for attempt in range(self.orders.resolve_backoff.attempts):
+                try:
+                    found = await self._find_protective(order, claimed)
+                except VenueError:
+                    found = None
+                if found is not None:
+                    claimed.add(str(found.order_id))
+                    return self._protective_accepted(order, found, "found_after_lost_answer")
+                await self.orders.sleep(self.orders.resolve_backoff.delay(attempt))
+            if order.state == "unknown":
+                return None
+            return VenueStep(cid, "unknown", f"{VENUE}_outcome_unknown", {"venue": VENUE, "error": str(error)[:300]})
+        claimed.add(str(echo.order_id))
+        return self._protective_accepted(order, echo, "accepted")
+
+    def _protective_accepted(self, order: ProtectiveOrder, venue: VenueOrder, how: str) -> VenueStep:
+        self.protective_ids[order.client_order_id] = str(venue.order_id)
+        evidence = {"venue": VENUE, "order_id": str(venue.order_id), "how": how, "stop_price": str(venue.stop_price)}
+        return VenueStep(order.client_order_id, "accepted", f"{VENUE}_{how}", evidence, str(venue.order_id))
+
+    async def _find_protective(self, order: ProtectiveOrder, claimed: set[str]) -> VenueOrder | None:
+        for candidate in await self.orders.trading.open_orders(self.orders.symbol):
+            if str(candidate.order_id) in claimed or candidate.type != ORDER_TYPES[order.kind]:
+                continue
+            if (candidate.side, candidate.quantity, candidate.stop_price) == (
+                order.side,
+                order.quantity,
+                order.trigger,
+            ):
+                return candidate
+        return None
+
+    async def cancel_protective(self, orders: Sequence[ProtectiveOrder]) -> list[VenueOrderUpdate]:
+        news = []
+        trading, symbol = self.orders.trading, self.orders.symbol
+        for order in orders:
+            if order.exchange_order_id is None:
+                continue
+            try:
+                echo = await trading.cancel_order(symbol, order_id=int(order.exchange_order_id))
+                update = update_from_order(echo, "cancel", self._venue_time_ms())
+            except VenueError as error:  # triggered first, cancelled twice, or the answer lost: ask
+                log.info("cancel of protective order %s answered %s: reading it", order.client_order_id, error)
+                try:
+                    update = update_from_order(
+                        await trading.query_order(symbol, order_id=int(order.exchange_order_id)), "order_poll",
+                        self._venue_time_ms(),
+                    )  # fmt: skip
+                except VenueError:
+                    continue  # stays cancel_requested: the next read ends it
+            news.append(replace(update, client_order_id=order.client_order_id, cancel_reason="protection_moved"))
+        return news
 
     def take_news(self) -> list[VenueOrderUpdate]:
         news, self._news = self._news, []

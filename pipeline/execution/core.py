@@ -19,7 +19,7 @@ import math
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
@@ -40,6 +40,7 @@ from storage.records import (
 )
 from trading.context import PairContext
 from trading.paper import BookEvent, OrderFilled, PaperBook, Trade, WorkingOrder
+from trading.protection import Protection, ProtectionRule, ProtectiveOrder, wanted
 
 ROLE = "execution"
 
@@ -140,6 +141,9 @@ class ExecutionCore:
         for order in self.book.working.values():
             if order.client_order_id in recorded:
                 order.state = recorded[order.client_order_id]
+        for protective in self.book.protection.values():
+            if protective.client_order_id in recorded:
+                protective.state = recorded[protective.client_order_id]
         return [o for o in self.book.working.values() if o.state == "intent"]
 
     # ---------------------------------------------------------------- the step protocol
@@ -235,7 +239,15 @@ class ExecutionCore:
         `FeeUnknownError` when a fill the stream missed cannot be costed: read the order and book that."""
         order = self.book.working.get(update.client_order_id)
         if order is None:
-            return None
+            protective = self._protective_of(update)
+            if protective is None:
+                return None
+            if protective.state == update.state and update.filled == 0:
+                return None  # nothing new of it
+            unchanged = update.filled == 0 and update.state in ("accepted", "partially_filled")
+            if unchanged and protective.state in ("accepted", "cancel_requested"):
+                return None
+            return self._pending(lambda: self._protective_update(protective, update))
         if update.filled < order.filled:
             return None  # older news (a read that lags behind the stream): the book knows more already
         fresh = update.filled > order.filled
@@ -313,6 +325,110 @@ class ExecutionCore:
             return Step(Commit(updates=updates) if updates else None, self.last_sequence, answer=answer)
 
         return self._pending(build), asked
+
+    # ---------------------------------------------------------------- protective orders (a live venue)
+
+    def protect(self, rule: ProtectionRule) -> Protecting:
+        """The protective orders the position must carry (`trading.protection.wanted`) against those the
+        book holds: new ones planned (their intents in the step), those whose submit is still unanswered
+        sent again (the venue finds them first), and the ones that no longer fit, to cancel only once
+        the new ones are on the venue. Nothing changes while orders are working: the position is about
+        to move."""
+        book = self.book
+        if book.working:
+            return Protecting(None, (), ())
+        live = [p for p in book.protection.values() if p.live]
+        keep: list[ProtectiveOrder] = []
+        new: list[Protection] = []
+        for protection in wanted(book.position.quantity, book.position.entry_price, rule, self.rules):
+            match = next((p for p in live if p.protection == protection and p not in keep), None)
+            if match is None:
+                new.append(protection)
+            else:
+                keep.append(match)
+        obsolete = tuple(p for p in live if p not in keep)
+        unsent = tuple(p for p in keep if p.state in ("intent", "submitted", "unknown"))
+        if not new:
+            return Protecting(None, unsent, obsolete)
+
+        def build() -> Step:
+            assert book.trade is not None
+            rows = []
+            placed = []
+            for protection in new:
+                key = f"{self.context.pair}#protect"
+                cid = client_order_id(self.context.run_id, key, book.protections_placed)
+                book.protections_placed += 1
+                order = ProtectiveOrder(uuid.uuid4(), cid, protection.kind, protection.side, protection.quantity,
+                                        protection.trigger, book.trade.id)  # fmt: skip
+                book.protection[cid] = order
+                placed.append(order)
+                rows.append(
+                    ExecutionRow(
+                        order.execution_id,
+                        uuid.UUID(self.context.run_id),
+                        order.trade_id,
+                        protection_trace(order.trade_id),
+                        cid,
+                        self.context.pair,
+                        self.context.mode,
+                        order.side,
+                        True,
+                        order.quantity,
+                        order.kind,
+                        protection.order_type,
+                        order.trigger,
+                    )
+                )
+            return Step(
+                Commit(new_executions=rows), self.last_sequence, answer=tuple(o.client_order_id for o in placed)
+            )
+
+        step = self._pending(build)
+        placed = tuple(book.protection[cid] for cid in step.answer or ())
+        return Protecting(step, unsent + placed, obsolete)
+
+    def protective_steps(self, steps: Iterable[VenueStep]) -> Step:
+        """The venue's answers for protective orders (placed, found, refused, cancel asked)."""
+
+        def build() -> Step:
+            updates = []
+            for answer in steps:
+                order = self.book.protection[answer.client_order_id]
+                updates.append(_protective_step(order, answer))
+                if answer.state in FINAL_STATES:
+                    del self.book.protection[order.client_order_id]
+            return Step(Commit(updates=updates), self.last_sequence)
+
+        return self._pending(build)
+
+    def _protective_of(self, update: VenueOrderUpdate) -> ProtectiveOrder | None:
+        found = self.book.protection.get(update.client_order_id)
+        if found is not None:
+            return found
+        return next((p for p in self.book.protection.values() if p.exchange_order_id == update.exchange_order_id), None)
+
+    def _protective_update(self, protective: ProtectiveOrder, update: VenueOrderUpdate) -> Step:
+        """A protective order's news: triggered and filled (it becomes the reduce-only exit that closes
+        the trade, booked like any fill), or ended by the venue (nothing left to reduce) or by our cancel."""
+        cid = protective.client_order_id
+        update = replace(update, client_order_id=cid)
+        if update.filled > 0 and self.book.trade is not None:
+            del self.book.protection[cid]
+            quantity = update.filled if update.state in FINAL_STATES else protective.quantity  # clipped to the position
+            exit_order = WorkingOrder(
+                protective.execution_id, cid, protective.side, quantity, True, protective.kind, self.last_sequence,
+                self.book.trade.id, protective.state,
+            )  # fmt: skip
+            self.book.working[cid] = exit_order
+            return self._venue_update(exit_order, update)
+        evidence = {"venue": self.venue.name, "source": update.source, "status": update.state, "at_ms": update.at_ms}
+        reason = f"{self.venue.name}_{update.source}"
+        state = update.state if update.state != "partially_filled" else "accepted"
+        step = _protective_step(protective, VenueStep(cid, state, reason, evidence, update.exchange_order_id))
+        if state in FINAL_STATES:
+            del self.book.protection[cid]
+        return Step(Commit(updates=[step]), self.last_sequence)
 
     # ---------------------------------------------------------------- reconciliation with a live venue
 
@@ -585,6 +701,34 @@ def action_name(target: float | None) -> str:
     """A decision's action, one type everywhere (the decision row, the decision log line): `long`,
     `short`, `flat` or `hold` (keep the current position). The signed target beside it is a number."""
     return "hold" if target is None else "flat" if target == 0 else "long" if target > 0 else "short"
+
+
+@dataclass(frozen=True)
+class Protecting:
+    """`ExecutionCore.protect`'s answer: the step with the new orders' intents (None: none new), the
+    orders to send (new, and any whose submit is still unanswered), and the orders to cancel once every
+    order sent is on the venue."""
+
+    step: Step | None
+    send: tuple[ProtectiveOrder, ...]
+    obsolete: tuple[ProtectiveOrder, ...]
+
+
+def protection_trace(trade_id: uuid.UUID) -> str:
+    """The trace a trade's protective orders share."""
+    return f"protection.{trade_id}"
+
+
+def _protective_step(order: ProtectiveOrder, answer: VenueStep) -> ExecutionUpdate:
+    before: OrderState = order.state
+    transition(before, answer.state, answer.reason if answer.state in FINAL_STATES else None)
+    order.state = answer.state
+    if answer.exchange_order_id is not None:
+        order.exchange_order_id = answer.exchange_order_id
+    return ExecutionUpdate(
+        order.execution_id, before, answer.state, answer.reason, dict(answer.evidence),
+        exchange_order_id=answer.exchange_order_id,
+    )  # fmt: skip
 
 
 def _step(order: WorkingOrder, answer: VenueStep, event: BookEvent | None = None) -> ExecutionUpdate:

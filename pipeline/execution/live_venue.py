@@ -25,6 +25,7 @@ from pipeline.execution.bingx_setup import PairSetup, prepare_pair
 from pipeline.execution.bingx_venue import BingXVenue
 from pipeline.execution.reconciliation import ExternalPositions
 from pipeline.execution.venue_news import Deliver, VenueNews
+from trading.protection import ProtectionRule
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,8 @@ class LiveVenueSource:
     recv_window_ms: int
     margin_type: str
     leverage: int
+    protection: ProtectionRule
+    """The limit set's stop-loss (and take-profit) distances: every position's protective orders."""
     reconcile_every_sec: float = 300.0
     """`trading.reconcile_interval_min`: how often the pair's book is reconciled with the venue."""
     external_positions: ExternalPositions = "halt"

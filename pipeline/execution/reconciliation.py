@@ -16,7 +16,10 @@ resolves what it can, and answers with every finding (`Reconciliation`):
    position the book does not know (nothing held, nothing working) is adopted as an external trade with
    `trading.external_positions = "adopt"`, or named and the pair halted with `"halt"` (the default: a
    position nobody here opened is the operator's to look at first). Any other difference halts the pair.
-4. **The balance**: read and reported beside the rest (the venue's equity and available margin).
+4. **Protection**: our protective orders are read too (a stop that triggered while the process was down
+   closes its trade), and every open position gets its stop again if it has none (`ExecutionStage.protect`);
+   a position still without one fails the reconciliation.
+5. **The balance**: read and reported beside the rest (the venue's equity and available margin).
 
 A finding is *resolved* when reconciliation itself settled it (a fill booked, an absent order ended, a
 position adopted). The pair may trade only when every finding is resolved and the venue could be read:
@@ -55,7 +58,7 @@ ADOPTED_TRADES = uuid.UUID("3f0c7a52-9d1e-4d6a-8f7b-2b8f6f0e9a11")
 class Finding:
     kind: str
     """`order_booked`, `order_absent`, `order_unresolved`, `order_missing`, `foreign_order`,
-    `position_adopted`, `external_position`, `position_mismatch`."""
+    `position_adopted`, `external_position`, `position_mismatch`, `unprotected`."""
     detail: str
     resolved: bool
 
@@ -119,8 +122,11 @@ class Reconciler:
         pair = self.stage.pair
         try:
             await self._our_orders()
-            await self._foreign_orders()
+            await self._our_protection()
             book, venue = await self._position()
+            await self.stage.protect()  # every position with its stop (re-attached after a crash)
+            self._unprotected()
+            await self._foreign_orders()
             balance = await self._balance()
         except VenueError as error:
             took = (time.perf_counter() - started) * 1000
@@ -156,12 +162,35 @@ class Reconciler:
                 detail = f"order {cid}: {news.state} on the venue, {news.filled} filled, booked"
                 self._found("order_booked", detail, True)
 
+    async def _our_protection(self) -> None:
+        """Our protective orders, read by the venue's order id: one that triggered while the process was
+        down closes its trade here (and one the venue dropped is ended)."""
+        for cid, order in list(self.stage.core.book.protection.items()):
+            if order.exchange_order_id is None or cid not in self.stage.core.book.protection:
+                continue
+            try:
+                news = await self.venue.read(cid)
+            except OrderNotFoundError:
+                self._found("order_missing", f"protective order {cid} ({order.exchange_order_id}) is not on the venue",
+                            False)  # fmt: skip
+                continue
+            if await self.stage.on_venue_update(news) is not None:
+                self._found("order_booked", f"protective order {cid}: {news.state} on the venue, booked", True)
+
+    def _unprotected(self) -> None:
+        book = self.stage.core.book
+        if book.position.quantity == 0 or self.stage.protection is None:
+            return
+        if not any(p.kind == "stop_loss" and p.state == "accepted" for p in book.protection.values()):
+            self._found("unprotected", f"the position of {book.position.quantity} has no stop on the venue yet", False)
+
     # ---------------------------------------------------------------- 2. orders that are not ours
 
     async def _foreign_orders(self) -> None:
-        ours = self.stage.core.book.working
+        book = self.stage.core.book
+        ours = set(book.working) | {p.exchange_order_id for p in book.protection.values() if p.exchange_order_id}
         for order in await self.venue.orders.trading.open_orders(self.venue.orders.symbol):
-            if order.client_order_id not in ours:
+            if order.client_order_id not in ours and str(order.order_id) not in ours:
                 detail = (
                     f"order {order.order_id} ({order.client_order_id or 'no client id'}: {order.side} "
                     f"{order.quantity} {order.type}) is open on {order.symbol} and was not placed by this "

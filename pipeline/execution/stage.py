@@ -18,11 +18,12 @@ from typing import Any
 from domain.fills import FillRules
 from domain.messages import OrderPlan
 from pipeline.execution.core import ROLE, STATE_VERSION, ExecutionCore, Recorded, Step, operator_trace
-from pipeline.execution.venue import PaperVenue, Venue, VenueOrderUpdate
+from pipeline.execution.venue import PaperVenue, ProtectiveVenue, Venue, VenueOrderUpdate, VenueStep
 from storage.checkpoints import ActorState, CheckpointStore
 from storage.journal import TradingJournal
 from trading.context import PairContext
-from trading.paper import WorkingOrder
+from trading.paper import Trade, WorkingOrder
+from trading.protection import ProtectionRule
 
 
 class ExecutionStage:
@@ -33,8 +34,12 @@ class ExecutionStage:
         journal: TradingJournal,
         checkpoints: CheckpointStore,
         venue: Venue | None = None,
+        protection: ProtectionRule | None = None,
     ) -> None:
         self.venue: Venue = venue if venue is not None else PaperVenue()
+        self.protection = protection
+        """A live venue's protective orders for every position (`protect`); None: none (paper)."""
+        self._closed: list[Trade] = []
         self.core = ExecutionCore(context, rules, self.venue)
         self.journal = journal
         self.state = ActorState(checkpoints, self.core.key, ROLE, context.pair, STATE_VERSION)
@@ -61,7 +66,14 @@ class ExecutionStage:
             if core.adopted is not None:
                 core.restore(adopted["state"])
         unfinished = await self.journal.unfinished(self.run_id, self.pair)
-        return await self._submit(core.reconcile({w.client_order_id: w.state for w in unfinished}))
+        unsent = core.reconcile({w.client_order_id: w.state for w in unfinished})
+        await self._submit(unsent)
+        submitted = [order.client_order_id for order in unsent]
+        if isinstance(self.venue, ProtectiveVenue):
+            self.venue.protective_ids.update(
+                {p.client_order_id: p.exchange_order_id for p in core.book.protection.values() if p.exchange_order_id}
+            )
+        return submitted
 
     async def on_plan(self, plan: OrderPlan) -> Recorded | None:
         """Record a plan, then submit its orders; None when its candle was decided before (nothing
@@ -70,7 +82,8 @@ class ExecutionStage:
         if step is None or not await self._write(step):
             return None
         await self._submit(list(step.submit))
-        return Recorded(self.core.report(), step.closed_trades, step.log)
+        await self.protect()
+        return Recorded(self.core.report(), (*step.closed_trades, *self.take_closed()), step.log)
 
     async def cancel_trade(self, trade_id: uuid.UUID, reason: str = "operator_cancel") -> list[str]:
         """Cancel the working orders of a trade; the client order ids cancelled."""
@@ -104,6 +117,7 @@ class ExecutionStage:
         step = self.core.close_trade(trade_id, await self.journal.orders_traced(operator_trace(trade_id)))
         await self._write(step)
         await self._submit(list(step.submit))
+        await self.protect()
         assert isinstance(step.answer, str)
         return step.answer
 
@@ -118,12 +132,52 @@ class ExecutionStage:
         return self.core.flatness()
 
     async def on_venue_update(self, update: VenueOrderUpdate) -> Recorded | None:
-        """Book a live venue's news of one of our orders (a fill, a cancel, a state step); None when it
-        says nothing new."""
+        """Book a live venue's news of one of our orders (a fill, a cancel, a state step), then make the
+        position's protective orders fit it; None when it says nothing new."""
+        if not await self._book_news(update):
+            return None
+        await self.protect()
+        return Recorded(self.core.report(), tuple(self.take_closed()), {})
+
+    def take_closed(self) -> list[Trade]:
+        """The trades a live venue's news closed since last asked (outside a plan: a close-trade's fill,
+        a stop triggered, a cancel that found the order filled), for the account guard."""
+        closed, self._closed = self._closed, []
+        return closed
+
+    async def _book_news(self, update: VenueOrderUpdate) -> bool:
         step = self.core.on_venue_update(update)
         if step is None or not await self._write(step):
-            return None
-        return Recorded(self.core.report(), step.closed_trades, {})
+            return False
+        self._closed += step.closed_trades
+        return True
+
+    async def protect(self) -> None:
+        """A live venue's protective orders made to fit the position (`ExecutionCore.protect`): missing
+        ones placed (or found on the venue, sent before), and only once every one is there, those that
+        no longer fit cancelled: the position is never without its stop. Nothing on paper."""
+        venue = self.venue
+        if self.protection is None or not isinstance(venue, ProtectiveVenue):
+            return
+        planned = self.core.protect(self.protection)
+        if planned.step is not None:
+            await self._write(planned.step)
+        if planned.send:
+            claimed = {p.exchange_order_id for p in self.core.book.protection.values() if p.exchange_order_id}
+            answers = await venue.place_protective(planned.send, claimed)
+            if answers:
+                await self._write(self.core.protective_steps(answers))
+        sent = [self.core.book.protection.get(p.client_order_id) for p in planned.send]
+        if any(p is None or p.state != "accepted" for p in sent) and self.core.book.position.quantity != 0:
+            return  # not all on the venue: the old ones stay until the next try
+        obsolete = [p for p in planned.obsolete if p.exchange_order_id is not None and p.state == "accepted"]
+        if not obsolete:
+            return
+        asked = [VenueStep(p.client_order_id, "cancel_requested", "protection_moved", {"venue": venue.name})
+                 for p in obsolete]  # fmt: skip
+        await self._write(self.core.protective_steps(asked))
+        for update in await venue.cancel_protective(obsolete):
+            await self._book_news(update)
 
     async def mark_absent(self, client_order_id: str, evidence: dict[str, Any]) -> None:
         """Reconciliation proved an unanswered order absent on the venue (`ExecutionCore.absent`)."""
@@ -151,12 +205,12 @@ class ExecutionStage:
         self.core.recorded(step)
         return True
 
-    async def _submit(self, orders: list[WorkingOrder]) -> list[str]:
-        """Send orders whose intents are committed; the venue's answers are written as the next step."""
+    async def _submit(self, orders: list[WorkingOrder]) -> None:
+        """Send orders whose intents are committed; the venue's answers are written as the next step,
+        then what it told beyond them (a live venue's fills)."""
         if not orders:
-            return []
+            return
         answers = await self.venue.submit(orders)
         await self._write(self.core.submitted(answers))
         for news in self.venue.take_news():
-            await self.on_venue_update(news)
-        return [order.client_order_id for order in orders]
+            await self._book_news(news)

@@ -18,11 +18,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from domain.candles import Candle
 from domain.orders import OrderState
 from trading.paper import BookEvent, OrderFilled, PaperBook, WorkingOrder
+from trading.protection import ProtectiveOrder
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,23 @@ class Venue(Protocol):
     async def cancel(self, orders: Sequence[WorkingOrder], reason: str) -> list[VenueOrderUpdate]:
         """Ask the venue to cancel `orders` (each `cancel_requested` and written first); what it then
         says of each it answered for (cancelled, or filled before the cancel arrived)."""
+        ...
+
+
+@runtime_checkable
+class ProtectiveVenue(Protocol):
+    """A live venue that holds protective orders (`trading.protection`) for the book's positions."""
+
+    protective_ids: dict[str, str]
+    """The venue's order id of each protective order, by our client order id (reads go by it)."""
+
+    async def place_protective(self, orders: Sequence[ProtectiveOrder], claimed: set[str]) -> list[VenueStep]:
+        """Put each order on the venue (one already there, found by type, side, quantity and trigger
+        among the open orders not in `claimed`, is taken instead of sending another); every step."""
+        ...
+
+    async def cancel_protective(self, orders: Sequence[ProtectiveOrder]) -> list[VenueOrderUpdate]:
+        """Cancel by the venue's order id; what the venue then says of each it answered for."""
         ...
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from config import ConfigError, UnsafeConfigError, load_settings, redacted_settings
+from config.guard import live_mode_faults
 
 REPO_CONFIG = Path(__file__).resolve().parents[2] / "config"
 
@@ -197,6 +198,17 @@ def test_live_mode_refuses_non_live_market_data() -> None:
 def test_live_mode_with_secrets_starts() -> None:
     environ = {"TRADINGD_TRADING_MODE": "live", "BINGX_API_KEY": "key-1234", "BINGX_SECRET_KEY": "secret-1234"}
     assert load_settings(None, environ).exchange.mode == "live"
+
+
+def test_live_mode_refuses_a_limit_set_without_a_stop_loss(tmp_path: Path) -> None:
+    path = tmp_path / "tradingd.toml"
+    path.write_text('[exchange]\nmode = "live"\n\n[risk]\nstop_loss_pct = 0.03\n')
+    environ = {"BINGX_API_KEY": "key-1234", "BINGX_SECRET_KEY": "secret-1234"}
+    settings = load_settings(path, environ)  # a stop-loss: accepted
+    unprotected = settings.model_copy(update={"risk": settings.risk.model_copy(update={"stop_loss_pct": None})})
+    assert live_mode_faults(unprotected) == [
+        "exchange.mode = live needs risk.stop_loss_pct: every live position carries a protective stop"
+    ]
 
 
 PRODUCTION_OK = {"TRADINGD_ENV": "production", "DISABLE_TEST_DATA_IN_DB": "true"}

@@ -27,10 +27,12 @@ from storage.journal import TradingJournal
 from storage.runs import RunStore
 from tests.execution_plans import PAIR, RULES, plan
 from trading.context import PairContext
+from trading.protection import ProtectionRule
 
 KEY, SECRET = "live-key-0001", "live-secret-0001-abcdefghijklmnop"
 T0 = 1_700_000_040_000
 DEADLINE_SEC = 60
+RULE = ProtectionRule(Decimal("0.05"))
 
 
 @pytest.fixture
@@ -45,7 +47,7 @@ async def sim() -> AsyncIterator[BingXSimulator]:
 
 
 def source(sim: BingXSimulator, leverage: int = 2) -> LiveVenueSource:
-    return LiveVenueSource(sim.rest_url, sim.ws_url, Credentials(KEY, SECRET), 5000, "ISOLATED", leverage)
+    return LiveVenueSource(sim.rest_url, sim.ws_url, Credentials(KEY, SECRET), 5000, "ISOLATED", leverage, RULE)
 
 
 async def until(done: Callable[[], bool]) -> None:
@@ -99,7 +101,7 @@ async def test_a_pair_the_venue_does_not_list_is_refused_with_why(sim: BingXSimu
 
 
 async def test_keys_the_venue_refuses_stop_the_pair_before_it_trades(sim: BingXSimulator) -> None:
-    refused = LiveVenueSource(sim.rest_url, sim.ws_url, Credentials(KEY, "not-the-secret"), 5000, "ISOLATED", 1)
+    refused = LiveVenueSource(sim.rest_url, sim.ws_url, Credentials(KEY, "not-the-secret"), 5000, "ISOLATED", 1, RULE)
     leverage_before = sim.trading.account.leverage_of(PAIR)
     with pytest.raises(FatalVenueError, match="100001"):
         await open_live_venue(refused, PAIR)
