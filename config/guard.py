@@ -35,8 +35,6 @@ def check_safety(settings: Settings, environ: Mapping[str, str]) -> None:
 NOT_AVAILABLE_YET: Final[Mapping[str, str]] = {
     "online_learning": "online learning comes in a later issue",
     "sources": "the TradingView and Telegram idea sources come in a later issue",
-    "trading.reconcile_interval_min": "order and position reconciliation comes with live execution",
-    "trading.external_positions": "order and position reconciliation comes with live execution",
 }
 """Settings (a whole section, or one key) that exist but have no behaviour yet, and what will bring it. A
 value other than the default is refused: a setting that exists must work, so until then it is not

@@ -57,6 +57,8 @@ ENV_VARIABLES: Final[Mapping[str, tuple[str, ...]]] = {
     "TRADINGD_ARTIFACT_STORE": ("training", "artifact_store"),
     "TRADE_RECONCILE_INTERVAL_MIN": ("trading", "reconcile_interval_min"),
     "TRADE_EXTERNAL_POSITIONS": ("trading", "external_positions"),
+    "TRADE_LIVE_MIN_PAPER_DECISIONS": ("trading", "live_min_paper_decisions"),
+    "TRADE_LIVE_MIN_PAPER_DAYS": ("trading", "live_min_paper_days"),
     "RL_ENFORCE_PROVENANCE": ("trading", "enforce_provenance"),
     "TRADINGD_RUN_POLICY": ("run", "policy"),
     "TRADINGD_RUN_AUTOSTART": ("run", "autostart"),

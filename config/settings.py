@@ -171,6 +171,10 @@ class TradingSettings(Section):
     """Execution bookkeeping and decision provenance."""
 
     reconcile_interval_min: int = Field(default=5, ge=1)
+    live_min_paper_decisions: int = Field(default=1440, ge=0)
+    """`ctl runs live`: the decisions a paper run must have made before it may switch to live."""
+    live_min_paper_days: float = Field(default=1.0, ge=0)
+    """`ctl runs live`: the days of candles (market time) a paper run must have decided before it may switch."""
     external_positions: Literal["halt", "adopt"] = "halt"
     """A venue position on one of our pairs that the database does not know, found by reconciliation:
     `halt` names it and halts the pair (the operator looks first); `adopt` manages it as an external trade."""

@@ -41,8 +41,9 @@ def add_ctl_commands(commands: argparse._SubParsersAction[argparse.ArgumentParse
     )
     resume.add_argument("pair", nargs="?")
     command("risk", "the account's exposure, daily PnL, circuit breaker, and the limits")
-    runs = command("runs", "list, start or stop paper runs")
-    runs.add_argument("action", choices=("list", "start", "stop"), nargs="?", default="list")
+    runs = command("runs", "list, start or stop runs; switch the active run to live or back to paper")
+    runs.add_argument("action", choices=("list", "start", "stop", "live", "paper"), nargs="?", default="list")
+    runs.add_argument("run", nargs="?", metavar="RUN_ID", help="live, paper: the active run's id")
     runs.add_argument("--policy", help="hold, momentum, ema_cross or agent:<version id>")
     runs.add_argument("--pairs", help="comma-separated (default: the configured pairs)")
     runs.add_argument("--reason")
@@ -84,6 +85,8 @@ def request_of(args: argparse.Namespace) -> tuple[str, dict[str, object]]:
         fields = {"action": args.action, "policy": args.policy, "pairs": pairs, "reason": args.reason}
         if args.action == "stop":  # the daemon answers before this client gives up waiting
             fields.update(flatten=args.flatten, keep=args.keep, wait_sec=max(1.0, args.timeout - 10))
+        if args.action in ("live", "paper"):
+            fields["run"] = args.run
     elif command == "backfill":
         fields = {"pair": args.pair, "interval": args.interval, "bars": args.bars}
     elif command in ("close-trade", "cancel-trade"):

@@ -78,13 +78,6 @@ async def _run_daemon(
     notifier: Notifier,
     started: float,
 ) -> int:
-    if settings.exchange.mode == "live":
-        print(
-            "tradingd: exchange.mode = live: this build trades on paper only (live order execution is not "
-            "available yet); set exchange.mode = paper",
-            file=sys.stderr,
-        )
-        return exit_codes.CONFIG
     if (refused := refuse_test_data(settings)) is not None:
         return refused
     startup = Startup(stop, notifier.status)

@@ -12,11 +12,12 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from actors.transport import ActorUnavailable, PairActors, describe
 from daemon.control_protocol import CommandError, ControlRequest
 from daemon.control_server import ControlServer
+from daemon.live_switch import live_refusals, paper_refusals
 from daemon.risk_limits import risk_limits
 from daemon.run_setup import RunSetupError
 from daemon.run_state import DaemonState
@@ -329,6 +330,10 @@ async def runs(state: DaemonState, args: Mapping[str, object]) -> Mapping[str, o
         return {"runs": [state.run_row(run) for run in await store.runs()]}
     if action == "stop":
         return await _stop_run(state, args)
+    if action == "live":
+        return await _switch_run(state, args, "live")
+    if action == "paper":
+        return await _switch_run(state, args, "paper")
     if action == "start":
         policy = _text(args, "policy") or state.settings.run.policy
         pairs_arg = args.get("pairs")
@@ -346,7 +351,30 @@ async def runs(state: DaemonState, args: Mapping[str, object]) -> Mapping[str, o
             raise CommandError("refused", str(error)) from None
         # A position a stopped run handed over (`runs stop --keep`) is the new run's from its start.
         return {"started": state.run_row(run), "holdings": [h.to_json() for h in await store.holdings(run.id)]}
-    raise CommandError("bad_args", f"unknown runs action {action!r}; use start, stop or list")
+    raise CommandError("bad_args", f"unknown runs action {action!r}; use list, start, stop, live or paper")
+
+
+async def _switch_run(
+    state: DaemonState, args: Mapping[str, object], mode: Literal["live", "paper"]
+) -> Mapping[str, object]:
+    """`runs live RUN_ID` / `runs paper RUN_ID`: the active run switched once every condition holds, or
+    refused naming each that does not (`daemon.live_switch`)."""
+    run = state.run
+    wanted = _text(args, "run")
+    if run is None or state.supervisor is None:
+        raise CommandError("no_run", "no run is active")
+    if wanted is None or wanted != str(run.id):
+        raise CommandError("bad_args", f"give the active run's id ({run.id}) to switch it")
+    if run.mode == mode:
+        return {"switched": None, "run": state.run_row(run), "detail": f"run {run.id} trades {mode} already"}
+    if mode == "live":
+        refusals = await live_refusals(state.settings, state.database, run)
+    else:
+        refusals = await paper_refusals(state.settings, run)
+    if refusals:
+        raise CommandError("refused", f"run {run.id} cannot switch to {mode}: " + "; ".join(refusals))
+    switched = await state.switch_mode(mode, _text(args, "reason") or "operator")
+    return {"switched": mode, "run": state.run_row(switched)}
 
 
 FLATTEN_WAIT_SEC = 50.0

@@ -219,8 +219,11 @@ def run_differences(settings: Settings, run: Run) -> list[str]:
 def check_resumable(settings: Settings, run: Run, *, resume_as_is: bool, command: str = "tradingd") -> None:
     """Refuse to resume an active run the configuration no longer describes (unless `resume_as_is`, or the
     run was started by an operator with `ctl runs start`): the message says how they differ and what to do."""
-    if run.mode != "paper":
-        raise RunSetupError(f"the active run {run.id} is a {run.mode} run; this build trades on paper only")
+    if run.mode == "live" and settings.exchange.mode != "live":
+        raise RunSetupError(
+            f"the active run {run.id} trades live: set exchange.mode = live (with BINGX_API_KEY and "
+            "BINGX_SECRET_KEY) to resume it"
+        )
     differences = run_differences(settings, run)
     if not differences:
         return

@@ -24,6 +24,7 @@ from storage.availability import database_unreachable
 from storage.database import Database
 from storage.desired_state import DesiredStateStore
 from storage.ops import AuditEvent, OpsStore
+from storage.records import Mode
 from storage.runs import Run, RunConflictError, RunStore, StoppedRun
 
 log = get_logger("tradingd.daemon")
@@ -124,6 +125,21 @@ class DaemonState:
             self.database, stopped, reason, actor="control-socket", flattened=flattened
         )
         return stopped, positions
+
+    async def switch_mode(self, mode: Mode, reason: str) -> Run:
+        """`ctl runs live|paper` once its conditions hold (`daemon.live_switch`): the pairs stop, the run's
+        mode is recorded, and they start again on the new venue (a live pair reconciles first)."""
+        supervisor, run = self.require_supervisor(), self.run
+        assert run is not None
+        await supervisor.stop(self.settings.daemon.shutdown_deadline_sec)
+        self.supervisor = None
+        runs = RunStore(self.database.pool)
+        await runs.set_mode(run.id, mode, reason)
+        switched = await runs.get(run.id)
+        assert switched is not None
+        log.warning("run_mode_switched", run_id=str(run.id), mode=mode, reason=reason)
+        await self.trade(switched)
+        return switched
 
     def run_view(self) -> dict[str, Any] | None:
         return None if self.run is None else self.run_row(self.run)

@@ -129,6 +129,14 @@ class Run:
         return f"agent:{self.agent_version_id}" if self.agent_version_id else f"baseline:{self.baseline_policy}"
 
 
+@dataclass(frozen=True)
+class PaperRecord:
+    decisions: int
+    days: float
+    """The span of candles decided, in days (market time)."""
+    breaker_trips: int
+
+
 _RUN_COLUMNS = (
     "id, agent_version_id, baseline_policy, mode, status, pairs, interval, feature_set, decision_threshold, "
     "risk_limit_set_id, settings, started_at, stopped_at, stop_reason"
@@ -345,6 +353,40 @@ class RunStore:
             STOPPED_BY_RUN,
         )
         return sorted(row["client_order_id"] for row in rows)
+
+    async def set_mode(self, run_id: uuid.UUID, mode: Mode, reason: str) -> None:
+        """Switch a run between paper and live; each switch is kept in its settings (`mode_changes`)."""
+        await self._pool.execute(
+            """
+            UPDATE agent_runs SET mode = $2, updated_at = now(),
+                settings = settings || jsonb_build_object('mode_changes',
+                    coalesce(settings->'mode_changes', '[]'::jsonb)
+                    || jsonb_build_array(jsonb_build_object('mode', $2::text, 'at', now(), 'reason', $3::text)))
+            WHERE id = $1
+            """,
+            run_id,
+            mode,
+            reason,
+        )
+
+    async def paper_record(self, run_id: uuid.UUID) -> PaperRecord:
+        """What a run did on paper: its decisions, the span they cover, and the circuit breaker's trips
+        (`account_halted` alerts for it) since the run started."""
+        row = await self._pool.fetchrow(
+            """
+            SELECT (SELECT count(*) FROM trade_decisions d WHERE d.run_id = r.id) AS decisions,
+                   (SELECT min(candle_open_time) FROM trade_decisions d WHERE d.run_id = r.id) AS first,
+                   (SELECT max(candle_open_time) FROM trade_decisions d WHERE d.run_id = r.id) AS last,
+                   (SELECT count(*) FROM alerts a WHERE a.kind = 'account_halted' AND a.raised_at >= r.started_at
+                        AND a.details->>'reason' = 'circuit_breaker') AS breaker_trips
+            FROM agent_runs r WHERE r.id = $1
+            """,
+            run_id,
+        )
+        if row is None:
+            raise KeyError(f"no run {run_id}")
+        span = 0.0 if row["first"] is None else (row["last"] - row["first"]).total_seconds() / 86_400
+        return PaperRecord(int(row["decisions"]), span, int(row["breaker_trips"]))
 
     async def set_status(self, run_id: uuid.UUID, status: RunStatus, reason: str | None = None) -> None:
         await self._pool.execute(

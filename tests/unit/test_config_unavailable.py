@@ -29,14 +29,10 @@ SOURCES = [
     ("tradingview_html_path", '"/tmp/ideas.html"', "TRADINGVIEW_HTML_PATH", "/tmp/ideas.html"),
     ("telegram_messages_path", '"/tmp/messages.json"', "TELEGRAM_MESSAGES_PATH", "/tmp/messages.json"),
 ]
-TRADING = [
-    ("reconcile_interval_min", "3", "TRADE_RECONCILE_INTERVAL_MIN", "3"),
-    ("external_positions", '"adopt"', "TRADE_EXTERNAL_POSITIONS", "adopt"),
-]
+
 CASES = [
     *(("online_learning", *case) for case in ONLINE_LEARNING),
     *(("sources", *case) for case in SOURCES),
-    *(("trading", *case) for case in TRADING),
 ]
 
 
@@ -59,8 +55,7 @@ def test_the_cases_cover_every_setting_with_no_behaviour() -> None:
         fields = [key] if key else list(type(getattr(Settings(), section)).model_fields)
         expected |= {f"{section}.{field}" for field in fields}
     assert listed == expected
-    assert len(expected) == 13  # eight online_learning.*, three sources.*, trading.reconcile_interval_min and
-    # trading.external_positions
+    assert len(expected) == 11  # eight online_learning.*, three sources.*
 
 
 @pytest.mark.parametrize(("section", "key", "toml", "variable", "raw"), CASES)
@@ -93,12 +88,7 @@ def test_the_message_says_what_brings_it_and_how_to_start_now(tmp_path: Path) ->
         "online_learning.enabled = true (from RL_ONLINE_LEARNING_ENABLED) is not available yet (online learning "
         "comes in a later issue): remove it or set it to its default, false"
     )
-    with pytest.raises(ConfigError) as error:
-        load_settings(None, {"TRADE_RECONCILE_INTERVAL_MIN": "3"})
-    assert str(error.value) == (
-        "trading.reconcile_interval_min = 3 (from TRADE_RECONCILE_INTERVAL_MIN) is not available yet (order and "
-        "position reconciliation comes with live execution): remove it or set it to its default, 5"
-    )
+    assert load_settings(None, {"TRADE_RECONCILE_INTERVAL_MIN": "3"}).trading.reconcile_interval_min == 3  # it works
     with pytest.raises(ConfigError) as error:
         load_settings(None, {"TELEGRAM_MESSAGES_PATH": "/tmp/m.json"})
     assert str(error.value).endswith("come in a later issue): remove it")  # no default to set it to
@@ -117,14 +107,14 @@ def test_the_defaults_written_out_are_accepted(tmp_path: Path) -> None:
 
 
 def test_every_refused_setting_is_listed_one_line_each(tmp_path: Path) -> None:
-    path = write(tmp_path, "[online_learning]\nenabled = true\n[trading]\nreconcile_interval_min = 9\n")
+    path = write(tmp_path, '[online_learning]\nenabled = true\ninterval = "5m"\n')
     with pytest.raises(ConfigError) as error:
         load_settings(path, {"TRADINGVIEW_USE_HTML": "1"})
     lines = refusal(error)
     assert [line.split(" = ")[0] for line in lines] == [
         "online_learning.enabled",
+        "online_learning.interval",
         "sources.tradingview_use_html",
-        "trading.reconcile_interval_min",
     ]
     assert str(error.value).splitlines() == lines
 
