@@ -373,6 +373,10 @@ async def _switch_run(
         refusals = await paper_refusals(state.settings, run)
     if refusals:
         raise CommandError("refused", f"run {run.id} cannot switch to {mode}: " + "; ".join(refusals))
+    if mode == "live":
+        # The paper book goes live flat: its working orders (an opening order for the next candle) are
+        # cancelled with the pairs halted, and one that filled meanwhile is closed, before the switch.
+        await _flatten(state, run.id, FLATTEN_WAIT_SEC)
     switched = await state.switch_mode(mode, _text(args, "reason") or "operator")
     return {"switched": mode, "run": state.run_row(switched)}
 

@@ -63,14 +63,23 @@ def cut_files(shared: Path, directory: Path, rows: int | None, pairs: Sequence[s
 
 @contextlib.contextmanager
 def simulator_process(
-    files: dict[str, Path], speed: str = "60", log: Path | None = None, *, faults: bool = False
+    files: dict[str, Path],
+    speed: str = "60",
+    log: Path | None = None,
+    *,
+    faults: bool = False,
+    api_keys: Sequence[str] = (),
+    start_bars: int = START_BARS,
 ) -> Iterator[tuple[dict[str, str], subprocess.Popen[str]]]:
-    """`tradingd sim` for the pairs, its clock START_BARS minutes into the files (history to warm up on): its
-    urls and its process. Its log goes to `log` (or nowhere). `faults`: with `POST /sim/faults` (`sim_faults`)."""
+    """`tradingd sim` for the pairs, its clock `start_bars` minutes into the files (history to warm up on): its
+    urls and its process. Its log goes to `log` (or nowhere). `faults`: with `POST /sim/faults` (`sim_faults`);
+    `api_keys`: `KEY:SECRET` pairs it signs with (its account, for live trading)."""
     assert TRADINGD is not None
     first = max(load_candle_file(path)[0].open_time_ms for path in set(files.values()))
-    command = [TRADINGD, "sim", "--speed", speed, "--start", str(first + START_BARS * 60_000)]
+    command = [TRADINGD, "sim", "--speed", speed, "--start", str(first + start_bars * 60_000)]
     command += ["--faults"] if faults else []
+    for key in api_keys:
+        command += ["--api-key", key]
     for pair, path in files.items():
         command += ["--candles", f"{pair}:1m:{path}"]
     with contextlib.ExitStack() as output:

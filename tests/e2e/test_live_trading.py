@@ -1,0 +1,233 @@
+"""A live run on two pairs against `tradingd sim` as the venue (issue 17), every step through the real CLI
+and the real daemon: an agent trained, evaluated and promoted; a paper run of it; the switch to live
+refused while it holds a paper position (when it holds one at the pause), then accepted (`ctl runs
+live`); orders placed on the venue and filled over the user stream, each open position with its
+protective stop; `kill -9` of the whole daemon tree and a restart that reconciles and trades on; and,
+once paused, the database equal to the simulator's account: the positions, every order, its fills and
+its fees, with no order the venue does not know and none it has that we do not."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from exchange.bingx.rest import BingXRest, Credentials
+from exchange.bingx.trading import BingXTrading
+from exchange.sim.candle_file import load_candle_file
+from tests.e2e.cli_helpers import tradingd
+from tests.e2e.daemon_harness import PAIRS, Daemon, cut_files, daemon, decisions, query, simulator_process
+
+pytestmark = pytest.mark.timeout(1500)
+KEY, SECRET = "live-e2e-key-0001", "live-e2e-secret-0001-abcdefghijkl"
+HISTORY_BARS = 3000
+AGENT = """
+name = "live"
+feature_set = "v1"
+decision_threshold = 0.0
+
+[hyperparameters]
+iterations = 1
+train_batch_size = 400
+minibatch_size = 200
+num_epochs = 1
+hidden_layers = [8]
+envs_per_env_runner = 2
+
+[environment]
+episode_bars = 200
+max_exposure = 0.5
+
+[promotion_gates]
+min_win_rate = 0.0
+min_net_pnl = -1000000.0
+max_drawdown = 1.0
+min_trade_count = 0
+min_margin_over_baseline = -1000000.0
+"""
+
+
+def ctl(d: Daemon, *args: str) -> subprocess.CompletedProcess[str]:
+    return tradingd(d.env, "ctl", *args, "--config", str(d.config), timeout=180)
+
+
+def promoted_agent(d: Daemon, tmp_path: Path, first_ms: int) -> str:
+    """`dataset build`, `agent create`, `train`, `evaluate` (walk-forward) and `promote` of an ETH agent."""
+    built = tradingd(
+        d.env, "dataset", "build", "--pair", "ETH-USDT", "--interval", "1m", "--feature-set", "v1",
+        "--from", str(first_ms + 100 * 60_000), "--to", str(first_ms + 2_900 * 60_000),
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr[-3000:]
+    dataset = str(json.loads(built.stdout)["id"])
+    (tmp_path / "agent.toml").write_text(AGENT)
+    assert tradingd(d.env, "agent", "create", str(tmp_path / "agent.toml")).returncode == 0
+    trained = tradingd(d.env, "train", "--agent", "live", "--dataset", dataset)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    version = str(json.loads(trained.stdout)["id"])
+    folds = ["--folds", "3", "--purge-bars", "6", "--embargo-bars", "4", "--min-train-bars", "1000"]
+    evaluated = tradingd(d.env, "evaluate", "--agent-version", version, "--dataset", dataset, *folds)
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    promoted = tradingd(d.env, "promote", version)
+    assert promoted.returncode == 0, promoted.stdout + promoted.stderr
+    return version
+
+
+def live_config(tmp_path: Path, version: str) -> Path:
+    path = tmp_path / "live.toml"
+    path.write_text(
+        f"""
+[exchange]
+mode = "live"
+
+[market_data]
+source = "bingx"
+pairs = {json.dumps(list(PAIRS))}
+intervals = ["1m"]
+
+[run]
+policy = "agent:{version}"
+
+[trading]
+live_min_paper_decisions = 4
+live_min_paper_days = 0
+
+[account]
+breaker_max_losses = 100000
+daily_loss_limit = 100000
+
+[daemon]
+health_interval_sec = 1.0
+restart_backoff_sec = 0.5
+
+[logging]
+format = "json"
+"""
+    )
+    return path
+
+
+def live_fills(url: str, pair: str) -> int:
+    rows = query(url, "SELECT count(*) FROM trade_executions WHERE mode = 'live' AND pair = $1 AND filled_quantity > 0",
+                 pair)  # fmt: skip
+    return int(rows[0][0])
+
+
+def open_positions(url: str, run_id: str) -> dict[str, Decimal]:
+    rows = query(
+        url,
+        "SELECT pair, sum(CASE side WHEN 'BUY' THEN filled_quantity ELSE -filled_quantity END) FROM trade_executions "
+        "WHERE run_id = $1::uuid GROUP BY pair",
+        run_id,
+    )
+    return {row[0]: row[1] for row in rows if row[1] != 0}
+
+
+def venue_account(urls: dict[str, str]) -> dict[str, dict[str, object]]:
+    """Per pair, the simulator's account as the venue reports it: position, orders with fills and fees, and
+    the protective stops open."""
+
+    async def read() -> dict[str, dict[str, object]]:
+        async with BingXRest(urls["rest_url"], Credentials(KEY, SECRET)) as rest:
+            venue = BingXTrading(rest)
+            found: dict[str, dict[str, object]] = {}
+            for pair in PAIRS:
+                orders = await venue.all_orders(pair, limit=1000)
+                found[pair] = {
+                    "position": sum((p.quantity for p in await venue.positions(pair)), Decimal(0)),
+                    "orders": {str(o.order_id): (o.executed_quantity, -o.commission) for o in orders},
+                    "stops": [o for o in await venue.open_orders(pair) if o.type == "STOP_MARKET"],
+                }
+            return found
+
+    return asyncio.run(read())
+
+
+def database_account(url: str, pair: str) -> tuple[Decimal, dict[str, tuple[Decimal, Decimal]]]:
+    rows = query(
+        url,
+        "SELECT exchange_order_id, side, filled_quantity, fee FROM trade_executions WHERE mode = 'live' AND pair = $1 "
+        "AND exchange_order_id IS NOT NULL",
+        pair,
+    )
+    position = sum((r[2] if r[1] == "BUY" else -r[2] for r in rows), Decimal(0))
+    return position, {str(r[0]): (r[2], r[3]) for r in rows}
+
+
+def test_a_paper_run_goes_live_trades_on_the_venue_survives_kill_9_and_agrees_with_it(
+    tmp_path: Path, shared_candles: Path, postgres_url: str
+) -> None:
+    files = cut_files(shared_candles, tmp_path, 4_000)
+    first_ms = max(load_candle_file(path)[0].open_time_ms for path in set(files.values()))
+    with (
+        simulator_process(files, api_keys=[f"{KEY}:{SECRET}"], start_bars=HISTORY_BARS) as (urls, _),
+        daemon(tmp_path / "unused.toml", urls, postgres_url, tmp_path,
+               extra_env={"BINGX_API_KEY": KEY, "BINGX_SECRET_KEY": SECRET}) as d,
+    ):  # fmt: skip
+        version = promoted_agent(d, tmp_path, first_ms)
+        d.config = live_config(tmp_path, version)
+        d.start()
+        d.wait_ready()
+        run_id = str(query(postgres_url, "SELECT id FROM agent_runs WHERE status = 'running'")[0][0])
+        d.wait_until(lambda: all(decisions(postgres_url, p) >= 5 for p in PAIRS), 300, "paper decisions")
+
+        # Paused, its paper trades closed: then it may go live (a paper position has no venue counterpart).
+        assert ctl(d, "pause", "--reason", "going_live").returncode == 0
+        if open_positions(postgres_url, run_id):  # the agent trades often: it usually holds one here
+            held = ctl(d, "runs", "live", run_id)
+            assert held.returncode == 1
+            assert "on paper: close it first" in held.stderr
+        for trade in json.loads(ctl(d, "status", "--json").stdout)["open_trades"]:
+            assert ctl(d, "close-trade", trade["id"]).returncode == 0
+        d.wait_until(lambda: not open_positions(postgres_url, run_id), 120, "flat on paper")
+        switched = ctl(d, "runs", "live", run_id)
+        assert switched.returncode == 0, switched.stdout + switched.stderr
+        assert query(postgres_url, "SELECT mode FROM agent_runs WHERE id = $1::uuid", run_id)[0][0] == "live"
+        changes = query(postgres_url, "SELECT settings->'mode_changes' FROM agent_runs WHERE id = $1::uuid", run_id)
+        assert [change["mode"] for change in json.loads(changes[0][0])] == ["live"]
+        assert ctl(d, "resume").returncode == 0
+
+        d.wait_until(lambda: all(live_fills(postgres_url, p) >= 3 for p in PAIRS), 600, "live fills on both pairs")
+        assert all(event["ok"] for event in d.events("reconciled")), "the start-up reconciliation passed"
+        assert not d.events("reconciliation_failed")
+
+        # kill -9 of the whole tree while it trades live, then a restart: reconciled, and trading on.
+        d.kill_everything()
+        fills_before = {p: live_fills(postgres_url, p) for p in PAIRS}
+        reconciled_before = len(d.events("reconciled"))
+        d.start()
+        d.wait_ready()
+        d.wait_until(lambda: len(d.events("reconciled")) >= reconciled_before + 2, 300, "reconciled after kill -9")
+        assert not d.events("reconciliation_failed")
+        d.wait_until(lambda: any(live_fills(postgres_url, p) > fills_before[p] for p in PAIRS), 600, "trading on")
+
+        # Paused and settled: the database is the venue's account.
+        assert ctl(d, "pause", "--reason", "compare").returncode == 0
+
+        def settled() -> bool:
+            working = query(
+                postgres_url,
+                "SELECT count(*) FROM trade_executions WHERE mode = 'live' AND order_type = 'MARKET' "
+                "AND state IN ('intent', 'submitted', 'accepted', 'partially_filled', 'unknown')",
+            )
+            return int(working[0][0]) == 0
+
+        d.wait_until(settled, 120, "no market order working")
+        venue = venue_account(urls)
+        for pair in PAIRS:
+            position, orders = database_account(postgres_url, pair)
+            assert position == venue[pair]["position"], pair
+            assert orders == venue[pair]["orders"], f"{pair}: every order, its fills and fees, both ways"
+            stops = venue[pair]["stops"]
+            assert isinstance(stops, list)
+            assert len(stops) == (1 if position != 0 else 0), f"{pair}: exactly one stop for an open position"
+            if stops:
+                assert stops[0].quantity == abs(position)
+        duplicated = query(
+            postgres_url,
+            "SELECT client_order_id FROM trade_executions GROUP BY client_order_id HAVING count(*) > 1",
+        )
+        assert duplicated == []
