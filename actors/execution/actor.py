@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from actors.shell import ActorShell, Inbox, WorkerEnv, fatal
-from actors.transport import AccountHandle, Peers, PolicyHandle, RiskHandle
+from actors.transport import AccountHandle, ActorUnavailable, Peers, PolicyHandle, RiskHandle
 from domain.fills import FillRules
 from domain.messages import OrderPlan, PositionReport
 from domain.trading_state import TradingState
@@ -90,8 +90,10 @@ class ExecutionActor(ActorShell):
             if self.live is not None:
                 loop = asyncio.get_running_loop()
                 news = self.live.news(lambda: [*stage.core.book.working, *stage.core.book.protection], self._deliver)
-                self._tasks.append(loop.create_task(news.run(), name="venue-news"))
-                self._tasks.append(loop.create_task(self._reconcile_forever(), name="reconcile"))
+                for task in (loop.create_task(news.run(), name="venue-news"),
+                             loop.create_task(self._reconcile_forever(), name="reconcile")):  # fmt: skip
+                    task.add_done_callback(_ended)
+                    self._tasks.append(task)
             log.info("actor_ready", role="execution", pair=self.context.pair, run_id=self.context.run_id)
         return {"pid": os.getpid(), "report": self._core().report()}
 
@@ -217,7 +219,10 @@ class ExecutionActor(ActorShell):
         assert self.live is not None
         while True:
             await asyncio.sleep(self.live.source.reconcile_every_sec)
-            await self.reconcile()
+            try:
+                await self.reconcile()
+            except ActorUnavailable as error:  # the risk guard is restarting: it reconciles again at its start
+                log.warning("reconciliation_not_told", pair=self.context.pair, error=str(error))
 
     async def _reconciled(self, result: Reconciliation, *, tell_risk: bool = True) -> None:
         """Log a reconciliation, alert one that failed (once for the same findings), and tell the risk
@@ -276,6 +281,15 @@ class ExecutionActor(ActorShell):
         for peer in (self.risk, self.policy, self.account):
             if peer is not None:
                 peer.report(report)
+
+
+def _ended(task: asyncio.Task[None]) -> None:
+    """A live pair's order news or reconciliation schedule ended other than by `stop_tasks`: the pair
+    cannot trade safely without it, so the worker ends and the supervisor restarts the pair."""
+    if task.cancelled():
+        return
+    error = task.exception()
+    fatal(error if error is not None else RuntimeError(f"{task.get_name()} ended"))
 
 
 def _uuid(text: str) -> uuid.UUID | None:

@@ -192,8 +192,22 @@ class ExecutionCore:
         trades: dict[uuid.UUID, Trade] = {}
         updates = self._event_updates(events, trades)
         placed: list[WorkingOrder] = []
+        skipped: list[str] = []
+        unfit: str | None = None
         for intent in plan.orders:
-            order, trade, _ = self.book.place(intent, market.sequence, market.candle.open_time_ms)
+            if intent.reduce_only and not self._reducible(intent):
+                # On a live venue the position moves between the plan and here (a stop the venue triggered,
+                # booked from its news): a close of what is no longer held is not sent.
+                skipped.append(intent.client_order_id)
+                continue
+            try:
+                order, trade, _ = self.book.place(intent, market.sequence, market.candle.open_time_ms)
+            except ValueError as error:
+                # The plan was made on a position the book no longer holds (a live fill booked after the
+                # risk guard planned): this leg and the ones after it are not sent; the next plan is made
+                # on the position as it is now.
+                unfit = str(error)
+                break
             placed.append(order)
             trades[trade.id] = trade
         latency_ms = max(0.0, (self.clock() - market.final_at) * 1000)
@@ -207,7 +221,16 @@ class ExecutionCore:
         )
         closed = tuple(t for t in trades.values() if t.status == "closed")
         log = self._log_line(plan, events, placed, latency_ms)
+        if skipped:
+            log["skipped_nothing_to_reduce"] = skipped
+        if unfit is not None:
+            log["plan_unfit"] = unfit
         return Step(commit, market.sequence, tuple(placed), closed, log)
+
+    def _reducible(self, intent: OrderIntent) -> bool:
+        """Whether a reduce-only order has a position of the other side to reduce."""
+        held = self.book.position.quantity
+        return self.book.trade is not None and (held > 0 if intent.side == "SELL" else held < 0)
 
     def submitted(self, steps: Iterable[VenueStep]) -> Step:
         """The venue's answers to a submit: each step applied to its order (refused when the state

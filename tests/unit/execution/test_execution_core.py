@@ -300,3 +300,30 @@ def test_an_order_the_crash_left_as_an_intent_is_submitted_by_the_venues_word() 
     assert news is not None
     assert news.commit is not None
     assert [(u.before, u.after) for u in news.commit.updates] == [("intent", "submitted"), ("submitted", "filled")]
+
+
+def test_a_close_of_what_is_no_longer_held_is_not_sent() -> None:
+    """On a live venue the position can close between the risk guard's plan and execution (a stop the venue
+    triggered, booked from its news): the plan's reduce-only close is skipped, said in the decision line, and
+    the rest of the plan stands."""
+    core = ExecutionCore(CONTEXT, RULES)
+    step = core.on_plan(plan(0, 100.0, -1.0, [("SELL", "1", True), ("SELL", "1", False)]))  # flat: nothing to close
+    assert step is not None
+    assert [(o.side, o.reduce_only) for o in step.submit] == [("SELL", False)]
+    assert len(step.log["skipped_nothing_to_reduce"]) == 1
+    written(core, step)
+    assert core.book.trade is not None
+
+
+def test_a_plan_made_on_a_position_the_book_no_longer_holds_sends_nothing_of_it() -> None:
+    core = ExecutionCore(CONTEXT, RULES)
+    written(core, core.on_plan(plan(0, 100.0, 1.0, [("BUY", "1", False)])))
+    written(core, core.on_plan(plan(1, 101.0, 1.0, [])))  # the paper fill at the next open: long 1
+    assert core.book.position.quantity == Decimal(1)
+    # A plan made while the guard still saw the book flat: an opening short, with no close before it.
+    step = core.on_plan(plan(2, 102.0, -1.0, [("SELL", "1", False)]))
+    assert step is not None
+    assert step.submit == ()
+    assert "opening short while a long trade is open" in step.log["plan_unfit"]
+    written(core, step)
+    assert core.book.position.quantity == Decimal(1)
