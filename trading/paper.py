@@ -202,6 +202,18 @@ class PaperBook:
         self.last_open_ms = open_ms
         self.bars_held = bars_after_candle(self.position.quantity, self.bars_held)
 
+    def relink(self, client_order_id: str, at_ms: int) -> None:
+        """A live venue's news of a working order whose trade has ended meanwhile (its fills and the
+        position's arrive in the venue's order, not the plan's): the order belongs to the trade the position
+        is in now, or opens one. Positions and fills stay exact; only the trade it is counted in moves."""
+        order = self.working[client_order_id]
+        if any(t is not None and t.id == order.trade_id for t in (self.trade, self.next_trade)):
+            return
+        if self.trade is None:
+            side: TradeSide = "long" if order.side == "BUY" else "short"
+            self.trade = Trade(uuid.uuid4(), side, order.remaining, at_ms)
+        order.trade_id = self.trade.id
+
     def venue_fill(self, client_order_id: str, fill: Fill, at_ms: int) -> OrderFilled:
         """A fill a live venue reported for a working order (in part or in full): applied to the position
         and the order's trade; the order leaves the book once all of it has filled. KeyError for an order

@@ -291,6 +291,8 @@ class ExecutionCore:
             updates.append(_step(order, VenueStep(cid, "submitted", reason, evidence, update.exchange_order_id)))
         events: list[BookEvent] = []
         delta = update.filled - order.filled
+        if cid in self.book.working:
+            self.book.relink(cid, update.at_ms)
         if delta > 0:
             events.append(self.book.venue_fill(cid, self._venue_fill(order, update, delta), update.at_ms))
         if update.state in ("cancelled", "expired", "rejected") and cid in self.book.working:

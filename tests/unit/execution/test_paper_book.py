@@ -167,3 +167,22 @@ def test_a_part_filled_order_survives_the_checkpoint_and_an_old_checkpoint_reads
         for key in ("filled", "filled_value", "fees_paid"):
             del item[key]
     assert PaperBook.from_json("BTC-USDT", RULES, document).working["a"].filled == 0
+
+
+def test_a_live_fill_of_an_order_whose_trade_ended_meanwhile_is_counted_in_the_trade_held_now() -> None:
+    """On a live venue a trade can end (a stop triggered) while another order of it still works: its fill
+    belongs to the trade the position is in then, or opens one; the position stays exact."""
+    book = PaperBook("BTC-USDT", RULES)
+    book.place(order("open", "BUY", "1"), 1, 60_000)
+    book.place(order("more", "BUY", "1"), 1, 60_000)  # a second order of the same trade
+    book.venue_fill("open", Fill("BUY", Decimal("1"), Decimal("100"), Decimal("0.05"), "taker"), 61_000)
+    first = book.trade
+    assert first is not None
+    book.place(order("stop", "SELL", "1", reduce_only=True), 2, 62_000)
+    book.venue_fill("stop", Fill("SELL", Decimal("1"), Decimal("98"), Decimal("0.05"), "taker"), 62_000)
+    assert (book.trade, first.status) == (None, "closed")
+    book.relink("more", 63_000)
+    filled = book.venue_fill("more", Fill("BUY", Decimal("1"), Decimal("99"), Decimal("0.05"), "taker"), 63_000)
+    assert filled.trade is book.trade
+    assert filled.trade.id != first.id
+    assert (filled.trade.side, book.position.quantity, book.position.entry_price) == ("long", 1, Decimal("99"))
