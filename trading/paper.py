@@ -207,6 +207,12 @@ class PaperBook:
         position's arrive in the venue's order, not the plan's): the order belongs to the trade the position
         is in now, or opens one. Positions and fills stay exact; only the trade it is counted in moves."""
         order = self.working[client_order_id]
+        following = self.next_trade is not None and order.trade_id == self.next_trade.id
+        if following and self.trade is not None and self.position.quantity != 0:
+            # A flip's opening leg filled before its closing leg was heard of: it trades against the
+            # position held now (the closing leg's fill, heard later, then opens the next trade).
+            order.trade_id = self.trade.id
+            return
         if any(t is not None and t.id == order.trade_id for t in (self.trade, self.next_trade)):
             return
         if self.trade is None:

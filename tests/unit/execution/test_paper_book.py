@@ -186,3 +186,22 @@ def test_a_live_fill_of_an_order_whose_trade_ended_meanwhile_is_counted_in_the_t
     assert filled.trade is book.trade
     assert filled.trade.id != first.id
     assert (filled.trade.side, book.position.quantity, book.position.entry_price) == ("long", 1, Decimal("99"))
+
+
+def test_a_flips_legs_heard_in_the_wrong_order_leave_the_same_position_and_the_next_trade_open() -> None:
+    book = PaperBook("BTC-USDT", RULES)
+    book.place(order("open", "BUY", "1"), 1, 60_000)
+    book.venue_fill("open", Fill("BUY", Decimal("1"), Decimal("100"), Decimal("0.05"), "taker"), 61_000)
+    first = book.trade
+    assert first is not None
+    book.place(order("close", "SELL", "1", reduce_only=True, leg=0), 2, 62_000)
+    book.place(order("short", "SELL", "1"), 2, 62_000)  # the flip's opening leg: the next trade's
+    book.relink("short", 62_500)  # its fill is heard first
+    book.venue_fill("short", Fill("SELL", Decimal("1"), Decimal("101"), Decimal("0.05"), "taker"), 62_500)
+    assert (book.position.quantity, first.status) == (0, "closed")
+    book.relink("close", 62_600)
+    book.venue_fill("close", Fill("SELL", Decimal("1"), Decimal("101"), Decimal("0.05"), "taker"), 62_600)
+    assert book.position.quantity == -1
+    assert book.trade is not None
+    assert (book.trade.side, book.trade.status) == ("short", "open")
+    assert book.working == {}
