@@ -71,3 +71,8 @@ def plan(
     return OrderPlan(
         PolicyDecision(market, "momentum", target, 1.0), target_quantity, intents, RiskOutcome(True), "ACTIVE"
     )
+
+
+async def no_sleep(_seconds: float) -> None:
+    """The backoff of a test against the simulator: the retries happen at once."""
+    return

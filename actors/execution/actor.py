@@ -48,7 +48,6 @@ class ExecutionActor(ActorShell):
         self.live: LiveVenue | None = None
         self._tasks: list[asyncio.Task[None]] = []
         """A live pair's order news and its reconciliation schedule."""
-        self.reconciliation: Reconciliation | None = None
         self._failed_with: tuple[str, ...] = ()
         self._untold: list[tuple[TradingState, str]] = []
         """Holds the venue's outcomes imposed while the risk guard was not ready (at start-up): it takes
@@ -227,7 +226,6 @@ class ExecutionActor(ActorShell):
     async def _reconciled(self, result: Reconciliation, *, tell_risk: bool = True) -> None:
         """Log a reconciliation, alert one that failed (once for the same findings), and tell the risk
         guard: a failure holds the pair HALTED, a pass lifts that hold."""
-        self.reconciliation = result
         fields = result.to_json()
         problems = tuple(result.unresolved())
         if result.ok:

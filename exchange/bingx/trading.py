@@ -77,15 +77,8 @@ class BingXTrading:
             raise ValueError("client order ids must be 1-40 characters of [a-z0-9_-]")
         if (order_type == "LIMIT") != (price is not None):
             raise ValueError("LIMIT orders need a price; MARKET orders take none")
-        params: dict[str, object] = {
-            "symbol": symbol,
-            "side": side,
-            "positionSide": "BOTH",
-            "type": order_type,
-            "quantity": _text(quantity),
-            "clientOrderId": client_order_id,
-            "reduceOnly": reduce_only,
-        }
+        params = _order_params(symbol, side, order_type, quantity, reduce_only)
+        params["clientOrderId"] = client_order_id
         if price is not None:
             params["price"] = _text(price)
         data = await self.rest.write("POST", "/openApi/swap/v2/trade/order", params)
@@ -102,16 +95,8 @@ class BingXTrading:
         the price the candles and the risk guard's exits follow). The venue takes no client order id for
         these (API.md 7.1): the order is known by its order id, and an answer that was lost is found among
         the open orders by type, side, quantity and trigger."""
-        params: dict[str, object] = {
-            "symbol": symbol,
-            "side": side,
-            "positionSide": "BOTH",
-            "type": order_type,
-            "quantity": _text(quantity),
-            "stopPrice": _text(stop_price),
-            "reduceOnly": True,
-            "workingType": "CONTRACT_PRICE",
-        }
+        params = _order_params(symbol, side, order_type, quantity, True)
+        params.update(stopPrice=_text(stop_price), workingType="CONTRACT_PRICE")
         return _order(_object(await self.rest.write("POST", "/openApi/swap/v2/trade/order", params), "order"))
 
     async def query_order(
@@ -245,6 +230,14 @@ def _order(row: Any) -> VenueOrder:
         )
     except (KeyError, TypeError, ValueError, ArithmeticError) as error:
         raise WireFormatError(f"malformed order: {error}") from None
+
+
+def _order_params(symbol: str, side: Side, order_type: str, quantity: Decimal, reduce_only: bool) -> dict[str, object]:
+    """What every order sends, in one-way position mode."""
+    return {
+        "symbol": symbol, "side": side, "positionSide": "BOTH", "type": order_type, "quantity": _text(quantity),
+        "reduceOnly": reduce_only,
+    }  # fmt: skip
 
 
 def _stop_price(value: Any) -> Decimal | None:

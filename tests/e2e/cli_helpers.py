@@ -13,6 +13,32 @@ import asyncpg
 
 TRADINGD = shutil.which("tradingd")
 
+TINY_AGENT = """
+name = "{name}"
+feature_set = "v1"
+decision_threshold = 0.0
+
+[hyperparameters]
+iterations = 1
+train_batch_size = 400
+minibatch_size = 200
+num_epochs = 1
+hidden_layers = [8]
+envs_per_env_runner = 2
+
+[environment]
+episode_bars = 200
+max_exposure = 0.5  # the run's: a full position fits the default [risk] limits, which training applies
+
+[promotion_gates]
+min_win_rate = 0.0
+min_net_pnl = -1000000.0
+max_drawdown = 1.0
+min_trade_count = 0
+min_margin_over_baseline = {margin}
+"""
+"""An agent that trains in seconds and passes every promotion gate but its margin (`{name}`, `{margin}`)."""
+
 
 def tradingd(env: dict[str, str], *args: str, timeout: float = 400) -> subprocess.CompletedProcess[str]:
     assert TRADINGD is not None

@@ -14,37 +14,12 @@ from urllib.parse import urlsplit
 import pytest
 
 from exchange.sim.candle_file import load_candle_file
-from tests.e2e.cli_helpers import build_eth_dataset, tradingd
-
-AGENT = """
-name = "{name}"
-feature_set = "v1"
-decision_threshold = 0.0
-
-[hyperparameters]
-iterations = 1
-train_batch_size = 400
-minibatch_size = 200
-num_epochs = 1
-hidden_layers = [8]
-envs_per_env_runner = 2
-
-[environment]
-episode_bars = 200
-max_exposure = 0.5  # the run's: a full position fits the default [risk] limits, which training applies
-
-[promotion_gates]
-min_win_rate = 0.0
-min_net_pnl = -1000000.0
-max_drawdown = 1.0
-min_trade_count = 0
-min_margin_over_baseline = {margin}
-"""
+from tests.e2e.cli_helpers import TINY_AGENT, build_eth_dataset, tradingd
 
 
 def trained_version(env: dict[str, str], tmp_path: Path, name: str, margin: float, dataset_id: str) -> str:
     path = tmp_path / f"{name}.toml"
-    path.write_text(AGENT.format(name=name, margin=margin))
+    path.write_text(TINY_AGENT.format(name=name, margin=margin))
     assert tradingd(env, "agent", "create", str(path)).returncode == 0
     trained = tradingd(env, "train", "--agent", name, "--dataset", dataset_id)
     assert trained.returncode == 0, trained.stderr[-3000:]

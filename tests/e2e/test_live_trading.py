@@ -19,7 +19,7 @@ import pytest
 from exchange.bingx.rest import BingXRest, Credentials
 from exchange.bingx.trading import BingXTrading
 from exchange.sim.candle_file import load_candle_file
-from tests.e2e.cli_helpers import tradingd
+from tests.e2e.cli_helpers import TINY_AGENT, tradingd
 from tests.e2e.daemon_harness import (
     PAIRS,
     Daemon,
@@ -34,30 +34,6 @@ from tests.e2e.daemon_harness import (
 pytestmark = pytest.mark.timeout(1500)
 KEY, SECRET = "live-e2e-key-0001", "live-e2e-secret-0001-abcdefghijkl"
 HISTORY_BARS = 3000
-AGENT = """
-name = "live"
-feature_set = "v1"
-decision_threshold = 0.0
-
-[hyperparameters]
-iterations = 1
-train_batch_size = 400
-minibatch_size = 200
-num_epochs = 1
-hidden_layers = [8]
-envs_per_env_runner = 2
-
-[environment]
-episode_bars = 200
-max_exposure = 0.5
-
-[promotion_gates]
-min_win_rate = 0.0
-min_net_pnl = -1000000.0
-max_drawdown = 1.0
-min_trade_count = 0
-min_margin_over_baseline = -1000000.0
-"""
 
 
 def ctl(d: Daemon, *args: str) -> subprocess.CompletedProcess[str]:
@@ -72,7 +48,7 @@ def promoted_agent(d: Daemon, tmp_path: Path, first_ms: int) -> str:
     )  # fmt: skip
     assert built.returncode == 0, built.stderr[-3000:]
     dataset = str(json.loads(built.stdout)["id"])
-    (tmp_path / "agent.toml").write_text(AGENT)
+    (tmp_path / "agent.toml").write_text(TINY_AGENT.format(name="live", margin=-1_000_000.0))
     assert tradingd(d.env, "agent", "create", str(tmp_path / "agent.toml")).returncode == 0
     trained = tradingd(d.env, "train", "--agent", "live", "--dataset", dataset)
     assert trained.returncode == 0, trained.stderr[-3000:]

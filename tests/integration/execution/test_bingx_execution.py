@@ -22,15 +22,11 @@ from storage.checkpoints import CheckpointStore
 from storage.database import Database
 from storage.journal import TradingJournal
 from storage.runs import RunStore
-from tests.execution_plans import PAIR, RULES, plan
+from tests.execution_plans import PAIR, RULES, no_sleep, plan
 from trading.context import PairContext
 
 KEY, SECRET = "exec-key-0001", "exec-secret-0001-abcdefghijklmnop"
 T0 = 1_700_000_040_000
-
-
-async def no_sleep(_seconds: float) -> None:
-    return None
 
 
 @pytest.fixture
@@ -50,14 +46,6 @@ async def rest(sim: BingXSimulator) -> AsyncIterator[BingXRest]:
     )  # fmt: skip
     yield client
     await client.close()
-
-
-@pytest.fixture
-async def context(database: Database) -> PairContext:
-    run = await RunStore(database.pool).start(
-        pairs=[PAIR], interval="1m", feature_set="v1", decision_threshold=0.5, settings={}, baseline_policy="momentum"
-    )
-    return PairContext(str(run.id), PAIR, "1m", "live", "v1", "baseline:momentum", Decimal(10_000))
 
 
 async def stage_on(database: Database, context: PairContext, rest: BingXRest) -> ExecutionStage:

@@ -23,8 +23,7 @@ from pipeline.execution.stage import ExecutionStage
 from storage.checkpoints import CheckpointStore
 from storage.database import Database
 from storage.journal import TradingJournal
-from storage.runs import RunStore
-from tests.execution_plans import PAIR, RULES, plan
+from tests.execution_plans import PAIR, RULES, no_sleep, plan
 from trading.context import PairContext
 from trading.protection import ProtectionRule
 
@@ -32,10 +31,6 @@ KEY, SECRET = "stop-key-0001", "stop-secret-0001-abcdefghijklmnop"
 MINUTE = 60_000
 T0 = 1_700_000_040_000
 RULE = ProtectionRule(Decimal("0.02"), Decimal("0.05"))
-
-
-async def no_sleep(_seconds: float) -> None:
-    return None
 
 
 @pytest.fixture
@@ -57,14 +52,6 @@ async def rest(sim: BingXSimulator) -> AsyncIterator[BingXRest]:
                        sleep=no_sleep)  # fmt: skip
     yield client
     await client.close()
-
-
-@pytest.fixture
-async def context(database: Database) -> PairContext:
-    run = await RunStore(database.pool).start(
-        pairs=[PAIR], interval="1m", feature_set="v1", decision_threshold=0.5, settings={}, baseline_policy="momentum"
-    )
-    return PairContext(str(run.id), PAIR, "1m", "live", "v1", "baseline:momentum", Decimal(10_000))
 
 
 async def stage_on(database: Database, context: PairContext, rest: BingXRest) -> ExecutionStage:

@@ -24,16 +24,11 @@ from pipeline.execution.venue import VenueStep
 from storage.checkpoints import CheckpointStore
 from storage.database import Database
 from storage.journal import TradingJournal
-from storage.runs import RunStore
-from tests.execution_plans import PAIR, RULES, plan
+from tests.execution_plans import PAIR, RULES, no_sleep, plan
 from trading.context import PairContext
 
 KEY, SECRET = "reco-key-0001", "reco-secret-0001-abcdefghijklmnop"
 T0 = 1_700_000_040_000
-
-
-async def no_sleep(_seconds: float) -> None:
-    return None
 
 
 @pytest.fixture
@@ -51,14 +46,6 @@ async def rest(sim: BingXSimulator) -> AsyncIterator[BingXRest]:
                        sleep=no_sleep)  # fmt: skip
     yield client
     await client.close()
-
-
-@pytest.fixture
-async def context(database: Database) -> PairContext:
-    run = await RunStore(database.pool).start(
-        pairs=[PAIR], interval="1m", feature_set="v1", decision_threshold=0.5, settings={}, baseline_policy="momentum"
-    )
-    return PairContext(str(run.id), PAIR, "1m", "live", "v1", "baseline:momentum", Decimal(10_000))
 
 
 async def stage_on(database: Database, context: PairContext, rest: BingXRest) -> ExecutionStage:
@@ -79,10 +66,10 @@ async def venue_position(rest: BingXRest) -> Decimal:
     return sum((p.quantity for p in await BingXTrading(rest).positions(PAIR)), Decimal(0))
 
 
-async def unanswered(stage: ExecutionStage) -> str:
+async def unanswered(stage: ExecutionStage, minute: int = 0) -> str:
     """An order whose intent is committed and whose submit's answer was lost (`unknown`), as a crash
     after an ambiguous answer leaves it; whether the venue booked it is up to the test."""
-    step = stage.core.on_plan(plan(stage.core.context, 0, 100.0, 1.0, [("BUY", "0.5", False)]))
+    step = stage.core.on_plan(plan(stage.core.context, minute, 100.0, 1.0, [("BUY", "0.5", False)]))
     assert step is not None
     assert await stage._write(step)
     (order,) = step.submit
@@ -132,13 +119,7 @@ async def test_an_unanswered_order_the_venue_booked_is_found_and_one_it_never_sa
 
 
 async def unanswered_booked(stage: ExecutionStage, rest: BingXRest) -> str:
-    step = stage.core.on_plan(plan(stage.core.context, 1, 100.0, 1.0, [("BUY", "0.5", False)]))
-    assert step is not None
-    assert await stage._write(step)
-    (order,) = step.submit
-    cid = order.client_order_id
-    lost = [VenueStep(cid, "submitted", "bingx_submitted"), VenueStep(cid, "unknown", "bingx_outcome_unknown")]
-    assert await stage._write(stage.core.submitted(lost))
+    cid = await unanswered(stage, minute=1)
     await BingXTrading(rest).place_order(PAIR, "BUY", "MARKET", Decimal("0.5"), client_order_id=cid)  # it got there
     return cid
 

@@ -27,16 +27,12 @@ from storage.checkpoints import CheckpointStore
 from storage.database import Database
 from storage.journal import TradingJournal
 from storage.runs import RunStore
-from tests.execution_plans import PAIR, RULES, plan
+from tests.execution_plans import PAIR, RULES, no_sleep, plan
 from trading.context import PairContext
 
 KEY, SECRET = "news-key-0001", "news-secret-0001-abcdefghijklmnop"
 T0 = 1_700_000_040_000
 DEADLINE_SEC = 60
-
-
-async def no_sleep(_seconds: float) -> None:
-    return None
 
 
 @pytest.fixture
