@@ -171,12 +171,15 @@ class ExecutionStage:
         if any(p is None or p.state != "accepted" for p in sent) and self.core.book.position.quantity != 0:
             return  # not all on the venue: the old ones stay until the next try
         obsolete = [p for p in planned.obsolete if p.exchange_order_id is not None and p.state == "accepted"]
-        if not obsolete:
+        # A cancel asked before whose answer was lost (and the read after it failed) is asked again.
+        again = [p for p in self.core.book.protection.values() if p.state == "cancel_requested" and p.exchange_order_id]
+        if not obsolete and not again:
             return
-        asked = [VenueStep(p.client_order_id, "cancel_requested", "protection_moved", {"venue": venue.name})
-                 for p in obsolete]  # fmt: skip
-        await self._write(self.core.protective_steps(asked))
-        for update in await venue.cancel_protective(obsolete):
+        if obsolete:
+            asked = [VenueStep(p.client_order_id, "cancel_requested", "protection_moved", {"venue": venue.name})
+                     for p in obsolete]  # fmt: skip
+            await self._write(self.core.protective_steps(asked))
+        for update in await venue.cancel_protective([*obsolete, *again]):
             await self._book_news(update)
 
     async def mark_absent(self, client_order_id: str, evidence: dict[str, Any]) -> None:
