@@ -66,6 +66,15 @@ def add_ctl_commands(commands: argparse._SubParsersAction[argparse.ArgumentParse
     close.add_argument("trade", metavar="TRADE_ID", help="the trade's id, as `ctl status` lists it")
     cancel = command("cancel-trade", "cancel a trade's working orders (ids: `ctl status`)")
     cancel.add_argument("trade", metavar="TRADE_ID", help="the trade's id, as `ctl status` lists it")
+    close_all = command(
+        "close-all",
+        "emergency flatten: pause, cancel opening orders, close positions reduce-only, wait until flat "
+        "(waits up to --timeout); the run stays, HALTED",
+    )
+    which = close_all.add_mutually_exclusive_group(required=True)
+    which.add_argument("pair", nargs="?", help="the pair to flatten")
+    which.add_argument("--all", action="store_true", help="every pair")
+    close_all.add_argument("--reason")
     command("retry-queue", "failed market-data jobs waiting for a retry")
     alerts = command("alerts", "recent alerts")
     alerts.add_argument("--limit", type=int, default=20)
@@ -91,6 +100,8 @@ def request_of(args: argparse.Namespace) -> tuple[str, dict[str, object]]:
         fields = {"pair": args.pair, "interval": args.interval, "bars": args.bars}
     elif command in ("close-trade", "cancel-trade"):
         fields = {"trade": args.trade}  # not "id": the protocol's request id
+    elif command == "close-all":
+        fields = {"pair": args.pair, "all": args.all, "reason": args.reason, "wait_sec": max(1.0, args.timeout - 10)}
     elif command == "alerts":
         fields = {"limit": args.limit}
     return command, {key: value for key, value in fields.items() if value is not None}
@@ -126,6 +137,9 @@ def run_ctl(settings: Settings, args: argparse.Namespace) -> int:
         said = ", ".join(str(pair) for pair in failed)
         print(f"tradingd: reconcile: {said} disagree with the venue (HALTED until it passes)", file=sys.stderr)
         return exit_codes.FAILURE
+    if command == "close-all" and not answer.get("flat"):
+        print("tradingd: close-all: not every pair could be closed (see not_closed)", file=sys.stderr)
+        return exit_codes.FAILURE
     if command == "resume" and answer.get("blocked"):
         # What could be resumed was; trading is still blocked (the answer's `still_blocked` says by what).
         print("tradingd: resume: trading is still blocked", file=sys.stderr)
@@ -141,6 +155,8 @@ def render(command: str, answer: Mapping[str, Any]) -> str:
         return _trade_action(command, body)
     if command == "resume":
         return _resume(body)
+    if command == "close-all":
+        return _closed_all(body)
     return _tree(body)
 
 
@@ -287,6 +303,18 @@ def _trades_table(trades: list[Mapping[str, Any]], pairs: Mapping[str, Any]) -> 
     return table
 
 
+def _closed_all(body: Mapping[str, Any]) -> str:
+    lines = [
+        f"{pair}: flat (closed {view['closed']})" if view.get("flat") else f"{pair}: not flat"
+        for pair, view in (body.get("pairs") or {}).items()
+    ]
+    lines += [f"{pair}: {why}" for pair, why in (body.get("not_closed") or {}).items()]
+    if body.get("not_saved"):
+        lines.append(str(body["not_saved"]))
+    lines.append("the pairs stay HALTED (operator_close_all): `ctl resume` trades again")
+    return "\n".join(lines)
+
+
 def _trade_action(command: str, body: Mapping[str, Any]) -> str:
     trade = body.get("trade", "?")
     status = body.get("status")
@@ -295,7 +323,8 @@ def _trade_action(command: str, body: Mapping[str, Any]) -> str:
             return f"trade {trade} is already {status}: nothing to close"
         return (
             f"trade {trade}: closing with reduce-only market order {body['order']}\n"
-            "it fills at the next candle's open; `ctl status` shows the trade until then"
+            "it fills at the next candle's open on paper, at once on a live venue; `ctl status` shows the trade until "
+            "then"
         )
     cancelled = body.get("cancelled") or []
     if status in ("closed", "cancelled"):

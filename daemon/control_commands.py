@@ -9,7 +9,7 @@ import asyncio
 import os
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
@@ -399,13 +399,11 @@ async def _stop_run(state: DaemonState, args: Mapping[str, object]) -> Mapping[s
     flatten, keep = _flag(args, "flatten"), _flag(args, "keep")
     if flatten and keep:
         raise CommandError("bad_args", "give flatten or keep, not both")
-    wait = args.get("wait_sec", FLATTEN_WAIT_SEC)
-    if not isinstance(wait, int | float) or isinstance(wait, bool) or not 0 < wait <= 3600:
-        raise CommandError("bad_args", "wait_sec must be a number of seconds from 0 to 3600")
+    wait = _wait_sec(args)
     reason = _text(args, "reason") or "operator"
     flattened: dict[str, str] = {}
     if flatten:
-        flattened = await _flatten(state, run.id, float(wait))
+        flattened = await _flatten(state, run.id, wait)
     elif not keep:
         held = [h for h in await RunStore(state.database.pool).holdings(run.id) if h.is_open]
         if held:
@@ -423,6 +421,13 @@ async def _stop_run(state: DaemonState, args: Mapping[str, object]) -> Mapping[s
     return {"stopped": str(run.id), "reason": reason, "positions": done[1]}
 
 
+def _wait_sec(args: Mapping[str, object]) -> float:
+    wait = args.get("wait_sec", FLATTEN_WAIT_SEC)
+    if not isinstance(wait, int | float) or isinstance(wait, bool) or not 0 < wait <= 3600:
+        raise CommandError("bad_args", "wait_sec must be a number of seconds from 0 to 3600")
+    return float(wait)
+
+
 async def _flatten(state: DaemonState, run_id: uuid.UUID, wait_sec: float) -> dict[str, str]:
     """Halt every pair, cancel its opening orders and close its position reduce-only (the execution
     actor's `flatten`), then wait until every pair is flat; the quantities closed, per pair."""
@@ -436,12 +441,20 @@ async def _flatten(state: DaemonState, run_id: uuid.UUID, wait_sec: float) -> di
             "restarts it; or stop with --keep",
         )
     slots = [slot for pair, slot in supervisor.slots.items() if pair in held]
-    pairs = [_actors(state, slot) for slot in slots]
     await asyncio.gather(
-        *(_call(actors.risk.pause("run_stopping", False, wait_sec=CALL_TIMEOUT_SEC)) for actors in pairs)
+        *(_call(_actors(state, slot).risk.pause("run_stopping", False, wait_sec=CALL_TIMEOUT_SEC)) for slot in slots)
     )
+    await _close_positions(state, slots, wait_sec)
+    return {pair: str(held[pair].position) for pair in held if held[pair].is_open}
+
+
+async def _close_positions(state: DaemonState, slots: list[Any], wait_sec: float) -> Sequence[Mapping[str, Any]]:
+    """With the pairs already halted: cancel each one's opening orders and close its position reduce-only,
+    then wait until every one is flat; each pair's flatness (`ExecutionCore.flatness`). Refused `busy`
+    while a decision planned before the halt is still on its way, `not_flat` past `wait_sec`."""
+    pairs = [_actors(state, slot) for slot in slots]
     # A decision planned before the pause may still be on its way: it must reach execution before the
-    # flatten, or its opening order would follow the close (and the run stop once "flat" with it working).
+    # flatten, or its opening order would follow the close (and the pair count as flat with it working).
     settled = await asyncio.gather(
         *(_call(actors.risk.settled(SETTLE_SEC, wait_sec=CALL_TIMEOUT_SEC)) for actors in pairs)
     )
@@ -463,15 +476,52 @@ async def _flatten(state: DaemonState, run_id: uuid.UUID, wait_sec: float) -> di
             )
             raise CommandError(
                 "not_flat",
-                f"not flat after {wait_sec:.0f} s: {waiting}. The close orders fill at the next candle's open; the "
-                "run is still active with its pairs HALTED (`ctl resume` trades on). Ask again to stop once flat "
-                "(`ctl --timeout 300 runs stop --flatten` waits longer)",
+                f"not flat after {wait_sec:.0f} s: {waiting}. The close orders are working (on paper they fill at "
+                "the next candle's open); the pairs stay HALTED (`ctl resume` trades on). Ask again to wait until "
+                "flat (`ctl --timeout 300 ...` waits longer)",
             )
         await asyncio.sleep(FLATTEN_POLL_SEC)
         views = await asyncio.gather(
             *(_call(_actors(state, slot).execution.flatness(wait_sec=CALL_TIMEOUT_SEC)) for slot in slots)
         )
-    return {pair: str(held[pair].position) for pair in held if held[pair].is_open}
+    return views
+
+
+async def close_all(state: DaemonState, args: Mapping[str, object]) -> Mapping[str, object]:
+    """`close-all PAIR|--all`, the emergency flatten: the pairs are paused first as `pause` does (stored,
+    so they stay HALTED through a restart, reason `operator_close_all`), then each running pair's opening
+    orders are cancelled and its position closed with a reduce-only market order (its protective stop
+    stays on the venue until the position is gone); answers once every pair is flat. The run goes on,
+    HALTED: `ctl resume` trades again. A pair that is not running keeps the pause and is named in
+    `not_closed`, its position untouched (`ctl reconcile` restarts a FAULTED one; ask again)."""
+    pair, every = _text(args, "pair"), _flag(args, "all")
+    if (pair is None) == (not every):
+        raise CommandError("bad_args", "give a pair or all, not both and not neither")
+    wait = _wait_sec(args)
+    _slots(state, pair)
+    supervisor = state.require_supervisor()
+    desired = DesiredState("HALTED", _text(args, "reason") or "operator_close_all")
+    names = list(await supervisor.set_desired(pair, desired, "control-socket"))
+    running = supervisor.running(pair)
+    before = {
+        slot.pair: await _call(_actors(state, slot).execution.flatness(wait_sec=CALL_TIMEOUT_SEC)) for slot in running
+    }
+    views = await _close_positions(state, running, wait)
+    not_closed = {
+        name: f"the pair is {supervisor.slots[name].state}: its position is not closed; the pause applies when it "
+        "is back, then ask again"
+        for name in names
+        if name not in before
+    }
+    answer: dict[str, object] = {
+        "pairs": {view["pair"]: {"closed": before[view["pair"]]["position"], "flat": view["flat"]} for view in views},
+        "flat": not not_closed,
+    }
+    if not_closed:
+        answer["not_closed"] = not_closed
+    if any(name in supervisor.unsaved for name in names):
+        answer["not_saved"] = "the database is unreachable: the pause is applied and is stored when it answers"
+    return answer
 
 
 async def backfill(state: DaemonState, args: Mapping[str, object]) -> Mapping[str, object]:
@@ -584,6 +634,7 @@ COMMANDS: dict[str, Command] = {
     "reconcile": reconcile,
     "close-trade": close_trade,
     "cancel-trade": cancel_trade,
+    "close-all": close_all,
     "retry-queue": retry_queue,
     "alerts": alerts,
     "shutdown": shutdown,

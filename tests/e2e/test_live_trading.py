@@ -237,3 +237,21 @@ def test_a_paper_run_goes_live_trades_on_the_venue_survives_kill_9_and_agrees_wi
             "SELECT client_order_id FROM trade_executions GROUP BY client_order_id HAVING count(*) > 1",
         )
         assert duplicated == []
+
+        # The emergency flatten on the venue: each position closed reduce-only, then its stop cancelled.
+        flattened = ctl(d, "close-all", "--all")
+        assert flattened.returncode == 0, flattened.stdout + flattened.stderr
+        assert all(f"{pair}: flat (closed " in flattened.stdout for pair in PAIRS), flattened.stdout
+        flat: list[dict[str, dict[str, object]]] = []
+
+        def flat_on_the_venue() -> bool:
+            flat.append(venue_account(urls))
+            return all(v["position"] == 0 and not v["stops"] for v in flat[-1].values())
+
+        d.wait_until(flat_on_the_venue, 120, "flat on the venue with no stop left")
+        for pair in PAIRS:
+            position, orders = database_account(postgres_url, pair)
+            assert position == 0, pair
+            assert orders == flat[-1][pair]["orders"], f"{pair}: the closes recorded as the venue filled them"
+        after = json.loads(ctl(d, "status", "--json").stdout)
+        assert all(after["pairs"][p]["desired"]["reason"] == "operator_close_all" for p in PAIRS), after["pairs"]

@@ -217,3 +217,27 @@ def test_other_answers_read_as_a_tree_with_units() -> None:
     runs = render("runs", {"ok": True, "runs": [{"started_at": "2026-12-01T09:10:11.123+00:00", "latency_ms": 12}]})
     assert runs.splitlines() == ["runs:", "  started_at: 2026-12-01 09:10:11 UTC", "  latency_ms: 12"]
     assert "candle_open_ms: 2025-05-05 12:10 UTC" in render("x", {"ok": True, "candle_open_ms": 1746447000000})
+
+
+def test_close_all_names_one_pair_or_all_and_waits_less_than_the_client() -> None:
+    assert parse("close-all", "BTC-USDT") == ("close-all", {"pair": "BTC-USDT", "all": False, "wait_sec": 50.0})
+    name, fields = parse("close-all", "--all", "--reason", "panic", "--timeout", "300")
+    assert (name, fields) == ("close-all", {"all": True, "reason": "panic", "wait_sec": 290.0})
+    assert not RESERVED_KEYS & fields.keys()
+    for argv in (["close-all"], ["close-all", "BTC-USDT", "--all"]):
+        with pytest.raises(SystemExit):
+            parse(*argv)
+
+
+def test_close_all_reads_well() -> None:
+    answer = {
+        "ok": True,
+        "pairs": {"BTC-USDT": {"closed": "-0.0520", "flat": True}},
+        "not_closed": {"ETH-USDT": "the pair is restarting: its position is not closed"},
+        "flat": False,
+    }
+    assert render("close-all", answer).splitlines() == [
+        "BTC-USDT: flat (closed -0.0520)",
+        "ETH-USDT: the pair is restarting: its position is not closed",
+        "the pairs stay HALTED (operator_close_all): `ctl resume` trades again",
+    ]
