@@ -248,6 +248,11 @@ class ExecutionHandle(StageHandle):
     def set_account(self, account: AccountHandle) -> None:
         self._tell("set_account", account)
 
+    async def rotate_credentials(self, api_key: str, secret_key: str, *, wait_sec: float | None = None) -> bool:
+        """The account's new keys (`tradingd secrets rotate`); True when this pair signs with them (live)."""
+        swapped: bool = await self._ask("rotate_credentials", api_key, secret_key, wait_sec=wait_sec)
+        return swapped
+
     async def close_trade(self, trade_id: str, *, wait_sec: float | None = None) -> str:
         order: str = await self._ask("close_trade", trade_id, wait_sec=wait_sec)
         return order

@@ -29,13 +29,14 @@ from daemon.cli_db import run_db_command
 from daemon.cli_evaluation import add_evaluation_commands, run_evaluation_command
 from daemon.cli_market import add_market_commands, run_backfill, run_ingest, run_retry_queue, run_simulator
 from daemon.cli_runs import add_run_commands, run_run_command
+from daemon.cli_secrets import add_secrets_commands
 
 if TYPE_CHECKING:
     from config import Settings
 
 SIGNALS_FIRST = frozenset({"run", "ingest"})
 """Commands that catch SIGTERM and SIGINT from the first instant and stop cleanly (`daemon.signals`)."""
-QUIET_COMMANDS = frozenset({"config", "ctl"})
+QUIET_COMMANDS = frozenset({"config", "ctl", "secrets"})
 """Commands that print and never log: they skip the logging set-up (structlog costs 0.3 s to import)."""
 
 
@@ -97,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_run_commands(commands)
     add_ctl_commands(commands)
+    add_secrets_commands(commands)
     _accept_global_options(parser)
     return parser
 
@@ -177,6 +179,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_run_command(settings, args)
         if args.command == "ctl":
             return run_ctl(settings, args)
+        if args.command == "secrets":
+            from daemon.cli_secrets import run_secrets
+
+            return run_secrets(settings, args)
         return asyncio.run(run_db_command(settings, args))
     except KeyboardInterrupt:
         return exit_codes.FAILURE

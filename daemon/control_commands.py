@@ -21,9 +21,11 @@ from daemon.live_switch import live_refusals, paper_refusals
 from daemon.risk_limits import risk_limits
 from daemon.run_setup import RunSetupError
 from daemon.run_state import DaemonState
+from daemon.secrets_rotation import SECRET_ARGS, RotationRefused, check_new_keys, fingerprint, shape_refusal
 from daemon.supervisor import DesiredStateNotSaved
 from domain.market import INTERVALS
-from observability import get_logger
+from exchange.bingx.rest import Credentials
+from observability import get_logger, register_secrets
 from pipeline.risk.blocks import not_running
 from storage.availability import database_unreachable, within
 from storage.desired_state import ACCOUNT, DesiredState
@@ -51,7 +53,7 @@ async def open_control(state: DaemonState, path: Path) -> ControlServer:
         target = request.args.get("pair") or request.args.get("trade")
         event = AuditEvent(
             request.cmd,
-            dict(request.args),
+            audited_args(request.args),
             outcome,  # type: ignore[arg-type]
             detail,
             actor="control-socket",
@@ -75,6 +77,19 @@ async def open_control(state: DaemonState, path: Path) -> ControlServer:
 
 
 # ---------------------------------------------------------------------------------------------- helpers
+
+
+def audited_args(args: Mapping[str, object]) -> dict[str, object]:
+    """A request's arguments as the audit keeps them: a key pair (`secrets-rotate`) by its fingerprint."""
+    kept: dict[str, object] = {}
+    for key, value in args.items():
+        if key not in SECRET_ARGS:
+            kept[key] = value
+        elif key == "api_key" and isinstance(value, str) and value:
+            kept[key] = fingerprint(value)
+        else:
+            kept[key] = "[REDACTED]"
+    return kept
 
 
 def _text(args: Mapping[str, object], key: str, *, required: bool = False) -> str | None:
@@ -592,6 +607,31 @@ async def cancel_trade(state: DaemonState, args: Mapping[str, object]) -> Mappin
     return {"trade": str(trade_id), "cancelled": cancelled}
 
 
+async def secrets_rotate(state: DaemonState, args: Mapping[str, object]) -> Mapping[str, object]:
+    """`tradingd secrets rotate`: the account's new key pair checked with a signed read, then swapped in
+    (`daemon.secrets_rotation`); refused, naming why, when it fails any check. Never answers a key, only
+    the new one's fingerprint."""
+    api_key, secret_key = args.get("api_key"), args.get("secret_key")
+    refusal = shape_refusal(api_key, secret_key)
+    if refusal is not None:
+        raise CommandError("bad_args", refusal)
+    assert isinstance(api_key, str)
+    assert isinstance(secret_key, str)
+    register_secrets((api_key, secret_key))  # before anything could log them
+    if state.settings.exchange.mode != "live":
+        raise CommandError(
+            "refused", "exchange.mode is paper: this daemon signs nothing with API keys, so there is nothing to rotate"
+        )
+    new = Credentials(api_key, secret_key)
+    async with state.rotation:
+        try:
+            checked = await check_new_keys(state.settings.exchange, new)
+        except RotationRefused as error:
+            raise CommandError("refused", str(error)) from None
+        done = await state.rotate_keys(new)
+    return {"key": fingerprint(api_key), "account": checked.user_id, "old_keys": checked.old_keys, **done}
+
+
 async def retry_queue(state: DaemonState, args: Mapping[str, object]) -> Mapping[str, object]:
     jobs = await RetryQueue(state.database.pool).jobs()
     return {"jobs": [job.summary() for job in jobs]}
@@ -635,6 +675,7 @@ COMMANDS: dict[str, Command] = {
     "close-trade": close_trade,
     "cancel-trade": cancel_trade,
     "close-all": close_all,
+    "secrets-rotate": secrets_rotate,
     "retry-queue": retry_queue,
     "alerts": alerts,
     "shutdown": shutdown,

@@ -7,17 +7,22 @@ import asyncio
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+from pydantic import SecretStr
 
 from actors.transport import RayTransport
 from config import Settings
 from daemon.cli_runs import record_run_stopped
 from daemon.control_protocol import CommandError
 from daemon.run_setup import ORIGIN_CONTROL, build_plans, check_start, start_run
+from daemon.secrets_rotation import write_credentials_file
 from daemon.supervisor import Supervisor
 from daemon.unsaved_desired import UNSAVED_DESIRED_FILE, UnsavedDesiredFile
 from domain.fills import FillRules
-from observability import get_logger
+from exchange.bingx.rest import Credentials
+from observability import get_logger, register_secrets
 from observability.alert_outbox import AlertOutbox
 from observability.kept_writes import KeptWrites
 from storage.availability import database_unreachable
@@ -28,6 +33,7 @@ from storage.records import Mode
 from storage.runs import Run, RunConflictError, RunStore, StoppedRun
 
 log = get_logger("tradingd.daemon")
+ROTATE_CALL_SEC = 30.0
 
 
 @dataclass
@@ -43,6 +49,8 @@ class DaemonState:
     """The supervisor's alerts: kept through a database outage, written when it is back."""
     dispatcher_stop: asyncio.Event = field(default_factory=asyncio.Event)
     """Set to stop alert delivery (`daemon.alert_dispatcher`), last in the shutdown."""
+    rotation: asyncio.Lock = field(default_factory=asyncio.Lock)
+    """One `secrets rotate` at a time."""
     audits: KeptWrites[AuditEvent] = field(init=False)
     """The control socket's audit events: kept through a database outage, written when it is back."""
 
@@ -50,6 +58,36 @@ class DaemonState:
         self.audits = KeptWrites(
             OpsStore(self.database.pool).write_audit, "audit_event", transient=database_unreachable
         )
+
+    async def rotate_keys(self, new: Credentials) -> dict[str, object]:
+        """Sign with the account's new keys from now on (checked already: `daemon.secrets_rotation`): this
+        process's redactor and settings (a run started or switched later), the supervisor's pairs, and the
+        credentials file when the keys came from one. What was swapped, and where the keys now persist."""
+        register_secrets((new.api_key, new.secret_key))
+        exchange = self.settings.exchange
+        keys = {"api_key": SecretStr(new.api_key), "secret_key": SecretStr(new.secret_key)}
+        self.settings = self.settings.model_copy(update={"exchange": exchange.model_copy(update=keys)})
+        swapped: list[str] = []
+        missed: dict[str, str] = {}
+        if self.supervisor is not None:
+            swapped, missed = await self.supervisor.rotate_credentials(new.api_key, new.secret_key, ROTATE_CALL_SEC)
+        if exchange.credentials_file is None:
+            persisted = (
+                "not persisted: the keys came from the environment (BINGX_API_KEY, BINGX_SECRET_KEY); set the new "
+                "pair there (the service's EnvironmentFile) before the next restart, or it starts with the old one"
+            )
+        else:
+            try:
+                write_credentials_file(Path(exchange.credentials_file), new)
+            except OSError as error:
+                persisted = (
+                    f"not persisted: {exchange.credentials_file} could not be rewritten ({error.strerror}); write the "
+                    "new pair there before the next restart, or it starts with the old one"
+                )
+            else:
+                persisted = f"written to {exchange.credentials_file} (0600)"
+        log.warning("credentials_rotated", pairs=swapped, not_swapped=sorted(missed), persisted=persisted)
+        return {"swapped": swapped, "not_swapped": missed, "persisted": persisted}
 
     @property
     def run_id(self) -> str:

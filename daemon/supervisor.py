@@ -34,7 +34,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol, TypeVar
 
@@ -57,6 +57,7 @@ from daemon.progress_watch import ProgressWatch
 from daemon.unsaved_desired import UnsavedDesiredFile, newer_than_stored
 from domain.candles import interval_ms
 from domain.errors import TemporaryVenueError
+from exchange.bingx.rest import Credentials
 from observability import get_logger
 from observability.alert_outbox import PendingAlert
 from pipeline.risk.account import AccountPolicy
@@ -595,6 +596,31 @@ class Supervisor:
         `stall_after_sec` (see `daemon.progress_watch`); else empty."""
         running = [slot.pair for slot in self.slots.values() if slot.state == "running"]
         return self.progress.stalled(running, time.monotonic())
+
+    async def rotate_credentials(
+        self, api_key: str, secret_key: str, wait_sec: float
+    ) -> tuple[list[str], dict[str, str]]:
+        """The account's new keys (`tradingd secrets rotate`, checked already): every actor started from now
+        on gets them (the plans, and the workers' redactor), and each running live pair's execution actor
+        signs with them at once. The live pairs swapped, and those whose actor did not answer (they sign
+        with the old keys until restarted)."""
+        self.env = replace(self.env, secrets=(*self.env.secrets, api_key, secret_key))
+        for slot in self.slots.values():
+            live = slot.plan.live
+            if live is not None:
+                slot.plan = replace(slot.plan, live=replace(live, credentials=Credentials(api_key, secret_key)))
+        swapped: list[str] = []
+        missed: dict[str, str] = {}
+        for slot in self.running(None):
+            if slot.plan.live is None:
+                continue
+            try:
+                await self.actors_of(slot).execution.rotate_credentials(api_key, secret_key, wait_sec=wait_sec)
+            except ActorUnavailable as error:
+                missed[slot.pair] = str(error)
+            else:
+                swapped.append(slot.pair)
+        return swapped, missed
 
     async def retry_faulted(self) -> list[str]:
         """`reconcile`: FAULTED pairs get a fresh start (and a fresh restart budget)."""

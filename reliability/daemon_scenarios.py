@@ -15,7 +15,7 @@ from typing import Any
 
 import psutil
 
-from reliability.invariants import MINUTE, decision_failures, newest_decided_all
+from reliability.invariants import MINUTE, decision_failures, newest_decided_all, sweep_secrets
 from reliability.scenario import Context, Result
 from tests.e2e.daemon_harness import (
     PAIRS,
@@ -352,26 +352,12 @@ def _sweep(result: Result, work: Path, url: str) -> None:
     """Every file under `work` (logs, the data directory, the backup, the database's own files) and every
     table, searched for the secrets' marker values."""
     markers = [value for value in MARKERS.values() if "marker" in value]  # not the chat id or the severity
-    markers += [DB_MARKER, HOOK_MARKER]
-    tables = [row[0] for row in query(url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
-    in_tables = [
-        table
-        for table in tables
-        if any(marker in str(row) for row in query(url, f'SELECT * FROM "{table}"') for marker in markers)
-    ]
-    scanned, in_files = 0, []
-    for path in work.rglob("*"):
-        if path.is_file() and not path.is_symlink():
-            scanned += 1
-            data = path.read_bytes()
-            if any(marker.encode() in data for marker in markers):
-                in_files.append(str(path.relative_to(work)))
-    found = len(in_files) + len(in_tables)
-    result.figures["secrets sweep"] = {"files": scanned, "tables": len(tables), "found": found}
-    if in_files:
-        result.failures.append(f"a secret in {len(in_files)} files: {in_files[:5]}")
-    if in_tables:
-        result.failures.append(f"a secret in tables: {in_tables}")
+    swept = sweep_secrets(url, [work], [*markers, DB_MARKER, HOOK_MARKER])
+    result.figures["secrets sweep"] = {"files": swept.files, "tables": swept.tables, "found": swept.found}
+    if swept.in_files:
+        result.failures.append(f"a secret in {len(swept.in_files)} files: {swept.in_files[:5]}")
+    if swept.in_tables:
+        result.failures.append(f"a secret in tables: {swept.in_tables}")
 
 
 def tradingd_command(d: Daemon, *argv: str) -> Any:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
 from tests.e2e.daemon_harness import PAIRS, query
 
 MINUTE = 60_000
@@ -50,3 +54,41 @@ def newest_decided_all(url: str, pairs: tuple[str, ...] = PAIRS) -> int:
 def newest_of_every(pairs: tuple[str, ...], newest: dict[str, int]) -> int:
     """The oldest of the pairs' newest decided candles, a pair without one counting as 0."""
     return min((newest.get(pair, 0) for pair in pairs), default=0)
+
+
+@dataclass
+class SecretSweep:
+    """Where marker secrets were found: files (relative to the root searched) and tables."""
+
+    files: int = 0
+    tables: int = 0
+    in_files: list[str] = field(default_factory=list)
+    in_tables: list[str] = field(default_factory=list)
+
+    @property
+    def found(self) -> int:
+        return len(self.in_files) + len(self.in_tables)
+
+
+def sweep_secrets(url: str, roots: Iterable[Path], markers: Sequence[str]) -> SecretSweep:
+    """Every file under `roots` (logs, data directories, backups, the database's own files) and every row of
+    every table, searched for the marker values."""
+    swept = SecretSweep()
+    tables = [row[0] for row in query(url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+    swept.tables = len(tables)
+    swept.in_tables = [
+        table
+        for table in tables
+        if any(marker in str(row) for row in query(url, f'SELECT * FROM "{table}"') for marker in markers)
+    ]
+    for root in roots:
+        for path in root.rglob("*"):
+            if path.is_file() and not path.is_symlink():
+                swept.files += 1
+                try:
+                    data = path.read_bytes()
+                except OSError:  # a socket, or a file removed meanwhile
+                    continue
+                if any(marker.encode() in data for marker in markers):
+                    swept.in_files.append(str(path.relative_to(root)))
+    return swept

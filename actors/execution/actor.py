@@ -15,6 +15,7 @@ import contextlib
 import os
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 from actors.shell import ActorShell, Inbox, WorkerEnv, fatal
@@ -22,7 +23,8 @@ from actors.transport import AccountHandle, ActorUnavailable, Peers, PolicyHandl
 from domain.fills import FillRules
 from domain.messages import OrderPlan, PositionReport
 from domain.trading_state import TradingState
-from observability import get_logger
+from exchange.bingx.rest import Credentials
+from observability import get_logger, register_secrets
 from pipeline.execution.core import ExecutionCore, FeeUnknownError
 from pipeline.execution.live_venue import LiveVenue, LiveVenueSource, open_live_venue, pair_state
 from pipeline.execution.reconciliation import Reconciler, Reconciliation
@@ -118,6 +120,21 @@ class ExecutionActor(ActorShell):
 
     def report(self) -> PositionReport:
         return self._core().report()
+
+    def rotate_credentials(self, api_key: str, secret_key: str) -> bool:
+        """`tradingd secrets rotate`: this worker's redactor learns the new keys, then a live pair signs
+        with them (its REST client, so its user stream's listenKey calls too, and a venue opened again);
+        True when this pair signs at all (a live pair)."""
+        register_secrets((api_key, secret_key))
+        if self.live_source is None:
+            return False
+        credentials = Credentials(api_key, secret_key)
+        self.live_source = replace(self.live_source, credentials=credentials)
+        if self.live is not None:
+            self.live.source = self.live_source
+            self.live.rest.use_credentials(credentials)
+        log.warning("credentials_rotated", pair=self.context.pair)
+        return True
 
     async def on_plan(self, plan: OrderPlan) -> None:
         self.inbox.put(plan)

@@ -151,6 +151,10 @@ class BingXRest:
         self._trade_bucket = TokenBucket(rate=5, per_sec=1.0)
         self.requests_sent = 0
 
+    def use_credentials(self, credentials: Credentials) -> None:
+        """The account's keys rotated (`tradingd secrets rotate`): every later signed call signs with these."""
+        self._credentials = credentials
+
     async def close(self) -> None:
         if self._http is not None:
             await self._http.close()

@@ -55,6 +55,8 @@ class VenueBalance:
     balance: Decimal
     equity: Decimal
     available_margin: Decimal
+    user_id: str | None = None
+    """`userId`: the account the keys belong to (a rotation must not move to another one)."""
 
 
 class BingXTrading:
@@ -159,6 +161,7 @@ class BingXTrading:
                 Decimal(str(r["balance"])),
                 Decimal(str(r["equity"])),
                 Decimal(str(r["availableMargin"])),
+                None if r.get("userId") in (None, "") else str(r["userId"]),
             )
             for r in data
         ]

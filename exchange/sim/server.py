@@ -210,7 +210,8 @@ class BingXSimulator:
         `"order_outcomes": ["504", "timeout", "reset"]` (each next order booked, its answer lost that way),
         `"reject_orders": [101204]` (each next order refused with that code), `"external_order": {"symbol",
         "side", "quantity"}` (a market order placed on the account from outside), `"rest_lag_sec": 30`
-        (order reads show each order as it was that long ago; the user stream is not late).
+        (order reads show each order as it was that long ago; the user stream is not late),
+        `"revoke_api_keys": ["KEY"]` (the keys deleted on the account: every later call with one is 100413).
         Answers what is pending and the replay clock (`{}` reads it without a fault, where the REST clock
         would meet the burst)."""
         try:
@@ -235,6 +236,9 @@ class BingXSimulator:
                 self.trading.faults.next_order_outcomes.append(outcome)
             if "rest_lag_sec" in body:
                 self.trading.faults.rest_lag_ms = int(float(body["rest_lag_sec"]) * 1000)
+            for key in body.get("revoke_api_keys", []):
+                self.trading.api_keys.pop(str(key), None)
+                self.user_streams.api_keys.pop(str(key), None)
             for code in body.get("reject_orders", []):
                 self.trading.faults.reject_next_orders.append(int(code))
             external = body.get("external_order")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
+import tempfile
 from decimal import Decimal
 from pathlib import Path
 
@@ -19,7 +20,8 @@ import pytest
 from exchange.bingx.rest import BingXRest, Credentials
 from exchange.bingx.trading import BingXTrading
 from exchange.sim.candle_file import load_candle_file
-from tests.e2e.cli_helpers import TINY_AGENT, tradingd
+from reliability.invariants import sweep_secrets
+from tests.e2e.cli_helpers import TINY_AGENT, TRADINGD, tradingd
 from tests.e2e.daemon_harness import (
     PAIRS,
     Daemon,
@@ -28,11 +30,13 @@ from tests.e2e.daemon_harness import (
     decisions,
     query,
     resumed_or_automatically_blocked,
+    sim_faults,
     simulator_process,
 )
 
 pytestmark = pytest.mark.timeout(1500)
 KEY, SECRET = "live-e2e-key-0001", "live-e2e-secret-0001-abcdefghijkl"
+KEY2, SECRET2 = "live-e2e-key-0002-rotated", "live-e2e-secret-0002-rotated-mnopqrst"
 HISTORY_BARS = 3000
 
 
@@ -111,12 +115,12 @@ def open_positions(url: str, run_id: str) -> dict[str, Decimal]:
     return {row[0]: row[1] for row in rows if row[1] != 0}
 
 
-def venue_account(urls: dict[str, str]) -> dict[str, dict[str, object]]:
+def venue_account(urls: dict[str, str], key: str = KEY, secret: str = SECRET) -> dict[str, dict[str, object]]:
     """Per pair, the simulator's account as the venue reports it: position, orders with fills and fees, and
     the protective stops open."""
 
     async def read() -> dict[str, dict[str, object]]:
-        async with BingXRest(urls["rest_url"], Credentials(KEY, SECRET)) as rest:
+        async with BingXRest(urls["rest_url"], Credentials(key, secret)) as rest:
             venue = BingXTrading(rest)
             found: dict[str, dict[str, object]] = {}
             for pair in PAIRS:
@@ -129,6 +133,33 @@ def venue_account(urls: dict[str, str]) -> dict[str, dict[str, object]]:
             return found
 
     return asyncio.run(read())
+
+
+def rotate(d: Daemon, key: str, secret: str, *, via_file: bool) -> subprocess.CompletedProcess[str]:
+    """`tradingd secrets rotate`, the new pair from a credentials file (0600, outside the swept directory,
+    removed after) or from standard input."""
+    assert TRADINGD is not None
+    command = [TRADINGD, "secrets", "rotate", "--config", str(d.config)]
+    if not via_file:
+        return subprocess.run(command, input=f"{key}\n{secret}\n", env=d.env, capture_output=True, text=True,
+                              timeout=180, check=False)  # fmt: skip
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "new-keys.toml"
+        path.touch(mode=0o600)
+        path.write_text(f'api_key = "{key}"\nsecret_key = "{secret}"\n')
+        command += ["--credentials-file", str(path)]
+        return subprocess.run(command, env=d.env, capture_output=True, text=True, timeout=180, check=False)
+
+
+def signed_since(url: str, since: object) -> int:
+    """Live market orders the venue accepted since `since` (each one a signed call)."""
+    rows = query(
+        url,
+        "SELECT count(*) FROM trade_executions WHERE mode = 'live' AND order_type = 'MARKET' "
+        "AND exchange_order_id IS NOT NULL AND created_at > $1",
+        since,
+    )
+    return int(rows[0][0])
 
 
 def database_account(url: str, pair: str) -> tuple[Decimal, dict[str, tuple[Decimal, Decimal]]]:
@@ -148,7 +179,8 @@ def test_a_paper_run_goes_live_trades_on_the_venue_survives_kill_9_and_agrees_wi
     files = cut_files(shared_candles, tmp_path, 4_000)
     first_ms = max(load_candle_file(path)[0].open_time_ms for path in set(files.values()))
     with (
-        simulator_process(files, api_keys=[f"{KEY}:{SECRET}"], start_bars=HISTORY_BARS) as (urls, _),
+        simulator_process(files, api_keys=[f"{KEY}:{SECRET}", f"{KEY2}:{SECRET2}"], start_bars=HISTORY_BARS,
+                          faults=True) as (urls, _),
         daemon(tmp_path / "unused.toml", urls, postgres_url, tmp_path,
                extra_env={"BINGX_API_KEY": KEY, "BINGX_SECRET_KEY": SECRET}) as d,
     ):  # fmt: skip
@@ -210,6 +242,24 @@ def test_a_paper_run_goes_live_trades_on_the_venue_survives_kill_9_and_agrees_wi
         d.wait_until(lambda: any(live_fills(postgres_url, p) > fills_before[p] + 1 for p in PAIRS), 600, "trading on")
         assert not d.events("actor_exiting"), "no actor failed a message"
 
+        # secrets rotate: a pair the venue does not know is refused; the second pair is swapped in without a
+        # restart, the first revoked on the venue, and the daemon trades on, signing with the new one.
+        refused = rotate(d, "unknown-key-0000000001", "unknown-secret-0000000001", via_file=False)
+        assert refused.returncode == 1, refused.stdout + refused.stderr
+        assert "the venue refused a signed read with the new keys" in refused.stderr, refused.stderr
+        rotated = rotate(d, KEY2, SECRET2, via_file=True)
+        assert rotated.returncode == 0, rotated.stdout + rotated.stderr
+        assert "live pairs swapped: BTC-USDT, ETH-USDT" in rotated.stdout, rotated.stdout
+        assert "the keys replaced: same account" in rotated.stdout, rotated.stdout
+        sim_faults(urls, revoke_api_keys=[KEY])
+        revoked_at = query(postgres_url, "SELECT now()")[0][0]
+        d.wait_until(lambda: signed_since(postgres_url, revoked_at) >= 2, 600, "orders signed with the new keys")
+        assert not d.events("reconciliation_failed")
+        audit = query(postgres_url, "SELECT outcome, params FROM ops_audit_events WHERE command = 'secrets-rotate' "
+                                    "ORDER BY id")  # fmt: skip
+        assert [row["outcome"] for row in audit] == ["rejected", "accepted"]
+        assert json.loads(audit[1]["params"])["api_key"].startswith("sha256:")
+
         # Paused and settled: the database is the venue's account.
         assert ctl(d, "pause", "--reason", "compare").returncode == 0
 
@@ -222,7 +272,7 @@ def test_a_paper_run_goes_live_trades_on_the_venue_survives_kill_9_and_agrees_wi
             return int(working[0][0]) == 0
 
         d.wait_until(settled, 120, "no market order working")
-        venue = venue_account(urls)
+        venue = venue_account(urls, KEY2, SECRET2)
         for pair in PAIRS:
             position, orders = database_account(postgres_url, pair)
             assert position == venue[pair]["position"], pair
@@ -245,7 +295,7 @@ def test_a_paper_run_goes_live_trades_on_the_venue_survives_kill_9_and_agrees_wi
         flat: list[dict[str, dict[str, object]]] = []
 
         def flat_on_the_venue() -> bool:
-            flat.append(venue_account(urls))
+            flat.append(venue_account(urls, KEY2, SECRET2))
             return all(v["position"] == 0 and not v["stops"] for v in flat[-1].values())
 
         d.wait_until(flat_on_the_venue, 120, "flat on the venue with no stop left")
@@ -255,3 +305,8 @@ def test_a_paper_run_goes_live_trades_on_the_venue_survives_kill_9_and_agrees_wi
             assert orders == flat[-1][pair]["orders"], f"{pair}: the closes recorded as the venue filled them"
         after = json.loads(ctl(d, "status", "--json").stdout)
         assert all(after["pairs"][p]["desired"]["reason"] == "operator_close_all" for p in PAIRS), after["pairs"]
+
+        # No key or secret, old or new, in any table or file the run wrote (logs, the daemon's data directory).
+        swept = sweep_secrets(postgres_url, [tmp_path], [KEY, SECRET, KEY2, SECRET2])
+        assert swept.files > 0
+        assert swept.found == 0, (swept.in_files, swept.in_tables)
