@@ -248,6 +248,11 @@ class ExecutionHandle(StageHandle):
     def set_account(self, account: AccountHandle) -> None:
         self._tell("set_account", account)
 
+    async def breaker_tripped(self, flatten: bool, *, wait_sec: float | None = None) -> dict[str, Any]:
+        """The account's breaker tripped: opening orders cancelled, and the position closed with `flatten`."""
+        flatness: dict[str, Any] = await self._ask("breaker_tripped", flatten, wait_sec=wait_sec)
+        return flatness
+
     async def rotate_credentials(self, api_key: str, secret_key: str, *, wait_sec: float | None = None) -> bool:
         """The account's new keys (`tradingd secrets rotate`); True when this pair signs with them (live)."""
         swapped: bool = await self._ask("rotate_credentials", api_key, secret_key, wait_sec=wait_sec)

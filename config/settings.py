@@ -223,6 +223,11 @@ class AccountSettings(Section):
     daily_loss_limit: PositiveDecimal = Decimal(500)
     breaker_max_losses: int = Field(default=5, ge=1)
     breaker_cooldown_min: int = Field(default=60, ge=0)
+    breaker_max_drawdown: PositiveDecimal = Decimal(1_000)
+    """USDT: the breaker also trips when the account's marked value (realised PnL less fees plus the open
+    positions at their last mark) falls this far below its peak."""
+    flatten_on_trip: bool = False
+    """When the breaker trips, also close every position reduce-only (it always cancels opening orders)."""
 
 
 ReplaySpeed = Annotated[float, Field(gt=0)] | Literal["fast"]

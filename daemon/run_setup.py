@@ -357,6 +357,8 @@ def account_policy(settings: Settings) -> tuple[AccountPolicy, AccountPolicyRow]
         account.daily_loss_limit,
         account.breaker_max_losses,
         account.breaker_cooldown_min,
+        account.breaker_max_drawdown,
+        account.flatten_on_trip,
     )
     policy = AccountPolicy(
         account.name,
@@ -365,6 +367,8 @@ def account_policy(settings: Settings) -> tuple[AccountPolicy, AccountPolicyRow]
         account.daily_loss_limit,
         account.breaker_max_losses,
         timedelta(minutes=account.breaker_cooldown_min),
+        account.breaker_max_drawdown,
+        account.flatten_on_trip,
     )
     return policy, row
 

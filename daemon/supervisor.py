@@ -152,6 +152,8 @@ class Supervisor:
         self.run_id = uuid.UUID(plans[0].context.run_id) if plans else None
         self.desired: dict[str, DesiredState] = {}
         self.account: AccountHandle | None = None
+        self._breaker_acted: str | None = None
+        """The breaker trip (its time) whose orders were cancelled (`_act_on_breaker`)."""
         self.account_pid: int | None = None
         self.account_misses: deque[float] = deque()
         self.progress = ProgressWatch(settings.stall_after_sec)
@@ -408,6 +410,7 @@ class Supervisor:
             await self._save_unsaved()
             if self.account is not None and not await self._account_healthy(self.account):
                 await self._restart_account()
+            await self._act_on_breaker()
             for slot in self.slots.values():
                 actors = slot.actors
                 if self._stopping:
@@ -427,6 +430,41 @@ class Supervisor:
                     except ActorUnavailable as error:
                         log.warning("desired_state_not_applied", pair=slot.pair, error=describe(error))
                 await self._check_freshness(slot, actors)
+
+    async def _act_on_breaker(self) -> None:
+        """Once per trip of the account's circuit breaker: every running pair's opening orders cancelled,
+        and with `account.flatten_on_trip` its position closed reduce-only (the protective stops stay).
+        A pair that did not answer is asked again at the next pass."""
+        if self.account is None:
+            return
+        try:
+            summary = await self.account.summary(wait_sec=self.settings.health_timeout_sec)
+        except ActorUnavailable:
+            return
+        tripped = summary.get("breaker_tripped_at")
+        if not summary.get("breaker_open") or tripped is None:
+            self._breaker_acted = None
+            return
+        if tripped == self._breaker_acted:
+            return
+        flatten = self.account_policy.flatten_on_trip
+        slots = self.running(None)
+        answers = await asyncio.gather(
+            *(
+                self.actors_of(slot).execution.breaker_tripped(flatten, wait_sec=self.settings.health_timeout_sec)
+                for slot in slots
+            ),
+            return_exceptions=True,
+        )
+        failed = {
+            slot.pair: describe(a) for slot, a in zip(slots, answers, strict=True) if isinstance(a, BaseException)
+        }
+        log.warning(
+            "breaker_acted", tripped_at=tripped, flatten=flatten, pairs=[s.pair for s in slots if s.pair not in failed],
+            failed=failed,
+        )  # fmt: skip
+        if not failed:
+            self._breaker_acted = tripped
 
     def _missed(self, misses: deque[float]) -> bool:
         """One more missed ping: True when that makes `health_misses` within `health_window_sec`."""

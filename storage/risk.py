@@ -37,6 +37,8 @@ class AccountPolicyRow:
     daily_loss_limit: Decimal
     breaker_max_losses: int
     breaker_cooldown_min: int
+    breaker_max_drawdown: Decimal | None = None
+    flatten_on_trip: bool = False
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,8 @@ class AccountStateRow:
     breaker_tripped_at: datetime | None
     breaker_cooldown_until: datetime | None
     breaker_reason: str | None
+    equity: Decimal = Decimal(0)
+    equity_peak: Decimal = Decimal(0)
 
 
 class RiskStore:
@@ -92,12 +96,14 @@ class RiskStore:
             policy_id: uuid.UUID = await connection.fetchval(
                 """
                 INSERT INTO account_risk_policies (name, active, max_gross_exposure, max_net_exposure,
-                    daily_loss_limit, breaker_max_losses, breaker_cooldown_min)
-                VALUES ($1, true, $2, $3, $4, $5, $6)
+                    daily_loss_limit, breaker_max_losses, breaker_cooldown_min, breaker_max_drawdown, flatten_on_trip)
+                VALUES ($1, true, $2, $3, $4, $5, $6, $7, $8)
                 ON CONFLICT (name) DO UPDATE SET active = true, max_gross_exposure = excluded.max_gross_exposure,
                     max_net_exposure = excluded.max_net_exposure, daily_loss_limit = excluded.daily_loss_limit,
                     breaker_max_losses = excluded.breaker_max_losses,
-                    breaker_cooldown_min = excluded.breaker_cooldown_min, updated_at = now()
+                    breaker_cooldown_min = excluded.breaker_cooldown_min,
+                    breaker_max_drawdown = excluded.breaker_max_drawdown,
+                    flatten_on_trip = excluded.flatten_on_trip, updated_at = now()
                 RETURNING id
                 """,
                 policy.name,
@@ -106,6 +112,8 @@ class RiskStore:
                 policy.daily_loss_limit,
                 policy.breaker_max_losses,
                 policy.breaker_cooldown_min,
+                policy.breaker_max_drawdown,
+                policy.flatten_on_trip,
             )
         return policy_id
 
@@ -113,7 +121,7 @@ class RiskStore:
         row = await self._pool.fetchrow(
             """
             SELECT trading_state, gross_exposure, net_exposure, trading_day, daily_pnl, consecutive_losses,
-                   breaker_open, breaker_tripped_at, breaker_cooldown_until, breaker_reason
+                   breaker_open, breaker_tripped_at, breaker_cooldown_until, breaker_reason, equity, equity_peak
             FROM account_risk_state WHERE account = $1
             """,
             account,
@@ -125,15 +133,16 @@ class RiskStore:
             """
             INSERT INTO account_risk_state AS s (account, trading_state, gross_exposure, net_exposure, trading_day,
                 daily_pnl, consecutive_losses, breaker_open, breaker_tripped_at, breaker_cooldown_until,
-                breaker_reason, updated_at)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now())
+                breaker_reason, equity, equity_peak, updated_at)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, now())
             ON CONFLICT (account) DO UPDATE SET trading_state = excluded.trading_state,
                 gross_exposure = excluded.gross_exposure, net_exposure = excluded.net_exposure,
                 trading_day = excluded.trading_day, daily_pnl = excluded.daily_pnl,
                 consecutive_losses = excluded.consecutive_losses, breaker_open = excluded.breaker_open,
                 breaker_tripped_at = excluded.breaker_tripped_at,
                 breaker_cooldown_until = excluded.breaker_cooldown_until,
-                breaker_reason = excluded.breaker_reason, updated_at = now()
+                breaker_reason = excluded.breaker_reason, equity = excluded.equity,
+                equity_peak = excluded.equity_peak, updated_at = now()
             """,
             account,
             state.trading_state,
@@ -146,4 +155,6 @@ class RiskStore:
             state.breaker_tripped_at,
             state.breaker_cooldown_until,
             state.breaker_reason,
+            state.equity,
+            state.equity_peak,
         )

@@ -37,6 +37,9 @@ from trading.paper import Trade
 
 log = get_logger("tradingd.execution")
 Operation = Callable[[], Awaitable[Any]]
+PROTECT_CHECK_SEC = 2.0
+"""How often a live pair checks that its protective orders fit its position (cheap: no venue call)."""
+PROTECT_RETRY_MAX_SEC = 60.0
 
 
 class ExecutionActor(ActorShell):
@@ -92,7 +95,8 @@ class ExecutionActor(ActorShell):
                 loop = asyncio.get_running_loop()
                 news = self.live.news(lambda: [*stage.core.book.working, *stage.core.book.protection], self._deliver)
                 for task in (loop.create_task(news.run(), name="venue-news"),
-                             loop.create_task(self._reconcile_forever(), name="reconcile")):  # fmt: skip
+                             loop.create_task(self._reconcile_forever(), name="reconcile"),
+                             loop.create_task(self._protect_forever(), name="protect")):  # fmt: skip
                     task.add_done_callback(_ended)
                     self._tasks.append(task)
             log.info("actor_ready", role="execution", pair=self.context.pair, run_id=self.context.run_id)
@@ -164,6 +168,18 @@ class ExecutionActor(ActorShell):
         await self._venue_consequences(None)
         return flatness
 
+    async def breaker_tripped(self, flatten: bool) -> dict[str, Any]:
+        """The account's circuit breaker tripped: the pair's opening orders cancelled (its protective stops
+        stay), and with `flatten` (`account.flatten_on_trip`) its position closed reduce-only."""
+        stage = self._stage()
+        if flatten:
+            flatness: dict[str, Any] = await self._serialised(lambda: stage.flatten("circuit_breaker"))
+        else:
+            await self._serialised(lambda: stage.cancel_entries("circuit_breaker"))
+            flatness = self._core().flatness()
+        await self._venue_consequences(None)
+        return flatness
+
     async def flatness(self) -> dict[str, Any]:
         return self._core().flatness()
 
@@ -230,6 +246,25 @@ class ExecutionActor(ActorShell):
     def _reconciler(self) -> Reconciler:
         assert self.live is not None
         return Reconciler(self._stage(), self.live.venue, self.live.source.external_positions)
+
+    async def _protect_forever(self) -> None:
+        """The position's protective orders brought to what it needs whenever they are not (a stop that
+        could not be placed, an obsolete one whose cancel the venue refused or did not answer), without
+        waiting for the venue's next news: there is never a second stop, nor none, for longer than this."""
+        stage = self._stage()
+        protection = stage.protection
+        assert protection is not None
+        wait = PROTECT_CHECK_SEC
+        while True:
+            await asyncio.sleep(wait)
+            if stage.core.protection_settled(protection):
+                wait = PROTECT_CHECK_SEC
+                continue
+            log.info("protection_unsettled", pair=self.context.pair, retry_sec=wait)
+            await self._serialised(stage.protect)
+            # Still not settled after a try (the venue refusing a stop, say): ask less often, up to a minute.
+            settled = stage.core.protection_settled(protection)
+            wait = PROTECT_CHECK_SEC if settled else min(wait * 2, PROTECT_RETRY_MAX_SEC)
 
     async def _reconcile_forever(self) -> None:
         assert self.live is not None

@@ -246,15 +246,25 @@ class AccountActor(ActorShell):
         desk = self._desk()
         return desk.check(pair, Decimal(after), reduces_only, desk.now)
 
-    def on_report(self, report: PositionReport) -> None:
-        self._desk().on_report(report)
+    async def on_report(self, report: PositionReport) -> None:
+        desk = self._desk()
+        if desk.on_report(report):
+            await self._tripped(report.pair, None, None)
+
+    async def _tripped(self, pair: str, trade_id: str | None, trace_id: str | None) -> None:
+        """The breaker tripped: saved, logged critical and announced (the supervisor's health pass then
+        cancels the pairs' opening orders, and flattens them with `flatten_on_trip`)."""
+        desk = self._desk()
+        await self._save()
+        log.critical("circuit_breaker_tripped", pair=pair, trade_id=trade_id, trace_id=trace_id, **desk.summary())
+        await self._announce(desk.changes(), pair=pair, trade_id=trade_id, trace_id=trace_id)
 
     async def trade_closed(self, net_pnl: str, pair: str, trade_id: str, trace_id: str | None = None) -> None:
         desk = self._desk()
-        tripped = desk.trade_closed(Decimal(net_pnl), desk.now)
+        if desk.trade_closed(Decimal(net_pnl), desk.now):
+            await self._tripped(pair, trade_id, trace_id)
+            return
         await self._save()
-        if tripped:
-            log.critical("circuit_breaker_tripped", pair=pair, trade_id=trade_id, trace_id=trace_id, **desk.summary())
         await self._announce(desk.changes(), pair=pair, trade_id=trade_id, trace_id=trace_id)
 
     async def resume(self) -> dict[str, Any]:

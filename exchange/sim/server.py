@@ -211,7 +211,8 @@ class BingXSimulator:
         `"reject_orders": [101204]` (each next order refused with that code), `"external_order": {"symbol",
         "side", "quantity"}` (a market order placed on the account from outside), `"rest_lag_sec": 30`
         (order reads show each order as it was that long ago; the user stream is not late),
-        `"revoke_api_keys": ["KEY"]` (the keys deleted on the account: every later call with one is 100413).
+        `"revoke_api_keys": ["KEY"]` (the keys deleted on the account: every later call with one is 100413),
+        `"refuse_cancels": [109201]` (each next cancel refused with that code, the order left open).
         Answers what is pending and the replay clock (`{}` reads it without a fault, where the REST clock
         would meet the burst)."""
         try:
@@ -239,6 +240,8 @@ class BingXSimulator:
             for key in body.get("revoke_api_keys", []):
                 self.trading.api_keys.pop(str(key), None)
                 self.user_streams.api_keys.pop(str(key), None)
+            for code in body.get("refuse_cancels", []):
+                self.trading.faults.refuse_next_cancels.append(int(code))
             for code in body.get("reject_orders", []):
                 self.trading.faults.reject_next_orders.append(int(code))
             external = body.get("external_order")

@@ -45,6 +45,8 @@ class TradingFaults:
     """Order reads (query, open orders, history) show each order as it was this long ago, while the user
     stream reports at once: a fill that arrives only on the stream, for that long."""
     reject_next_orders: deque[int] = field(default_factory=deque)
+    refuse_next_cancels: deque[int] = field(default_factory=deque)
+    """Each next cancel refused with that code (109201, say), the order left as it is."""
     """Each next order is refused with this business code, and not booked (the error families of API.md
     2.4: 101204 margin, 101400 minimum, 100410 rate limit, 80012 busy, 101415 suspended, ...)."""
 
@@ -215,6 +217,9 @@ class TradingRoutes:
         return ok({"order": _order_json(self._read(self._find(params)))})
 
     def _cancel(self, params: dict[str, str]) -> web.Response:
+        if self.faults.refuse_next_cancels:
+            code = self.faults.refuse_next_cancels.popleft()
+            raise AccountError(code, f"cancel refused ({code}, a fault the simulator was asked for)")
         return ok({"order": _order_json(self.account.cancel(self._find(params), _now()))})
 
     def _open_orders(self, params: dict[str, str]) -> web.Response:

@@ -353,6 +353,26 @@ class ExecutionCore:
 
     # ---------------------------------------------------------------- protective orders (a live venue)
 
+    def protection_settled(self, rule: ProtectionRule) -> bool:
+        """Whether the protective orders are exactly what the position needs, each on the venue, and no
+        cancel is pending: `protect` then has nothing to do. While orders are working it is settled (the
+        position is about to move, and their news runs `protect`)."""
+        book = self.book
+        if book.working:
+            return True
+        if any(p.state == "cancel_requested" for p in book.protection.values()):
+            return False
+        live = [p for p in book.protection.values() if p.live]
+        if any(p.state != "accepted" for p in live):
+            return False
+        matched: list[ProtectiveOrder] = []
+        for protection in wanted(book.position.quantity, book.position.entry_price, rule, self.rules):
+            match = next((p for p in live if p.protection == protection and p not in matched), None)
+            if match is None:
+                return False
+            matched.append(match)
+        return len(matched) == len(live)
+
     def protect(self, rule: ProtectionRule) -> Protecting:
         """The protective orders the position must carry (`trading.protection.wanted`) against those the
         book holds: new ones planned (their intents in the step), those whose submit is still unanswered

@@ -121,11 +121,17 @@ class ExecutionStage:
         assert isinstance(step.answer, str)
         return step.answer
 
-    async def flatten(self) -> dict[str, Any]:
-        """`runs stop --flatten`: cancel every order that would open or add, then close what is held with a
-        reduce-only market order (`close_trade`: one order however often asked). Returns the position and
-        what is still working, so the caller can wait until the pair is flat."""
-        await self._cancel(self.core.opening_orders(), "run_stopping", self.core.cancel_opening)
+    async def cancel_entries(self, reason: str) -> list[str]:
+        """Cancel every order that would open or add (the breaker tripped, a flatten's first step); the
+        client order ids cancelled."""
+        return await self._cancel(self.core.opening_orders(), reason, lambda: self.core.cancel_opening(reason))
+
+    async def flatten(self, reason: str = "run_stopping") -> dict[str, Any]:
+        """`runs stop --flatten`, `close-all`, a breaker with `flatten_on_trip`: cancel every order that
+        would open or add, then close what is held with a reduce-only market order (`close_trade`: one
+        order however often asked). Returns the position and what is still working, so the caller can
+        wait until the pair is flat."""
+        await self.cancel_entries(reason)
         trade_id = self.core.left_to_close()
         if trade_id is not None:
             await self.close_trade(trade_id)
@@ -180,6 +186,8 @@ class ExecutionStage:
                      for p in obsolete]  # fmt: skip
             await self._write(self.core.protective_steps(asked))
         for update in await venue.cancel_protective([*obsolete, *again]):
+            if update.state == "accepted" and update.filled == 0:
+                continue  # still open on the venue (the cancel was refused or lost): stays requested, asked again
             await self._book_news(update)
 
     async def mark_absent(self, client_order_id: str, evidence: dict[str, Any]) -> None:

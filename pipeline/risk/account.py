@@ -1,9 +1,13 @@
 """The account guard's core, one for the whole account: exposure caps that count working orders, the
 daily loss limit, and the circuit breaker.
 
-The breaker trips after `breaker_max_losses` losing trades in a row; it halts the account, and is
-closed again only by an operator's command, and not before its cooldown has passed. Its state is
-checkpointed (`account_risk_state`) so a restart does not reset it.
+The breaker trips after `breaker_max_losses` losing trades in a row, or when the account's marked value
+(every pair's realised PnL less fees plus its open position at the last mark: unrealised PnL included)
+falls `breaker_max_drawdown` USDT below its peak. Tripped, the account is REDUCING: no order may add
+exposure, orders that reduce it still go (the protective stops stay), and the daemon cancels the pairs'
+opening orders (and, with `flatten_on_trip`, closes their positions). It is closed again only by an
+operator's command, and not before its cooldown has passed; the peak then starts again from the value at
+that moment. Its state is checkpointed (`account_risk_state`) so a restart does not reset it.
 
 Every `now` here is the venue's clock (the time of the candle being decided, replay time in a replay):
 the trading day is its UTC date, and the breaker's cooldown runs on it.
@@ -34,6 +38,8 @@ class AccountPolicy:
     daily_loss_limit: Decimal
     breaker_max_losses: int = 5
     breaker_cooldown: timedelta = timedelta(minutes=60)
+    breaker_max_drawdown: Decimal | None = None
+    flatten_on_trip: bool = False
 
 
 @dataclass
@@ -44,6 +50,9 @@ class AccountState:
     breaker_open: bool = False
     breaker_tripped_at: datetime | None = None
     breaker_reason: str | None = None
+    equity: Decimal = Decimal(0)
+    """The account's marked value, counted from 0 as it changes (only its fall from the peak matters)."""
+    equity_peak: Decimal = Decimal(0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,9 +69,15 @@ class AccountGuard:
 
     @property
     def trading_state(self) -> TradingState:
-        if self.state.breaker_open or self.loss_limit_reached:
+        if self.loss_limit_reached:
             return "HALTED"
+        if self.state.breaker_open:
+            return "REDUCING"
         return "ACTIVE"
+
+    @property
+    def drawdown(self) -> Decimal:
+        return self.state.equity_peak - self.state.equity
 
     @property
     def loss_limit_reached(self) -> bool:
@@ -112,7 +127,7 @@ class AccountGuard:
                 Block(
                     BREAKER,
                     "account",
-                    "HALTED",
+                    "REDUCING",
                     "automatic",
                     f"the circuit breaker is open ({state.breaker_reason}); {wait}",
                     ready,
@@ -120,6 +135,10 @@ class AccountGuard:
                         "breaker_reason": state.breaker_reason or "",
                         "consecutive_losses": str(state.consecutive_losses),
                         "breaker_max_losses": str(policy.breaker_max_losses),
+                        "drawdown": str(self.drawdown),
+                        "breaker_max_drawdown": ""
+                        if policy.breaker_max_drawdown is None
+                        else str(policy.breaker_max_drawdown),
                         "cooldown_until": "" if ready is None else ready.isoformat(),
                     },
                 )
@@ -169,6 +188,24 @@ class AccountGuard:
             return True
         return False
 
+    def mark(self, change: Decimal, now: datetime) -> bool:
+        """The account's marked value moved by `change` (a pair's realised PnL less fees plus its open
+        position at its mark, since its previous report); True when the fall from the peak tripped the
+        breaker."""
+        state = self.state
+        state.equity += change
+        state.equity_peak = max(state.equity_peak, state.equity)
+        limit = self.policy.breaker_max_drawdown
+        if state.breaker_open or limit is None or self.drawdown < limit:
+            return False
+        state.breaker_open = True
+        state.breaker_tripped_at = now
+        state.breaker_reason = (
+            f"a drawdown of {_cents(self.drawdown)} USDT from the equity peak (unrealised PnL included) reached "
+            f"{limit} USDT"
+        )
+        return True
+
     def resume(self, now: datetime) -> str | None:
         """An operator's command: close the breaker if it has cooled down. What still halts the account
         (a breaker cooling down, the daily loss limit until the next trading day), or None when ACTIVE."""
@@ -183,6 +220,7 @@ class AccountGuard:
                 self.state.breaker_open = False
                 self.state.consecutive_losses = 0
                 self.state.breaker_reason = None
+                self.state.equity_peak = self.state.equity  # the drawdown counts from here again
         if self.loss_limit_reached:
             refusals.append(
                 f"the daily loss limit ({_cents(self.state.daily_pnl)} USDT against "

@@ -56,7 +56,7 @@ def account_announcement(
     if transition.began:
         fields.update(pair=pair, trade_id=trade_id)
         last = f" (last: trade {trade_id} on {pair})" if trade_id is not None and block.cause == BREAKER else ""
-        message = f"the account is HALTED: {block.detail}{last}"
+        message = f"the account is {block.state}: {block.detail}{last}"
         return Announcement("account_halted", "critical", "critical", message, fields, details)
     if transition.cleared_by == "cooldown_over":
         message = "the circuit breaker has cooled down: `tradingd ctl resume` closes it"

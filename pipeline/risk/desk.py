@@ -34,6 +34,8 @@ class AccountDesk:
                 saved.breaker_open,
                 saved.breaker_tripped_at,
                 saved.breaker_reason,
+                saved.equity,
+                saved.equity_peak,
             )
         self.guard = AccountGuard(policy, state)
         self.reports: dict[str, PositionReport] = {}
@@ -91,10 +93,20 @@ class AccountDesk:
         """Signed notional per pair: position and working orders at the last mark."""
         return {pair: (r.quantity + r.working) * r.mark for pair, r in self.reports.items()}
 
-    def on_report(self, report: PositionReport) -> None:
+    def on_report(self, report: PositionReport) -> bool:
+        """A pair's newer position (an older one is ignored); its change of marked value moves the account's,
+        from the pair's second report since the start (the first is its baseline: a move while the daemon
+        was down is not counted). True when the drawdown tripped the breaker."""
         current = self.reports.get(report.pair)
-        if current is None or report.version > current.version:
-            self.reports[report.pair] = report
+        if current is not None and report.version <= current.version:
+            return False
+        self.reports[report.pair] = report
+        if current is None or report.version == 1:  # the pair's first report, or a restarted pair's
+            return False
+        before, after = marked_value(current), marked_value(report)
+        if before is None or after is None:  # a position with no mark yet (adopted before any candle)
+            return False
+        return self.guard.mark(after - before, self.now)
 
     def check(self, pair: str, after: Decimal, reduces_only: bool, now: datetime) -> AccountVerdict:
         exposures = self.exposures
@@ -124,6 +136,8 @@ class AccountDesk:
             state.breaker_tripped_at,
             cooldown if state.breaker_open else None,
             state.breaker_reason,
+            state.equity,
+            state.equity_peak,
         )
 
     def summary(self) -> dict[str, Any]:
@@ -141,8 +155,21 @@ class AccountDesk:
             "daily_pnl": str(row.daily_pnl),
             "daily_loss_limit": str(policy.daily_loss_limit),
             "consecutive_losses": row.consecutive_losses,
+            "drawdown": str(self.guard.drawdown),
+            "breaker_max_drawdown": None if policy.breaker_max_drawdown is None else str(policy.breaker_max_drawdown),
             "breaker_open": row.breaker_open,
             "breaker_reason": row.breaker_reason,
+            "breaker_tripped_at": row.breaker_tripped_at.isoformat()
+            if row.breaker_open and row.breaker_tripped_at
+            else None,
             "breaker_cooldown_until": row.breaker_cooldown_until.isoformat() if row.breaker_cooldown_until else None,
             "exposures": {pair: str(value) for pair, value in sorted(self.exposures.items())},
         }
+
+
+def marked_value(report: PositionReport) -> Decimal | None:
+    """A pair's realised PnL less fees plus its open position at its mark; None for a position not marked
+    yet (no candle since it was adopted)."""
+    if report.quantity != 0 and report.mark <= 0:
+        return None
+    return report.realised - report.fees + report.quantity * (report.mark - report.entry_price)

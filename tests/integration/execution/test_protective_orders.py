@@ -138,6 +138,34 @@ async def test_a_moved_stop_is_placed_before_the_old_one_is_cancelled_and_a_clos
     assert stage.core.book.protection == {}
 
 
+async def test_an_obsolete_stop_whose_cancel_is_refused_is_asked_again_until_it_goes(
+    database: Database, context: PairContext, rest: BingXRest, sim: BingXSimulator
+) -> None:
+    """Found by CI (the live e2e test: two stops open for one position): the venue refused the old stop's
+    cancel and a read said it was still open; it was booked back as accepted and nothing asked again until
+    the venue's next news. It now stays `cancel_requested`, the protection counts as unsettled (the
+    execution actor's check runs `protect` again), and the next `protect` cancels it."""
+    stage = await stage_on(database, context, rest)
+    await opened(stage)
+    (old_stop,) = [p for p in stage.core.book.protection.values() if p.kind == "stop_loss"]
+    assert stage.core.protection_settled(RULE)
+    sim.trading.faults.refuse_next_cancels.append(109201)  # the old stop's cancel: the same order within 1 s
+    await opened(stage, "0.3", minute=1)
+    stops = [o for o in await conditionals(rest) if o.type == "STOP_MARKET"]
+    assert sorted(o.quantity for o in stops) == [Decimal("0.5"), Decimal("0.8")], "the old one is still open"
+    assert stage.core.book.protection[old_stop.client_order_id].state == "cancel_requested"
+    assert not stage.core.protection_settled(RULE)
+    await stage.protect()
+    stops = [o for o in await conditionals(rest) if o.type == "STOP_MARKET"]
+    assert [o.quantity for o in stops] == [Decimal("0.8")], "one stop, for the whole position"
+    assert old_stop.client_order_id not in stage.core.book.protection
+    assert stage.core.protection_settled(RULE)
+    state = await database.pool.fetchval(
+        "SELECT state FROM trade_executions WHERE client_order_id = $1", old_stop.client_order_id
+    )
+    assert state == "cancelled"
+
+
 async def test_a_stop_the_venue_triggers_closes_the_trade_from_its_word(
     database: Database, context: PairContext, rest: BingXRest, sim: BingXSimulator
 ) -> None:

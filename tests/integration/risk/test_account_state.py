@@ -31,7 +31,7 @@ async def test_the_circuit_breaker_survives_a_restart_and_closes_only_by_command
     assert desk.trade_closed(Decimal(-4), NOW)
     await store.save_account_state(desk.row())
     restored = AccountDesk(POLICY, await store.account_state(), NOW + timedelta(minutes=5))
-    assert restored.guard.trading_state == "HALTED"
+    assert restored.guard.trading_state == "REDUCING"  # exits only
     verdict = restored.check("ETH-USDT", Decimal(100), False, NOW + timedelta(minutes=5))
     assert (verdict.allowed, verdict.reason) == (False, "circuit_breaker_open")
     assert restored.check("ETH-USDT", Decimal(0), True, NOW).allowed  # closing is still allowed
@@ -41,6 +41,26 @@ async def test_the_circuit_breaker_survives_a_restart_and_closes_only_by_command
     row = await store.account_state()
     assert row is not None
     assert (row.breaker_open, row.daily_pnl, row.trading_state) == (False, Decimal(-7), "ACTIVE")
+
+
+async def test_the_marked_value_and_its_peak_survive_a_restart(database: Database) -> None:
+    store = RiskStore(database.pool)
+    policy = AccountPolicy("dd", Decimal(50_000), Decimal(50_000), Decimal(10_000), 50, timedelta(0), Decimal(30))
+    desk = AccountDesk(policy, None, NOW)
+    desk.on_report(report("BTC-USDT", "1", "100", version=1))
+    desk.on_report(report("BTC-USDT", "1", "100", version=2))
+    marked = PositionReport(
+        "BTC-USDT", Decimal(1), Decimal(100), Decimal(0), 1, Decimal(125), Decimal(0), Decimal(0), 0, 3
+    )
+    desk.on_report(marked)  # +25: the peak
+    await store.save_account_state(desk.row())
+    restored = AccountDesk(policy, await store.account_state(), NOW)
+    assert (restored.guard.state.equity, restored.guard.state.equity_peak) == (Decimal(25), Decimal(25))
+    restored.on_report(marked)
+    fallen = PositionReport(
+        "BTC-USDT", Decimal(1), Decimal(100), Decimal(0), 1, Decimal(94), Decimal(0), Decimal(0), 0, 4
+    )
+    assert restored.on_report(fallen), "31 below the peak saved before the restart"
 
 
 async def test_exposure_counts_every_pair_and_the_daily_loss_limit_halts(database: Database) -> None:

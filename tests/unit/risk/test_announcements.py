@@ -7,7 +7,7 @@ from pipeline.risk.announcements import account_announcement, pair_announcement
 from pipeline.risk.blocks import Block, Transition
 
 STALE = Block("source_stale", "pair", "HALTED", "automatic", "no candle for 300 s", figures={"silent_sec": "300"})
-BREAKER_BLOCK = Block(BREAKER, "account", "HALTED", "automatic", "3 losing trades in a row", figures={"losses": "3"})
+BREAKER_BLOCK = Block(BREAKER, "account", "REDUCING", "automatic", "3 losing trades in a row", figures={"losses": "3"})
 
 
 def test_a_pairs_automatic_pause_is_a_warning_when_it_begins_and_news_when_it_clears() -> None:
@@ -28,7 +28,7 @@ def test_the_accounts_halt_is_critical_and_names_the_trade_that_tripped_the_brea
     at = "2025-01-02T03:04:00+00:00"
     began = account_announcement(Transition(BREAKER_BLOCK, True), at, "ETH-USDT", "t-1")
     assert (began.event, began.level, began.severity) == ("account_halted", "critical", "critical")
-    assert began.message == "the account is HALTED: 3 losing trades in a row (last: trade t-1 on ETH-USDT)"
+    assert began.message == "the account is REDUCING: 3 losing trades in a row (last: trade t-1 on ETH-USDT)"
     assert began.fields["pair"] == "ETH-USDT"
     assert began.details["trade_id"] == "t-1"
     cooled = account_announcement(Transition(BREAKER_BLOCK, False, "cooldown_over"), at)

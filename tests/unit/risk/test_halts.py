@@ -122,7 +122,7 @@ def test_the_breaker_halts_cools_down_on_market_time_and_clears_by_command() -> 
     desk.observe(start + timedelta(minutes=31))
     (cooled,) = desk.changes()
     assert (cooled.began, cooled.cleared_by) == (False, "cooldown_over")
-    assert desk.guard.trading_state == "HALTED", "a cooled-down breaker still needs the operator"
+    assert desk.guard.trading_state == "REDUCING", "a cooled-down breaker still needs the operator"
     desk.observe(start + timedelta(minutes=32))
     assert desk.changes() == []
     assert desk.resume(desk.now) is None
