@@ -311,7 +311,7 @@ def _closed_all(body: Mapping[str, Any]) -> str:
     lines += [f"{pair}: {why}" for pair, why in (body.get("not_closed") or {}).items()]
     if body.get("not_saved"):
         lines.append(str(body["not_saved"]))
-    lines.append("the pairs stay HALTED (operator_close_all): `ctl resume` trades again")
+    lines.append(f"the pairs stay HALTED ({body.get('reason') or 'operator_close_all'}): `ctl resume` trades again")
     return "\n".join(lines)
 
 

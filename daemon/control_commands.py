@@ -515,7 +515,8 @@ async def close_all(state: DaemonState, args: Mapping[str, object]) -> Mapping[s
     wait = _wait_sec(args)
     _slots(state, pair)
     supervisor = state.require_supervisor()
-    desired = DesiredState("HALTED", _text(args, "reason") or "operator_close_all")
+    reason = _text(args, "reason") or "operator_close_all"
+    desired = DesiredState("HALTED", reason)
     names = list(await supervisor.set_desired(pair, desired, "control-socket"))
     running = supervisor.running(pair)
     before = {
@@ -531,6 +532,7 @@ async def close_all(state: DaemonState, args: Mapping[str, object]) -> Mapping[s
     answer: dict[str, object] = {
         "pairs": {view["pair"]: {"closed": before[view["pair"]]["position"], "flat": view["flat"]} for view in views},
         "flat": not not_closed,
+        "reason": reason,
     }
     if not_closed:
         answer["not_closed"] = not_closed

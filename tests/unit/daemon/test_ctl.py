@@ -235,9 +235,10 @@ def test_close_all_reads_well() -> None:
         "pairs": {"BTC-USDT": {"closed": "-0.0520", "flat": True}},
         "not_closed": {"ETH-USDT": "the pair is restarting: its position is not closed"},
         "flat": False,
+        "reason": "panic",
     }
     assert render("close-all", answer).splitlines() == [
         "BTC-USDT: flat (closed -0.0520)",
         "ETH-USDT: the pair is restarting: its position is not closed",
-        "the pairs stay HALTED (operator_close_all): `ctl resume` trades again",
+        "the pairs stay HALTED (panic): `ctl resume` trades again",
     ]
