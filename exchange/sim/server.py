@@ -12,7 +12,7 @@ import asyncio
 import base64
 import time
 import zlib
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -34,6 +34,7 @@ KLINE_LIMIT_DEFAULT = 500
 KLINE_LIMIT_MAX = 1440
 REQUEST_LOG_SIZE = 100_000
 FAULTS_PATH = "/sim/faults"
+ORDER_PATH = "/openApi/swap/v2/trade/order"
 DAY_MS = 86_400_000
 
 
@@ -131,6 +132,8 @@ class BingXSimulator:
         self.faults = Faults()
         # The most recent requests only: `tradingd sim` may run for days.
         self.request_log: deque[RequestRecord] = deque(maxlen=REQUEST_LOG_SIZE)
+        self.orders_posted: Counter[str] = Counter()
+        """Order submissions by client order id, counted as they arrive (one whose answer hangs too)."""
         self._runner: web.AppRunner | None = None
         self.rest_url = ""
         self.ws_url = ""
@@ -153,7 +156,8 @@ class BingXSimulator:
         app.router.add_get("/swap-market", self.stream.handle)
         self.trading.register(app)
         self.user_streams.register(app)
-        self._runner = web.AppRunner(app, access_log=None)
+        # A request the faults hold (an order whose answer is never sent) must not hold the shutdown up.
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
         await site.start()
@@ -204,16 +208,18 @@ class BingXSimulator:
     async def _set_faults(self, request: web.Request) -> web.Response:
         """`{"http_errors": [429, 503], "latency_sec": 0.5, "stall": true, "drop": true, "frames": ["text"],
         "gzip_frames": ["base64 of bytes sent as a binary frame"], "drop_user_streams": true,
-        "expire_listen_keys": true}`, every key optional: REST statuses answered one per request, a delay
-        before each REST answer, the streams silent (or not), every stream connection closed, raw frames sent
-        on every connection, the user-data streams closed (their keys still valid), every listenKey expired;
+        "expire_listen_keys": true, "order_log": true}`, every key optional: REST statuses answered one per
+        request, a delay before each REST answer, the streams silent (or not), every stream connection closed,
+        raw frames sent on every connection, the user-data streams closed (their keys still valid), every
+        listenKey expired;
         `"order_outcomes": ["504", "timeout", "reset"]` (each next order booked, its answer lost that way),
         `"reject_orders": [101204]` (each next order refused with that code), `"external_order": {"symbol",
         "side", "quantity"}` (a market order placed on the account from outside), `"rest_lag_sec": 30`
         (order reads show each order as it was that long ago; the user stream is not late),
         `"revoke_api_keys": ["KEY"]` (the keys deleted on the account: every later call with one is 100413),
         `"refuse_cancels": [109201]` (each next cancel refused with that code, the order left open).
-        Answers what is pending and the replay clock (`{}` reads it without a fault, where the REST clock
+        Answers what is pending (and with `order_log`, `orders_posted`: each client order id's submissions)
+        and the replay clock (`{}` reads it without a fault, where the REST clock
         would meet the burst)."""
         try:
             body = await request.json()
@@ -262,11 +268,17 @@ class BingXSimulator:
                 "http_errors": len(self.faults.http_errors),
                 "stalled": self.stream.faults.stalled,
                 "clock_ms": self.clock.now_ms(),
+                "order_outcomes": len(self.trading.faults.next_order_outcomes),
+                **({"orders_posted": dict(self.orders_posted)} if body.get("order_log") else {}),
             }
         )
 
     @web.middleware
     async def _faults_and_log(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.method == "POST" and request.path == ORDER_PATH:
+            cid = request.query.get("clientOrderId") or request.query.get("clientOrderID")
+            if cid:
+                self.orders_posted[cid] += 1
         if request.path in ("/swap-market", FAULTS_PATH):
             return await handler(request)
         if self.faults.latency_sec:

@@ -231,6 +231,21 @@ def test_a_paper_run_goes_live_trades_on_the_venue_survives_kill_9_and_agrees_wi
         assert all(event["ok"] for event in d.events("reconciled")), "the start-up reconciliation passed"
         assert not d.events("reconciliation_failed")
 
+        # Ambiguous outcomes through the daemon: the next three orders (a protective one among them, maybe) are
+        # booked and their answers lost (HTTP 504, no answer at all, the connection reset); each is resolved
+        # (by its client order id; a stop, found among the open orders), never sent again, and trading goes on.
+        before = sim_faults(urls, order_log=True)["orders_posted"]
+        sim_faults(urls, order_outcomes=["504", "timeout", "reset"])
+        d.wait_until(lambda: sim_faults(urls)["order_outcomes"] == 0, 600, "three orders booked, their answers lost")
+        faulted = sorted(set(sim_faults(urls, order_log=True)["orders_posted"]) - set(before))
+
+        def resolved() -> bool:
+            rows = query(postgres_url, "SELECT state, exchange_order_id FROM trade_executions "
+                                       "WHERE client_order_id = ANY($1::text[])", faulted)  # fmt: skip
+            return len(rows) == len(faulted) and all(r["state"] not in ("intent", "submitted", "unknown") for r in rows)
+
+        d.wait_until(resolved, 300, "each faulted order resolved by its client order id")
+
         # kill -9 of the whole tree while it trades live, then a restart: reconciled, and trading on.
         d.kill_everything()
         fills_before = {p: live_fills(postgres_url, p) for p in PAIRS}
@@ -299,6 +314,16 @@ def test_a_paper_run_goes_live_trades_on_the_venue_survives_kill_9_and_agrees_wi
             "SELECT client_order_id FROM trade_executions GROUP BY client_order_id HAVING count(*) > 1",
         )
         assert duplicated == []
+        # The simulator's order log: every client order id submitted once (the faulted ones included), and
+        # none we did not record.
+        posted = sim_faults(urls, order_log=True)["orders_posted"]
+        recorded = {
+            r[0] for r in query(postgres_url, "SELECT client_order_id FROM trade_executions WHERE mode = 'live'")
+        }
+        assert faulted
+        assert set(faulted) <= set(posted)
+        assert {cid: n for cid, n in posted.items() if n != 1} == {}, "no client order id submitted twice"
+        assert set(posted) <= recorded, "no order on the venue that the journal did not record first"
 
         # The emergency flatten on the venue: each position closed reduce-only, then its stop cancelled.
         flattened = ctl(d, "close-all", "--all")
