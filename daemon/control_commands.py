@@ -455,7 +455,9 @@ async def _flatten(state: DaemonState, run_id: uuid.UUID, wait_sec: float) -> di
             f"{', '.join(stuck)} holds orders or a position but is not running (`ctl status`): `ctl reconcile` "
             "restarts it; or stop with --keep",
         )
-    slots = [slot for pair, slot in supervisor.slots.items() if pair in held]
+    # Every running pair is halted and flattened, not only those holding something when asked: a pair
+    # with nothing yet may have an opening order on its way, which would fill after the stop (found by CI).
+    slots = supervisor.running(None)
     await asyncio.gather(
         *(_call(_actors(state, slot).risk.pause("run_stopping", False, wait_sec=CALL_TIMEOUT_SEC)) for slot in slots)
     )
