@@ -12,7 +12,7 @@ import asyncio
 import base64
 import time
 import zlib
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -34,7 +34,6 @@ KLINE_LIMIT_DEFAULT = 500
 KLINE_LIMIT_MAX = 1440
 REQUEST_LOG_SIZE = 100_000
 FAULTS_PATH = "/sim/faults"
-ORDER_PATH = "/openApi/swap/v2/trade/order"
 DAY_MS = 86_400_000
 
 
@@ -127,13 +126,13 @@ class BingXSimulator:
             else Decimal(self.options.limit_volume_share),
         )
         self.trading = TradingRoutes(self.account, api_keys or {}, self.last_price)
-        self.user_streams = UserStreams(dict(api_keys or {}), self.account, self.last_price)
+        self.user_streams = UserStreams(
+            dict(api_keys or {}), self.account, self.last_price, muted=lambda: self.trading.faults.window.frozen
+        )
         self.stream.user_streams = self.user_streams
         self.faults = Faults()
         # The most recent requests only: `tradingd sim` may run for days.
         self.request_log: deque[RequestRecord] = deque(maxlen=REQUEST_LOG_SIZE)
-        self.orders_posted: Counter[str] = Counter()
-        """Order submissions by client order id, counted as they arrive (one whose answer hangs too)."""
         self._runner: web.AppRunner | None = None
         self.rest_url = ""
         self.ws_url = ""
@@ -217,7 +216,9 @@ class BingXSimulator:
         "side", "quantity"}` (a market order placed on the account from outside), `"rest_lag_sec": 30`
         (order reads show each order as it was that long ago; the user stream is not late),
         `"revoke_api_keys": ["KEY"]` (the keys deleted on the account: every later call with one is 100413),
-        `"refuse_cancels": [109201]` (each next cancel refused with that code, the order left open).
+        `"refuse_cancels": [109201]` (each next cancel refused with that code, the order left open),
+        `"crash_window": "before_answer"` (the venue frozen at that instant: `exchange.sim.crash_window`)
+        and `"release": true` (thawed, what it held never processed).
         Answers what is pending (and with `order_log`, `orders_posted`: each client order id's submissions)
         and the replay clock (`{}` reads it without a fault, where the REST clock
         would meet the burst)."""
@@ -250,6 +251,10 @@ class BingXSimulator:
                 self.trading.faults.refuse_next_cancels.append(int(code))
             for code in body.get("reject_orders", []):
                 self.trading.faults.reject_next_orders.append(int(code))
+            if body.get("release"):
+                self.trading.faults.window.release()
+            if "crash_window" in body:
+                self.trading.faults.window.arm(str(body["crash_window"]))
             external = body.get("external_order")
             if external is not None:
                 side = str(external["side"]).upper()
@@ -269,18 +274,17 @@ class BingXSimulator:
                 "stalled": self.stream.faults.stalled,
                 "clock_ms": self.clock.now_ms(),
                 "order_outcomes": len(self.trading.faults.next_order_outcomes),
-                **({"orders_posted": dict(self.orders_posted)} if body.get("order_log") else {}),
+                "crash_window": self.trading.faults.window.status(),
+                **({"orders_posted": dict(self.trading.orders_posted)} if body.get("order_log") else {}),
             }
         )
 
     @web.middleware
     async def _faults_and_log(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.method == "POST" and request.path == ORDER_PATH:
-            cid = request.query.get("clientOrderId") or request.query.get("clientOrderID")
-            if cid:
-                self.orders_posted[cid] += 1
         if request.path in ("/swap-market", FAULTS_PATH):
             return await handler(request)
+        if self.trading.faults.window.frozen:  # a crash window caught: nothing is processed until released
+            return await self.trading.faults.window.hold()
         if self.faults.latency_sec:
             await asyncio.sleep(self.faults.latency_sec)
         if self.faults.http_errors:

@@ -14,7 +14,7 @@ import asyncio
 import json
 import time
 import zlib
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -26,6 +26,7 @@ from aiohttp import web
 from domain.fills import Side
 from exchange.bingx.signing import verify
 from exchange.sim.account import AccountError, OrderType, SimAccount, SimOrder
+from exchange.sim.crash_window import CrashWindow
 from exchange.sim.envelope import error, ok, ok_without_data
 
 OrderOutcome = Literal["504", "timeout", "reset"]
@@ -45,10 +46,12 @@ class TradingFaults:
     """Order reads (query, open orders, history) show each order as it was this long ago, while the user
     stream reports at once: a fill that arrives only on the stream, for that long."""
     reject_next_orders: deque[int] = field(default_factory=deque)
-    refuse_next_cancels: deque[int] = field(default_factory=deque)
-    """Each next cancel refused with that code (109201, say), the order left as it is."""
     """Each next order is refused with this business code, and not booked (the error families of API.md
     2.4: 101204 margin, 101400 minimum, 100410 rate limit, 80012 busy, 101415 suspended, ...)."""
+    refuse_next_cancels: deque[int] = field(default_factory=deque)
+    """Each next cancel refused with that code (109201, say), the order left as it is."""
+    window: CrashWindow = field(default_factory=CrashWindow)
+    """The crash window armed, or caught and frozen (`exchange.sim.crash_window`)."""
 
 
 class TradingRoutes:
@@ -67,6 +70,9 @@ class TradingRoutes:
         self.forward_tolerance_ms = forward_tolerance_ms
         self.max_recv_window_ms = max_recv_window_ms
         self.faults = TradingFaults()
+        self.orders_posted: Counter[str] = Counter()
+        """Order submissions by client order id, counted as they arrive (one whose answer hangs too; not
+        one a `before_submit` crash window keeps from the venue)."""
 
     def register(self, app: web.Application) -> None:
         router = app.router
@@ -102,8 +108,18 @@ class TradingRoutes:
             refusal = self._authenticate(request.headers.get("X-BX-APIKEY"), pairs, params)
             if refusal is not None:
                 return refusal
+            window = self.faults.window
+            caught = window.catches_order(params) if handler == self._place else None
+            if caught == "before_submit":
+                return await window.hold()
+            if handler == self._place and (cid := params.get("clientOrderId", params.get("clientOrderID"))):
+                self.orders_posted[cid] += 1
             try:
+                if handler == self._cancel and self._replacing_a_stop(params):
+                    return await window.hold()
                 response = handler(params)
+                if caught == "before_answer":
+                    return await window.hold_answer(response)
                 if handler == self._place and self.faults.next_order_outcomes:  # booked: lose its answer
                     return await self._lose(request, response, self.faults.next_order_outcomes.popleft())
                 return response
@@ -144,6 +160,14 @@ class TradingRoutes:
         if request.transport is not None:
             request.transport.abort()  # reset: the connection is cut before any answer
         return booked
+
+    def _replacing_a_stop(self, params: dict[str, str]) -> bool:
+        """Whether the crash window catches this cancel: of a stop while another of its type is open."""
+        if self.faults.window.armed != "stop_replacement":
+            return False
+        order = self._find(params)
+        others = [o for o in self.account.open_orders(order.symbol) if o.type == order.type and o is not order]
+        return self.faults.window.catches_cancel(order.symbol, order.type, order.order_id, len(others))
 
     def _read(self, order: SimOrder) -> SimOrder:
         return order.as_of(_now() - self.faults.rest_lag_ms) if self.faults.rest_lag_ms else order

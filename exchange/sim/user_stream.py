@@ -41,6 +41,8 @@ class UserStreams:
     """listenKey -> when it expires (time.monotonic())."""
     listeners: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
     """Where events go: the stream's connections subscribe (`MarketStream`)."""
+    muted: Callable[[], bool] = lambda: False
+    """While true, events are dropped: a crash window froze the venue (the daemon is as good as dead)."""
 
     def __post_init__(self) -> None:
         self.account.on_change = self._order_changed
@@ -118,6 +120,8 @@ class UserStreams:
         }
 
     def _publish(self, event: dict[str, Any]) -> None:
+        if self.muted():
+            return
         for listener in list(self.listeners):
             listener(event)
 

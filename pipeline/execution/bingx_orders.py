@@ -245,6 +245,23 @@ class BingXOrders:
             reason=f"not booked after {len(attempts)} attempts: {attempts[-1]['message']}",
         )
 
+    async def place_unless_booked(self, order: OrderToPlace, price: Decimal, intent_ms: int) -> Placement:
+        """After a restart, an intent the journal shows unsent: the crash may have come after the submit,
+        before its answer was recorded, so the venue is asked first and the order sent only when it has
+        not got it (a submit is sent once). A venue that cannot say is asked again within the bound;
+        still unknown, the order is unresolved (never sent blind)."""
+        cid = order.client_order_id
+        submitted = VenueStep(cid, "submitted", f"{VENUE}_submitted", {"venue": VENUE})
+        try:
+            found = await self._find(cid, intent_ms)
+        except FatalVenueError as error:
+            return Placement((), Consequence.HALT_ACCOUNT, f"cannot read order {cid}: {error}")
+        except (TemporaryVenueError, WireFormatError) as error:
+            return await self._resolve(submitted, cid, intent_ms, _error_evidence(error))
+        if found is None:
+            return await self.place(order, price, intent_ms)
+        return Placement((submitted, step_from_order(found, "order_lookup")), order=found)
+
     async def resolve(self, client_order_id: str, intent_ms: int) -> Placement:
         """An order whose outcome is unknown (after a crash, or an ambiguous answer): as the venue shows
         it, or `UNRESOLVED` after the bound."""

@@ -71,13 +71,14 @@ class BingXVenue:
             f"order {event.order.client_order_id} is on the live venue: only the venue's word cancels it (cancel)"
         )
 
-    async def submit(self, orders: Sequence[WorkingOrder]) -> list[VenueStep]:
+    async def submit(self, orders: Sequence[WorkingOrder], *, after_restart: bool = False) -> list[VenueStep]:
         steps: list[VenueStep] = []
         for order in orders:
             price = self.last_price
             if price is None:  # restarted with intents to send, before any candle: the venue's price
                 price = await self.orders.trading.rest.price(self.orders.symbol)
-            placement = await self.orders.place(order, price, self._venue_time_ms())
+            send = self.orders.place_unless_booked if after_restart else self.orders.place
+            placement = await send(order, price, self._venue_time_ms())
             for step in placement.steps:
                 if step.state in BEYOND_ACCEPTED and placement.order is not None:
                     # Booked from the news, one way only: acceptance here, the fill (or cancel) from the news.

@@ -48,8 +48,9 @@ class ExecutionStage:
 
     async def restore(self) -> list[str]:
         """Load the checkpoint (or adopt a position a stopped run handed over), claim the pair, then
-        finish what a crash interrupted: every intent left unsent is submitted (paper has no venue to
-        ask). Returns the client order ids submitted now."""
+        finish what a crash interrupted: every intent the journal shows unsent is submitted, a live venue
+        asked first whether it has it (the crash may have come between the submit and its answer).
+        Returns the client order ids submitted (or found booked) now."""
         core = self.core
         saved = await self.state.load()
         await self.state.claim()
@@ -67,7 +68,7 @@ class ExecutionStage:
                 core.restore(adopted["state"])
         unfinished = await self.journal.unfinished(self.run_id, self.pair)
         unsent = core.reconcile({w.client_order_id: w.state for w in unfinished})
-        await self._submit(unsent)
+        await self._submit(unsent, after_restart=True)
         submitted = [order.client_order_id for order in unsent]
         if isinstance(self.venue, ProtectiveVenue):
             self.venue.protective_ids.update(
@@ -216,12 +217,12 @@ class ExecutionStage:
         self.core.recorded(step)
         return True
 
-    async def _submit(self, orders: list[WorkingOrder]) -> None:
+    async def _submit(self, orders: list[WorkingOrder], *, after_restart: bool = False) -> None:
         """Send orders whose intents are committed; the venue's answers are written as the next step,
         then what it told beyond them (a live venue's fills)."""
         if not orders:
             return
-        answers = await self.venue.submit(orders)
+        answers = await self.venue.submit(orders, after_restart=after_restart)
         await self._write(self.core.submitted(answers))
         for news in self.venue.take_news():
             await self._book_news(news)

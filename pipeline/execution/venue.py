@@ -80,9 +80,10 @@ class Venue(Protocol):
         """The venue's record of a fill or a cancel the book reported."""
         ...
 
-    async def submit(self, orders: Sequence[WorkingOrder]) -> list[VenueStep]:
+    async def submit(self, orders: Sequence[WorkingOrder], *, after_restart: bool = False) -> list[VenueStep]:
         """Send orders whose intents are committed; every step the venue answered, in order. The stage
-        calls it, never the core."""
+        calls it, never the core. `after_restart`: intents a crash left unsent, as far as the journal
+        knows (a venue that may hold them already is asked before anything is sent)."""
         ...
 
     def take_news(self) -> list[VenueOrderUpdate]:
@@ -149,7 +150,7 @@ class PaperVenue:
     async def cancel(self, orders: Sequence[WorkingOrder], reason: str) -> list[VenueOrderUpdate]:
         raise RuntimeError("paper orders never leave the book, which cancels them itself (holds_orders is False)")
 
-    async def submit(self, orders: Sequence[WorkingOrder]) -> list[VenueStep]:
+    async def submit(self, orders: Sequence[WorkingOrder], *, after_restart: bool = False) -> list[VenueStep]:
         steps: list[VenueStep] = []
         for order in orders:
             cid = order.client_order_id
