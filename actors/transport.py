@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from pipeline.policy.source import PolicySource
     from pipeline.risk.account import AccountPolicy, AccountVerdict
     from pipeline.risk.blocks import AccountView
+    from pipeline.risk.venue_equity import VenueEquitySource
     from trading.limits import RiskLimits
 
 Role = Literal["execution", "risk", "policy", "features", "feed"]
@@ -223,6 +224,11 @@ class AccountHandle(Handle):
 
     async def save(self, *, wait_sec: float | None = None) -> None:
         await self._ask("save", wait_sec=wait_sec)
+
+    async def rotate_credentials(self, api_key: str, secret_key: str, *, wait_sec: float | None = None) -> bool:
+        """The account's new keys: the venue's equity is read with them from now on; False on paper."""
+        swapped: bool = await self._ask("rotate_credentials", api_key, secret_key, wait_sec=wait_sec)
+        return swapped
 
 
 class ExecutionHandle(StageHandle):
@@ -419,7 +425,9 @@ class PairPlan:
 class Transport(Protocol):
     """Creates actors: the supervisor's one dependency on how they run."""
 
-    def account(self, env: WorkerEnv, policy: AccountPolicy) -> AccountHandle: ...
+    def account(
+        self, env: WorkerEnv, policy: AccountPolicy, venue: VenueEquitySource | None = None
+    ) -> AccountHandle: ...
 
     def pair(self, env: WorkerEnv, plan: PairPlan) -> PairActors: ...
 
@@ -427,10 +435,10 @@ class Transport(Protocol):
 class RayTransport:
     """Each actor a Ray actor of its own (no CPU reserved, never restarted by Ray: the supervisor does)."""
 
-    def account(self, env: WorkerEnv, policy: AccountPolicy) -> AccountHandle:
+    def account(self, env: WorkerEnv, policy: AccountPolicy, venue: VenueEquitySource | None = None) -> AccountHandle:
         from actors.risk.actor import AccountActor
 
-        return AccountHandle(RayChannel(_remote(AccountActor).remote(env, policy)))
+        return AccountHandle(RayChannel(_remote(AccountActor).remote(env, policy, venue)))
 
     def pair(self, env: WorkerEnv, plan: PairPlan) -> PairActors:
         from actors.execution.actor import ExecutionActor

@@ -224,10 +224,14 @@ class AccountSettings(Section):
     breaker_max_losses: int = Field(default=5, ge=1)
     breaker_cooldown_min: int = Field(default=60, ge=0)
     breaker_max_drawdown: PositiveDecimal = Decimal(1_000)
-    """USDT: the breaker also trips when the account's marked value (realised PnL less fees plus the open
-    positions at their last mark) falls this far below its peak."""
+    """USDT: the breaker also trips when the account's equity falls this far below its peak (on paper the
+    marked value: realised PnL less fees plus the open positions at their last mark; live, the venue's
+    equity: wallet balance plus unrealised PnL)."""
     flatten_on_trip: bool = False
     """When the breaker trips, also close every position reduce-only (it always cancels opening orders)."""
+    venue_equity_interval_sec: float = Field(default=5.0, ge=1.0, le=300.0)
+    """On a live run, how often the account guard reads the venue's equity (wallet balance plus unrealised
+    PnL), on which the breaker's drawdown is then measured."""
 
 
 ReplaySpeed = Annotated[float, Field(gt=0)] | Literal["fast"]

@@ -213,6 +213,14 @@ def _account(account: Mapping[str, Any]) -> str:
             f"account {account.get('trading_state', '?')}  daily PnL {_usdt(account.get('daily_pnl'), signed=True)}  "
             f"gross exposure {_usdt(account.get('gross_exposure'))}  breaker {breaker}"
         )
+    if account.get("equity_source") == "venue" and account.get("venue_equity") is not None:
+        read_at = str(account.get("venue_equity_read_at") or "")
+        return (
+            f"{head}\n"
+            f"  equity {_usdt(account.get('equity'))}  balance {_usdt(account.get('balance'))}  "
+            f"unrealised PnL {_usdt(account.get('unrealised_pnl'), signed=True)}  "
+            f"(the venue's, read {read_at[11:19]} UTC)  drawdown {_usdt(account.get('drawdown'))}"
+        )
     if "initial_equity" not in account:
         return head
     return (

@@ -198,9 +198,10 @@ async def _money(state: DaemonState, supervisor: Any, account: object, pairs: di
     """Status's money: each pair's contract grid (for display), the account's balance and equity (the
     open trades, with their unrealised PnL at the pair's last mark, are read beside it).
 
-    The pairs of a run trade one paper account of `run.initial_equity`: its balance is that plus every
-    pair's realised PnL less fees, its equity the balance plus the open positions' unrealised PnL. Both
-    are None while a pair's execution actor does not answer (its PnL is unknown then)."""
+    The pairs of a paper run trade one paper account of `run.initial_equity`: its balance is that plus
+    every pair's realised PnL less fees, its equity the balance plus the open positions' unrealised PnL.
+    Both are None while a pair's execution actor does not answer (its PnL is unknown then). A live run's
+    are the venue's, as the account guard last read them (`venue_equity_read_at`)."""
     assert state.run is not None
     initial: Decimal | None = None
     balance, unrealised, known = Decimal(0), Decimal(0), True
@@ -214,6 +215,15 @@ async def _money(state: DaemonState, supervisor: Any, account: object, pairs: di
             continue
         balance += Decimal(position["realised_pnl"]) - Decimal(position["fees"])
         unrealised += Decimal(position["unrealised_pnl"])
+    venue = account.get("venue_equity") if isinstance(account, Mapping) else None
+    if isinstance(account, Mapping) and venue is not None:  # live: the venue's word
+        balance_text = account.get("venue_balance")
+        return {
+            **account,
+            "equity": venue,
+            "balance": balance_text,
+            "unrealised_pnl": None if balance_text is None else str(Decimal(venue) - Decimal(balance_text)),
+        }
     if initial is not None:
         money = {
             "initial_equity": str(initial),

@@ -10,7 +10,10 @@ A paper run goes live only when every condition holds, and a refusal names each 
 - it holds nothing on paper (a paper position has no counterpart on the venue);
 - start-up reconciliation passes: for each of its pairs the venue is readable with the keys, the contract
   is open to API orders, and the account holds no position and no open order on it (the live book starts
-  flat, so the venue must be flat too).
+  flat, so the venue must be flat too);
+- the account's USDT equity on the venue covers the equity the run sizes its orders from (its
+  `run.initial_equity`): a run sized for more money than the account holds would trade a leverage no
+  limit set allowed (or have its orders refused for margin).
 
 Back to paper is refused while the venue holds a position or an open order of the run's pairs (close them
 first: the paper book would not know them). Each switch is recorded in `agent_runs` (its `mode` and the
@@ -19,6 +22,8 @@ the new venue; a live pair reconciles again in its own start before it may trade
 """
 
 from __future__ import annotations
+
+from decimal import Decimal
 
 from config import Settings
 from domain.errors import VenueError
@@ -62,7 +67,8 @@ async def live_refusals(settings: Settings, database: Database, run: Run) -> lis
     if held:
         refusals.append(f"the run holds {'; '.join(h.describe() for h in held)} on paper: close it first")
     if settings.exchange.mode == "live":
-        refusals += await venue_refusals(settings, run.pairs)
+        equity = Decimal(str(run.settings.get("initial_equity", settings.run.initial_equity)))
+        refusals += await venue_refusals(settings, run.pairs, sizing_equity=equity)
     return refusals
 
 
@@ -73,9 +79,10 @@ async def paper_refusals(settings: Settings, run: Run) -> list[str]:
     return await venue_refusals(settings, run.pairs)
 
 
-async def venue_refusals(settings: Settings, pairs: tuple[str, ...]) -> list[str]:
+async def venue_refusals(settings: Settings, pairs: tuple[str, ...], sizing_equity: Decimal | None = None) -> list[str]:
     """The venue, read with the account's keys: each pair listed and open to API orders, with no position
-    and no open order on it."""
+    and no open order on it; with `sizing_equity` (going live), an account whose USDT equity covers the
+    equity the run sizes its orders from."""
     exchange = settings.exchange
     if exchange.api_key is None or exchange.secret_key is None:
         return ["no BINGX_API_KEY / BINGX_SECRET_KEY to read the account with"]
@@ -85,6 +92,14 @@ async def venue_refusals(settings: Settings, pairs: tuple[str, ...]) -> list[str
         async with BingXRest(exchange.rest_url, credentials, recv_window_ms=exchange.recv_window_ms) as rest:
             await rest.sync_time()
             venue = BingXTrading(rest)
+            if sizing_equity is not None:
+                usdt = next((b for b in await venue.balance() if b.asset == "USDT"), None)
+                held_equity = Decimal(0) if usdt is None else usdt.equity
+                if held_equity < sizing_equity:
+                    refusals.append(
+                        f"the run sizes its orders from an equity of {sizing_equity} USDT (run.initial_equity) but "
+                        f"the venue account holds {held_equity} USDT: start a run with run.initial_equity at most that"
+                    )
             contracts = {contract.symbol: contract for contract in await rest.contracts()}
             for pair in pairs:
                 contract = contracts.get(pair)

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from actors.transport import RayTransport
+from actors.transport import PairPlan, RayTransport
 from config import Settings
 from daemon.cli_runs import record_run_stopped
 from daemon.control_protocol import CommandError
@@ -25,6 +25,7 @@ from exchange.bingx.rest import Credentials
 from observability import get_logger, register_secrets
 from observability.alert_outbox import AlertOutbox
 from observability.kept_writes import KeptWrites
+from pipeline.risk.venue_equity import VenueEquitySource
 from storage.availability import database_unreachable
 from storage.database import Database
 from storage.desired_state import DesiredStateStore
@@ -119,6 +120,7 @@ class DaemonState:
             DesiredStateStore(self.database.pool),
             outbox.adopt,
             UnsavedDesiredFile(self.settings.storage.resolved_data_dir() / UNSAVED_DESIRED_FILE),
+            account_venue(plans, self.settings.account.venue_equity_interval_sec),
         )
         # The main loop's reconcile pass sees the supervisor only once it has started: a health check of an
         # account guard still starting (slow on a busy machine) would restart it under the start.
@@ -196,3 +198,11 @@ class DaemonState:
             "stopped_at": None if run.stopped_at is None else run.stopped_at.isoformat(),
             "stop_reason": run.stop_reason,
         }
+
+
+def account_venue(plans: list[PairPlan], every_sec: float) -> VenueEquitySource | None:
+    """A live run's account guard reads the venue's equity with the pairs' keys; None on paper."""
+    live = next((plan.live for plan in plans if plan.live is not None), None)
+    if live is None:
+        return None
+    return VenueEquitySource(live.rest_url, live.credentials, live.recv_window_ms, every_sec)

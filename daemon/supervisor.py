@@ -62,6 +62,7 @@ from observability import get_logger
 from observability.alert_outbox import PendingAlert
 from pipeline.risk.account import AccountPolicy
 from pipeline.risk.blocks import effective, not_running
+from pipeline.risk.venue_equity import VenueEquitySource
 from storage.availability import database_unreachable, within
 from storage.desired_state import ACCOUNT, DesiredState
 
@@ -139,8 +140,11 @@ class Supervisor:
         desired: DesiredStates,
         adopt_alerts: AdoptAlerts | None = None,
         unsaved_file: UnsavedDesiredFile | None = None,
+        account_venue: VenueEquitySource | None = None,
     ) -> None:
         self.transport = transport
+        self.account_venue = account_venue
+        """On a live run, where the account guard reads the venue's equity."""
         self.adopt_alerts = adopt_alerts
         self.unsaved_file = unsaved_file
         self.env = env
@@ -217,7 +221,7 @@ class Supervisor:
         return clean
 
     async def _start_account(self) -> None:
-        self.account = self.transport.account(self.env, self.account_policy)
+        self.account = self.transport.account(self.env, self.account_policy, self.account_venue)
         self.account_misses.clear()
         ready = await self._call(self.account.ready(Peers(), wait_sec=self._timeout(False)), "account ready")
         self.account_pid = ready["pid"]
@@ -643,12 +647,20 @@ class Supervisor:
         signs with them at once. The live pairs swapped, and those whose actor did not answer (they sign
         with the old keys until restarted)."""
         self.env = replace(self.env, secrets=(*self.env.secrets, api_key, secret_key))
+        credentials = Credentials(api_key, secret_key)
+        if self.account_venue is not None:
+            self.account_venue = replace(self.account_venue, credentials=credentials)
         for slot in self.slots.values():
             live = slot.plan.live
             if live is not None:
-                slot.plan = replace(slot.plan, live=replace(live, credentials=Credentials(api_key, secret_key)))
+                slot.plan = replace(slot.plan, live=replace(live, credentials=credentials))
         swapped: list[str] = []
         missed: dict[str, str] = {}
+        if self.account is not None and self.account_venue is not None:
+            try:
+                await self.account.rotate_credentials(api_key, secret_key, wait_sec=wait_sec)
+            except ActorUnavailable as error:
+                missed["account"] = str(error)
         for slot in self.running(None):
             if slot.plan.live is None:
                 continue

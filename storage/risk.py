@@ -55,6 +55,8 @@ class AccountStateRow:
     breaker_reason: str | None
     equity: Decimal = Decimal(0)
     equity_peak: Decimal = Decimal(0)
+    equity_source: str = "book"
+    """`book`: the pairs' marked value counted from 0; `venue`: the live venue's equity in USDT."""
 
 
 class RiskStore:
@@ -121,7 +123,8 @@ class RiskStore:
         row = await self._pool.fetchrow(
             """
             SELECT trading_state, gross_exposure, net_exposure, trading_day, daily_pnl, consecutive_losses,
-                   breaker_open, breaker_tripped_at, breaker_cooldown_until, breaker_reason, equity, equity_peak
+                   breaker_open, breaker_tripped_at, breaker_cooldown_until, breaker_reason, equity, equity_peak,
+                   equity_source
             FROM account_risk_state WHERE account = $1
             """,
             account,
@@ -133,8 +136,8 @@ class RiskStore:
             """
             INSERT INTO account_risk_state AS s (account, trading_state, gross_exposure, net_exposure, trading_day,
                 daily_pnl, consecutive_losses, breaker_open, breaker_tripped_at, breaker_cooldown_until,
-                breaker_reason, equity, equity_peak, updated_at)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, now())
+                breaker_reason, equity, equity_peak, equity_source, updated_at)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, now())
             ON CONFLICT (account) DO UPDATE SET trading_state = excluded.trading_state,
                 gross_exposure = excluded.gross_exposure, net_exposure = excluded.net_exposure,
                 trading_day = excluded.trading_day, daily_pnl = excluded.daily_pnl,
@@ -142,7 +145,7 @@ class RiskStore:
                 breaker_tripped_at = excluded.breaker_tripped_at,
                 breaker_cooldown_until = excluded.breaker_cooldown_until,
                 breaker_reason = excluded.breaker_reason, equity = excluded.equity,
-                equity_peak = excluded.equity_peak, updated_at = now()
+                equity_peak = excluded.equity_peak, equity_source = excluded.equity_source, updated_at = now()
             """,
             account,
             state.trading_state,
@@ -157,4 +160,5 @@ class RiskStore:
             state.breaker_reason,
             state.equity,
             state.equity_peak,
+            state.equity_source,
         )

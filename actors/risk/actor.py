@@ -7,6 +7,8 @@ account's daily loss limit and circuit breaker (`account_halted` / `account_resu
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import uuid
 from datetime import UTC, datetime
@@ -15,15 +17,18 @@ from typing import Any
 
 from actors.shell import ActorShell, Inbox, WorkerEnv, fatal
 from actors.transport import AccountHandle, ActorUnavailable, ExecutionHandle, Peers
+from domain.errors import VenueError
 from domain.fills import FillRules
 from domain.messages import PolicyDecision, PositionReport
 from domain.trading_state import StateChange, TradingState
-from observability import get_logger
+from exchange.bingx.rest import Credentials
+from observability import get_logger, register_secrets
 from pipeline.risk.account import AccountPolicy, AccountVerdict
 from pipeline.risk.announcements import account_announcement, pair_announcement
 from pipeline.risk.blocks import ACCOUNT_UNAVAILABLE, AccountView, Transition
 from pipeline.risk.core import CHECKPOINT_VERSION, RiskCore
 from pipeline.risk.desk import AccountDesk
+from pipeline.risk.venue_equity import VenueEquity, VenueEquitySource
 from storage.checkpoints import ActorState, CheckpointStore
 from storage.risk import RiskStore
 from trading.context import PairContext
@@ -211,20 +216,89 @@ def _uuid(text: str) -> uuid.UUID | None:
 class AccountActor(ActorShell):
     """The account guard: one for the whole account, asked by every pair's risk guard."""
 
-    def __init__(self, env: WorkerEnv, policy: AccountPolicy) -> None:
+    def __init__(self, env: WorkerEnv, policy: AccountPolicy, venue: VenueEquitySource | None = None) -> None:
+        """`venue`: on a live run, where the venue's equity is read (`pipeline.risk.venue_equity`), on which
+        the drawdown breaker is then measured; None on paper (the pairs' marked value)."""
         super().__init__(env)
         self.policy = policy
         self.desk: AccountDesk | None = None
         self.store: RiskStore | None = None
+        self.venue_source = venue
+        self.venue: VenueEquity | None = None
+        self._venue_failing = False
+        self._watch: asyncio.Task[None] | None = None
 
     async def ready(self, peers: Peers | None = None) -> dict[str, Any]:
         if self.desk is None:
             self.database = await self.env.open_database()
             self.store = RiskStore(self.database.pool)
-            self.desk = AccountDesk(self.policy, await self.store.account_state(), datetime.now(UTC))
+            source = "book" if self.venue_source is None else "venue"
+            self.desk = AccountDesk(self.policy, await self.store.account_state(), datetime.now(UTC), source)
             await self._save()
+            if self.venue_source is not None:
+                self.venue = VenueEquity(self.venue_source)
+                await self._read_venue()
+                self._watch = asyncio.get_running_loop().create_task(self._watch_venue(), name="venue-equity")
             log.info("actor_ready", role="account", **self.desk.summary())
         return {"pid": os.getpid(), **self.desk.summary()}
+
+    async def _watch_venue(self) -> None:
+        """Read the venue's equity every `every_sec`, for as long as the actor lives."""
+        assert self.venue_source is not None
+        while True:
+            await asyncio.sleep(self.venue_source.every_sec)
+            try:
+                await self._read_venue()
+            except Exception as error:  # the database, say: the next reading tries again
+                log.warning("venue_equity_not_recorded", error=f"{type(error).__name__}: {error}"[:300])
+
+    async def _read_venue(self) -> None:
+        """One reading: the desk measures the drawdown on it (and trips the breaker); a venue that does not
+        answer is said once per outage (the drawdown stays measured on the last reading meanwhile)."""
+        assert self.venue is not None
+        desk = self._desk()
+        try:
+            read = await self.venue.read()
+        except VenueError as error:
+            if not self._venue_failing:
+                self._venue_failing = True
+                said = (
+                    f"the account guard cannot read the venue's equity ({error}); the drawdown breaker keeps the "
+                    "last reading until it can"
+                )
+                log.warning("venue_equity_unavailable", error=str(error)[:300])
+                await self.raise_alert("warning", "venue_equity_unavailable", said[:500])
+            return
+        if self._venue_failing:
+            self._venue_failing = False
+            log.info("venue_equity_available", equity=str(read.equity))
+        if desk.venue_equity(read.equity, read.balance, datetime.now(UTC)):
+            await self._tripped(None, None, None)
+        else:
+            await self._save()
+
+    async def rotate_credentials(self, api_key: str, secret_key: str) -> bool:
+        """`tradingd secrets rotate`: the venue's equity is read with the new keys; False on paper."""
+        register_secrets((api_key, secret_key))
+        if self.venue_source is None:
+            return False
+        credentials = Credentials(api_key, secret_key)
+        self.venue_source = VenueEquitySource(
+            self.venue_source.rest_url, credentials, self.venue_source.recv_window_ms, self.venue_source.every_sec
+        )
+        if self.venue is not None:
+            self.venue.use_credentials(credentials)
+        return True
+
+    async def stop_tasks(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+            self._watch = None
+        if self.venue is not None:
+            await self.venue.close()
+            self.venue = None
 
     async def observe(self, at_ms: int) -> AccountView:
         """A pair decides the candle closing at `at_ms` (venue time): the account's clock moves on, the
@@ -251,7 +325,7 @@ class AccountActor(ActorShell):
         if desk.on_report(report):
             await self._tripped(report.pair, None, None)
 
-    async def _tripped(self, pair: str, trade_id: str | None, trace_id: str | None) -> None:
+    async def _tripped(self, pair: str | None, trade_id: str | None, trace_id: str | None) -> None:
         """The breaker tripped: saved, logged critical and announced (the supervisor's health pass then
         cancels the pairs' opening orders, and flattens them with `flatten_on_trip`)."""
         desk = self._desk()

@@ -1,13 +1,15 @@
-"""The account guard's core, one for the whole account: exposure caps that count working orders, the
-daily loss limit, and the circuit breaker.
+"""The account guard's core, one for the whole account: exposure caps that count working orders, the daily
+loss limit, and the circuit breaker.
 
-The breaker trips after `breaker_max_losses` losing trades in a row, or when the account's marked value
-(every pair's realised PnL less fees plus its open position at the last mark: unrealised PnL included)
-falls `breaker_max_drawdown` USDT below its peak. Tripped, the account is REDUCING: no order may add
-exposure, orders that reduce it still go (the protective stops stay), and the daemon cancels the pairs'
-opening orders (and, with `flatten_on_trip`, closes their positions). It is closed again only by an
-operator's command, and not before its cooldown has passed; the peak then starts again from the value at
-that moment. Its state is checkpointed (`account_risk_state`) so a restart does not reset it.
+The breaker trips after `breaker_max_losses` losing trades in a row, or when the account's equity falls
+`breaker_max_drawdown` USDT below its peak, unrealised PnL included: on paper the pairs' marked value
+(every pair's realised PnL less fees plus its open position at the last mark, counted from 0, `mark`),
+on a live venue the venue's own equity (wallet balance plus unrealised PnL, `mark_equity`). Tripped, the
+account is REDUCING: no order may add exposure, orders that reduce it still go (the protective stops
+stay), and the daemon cancels the pairs' opening orders (and, with `flatten_on_trip`, closes their
+positions). It is closed again only by an operator's command, and not before its cooldown has passed;
+the peak then starts again from the value at that moment. Its state is checkpointed
+(`account_risk_state`) so a restart does not reset it.
 
 Every `now` here is the venue's clock (the time of the candle being decided, replay time in a replay):
 the trading day is its UTC date, and the breaker's cooldown runs on it.
@@ -51,8 +53,10 @@ class AccountState:
     breaker_tripped_at: datetime | None = None
     breaker_reason: str | None = None
     equity: Decimal = Decimal(0)
-    """The account's marked value, counted from 0 as it changes (only its fall from the peak matters)."""
+    """The account's marked value, counted from 0 as it changes (only its fall from the peak matters), or
+    the venue's equity (`equity_source` `venue`)."""
     equity_peak: Decimal = Decimal(0)
+    equity_source: str = "book"
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,8 +196,17 @@ class AccountGuard:
         """The account's marked value moved by `change` (a pair's realised PnL less fees plus its open
         position at its mark, since its previous report); True when the fall from the peak tripped the
         breaker."""
+        self.state.equity += change
+        return self._equity_moved(now)
+
+    def mark_equity(self, equity: Decimal, now: datetime) -> bool:
+        """The venue's equity now (wallet balance plus unrealised PnL); True when the fall from the peak
+        tripped the breaker."""
+        self.state.equity = equity
+        return self._equity_moved(now)
+
+    def _equity_moved(self, now: datetime) -> bool:
         state = self.state
-        state.equity += change
         state.equity_peak = max(state.equity_peak, state.equity)
         limit = self.policy.breaker_max_drawdown
         if state.breaker_open or limit is None or self.drawdown < limit:

@@ -24,9 +24,15 @@ from storage.risk import AccountStateRow
 
 
 class AccountDesk:
-    def __init__(self, policy: AccountPolicy, saved: AccountStateRow | None, now: datetime) -> None:
-        state = AccountState(now.astimezone(UTC).date())
+    def __init__(
+        self, policy: AccountPolicy, saved: AccountStateRow | None, now: datetime, equity_source: str = "book"
+    ) -> None:
+        """`equity_source`: `venue` on a live run (the venue's equity, `venue_equity`), else `book` (the
+        pairs' reports). A saved equity of the other source is not carried over: the peak starts again
+        (from the venue's first reading, or from 0)."""
+        state = AccountState(now.astimezone(UTC).date(), equity_source=equity_source)
         if saved is not None:
+            same = saved.equity_source == equity_source
             state = AccountState(
                 saved.trading_day,
                 saved.daily_pnl,
@@ -34,10 +40,16 @@ class AccountDesk:
                 saved.breaker_open,
                 saved.breaker_tripped_at,
                 saved.breaker_reason,
-                saved.equity,
-                saved.equity_peak,
+                saved.equity if same else Decimal(0),
+                saved.equity_peak if same else Decimal(0),
+                equity_source,
             )
         self.guard = AccountGuard(policy, state)
+        self._venue_baseline = equity_source == "venue" and (saved is None or saved.equity_source != "venue")
+        """Whether the venue's next reading starts the peak (no venue equity saved yet)."""
+        self.venue_equity_at: datetime | None = None
+        """When the venue's equity was last read (wall clock); None before the first reading."""
+        self.venue_balance: Decimal | None = None
         self.reports: dict[str, PositionReport] = {}
         self.clock: datetime | None = None
         """The latest market time observed since the start; None before the first candle."""
@@ -101,12 +113,25 @@ class AccountDesk:
         if current is not None and report.version <= current.version:
             return False
         self.reports[report.pair] = report
+        if self.guard.state.equity_source == "venue":  # the venue's equity moves the account's, not the books
+            return False
         if current is None or report.version == 1:  # the pair's first report, or a restarted pair's
             return False
         before, after = marked_value(current), marked_value(report)
         if before is None or after is None:  # a position with no mark yet (adopted before any candle)
             return False
         return self.guard.mark(after - before, self.now)
+
+    def venue_equity(self, equity: Decimal, balance: Decimal, read_at: datetime) -> bool:
+        """The live venue's equity (wallet `balance` plus unrealised PnL), read at `read_at`; the first
+        reading of a run gone live is the peak's start. True when the drawdown tripped the breaker."""
+        self.venue_equity_at = read_at
+        self.venue_balance = balance
+        if self._venue_baseline:
+            self._venue_baseline = False
+            self.guard.state.equity = self.guard.state.equity_peak = equity
+            return False
+        return self.guard.mark_equity(equity, self.now)
 
     def check(self, pair: str, after: Decimal, reduces_only: bool, now: datetime) -> AccountVerdict:
         exposures = self.exposures
@@ -138,6 +163,7 @@ class AccountDesk:
             state.breaker_reason,
             state.equity,
             state.equity_peak,
+            state.equity_source,
         )
 
     def summary(self) -> dict[str, Any]:
@@ -156,6 +182,10 @@ class AccountDesk:
             "daily_loss_limit": str(policy.daily_loss_limit),
             "consecutive_losses": row.consecutive_losses,
             "drawdown": str(self.guard.drawdown),
+            "equity_source": row.equity_source,
+            "venue_equity": str(row.equity) if row.equity_source == "venue" and self.venue_equity_at else None,
+            "venue_balance": None if self.venue_balance is None else str(self.venue_balance),
+            "venue_equity_read_at": None if self.venue_equity_at is None else self.venue_equity_at.isoformat(),
             "breaker_max_drawdown": None if policy.breaker_max_drawdown is None else str(policy.breaker_max_drawdown),
             "breaker_open": row.breaker_open,
             "breaker_reason": row.breaker_reason,

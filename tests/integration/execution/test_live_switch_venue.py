@@ -60,3 +60,13 @@ async def test_keys_the_venue_refuses_are_named(sim: BingXSimulator) -> None:
     (said,) = await venue_refusals(settings_for(sim, "not-the-secret"), PAIRS)
     assert said.startswith("the venue could not be read with the account's keys")
     assert "100001" in said
+
+
+async def test_an_account_holding_less_than_the_run_sizes_from_is_refused(sim: BingXSimulator) -> None:
+    settings = settings_for(sim)
+    assert await venue_refusals(settings, PAIRS, sizing_equity=Decimal(10_000)) == []  # the simulator's 10,000
+    (said,) = await venue_refusals(settings, PAIRS, sizing_equity=Decimal("10000.01"))
+    assert said == (
+        "the run sizes its orders from an equity of 10000.01 USDT (run.initial_equity) but the venue account holds "
+        "10000 USDT: start a run with run.initial_equity at most that"
+    )

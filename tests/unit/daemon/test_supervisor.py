@@ -160,7 +160,7 @@ class FakeTransport:
         self.world.dead.discard((pair, role))  # a new actor of the role
         return FakeChannel(self.world, FakeActor(self.world, pair, role))
 
-    def account(self, env: WorkerEnv, policy: AccountPolicy) -> AccountHandle:
+    def account(self, env: WorkerEnv, policy: AccountPolicy, venue: object = None) -> AccountHandle:
         return AccountHandle(self._channel("account", "account"))
 
     def pair(self, env: WorkerEnv, plan: PairPlan) -> PairActors:
