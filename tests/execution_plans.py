@@ -41,19 +41,20 @@ def plan(
     orders: list[tuple[Side, str, bool]],
     *,
     close: float | None = None,
+    pair: str = PAIR,
 ) -> OrderPlan:
-    """The plan of the candle `minute` minutes into the test's span (opening at `price`, closing at
+    """The plan of `pair`'s candle `minute` minutes into the test's span (opening at `price`, closing at
     `close`, default `price`): its decision for `target` and the orders `(side, quantity, reduce-only)`,
     numbered as the risk guard numbers them."""
     open_ms = 1_700_000_000_000 // 60_000 * 60_000 + minute * 60_000
-    candle = Candle(PAIR, "1m", open_ms, price, price + 5, price - 5, price if close is None else close, 3.0)
+    candle = Candle(pair, "1m", open_ms, price, price + 5, price - 5, price if close is None else close, 3.0)
     sequence = decision_sequence("1m", open_ms)
     market = MarketInput(
         context.run_id,
-        PAIR,
+        pair,
         "1m",
         sequence,
-        trace_id(PAIR, "1m", open_ms),
+        trace_id(pair, "1m", open_ms),
         candle,
         (0.1, 0.2),
         None,
@@ -63,7 +64,7 @@ def plan(
     )
     intents = tuple(
         OrderIntent(
-            client_order_id(context.run_id, PAIR, sequence * 4 + leg), side, Decimal(qty), reduce, "target", leg
+            client_order_id(context.run_id, pair, sequence * 4 + leg), side, Decimal(qty), reduce, "target", leg
         )
         for leg, (side, qty, reduce) in enumerate(orders)
     )

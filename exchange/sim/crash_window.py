@@ -16,6 +16,9 @@ The points, each a moment of the issue's `kill -9` matrix:
   booked, not in the order log): the daemon committed the intent and died before sending it.
 - `before_answer`: that order is booked (and filled, for a market order); its answer is held.
 - `before_fill_recorded`: that order is booked and answered; its fill is never streamed.
+
+An order the account refuses (margin, say) is answered at once and the window waits for the next one:
+the instant is that of an order the venue booked.
 - `stop_replacement`: the next cancel of a stop (or take-profit) while another of the same type is open
   on the symbol is held unexecuted: the new stop is placed, the old one not yet cancelled.
 """
@@ -80,6 +83,12 @@ class CrashWindow:
         assert self._thaw is not None
         await self._thaw.wait()
         return answer
+
+    def rearm(self, point: CrashPoint) -> None:
+        """The order caught was refused (not booked): it is not the instant, so the window waits for the
+        next one (nothing was held: the refusal is answered at once)."""
+        self.release()
+        self.arm(point)
 
     def release(self) -> None:
         self.armed = None

@@ -124,6 +124,8 @@ class TradingRoutes:
                     return await self._lose(request, response, self.faults.next_order_outcomes.popleft())
                 return response
             except AccountError as refused:
+                if caught is not None:  # refused, so not booked: not the instant; the next order is caught
+                    window.rearm(caught)
                 return error(refused.code, str(refused))
             except (KeyError, InvalidOperation, ValueError) as bad:
                 return error(109400, f"invalid parameter: {bad}")

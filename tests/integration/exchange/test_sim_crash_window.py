@@ -157,3 +157,16 @@ async def test_a_crash_window_is_refused_when_unknown_or_while_frozen(sim: BingX
     window.release()
     window.arm("before_submit")
     assert window.status()["armed"] == "before_submit"
+
+
+async def test_an_order_the_account_refuses_is_not_the_instant_the_next_one_is(sim: BingXSimulator) -> None:
+    window = sim.trading.faults.window
+    window.arm("before_fill_recorded")
+    sim.trading.faults.reject_next_orders.append(101204)
+    async with rest_for(sim.rest_url) as rest:
+        trading = BingXTrading(rest)
+        with pytest.raises(VenueError, match="101204"):
+            await trading.place_order(SYMBOL, "BUY", "MARKET", Decimal("0.5"), client_order_id="td-w-6")
+        assert window.status() == {"armed": "before_fill_recorded", "frozen": False, "held": {}}
+        await trading.place_order(SYMBOL, "BUY", "MARKET", Decimal("0.5"), client_order_id="td-w-7")
+        assert window.held["client_order_id"] == "td-w-7"
