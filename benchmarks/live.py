@@ -191,21 +191,24 @@ async def _lost_answers(stage: ExecutionStage, rest: BingXRest, count: int) -> N
         await BingXTrading(rest).place_order(stage.pair, "BUY", "MARKET", quantity, client_order_id=cid)
 
 
-async def reconcile_part(db_url: str, work: Path) -> dict[str, Any]:
+async def reconcile_part(database_urls: list[str], work: Path) -> dict[str, Any]:
+    """The two scenarios, each on a database of its own (one run at a time)."""
     pairs = pair_names(RECONCILE_PAIRS)
     files = cut_files(SHARED, work, 2_000, pairs)
     figures: dict[str, Any] = {}
     with simulator_process(files, api_keys=[f"{KEY}:{SECRET}"], start_bars=1500) as (urls, _):
-        database = await Database.open(StorageOptions(url=db_url, data_dir=work, pool_max_size=12))
-        try:
-            async with database.pool.acquire() as connection:
-                await migrate(connection)
-            async with BingXRest(urls["rest_url"], Credentials(KEY, SECRET)) as rest:
-                await rest.sync_time()
-                figures["open_orders"] = await _open_orders_scenario(database, rest, pairs)
-                figures["lost_answers"] = await _lost_answers_scenario(database, rest, pairs)
-        finally:
-            await database.close()
+        async with BingXRest(urls["rest_url"], Credentials(KEY, SECRET)) as rest:
+            await rest.sync_time()
+            scenarios = (("open_orders", _open_orders_scenario), ("lost_answers", _lost_answers_scenario))
+            for (name, scenario), url in zip(scenarios, database_urls, strict=True):
+                database = await Database.open(StorageOptions(url=url, data_dir=work,
+                                                              pool_max_size=12))  # fmt: skip
+                try:
+                    async with database.pool.acquire() as connection:
+                        await migrate(connection)
+                    figures[name] = await scenario(database, rest, pairs)
+                finally:
+                    await database.close()
     return figures
 
 
@@ -220,10 +223,10 @@ async def _open_orders_scenario(database: Database, rest: BingXRest, pairs: list
     first = [await Reconciler(s, s.venue, "halt").run() for s in stages if isinstance(s.venue, BingXVenue)]
     assert all(r.ok for r in first), [r.unresolved() for r in first if not r.ok]  # fills booked, stops placed
     for stage in stages:
-        price = await rest.price(stage.pair)
+        price, quantity = await _quantity(rest, stage.pair, 20)
         for n in range(FOREIGN_PER_PAIR):
-            await trading.place_order(stage.pair, "BUY", "LIMIT", Decimal("0.001"),
-                                      client_order_id=f"by-hand-{stage.pair}-{n}",
+            await trading.place_order(stage.pair, "BUY", "LIMIT", quantity,
+                                      client_order_id=f"by-hand-{stage.pair.lower()}-{n}",
                                       price=(price * Decimal("0.5")).quantize(Decimal("0.1")))  # fmt: skip
     open_orders = sum([len(await trading.open_orders(p)) for p in pairs])
     together, sequential, results = await _timed(stages)
@@ -240,7 +243,7 @@ async def _lost_answers_scenario(database: Database, rest: BingXRest, pairs: lis
             if position.quantity:
                 side: Side = "SELL" if position.quantity > 0 else "BUY"
                 await trading.place_order(pair, side, "MARKET", abs(position.quantity), reduce_only=True,
-                                          client_order_id=f"clear-{pair}")  # fmt: skip
+                                          client_order_id=f"clear-{pair.lower()}")  # fmt: skip
     stages = await _stages(database, rest, pairs, ProtectionRule(Decimal("0.05")))
     for stage in stages:
         await _lost_answers(stage, rest, LOST_PER_PAIR)
@@ -310,7 +313,9 @@ def main(argv: list[str] | None = None) -> None:
         try:
             if args.part in ("reconcile", "all"):
                 (work / "reconcile").mkdir(exist_ok=True)
-                figures["reconcile"] = asyncio.run(reconcile_part(postgres.new_database(), work / "reconcile"))
+                figures["reconcile"] = asyncio.run(
+                    reconcile_part([postgres.new_database(), postgres.new_database()], work / "reconcile")
+                )
                 print(json.dumps({"reconcile": figures["reconcile"]}), flush=True)
             if args.part in ("daemon", "all"):
                 (work / "daemon").mkdir(exist_ok=True)

@@ -330,9 +330,10 @@ def risk_limits(settings: Settings) -> RiskLimits:
     return limits_of_settings(settings)
 
 
-def live_venue_source(settings: Settings, limits: RiskLimits) -> LiveVenueSource:
-    """How a live run's pairs reach the venue: the account's keys (required by the safety guard before
-    anything starts), and the leverage the limit set's `max_leverage` needs."""
+def live_venue_source(settings: Settings, limits: RiskLimits, pairs: int) -> LiveVenueSource:
+    """How a live run's `pairs` reach the venue: the account's keys (required by the safety guard before
+    anything starts), the leverage the limit set's `max_leverage` needs, and each pair's share of the
+    account's signed request budget (the pairs sign from processes of their own)."""
     exchange = settings.exchange
     if exchange.api_key is None or exchange.secret_key is None:
         raise RunSetupError(
@@ -344,7 +345,7 @@ def live_venue_source(settings: Settings, limits: RiskLimits) -> LiveVenueSource
     return LiveVenueSource(
         exchange.rest_url, exchange.ws_url, credentials, exchange.recv_window_ms, exchange.margin_type,
         venue_leverage(limits.max_leverage), ProtectionRule(limits.stop_loss_pct, limits.take_profit_pct),
-        settings.trading.reconcile_interval_min * 60.0, settings.trading.external_positions,
+        settings.trading.reconcile_interval_min * 60.0, settings.trading.external_positions, 1 / max(1, pairs),
     )  # fmt: skip
 
 
@@ -461,7 +462,7 @@ async def build_plans(
         settings.exchange.recv_window_ms,
     )
     env = WorkerEnv(database.dsn, log_socket, settings.logging.level, tuple(settings.secret_values()))
-    live = live_venue_source(settings, limits) if run.mode == "live" else None
+    live = live_venue_source(settings, limits, len(run.pairs)) if run.mode == "live" else None
     plans = []
     for pair in run.pairs:
         context = PairContext(

@@ -205,4 +205,4 @@ def account_venue(plans: list[PairPlan], every_sec: float) -> VenueEquitySource 
     live = next((plan.live for plan in plans if plan.live is not None), None)
     if live is None:
         return None
-    return VenueEquitySource(live.rest_url, live.credentials, live.recv_window_ms, every_sec)
+    return VenueEquitySource(live.rest_url, live.credentials, live.recv_window_ms, every_sec, live.signed_share)

@@ -76,6 +76,10 @@ class RetryPolicy:
         return max(at_least, random.uniform(0, ceiling))  # noqa: S311 (jitter, not security)
 
 
+SIGNED_PER_SEC = 5
+"""The account's signed requests per second this side of BingX's per-account limits (API.md 3)."""
+
+
 class TokenBucket:
     """At most `rate` requests per `per_sec`, smoothed; callers wait for a token."""
 
@@ -97,6 +101,13 @@ class TokenBucket:
                     self._tokens -= 1
                     return
                 await sleep((1 - self._tokens) / self._refill_per_sec)
+
+
+def signed_bucket(share: float, monotonic: Callable[[], float] = time.monotonic) -> TokenBucket:
+    """`share` of the account's `SIGNED_PER_SEC`, with a burst of its whole requests per second (at least 1)."""
+    per_sec = SIGNED_PER_SEC * share
+    burst = max(1, int(per_sec))
+    return TokenBucket(rate=burst, per_sec=burst / per_sec, monotonic=monotonic)
 
 
 class SlidingWindowLimiter:
@@ -134,7 +145,13 @@ class BingXRest:
         retry: RetryPolicy | None = None,
         clock: Clock | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        signed_share: float = 1.0,
     ) -> None:
+        """`signed_share`: this client's share of the account's signed budget (BingX limits most account and
+        trade endpoints to 5 requests/s per account, API.md 3), for clients that sign for one account from
+        several processes (a live daemon's pairs): 1/n each."""
+        if not 0 < signed_share <= 1:
+            raise ValueError("signed_share must be in (0, 1]")
         self._base_url = base_url.rstrip("/")
         self._timeout = aiohttp.ClientTimeout(total=timeout_sec)
         self._http: aiohttp.ClientSession | None = None  # opened on first use, inside the event loop
@@ -148,7 +165,7 @@ class BingXRest:
         self._time_sync_every_ms = int(time_sync_every_sec * 1000)
         # BingX shares one market-data bucket of 500 requests / 10 s per IP; stay well inside it.
         self._market_bucket = TokenBucket(rate=250, per_sec=10.0)
-        self._trade_bucket = TokenBucket(rate=5, per_sec=1.0)
+        self._trade_bucket = signed_bucket(signed_share)
         self.requests_sent = 0
 
     def use_credentials(self, credentials: Credentials) -> None:

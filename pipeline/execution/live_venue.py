@@ -44,6 +44,8 @@ class LiveVenueSource:
     reconcile_every_sec: float = 300.0
     """`trading.reconcile_interval_min`: how often the pair's book is reconciled with the venue."""
     external_positions: ExternalPositions = "halt"
+    signed_share: float = 1.0
+    """The pair's share of the account's signed request budget (1 / the run's pairs)."""
 
 
 @dataclass
@@ -63,7 +65,9 @@ class LiveVenue:
 
 async def open_live_venue(source: LiveVenueSource, symbol: str) -> LiveVenue:
     """The venue for `symbol`, with the account made ready for it (see the module docstring)."""
-    rest = BingXRest(source.rest_url, source.credentials, recv_window_ms=source.recv_window_ms)
+    rest = BingXRest(
+        source.rest_url, source.credentials, recv_window_ms=source.recv_window_ms, signed_share=source.signed_share
+    )
     try:
         await rest.sync_time()
         trading = BingXTrading(rest)

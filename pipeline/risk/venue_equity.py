@@ -26,12 +26,15 @@ class VenueEquitySource:
     credentials: Credentials
     recv_window_ms: int
     every_sec: float = 5.0
+    signed_share: float = 1.0
 
 
 class VenueEquity:
     def __init__(self, source: VenueEquitySource) -> None:
         self.source = source
-        self.rest = BingXRest(source.rest_url, source.credentials, recv_window_ms=source.recv_window_ms)
+        self.rest = BingXRest(
+            source.rest_url, source.credentials, recv_window_ms=source.recv_window_ms, signed_share=source.signed_share
+        )
         self._synced = False
 
     async def read(self) -> VenueBalance:

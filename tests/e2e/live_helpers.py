@@ -163,11 +163,14 @@ def settled(url: str) -> bool:
 def one_stop_each(
     urls: dict[str, str], seen: list[dict[str, dict[str, object]]], key: str = KEY, secret: str = SECRET
 ) -> bool:
-    """Each open position with exactly one stop: a stop being moved (or one whose cancel the venue
-    did not take, asked again within the actor's protection check) may be two for a moment."""
+    """Each open position with exactly one stop, of its size: a stop being moved (or one whose cancel the
+    venue did not take, asked again within the actor's protection check) may be two for a moment, or one
+    of the size before a fill that arrived after the pause."""
     seen.append(venue_account(urls, key, secret))
     return all(
-        isinstance(v["stops"], list) and len(v["stops"]) == (1 if v["position"] != 0 else 0) for v in seen[-1].values()
+        isinstance(v["stops"], list)
+        and [s.quantity for s in v["stops"]] == ([abs(v["position"])] if v["position"] != 0 else [])
+        for v in seen[-1].values()
     )
 
 
@@ -182,7 +185,7 @@ def agrees_with_the_venue(url: str, venue: dict[str, dict[str, object]]) -> None
         assert isinstance(stops, list)
         assert len(stops) == (1 if position != 0 else 0), f"{pair}: exactly one stop for an open position"
         if stops:
-            assert stops[0].quantity == abs(position)
+            assert stops[0].quantity == abs(position), f"{pair}: a stop of {stops[0].quantity} for {position}"
     duplicated = query(url, "SELECT client_order_id FROM trade_executions GROUP BY client_order_id HAVING count(*) > 1")
     assert duplicated == []
 

@@ -6,6 +6,8 @@ the venue, never sent twice."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from decimal import Decimal
 
@@ -252,3 +254,31 @@ async def test_a_stop_cancelled_behind_our_back_is_placed_again_by_reconciliatio
     (again,) = [p for p in stage.core.book.protection.values() if p.kind == "stop_loss"]
     assert again.client_order_id != stop.client_order_id
     assert again.exchange_order_id == str(venue[0].order_id)
+
+
+async def test_a_crash_during_a_stop_replacement_leaves_one_stop_for_the_whole_position_after_restart(
+    database: Database, context: PairContext, rest: BingXRest, sim: BingXSimulator
+) -> None:
+    """The new stop placed, the old one's cancel caught by the crash (the simulator's window holds it
+    unexecuted): after a restart, the old one is cancelled and the new one kept, for the whole position."""
+    stage = await stage_on(database, context, rest)
+    await opened(stage)
+    sim.trading.faults.window.arm("stop_replacement")
+    task = asyncio.get_running_loop().create_task(opened(stage, "0.3", minute=1))
+    while not sim.trading.faults.window.frozen:  # the old stop's cancel is held: the crash comes here
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
+    sim.trading.faults.window.release()
+    assert sorted(o.quantity for o in await conditionals(rest) if o.type == "STOP_MARKET") == [
+        Decimal("0.5"), Decimal("0.8")
+    ]  # fmt: skip
+
+    restarted = await stage_on(database, context, rest)
+    result = await Reconciler(restarted, venue_of(restarted), "halt").run()
+    assert result.ok, result.unresolved()
+    stops = [o for o in await conditionals(rest) if o.type == "STOP_MARKET"]
+    assert [o.quantity for o in stops] == [Decimal("0.8")], "one stop, for the whole position"
+    assert restarted.core.book.position.quantity == Decimal("0.8")
+    assert restarted.core.protection_settled(RULE)

@@ -122,12 +122,13 @@ def test_a_live_run_reaches_the_venue_with_the_accounts_keys_and_the_guards_leve
             "BINGX_MARGIN_TYPE": "CROSSED",
         },
     )  # fmt: skip
-    live = live_venue_source(settings, replace(risk_limits(settings), max_leverage=Decimal("1.5")))
+    live = live_venue_source(settings, replace(risk_limits(settings), max_leverage=Decimal("1.5")), 4)
     assert (live.credentials.api_key, live.credentials.secret_key) == ("marker-key-0001", "marker-secret-0001")
     assert (live.leverage, live.margin_type) == (2, "CROSSED")
     assert "marker" not in repr(live)
+    assert live.signed_share == 0.25, "4 pairs sign for one account: a quarter of its budget each"
     assert live.protection.stop_loss_pct == risk_limits(settings).stop_loss_pct
     with pytest.raises(RunSetupError, match="BINGX_API_KEY"):
-        live_venue_source(load_settings(None, {}), risk_limits(settings))
+        live_venue_source(load_settings(None, {}), risk_limits(settings), 1)
     with pytest.raises(RunSetupError, match="stop_loss_pct"):
-        live_venue_source(settings, replace(risk_limits(settings), stop_loss_pct=None))
+        live_venue_source(settings, replace(risk_limits(settings), stop_loss_pct=None), 1)
