@@ -32,6 +32,8 @@ import platform
 import statistics
 import tempfile
 import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -46,7 +48,7 @@ from exchange.bingx.trading import BingXTrading
 from exchange.sim.candle_file import load_candle_file
 from pipeline.execution.bingx_orders import BingXOrders
 from pipeline.execution.bingx_venue import BingXVenue
-from pipeline.execution.reconciliation import Reconciler, Reconciliation
+from pipeline.execution.reconciliation import Reconciler
 from pipeline.execution.stage import ExecutionStage
 from pipeline.execution.venue import VenueStep
 from storage.checkpoints import CheckpointStore
@@ -140,16 +142,21 @@ def kill_trial(d: Daemon, url: str) -> tuple[float, float, float]:
 
 
 async def _stages(
-    database: Database, rest: BingXRest, pairs: list[str], protection: ProtectionRule
+    database: Database, url: str, pairs: list[str], protection: ProtectionRule, clients: list[BingXRest]
 ) -> list[ExecutionStage]:
+    """One live execution stage per pair, each with a REST client of its own at its share of the account's
+    signed budget, as the daemon's pairs have (kept in `clients`, for the caller to close)."""
     run = await RunStore(database.pool).start(
         pairs=pairs, interval="1m", feature_set="v1", decision_threshold=0.5, settings={}, baseline_policy="momentum"
     )
-    contracts = {c.symbol: c for c in await rest.contracts()}
     stages = []
     for pair in pairs:
+        rest = BingXRest(url, Credentials(KEY, SECRET), signed_share=1 / len(pairs))
+        clients.append(rest)
+        await rest.sync_time()
+        (contract,) = await rest.contracts(pair)
         context = PairContext(str(run.id), pair, "1m", "live", "v1", "baseline:momentum", Decimal(10_000))
-        venue = BingXVenue(BingXOrders(BingXTrading(rest), contracts[pair]))
+        venue = BingXVenue(BingXOrders(BingXTrading(rest), contract))
         stage = ExecutionStage(context, RULES, TradingJournal(database.pool), CheckpointStore(database.pool), venue,
                                protection)  # fmt: skip
         await stage.restore()
@@ -157,16 +164,23 @@ async def _stages(
     return stages
 
 
-async def _timed(stages: list[ExecutionStage]) -> tuple[float, float, list[Reconciliation]]:
-    """All pairs reconciled at once, then one after another: seconds each, and the concurrent results."""
-    reconcilers = [Reconciler(s, s.venue, "halt") for s in stages if isinstance(s.venue, BingXVenue)]
+def _reconcilers(stages: list[ExecutionStage]) -> list[Reconciler]:
+    return [Reconciler(s, s.venue, "halt") for s in stages if isinstance(s.venue, BingXVenue)]
+
+
+async def _timed(stages: list[ExecutionStage], clients: list[BingXRest]) -> dict[str, Any]:
+    """All pairs reconciled at once (as the actors do), then one after another: seconds, the requests the
+    first sent, and what it found."""
+    sent = sum(c.requests_sent for c in clients)
     started = time.perf_counter()
-    results = list(await asyncio.gather(*(r.run() for r in reconcilers)))
+    results = list(await asyncio.gather(*(r.run() for r in _reconcilers(stages))))
     together = time.perf_counter() - started
+    calls = sum(c.requests_sent for c in clients) - sent
     started = time.perf_counter()
-    for reconciler in reconcilers:
+    for reconciler in _reconcilers(stages):
         await reconciler.run()
-    return together, time.perf_counter() - started, results
+    return {"together_sec": together, "requests": calls, "sequential_sec": time.perf_counter() - started,
+            "findings": Counter(f.kind for r in results for f in r.findings)}  # fmt: skip
 
 
 async def _quantity(rest: BingXRest, pair: str, notional: int) -> tuple[Decimal, Decimal]:
@@ -191,37 +205,46 @@ async def _lost_answers(stage: ExecutionStage, rest: BingXRest, count: int) -> N
         await BingXTrading(rest).place_order(stage.pair, "BUY", "MARKET", quantity, client_order_id=cid)
 
 
+Scenario = Callable[[Database, BingXRest, list[str], list[BingXRest]], Awaitable[dict[str, Any]]]
+
+
 async def reconcile_part(database_urls: list[str], work: Path) -> dict[str, Any]:
     """The two scenarios, each on a database of its own (one run at a time)."""
     pairs = pair_names(RECONCILE_PAIRS)
     files = cut_files(SHARED, work, 2_000, pairs)
     figures: dict[str, Any] = {}
+    scenarios: tuple[tuple[str, Scenario], ...] = (
+        ("open_orders", _open_orders_scenario), ("lost_answers", _lost_answers_scenario)
+    )  # fmt: skip
     with simulator_process(files, api_keys=[f"{KEY}:{SECRET}"], start_bars=1500) as (urls, _):
         async with BingXRest(urls["rest_url"], Credentials(KEY, SECRET)) as rest:
             await rest.sync_time()
-            scenarios = (("open_orders", _open_orders_scenario), ("lost_answers", _lost_answers_scenario))
             for (name, scenario), url in zip(scenarios, database_urls, strict=True):
-                database = await Database.open(StorageOptions(url=url, data_dir=work,
-                                                              pool_max_size=12))  # fmt: skip
+                database = await Database.open(StorageOptions(url=url, data_dir=work, pool_max_size=12))
+                clients: list[BingXRest] = []
                 try:
                     async with database.pool.acquire() as connection:
                         await migrate(connection)
-                    figures[name] = await scenario(database, rest, pairs)
+                    figures[name] = await scenario(database, rest, pairs, clients)
                 finally:
+                    for client in clients:
+                        await client.close()
                     await database.close()
     return figures
 
 
-async def _open_orders_scenario(database: Database, rest: BingXRest, pairs: list[str]) -> dict[str, Any]:
+async def _open_orders_scenario(
+    database: Database, rest: BingXRest, pairs: list[str], clients: list[BingXRest]
+) -> dict[str, Any]:
     trading = BingXTrading(rest)
-    protection = ProtectionRule(Decimal("0.05"), Decimal("0.05"))
-    stages = await _stages(database, rest, pairs, protection)
+    stages = await _stages(database, rest.base_url, pairs, ProtectionRule(Decimal("0.05"), Decimal("0.05")), clients)
     for stage in stages:
         price, quantity = await _quantity(rest, stage.pair, 200)
         await stage.on_plan(plan(stage.core.context, 0, float(price), 1.0, [("BUY", str(quantity), False)],
                                  pair=stage.pair))  # fmt: skip
-    first = [await Reconciler(s, s.venue, "halt").run() for s in stages if isinstance(s.venue, BingXVenue)]
-    assert all(r.ok for r in first), [r.unresolved() for r in first if not r.ok]  # fills booked, stops placed
+    first = list(await asyncio.gather(*(r.run() for r in _reconcilers(stages))))  # fills booked, stops placed
+    if not all(r.ok for r in first):
+        raise RuntimeError(f"the set-up did not reconcile: {[r.unresolved() for r in first if not r.ok]}")
     for stage in stages:
         price, quantity = await _quantity(rest, stage.pair, 20)
         for n in range(FOREIGN_PER_PAIR):
@@ -229,12 +252,12 @@ async def _open_orders_scenario(database: Database, rest: BingXRest, pairs: list
                                       client_order_id=f"by-hand-{stage.pair.lower()}-{n}",
                                       price=(price * Decimal("0.5")).quantize(Decimal("0.1")))  # fmt: skip
     open_orders = sum([len(await trading.open_orders(p)) for p in pairs])
-    together, sequential, results = await _timed(stages)
-    return {"open_orders": open_orders, "together_sec": together, "sequential_sec": sequential,
-            "findings": sum(len(r.findings) for r in results)}  # fmt: skip
+    return {"open_orders": open_orders, **await _timed(stages, clients)}
 
 
-async def _lost_answers_scenario(database: Database, rest: BingXRest, pairs: list[str]) -> dict[str, Any]:
+async def _lost_answers_scenario(
+    database: Database, rest: BingXRest, pairs: list[str], clients: list[BingXRest]
+) -> dict[str, Any]:
     trading = BingXTrading(rest)
     for pair in pairs:  # the venue cleared of the first scenario
         for order in await trading.open_orders(pair):
@@ -244,22 +267,21 @@ async def _lost_answers_scenario(database: Database, rest: BingXRest, pairs: lis
                 side: Side = "SELL" if position.quantity > 0 else "BUY"
                 await trading.place_order(pair, side, "MARKET", abs(position.quantity), reduce_only=True,
                                           client_order_id=f"clear-{pair.lower()}")  # fmt: skip
-    stages = await _stages(database, rest, pairs, ProtectionRule(Decimal("0.05")))
+    stages = await _stages(database, rest.base_url, pairs, ProtectionRule(Decimal("0.05")), clients)
     for stage in stages:
         await _lost_answers(stage, rest, LOST_PER_PAIR)
-    started = time.perf_counter()
-    results = list(await asyncio.gather(*(Reconciler(s, s.venue, "halt").run() for s in stages
-                                          if isinstance(s.venue, BingXVenue))))  # fmt: skip
-    together = time.perf_counter() - started
-    booked = sum(1 for r in results for f in r.findings if f.kind == "order_booked")
-    started = time.perf_counter()
-    for stage in stages:
-        await Reconciler(stage, stage.venue, "halt").run()  # type: ignore[arg-type]
-    return {"orders": LOST_PER_PAIR * len(pairs), "booked": booked, "together_sec": together,
-            "second_sequential_sec": time.perf_counter() - started}  # fmt: skip
+    return {"orders": LOST_PER_PAIR * len(pairs), **await _timed(stages, clients)}
 
 
 # ---------------------------------------------------------------- report
+
+
+def _reconciled(figures: dict[str, Any]) -> str:
+    found = ", ".join(f"{n} {kind}" for kind, n in sorted(figures["findings"].items()))
+    return (
+        f"{figures['together_sec']:.1f} s all pairs at once, as the actors do ({figures['requests']} requests; "
+        f"found: {found}); again, one pair after another: {figures['sequential_sec']:.1f} s"
+    )
 
 
 def markdown(figures: dict[str, Any], took_min: float) -> str:
@@ -277,13 +299,10 @@ def markdown(figures: dict[str, Any], took_min: float) -> str:
         ("... -> the next order the venue accepted", f"{median(2):.1f} s (trials: "
          + ", ".join(f"{t[2]:.1f}" for t in kill) + " s)"),
         (f"reconciliation, {RECONCILE_PAIRS} pairs, {open_orders['open_orders']} open orders on the venue "
-         "(each pair: its stop, its take-profit, 8 resting limits from outside)",
-         f"{open_orders['together_sec'] * 1000:.0f} ms all pairs at once; "
-         f"{open_orders['sequential_sec'] * 1000:.0f} ms one after another"),
-        (f"reconciliation after a crash, {RECONCILE_PAIRS} pairs, {lost['orders']} orders with lost answers "
-         "(each booked on the venue, resolved by client order id)",
-         f"{lost['together_sec'] * 1000:.0f} ms all pairs at once ({lost['booked']} booked); a second one, "
-         f"one pair after another: {lost['second_sequential_sec'] * 1000:.0f} ms"),
+         f"(each pair: its position's stop and take-profit, {FOREIGN_PER_PAIR} resting limits from outside)",
+         _reconciled(open_orders)),
+        (f"reconciliation after a crash, {RECONCILE_PAIRS} pairs, {lost['orders']} orders whose answers were lost "
+         "(each booked on the venue, resolved by client order id)", _reconciled(lost)),
     ]  # fmt: skip
     table = ["| what | figure |", "| --- | --- |", *(f"| {what} | {figure} |" for what, figure in rows)]
     head = (

@@ -168,6 +168,10 @@ class BingXRest:
         self._trade_bucket = signed_bucket(signed_share)
         self.requests_sent = 0
 
+    @property
+    def base_url(self) -> str:
+        return self._base_url
+
     def use_credentials(self, credentials: Credentials) -> None:
         """The account's keys rotated (`tradingd secrets rotate`): every later signed call signs with these."""
         self._credentials = credentials

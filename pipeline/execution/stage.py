@@ -218,11 +218,12 @@ class ExecutionStage:
         return True
 
     async def _submit(self, orders: list[WorkingOrder], *, after_restart: bool = False) -> None:
-        """Send orders whose intents are committed; the venue's answers are written as the next step,
-        then what it told beyond them (a live venue's fills)."""
-        if not orders:
-            return
-        answers = await self.venue.submit(orders, after_restart=after_restart)
-        await self._write(self.core.submitted(answers))
-        for news in self.venue.take_news():
-            await self._book_news(news)
+        """Send orders whose intents are committed, one at a time: each one's answers are written as a step
+        of their own, then what the venue told beyond them (a live venue's fills), before the next is sent
+        (a crash, or a venue that stops answering, never leaves an answer heard but not recorded behind
+        the next order's wait)."""
+        for order in orders:
+            answers = await self.venue.submit([order], after_restart=after_restart)
+            await self._write(self.core.submitted(answers))
+            for news in self.venue.take_news():
+                await self._book_news(news)
