@@ -272,8 +272,8 @@ class ExecutionHandle(StageHandle):
         cancelled: list[str] = await self._ask("cancel_trade", trade_id, wait_sec=wait_sec)
         return cancelled
 
-    async def flatten(self, *, wait_sec: float | None = None) -> dict[str, Any]:
-        answer: dict[str, Any] = await self._ask("flatten", wait_sec=wait_sec)
+    async def flatten(self, reason: str = "run_stopping", *, wait_sec: float | None = None) -> dict[str, Any]:
+        answer: dict[str, Any] = await self._ask("flatten", reason, wait_sec=wait_sec)
         return answer
 
     async def flatness(self, *, wait_sec: float | None = None) -> dict[str, Any]:

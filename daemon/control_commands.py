@@ -475,10 +475,13 @@ async def _flatten(state: DaemonState, run_id: uuid.UUID, wait_sec: float) -> di
     return {pair: str(held[pair].position) for pair in held if held[pair].is_open}
 
 
-async def _close_positions(state: DaemonState, slots: list[Any], wait_sec: float) -> Sequence[Mapping[str, Any]]:
-    """With the pairs already halted: cancel each one's opening orders and close its position reduce-only,
-    then wait until every one is flat; each pair's flatness (`ExecutionCore.flatness`). Refused `busy`
-    while a decision planned before the halt is still on its way, `not_flat` past `wait_sec`."""
+async def _close_positions(
+    state: DaemonState, slots: list[Any], wait_sec: float, reason: str = "run_stopping"
+) -> Sequence[Mapping[str, Any]]:
+    """With the pairs already halted: cancel each one's opening orders and close its position reduce-only
+    (`reason` recorded on the cancels), then wait until every one is flat; each pair's flatness
+    (`ExecutionCore.flatness`). Refused `busy` while a decision planned before the halt is still on its
+    way, `not_flat` past `wait_sec`."""
     pairs = [_actors(state, slot) for slot in slots]
     # A decision planned before the pause may still be on its way: it must reach execution before the
     # flatten, or its opening order would follow the close (and the pair count as flat with it working).
@@ -492,7 +495,9 @@ async def _close_positions(state: DaemonState, slots: list[Any], wait_sec: float
             f"{busy}: a decision planned before the pause is still on its way after {SETTLE_SEC:.0f} s; the pairs "
             "are HALTED, nothing was closed. Ask again",
         )
-    views = await asyncio.gather(*(_call(actors.execution.flatten(wait_sec=CALL_TIMEOUT_SEC)) for actors in pairs))
+    views = await asyncio.gather(
+        *(_call(actors.execution.flatten(reason, wait_sec=CALL_TIMEOUT_SEC)) for actors in pairs)
+    )
     deadline = time.monotonic() + wait_sec
     while not all(view["flat"] for view in views):
         if time.monotonic() >= deadline:
@@ -534,7 +539,7 @@ async def close_all(state: DaemonState, args: Mapping[str, object]) -> Mapping[s
     before = {
         slot.pair: await _call(_actors(state, slot).execution.flatness(wait_sec=CALL_TIMEOUT_SEC)) for slot in running
     }
-    views = await _close_positions(state, running, wait)
+    views = await _close_positions(state, running, wait, reason)
     not_closed = {
         name: f"the pair is {supervisor.slots[name].state}: its position is not closed; the pause applies when it "
         "is back, then ask again"

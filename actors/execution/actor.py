@@ -162,9 +162,11 @@ class ExecutionActor(ActorShell):
         cancelled: list[str] = await self._serialised(lambda: stage.cancel_trade(uuid.UUID(trade_id)))
         return cancelled
 
-    async def flatten(self) -> dict[str, Any]:
-        """`runs stop --flatten`: opening orders cancelled, the position closed reduce-only (see the core)."""
-        flatness: dict[str, Any] = await self._serialised(self._stage().flatten)
+    async def flatten(self, reason: str = "run_stopping") -> dict[str, Any]:
+        """`runs stop --flatten`, `close-all` (`reason`): opening orders cancelled, the position closed
+        reduce-only (see the core)."""
+        stage = self._stage()
+        flatness: dict[str, Any] = await self._serialised(lambda: stage.flatten(reason))
         await self._venue_consequences(None)
         return flatness
 
