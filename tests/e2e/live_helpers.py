@@ -174,13 +174,24 @@ def one_stop_each(
     )
 
 
+def differences(ours: dict[str, object], theirs: object) -> str:
+    """What differs between the database's orders and the venue's (by venue order id)."""
+    assert isinstance(theirs, dict)
+    only_ours = {k: ours[k] for k in ours.keys() - theirs.keys()}
+    only_theirs = {k: theirs[k] for k in theirs.keys() - ours.keys()}
+    unequal = {k: (ours[k], theirs[k]) for k in ours.keys() & theirs.keys() if ours[k] != theirs[k]}
+    return f"only in the database {only_ours}; only on the venue {only_theirs}; (database, venue) {unequal}"
+
+
 def agrees_with_the_venue(url: str, venue: dict[str, dict[str, object]]) -> None:
     """The database is the venue's account: positions, every order with its fills and fees both ways, one
     stop for each open position of its size, and no client order id twice."""
     for pair in PAIRS:
         position, orders = database_account(url, pair)
         assert position == venue[pair]["position"], pair
-        assert orders == venue[pair]["orders"], f"{pair}: every order, its fills and fees, both ways"
+        assert orders == venue[pair]["orders"], f"{pair}: every order, its fills and fees, both ways: " + differences(
+            orders, venue[pair]["orders"]
+        )
         stops = venue[pair]["stops"]
         assert isinstance(stops, list)
         assert len(stops) == (1 if position != 0 else 0), f"{pair}: exactly one stop for an open position"
