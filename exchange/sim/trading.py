@@ -105,10 +105,12 @@ class TradingRoutes:
                     return error(109400, f"invalid body: {bad}")
                 pairs += [(k, v) for k, v in received if k not in query_keys]
             params = dict(pairs)
+            window = self.faults.window
+            if window.frozen:  # caught while this request's body was read: it is held as every later one
+                return await window.hold()
             refusal = self._authenticate(request.headers.get("X-BX-APIKEY"), pairs, params)
             if refusal is not None:
                 return refusal
-            window = self.faults.window
             caught = window.catches_order(params) if handler == self._place else None
             if caught == "before_submit":
                 return await window.hold()

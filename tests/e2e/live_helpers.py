@@ -174,13 +174,23 @@ def one_stop_each(
     )
 
 
-def differences(ours: dict[str, object], theirs: object) -> str:
-    """What differs between the database's orders and the venue's (by venue order id)."""
+def differences(url: str, ours: dict[str, object], theirs: object) -> str:
+    """What differs between the database's orders and the venue's (by venue order id), with the history of
+    each differing row."""
     assert isinstance(theirs, dict)
     only_ours = {k: ours[k] for k in ours.keys() - theirs.keys()}
     only_theirs = {k: theirs[k] for k in theirs.keys() - ours.keys()}
     unequal = {k: (ours[k], theirs[k]) for k in ours.keys() & theirs.keys() if ours[k] != theirs[k]}
-    return f"only in the database {only_ours}; only on the venue {only_theirs}; (database, venue) {unequal}"
+    rows = query(
+        url,
+        "SELECT x.client_order_id, x.order_type, x.side, x.quantity, x.state, x.exchange_order_id, "
+        "array_agg(e.to_state || ':' || coalesce(e.reason, '') || ':' || e.evidence::text ORDER BY e.id) AS steps "
+        "FROM trade_executions x JOIN trade_state_events e ON e.execution_id = x.id "
+        "WHERE x.exchange_order_id = ANY($1::text[]) GROUP BY x.id",
+        [*only_ours, *unequal],
+    )
+    history = [dict(row) for row in rows]
+    return f"only in the database {only_ours}; only on the venue {only_theirs}; (database, venue) {unequal}; {history}"
 
 
 def agrees_with_the_venue(url: str, venue: dict[str, dict[str, object]]) -> None:
@@ -190,7 +200,7 @@ def agrees_with_the_venue(url: str, venue: dict[str, dict[str, object]]) -> None
         position, orders = database_account(url, pair)
         assert position == venue[pair]["position"], pair
         assert orders == venue[pair]["orders"], f"{pair}: every order, its fills and fees, both ways: " + differences(
-            orders, venue[pair]["orders"]
+            url, orders, venue[pair]["orders"]
         )
         stops = venue[pair]["stops"]
         assert isinstance(stops, list)
