@@ -107,6 +107,19 @@ def venue_account(urls: dict[str, str], key: str = KEY, secret: str = SECRET) ->
                     "position": sum((p.quantity for p in await venue.positions(pair)), Decimal(0)),
                     "orders": {str(o.order_id): (o.executed_quantity, -o.commission) for o in orders},
                     "stops": [o for o in await venue.open_orders(pair) if o.type == "STOP_MARKET"],
+                    "raw": [
+                        (
+                            o.order_id,
+                            o.client_order_id,
+                            o.type,
+                            o.side,
+                            o.status,
+                            o.quantity,
+                            o.executed_quantity,
+                            o.commission,
+                        )
+                        for o in orders
+                    ],
                 }
             return found
 
@@ -174,6 +187,19 @@ def one_stop_each(
     )
 
 
+def dump(url: str, pair: str, venue: dict[str, object]) -> str:
+    """Every live row of the pair and every order the venue has on it, for a failure's message."""
+    rows = query(
+        url,
+        "SELECT client_order_id, exchange_order_id, order_type, side, quantity, filled_quantity, fee, state, "
+        "reduce_only FROM trade_executions WHERE mode = 'live' AND pair = $1 ORDER BY created_at",
+        pair,
+    )
+    ours = "\n".join(str(tuple(row)) for row in rows)
+    theirs = "\n".join(str(order) for order in venue.get("raw", []))  # type: ignore[attr-defined]
+    return f"\nthe database's rows:\n{ours}\nthe venue's orders:\n{theirs}"
+
+
 def differences(url: str, ours: dict[str, object], theirs: object) -> str:
     """What differs between the database's orders and the venue's (by venue order id), with the history of
     each differing row."""
@@ -198,9 +224,13 @@ def agrees_with_the_venue(url: str, venue: dict[str, dict[str, object]]) -> None
     stop for each open position of its size, and no client order id twice."""
     for pair in PAIRS:
         position, orders = database_account(url, pair)
-        assert position == venue[pair]["position"], pair
-        assert orders == venue[pair]["orders"], f"{pair}: every order, its fills and fees, both ways: " + differences(
-            url, orders, venue[pair]["orders"]
+        assert position == venue[pair]["position"], f"{pair}: {position} != {venue[pair]['position']}; " + dump(
+            url, pair, venue[pair]
+        )
+        assert orders == venue[pair]["orders"], (
+            f"{pair}: every order, its fills and fees, both ways: "
+            + differences(url, orders, venue[pair]["orders"])
+            + dump(url, pair, venue[pair])
         )
         stops = venue[pair]["stops"]
         assert isinstance(stops, list)
