@@ -173,20 +173,6 @@ def settled(url: str) -> bool:
     return int(working[0][0]) == 0
 
 
-def one_stop_each(
-    urls: dict[str, str], seen: list[dict[str, dict[str, object]]], key: str = KEY, secret: str = SECRET
-) -> bool:
-    """Each open position with exactly one stop, of its size: a stop being moved (or one whose cancel the
-    venue did not take, asked again within the actor's protection check) may be two for a moment, or one
-    of the size before a fill that arrived after the pause."""
-    seen.append(venue_account(urls, key, secret))
-    return all(
-        isinstance(v["stops"], list)
-        and [s.quantity for s in v["stops"]] == ([abs(v["position"])] if v["position"] != 0 else [])
-        for v in seen[-1].values()
-    )
-
-
 def dump(url: str, pair: str, venue: dict[str, object]) -> str:
     """Every live row of the pair and every order the venue has on it, for a failure's message."""
     rows = query(
@@ -219,26 +205,51 @@ def differences(url: str, ours: dict[str, object], theirs: object) -> str:
     return f"only in the database {only_ours}; only on the venue {only_theirs}; (database, venue) {unequal}; {history}"
 
 
-def agrees_with_the_venue(url: str, venue: dict[str, dict[str, object]]) -> None:
-    """The database is the venue's account: positions, every order with its fills and fees both ways, one
-    stop for each open position of its size, and no client order id twice."""
+def disagreement(url: str, venue: dict[str, dict[str, object]]) -> str | None:
+    """How the database differs from the venue's account (positions, every order with its fills and fees
+    both ways, exactly one stop of the position's size for each open position, no client order id twice);
+    None when it does not."""
     for pair in PAIRS:
         position, orders = database_account(url, pair)
-        assert position == venue[pair]["position"], f"{pair}: {position} != {venue[pair]['position']}; " + dump(
-            url, pair, venue[pair]
-        )
-        assert orders == venue[pair]["orders"], (
-            f"{pair}: every order, its fills and fees, both ways: "
-            + differences(url, orders, venue[pair]["orders"])
-            + dump(url, pair, venue[pair])
-        )
+        if position != venue[pair]["position"]:
+            return f"{pair}: position {position} here, {venue[pair]['position']} on the venue" + dump(
+                url, pair, venue[pair]
+            )
+        if orders != venue[pair]["orders"]:
+            return f"{pair}: orders, fills or fees differ: {differences(url, orders, venue[pair]['orders'])}" + dump(
+                url, pair, venue[pair]
+            )
         stops = venue[pair]["stops"]
         assert isinstance(stops, list)
-        assert len(stops) == (1 if position != 0 else 0), f"{pair}: exactly one stop for an open position"
-        if stops:
-            assert stops[0].quantity == abs(position), f"{pair}: a stop of {stops[0].quantity} for {position}"
+        if [s.quantity for s in stops] != ([abs(position)] if position != 0 else []):
+            return f"{pair}: stops {[s.quantity for s in stops]} on the venue for a position of {position}"
     duplicated = query(url, "SELECT client_order_id FROM trade_executions GROUP BY client_order_id HAVING count(*) > 1")
-    assert duplicated == []
+    return f"client order ids recorded twice: {duplicated}" if duplicated else None
+
+
+def agrees_with_the_venue(
+    d: Daemon, url: str, urls: dict[str, str], what: str, key: str = KEY, secret: str = SECRET
+) -> dict[str, dict[str, object]]:
+    """Once paused: waits until no market order is working and the database equals the venue's account (a
+    decision planned before the pause may still send its orders, a moved stop is two for a moment); the
+    venue's account then. Past the deadline, fails with the last difference seen."""
+    said: list[str] = []
+    seen: list[dict[str, dict[str, object]]] = []
+
+    def agreed() -> bool:
+        if not settled(url):
+            said.append("a market order is still working")
+            return False
+        seen.append(venue_account(urls, key, secret))
+        difference = disagreement(url, seen[-1])
+        said.append(difference or "")
+        return difference is None
+
+    try:
+        d.wait_until(agreed, 180, f"{what}: the database equal to the venue")
+    except AssertionError as failed:
+        raise AssertionError(f"{what}: {said[-1] if said else 'never compared'}") from failed
+    return seen[-1]
 
 
 def database_account(url: str, pair: str) -> tuple[Decimal, dict[str, tuple[Decimal, Decimal]]]:

@@ -39,9 +39,7 @@ from tests.e2e.live_helpers import (
     go_live,
     live_config,
     live_fills,
-    one_stop_each,
     promoted_agent,
-    settled,
     venue_account,
 )
 
@@ -148,10 +146,7 @@ def test_a_paper_run_goes_live_trades_on_the_venue_survives_kill_9_and_agrees_wi
 
         # Paused and settled: the database is the venue's account.
         assert ctl(d, "pause", "--reason", "compare").returncode == 0
-        d.wait_until(lambda: settled(postgres_url), 120, "no market order working")
-        seen: list[dict[str, dict[str, object]]] = []
-        d.wait_until(lambda: one_stop_each(urls, seen, KEY2, SECRET2), 120, "one stop for each open position")
-        agrees_with_the_venue(postgres_url, seen[-1])
+        agrees_with_the_venue(d, postgres_url, urls, "paused", KEY2, SECRET2)
         # The simulator's order log: every client order id submitted once (the faulted ones included), and
         # none we did not record.
         posted = sim_faults(urls, order_log=True)["orders_posted"]
