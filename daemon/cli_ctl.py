@@ -18,10 +18,20 @@ if TYPE_CHECKING:
     from config import Settings
 
 
+ANSWER_SEC = 60.0
+SWITCH_SEC = 300.0
+"""`runs live` / `runs paper` stop every pair and start it again on the other venue (a live pair reconciles
+first): on a busy machine that takes longer than a minute."""
+
+
 def add_ctl_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ctl = commands.add_parser("ctl", help="talk to the running daemon over its control socket")
     ctl.add_argument("--json", action="store_true", help="print the daemon's answer as JSON")
-    ctl.add_argument("--timeout", type=float, default=60.0, metavar="SEC", help="how long to wait for an answer")
+    ctl.add_argument(
+        "--timeout", type=float, default=None, metavar="SEC",
+        help=f"how long to wait for an answer (default {ANSWER_SEC:g} s; {SWITCH_SEC:g} s for `runs live` and `runs "
+        "paper`, which restart every pair)",
+    )  # fmt: skip
     # The same options after the command (`ctl status --json`); given there, they win.
     options = argparse.ArgumentParser(add_help=False)
     options.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print the answer as JSON")
@@ -84,6 +94,9 @@ def add_ctl_commands(commands: argparse._SubParsersAction[argparse.ArgumentParse
 def request_of(args: argparse.Namespace) -> tuple[str, dict[str, object]]:
     """The command and its arguments, from the parsed command line."""
     command: str = args.ctl_command
+    if args.timeout is None:
+        switching = command == "runs" and args.action in ("live", "paper")
+        args.timeout = SWITCH_SEC if switching else ANSWER_SEC
     fields: dict[str, object] = {}
     if command == "pause":
         fields = {"pair": args.pair, "reduce_only": args.reduce_only, "reason": args.reason}
@@ -382,7 +395,20 @@ def _tree(value: Any, indent: int = 0, key: str = "") -> str:
 _EPOCH_MS_FLOOR = 10**11
 """A `*_ms` value this large is a time (after 1973), not a duration such as `latency_ms`."""
 _USDT_MAPPINGS = frozenset({"exposures"})
-_USDT_KEYS = frozenset({"equity", "balance", "initial_equity", "fees", "daily_loss_limit"})
+_USDT_KEYS = frozenset(
+    {
+        "equity",
+        "balance",
+        "initial_equity",
+        "fees",
+        "daily_loss_limit",
+        "drawdown",
+        "breaker_max_drawdown",
+        "venue_equity",
+        "venue_balance",
+        "available",
+    }
+)
 _USDT_SUFFIXES = ("_exposure", "_notional", "_pnl")
 
 

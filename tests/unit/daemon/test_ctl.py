@@ -69,9 +69,9 @@ def test_options_are_accepted_after_the_subcommand() -> None:
     after = parser.parse_args(["ctl", "status", "--json", "--timeout", "5", "--config", "replay.toml"])
     assert (after.json, after.timeout, after.config) == (True, 5.0, Path("replay.toml"))
     before = parser.parse_args(["--config", "a.toml", "ctl", "--json", "status"])
-    assert (before.json, before.timeout, before.config) == (True, 60.0, Path("a.toml"))
+    assert (before.json, before.timeout, before.config) == (True, None, Path("a.toml"))  # None: the command's default
     plain = parser.parse_args(["ctl", "status"])
-    assert (plain.json, plain.timeout, plain.config) == (False, 60.0, None)
+    assert (plain.json, plain.timeout, plain.config) == (False, None, None)
     assert parser.parse_args(["ctl", "close-trade", TRADE, "--config", "b.toml"]).config == Path("b.toml")
     # every command, not only ctl's
     assert parser.parse_args(["db", "status", "--config", "c.toml"]).config == Path("c.toml")
@@ -242,3 +242,18 @@ def test_close_all_reads_well() -> None:
         "ETH-USDT: the pair is restarting: its position is not closed",
         "the pairs stay HALTED (panic): `ctl resume` trades again",
     ]
+
+
+def test_a_switch_waits_longer_than_other_commands_unless_told() -> None:
+    """`runs live` / `runs paper` restart every pair: the client waits 300 s for the answer, others 60 s."""
+    for argv, wanted in (
+        (["runs", "live", "RUN"], 300.0),
+        (["runs", "paper", "RUN"], 300.0),
+        (["runs", "list"], 60.0),
+        (["status"], 60.0),
+        (["--timeout", "5", "runs", "live", "RUN"], 5.0),
+        (["runs", "paper", "RUN", "--timeout", "7"], 7.0),
+    ):
+        args = build_parser().parse_args(["ctl", *argv])
+        request_of(args)
+        assert args.timeout == wanted, argv
