@@ -122,20 +122,27 @@ def daemon_part(work: Path, postgres: Postgres) -> dict[str, Any]:
     return figures
 
 
+ACCEPTED_AFTER_SQL = """
+    SELECT min(s.occurred_at) FROM trade_state_events s JOIN trade_executions e ON e.id = s.execution_id
+    WHERE e.mode = 'live' AND e.order_type = 'MARKET' AND s.to_state = 'accepted' AND s.occurred_at > $1
+"""
+
+
 def kill_trial(d: Daemon, url: str) -> tuple[float, float, float]:
-    """`kill -9` of the tree and a start at once: seconds to READY=1, to every pair reconciled, and to the
-    next live order the venue accepted."""
-    accepted_before = len(accepted_ms(url, "live"))
+    """`kill -9` of the tree (while it trades live) and a start at once: seconds from the kill to READY=1,
+    to the last pair's start-up reconciliation (its log line), and to the first live order the venue
+    accepted after the kill (its recorded state change). The database and the logs share this machine's
+    clock."""
     reconciled_before = len(d.events("reconciled"))
-    killed_at = time.monotonic()
-    d.kill_everything()
+    killed = datetime.fromtimestamp(d.kill_everything(), UTC)
     d.start()
     d.ready()
-    ready_sec = time.monotonic() - killed_at
+    ready_sec = (datetime.now(UTC) - killed).total_seconds()
     d.wait_until(lambda: len(d.events("reconciled")) >= reconciled_before + len(PAIRS), 300, "reconciled", 0.2)
-    reconciled_sec = time.monotonic() - killed_at
-    d.wait_until(lambda: len(accepted_ms(url, "live")) > accepted_before, 600, "a live order accepted", 0.2)
-    return ready_sec, reconciled_sec, time.monotonic() - killed_at
+    last = max(datetime.fromisoformat(e["timestamp"]) for e in d.events("reconciled")[reconciled_before:])
+    d.wait_until(lambda: query(url, ACCEPTED_AFTER_SQL, killed)[0][0] is not None, 600, "a live order accepted")
+    accepted: datetime = query(url, ACCEPTED_AFTER_SQL, killed)[0][0]
+    return ready_sec, (last - killed).total_seconds(), (accepted - killed).total_seconds()
 
 
 # ---------------------------------------------------------------- reconciliation at scale
