@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import os
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -283,9 +284,7 @@ class AccountActor(ActorShell):
         if self.venue_source is None:
             return False
         credentials = Credentials(api_key, secret_key)
-        self.venue_source = VenueEquitySource(
-            self.venue_source.rest_url, credentials, self.venue_source.recv_window_ms, self.venue_source.every_sec
-        )
+        self.venue_source = replace(self.venue_source, credentials=credentials)
         if self.venue is not None:
             self.venue.use_credentials(credentials)
         return True
