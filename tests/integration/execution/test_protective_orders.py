@@ -265,7 +265,10 @@ async def test_a_crash_during_a_stop_replacement_leaves_one_stop_for_the_whole_p
     await opened(stage)
     sim.trading.faults.window.arm("stop_replacement")
     task = asyncio.get_running_loop().create_task(opened(stage, "0.3", minute=1))
+    deadline = asyncio.get_running_loop().time() + 60
     while not sim.trading.faults.window.frozen:  # the old stop's cancel is held: the crash comes here
+        assert not task.done(), "the stop was moved without its old one's cancel reaching the venue"
+        assert asyncio.get_running_loop().time() < deadline, "the window never caught the old stop's cancel"
         await asyncio.sleep(0.01)
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError, Exception):
