@@ -9,10 +9,10 @@ process, on loopback), and reconciliation at scale.
   (`decided_at`) to the commit of the order's `accepted` state (`trade_state_events.occurred_at`, after the
   venue's answer on a live run). Both clocks are the database's. Two pairs (BTC, ETH, real 1m candles)
   at `--speed 60`, an agent trained, evaluated and promoted as in the live e2e test (it trades often);
-  the first 10 decisions of each phase are not counted.
+  the first 10 orders of each phase are not counted.
 - **`kill -9` to trading live again**: the whole daemon tree killed while it trades live, then started
-  at once: to READY=1, to every pair's start-up reconciliation done (`reconciled`), and to the next order
-  the venue accepted; three trials.
+  at once: to READY=1, to the last pair's start-up reconciliation (`reconciled`), and to the first live
+  order the venue accepted after the kill (its recorded state change); three trials.
 - **reconciliation of 10 pairs with 100 orders** (in this process, each pair's execution stage on a live
   context over a real PostgreSQL, the simulator in its own process): (a) 100 open orders on the venue:
   each pair holds a position with its stop and take-profit on the venue, and 8 resting limit orders

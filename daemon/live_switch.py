@@ -28,7 +28,7 @@ from decimal import Decimal
 from config import Settings
 from domain.errors import VenueError
 from exchange.bingx.rest import BingXRest, Credentials
-from exchange.bingx.trading import BingXTrading
+from exchange.bingx.trading import BingXTrading, margin_balance
 from storage.agents import AgentStore
 from storage.database import Database
 from storage.runs import Run, RunStore
@@ -93,7 +93,7 @@ async def venue_refusals(settings: Settings, pairs: tuple[str, ...], sizing_equi
             await rest.sync_time()
             venue = BingXTrading(rest)
             if sizing_equity is not None:
-                usdt = next((b for b in await venue.balance() if b.asset == "USDT"), None)
+                usdt = margin_balance(await venue.balance())
                 held_equity = Decimal(0) if usdt is None else usdt.equity
                 if held_equity < sizing_equity:
                     refusals.append(

@@ -59,6 +59,15 @@ class VenueBalance:
     """`userId`: the account the keys belong to (a rotation must not move to another one)."""
 
 
+MARGIN_ASSET = "USDT"
+"""The asset USDT-margined swaps are margined in: the account's equity is this balance's."""
+
+
+def margin_balance(balances: list[VenueBalance]) -> VenueBalance | None:
+    """The USDT balance among the account's (None: the account holds none)."""
+    return next((b for b in balances if b.asset == MARGIN_ASSET), None)
+
+
 class BingXTrading:
     def __init__(self, rest: BingXRest) -> None:
         self.rest = rest

@@ -16,11 +16,11 @@ The points, each a moment of the issue's `kill -9` matrix:
   booked, not in the order log): the daemon committed the intent and died before sending it.
 - `before_answer`: that order is booked (and filled, for a market order); its answer is held.
 - `before_fill_recorded`: that order is booked and answered; its fill is never streamed.
+- `stop_replacement`: the next cancel of a stop (or take-profit) while another of the same type is open
+  on the symbol is held unexecuted: the new stop is placed, the old one not yet cancelled.
 
 An order the account refuses (margin, say) is answered at once and the window waits for the next one:
 the instant is that of an order the venue booked.
-- `stop_replacement`: the next cancel of a stop (or take-profit) while another of the same type is open
-  on the symbol is held unexecuted: the new stop is placed, the old one not yet cancelled.
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ from typing import Any, Literal
 
 from domain.errors import OrderNotFoundError, VenueError
 from domain.trading_state import TradingState
-from exchange.bingx.trading import VenueBalance
+from exchange.bingx.trading import VenueBalance, margin_balance
 from pipeline.execution.bingx_orders import HISTORY_LOOKBACK_MS, WEEK_MS, update_from_order
 from pipeline.execution.bingx_venue import BingXVenue
 from pipeline.execution.stage import ExecutionStage
@@ -230,7 +230,7 @@ class Reconciler:
 
     async def _balance(self) -> VenueBalance | None:
         balances = await self.venue.orders.trading.balance()
-        return next((b for b in balances if b.asset == "USDT"), balances[0] if balances else None)
+        return margin_balance(balances) or (balances[0] if balances else None)
 
     # ---------------------------------------------------------------- helpers
 

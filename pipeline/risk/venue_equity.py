@@ -13,9 +13,7 @@ from dataclasses import dataclass
 
 from domain.errors import WireFormatError
 from exchange.bingx.rest import BingXRest, Credentials
-from exchange.bingx.trading import BingXTrading, VenueBalance
-
-ASSET = "USDT"
+from exchange.bingx.trading import MARGIN_ASSET, BingXTrading, VenueBalance, margin_balance
 
 
 @dataclass(frozen=True)
@@ -43,9 +41,9 @@ class VenueEquity:
             await self.rest.sync_time()
             self._synced = True
         balances = await BingXTrading(self.rest).balance()
-        usdt = next((b for b in balances if b.asset == ASSET), None)
+        usdt = margin_balance(balances)
         if usdt is None:
-            raise WireFormatError(f"balance: no {ASSET} asset among {[b.asset for b in balances]}")
+            raise WireFormatError(f"balance: no {MARGIN_ASSET} asset among {[b.asset for b in balances]}")
         return usdt
 
     def use_credentials(self, credentials: Credentials) -> None:
