@@ -321,7 +321,12 @@ def _figures(report: EvaluationReport) -> EvaluationFigures:
 
     metrics = dict(report.metrics)
     return EvaluationFigures(
-        report.kind, report.status, int(metrics.get("folds_evaluated", 0)), metrics, dict(report.baselines)
+        report.kind,
+        report.status,
+        int(metrics.get("folds_evaluated", 0)),
+        metrics,
+        dict(report.baselines),
+        list(report.folds),
     )
 
 
@@ -332,6 +337,10 @@ GATE_UNITS: dict[str, str] = {
     "margin_over_baseline": "usdt",
     "champion": "usdt",
     "trade_count": "count",
+    "folds_over_flat": "ratio",
+    "folds_over_buy_and_hold": "ratio",
+    "folds_over_best_baseline": "ratio",
+    "drawdown_within_buy_and_hold": "ratio",
 }
 """How each gate's figures read: ratios as percentages, money in USDT to the cent, counts whole."""
 _THRESHOLD = re.compile(r"^(>=|<=|>|<) (-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)(.*)$")
@@ -360,7 +369,7 @@ def _gate_line(result: GateResult) -> str:
     if bound is not None:
         threshold = f"{bound[1]} {gate_figure(float(bound[2]), unit)}{bound[3]}"
     detail = f"  ({result.detail})" if result.detail else ""
-    return f"{'PASS' if result.passed else 'FAIL'}  {result.name:<21} {shown:>24}  {threshold}{detail}"
+    return f"{'PASS' if result.passed else 'FAIL'}  {result.name:<28} {shown:>24}  {threshold}{detail}"
 
 
 def _outcome_json(report: EvaluationReport | None) -> dict[str, Any]:

@@ -106,6 +106,12 @@ class PromotionGates(_Model):
     max_drawdown: float = Field(default=0.2, gt=0, le=1)
     min_trade_count: int = Field(default=10, ge=0)
     min_margin_over_baseline: float = 0.0
+    """USDT of aggregate net PnL above the best baseline's, buy-and-hold included."""
+    min_fold_share: float = Field(default=0.6, ge=0, le=1)
+    """The share of evaluated folds in which the agent must beat flat, buy-and-hold and the best baseline
+    (each a gate of its own): an aggregate can hide an agent that loses in most folds."""
+    drawdown_within_buy_and_hold: bool = True
+    """The worst fold's drawdown must be no worse than buy-and-hold's worst on the same folds."""
 
 
 class AgentConfig(_Model):

@@ -10,7 +10,8 @@ position notional, leverage, orders per interval) may deny a leg. The orders fil
 open as paper fills them (`trading.kernel.fill_candle`, `domain.fills`: the slippage, tick rounding and
 fees of paper execution and of the simulator's venue), and the step's reward is the change in equity to that
 candle's close, as a fraction of the initial equity, less the configured drawdown and turnover
-penalties.
+penalties. The episode's last step values a position still open as a market exit at its close would
+(slippage and the taker fee), as a backtest's end does: an episode does not end on a free exit.
 
 The limit set is the env config's `limits` (training and evaluation pass the daemon's `[risk]`
 settings; none: no exits and no limits). `info` carries what the kernel did: the step's `orders` and
@@ -88,6 +89,7 @@ class TradingEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
         self._opens = [Decimal(repr(price)) for price in self.market.open.tolist()]
         self._closes = [Decimal(repr(price)) for price in self.market.close.tolist()]
         self.targets = self.settings.targets
+        self._bust = self.sizing.initial_equity * Decimal(repr(float(self.settings.bust_equity_fraction)))
         self.scaled = self.market.stats.scale(self.market.features).astype(np.float32)
         if len(self.market.close) < 2:
             raise ValueError("the environment needs at least two candles")
@@ -133,7 +135,12 @@ class TradingEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
         self.trades += len(fills)
         self._t = t + 1
         self._mark = self._closes[self._t]
+        self._steps_left -= 1
         self._exact = self.sizing.equity(self.book, self._mark)
+        terminated = self._exact <= self._bust
+        truncated = self._steps_left == 0 and not terminated
+        if terminated or truncated:  # the last step is worth what a market exit at its close leaves
+            self._exact = self.sizing.exit_equity(self.book, self._mark, self.rules)
         self._equity = float(self._exact)
         self._peak = max(self._peak, self._equity)
         initial = self.settings.initial_equity
@@ -142,9 +149,6 @@ class TradingEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
         reward -= self.shaping.drawdown_penalty * max(0.0, drawdown - self._drawdown)
         reward -= self.shaping.turnover_penalty * float(traded) / initial
         self._drawdown = drawdown
-        self._steps_left -= 1
-        terminated = self._equity <= initial * self.settings.bust_equity_fraction
-        truncated = self._steps_left == 0 and not terminated
         info = self._info()
         info["orders"] = decision.orders
         info["fills"] = tuple(fills)

@@ -58,6 +58,14 @@ class Sizing:
         unrealised = (mark - book.entry_price) * book.quantity if book.quantity else ZERO
         return self.initial_equity + book.realised - book.fees + unrealised
 
+    def exit_equity(self, book: Book, mark: Decimal, rules: FillRules) -> Decimal:
+        """The equity once the position is closed by a market order at `mark` (its slippage and taker
+        fee): what the end of an episode or a backtest is worth, rather than a free exit at the mark."""
+        if not book.quantity:
+            return self.equity(book, mark)
+        exit_fill = market_fill("SELL" if book.quantity > 0 else "BUY", abs(book.quantity), mark, rules)
+        return self.equity(book, exit_fill.price) - exit_fill.fee
+
     def max_notional(self, equity: Decimal) -> Decimal:
         return (equity if equity > 0 else ZERO) * self.max_exposure
 

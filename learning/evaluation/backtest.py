@@ -154,6 +154,7 @@ def run_backtest(
         tuple(strategy.fills),
         interval_ms(candles.interval),
         int(candles.open_time_ms[0]),
+        exit_rules=settings.rules,
     )
     book = replay(segment)
     return BacktestResult(

@@ -5,19 +5,25 @@ failed and by how much.
 - `walk_forward`: the evaluation is a completed walk-forward with at least one evaluated fold.
 - `win_rate`, `net_pnl`, `max_drawdown`, `trade_count`: the aggregate over the folds against the agent
   configuration's `[promotion_gates]`.
-- `margin_over_baseline`: net PnL above the best baseline's on the same folds, by at least
-  `min_margin_over_baseline` (USDT).
+- `margin_over_baseline`: net PnL above the best baseline's on the same folds, buy-and-hold included, by
+  at least `min_margin_over_baseline` (USDT).
+- `folds_over_flat`, `folds_over_buy_and_hold`, `folds_over_best_baseline`: the share of evaluated folds in
+  which the agent's net PnL is above flat's (zero), buy-and-hold's and the fold's best baseline's, at least
+  `min_fold_share` each. An aggregate can hide an agent that loses in most folds; the folds cannot.
+- `drawdown_within_buy_and_hold`: the worst fold's drawdown no worse than buy-and-hold's worst on the
+  same folds (`drawdown_within_buy_and_hold = false` turns it off, and the gate says so).
 - `champion`: net PnL at least the current champion's (the pair's promoted version) on the same dataset
   and folds. Passes when there is no champion.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from learning.agent_config import PromotionGates
+from learning.evaluation.metrics import BUY_AND_HOLD
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,8 @@ class EvaluationFigures:
     evaluated_folds: int
     metrics: Mapping[str, Any]
     baselines: Mapping[str, Mapping[str, Any]]
+    folds: Sequence[Mapping[str, Any]] = ()
+    """Every fold as stored: the agent's `metrics`, the `baselines`' and `buy_and_hold`'s, or `skipped`."""
 
 
 def check_gates(
@@ -82,6 +90,9 @@ def check_gates(
         _at_least("trade_count", trades, gates.min_trade_count),
     ]
     baseline_nets = {name: _number(value.get("net_pnl")) for name, value in candidate.baselines.items()}
+    held = figures.get(BUY_AND_HOLD)
+    if isinstance(held, Mapping):
+        baseline_nets[BUY_AND_HOLD] = _number(held.get("net_pnl"))
     known = {name: value for name, value in baseline_nets.items() if value is not None}
     if not known or net is None:
         results.append(
@@ -105,8 +116,78 @@ def check_gates(
                 f"best baseline {best}: net PnL {known[best]:.2f}",
             )
         )
+    results += _fold_gates(gates, candidate)
     results.append(_champion_gate(net, champion))
     return results
+
+
+def _fold_gates(gates: PromotionGates, candidate: EvaluationFigures) -> list[GateResult]:
+    """The per-fold gates: shares of folds won, and the drawdown beside buy-and-hold's."""
+    folds = [fold for fold in candidate.folds if fold.get("skipped") is None and "metrics" in fold]
+    threshold = f">= {gates.min_fold_share}"
+    missing = [int(fold.get("fold", 0)) for fold in folds if not isinstance(fold.get(BUY_AND_HOLD), Mapping)]
+    if not folds or missing:
+        detail = (
+            "no evaluated fold was recorded"
+            if not folds
+            else f"folds {missing} have no buy-and-hold figures (an evaluation from before the per-fold gates: "
+            "evaluate again)"
+        )
+        names = ("folds_over_flat", "folds_over_buy_and_hold", "folds_over_best_baseline")
+        results = [GateResult(name, None, threshold, False, detail) for name in names]
+        results.append(GateResult("drawdown_within_buy_and_hold", None, "<= buy-and-hold's", False, detail))
+        return results
+
+    def fold_net(fold: Mapping[str, Any]) -> float:
+        return _number(fold["metrics"].get("net_pnl")) or 0.0
+
+    def held(fold: Mapping[str, Any], key: str) -> float:
+        return _number(fold[BUY_AND_HOLD].get(key)) or 0.0
+
+    def best_baseline(fold: Mapping[str, Any]) -> float:
+        nets = [_number(value.get("net_pnl")) for value in fold.get("baselines", {}).values()]
+        return max((net for net in nets if net is not None), default=0.0)
+
+    results = [
+        _fold_share("folds_over_flat", folds, threshold, gates.min_fold_share, lambda fold: 0.0, fold_net),
+        _fold_share(
+            "folds_over_buy_and_hold",
+            folds,
+            threshold,
+            gates.min_fold_share,
+            lambda fold: held(fold, "net_pnl"),
+            fold_net,
+        ),
+        _fold_share("folds_over_best_baseline", folds, threshold, gates.min_fold_share, best_baseline, fold_net),
+    ]
+    worst = max(_number(fold["metrics"].get("max_drawdown")) or 0.0 for fold in folds)
+    market_worst = max(held(fold, "max_drawdown") for fold in folds)
+    enforced = gates.drawdown_within_buy_and_hold
+    results.append(
+        GateResult(
+            "drawdown_within_buy_and_hold",
+            worst,
+            f"<= {market_worst} (buy-and-hold's worst fold)",
+            worst <= market_worst or not enforced,
+            "" if enforced else "off: promotion_gates.drawdown_within_buy_and_hold = false",
+        )
+    )
+    return results
+
+
+def _fold_share(
+    name: str,
+    folds: Sequence[Mapping[str, Any]],
+    threshold: str,
+    required: float,
+    other: Callable[[Mapping[str, Any]], float],
+    own: Callable[[Mapping[str, Any]], float],
+) -> GateResult:
+    """The share of `folds` in which the agent's net PnL is above `other`'s, naming the folds it lost."""
+    lost = [int(fold.get("fold", 0)) for fold in folds if not own(fold) > other(fold)]
+    share = (len(folds) - len(lost)) / len(folds)
+    detail = f"won {len(folds) - len(lost)} of {len(folds)} folds" + (f"; lost folds {lost}" if lost else "")
+    return GateResult(name, share, threshold, share >= required, detail)
 
 
 def _champion_gate(net: float | None, champion: tuple[str, EvaluationFigures | None] | None) -> GateResult:

@@ -11,7 +11,9 @@ brings it to zero and opens the next one with the rest; its fee is split between
 A trade's net PnL is its realised PnL less all its fees. A position still open at the segment's end is
 not a trade (it is reported as `open_quantity` and `unrealised_pnl`, and it is in the net PnL through
 the final mark); the book keeps it as `open_trade`, marked at the last close with the reason
-`end_of_data`, for the exit-reason table, the trade list and the tape.
+`end_of_data`, for the exit-reason table, the trade list and the tape. A backtest's segment marks it as
+a market exit at that close would (`Segment.exit_rules`: slippage and the taker fee, in `fees`), as
+buy-and-hold pays its own exit; a paper run's is marked at the close.
 
 Every trade has an exit reason: the fill's own (a run's trades carry the daemon's: target, stop_loss,
 take_profit, operator), else what the fill did: `signal_exit` (the policy's target took the position
@@ -97,6 +99,9 @@ class Segment:
     interval_ms: int
     start_ms: int
     """Open time of the first bar; bar i opens at `start_ms + i * interval_ms`."""
+    exit_rules: FillRules | None = None
+    """Set: a position still open at the end is marked as a market exit at the last close would leave
+    it (slippage and the taker fee), so a backtest does not end on a free exit; None: at the close."""
 
     @property
     def end_ms(self) -> int:
@@ -152,6 +157,14 @@ def replay(segment: Segment) -> SegmentBook:
         held[bar] = float(position.quantity)
     last = Decimal(repr(float(segment.close[-1]))) if bars else Decimal(0)
     marked = None
+    exit_fee = Decimal(0)
+    if position.quantity != 0 and segment.exit_rules is not None:
+        # The exit a market order at the last close would make: its slipped price and its fee.
+        exit_fill = market_fill(
+            "SELL" if position.quantity > 0 else "BUY", abs(position.quantity), last, segment.exit_rules
+        )
+        last, exit_fee = exit_fill.price, exit_fill.fee
+        equity[-1] = float(balance + position.unrealised(last) - exit_fee)
     if open_trade is not None and position.quantity != 0:
         # Realised so far on reductions, plus what is left marked at the last close.
         value = open_trade.exit_value + abs(position.quantity) * last
@@ -163,11 +176,18 @@ def replay(segment: Segment) -> SegmentBook:
             value / (open_trade.exit_quantity + abs(position.quantity)),
             open_trade.quantity,
             open_trade.pnl + position.unrealised(last),
-            open_trade.fees,
+            open_trade.fees + exit_fee,
             END_OF_DATA,
         )
     return SegmentBook(
-        equity, held, tuple(trades), position.fees, turnover, position.quantity, position.unrealised(last), marked
+        equity,
+        held,
+        tuple(trades),
+        position.fees + exit_fee,
+        turnover,
+        position.quantity,
+        position.unrealised(last),
+        marked,
     )
 
 

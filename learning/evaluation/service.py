@@ -30,7 +30,7 @@ from learning.code_version import code_version
 from learning.datasets import DatasetMismatchError, dataset_spec
 from learning.evaluation.backtest import BacktestResult, BacktestSettings
 from learning.evaluation.folds import Fold, FoldError, FoldSpec, walk_forward_folds
-from learning.evaluation.metrics import Segment, SegmentBook
+from learning.evaluation.metrics import Segment, SegmentBook, metrics
 from learning.evaluation.report import market_change, write_evaluation_report
 from learning.evaluation.sample import Sample, TrainingSpan, backtest_sample, baseline_sample, walk_forward_sample
 from learning.evaluation.walk_forward import Evaluation, FixedPolicy, PolicyMaker, evaluate_folds, whole_span
@@ -221,8 +221,13 @@ async def _sample(
 
 
 def _fold_market(fold: tuple[SegmentBook, Segment, str]) -> dict[str, Any]:
+    """The fold's sample label and buy-and-hold's figures on its test span (what the per-fold gates read)."""
     book, segment, label = fold
-    return {"sample": label, "buy_and_hold_net_pnl": float(book.equity[-1]) - float(segment.initial_equity)}
+    held = metrics([segment], [book])
+    return {
+        "sample": label,
+        "buy_and_hold": {"net_pnl": held.net_pnl, "return": held.total_return, "max_drawdown": held.max_drawdown},
+    }
 
 
 class FoldTrainer:

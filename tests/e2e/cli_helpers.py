@@ -35,6 +35,8 @@ min_win_rate = 0.0
 min_net_pnl = -1000000.0
 max_drawdown = 1.0
 min_trade_count = 0
+min_fold_share = 0.0
+drawdown_within_buy_and_hold = false
 min_margin_over_baseline = {margin}
 """
 """An agent that trains in seconds and passes every promotion gate but its margin (`{name}`, `{margin}`)."""

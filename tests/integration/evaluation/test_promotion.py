@@ -71,7 +71,20 @@ async def version_with_evaluation(
         parameters={"layout": layout},
         code_version="test",
     )
-    await evaluations.complete(report, metrics=metrics, baselines={"hold": {"net_pnl": 0.0}}, folds=[], report_uri=None)
+    # Three folds that each earn a third, above flat and the market, with a drawdown within the market's.
+    folds = [
+        {
+            "fold": index,
+            "skipped": None,
+            "metrics": {"net_pnl": net / 3, "max_drawdown": 0.08},
+            "baselines": {"hold": {"net_pnl": 0.0}},
+            "buy_and_hold": {"net_pnl": -1.0, "max_drawdown": 0.1},
+        }
+        for index in (1, 2, 3)
+    ]
+    await evaluations.complete(
+        report, metrics=metrics, baselines={"hold": {"net_pnl": 0.0}}, folds=folds, report_uri=None
+    )
     return version.id
 
 

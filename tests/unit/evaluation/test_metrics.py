@@ -251,3 +251,20 @@ def test_daily_sharpe_is_annualised_by_365_days_and_is_none_under_a_week() -> No
     assert six_days.daily_sortino is None
     assert six_days.to_json()["daily_sharpe"] is None
     assert "sharpe" not in week.to_json(), "the per-bar figure is gone, not renamed into a daily one"
+
+
+def test_a_backtest_s_open_position_at_the_end_is_marked_as_a_market_exit_would_leave_it() -> None:
+    closes = np.array([100.0, 104.0])
+    entry = TimedFill(0, 0, Fill("BUY", Decimal(5), Decimal("100.1"), Decimal("0.5005"), "taker"))
+    marked = replay(Segment(Decimal(1000), closes, [entry], MINUTE, 0))
+    # At the close: 5 x (104 - 100.1) = 19.5 unrealised, less the entry fee: 1018.9995.
+    assert marked.equity[-1] == pytest.approx(1018.9995)
+    exited = replay(Segment(Decimal(1000), closes, [entry], MINUTE, 0, exit_rules=RULES))
+    # As a market sell at 104 would leave it: 103.896 floors to 103.8, fee 5 x 103.8 x 0.001 = 0.519;
+    # 1000 + 5 x (103.8 - 100.1) - 0.5005 - 0.519 = 1017.4805 (buy-and-hold's figure on these bars).
+    assert exited.equity[-1] == pytest.approx(1017.4805)
+    assert exited.equity[0] == marked.equity[0]
+    assert exited.fees == Decimal("1.0195")
+    assert exited.open_quantity == 5
+    assert exited.open_trade is not None
+    assert exited.open_trade.net == Decimal("17.4805")
