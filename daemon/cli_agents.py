@@ -96,7 +96,6 @@ async def _train(
 ) -> int:
     import asyncio
 
-    from domain.fills import FillRules
     from learning.agent_config import AgentConfigError, agent_config_of
 
     stored = await agents.get(args.agent)
@@ -109,7 +108,6 @@ async def _train(
     contract = await dataset_contract(settings, dataset, "train")
     if isinstance(contract, int):
         return contract
-    rules = FillRules.of(contract, Decimal(repr(environment.slippage_bps)))
     # RLlib and torch take seconds to import: only a training that is going to run pays for them.
     from daemon.risk_limits import full_position_warning, risk_limits
     from learning.training import IterationReport, TrainingError, train_agent
@@ -142,7 +140,7 @@ async def _train(
             datasets,
             agent_name=args.agent,
             dataset_id=args.dataset,
-            rules=rules,
+            contract=contract,
             checkpoint_root=data_dir / "training",
             artifact_store=settings.training.artifact_store,
             progress=show,
@@ -157,6 +155,11 @@ async def _train(
             "tradingd: training interrupted; run the same command to resume from its last checkpoint", file=sys.stderr
         )
         raise
+    holdout = result.version.training_metrics.get("holdout")
+    if isinstance(holdout, dict):
+        from learning.evaluation.holdout import describe_holdout
+
+        print(f"tradingd: {describe_holdout(holdout)}", file=sys.stderr)
     print(
         json.dumps(
             result.version.to_json()

@@ -120,7 +120,8 @@ async def _evaluate(settings: Settings, database: Database, args: argparse.Names
     # evaluation that is going to run pays for them.
     from daemon.risk_limits import risk_limits
     from learning.agent_config import AgentConfigError
-    from learning.evaluation.service import EvaluationError, EvaluationRequest, Stores, World, evaluate, layout_json
+    from learning.evaluation.service import EvaluationError, EvaluationRequest, Stores, evaluate, layout_json
+    from learning.evaluation.world import World
     from observability import adopt_library_loggers
     from observability.progress import progress
     from policies.artifact import ArtifactError
@@ -233,7 +234,7 @@ async def _promote(database: Database, version_id: uuid.UUID) -> int:
             champion.id, dataset_version_id=latest.dataset_version_id, folds=latest.parameters.get("layout")
         )
         champion_figures = (f"{champion.agent} v{champion.version}", None if theirs is None else _figures(theirs))
-    results = check_gates(gates, _figures(latest), champion_figures)
+    results = check_gates(gates, _figures(latest), champion_figures, version.training_metrics.get("holdout"))
     for result in results:
         print(_gate_line(result))
     failing = [result.name for result in results if not result.passed]
@@ -341,6 +342,7 @@ GATE_UNITS: dict[str, str] = {
     "folds_over_buy_and_hold": "ratio",
     "folds_over_best_baseline": "ratio",
     "drawdown_within_buy_and_hold": "ratio",
+    "holdout": "usdt",
 }
 """How each gate's figures read: ratios as percentages, money in USDT to the cent, counts whole."""
 _THRESHOLD = re.compile(r"^(>=|<=|>|<) (-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)(.*)$")

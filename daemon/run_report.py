@@ -20,7 +20,7 @@ from typing import Any
 from config import Settings
 from daemon import exit_codes
 from domain.candle_columns import CandleColumns
-from domain.candles import interval_ms
+from domain.candles import interval_ms, iso_minute
 from domain.fills import FillRules
 from domain.market import parse_interval
 from learning.evaluation import charts, interactive
@@ -260,8 +260,8 @@ def _pair_section(
     header.append("reason")
     listed = [
         [
-            charts.iso_minute(trade.opened_at_ms),
-            "-" if trade.closed_at_ms is None else charts.iso_minute(trade.closed_at_ms),
+            iso_minute(trade.opened_at_ms),
+            "-" if trade.closed_at_ms is None else iso_minute(trade.closed_at_ms),
             trade.side,
             str(trade.quantity),
             "-" if trade.entry_price is None else str(trade.entry_price),

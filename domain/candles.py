@@ -48,3 +48,8 @@ def datetime_to_ms(moment: datetime) -> int:
 @functools.cache
 def interval_ms(interval: Interval) -> int:
     return int(interval_duration(interval).total_seconds() * 1000)
+
+
+def iso_minute(time_ms: int) -> str:
+    """`2025-01-27 12:42` (UTC) for a time in milliseconds."""
+    return datetime.fromtimestamp(int(time_ms) / 1000, UTC).strftime("%Y-%m-%d %H:%M")

@@ -112,6 +112,10 @@ class PromotionGates(_Model):
     (each a gate of its own): an aggregate can hide an agent that loses in most folds."""
     drawdown_within_buy_and_hold: bool = True
     """The worst fold's drawdown must be no worse than buy-and-hold's worst on the same folds."""
+    holdout_share: float = Field(default=0.2, ge=0, le=0.5)
+    """The last share of the training dataset's rows `tradingd train` keeps from the agent and scores the
+    artifact on (`learning.evaluation.holdout`); the `holdout` gate reads that score. 0 trains on every
+    row, and such a version cannot be promoted."""
 
 
 class AgentConfig(_Model):

@@ -30,12 +30,15 @@ from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
 from ray.rllib.utils.debug import update_global_seed_if_necessary
 
 from domain.fills import FillRules
+from domain.instruments import Contract
 from features.normalization import NormalizationStats
 from features.spec import FeatureSetSpec
 from learning.agent_config import AgentConfig, agent_config_of
 from learning.code_version import code_version
 from learning.datasets import DatasetMismatchError, dataset_spec
 from learning.env import MarketData, TradingEnv
+from learning.evaluation.holdout import HOLDOUT, HoldoutError, holdout_split, score_holdout
+from learning.evaluation.world import agent_world, backtest_settings
 from learning.export import policy_layers, verify_export
 from policies.artifact import FORMAT, Layer, PolicyArtifact, checksum, load_artifact
 from storage.agents import AgentStore, AgentVersion, ArtifactStore
@@ -78,17 +81,19 @@ async def train_agent(
     *,
     agent_name: str,
     dataset_id: uuid.UUID,
-    rules: FillRules,
+    contract: Contract,
     checkpoint_root: Path,
     artifact_store: ArtifactStore = "database",
     progress: Callable[[IterationReport], None] | None = None,
     stop_after: int | None = None,
     limits: RiskLimits | None = None,
 ) -> TrainingResult:
-    """Train (or resume training) `agent_name` on the dataset. `stop_after` ends the run after that many
-    iterations of this call, checkpointed and resumable, as an interruption would. `limits`: the risk
-    limit set the environment trades under (its exits and limits, as live trading applies them; the
-    daemon's `[risk]` settings), recorded in the artifact's provenance; None: none."""
+    """Train (or resume training) `agent_name` on the dataset, except its last
+    `promotion_gates.holdout_share` of rows, then score the artifact on those (`holdout`). `contract`: the
+    pair's (its grid and fees fill the environment's orders, with the agent's slippage). `stop_after` ends
+    the run after that many iterations of this call, checkpointed and resumable, as an interruption would.
+    `limits`: the risk limit set the environment trades under (its exits and limits, as live trading
+    applies them; the daemon's `[risk]` settings), recorded in the artifact's provenance; None: none."""
     stored = await agents.get(agent_name)
     if stored is None:
         raise TrainingError(f"no agent configuration named {agent_name!r} (create it with `tradingd agent create`)")
@@ -100,13 +105,23 @@ async def train_agent(
         spec = dataset_spec(dataset, agent)
     except DatasetMismatchError as error:
         raise TrainingError(str(error)) from None
+    try:
+        split = holdout_split(dataset.row_count, agent.promotion_gates.holdout_share)
+    except HoldoutError as error:
+        raise TrainingError(str(error)) from None
     content = await datasets.load(dataset)
-    market = MarketData(
-        content.candles.open,
-        content.candles.close,
-        content.features,
-        NormalizationStats.from_json(dataset.normalization),
+    world = agent_world(agent)
+    settings = backtest_settings(contract, world, limits)
+    rules = settings.rules
+    rows = np.arange(split.train_rows)
+    candles, features = content.candles.take(rows), content.features[rows]
+    # The statistics of the rows trained on only, so nothing of the holdout reaches the model.
+    stats = (
+        NormalizationStats.of(spec.market_features, features)
+        if split.holdout_rows
+        else NormalizationStats.from_json(dataset.normalization)
     )
+    market = MarketData(candles.open, candles.close, features, stats)
     env_config = {
         "market": market,
         "rules": rules,
@@ -196,6 +211,8 @@ async def train_agent(
             "dataset_hash": dataset.content_hash,
             "fill_rules": rules.to_json(),
             "risk": None if limits is None else limits_json(limits),
+            "train_rows": split.train_rows,
+            "holdout_rows": split.holdout_rows,
         },
     )
     # Which version holds the artifact is the record's business, not the artifact's: the same
@@ -204,6 +221,12 @@ async def train_agent(
     content_bytes = artifact.to_bytes()
     digest = checksum(content_bytes)
     load_artifact(content_bytes, digest, spec)  # what the live path will do, before anything is recorded
+    if split.holdout_rows:
+        held = np.arange(split.train_rows, dataset.row_count)
+        metrics[HOLDOUT] = score_holdout(
+            artifact, spec, agent.decision_threshold, content.candles.take(held), content.features[held], settings
+        )
+        log.info("holdout_scored", agent=agent.name, version=version.version, **metrics[HOLDOUT]["metrics"])
     metrics.update(code_version=code_version(), artifact_bytes=len(content_bytes))
     artifact_id = await agents.finish_version(
         version.id,

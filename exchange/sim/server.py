@@ -21,6 +21,7 @@ from typing import Any, Literal
 from aiohttp import web
 
 from domain.fills import FillRules
+from domain.instruments import Contract
 from domain.market import INTERVALS, parse_interval
 from exchange.sim.account import AccountError, SimAccount
 from exchange.sim.envelope import error, ok, ok_encoded
@@ -76,6 +77,22 @@ class ContractSpec:
     maker_fee_rate: str = "0.0002"
     taker_fee_rate: str = "0.0005"
     max_leverage: int = 125
+
+    def contract(self, symbol: str) -> Contract:
+        """The contract as the simulated venue lists it for `symbol` (online, open to API orders)."""
+        return Contract(
+            symbol,
+            self.price_precision,
+            self.quantity_precision,
+            Decimal(self.min_quantity),
+            Decimal(self.min_notional),
+            Decimal(self.maker_fee_rate),
+            Decimal(self.taker_fee_rate),
+            self.max_leverage,
+            self.max_leverage,
+            1,
+            True,
+        )
 
     def fill_rules(self) -> FillRules:
         """How the simulated venue fills this contract's orders (its default slippage included)."""

@@ -192,11 +192,6 @@ def merge_curves(parts: Mapping[str, Sequence[Curve]]) -> list[Curve]:
     ]
 
 
-def iso_minute(time_ms: int | np.integer) -> str:
-    """`2025-01-27 12:42` (UTC) for a time in milliseconds."""
-    return str(np.datetime64(int(time_ms), "ms").astype("datetime64[m]")).replace("T", " ")
-
-
 def _dates(times_ms: npt.NDArray[np.int64]) -> Floats:
     """Matplotlib's date numbers: days since its epoch, 1970-01-01."""
     return np.asarray(times_ms, dtype=np.float64) / 86_400_000.0

@@ -12,6 +12,9 @@ failed and by how much.
   `min_fold_share` each. An aggregate can hide an agent that loses in most folds; the folds cannot.
 - `drawdown_within_buy_and_hold`: the worst fold's drawdown no worse than buy-and-hold's worst on the
   same folds (`drawdown_within_buy_and_hold = false` turns it off, and the gate says so).
+- `holdout`: the exact artifact to be promoted, backtested on the final span of its training dataset that
+  its training never touched (`learning.evaluation.holdout`): net PnL at least `min_net_pnl` and drawdown
+  within `max_drawdown`. A version trained without a holdout cannot pass.
 - `champion`: net PnL at least the current champion's (the pair's promoted version) on the same dataset
   and folds. Passes when there is no champion.
 """
@@ -23,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from learning.agent_config import PromotionGates
+from learning.evaluation.holdout import HOLDOUT
 from learning.evaluation.metrics import BUY_AND_HOLD
 
 
@@ -61,9 +65,11 @@ def check_gates(
     gates: PromotionGates,
     candidate: EvaluationFigures,
     champion: tuple[str, EvaluationFigures | None] | None,
+    holdout: Mapping[str, Any] | None = None,
 ) -> list[GateResult]:
     """`champion`: None when the pair has no champion (or the candidate is it); otherwise its name and
-    its evaluation on the same dataset and folds (None when it has none)."""
+    its evaluation on the same dataset and folds (None when it has none). `holdout`: the version's own
+    artifact scored on its training's untouched final span (`training_metrics.holdout`), if it was."""
     usable = candidate.kind == "walk_forward" and candidate.status == "completed" and candidate.evaluated_folds > 0
     results = [
         GateResult(
@@ -117,8 +123,24 @@ def check_gates(
             )
         )
     results += _fold_gates(gates, candidate)
+    results.append(_holdout_gate(gates, holdout))
     results.append(_champion_gate(net, champion))
     return results
+
+
+def _holdout_gate(gates: PromotionGates, holdout: Mapping[str, Any] | None) -> GateResult:
+    """The artifact itself, out of sample: no worse than `min_net_pnl` and within `max_drawdown`."""
+    threshold = f">= {gates.min_net_pnl}, drawdown <= {gates.max_drawdown}"
+    if not isinstance(holdout, Mapping) or not isinstance(holdout.get("metrics"), Mapping):
+        detail = "the version's artifact was not scored on a holdout span (trained with holdout_share = 0, or before)"
+        return GateResult(HOLDOUT, None, threshold, False, detail)
+    net = _number(holdout["metrics"].get("net_pnl"))
+    drawdown = _number(holdout["metrics"].get("max_drawdown"))
+    held = holdout.get(BUY_AND_HOLD)
+    market = _number(held.get("net_pnl")) if isinstance(held, Mapping) else None
+    passed = net is not None and drawdown is not None and net >= gates.min_net_pnl and drawdown <= gates.max_drawdown
+    detail = f"the last {holdout.get('rows')} rows, untouched by training; drawdown {drawdown}; buy-and-hold {market}"
+    return GateResult(HOLDOUT, net, threshold, passed, detail)
 
 
 def _fold_gates(gates: PromotionGates, candidate: EvaluationFigures) -> list[GateResult]:

@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from domain.candle_columns import CandleColumns
-from learning.evaluation.charts import iso_minute, merge_candles
+from domain.candles import iso_minute
+from learning.evaluation.charts import merge_candles
 from learning.evaluation.metrics import END_OF_DATA, Trade
 
 HERE = Path(__file__).parent

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from domain.candle_columns import CandleColumns
-from domain.candles import interval_ms
+from domain.candles import interval_ms, iso_minute
 from learning.evaluation import charts, interactive
 from learning.evaluation.backtest import BacktestSettings
 from learning.evaluation.metrics import (
@@ -466,8 +466,8 @@ def _fold_table(
     for outcome in evaluation.folds:
         fold = outcome.fold
         span = [
-            charts.iso_minute(candles.open_time_ms[fold.test_start]),
-            charts.iso_minute(candles.open_time_ms[fold.test_end - 1]),
+            iso_minute(candles.open_time_ms[fold.test_start]),
+            iso_minute(candles.open_time_ms[fold.test_end - 1]),
         ]
         if fold.skipped is not None:
             rows.append([str(fold.index), str(fold.train_bars), *span, *["-"] * (len(others) + 5), "skipped"])

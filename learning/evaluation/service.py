@@ -12,7 +12,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +27,13 @@ from features.spec import FeatureSetSpec
 from learning.agent_config import AgentConfig, agent_config_of
 from learning.code_version import code_version
 from learning.datasets import DatasetMismatchError, dataset_spec
-from learning.evaluation.backtest import BacktestResult, BacktestSettings
+from learning.evaluation.backtest import BacktestResult
 from learning.evaluation.folds import Fold, FoldError, FoldSpec, walk_forward_folds
 from learning.evaluation.metrics import Segment, SegmentBook, metrics
 from learning.evaluation.report import market_change, write_evaluation_report
 from learning.evaluation.sample import Sample, TrainingSpan, backtest_sample, baseline_sample, walk_forward_sample
 from learning.evaluation.walk_forward import Evaluation, FixedPolicy, PolicyMaker, evaluate_folds, whole_span
+from learning.evaluation.world import World, agent_world, backtest_settings
 from observability.progress import Reporter, as_step, quiet
 from policies.artifact import load_artifact
 from policies.baselines import BASELINES, ArtifactPolicy, baseline
@@ -48,15 +48,6 @@ EVALUABLE = ("trained", "evaluated", "promoted", "retired")
 
 class EvaluationError(ValueError):
     """The evaluation cannot start: unknown version or dataset, mismatched feature sets, impossible folds."""
-
-
-@dataclass(frozen=True)
-class World:
-    """Equity, exposure and slippage a policy trades with (an agent's environment, or `[run]`)."""
-
-    initial_equity: Decimal
-    max_exposure: float
-    slippage_bps: Decimal
 
 
 @dataclass(frozen=True)
@@ -109,16 +100,9 @@ async def evaluate(
         spec = dataset_spec(dataset, agent)
     except DatasetMismatchError as error:
         raise EvaluationError(str(error)) from None
-    world = paper_world if agent is None else _agent_world(agent)
-    rules = FillRules.of(contract, world.slippage_bps)
-    settings = BacktestSettings(
-        contract,
-        rules,
-        world.initial_equity,
-        world.max_exposure,
-        leverage=min(contract.max_long_leverage, contract.max_short_leverage),
-        limits=limits,
-    )
+    world = paper_world if agent is None else agent_world(agent)
+    settings = backtest_settings(contract, world, limits)
+    rules = settings.rules
     folds = whole_span(dataset.row_count) if request.layout is None else _folds(dataset, request.layout)
     subject = await _subject_maker(stores.agents, request, version, agent, spec, rules, progress, limits)
     makers: list[PolicyMaker] = [subject]
@@ -206,7 +190,7 @@ async def _sample(
     candles: CandleColumns,
 ) -> Sample:
     """In or out of sample, from the lineage: a walk-forward's folds are out of sample by construction;
-    a version's artifact is in sample on the rows of the dataset it was trained on."""
+    a version's artifact is in sample on the rows of the dataset it was trained on, its holdout excepted."""
     spans = [candles.open_time_ms[fold.test_start : fold.test_end] for fold in folds if fold.skipped is None]
     if version is None:
         return baseline_sample(spans)
@@ -216,7 +200,11 @@ async def _sample(
     training = None
     if trained is not None:
         step = interval_ms(trained.interval)
-        training = TrainingSpan(str(trained.id), trained.pair, step, trained.start_ms, trained.end_ms)
+        end_ms = trained.end_ms
+        holdout = version.training_metrics.get("holdout")
+        if isinstance(holdout, dict) and isinstance(holdout.get("from_ms"), int):
+            end_ms = holdout["from_ms"] - step  # the holdout rows were never trained on
+        training = TrainingSpan(str(trained.id), trained.pair, step, trained.start_ms, end_ms)
     return backtest_sample(subject, dataset.pair, interval_ms(dataset.interval), spans, training)
 
 
@@ -332,15 +320,6 @@ def _baselines(spec: FeatureSetSpec) -> list[str]:
             continue
         usable.append(name)
     return usable
-
-
-def _agent_world(agent: AgentConfig) -> World:
-    environment = agent.environment
-    return World(
-        Decimal(repr(environment.initial_equity)),
-        environment.max_exposure,
-        Decimal(repr(environment.slippage_bps)),
-    )
 
 
 def _folds(dataset: DatasetVersion, layout: FoldSpec) -> list[Fold]:

@@ -27,6 +27,7 @@ from storage.datasets import DatasetStore
 from tests.integration.dataset_helpers import v1_dataset
 
 RULES = ContractSpec().fill_rules()
+CONTRACT = ContractSpec().contract("BTC-USDT")
 TINY = {
     "iterations": 4,
     "checkpoint_every": 2,
@@ -70,7 +71,7 @@ async def test_same_configuration_seed_and_dataset_give_the_same_artifact(
 
     async def train(agent: str, stop_after: int | None = None) -> Any:
         return await train_agent(
-            agents, datasets, agent_name=agent, dataset_id=dataset_id, rules=RULES,
+            agents, datasets, agent_name=agent, dataset_id=dataset_id, contract=CONTRACT,
             checkpoint_root=tmp_path / "checkpoints", stop_after=stop_after,
         )  # fmt: skip
 

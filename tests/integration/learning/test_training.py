@@ -16,7 +16,10 @@ from ray.rllib.core.rl_module.rl_module import RLModule
 from domain.candle_columns import CandleColumns
 from exchange.sim.server import ContractSpec
 from features.definitions import V1, V2
+from features.normalization import NormalizationStats
 from learning.agent_config import AgentConfig
+from learning.evaluation.backtest import run_backtest
+from learning.evaluation.world import agent_world, backtest_settings
 from learning.export import module_logits
 from learning.training import IterationReport, TrainingError, ensure_ray, train_agent
 from policies.artifact import ArtifactError, load_artifact
@@ -27,7 +30,7 @@ from storage.datasets import DatasetStore
 from tests.integration.dataset_helpers import v1_dataset
 from trading.limits import RiskLimits, limits_json
 
-RULES = ContractSpec().fill_rules()  # the simulated venue's default contract
+CONTRACT = ContractSpec().contract("BTC-USDT")  # the simulated venue's default contract
 LIMITS = RiskLimits("training", Decimal(20_000), Decimal(20_000), 2, Decimal(2), Decimal("0.05"), Decimal("0.08"))
 QUICK = {
     "iterations": 3,
@@ -61,7 +64,7 @@ async def test_train_interrupt_resume_export_and_reload(
     reports: list[IterationReport] = []
 
     first = await train_agent(
-        agents, datasets, agent_name="quick", dataset_id=dataset_id, rules=RULES,
+        agents, datasets, agent_name="quick", dataset_id=dataset_id, contract=CONTRACT,
         checkpoint_root=tmp_path / "checkpoints", progress=reports.append, stop_after=2, limits=LIMITS,
     )  # fmt: skip
     assert (first.artifact_id, first.iterations, first.version.status) == (None, 2, "training")
@@ -70,7 +73,7 @@ async def test_train_interrupt_resume_export_and_reload(
 
     # The same command again resumes at iteration 3 and finishes the same version.
     second = await train_agent(
-        agents, datasets, agent_name="quick", dataset_id=dataset_id, rules=RULES,
+        agents, datasets, agent_name="quick", dataset_id=dataset_id, contract=CONTRACT,
         checkpoint_root=tmp_path / "checkpoints", progress=reports.append, artifact_store="file", limits=LIMITS,
     )  # fmt: skip
     assert (second.resumed_from, second.iterations, second.version.id) == (2, 3, first.version.id)
@@ -94,6 +97,26 @@ async def test_train_interrupt_resume_export_and_reload(
     # The environment traded under the limit set (its exits and limits), and the artifact says which.
     assert artifact.provenance["risk"] == limits_json(LIMITS)
     assert artifact.targets == (-1.0, 0.0, 1.0)
+    # The last 20% of the rows (promotion_gates.holdout_share) were kept from training, and the recorded
+    # artifact itself was scored on them: the score is that artifact's backtest on exactly those rows.
+    held = dataset.row_count // 5
+    trained = dataset.row_count - held
+    assert (artifact.provenance["train_rows"], artifact.provenance["holdout_rows"]) == (trained, held)
+    holdout = version.training_metrics["holdout"]
+    content = await datasets.load(dataset)
+    assert (holdout["rows"], holdout["sample"]) == (held, "out_of_sample")
+    assert holdout["from_ms"] == int(content.candles.open_time_ms[trained])
+    assert holdout["to_ms"] == int(content.candles.open_time_ms[-1])
+    rows = np.arange(trained, dataset.row_count)
+    stats = NormalizationStats.of(V1.market_features, content.features[:trained])
+    assert artifact.normalization.to_json() == stats.to_json()  # the training rows' statistics only
+    settings = backtest_settings(CONTRACT, agent_world(config), LIMITS)
+    own = run_backtest(ArtifactPolicy(artifact, V1, config.decision_threshold), content.candles.take(rows),
+                       content.features[rows], settings)  # fmt: skip
+    assert holdout["metrics"]["net_pnl"] == pytest.approx(own.metrics.net_pnl, abs=1e-9)
+    assert holdout["metrics"]["trade_count"] == own.metrics.trade_count
+    assert holdout["buy_and_hold"]["net_pnl"] != 0
+
     # Reloaded, the artifact decides the same on the same inputs, every time.
     policy, again = ArtifactPolicy(artifact, V1), ArtifactPolicy(load_artifact(stored.content, stored.checksum), V1)
     content = await datasets.load(await datasets.get(dataset_id))  # type: ignore[arg-type]
@@ -133,6 +156,6 @@ async def test_train_interrupt_resume_export_and_reload(
     await agents.create(config_v2.name, "PPO", "v2", 0.5, config_v2.sections())
     with pytest.raises(TrainingError, match=r"uses feature set v2, dataset .* has v1"):
         await train_agent(
-            agents, datasets, agent_name="wants-v2", dataset_id=dataset_id, rules=RULES,
+            agents, datasets, agent_name="wants-v2", dataset_id=dataset_id, contract=CONTRACT,
             checkpoint_root=tmp_path / "checkpoints",
         )  # fmt: skip

@@ -1,0 +1,104 @@
+"""The untouched final span of a training: `tradingd train` keeps the last `promotion_gates.holdout_share`
+of the dataset's rows from the agent (no training step, no normalisation statistic, no export check reads
+them), then backtests the exact artifact it records on those rows, beside flat and buy-and-hold, in the
+agent's world. The figures are the version's `training_metrics.holdout`; the `holdout` promotion gate
+reads them. A walk-forward measures the configuration, fold by fold; this measures the artifact that
+would trade.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from domain.candle_columns import CandleColumns
+from domain.candles import interval_ms, iso_minute
+from features.spec import FeatureSetSpec
+from learning.evaluation.folds import MIN_TEST_BARS
+from learning.evaluation.metrics import buy_and_hold, metrics
+from policies.artifact import PolicyArtifact
+from policies.baselines import ArtifactPolicy
+
+if TYPE_CHECKING:  # nautilus takes seconds to import: only scoring pays for it, not the gates
+    from learning.evaluation.backtest import BacktestSettings
+
+HOLDOUT = "holdout"
+REPORTED = ("net_pnl", "return", "max_drawdown", "trade_count", "win_rate", "turnover", "fees", "exposure_time")
+
+
+class HoldoutError(ValueError):
+    """The dataset is too short to keep a holdout span and still train."""
+
+
+@dataclass(frozen=True)
+class HoldoutSplit:
+    train_rows: int
+    """The rows the agent learns from: the first ones."""
+    holdout_rows: int
+    """The last ones, untouched until the artifact is scored on them (0: no holdout)."""
+
+
+def holdout_split(rows: int, share: float, min_train_rows: int = MIN_TEST_BARS) -> HoldoutSplit:
+    """The last `share` of `rows` (rounded down) held out. Refused when the holdout would be too short to
+    trade on, or would leave fewer than `min_train_rows` to train on."""
+    held = int(rows * share)
+    if share > 0 and held < MIN_TEST_BARS:
+        raise HoldoutError(
+            f"a holdout of {share:.0%} of {rows} rows is {held} rows, fewer than {MIN_TEST_BARS}: use a longer "
+            "dataset (or promotion_gates.holdout_share = 0, which no agent can be promoted with)"
+        )
+    if rows - held < min_train_rows:
+        raise HoldoutError(
+            f"after a holdout of {held} of {rows} rows, {rows - held} are left to train on, fewer than "
+            f"{min_train_rows}: use a longer dataset"
+        )
+    return HoldoutSplit(rows - held, held)
+
+
+def score_holdout(
+    artifact: PolicyArtifact,
+    spec: FeatureSetSpec,
+    decision_threshold: float,
+    candles: CandleColumns,
+    features: npt.NDArray[np.float64],
+    settings: BacktestSettings,
+) -> dict[str, Any]:
+    """The artifact's backtest on the held-out `candles`, with flat's and buy-and-hold's figures."""
+    from learning.evaluation.backtest import run_backtest
+
+    result = run_backtest(ArtifactPolicy(artifact, spec, decision_threshold), candles, features, settings)
+    market = buy_and_hold(
+        candles.open,
+        candles.close,
+        int(candles.open_time_ms[0]),
+        interval_ms(candles.interval),
+        settings.initial_equity,
+        settings.max_exposure,
+        settings.rules,
+    )
+    held = metrics([market]).to_json()
+    own = result.metrics.to_json()
+    return {
+        "sample": "out_of_sample",
+        "rows": len(candles),
+        "from_ms": int(candles.open_time_ms[0]),
+        "to_ms": int(candles.open_time_ms[-1]),
+        "metrics": {key: own[key] for key in REPORTED},
+        "buy_and_hold": {key: held[key] for key in ("net_pnl", "return", "max_drawdown", "fees")},
+        "flat": {"net_pnl": 0.0},
+        "seconds": round(result.seconds, 3),
+    }
+
+
+def describe_holdout(holdout: dict[str, Any]) -> str:
+    """The artifact's score on its untouched final span, for a person."""
+    own, held = holdout["metrics"], holdout["buy_and_hold"]
+    return (
+        f"holdout (out of sample: the last {holdout['rows']:,} rows, from {iso_minute(holdout['from_ms'])} to "
+        f"{iso_minute(holdout['to_ms'])}, untouched by training): net PnL {own['net_pnl']:,.2f} USDT, "
+        f"{own['trade_count']} trades, turnover {own['turnover']:.1f}x, drawdown {own['max_drawdown']:.1%}; "
+        f"flat 0.00 USDT, buy-and-hold {held['net_pnl']:,.2f} USDT (drawdown {held['max_drawdown']:.1%})"
+    )

@@ -1,0 +1,45 @@
+"""The world a policy is backtested in: equity, exposure and slippage (an agent's training environment,
+or the paper run's `[run]`), on a contract at its maximum leverage, under the pair's risk limits. One
+place, so an evaluation and the holdout score of a training trade in the same world."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from domain.fills import FillRules
+from domain.instruments import Contract
+from learning.agent_config import AgentConfig
+from learning.evaluation.backtest import BacktestSettings
+from trading.limits import RiskLimits
+
+
+@dataclass(frozen=True)
+class World:
+    """Equity, exposure and slippage a policy trades with (an agent's environment, or `[run]`)."""
+
+    initial_equity: Decimal
+    max_exposure: float
+    slippage_bps: Decimal
+
+
+def agent_world(agent: AgentConfig) -> World:
+    """The world of the agent's training environment."""
+    environment = agent.environment
+    return World(
+        Decimal(repr(environment.initial_equity)),
+        environment.max_exposure,
+        Decimal(repr(environment.slippage_bps)),
+    )
+
+
+def backtest_settings(contract: Contract, world: World, limits: RiskLimits | None) -> BacktestSettings:
+    """`world` on `contract` at the lower of its long and short maximum leverage, under `limits`."""
+    return BacktestSettings(
+        contract,
+        FillRules.of(contract, world.slippage_bps),
+        world.initial_equity,
+        world.max_exposure,
+        leverage=min(contract.max_long_leverage, contract.max_short_leverage),
+        limits=limits,
+    )
