@@ -145,6 +145,8 @@ class RunChoice:
     threshold: float
     agent_version_id: uuid.UUID | None
     baseline: str | None
+    min_hold_bars: int = 0
+    """The agent's decision rule's minimum holding (a baseline's: none)."""
 
 
 @dataclass(frozen=True)
@@ -177,7 +179,8 @@ async def choose_policy(settings: Settings, database: Database, policy: str) -> 
     agent = next((a for a in await agents.agents() if a.id == version.agent_id), None)
     if agent is None or version.feature_set is None:
         raise RunSetupError(f"agent version {version_id} has no agent configuration or feature set")
-    return RunChoice(version.feature_set, agent.decision_threshold, version_id, None)
+    hold = agent.sections.get("environment", {}).get("min_hold_bars", 0)
+    return RunChoice(version.feature_set, agent.decision_threshold, version_id, None, int(hold))
 
 
 def check_run_intervals(settings: Settings, interval: Interval, feature_set_name: str) -> None:
@@ -298,6 +301,7 @@ async def start_run(settings: Settings, database: Database, checked: StartCheck,
             "initial_equity": str(settings.run.initial_equity),
             "max_exposure": str(settings.run.max_exposure),
             "slippage_bps": str(settings.run.slippage_bps),
+            "min_hold_bars": choice.min_hold_bars,
             "origin": origin,
         },
         agent_version_id=choice.agent_version_id,
@@ -474,6 +478,7 @@ async def build_plans(
             run.policy,
             Decimal(str(run_settings.get("initial_equity", settings.run.initial_equity))),
             Decimal(str(run_settings.get("max_exposure", settings.run.max_exposure))),
+            int(run_settings.get("min_hold_bars", 0)),
         )
         plans.append(
             PairPlan(

@@ -75,6 +75,9 @@ class Environment(_Model):
     slippage_bps: float = Field(default=2.0, ge=0, le=1000)
     bust_equity_fraction: float = Field(default=0.5, ge=0, lt=1)
     """An episode ends when equity falls to this fraction of the initial equity."""
+    min_hold_bars: int = Field(default=0, ge=0, le=100_000)
+    """The decision rule's hysteresis: an open position is held at least this many candles before the
+    policy may move it (stop-loss and take-profit exits excepted), in training, backtests and runs alike."""
 
     @model_validator(mode="after")
     def _sizes(self) -> Environment:

@@ -163,7 +163,15 @@ class TradingEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
 
     def _reset_state(self, start: int, steps: int) -> None:
         self.book = Book()
-        self.kernel = PairKernel(self.pair, ENV_RUN, self.limits, self.rules, self.sizing, held_target=0.0)
+        self.kernel = PairKernel(
+            self.pair,
+            ENV_RUN,
+            self.limits,
+            self.rules,
+            self.sizing,
+            held_target=0.0,
+            min_hold_bars=self.settings.min_hold_bars,
+        )
         self.trades = 0
         self._exact = self.sizing.initial_equity
         self._equity = self._peak = float(self._exact)

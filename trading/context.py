@@ -23,6 +23,8 @@ class PairContext:
     """The equity each pair of the run sizes against (plus its own PnL)."""
     max_exposure: Decimal = Decimal("0.5")
     """A full target (1.0) is a position of this fraction of the equity, as in the training environment."""
+    min_hold_bars: int = 0
+    """The decision rule's minimum holding: the agent's `environment.min_hold_bars`, as it trained."""
 
     def actor_key(self, role: str) -> str:
         """The checkpoint key of this pair's actor of `role` in this run."""

@@ -8,7 +8,9 @@ decision candle's open). In order:
 2. **Exits**: an open position beyond its stop-loss or take-profit distance from its entry price, at the
    decision close, is closed whatever the policy says (the limit set's `stop_loss_pct`/`take_profit_pct`).
 3. **Held target**: the target the position was last moved to, chosen again, trades nothing, so a held
-   position is not churned as equity moves.
+   position is not churned as equity moves. **Minimum holding**: an open position held fewer than
+   `min_hold_bars` candles keeps its target whatever the policy says (hysteresis against flipping between
+   near-ties); the exits of step 2 still close it.
 4. **Sizing**: the target times the maximum notional (`max_exposure` of the equity at the decision
    close: initial equity plus realised PnL after fees plus unrealised PnL), divided by the decision close,
    truncated to the step. The order is the difference to the position plus what is still to fill.
@@ -201,6 +203,8 @@ class PairKernel:
     sizing: Sizing
     held_target: float | None = None
     """The target the position was last moved to (0.0 after an exit)."""
+    min_hold_bars: int = 0
+    """An open position is held at least this many candles before the policy may move it (exits excepted)."""
     guard: PairRiskGuard = field(init=False)
 
     def __post_init__(self) -> None:
@@ -221,7 +225,7 @@ class PairKernel:
         equity = self.sizing.equity(book, close)
         if reason != "target":
             quantity = ZERO
-        elif target is None:
+        elif target is None or self._holding(book):
             return Proposal(target, None, reason, (), ALLOWED, interval_start_ms, False)
         else:
             quantity = self._size(target, equity, close)
@@ -280,9 +284,15 @@ class PairKernel:
         """The whole rule for a single pair whose account allows everything (training, backtests).
         When nothing trades (HOLD, or the held target again, with no exit due) it returns `HOLD` without
         sizing: the common case, kept cheap because the environment and the backtests decide every bar."""
-        if (target is None or target == self.held_target) and self._exit(book, close) == "target":
+        if (target is None or target == self.held_target or self._holding(book)) and self._exit(
+            book, close
+        ) == "target":
             return HOLD
         return self.commit(self.propose(target, book, close, sequence, interval_start_ms, state))
+
+    def _holding(self, book: Book) -> bool:
+        """The position is open and younger than `min_hold_bars`: the policy may not move it yet."""
+        return book.quantity != 0 and book.bars_held < self.min_hold_bars
 
     def _exit(self, book: Book, close: Decimal) -> ExitReason:
         """Why the position must move at `close` whatever the policy says, or "target" (it need not)."""

@@ -48,6 +48,8 @@ class BacktestSettings:
     limits: RiskLimits | None = None
     """The pair's risk limit set (the daemon's `[risk]` settings): its stop-loss and take-profit exits
     and its limits apply as in live trading. None: no exits, no limits."""
+    min_hold_bars: int = 0
+    """The decision rule's minimum holding (the agent's `environment.min_hold_bars`)."""
 
     def __post_init__(self) -> None:
         if self.leverage < 1:
@@ -66,6 +68,7 @@ class BacktestSettings:
             "leverage": self.leverage,
             **self.rules.to_json(),
             "risk": None if self.limits is None else limits_json(self.limits),
+            "min_hold_bars": self.min_hold_bars,
         }
 
 
@@ -137,6 +140,7 @@ def run_backtest(
             max_exposure=settings.max_exposure,
             limits=settings.limits,
             pair=contract.symbol,
+            min_hold_bars=settings.min_hold_bars,
         )
         engine.add_strategy(strategy)
         _skip_portfolio_analyzer(engine)

@@ -83,6 +83,7 @@ class PolicyStrategy(Strategy):  # type: ignore[misc]  # nautilus's Cython base 
         max_exposure: float,
         limits: RiskLimits | None = None,
         pair: str = "PAIR",
+        min_hold_bars: int = 0,
     ) -> None:
         super().__init__()
         self.policy = policy
@@ -95,7 +96,9 @@ class PolicyStrategy(Strategy):  # type: ignore[misc]  # nautilus's Cython base 
         self._open_times = open_times_ms
         self._rules = rules
         self.sizing = Sizing(initial_equity, Decimal(repr(float(max_exposure))))
-        self.kernel = PairKernel(pair, BACKTEST_RUN, limits or unlimited(), rules, self.sizing, held_target=0.0)
+        self.kernel = PairKernel(
+            pair, BACKTEST_RUN, limits or unlimited(), rules, self.sizing, held_target=0.0, min_hold_bars=min_hold_bars
+        )
         self.position = Position()
         self.balance = initial_equity
         self.decisions: list[BarDecision] = []

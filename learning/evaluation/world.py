@@ -21,6 +21,8 @@ class World:
     initial_equity: Decimal
     max_exposure: float
     slippage_bps: Decimal
+    min_hold_bars: int = 0
+    """The decision rule's minimum holding."""
 
 
 def agent_world(agent: AgentConfig) -> World:
@@ -30,6 +32,7 @@ def agent_world(agent: AgentConfig) -> World:
         Decimal(repr(environment.initial_equity)),
         environment.max_exposure,
         Decimal(repr(environment.slippage_bps)),
+        environment.min_hold_bars,
     )
 
 
@@ -42,4 +45,5 @@ def backtest_settings(contract: Contract, world: World, limits: RiskLimits | Non
         world.max_exposure,
         leverage=min(contract.max_long_leverage, contract.max_short_leverage),
         limits=limits,
+        min_hold_bars=world.min_hold_bars,
     )

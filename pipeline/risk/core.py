@@ -113,7 +113,14 @@ class RiskCore:
     """The signed legs sent per decision sequence, until a report shows them filled."""
 
     def __post_init__(self) -> None:
-        self.kernel = PairKernel(self.context.pair, self.context.run_id, self.limits, self.rules, self.context.sizing)
+        self.kernel = PairKernel(
+            self.context.pair,
+            self.context.run_id,
+            self.limits,
+            self.rules,
+            self.context.sizing,
+            min_hold_bars=self.context.min_hold_bars,
+        )
         self.announcer = Announcer()
 
     @property

@@ -1,8 +1,8 @@
 """`tradingd evaluate`, `promote` and `rollback` as real processes, against `tradingd sim`: a baseline
-backtest with its report files, a version backtested on its own training data (labelled in-sample,
-with a warning) and on later data (out-of-sample), an agent's walk-forward with per-fold training
-(lenient and strict; out-of-sample), promotion through the gates, a refusal naming the failing gate,
-and a rollback with nothing to return to."""
+backtest with its report files, a version backtested on its own training data (labelled partly
+in-sample, its holdout excepted, with a warning) and on later data (out-of-sample), an agent's
+walk-forward with per-fold training (lenient and strict; out-of-sample), promotion through the gates, a
+refusal naming the failing gate, and a rollback with nothing to return to."""
 
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ def trained_version(env: dict[str, str], tmp_path: Path, name: str, margin: floa
     assert tradingd(env, "agent", "create", str(path)).returncode == 0
     trained = tradingd(env, "train", "--agent", name, "--dataset", dataset_id)
     assert trained.returncode == 0, trained.stderr[-3000:]
+    # 20% of the 2,800 rows kept back, and the recorded artifact scored on them.
+    assert "tradingd: holdout (out of sample: the last 560 rows, from " in trained.stderr
     return str(json.loads(trained.stdout)["id"])
 
 
@@ -69,13 +71,16 @@ def test_evaluate_promote_and_roll_back(clean_env: dict[str, str], candle_file: 
     plain_summary = json.loads(plain.stdout)
     assert (plain_summary["kind"], plain_summary["policy"]) == ("backtest", "agent:lenient@1")
     assert plain_summary["metrics"]["bars"] == 2_800
-    # ... which is the dataset it was trained on: in-sample, said on stderr, in the summary and the page.
-    assert plain_summary["sample"]["label"] == "in_sample"
-    assert plain_summary["sample"]["in_sample_share"] == 1.0
-    assert plain_summary["metrics"]["sample"] == "in_sample"
-    assert f"tradingd: warning: IN-SAMPLE: agent:lenient@1 was trained on dataset {dataset_id}" in plain.stderr
+    # ... which is the dataset it was trained on, but for its last 20% (the holdout training kept back):
+    # partly in-sample, said on stderr, in the summary and the page.
+    assert plain_summary["sample"]["label"] == "partly_in_sample"
+    assert plain_summary["sample"]["in_sample_rows"] == 2_240
+    assert plain_summary["metrics"]["sample"] == "partly_in_sample"
+    warning = f"tradingd: warning: PARTLY IN-SAMPLE: agent:lenient@1 was trained on dataset {dataset_id}"
+    assert warning in plain.stderr
+    assert "which covers 2,240 of the 2,800 evaluated rows (80%)" in plain.stderr
     in_sample_page = Path(urlsplit(plain_summary["report"]).path).read_text()
-    assert 'data-sample="in_sample"' in in_sample_page
+    assert 'data-sample="partly_in_sample"' in in_sample_page
     assert "Out-of-sample" not in in_sample_page
     # Later candles, a dataset of their own: out-of-sample, no warning.
     later = build_eth_dataset(clean_env, rows[2_900].open_time_ms, rows[3_500].open_time_ms)
@@ -117,9 +122,15 @@ def test_evaluate_promote_and_roll_back(clean_env: dict[str, str], candle_file: 
             "max_drawdown",
             "trade_count",
             "margin_over_baseline",
+            "folds_over_flat",
+            "folds_over_buy_and_hold",
+            "folds_over_best_baseline",
+            "drawdown_within_buy_and_hold",
+            "holdout",
             "champion",
         )
     ]
+    assert "untouched by training" in promoted.stdout, "the holdout gate read the version's own score"
     record = json.loads(promoted.stdout.splitlines()[-1])
     assert (record["promoted"]["status"], record["pair"], record["replaced"]) == ("promoted", "ETH-USDT", None)
 

@@ -44,9 +44,11 @@ async def version_with_evaluation(
     )
     version = await agents.start_version(stored.id, dataset_id, fs_id, "test")
     content = f"{agent}-{version.version}".encode()
+    # Its artifact's own score on the holdout its training kept back.
+    holdout = {"rows": 500, "metrics": {"net_pnl": net / 10, "max_drawdown": 0.05}, "buy_and_hold": {"net_pnl": 1.0}}
     await agents.finish_version(
         version.id,
-        {},
+        {"holdout": holdout},
         content=content,
         artifact_format="tradingd-policy/1",
         checksum=hashlib.sha256(content).hexdigest(),
