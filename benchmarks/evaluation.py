@@ -131,7 +131,7 @@ def main() -> None:
 
     layout = FoldSpec(5, purge_bars=60, embargo_bars=60, min_train_bars=1_440)
     folds = walk_forward_folds(len(candles), layout)
-    trainer = FoldTrainer("agent:bench", agent, V2, SETTINGS.rules, {"agent": "bench", "version": "walk-forward"})
+    trainer = FoldTrainer("agent:bench", agent, V2, SETTINGS, {"agent": "bench", "version": "walk-forward"})
     makers: list[PolicyMaker] = [trainer]
     makers += [FixedPolicy(baseline(name, V2)) for name in ("hold", "momentum", "ema_cross")]
     backtesting = 0.0

@@ -155,11 +155,12 @@ async def _train(
             "tradingd: training interrupted; run the same command to resume from its last checkpoint", file=sys.stderr
         )
         raise
-    holdout = result.version.training_metrics.get("holdout")
-    if isinstance(holdout, dict):
-        from learning.evaluation.holdout import describe_holdout
+    from learning.evaluation.holdout import HOLDOUT, IN_SAMPLE, describe_score
 
-        print(f"tradingd: {describe_holdout(holdout)}", file=sys.stderr)
+    for key in (IN_SAMPLE, HOLDOUT):
+        score = result.version.training_metrics.get(key)
+        if isinstance(score, dict):
+            print(f"tradingd: {describe_score(score)}", file=sys.stderr)
     print(
         json.dumps(
             result.version.to_json()

@@ -88,7 +88,7 @@ class TradingEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
         )
         self._opens = [Decimal(repr(price)) for price in self.market.open.tolist()]
         self._closes = [Decimal(repr(price)) for price in self.market.close.tolist()]
-        self.targets = self.settings.targets
+        self.targets: tuple[float, ...] = self.settings.targets
         self._bust = self.sizing.initial_equity * Decimal(repr(float(self.settings.bust_equity_fraction)))
         self.scaled = self.market.stats.scale(self.market.features).astype(np.float32)
         if len(self.market.close) < 2:
@@ -154,6 +154,12 @@ class TradingEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
         info["fills"] = tuple(fills)
         info["risk"] = decision.outcome
         return self._observation(), float(reward), terminated, truncated, info
+
+    def action_for(self, target: float | None) -> int:
+        """The action that asks for `target`; HOLD (None) is the held target's, which trades nothing, as the
+        kernel treats HOLD."""
+        chosen = self.kernel.held_target if target is None else target
+        return self.targets.index(0.0 if chosen is None else chosen)
 
     @property
     def position(self) -> Position:

@@ -37,7 +37,7 @@ from learning.agent_config import AgentConfig, agent_config_of
 from learning.code_version import code_version
 from learning.datasets import DatasetMismatchError, dataset_spec
 from learning.env import MarketData, TradingEnv
-from learning.evaluation.holdout import HOLDOUT, HoldoutError, holdout_split, score_holdout
+from learning.evaluation.holdout import HOLDOUT, IN_SAMPLE, HoldoutError, holdout_split, score_span
 from learning.evaluation.world import agent_world, backtest_settings
 from learning.export import policy_layers, verify_export
 from policies.artifact import FORMAT, Layer, PolicyArtifact, checksum, load_artifact
@@ -221,12 +221,16 @@ async def train_agent(
     content_bytes = artifact.to_bytes()
     digest = checksum(content_bytes)
     load_artifact(content_bytes, digest, spec)  # what the live path will do, before anything is recorded
+    threshold = agent.decision_threshold
+    metrics[IN_SAMPLE] = score_span(artifact, spec, threshold, candles, features, settings, "in_sample")
     if split.holdout_rows:
         held = np.arange(split.train_rows, dataset.row_count)
-        metrics[HOLDOUT] = score_holdout(
-            artifact, spec, agent.decision_threshold, content.candles.take(held), content.features[held], settings
+        metrics[HOLDOUT] = score_span(
+            artifact, spec, threshold, content.candles.take(held), content.features[held], settings, "out_of_sample"
         )
-        log.info("holdout_scored", agent=agent.name, version=version.version, **metrics[HOLDOUT]["metrics"])
+    for key in (IN_SAMPLE, HOLDOUT):
+        if key in metrics:
+            log.info("artifact_scored", agent=agent.name, version=version.version, span=key, **metrics[key]["metrics"])
     metrics.update(code_version=code_version(), artifact_bytes=len(content_bytes))
     artifact_id = await agents.finish_version(
         version.id,

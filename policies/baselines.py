@@ -68,7 +68,12 @@ class ArtifactPolicy:
         return np.concatenate([scaled, state], axis=-1).astype(np.float32)
 
     def decide(self, market_features: Floats, state: Floats) -> Decision:
-        action, confidence = greedy(self._network.logits(self.inputs(market_features, state)))
+        return self.decide_inputs(self.inputs(market_features, state))
+
+    def decide_inputs(self, inputs: npt.NDArray[np.float32]) -> Decision:
+        """The decision rule on the network's inputs (an environment's observation): the most probable
+        action, or HOLD below the threshold. Training's rollouts and every run decide with this."""
+        action, confidence = greedy(self._network.logits(inputs))
         if confidence < self.threshold:
             return Decision(None, confidence, action, BELOW_THRESHOLD)
         return Decision(self.artifact.targets[action], confidence, action)

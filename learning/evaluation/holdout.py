@@ -3,13 +3,14 @@ of the dataset's rows from the agent (no training step, no normalisation statist
 them), then backtests the exact artifact it records on those rows, beside flat and buy-and-hold, in the
 agent's world. The figures are the version's `training_metrics.holdout`; the `holdout` promotion gate
 reads them. A walk-forward measures the configuration, fold by fold; this measures the artifact that
-would trade.
+would trade. The same artifact on the rows it was trained on is `training_metrics.in_sample`: labelled in
+sample, it says whether the agent could fit at all, not what it will earn.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -26,6 +27,7 @@ if TYPE_CHECKING:  # nautilus takes seconds to import: only scoring pays for it,
     from learning.evaluation.backtest import BacktestSettings
 
 HOLDOUT = "holdout"
+IN_SAMPLE = "in_sample"
 REPORTED = ("net_pnl", "return", "max_drawdown", "trade_count", "win_rate", "turnover", "fees", "exposure_time")
 
 
@@ -58,15 +60,17 @@ def holdout_split(rows: int, share: float, min_train_rows: int = MIN_TEST_BARS) 
     return HoldoutSplit(rows - held, held)
 
 
-def score_holdout(
+def score_span(
     artifact: PolicyArtifact,
     spec: FeatureSetSpec,
     decision_threshold: float,
     candles: CandleColumns,
     features: npt.NDArray[np.float64],
     settings: BacktestSettings,
+    sample: Literal["in_sample", "out_of_sample"],
 ) -> dict[str, Any]:
-    """The artifact's backtest on the held-out `candles`, with flat's and buy-and-hold's figures."""
+    """The artifact's backtest on `candles`, with flat's and buy-and-hold's figures: on the held-out rows
+    (out of sample), or on the rows it was trained on (in sample: whether it could learn at all)."""
     from learning.evaluation.backtest import run_backtest
 
     result = run_backtest(ArtifactPolicy(artifact, spec, decision_threshold), candles, features, settings)
@@ -82,7 +86,7 @@ def score_holdout(
     held = metrics([market]).to_json()
     own = result.metrics.to_json()
     return {
-        "sample": "out_of_sample",
+        "sample": sample,
         "rows": len(candles),
         "from_ms": int(candles.open_time_ms[0]),
         "to_ms": int(candles.open_time_ms[-1]),
@@ -93,12 +97,17 @@ def score_holdout(
     }
 
 
-def describe_holdout(holdout: dict[str, Any]) -> str:
-    """The artifact's score on its untouched final span, for a person."""
-    own, held = holdout["metrics"], holdout["buy_and_hold"]
+def describe_score(score: dict[str, Any]) -> str:
+    """An artifact's score on a span, for a person: the holdout's, or the in-sample fit's."""
+    own, held = score["metrics"], score["buy_and_hold"]
+    span = f"from {iso_minute(score['from_ms'])} to {iso_minute(score['to_ms'])}"
+    what = (
+        f"holdout (out of sample: the last {score['rows']:,} rows, {span}, untouched by training)"
+        if score["sample"] == "out_of_sample"
+        else f"in sample (the {score['rows']:,} rows trained on, {span}: whether it could fit, not what it will earn)"
+    )
     return (
-        f"holdout (out of sample: the last {holdout['rows']:,} rows, from {iso_minute(holdout['from_ms'])} to "
-        f"{iso_minute(holdout['to_ms'])}, untouched by training): net PnL {own['net_pnl']:,.2f} USDT, "
-        f"{own['trade_count']} trades, turnover {own['turnover']:.1f}x, drawdown {own['max_drawdown']:.1%}; "
-        f"flat 0.00 USDT, buy-and-hold {held['net_pnl']:,.2f} USDT (drawdown {held['max_drawdown']:.1%})"
+        f"{what}: net PnL {own['net_pnl']:,.2f} USDT, {own['trade_count']} trades, turnover "
+        f"{own['turnover']:.1f}x, drawdown {own['max_drawdown']:.1%}; flat 0.00 USDT, buy-and-hold "
+        f"{held['net_pnl']:,.2f} USDT (drawdown {held['max_drawdown']:.1%})"
     )

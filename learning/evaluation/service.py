@@ -20,15 +20,15 @@ import structlog
 
 from domain.candle_columns import CandleColumns
 from domain.candles import interval_ms
-from domain.fills import FillRules
 from domain.instruments import Contract
 from features.normalization import NormalizationStats
 from features.spec import FeatureSetSpec
 from learning.agent_config import AgentConfig, agent_config_of
 from learning.code_version import code_version
 from learning.datasets import DatasetMismatchError, dataset_spec
-from learning.evaluation.backtest import BacktestResult
+from learning.evaluation.backtest import BacktestResult, BacktestSettings
 from learning.evaluation.folds import Fold, FoldError, FoldSpec, walk_forward_folds
+from learning.evaluation.holdout import IN_SAMPLE, score_span
 from learning.evaluation.metrics import Segment, SegmentBook, metrics
 from learning.evaluation.report import market_change, write_evaluation_report
 from learning.evaluation.sample import Sample, TrainingSpan, backtest_sample, baseline_sample, walk_forward_sample
@@ -102,9 +102,8 @@ async def evaluate(
         raise EvaluationError(str(error)) from None
     world = paper_world if agent is None else agent_world(agent)
     settings = backtest_settings(contract, world, limits)
-    rules = settings.rules
     folds = whole_span(dataset.row_count) if request.layout is None else _folds(dataset, request.layout)
-    subject = await _subject_maker(stores.agents, request, version, agent, spec, rules, progress, limits)
+    subject = await _subject_maker(stores.agents, request, version, agent, spec, settings, progress)
     makers: list[PolicyMaker] = [subject]
     makers += [FixedPolicy(baseline(name, spec)) for name in _baselines(spec) if name != subject.name]
     parameters: dict[str, Any] = {
@@ -220,25 +219,25 @@ def _fold_market(fold: tuple[SegmentBook, Segment, str]) -> dict[str, Any]:
 
 class FoldTrainer:
     """An agent configuration trained from scratch on each fold's training rows, its inputs scaled by
-    those rows' statistics only (nothing of the test span leaks into the model)."""
+    those rows' statistics only (nothing of the test span leaks into the model), in the world and under
+    the limits of `settings`. Its figures include the fold's artifact backtested on the rows it was trained
+    on (`in_sample`): whether it could fit at all."""
 
     def __init__(
         self,
         name: str,
         agent: AgentConfig,
         spec: FeatureSetSpec,
-        rules: FillRules,
+        settings: BacktestSettings,
         lineage: dict[str, Any],
         progress: Reporter = quiet,
-        limits: RiskLimits | None = None,
     ):
         self.name = name
         self._progress = progress
         self._agent = agent
         self._spec = spec
-        self._rules = rules
+        self._settings = settings
         self._lineage = lineage
-        self._limits = limits
 
     def make(self, fold: Fold, candles: CandleColumns, features: np.ndarray) -> tuple[ArtifactPolicy, dict[str, Any]]:
         # RLlib and torch take seconds to import: only agent walk-forwards pay for them.
@@ -253,14 +252,25 @@ class FoldTrainer:
                 self._agent,
                 self._spec,
                 market,
-                self._rules,
+                self._settings.rules,
                 self._lineage | {"fold": fold.index, "train_rows": len(candles)},
                 tracker.advance,
-                self._limits,
+                self._settings.limits,
                 candles.pair,
             )
-        log.info("fold_trained", policy=self.name, fold=fold.index, train_rows=len(candles), **figures)
-        return ArtifactPolicy(artifact, self._spec, self._agent.decision_threshold), figures
+        threshold = self._agent.decision_threshold
+        figures[IN_SAMPLE] = score_span(artifact, self._spec, threshold, candles, features, self._settings, "in_sample")
+        fit = figures[IN_SAMPLE]["metrics"]
+        log.info(
+            "fold_trained",
+            policy=self.name,
+            fold=fold.index,
+            train_rows=len(candles),
+            in_sample_net_pnl=fit["net_pnl"],
+            in_sample_trades=fit["trade_count"],
+            **{key: value for key, value in figures.items() if key != IN_SAMPLE},
+        )
+        return ArtifactPolicy(artifact, self._spec, threshold), figures
 
 
 async def _subject(
@@ -286,9 +296,8 @@ async def _subject_maker(
     version: AgentVersion | None,
     agent: AgentConfig | None,
     spec: FeatureSetSpec,
-    rules: FillRules,
+    settings: BacktestSettings,
     progress: Reporter = quiet,
-    limits: RiskLimits | None = None,
 ) -> PolicyMaker:
     if version is None or agent is None:
         assert request.policy is not None
@@ -303,7 +312,7 @@ async def _subject_maker(
             "version": f"{version.version}-walk-forward",
             "agent_version_id": str(version.id),
         }
-        return FoldTrainer(name, agent, spec, rules, lineage, progress, limits)
+        return FoldTrainer(name, agent, spec, settings, lineage, progress)
     stored = await agents.artifact(version.id)
     if stored is None:
         raise EvaluationError(f"{version.agent} v{version.version} has no artifact")

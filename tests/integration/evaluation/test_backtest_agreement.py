@@ -16,17 +16,22 @@ from domain.instruments import Contract
 from features.batch import batch_features
 from features.definitions import V2
 from features.normalization import NormalizationStats
+from features.spec import STATE_FEATURES
 from learning.agent_config import Environment, Reward
 from learning.env import MarketData, TradingEnv
 from learning.evaluation.backtest import BacktestSettings, run_backtest
 from learning.evaluation.metrics import replay
-from policies.baselines import baseline
+from policies.artifact import Layer, PolicyArtifact
+from policies.baselines import ArtifactPolicy, baseline
+from trading.limits import RiskLimits
 
 CONTRACT = Contract(
     "BTC-USDT", 1, 4, Decimal("0.0001"), Decimal("2"), Decimal("0.0002"), Decimal("0.0005"), 125, 125, 1, True
 )
 RULES = FillRules.of(CONTRACT, Decimal(2))
 SETTINGS = BacktestSettings(CONTRACT, RULES, Decimal(10_000), max_exposure=1.0, leverage=5)
+STOPS = RiskLimits("stops", Decimal(20_000), Decimal(20_000), 3, Decimal(2), Decimal("0.004"), Decimal("0.006"))
+"""Exits close enough to fire on 1m candles, so the exits' precedence over the minimum holding is exercised."""
 
 
 @pytest.fixture(scope="module")
@@ -88,3 +93,67 @@ def test_gapped_candles_are_refused(span: tuple[CandleColumns, np.ndarray]) -> N
     rows = np.r_[0:100, 101:200]
     with pytest.raises(ValueError, match="consecutive"):
         run_backtest(baseline("hold", V2), candles.take(rows), features[rows], SETTINGS)
+
+
+def scripted_artifact(threshold: float) -> PolicyArtifact:
+    """A network whose logits are three of V2's market features as scaled, chosen so the actions move
+    often and come near ties: short on `ret_1`, flat on `ret_5`, long on `ret_15` (whichever is largest)."""
+    inputs = len(V2.market_features) + len(STATE_FEATURES)
+    weight = np.zeros((inputs, 3), dtype=np.float32)
+    for action, name in enumerate(("ret_1", "ret_5", "ret_15")):
+        weight[V2.market_features.index(name), action] = 1.0
+    stats = NormalizationStats(
+        V2.market_features, np.zeros(len(V2.market_features)), np.full(len(V2.market_features), 0.002), 1
+    )
+    return PolicyArtifact(
+        layers=(Layer(weight, np.zeros(3, dtype=np.float32), "linear"),),
+        feature_set=V2.name,
+        feature_schema_hash=V2.schema_hash,
+        market_features=V2.market_features,
+        state_features=STATE_FEATURES,
+        normalization=stats,
+        targets=(-1.0, 0.0, 1.0),
+        decision_threshold=threshold,
+        provenance={},
+    )
+
+
+@pytest.mark.parametrize(("threshold", "min_hold"), [(0.0, 0), (0.45, 0), (0.0, 7), (0.45, 7)])
+def test_the_decision_rule_is_one_in_the_environment_and_the_kernel(
+    span: tuple[CandleColumns, np.ndarray], threshold: float, min_hold: int
+) -> None:
+    """The same network's outputs, decided by the one rule (most probable action, HOLD below the threshold,
+    the minimum holding), trade the same in the environment as in the nautilus backtest, bar by bar."""
+    candles, features = span
+    policy = ArtifactPolicy(scripted_artifact(threshold), V2)
+    settings = BacktestSettings(CONTRACT, RULES, Decimal(10_000), max_exposure=1.0, leverage=5, limits=STOPS,
+                                min_hold_bars=min_hold)  # fmt: skip
+    result = run_backtest(policy, candles, features, settings)
+    book = replay(result.segment)
+    holds = sum(1 for decision in result.decisions if decision.target is None)
+    assert (holds > 100) == (threshold > 0), "the threshold HOLDs only when set"
+
+    market = MarketData(candles.open, candles.close, features, policy.artifact.normalization)
+    environment = Environment(
+        episode_bars=len(candles),
+        initial_equity=10_000.0,
+        max_exposure=1.0,
+        slippage_bps=2.0,
+        min_hold_bars=min_hold,
+        bust_equity_fraction=0.0,  # the backtest runs to the end, however much it loses
+    )
+    env = TradingEnv({"market": market, "rules": RULES, "environment": environment, "reward": Reward(),
+                      "limits": STOPS, "pair": "BTC-USDT"})  # fmt: skip
+    observation, _ = env.reset(options={"start": 0})
+    for decision in result.decisions:
+        ours = policy.decide_inputs(observation)
+        assert (ours.target, ours.action) == (decision.target, decision.action), f"bar {decision.row}"
+        observation, _, terminated, _, info = env.step(env.action_for(ours.target))
+        row = decision.row + 1
+        assert not terminated
+        assert Decimal(repr(info["position"])) == Decimal(repr(float(book.position[row]))), f"bar {row}"
+        assert info["equity"] == pytest.approx(book.equity[row], abs=1e-6), f"bar {row}"
+    assert env.trades == len(result.segment.fills) > 100
+    assert result.venue_balance == pytest.approx(result.ledger_balance, abs=Decimal("0.00000001"))
+    if min_hold:  # no position the policy moved was younger than the minimum holding
+        assert all(trade.holding_ms >= min_hold * 60_000 for trade in book.trades if trade.reason.startswith("signal"))

@@ -10,7 +10,7 @@ from domain.fills import FillRules, Position, market_fill
 from domain.messages import RiskOutcome
 from domain.orders import client_order_id
 from features.state import state_features
-from trading.kernel import Book, PairKernel, Sizing, fill_candle, legs_of, observation, project, unlimited
+from trading.kernel import HOLD, Book, PairKernel, Sizing, fill_candle, legs_of, observation, project, unlimited
 from trading.limits import RiskLimits
 
 D = Decimal
@@ -94,6 +94,8 @@ def test_decide_skips_sizing_only_when_nothing_trades_and_otherwise_is_propose_t
     ]
     for sequence, (target, book, close, held_target) in enumerate(cases):
         fast, slow = kernel(), kernel()
+        if sequence % 2:  # every other case under a minimum holding longer than the books' (0 bars)
+            fast.min_hold_bars = slow.min_hold_bars = 2
         fast.held_target = slow.held_target = held_target
         made = fast.decide(target, book, close, sequence, 0)
         planned = slow.commit(slow.propose(target, book, close, sequence, 0))
@@ -102,6 +104,24 @@ def test_decide_skips_sizing_only_when_nothing_trades_and_otherwise_is_propose_t
         assert fast.held_target == slow.held_target, case
         if not made.orders and made.outcome.allowed:
             assert made.target_quantity in (None, planned.target_quantity), case
+
+
+def test_a_position_younger_than_min_hold_bars_keeps_its_target_but_still_exits() -> None:
+    k = PairKernel("BTC-USDT", "run-1", LIMITS, RULES, SIZING, held_target=1.0, min_hold_bars=3)
+    for bars in (0, 1, 2):  # held 0, 1, 2 candles: the policy's flip or exit is not traded
+        young = long("50", bars_held=bars)
+        assert k.decide(-1.0, young, D(100), bars, 0) is HOLD
+        assert k.decide(0.0, young, D(100), bars, 0) is HOLD
+        proposal = k.propose(-1.0, young, D(100), bars, 0)
+        assert (proposal.legs, proposal.trades, proposal.target_quantity) == ((), False, None)
+        assert k.held_target == 1.0
+    stopped = k.decide(-1.0, long("50", bars_held=1), D("97.9"), 9, 0)  # -2.1%: the stop-loss exits anyway
+    assert [(o.side, o.quantity, o.reason) for o in stopped.orders] == [("SELL", D(50), "stop_loss")]
+    k.held_target = 1.0
+    old = k.decide(-1.0, long("50", bars_held=3), D(100), 10, 0)  # held 3 candles: the flip goes through
+    assert [(o.leg, o.side) for o in old.orders] == [(0, "SELL"), (1, "SELL")]
+    assert kernel().decide(1.0, Book(), D(100), 1, 0).orders != (), "flat is not a position to hold"
+    assert PairKernel("BTC-USDT", "r", LIMITS, RULES, SIZING, min_hold_bars=3).decide(1.0, Book(), D(100), 1, 0).orders
 
 
 def test_pair_limits_deny_with_their_reason_and_a_reducing_order_passes_size_limits() -> None:
