@@ -94,11 +94,21 @@ class Environment(_Model):
         return (*(-size for size in reversed(sizes)), 0.0, *sizes)
 
 
+RewardKind = Literal["log_equity", "equity_change"]
+
+
 class Reward(_Model):
+    """The step's reward: the equity's change net of fees (they are in the equity), less the penalties."""
+
+    kind: RewardKind = "log_equity"
+    """`log_equity`: log(equity after / equity before), so a loss and the gain that repairs it weigh alike
+    and compounding is what is maximised; `equity_change`: the change as a fraction of the initial equity."""
     drawdown_penalty: float = Field(default=0.0, ge=0)
-    """Subtracted per unit of new drawdown (as a fraction of the peak equity)."""
+    """Subtracted per unit of new drawdown (as a fraction of the peak equity): a reason to stay out of
+    losing streaks beyond what they cost."""
     turnover_penalty: float = Field(default=0.0, ge=0)
-    """Subtracted per unit of traded notional (as a fraction of the initial equity), beyond fees."""
+    """Subtracted per unit of traded notional (as a fraction of the initial equity), beyond fees: a reason
+    not to churn on moves smaller than the costs."""
 
 
 class PromotionGates(_Model):

@@ -9,8 +9,8 @@ move through zero is a reduce-only close then an opening order, and the pair's l
 position notional, leverage, orders per interval) may deny a leg. The orders fill at the next candle's
 open as paper fills them (`trading.kernel.fill_candle`, `domain.fills`: the slippage, tick rounding and
 fees of paper execution and of the simulator's venue), and the step's reward is the change in equity to that
-candle's close, as a fraction of the initial equity, less the configured drawdown and turnover
-penalties. The episode's last step values a position still open as a market exit at its close would
+candle's close, fees included: its logarithm (`reward.kind = "log_equity"`, the default) or the change as a
+fraction of the initial equity (`equity_change`), less the configured drawdown and turnover penalties. The episode's last step values a position still open as a market exit at its close would
 (slippage and the taker fee), as a backtest's end does: an episode does not end on a free exit.
 
 The limit set is the env config's `limits` (training and evaluation pass the daemon's `[risk]`
@@ -21,6 +21,7 @@ Funding is not charged: datasets hold no funding rates yet.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -37,6 +38,8 @@ from trading.kernel import Book, PairKernel, Sizing, fill_candle, observation, u
 from trading.limits import RiskLimits
 
 ENV_RUN = "training"
+RUIN = 1e-6
+"""The share of the initial equity below which `log_equity` counts equity as gone (log of 0 is -inf)."""
 """The run id the environment's client order ids are named with."""
 
 Floats = npt.NDArray[np.float64]
@@ -144,7 +147,11 @@ class TradingEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
         self._equity = float(self._exact)
         self._peak = max(self._peak, self._equity)
         initial = self.settings.initial_equity
-        reward = (self._equity - before) / initial
+        if self.shaping.kind == "log_equity":
+            # Equity at or below zero is ruin: the floor keeps the logarithm finite, and heavily negative.
+            reward = math.log(max(self._equity, initial * RUIN) / max(before, initial * RUIN))
+        else:
+            reward = (self._equity - before) / initial
         drawdown = (self._peak - self._equity) / self._peak
         reward -= self.shaping.drawdown_penalty * max(0.0, drawdown - self._drawdown)
         reward -= self.shaping.turnover_penalty * float(traded) / initial

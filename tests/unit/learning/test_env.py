@@ -3,6 +3,8 @@ fills, fees and slippage as the venue simulator and paper execution (one impleme
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Callable
 from decimal import Decimal
 
@@ -105,11 +107,32 @@ def test_the_env_charges_what_the_venue_simulator_charges_for_a_scripted_sequenc
         close = Decimal(repr(float(env.market.close[t])))
         expected = venue.balance + venue.unrealised("BTC-USDT", close)
         assert info["equity"] == pytest.approx(float(expected), rel=1e-12)
-        assert reward == pytest.approx((info["equity"] - equity) / 10_000, rel=1e-9)
+        assert reward == pytest.approx(math.log(info["equity"] / equity), rel=1e-9)  # log equity, fees in it
         assert Decimal(repr(info["position"])) == venue.positions["BTC-USDT"].quantity
     assert info["trades"] == fills == 6  # the repeated full long trades nothing; short to long is two legs
     paid = sum((-order.commission for order in venue.orders.values()), Decimal(0))
     assert Decimal(repr(info["fees"])) == paid
+
+
+def test_the_reward_is_log_equity_or_the_equity_change(real_candles: Callable[[str], CandleColumns]) -> None:
+    logged = make_env(real_candles)
+    changed = make_env(real_candles, reward=Reward(kind="equity_change"))
+    for env in (logged, changed):
+        env.reset(options={"start": 10})
+    long = logged.targets.index(1.0)
+    rewards: list[tuple[float, float]] = []
+    before = 10_000.0
+    for _ in range(20):
+        _, r_log, *_, info = logged.step(long)
+        _, r_change, *_ = changed.step(long)
+        # The entry's fee and slippage are a loss on the first step, in both.
+        assert r_log == pytest.approx(math.log(info["equity"] / before), rel=1e-12)
+        assert r_change == pytest.approx((info["equity"] - before) / 10_000, rel=1e-12)
+        rewards.append((r_log, r_change))
+        before = info["equity"]
+    assert rewards[0][0] < 0 and rewards[0][1] < 0
+    # Over an episode the logs sum to the log of the equity's growth: compounding is what is maximised.
+    assert sum(r for r, _ in rewards) == pytest.approx(math.log(before / 10_000), rel=1e-9)
 
 
 def test_penalties_and_bad_actions(real_candles: Callable[[str], CandleColumns]) -> None:
