@@ -8,15 +8,17 @@ already trades nothing, the target is sized from the equity at this close and tr
 move through zero is a reduce-only close then an opening order, and the pair's limits (order and
 position notional, leverage, orders per interval) may deny a leg. The orders fill at the next candle's
 open as paper fills them (`trading.kernel.fill_candle`, `domain.fills`: the slippage, tick rounding and
-fees of paper execution and of the simulator's venue), and the step's reward is the change in equity to that
-candle's close, fees included: its logarithm (`reward.kind = "log_equity"`, the default) or the change as a
-fraction of the initial equity (`equity_change`), less the configured drawdown and turnover penalties. The episode's last step values a position still open as a market exit at its close would
+fees of paper execution and of the simulator's venue), and the step's reward is the change in equity to
+that candle's close, fees included: its logarithm (`reward.kind = "log_equity"`, the default) or the change
+as a fraction of the initial equity (`equity_change`), less the configured drawdown and turnover
+penalties. The episode's last step values a position still open as a market exit at its close would
 (slippage and the taker fee), as a backtest's end does: an episode does not end on a free exit.
 
 The limit set is the env config's `limits` (training and evaluation pass the daemon's `[risk]`
 settings; none: no exits and no limits). `info` carries what the kernel did: the step's `orders` and
 `fills`, the cumulative `fees`, and the `equity` (and `equity_exact`, a Decimal) at the close.
-Funding is not charged: datasets hold no funding rates yet.
+Funding (`MarketData.funding`, the dataset's schedule per candle) is paid at the close of each candle a
+funding time falls within, by the position held through it (`domain.funding`), as the backtests charge it.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from domain.fills import FillRules, Position
 from features.normalization import SCALE_CLIP, NormalizationStats
 from features.spec import STATE_FEATURES
 from learning.agent_config import Environment, Reward
-from trading.kernel import Book, PairKernel, Sizing, fill_candle, observation, unlimited
+from trading.kernel import Book, PairKernel, Sizing, fill_candle, observation, pay_funding, unlimited
 from trading.limits import RiskLimits
 
 ENV_RUN = "training"
@@ -53,10 +55,14 @@ class MarketData:
     close: Floats
     features: Floats
     stats: NormalizationStats
+    funding: Floats | None = None
+    """The funding rate charged at each candle's close (`FundingSchedule.per_bar`); None: no funding."""
 
     def __post_init__(self) -> None:
         if not len(self.open) == len(self.close) == len(self.features):
             raise ValueError("open, close and features must have one row per candle")
+        if self.funding is not None and len(self.funding) != len(self.close):
+            raise ValueError("one funding rate per candle")
         if self.features.shape[1] != len(self.stats.names):
             raise ValueError("the normalisation statistics must cover every feature column")
 
@@ -91,6 +97,8 @@ class TradingEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
         )
         self._opens = [Decimal(repr(price)) for price in self.market.open.tolist()]
         self._closes = [Decimal(repr(price)) for price in self.market.close.tolist()]
+        funding = self.market.funding
+        self._funding: list[float] | None = None if funding is None or not funding.any() else funding.tolist()
         self.targets: tuple[float, ...] = self.settings.targets
         self._bust = self.sizing.initial_equity * Decimal(repr(float(self.settings.bust_equity_fraction)))
         self.scaled = self.market.stats.scale(self.market.features).astype(np.float32)
@@ -132,8 +140,18 @@ class TradingEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
         price = self._opens[t + 1]  # the orders fill at the next candle's open, as paper fills them
         orders = [(intent.signed_quantity, price) for intent in decision.orders]
         book = self.book
-        sent = Book(book.quantity, book.entry_price, book.realised, book.fees, book.bars_held, decision.signed_quantity)
+        sent = Book(
+            book.quantity,
+            book.entry_price,
+            book.realised,
+            book.fees,
+            book.bars_held,
+            decision.signed_quantity,
+            book.funding,
+        )
         self.book, fills = fill_candle(sent, orders, self.rules)
+        if self._funding is not None:  # the position held through the candle pays at its close
+            self.book = pay_funding(self.book, self._closes[t + 1], self._funding[t + 1])
         traded = sum((fill.quantity * fill.price for fill in fills), Decimal(0))
         self.trades += len(fills)
         self._t = t + 1
@@ -207,6 +225,7 @@ class TradingEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
             "target": self.kernel.held_target,
             "trades": self.trades,
             "fees": float(book.fees),
+            "funding": float(book.funding),
             "realised": float(book.realised),
             "orders": (),
             "fills": (),

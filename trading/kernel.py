@@ -37,6 +37,7 @@ import numpy as np
 import numpy.typing as npt
 
 from domain.fills import Fill, FillRules, Position, below_minimum, market_fill, truncate_quantity
+from domain.funding import funding_payment
 from domain.messages import ExitReason, OrderIntent, RiskOutcome
 from domain.orders import client_order_id
 from domain.trading_state import TradingState
@@ -56,9 +57,9 @@ class Sizing:
     max_exposure: Decimal
 
     def equity(self, book: Book, mark: Decimal) -> Decimal:
-        """Initial equity plus the pair's realised PnL after fees and its unrealised PnL at `mark`."""
+        """Initial equity plus the pair's realised PnL after fees and funding and its unrealised PnL at `mark`."""
         unrealised = (mark - book.entry_price) * book.quantity if book.quantity else ZERO
-        return self.initial_equity + book.realised - book.fees + unrealised
+        return self.initial_equity + book.realised - book.fees - book.funding + unrealised
 
     def exit_equity(self, book: Book, mark: Decimal, rules: FillRules) -> Decimal:
         """The equity once the position is closed by a market order at `mark` (its slippage and taker
@@ -86,10 +87,14 @@ class Book:
     bars_held: int = 0
     pending: Decimal = ZERO
     """Signed quantity of orders sent that have not filled yet (a venue that fills later than paper)."""
+    funding: Decimal = ZERO
+    """Funding paid (negative: received), `domain.funding`: charged in training and backtests."""
 
     @classmethod
-    def of(cls, position: Position, bars_held: int, pending: Decimal = ZERO) -> Book:
-        return cls(position.quantity, position.entry_price, position.realised, position.fees, bars_held, pending)
+    def of(cls, position: Position, bars_held: int, pending: Decimal = ZERO, funding: Decimal = ZERO) -> Book:
+        return cls(
+            position.quantity, position.entry_price, position.realised, position.fees, bars_held, pending, funding
+        )
 
     @property
     def projected(self) -> Decimal:
@@ -133,7 +138,19 @@ def fill_candle(book: Book, orders: Iterable[tuple[Decimal, Decimal]], rules: Fi
         bars = bars_after_fill(before, position.quantity, bars)
         pending -= quantity
     bars = bars_after_candle(position.quantity, bars)
-    return Book(position.quantity, position.entry_price, position.realised, position.fees, bars, pending), fills
+    book = Book(position.quantity, position.entry_price, position.realised, position.fees, bars, pending, book.funding)
+    return book, fills
+
+
+def pay_funding(book: Book, close: Decimal, rate: float) -> Book:
+    """`book` once the position held through a candle paid its funding at the candle's close (`rate`: the
+    candle's, 0 when no funding time falls within it)."""
+    payment = funding_payment(book.quantity, close, rate)
+    if not payment:
+        return book
+    return Book(
+        book.quantity, book.entry_price, book.realised, book.fees, book.bars_held, book.pending, book.funding + payment
+    )
 
 
 def observation(book: Book, mark: Decimal, sizing: Sizing, equity: Decimal | None = None) -> npt.NDArray[np.float64]:

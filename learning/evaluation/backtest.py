@@ -26,8 +26,9 @@ from nautilus_trader.model.objects import Money
 from domain.candle_columns import CandleColumns
 from domain.candles import interval_ms
 from domain.fills import FillRules
+from domain.funding import NO_FUNDING, FundingSchedule
 from domain.instruments import Contract
-from learning.evaluation.metrics import Metrics, Segment, SegmentBook, metrics, replay
+from learning.evaluation.metrics import Metrics, Segment, SegmentBook, buy_and_hold, metrics, replay
 from learning.evaluation.strategy import BarBook, BarDecision, PolicyStrategy
 from learning.evaluation.venue import VENUE, VenueFees, bar_type, instrument_id, market_data, perpetual
 from policies.baselines import Policy
@@ -50,6 +51,8 @@ class BacktestSettings:
     and its limits apply as in live trading. None: no exits, no limits."""
     min_hold_bars: int = 0
     """The decision rule's minimum holding (the agent's `environment.min_hold_bars`)."""
+    funding: FundingSchedule = NO_FUNDING
+    """The pair's funding rates over the span (the dataset's), charged as the environment charges them."""
 
     def __post_init__(self) -> None:
         if self.leverage < 1:
@@ -69,6 +72,7 @@ class BacktestSettings:
             **self.rules.to_json(),
             "risk": None if self.limits is None else limits_json(self.limits),
             "min_hold_bars": self.min_hold_bars,
+            "funding": {"source": self.funding.source, "funding_times": len(self.funding)},
         }
 
 
@@ -81,13 +85,15 @@ class BacktestResult:
     decisions: tuple[BarDecision, ...]
     metrics: Metrics
     ledger_balance: Decimal
-    """Our own book's balance at the end (initial equity, realised PnL, fees)."""
+    """Our own book's balance at the end (initial equity, realised PnL, fees, funding)."""
     venue_balance: Decimal
-    """The nautilus account's balance at the end: must equal `ledger_balance`."""
+    """The nautilus account's balance at the end: must equal `ledger_balance` plus `funding`."""
     rejections: tuple[str, ...]
     seconds: float
     books: tuple[BarBook, ...] = ()
     """The strategy's position, fees and equity at every bar's close, after its decision."""
+    funding: Decimal = Decimal(0)
+    """Funding paid over the span (negative: received)."""
 
     @property
     def bars_per_second(self) -> float:
@@ -106,6 +112,8 @@ def run_backtest(
     if np.any(np.diff(candles.open_time_ms) != interval_ms(candles.interval)):
         raise ValueError("the candles must be consecutive, one per interval, in order")
     contract = settings.contract
+    step = interval_ms(candles.interval)
+    rates = settings.funding.per_bar(candles.open_time_ms, step) if len(settings.funding) else None
     started = time.perf_counter()
     config = BacktestEngineConfig(trader_id=TraderId("EVALUATION-001"), logging=LoggingConfig(bypass_logging=True))
     engine = BacktestEngine(config)
@@ -141,6 +149,7 @@ def run_backtest(
             limits=settings.limits,
             pair=contract.symbol,
             min_hold_bars=settings.min_hold_bars,
+            funding_rates=rates,
         )
         engine.add_strategy(strategy)
         _skip_portfolio_analyzer(engine)
@@ -156,9 +165,10 @@ def run_backtest(
         settings.initial_equity,
         candles.close,
         tuple(strategy.fills),
-        interval_ms(candles.interval),
+        step,
         int(candles.open_time_ms[0]),
         exit_rules=settings.rules,
+        funding_rates=rates,
     )
     book = replay(segment)
     return BacktestResult(
@@ -168,10 +178,26 @@ def run_backtest(
         decisions=tuple(strategy.decisions),
         metrics=metrics([segment], [book]),
         ledger_balance=strategy.balance,
+        funding=strategy.funding,
         venue_balance=venue_balance,
         rejections=tuple(strategy.rejections),
         seconds=time.perf_counter() - started,
         books=tuple(strategy.books),
+    )
+
+
+def market_segment(candles: CandleColumns, settings: BacktestSettings) -> Segment:
+    """Buy-and-hold over `candles` in the backtest's world: its size, fees, slippage and funding."""
+    step = interval_ms(candles.interval)
+    return buy_and_hold(
+        candles.open,
+        candles.close,
+        int(candles.open_time_ms[0]),
+        step,
+        settings.initial_equity,
+        settings.max_exposure,
+        settings.rules,
+        settings.funding.per_bar(candles.open_time_ms, step) if len(settings.funding) else None,
     )
 
 

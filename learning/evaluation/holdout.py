@@ -16,10 +16,10 @@ import numpy as np
 import numpy.typing as npt
 
 from domain.candle_columns import CandleColumns
-from domain.candles import interval_ms, iso_minute
+from domain.candles import iso_minute
 from features.spec import FeatureSetSpec
 from learning.evaluation.folds import MIN_TEST_BARS
-from learning.evaluation.metrics import buy_and_hold, metrics
+from learning.evaluation.metrics import metrics
 from policies.artifact import PolicyArtifact
 from policies.baselines import ArtifactPolicy
 
@@ -28,7 +28,17 @@ if TYPE_CHECKING:  # nautilus takes seconds to import: only scoring pays for it,
 
 HOLDOUT = "holdout"
 IN_SAMPLE = "in_sample"
-REPORTED = ("net_pnl", "return", "max_drawdown", "trade_count", "win_rate", "turnover", "fees", "exposure_time")
+REPORTED = (
+    "net_pnl",
+    "return",
+    "max_drawdown",
+    "trade_count",
+    "win_rate",
+    "turnover",
+    "fees",
+    "funding",
+    "exposure_time",
+)
 
 
 class HoldoutError(ValueError):
@@ -71,19 +81,10 @@ def score_span(
 ) -> dict[str, Any]:
     """The artifact's backtest on `candles`, with flat's and buy-and-hold's figures: on the held-out rows
     (out of sample), or on the rows it was trained on (in sample: whether it could learn at all)."""
-    from learning.evaluation.backtest import run_backtest
+    from learning.evaluation.backtest import market_segment, run_backtest
 
     result = run_backtest(ArtifactPolicy(artifact, spec, decision_threshold), candles, features, settings)
-    market = buy_and_hold(
-        candles.open,
-        candles.close,
-        int(candles.open_time_ms[0]),
-        interval_ms(candles.interval),
-        settings.initial_equity,
-        settings.max_exposure,
-        settings.rules,
-    )
-    held = metrics([market]).to_json()
+    held = metrics([market_segment(candles, settings)]).to_json()
     own = result.metrics.to_json()
     return {
         "sample": sample,
@@ -91,7 +92,7 @@ def score_span(
         "from_ms": int(candles.open_time_ms[0]),
         "to_ms": int(candles.open_time_ms[-1]),
         "metrics": {key: own[key] for key in REPORTED},
-        "buy_and_hold": {key: held[key] for key in ("net_pnl", "return", "max_drawdown", "fees")},
+        "buy_and_hold": {key: held[key] for key in ("net_pnl", "return", "max_drawdown", "fees", "funding")},
         "flat": {"net_pnl": 0.0},
         "seconds": round(result.seconds, 3),
     }

@@ -40,6 +40,7 @@ import numpy as np
 import numpy.typing as npt
 
 from domain.fills import Fill, FillRules, Position, market_fill, rebalance_quantity
+from domain.funding import funding_payment
 
 Floats = npt.NDArray[np.float64]
 MS_PER_DAY = 86_400_000
@@ -102,6 +103,9 @@ class Segment:
     exit_rules: FillRules | None = None
     """Set: a position still open at the end is marked as a market exit at the last close would leave
     it (slippage and the taker fee), so a backtest does not end on a free exit; None: at the close."""
+    funding_rates: Floats | None = None
+    """The funding rate charged at each bar's close (`domain.funding`), on the position held through the
+    bar; None: none charged."""
 
     @property
     def end_ms(self) -> int:
@@ -125,6 +129,8 @@ class SegmentBook:
     open_trade: Trade | None = None
     """The position still open at the end, as a trade marked at the last close (reason `end_of_data`);
     not counted among `trades`."""
+    funding: Decimal = Decimal(0)
+    """Funding paid over the segment (negative: received)."""
 
 
 def replay(segment: Segment) -> SegmentBook:
@@ -141,6 +147,10 @@ def replay(segment: Segment) -> SegmentBook:
     if fills and not 0 <= fills[0].bar <= fills[-1].bar < bars:
         raise ValueError("a fill lies outside the segment's bars")
     cursor = 0
+    rates = segment.funding_rates
+    if rates is not None and len(rates) != bars:
+        raise ValueError("one funding rate per bar")
+    funding = Decimal(0)
     for bar in range(bars):
         while cursor < len(fills) and fills[cursor].bar == bar:
             timed = fills[cursor]
@@ -153,6 +163,10 @@ def replay(segment: Segment) -> SegmentBook:
             if closed is not None:
                 trades.append(closed)
         mark = Decimal(repr(float(segment.close[bar])))
+        if rates is not None and rates[bar]:
+            paid = funding_payment(position.quantity, mark, float(rates[bar]))
+            balance -= paid
+            funding += paid
         equity[bar] = float(balance + position.unrealised(mark))
         held[bar] = float(position.quantity)
     last = Decimal(repr(float(segment.close[-1]))) if bars else Decimal(0)
@@ -188,6 +202,7 @@ def replay(segment: Segment) -> SegmentBook:
         position.quantity,
         position.unrealised(last),
         marked,
+        funding,
     )
 
 
@@ -322,6 +337,8 @@ class Metrics:
     worst_trade: float | None = None
     reasons: dict[str, ExitReasonFigures] = field(default_factory=dict)
     """Closed trades by exit reason, and the positions still open at the end under `end_of_data`."""
+    funding: float = 0.0
+    """Funding paid (negative: received); in the net PnL, like fees."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -339,6 +356,7 @@ class Metrics:
             "average_trade": self.average_trade,
             "profit_factor": self.profit_factor,
             "fees": self.fees,
+            "funding": self.funding,
             "bars": self.bars,
             "wins": self.wins,
             "losses": self.losses,
@@ -403,6 +421,7 @@ def metrics(segments: Sequence[Segment], books: Sequence[SegmentBook] | None = N
         best_trade=max(nets) if nets else None,
         worst_trade=min(nets) if nets else None,
         reasons=exit_reasons([*trades, *still_open]),
+        funding=float(sum((book.funding for book in books), Decimal(0))),
     )
 
 
@@ -427,12 +446,13 @@ def buy_and_hold(
     initial_equity: Decimal,
     max_exposure: float,
     rules: FillRules,
+    funding_rates: Floats | None = None,
 ) -> Segment:
     """The market change as a segment to book like any other (`replay`, `metrics`): a market buy at
     the first bar's open sized as a full target position (`max_exposure` times the starting equity,
     as `rebalance_quantity` sizes a strategy's order), held, and a market sell at the last bar's close,
-    both slipped and charged the taker fee as every order is. No fills (a flat line) when the size falls
-    below the venue's minimums."""
+    both slipped and charged the taker fee as every order is, and the funding of `funding_rates` while it is
+    held. No fills (a flat line) when the size falls below the venue's minimums."""
     if len(close) < 1 or len(open_) != len(close):
         raise ValueError("buy-and-hold needs bars with an open and a close each")
     first = Decimal(repr(float(open_[0])))
@@ -449,7 +469,7 @@ def buy_and_hold(
                 END_OF_DATA,
             ),
         ]
-    return Segment(initial_equity, close, fills, interval_ms, start_ms)
+    return Segment(initial_equity, close, fills, interval_ms, start_ms, funding_rates=funding_rates)
 
 
 def max_drawdown(equity: Floats) -> float:

@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 
 from domain.candle_columns import CandleColumns
-from domain.candles import interval_ms, iso_minute
+from domain.candles import iso_minute
 from learning.evaluation import charts, interactive
-from learning.evaluation.backtest import BacktestSettings
+from learning.evaluation.backtest import BacktestSettings, market_segment
 from learning.evaluation.metrics import (
     BUY_AND_HOLD,
     END_OF_DATA,
@@ -35,7 +35,6 @@ from learning.evaluation.metrics import (
     Segment,
     SegmentBook,
     Trade,
-    buy_and_hold,
     metrics,
     replay,
 )
@@ -133,21 +132,13 @@ class MarketChange:
 
 
 def market_change(evaluation: Evaluation, candles: CandleColumns, settings: BacktestSettings) -> MarketChange:
-    """`metrics.buy_and_hold` over every evaluated fold's test span, in the evaluation's world."""
+    """`metrics.buy_and_hold` over every evaluated fold's test span, in the evaluation's world (funding
+    included)."""
     segments = []
     changes = []
     for outcome in evaluation.evaluated:
         span = candles.take(np.arange(outcome.fold.test_start, outcome.fold.test_end))
-        segment = buy_and_hold(
-            span.open,
-            span.close,
-            int(span.open_time_ms[0]),
-            interval_ms(candles.interval),
-            settings.initial_equity,
-            settings.max_exposure,
-            settings.rules,
-        )
-        segments.append(segment)
+        segments.append(market_segment(span, settings))
         changes.append(float(span.close[-1] / span.open[0] - 1.0))
     books = [replay(segment) for segment in segments]
     return MarketChange(tuple(segments), tuple(books), metrics(segments, books), tuple(changes))

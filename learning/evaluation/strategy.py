@@ -13,7 +13,9 @@ configuration's), as in the daemon.
 
 The strategy keeps its own book of the fills nautilus reports (`domain.fills.Position`), because the
 policy's state and the order sizes must come from the same accounting as in training; the venue's
-account balance is kept too, as a cross-check.
+account balance is kept too, as a cross-check. Funding is charged on that book at the close of each bar a
+funding time falls within (`domain.funding`), as the environment charges it; nautilus's account does not
+see it, so its balance is ours plus the funding paid.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from nautilus_trader.model.objects import Quantity
 from nautilus_trader.trading.strategy import Strategy
 
 from domain.fills import Fill, FillRules, Position
+from domain.funding import funding_payment
 from domain.messages import OrderIntent
 from learning.evaluation.metrics import SIGNAL_FLIP, TimedFill
 from policies.baselines import Policy
@@ -84,6 +87,7 @@ class PolicyStrategy(Strategy):  # type: ignore[misc]  # nautilus's Cython base 
         limits: RiskLimits | None = None,
         pair: str = "PAIR",
         min_hold_bars: int = 0,
+        funding_rates: Floats | None = None,
     ) -> None:
         super().__init__()
         self.policy = policy
@@ -101,6 +105,10 @@ class PolicyStrategy(Strategy):  # type: ignore[misc]  # nautilus's Cython base 
         )
         self.position = Position()
         self.balance = initial_equity
+        """Initial equity plus realised PnL less fees and funding."""
+        self.funding = Decimal(0)
+        """Funding paid (nautilus's account does not know it: its balance is ours plus this)."""
+        self._funding_rates = funding_rates
         self.decisions: list[BarDecision] = []
         self.fills: list[TimedFill] = []
         self.books: list[BarBook] = []
@@ -121,8 +129,12 @@ class PolicyStrategy(Strategy):  # type: ignore[misc]  # nautilus's Cython base 
         if row != self._quote:
             raise RuntimeError(f"bar {row} arrived after quote {self._quote}: the data is out of order")
         mark = Decimal(repr(float(self._closes[row])))
+        if self._funding_rates is not None and self._funding_rates[row]:
+            paid = funding_payment(self.position.quantity, mark, float(self._funding_rates[row]))
+            self.funding += paid
+            self.balance -= paid
         self._bars_held = bars_after_candle(self.position.quantity, self._bars_held)
-        book = Book.of(self.position, self._bars_held)
+        book = Book.of(self.position, self._bars_held, funding=self.funding)
         equity = self.sizing.equity(book, mark)
         self.books.append(BarBook(self.position.quantity, self.position.fees, equity))
         if row == len(self._closes) - 1:

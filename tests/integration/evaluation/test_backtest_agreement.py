@@ -12,6 +12,7 @@ import pytest
 
 from domain.candle_columns import CandleColumns
 from domain.fills import FillRules
+from domain.funding import FundingSchedule
 from domain.instruments import Contract
 from features.batch import batch_features
 from features.definitions import V2
@@ -157,3 +158,36 @@ def test_the_decision_rule_is_one_in_the_environment_and_the_kernel(
     assert result.venue_balance == pytest.approx(result.ledger_balance, abs=Decimal("0.00000001"))
     if min_hold:  # no position the policy moved was younger than the minimum holding
         assert all(trade.holding_ms >= min_hold * 60_000 for trade in book.trades if trade.reason.startswith("signal"))
+
+
+def test_funding_is_charged_alike_in_the_environment_and_the_backtest(span: tuple[CandleColumns, np.ndarray]) -> None:
+    """Funding times every 8 hours at rates large enough to matter (+-0.1%), both signs: the environment's
+    equity equals the backtest's after every bar, and nautilus's balance is ours plus the funding paid."""
+    candles, features = span
+    first = int(candles.open_time_ms[0])
+    times = np.arange(first - first % 28_800_000 + 28_800_000, int(candles.open_time_ms[-1]), 28_800_000)
+    schedule = FundingSchedule(times.astype(np.int64), np.resize([0.001, -0.0005, 0.0008], len(times)), "test")
+    assert len(schedule) >= 5
+    settings = BacktestSettings(CONTRACT, RULES, Decimal(10_000), max_exposure=1.0, leverage=5, funding=schedule)
+    result = run_backtest(baseline("ema_cross", V2), candles, features, settings)
+    plain = run_backtest(baseline("ema_cross", V2), candles, features, SETTINGS)
+    book = replay(result.segment)
+    assert result.funding != 0
+    assert result.metrics.funding == pytest.approx(float(result.funding))
+    # Funding moves the equity the next orders are sized from, so only the first payment is exact to compare.
+    assert result.metrics.net_pnl != plain.metrics.net_pnl
+    assert result.venue_balance == pytest.approx(result.ledger_balance + result.funding, abs=Decimal("0.00000001"))
+
+    rates = schedule.per_bar(candles.open_time_ms, 60_000)
+    market = MarketData(
+        candles.open, candles.close, features, NormalizationStats.of(V2.market_features, features), rates
+    )
+    environment = Environment(episode_bars=len(candles), initial_equity=10_000.0, max_exposure=1.0, slippage_bps=2.0)
+    env = TradingEnv({"market": market, "rules": RULES, "environment": environment, "reward": Reward()})
+    env.reset(options={"start": 0})
+    held = 0.0
+    for decision in result.decisions:
+        held = held if decision.target is None else decision.target
+        _, _, _, _, info = env.step(env.targets.index(held))
+        assert info["equity"] == pytest.approx(book.equity[decision.row + 1], abs=1e-6), f"bar {decision.row + 1}"
+    assert info["funding"] == pytest.approx(float(result.funding), abs=1e-8)

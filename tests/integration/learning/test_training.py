@@ -119,8 +119,8 @@ async def test_train_interrupt_resume_export_and_reload(
     # ... and on the rows it was trained on: the in-sample fit, labelled so.
     fit = version.training_metrics["in_sample"]
     assert (fit["sample"], fit["rows"], fit["to_ms"]) == ("in_sample", trained, holdout["from_ms"] - 60_000)
-    mine = run_backtest(ArtifactPolicy(artifact, V1, config.decision_threshold), content.candles.take(np.arange(trained)),
-                        content.features[:trained], settings)  # fmt: skip
+    fitted = ArtifactPolicy(artifact, V1, config.decision_threshold)
+    mine = run_backtest(fitted, content.candles.take(np.arange(trained)), content.features[:trained], settings)
     assert fit["metrics"]["net_pnl"] == pytest.approx(mine.metrics.net_pnl, abs=1e-9)
 
     # Reloaded, the artifact decides the same on the same inputs, every time.

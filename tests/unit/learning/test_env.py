@@ -4,7 +4,6 @@ fills, fees and slippage as the venue simulator and paper execution (one impleme
 from __future__ import annotations
 
 import math
-
 from collections.abc import Callable
 from decimal import Decimal
 
@@ -130,7 +129,8 @@ def test_the_reward_is_log_equity_or_the_equity_change(real_candles: Callable[[s
         assert r_change == pytest.approx((info["equity"] - before) / 10_000, rel=1e-12)
         rewards.append((r_log, r_change))
         before = info["equity"]
-    assert rewards[0][0] < 0 and rewards[0][1] < 0
+    assert rewards[0][0] < 0
+    assert rewards[0][1] < 0
     # Over an episode the logs sum to the log of the equity's growth: compounding is what is maximised.
     assert sum(r for r, _ in rewards) == pytest.approx(math.log(before / 10_000), rel=1e-9)
 
