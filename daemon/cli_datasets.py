@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import tomllib
 import uuid
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from daemon import exit_codes
 from daemon.cli_db import open_migrated_database
 from daemon.cli_market import refuse_bad_pair, refuse_test_data, venue_failure
 from domain.candles import datetime_to_ms, ms_to_datetime
 from domain.errors import VenueError
+from domain.funding import FundingSchedule
 from domain.instruments import Contract
 from domain.market import INTERVALS, Interval, parse_interval
 from features.definitions import FEATURE_SETS, feature_set
@@ -54,6 +59,14 @@ def add_dataset_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
         help="contract rules to store with the dataset (TOML, see config/contracts/); default: the venue's, or "
         "the offline preset (the simulator's contract) when every candle was imported from a file",
     )
+    build.add_argument(
+        "--funding",
+        type=Path,
+        metavar="FILE",
+        help="funding rates to store with the dataset (CSV `funding_time_ms,rate`); default: the venue's "
+        "funding history, or the offline preset (BingX's base rate, 0.01%% every 8 h) when every candle was "
+        "imported from a file",
+    )
     listing = sub.add_parser("list", help="list dataset versions, newest first")
     listing.add_argument("--pair")
     show = sub.add_parser("show", help="one dataset version with its lineage")
@@ -80,6 +93,34 @@ def moment(text: str) -> int:
     return datetime_to_ms(parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC))
 
 
+def funding_file(path: Path) -> FundingSchedule:
+    """The funding rates of a CSV file with the header `funding_time_ms,rate` (times ascending); ValueError
+    naming the file and the line at fault."""
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"cannot read {path}: {getattr(error, 'strerror', None) or error}") from None
+    if not lines or lines[0].strip() != "funding_time_ms,rate":
+        raise ValueError(f"{path}: the first line must be the header funding_time_ms,rate")
+    times: list[int] = []
+    rates: list[float] = []
+    for number, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        fields = line.split(",")
+        try:
+            if len(fields) != 2 or not fields[0].strip().isdigit():
+                raise ValueError
+            time_ms, rate = int(fields[0]), float(Decimal(fields[1].strip()))
+        except (ValueError, ArithmeticError):
+            raise ValueError(f"{path}:{number}: expected funding_time_ms,rate, got {line!r}") from None
+        if not math.isfinite(rate) or (times and time_ms <= times[-1]):
+            raise ValueError(f"{path}:{number}: rates must be finite and times ascending, got {line!r}")
+        times.append(time_ms)
+        rates.append(rate)
+    return FundingSchedule(np.array(times, np.int64), np.array(rates), f"file:{path}")
+
+
 def contract_file(path: Path, pair: str) -> Contract:
     """The contract rules a TOML file states for `pair` (fields: `Contract.from_json`); ValueError
     naming the file and the field at fault."""
@@ -99,6 +140,7 @@ def contract_file(path: Path, pair: str) -> Contract:
 async def run_dataset_command(settings: Settings, args: argparse.Namespace) -> int:
     spec: FeatureSetSpec | None = None
     contract: tuple[Contract, str] | None = None
+    funding: FundingSchedule | None = None
     if args.dataset_command == "build":
         if (refused := refuse_bad_pair(args.pair)) is not None:
             return refused
@@ -114,6 +156,12 @@ async def run_dataset_command(settings: Settings, args: argparse.Namespace) -> i
         if args.contract is not None:
             try:
                 contract = (contract_file(args.contract, args.pair), f"file:{args.contract}")
+            except ValueError as error:
+                print(f"tradingd: {error}", file=sys.stderr)
+                return exit_codes.DATA_ERROR
+        if args.funding is not None:
+            try:
+                funding = funding_file(args.funding)
             except ValueError as error:
                 print(f"tradingd: {error}", file=sys.stderr)
                 return exit_codes.DATA_ERROR
@@ -144,7 +192,8 @@ async def run_dataset_command(settings: Settings, args: argparse.Namespace) -> i
                 for entry in await datasets.lineage(found.id)
             ]
             rules = None if found.contract is None else found.contract.to_json()
-            print(json.dumps(_summary(found) | {"contract": rules, "lineage": lineage}, indent=2))
+            funded = None if found.funding is None else found.funding.to_json()
+            print(json.dumps(_summary(found) | {"contract": rules, "funding": funded, "lineage": lineage}, indent=2))
             return exit_codes.OK
         assert spec is not None
         from exchange.bingx.rest import BingXRest
@@ -164,6 +213,7 @@ async def run_dataset_command(settings: Settings, args: argparse.Namespace) -> i
                     args.start,
                     args.end,
                     contract=contract,
+                    funding=funding,
                     allow_test_sources=not settings.storage.disable_test_data_in_db,
                     progress=progress,
                 )
@@ -185,6 +235,8 @@ async def run_dataset_command(settings: Settings, args: argparse.Namespace) -> i
                     "fetched_windows": built.fetched_windows,
                     "fetched_candles": built.fetched_candles,
                     "contract_source": built.contract_source,
+                    "funding_source": None if built.funding is None else built.funding.source,
+                    "funding_times": None if built.funding is None else len(built.funding),
                     "venue_requests": built.venue_requests,
                 }
             )

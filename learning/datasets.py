@@ -26,9 +26,10 @@ import structlog
 
 from domain.candle_columns import CandleColumns
 from domain.candles import interval_ms, ms_to_datetime
+from domain.funding import FundingSchedule, base_rate_schedule
 from domain.instruments import Contract
 from domain.market import Interval
-from exchange.bingx.rest import BingXRest
+from exchange.bingx.rest import FUNDING_MAX_LIMIT, BingXRest
 from exchange.sim.server import ContractSpec
 from features.definitions import feature_set
 from features.normalization import NormalizationStats
@@ -112,6 +113,8 @@ class BuiltDataset:
     contract_source: str | None = None
     venue_requests: int = 0
     """Requests made to the venue (0: built offline, from stored candles and a preset or file contract)."""
+    funding: FundingSchedule | None = None
+    """The funding rates the dataset carries (a reused one keeps those it was built with)."""
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,7 @@ async def build_dataset(
     end_ms: int,
     *,
     contract: tuple[Contract, str] | None = None,
+    funding: FundingSchedule | None = None,
     allow_test_sources: bool = True,
     progress: Reporter = quiet,
 ) -> BuiltDataset:
@@ -140,7 +144,9 @@ async def build_dataset(
     candles imported from files (and `contract` given, or the preset) none is made at all.
 
     `contract`: the rules and their source ('file:PATH') to store with the dataset; without it, the
-    preset when every candle read was imported from a file, else the venue's contract.
+    preset when every candle read was imported from a file, else the venue's contract. `funding`
+    likewise: a file's rates (source 'file:PATH'), else the preset (BingX's base rate at every funding
+    time) for imported candles, else the venue's funding history over the span.
 
     `progress`: told of the candles fetched (per interval) and the feature rows computed."""
     try:
@@ -213,6 +219,21 @@ async def build_dataset(
         Contract.from_json(pair, rules.to_json())
     except ValueError as error:
         raise DatasetBuildError(f"the {rules_source} contract rules cannot be stored: {error}") from None
+    # Funding times within the rows' span: each is charged at the close of the row that holds it.
+    first_funded, last_funded = start + 1, end
+    if funding is not None:
+        inside = (funding.times_ms >= first_funded) & (funding.times_ms <= last_funded)
+        rates = FundingSchedule(funding.times_ms[inside], funding.rates[inside], funding.source)
+    elif imported and all(s.is_test for found in sources for s in found):
+        rates = base_rate_schedule(first_funded, last_funded + 1)
+    else:
+        history = await rest.funding_rates(pair, first_funded, last_funded)
+        requests += 1 + len(history) // FUNDING_MAX_LIMIT
+        rates = FundingSchedule(
+            np.array([time_ms for time_ms, _ in history], np.int64),
+            np.array([float(rate) for _, rate in history]),
+            "venue",
+        )
 
     pipeline = FeaturePipeline(spec, window.take(np.arange(spec.warmup_bars)), context_history)
     rows = window.take(np.arange(spec.warmup_bars, len(window)))
@@ -222,6 +243,9 @@ async def build_dataset(
     feature_set_id = await datasets.feature_set_version(spec.name, spec.schema_hash, spec.names, spec.schema())
     existing = await datasets.find(feature_set_id, content_hash)
     if existing is not None:
+        if existing.funding is None:
+            await datasets.attach_funding(existing.id, rates)
+        rates = existing.funding or rates
         if existing.contract is None:
             await datasets.attach_contract(existing.id, rules, rules_source)
             log.info("dataset_contract_attached", dataset_id=str(existing.id), contract_source=rules_source)
@@ -245,6 +269,7 @@ async def build_dataset(
             rules,
             rules_source,
             requests,
+            rates,
         )
     stats = NormalizationStats.of(spec.market_features, features)
     dataset_id = await datasets.create(
@@ -257,6 +282,7 @@ async def build_dataset(
         lineage=fetched.lineage,
         contract=rules,
         contract_source=rules_source,
+        funding=rates,
     )
     log.info(
         "dataset_built",
@@ -264,10 +290,21 @@ async def build_dataset(
         rows=len(rows),
         content_hash=content_hash,
         contract_source=rules_source,
+        funding_source=rates.source,
+        funding_times=len(rates),
         venue_requests=requests,
     )
     return BuiltDataset(
-        dataset_id, content_hash, len(rows), False, fetched.windows, fetched.candles, rules, rules_source, requests
+        dataset_id,
+        content_hash,
+        len(rows),
+        False,
+        fetched.windows,
+        fetched.candles,
+        rules,
+        rules_source,
+        requests,
+        rates,
     )
 
 

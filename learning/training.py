@@ -38,7 +38,7 @@ from learning.code_version import code_version
 from learning.datasets import DatasetMismatchError, dataset_spec
 from learning.env import MarketData, TradingEnv
 from learning.evaluation.holdout import HOLDOUT, IN_SAMPLE, HoldoutError, holdout_split, score_span
-from learning.evaluation.world import agent_world, backtest_settings
+from learning.evaluation.world import agent_world, backtest_settings, market_of
 from learning.export import policy_layers, verify_export
 from policies.artifact import FORMAT, Layer, PolicyArtifact, checksum, load_artifact
 from storage.agents import AgentStore, AgentVersion, ArtifactStore
@@ -111,7 +111,7 @@ async def train_agent(
         raise TrainingError(str(error)) from None
     content = await datasets.load(dataset)
     world = agent_world(agent)
-    settings = backtest_settings(contract, world, limits)
+    settings = backtest_settings(contract, world, limits, dataset.funding)
     rules = settings.rules
     rows = np.arange(split.train_rows)
     candles, features = content.candles.take(rows), content.features[rows]
@@ -121,7 +121,7 @@ async def train_agent(
         if split.holdout_rows
         else NormalizationStats.from_json(dataset.normalization)
     )
-    market = MarketData(candles.open, candles.close, features, stats)
+    market = market_of(candles, features, stats, settings)
     env_config = {
         "market": market,
         "rules": rules,

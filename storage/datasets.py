@@ -14,6 +14,7 @@ import numpy.typing as npt
 
 from domain.candle_columns import CandleColumns
 from domain.candles import datetime_to_ms, ms_to_datetime
+from domain.funding import FundingSchedule
 from domain.instruments import Contract
 from domain.market import Interval, parse_interval
 
@@ -50,6 +51,9 @@ class DatasetVersion:
     (migration 0006), whose users ask the venue."""
     contract_source: str | None = None
     """Where `contract` came from: 'venue', 'preset:sim' or 'file:PATH'."""
+    funding: FundingSchedule | None = None
+    """The funding rates over the span the dataset was built with (their `source` says from where); None
+    for datasets built before they were stored (migration 0014): traded without funding."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -120,6 +124,7 @@ class DatasetStore:
         lineage: Sequence[LineageEntry],
         contract: Contract | None = None,
         contract_source: str | None = None,
+        funding: FundingSchedule | None = None,
     ) -> uuid.UUID:
         """Record a dataset version, its payload and its lineage in one transaction."""
         if (contract is None) != (contract_source is None):
@@ -130,8 +135,9 @@ class DatasetStore:
             dataset_id: uuid.UUID = await connection.fetchval(
                 """
                 INSERT INTO dataset_versions (pair, interval, start_time, end_time, row_count, feature_set_version_id,
-                                              content_hash, normalization, storage_uri, contract, contract_source)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, 'pending', $9::jsonb, $10)
+                                              content_hash, normalization, storage_uri, contract, contract_source,
+                                              funding)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, 'pending', $9::jsonb, $10, $11::jsonb)
                 RETURNING id
                 """,
                 pair,
@@ -144,6 +150,7 @@ class DatasetStore:
                 normalization,
                 None if contract is None else contract.to_json(),
                 contract_source,
+                None if funding is None else funding.to_json(),
             )
             await connection.execute(
                 "UPDATE dataset_versions SET storage_uri = $2 WHERE id = $1",
@@ -190,6 +197,17 @@ class DatasetStore:
             )
         return bool(status == "UPDATE 1")
 
+    async def attach_funding(self, dataset_id: uuid.UUID, funding: FundingSchedule) -> bool:
+        """Give a dataset built before funding was stored its rates; one that has them keeps them. True
+        when they were attached."""
+        async with self._pool.acquire() as connection:
+            status = await connection.execute(
+                "UPDATE dataset_versions SET funding = $2::jsonb WHERE id = $1 AND funding IS NULL",
+                dataset_id,
+                funding.to_json(),
+            )
+        return bool(status == "UPDATE 1")
+
     async def lineage(self, dataset_id: uuid.UUID) -> list[LineageEntry]:
         async with self._pool.acquire() as connection:
             rows = await connection.fetch(
@@ -221,7 +239,7 @@ class DatasetStore:
 _SELECT = """
     SELECT d.id, d.pair, d.interval, d.start_time, d.end_time, d.row_count, d.feature_set_version_id,
            f.name AS feature_set, f.schema_hash, d.content_hash, d.normalization, d.storage_uri, d.created_at,
-           d.contract, d.contract_source
+           d.contract, d.contract_source, d.funding
     FROM dataset_versions d JOIN feature_set_versions f ON f.id = d.feature_set_version_id
 """
 
@@ -243,6 +261,7 @@ def _version(row: asyncpg.Record) -> DatasetVersion:
         created_at=row["created_at"],
         contract=None if row["contract"] is None else Contract.from_json(row["pair"], row["contract"]),
         contract_source=row["contract_source"],
+        funding=None if row["funding"] is None else FundingSchedule.from_json(row["funding"]),
     )
 
 

@@ -39,10 +39,12 @@ from exchange.bingx.wire import (
     error_for_status,
     parse_contracts,
     parse_envelope,
+    parse_funding_rates,
     parse_kline_response,
 )
 
 KLINES_MAX_LIMIT = 1440
+FUNDING_MAX_LIMIT = 1000
 LISTEN_KEY_PATH = "/openApi/user/auth/userDataStream"
 
 
@@ -228,6 +230,21 @@ class BingXRest:
             return parse_kline_response(status, body, symbol, interval)
 
         return await self._get("/openApi/swap/v3/quote/klines", params, decode=decode)
+
+    async def funding_rates(self, symbol: str, start_ms: int, end_ms: int) -> list[tuple[int, Decimal]]:
+        """Every (funding time, rate) of `symbol` with `start_ms <= time <= end_ms`, ascending, paged by
+        `startTime` (API.md 4.3: at most 1000 a request)."""
+        found: list[tuple[int, Decimal]] = []
+        cursor = start_ms
+        while cursor <= end_ms:
+            params = {"symbol": symbol, "startTime": cursor, "endTime": end_ms, "limit": FUNDING_MAX_LIMIT}
+            page = parse_funding_rates(await self._get("/openApi/swap/v2/quote/fundingRate", params), symbol)
+            page = [(time_ms, rate) for time_ms, rate in page if cursor <= time_ms <= end_ms]
+            found += page
+            if len(page) < FUNDING_MAX_LIMIT:
+                break
+            cursor = page[-1][0] + 1
+        return found
 
     async def price(self, symbol: str) -> Decimal:
         data: Any = await self._get("/openApi/swap/v2/quote/price", {"symbol": symbol})

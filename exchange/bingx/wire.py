@@ -237,6 +237,25 @@ def _columns(candles: list[Candle], pair: str, interval: Interval) -> CandleColu
     return CandleColumns.from_candles(candles) if candles else CandleColumns.empty(pair, interval)
 
 
+def parse_funding_rates(data: Any, symbol: str) -> list[tuple[int, Decimal]]:
+    """`data` of GET /openApi/swap/v2/quote/fundingRate: (funding time, rate) of `symbol`, ascending and
+    de-duplicated (the venue documents neither the order nor uniqueness)."""
+    if not isinstance(data, list):
+        raise WireFormatError("funding rates: expected a list")
+    found: dict[int, Decimal] = {}
+    for row in data:
+        try:
+            if str(row["symbol"]) != symbol:
+                raise WireFormatError(f"funding rates: a row of {row['symbol']}, not {symbol}")
+            rate = _decimal(row["fundingRate"], "fundingRate")
+            found[_int(row["fundingTime"], "fundingTime")] = rate
+        except (KeyError, TypeError) as error:
+            raise WireFormatError(f"funding rate without {error}") from None
+        if not rate.is_finite():
+            raise WireFormatError(f"funding rate {rate} is not finite")
+    return sorted(found.items())
+
+
 def parse_contracts(data: Any) -> list[Contract]:
     """`data` of GET /openApi/swap/v2/quote/contracts. Tick and step sizes derive from the
     precisions (the venue sends no tickSize/stepSize)."""

@@ -21,6 +21,7 @@ from typing import Any, Literal
 from aiohttp import web
 
 from domain.fills import FillRules
+from domain.funding import BASE_RATE, FUNDING_INTERVAL_MS
 from domain.instruments import Contract
 from domain.market import INTERVALS, parse_interval
 from exchange.sim.account import AccountError, SimAccount
@@ -33,6 +34,8 @@ from exchange.sim.user_stream import UserStreams
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 KLINE_LIMIT_DEFAULT = 500
 KLINE_LIMIT_MAX = 1440
+FUNDING_LIMIT_DEFAULT = 100
+FUNDING_LIMIT_MAX = 1000
 REQUEST_LOG_SIZE = 100_000
 FAULTS_PATH = "/sim/faults"
 DAY_MS = 86_400_000
@@ -57,6 +60,9 @@ class SimulatorOptions:
     kline_end_inclusive: bool = False
     limit_volume_share: str | None = "0.25"
     """A resting limit fills at most this share of each candle's volume (None: at once, whatever its size)."""
+    funding_rate: str = str(BASE_RATE)
+    """The rate `GET /openApi/swap/v2/quote/fundingRate` reports at every funding time (00:00, 08:00 and
+    16:00 UTC) a pair's candles span, up to the replay clock: BingX's rate when the premium is nil."""
 
 
 @dataclass(frozen=True)
@@ -169,6 +175,7 @@ class BingXSimulator:
         app.router.add_get("/openApi/swap/v2/quote/price", self._price)
         app.router.add_get("/openApi/swap/v1/ticker/price", self._price)
         app.router.add_get("/openApi/swap/v2/quote/ticker", self._ticker)
+        app.router.add_get("/openApi/swap/v2/quote/fundingRate", self._funding_rates)
         app.router.add_get("/swap-market", self.stream.handle)
         self.trading.register(app)
         self.user_streams.register(app)
@@ -355,6 +362,34 @@ class BingXSimulator:
         if self.options.kline_order == "desc":
             rows.reverse()
         return ok_encoded(b"[" + b",".join(rows) + b"]")
+
+    async def _funding_rates(self, request: web.Request) -> web.Response:
+        """The funding history (API.md 4.3): `{symbol, fundingRate, fundingTime}` for each funding time
+        from the pair's first candle up to the replay clock, with `startTime <= fundingTime <= endTime`,
+        ascending; the earliest `limit` from `startTime`, else the latest `limit`."""
+        query = request.query
+        symbol = query.get("symbol", "")
+        candidates = [s for (pair, _), s in self.series.items() if pair == symbol]
+        if symbol not in self.contracts:
+            return error(109425, f"symbol {symbol} does not exist")
+        try:
+            limit = int(query.get("limit", FUNDING_LIMIT_DEFAULT))
+            start = int(query["startTime"]) if "startTime" in query else None
+            end = int(query["endTime"]) if "endTime" in query else None
+        except ValueError:
+            return error(109400, "limit, startTime and endTime must be integers")
+        if not 1 <= limit <= FUNDING_LIMIT_MAX:
+            return error(109400, f"limit must be between 1 and {FUNDING_LIMIT_MAX}")
+        if not candidates:
+            return ok([])
+        first = min(series.first_ms for series in candidates)
+        now = self.clock.now_ms()
+        low = max(first, start) if start is not None else first
+        high = min(now, end) if end is not None else now
+        step = FUNDING_INTERVAL_MS
+        times = list(range(-(-low // step) * step, high + 1, step)) if high >= low else []
+        times = times[:limit] if start is not None else times[-limit:]
+        return ok([{"symbol": symbol, "fundingRate": self.options.funding_rate, "fundingTime": t} for t in times])
 
     async def _price(self, request: web.Request) -> web.Response:
         symbol = request.query.get("symbol", "")

@@ -33,7 +33,7 @@ from learning.evaluation.metrics import Segment, SegmentBook, metrics
 from learning.evaluation.report import market_change, write_evaluation_report
 from learning.evaluation.sample import Sample, TrainingSpan, backtest_sample, baseline_sample, walk_forward_sample
 from learning.evaluation.walk_forward import Evaluation, FixedPolicy, PolicyMaker, evaluate_folds, whole_span
-from learning.evaluation.world import World, agent_world, backtest_settings
+from learning.evaluation.world import World, agent_world, backtest_settings, market_of
 from observability.progress import Reporter, as_step, quiet
 from policies.artifact import load_artifact
 from policies.baselines import BASELINES, ArtifactPolicy, baseline
@@ -101,7 +101,7 @@ async def evaluate(
     except DatasetMismatchError as error:
         raise EvaluationError(str(error)) from None
     world = paper_world if agent is None else agent_world(agent)
-    settings = backtest_settings(contract, world, limits)
+    settings = backtest_settings(contract, world, limits, dataset.funding)
     folds = whole_span(dataset.row_count) if request.layout is None else _folds(dataset, request.layout)
     subject = await _subject_maker(stores.agents, request, version, agent, spec, settings, progress)
     makers: list[PolicyMaker] = [subject]
@@ -241,11 +241,10 @@ class FoldTrainer:
 
     def make(self, fold: Fold, candles: CandleColumns, features: np.ndarray) -> tuple[ArtifactPolicy, dict[str, Any]]:
         # RLlib and torch take seconds to import: only agent walk-forwards pay for them.
-        from learning.env import MarketData
         from learning.training import fit_policy
 
         stats = NormalizationStats.of(self._spec.market_features, features)
-        market = MarketData(candles.open, candles.close, features, stats)
+        market = market_of(candles, features, stats, self._settings)
         task = f"fold {fold.index}: train {self.name}"
         with self._progress(task, self._agent.hyperparameters.iterations, "iteration") as tracker:
             artifact, figures = fit_policy(

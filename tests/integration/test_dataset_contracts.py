@@ -203,10 +203,11 @@ async def test_online_datasets_carry_the_venues_contract_and_older_ones_fall_bac
     assert (built.contract, built.contract_source) == (listed, "venue")
     assert built.fetched_windows == 1
 
-    # The store now holds the span: a second build asks the venue for its contract, not for candles.
+    # The store now holds the span: a second build asks the venue for its contract and its funding history,
+    # not for candles.
     simulator.request_log.clear()
     inside = await build_dataset(rest, store, datasets, V1, PAIR, "1m", rows[200].open_time_ms, end)
-    assert (inside.venue_requests, inside.fetched_windows, inside.contract_source) == (1, 0, "venue")
+    assert (inside.venue_requests, inside.fetched_windows, inside.contract_source) == (2, 0, "venue")
     assert simulator.requests_to(KLINES) == []
     assert len(simulator.requests_to(CONTRACTS)) == 1
 
