@@ -39,6 +39,12 @@ def add_agent_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
     train = commands.add_parser("train", help="train an agent on a dataset with RLlib (resumes an interrupted run)")
     train.add_argument("--agent", required=True, metavar="NAME")
     train.add_argument("--dataset", required=True, type=uuid.UUID, metavar="ID")
+    train.add_argument(
+        "--tune",
+        action="store_true",
+        help="first search the agent's [search] space on inner walk-forward folds of the training rows "
+        "(Ray Tune), then train the best configuration",
+    )
 
 
 async def run_agent_command(settings: Settings, args: argparse.Namespace) -> int:
@@ -134,6 +140,17 @@ async def _train(
                 file=sys.stderr,
             )
 
+    trials = 0
+    planned = 0 if stored is None else _planned_trials(stored)
+
+    def trial_done(outcome: dict[str, Any]) -> None:
+        nonlocal trials
+        trials += 1
+        choices = ", ".join(f"{key} {value}" for key, value in sorted(outcome["config"].items()))
+        score = outcome["score"]
+        shown = "-" if score is None else f"{score:+,.2f} USDT"
+        print(f"search trial {trials}/{planned}: {choices}: inner-fold net PnL {shown}", file=sys.stderr)
+
     try:
         result = await train_agent(
             agents,
@@ -145,6 +162,8 @@ async def _train(
             artifact_store=settings.training.artifact_store,
             progress=show,
             limits=limits,
+            tune=args.tune,
+            on_trial=trial_done,
         )
     except (TrainingError, AgentConfigError) as error:
         print(f"tradingd: {error}", file=sys.stderr)
@@ -156,6 +175,17 @@ async def _train(
         )
         raise
     from learning.evaluation.holdout import HOLDOUT, IN_SAMPLE, describe_score
+
+    searched = result.version.training_metrics.get("search")
+    if isinstance(searched, dict):
+        best = searched["best"]
+        chosen = ", ".join(f"{key} {value}" for key, value in sorted(best["choices"].items()))
+        print(
+            f"tradingd: search: {len(searched['trials'])} trials on {searched['inner_folds']} inner folds of "
+            f"{searched['rows']:,} rows in {searched['seconds']:.0f} s; trained the best ({chosen}: inner-fold "
+            f"net PnL {best['score']:+,.2f} USDT)",
+            file=sys.stderr,
+        )
 
     for key in (IN_SAMPLE, HOLDOUT):
         score = result.version.training_metrics.get(key)
@@ -210,3 +240,9 @@ def _agent_json(stored: StoredAgent) -> dict[str, Any]:
         "created_at": stored.created_at.isoformat(),
         "sections": dict(stored.sections),
     }
+
+
+def _planned_trials(stored: StoredAgent) -> int:
+    """How many trials the agent's search runs: its sampled configurations times its seeds."""
+    plan = stored.sections.get("search") or {}
+    return int(plan.get("trials", 4)) * len(plan.get("seeds", [0]))

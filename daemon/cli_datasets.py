@@ -13,20 +13,18 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from daemon import exit_codes
 from daemon.cli_db import open_migrated_database
 from daemon.cli_market import refuse_bad_pair, refuse_test_data, venue_failure
 from domain.candles import datetime_to_ms, ms_to_datetime
 from domain.errors import VenueError
-from domain.funding import FundingSchedule
 from domain.instruments import Contract
 from domain.market import INTERVALS, Interval, parse_interval
 from features.definitions import FEATURE_SETS, feature_set
 
 if TYPE_CHECKING:
     from config import Settings
+    from domain.funding import FundingSchedule
     from features.spec import FeatureSetSpec
     from storage.datasets import DatasetVersion
 
@@ -96,6 +94,10 @@ def moment(text: str) -> int:
 def funding_file(path: Path) -> FundingSchedule:
     """The funding rates of a CSV file with the header `funding_time_ms,rate` (times ascending); ValueError
     naming the file and the line at fault."""
+    import numpy as np
+
+    from domain.funding import FundingSchedule
+
     try:
         lines = path.read_text().splitlines()
     except (OSError, UnicodeDecodeError) as error:

@@ -180,6 +180,9 @@ async def choose_policy(settings: Settings, database: Database, policy: str) -> 
     if agent is None or version.feature_set is None:
         raise RunSetupError(f"agent version {version_id} has no agent configuration or feature set")
     hold = agent.sections.get("environment", {}).get("min_hold_bars", 0)
+    searched = version.training_metrics.get("search")
+    if isinstance(searched, dict):  # a tuned version trades the minimum holding its search chose
+        hold = searched["best"]["choices"].get("environment.min_hold_bars", hold)
     return RunChoice(version.feature_set, agent.decision_threshold, version_id, None, int(hold))
 
 

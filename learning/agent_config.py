@@ -131,6 +131,44 @@ class PromotionGates(_Model):
     row, and such a version cannot be promoted."""
 
 
+SEARCHABLE = ("hyperparameters", "environment", "reward")
+"""The sections whose fields a search may choose (`section.field`)."""
+SearchValue = bool | int | float
+
+
+class Search(_Model):
+    """`tradingd train --tune`: configurations sampled from `space`, each trained with every seed on the
+    inner walk-forward folds of the training rows (never the holdout; in an evaluation, never the outer
+    fold's test span), scored by their mean net PnL on the inner test spans; the best is trained."""
+
+    trials: int = Field(default=4, ge=1, le=1000)
+    """Configurations sampled from the space (each with every seed)."""
+    seeds: Annotated[tuple[int, ...], Field(strict=False, min_length=1, max_length=16)] = (0,)
+    inner_folds: int = Field(default=3, ge=1, le=20)
+    space: dict[str, Annotated[tuple[SearchValue, ...], Field(strict=False, min_length=1, max_length=32)]] = Field(
+        default_factory=dict
+    )
+    """`section.field` (of hyperparameters, environment, reward) -> the values to choose among."""
+
+    @model_validator(mode="after")
+    def _known_fields(self) -> Search:
+        models: dict[str, type[BaseModel]] = {
+            "hyperparameters": Hyperparameters,
+            "environment": Environment,
+            "reward": Reward,
+        }
+        for key in self.space:
+            section, _, name = key.partition(".")
+            model = models.get(section)
+            keys = set() if model is None else {info.alias or field for field, info in model.model_fields.items()}
+            if name not in keys or name == "seed":
+                raise ValueError(
+                    f"search.space: {key!r} is not a field of {', '.join(SEARCHABLE)} "
+                    "(as section.field; seeds are `search.seeds`)"
+                )
+        return self
+
+
 class AgentConfig(_Model):
     name: str = Field(pattern=NAME_PATTERN)
     algorithm: Algorithm = "PPO"
@@ -141,11 +179,29 @@ class AgentConfig(_Model):
     environment: Environment = Environment()
     reward: Reward = Reward()
     promotion_gates: PromotionGates = PromotionGates()
+    search: Search | None = None
+    """None: `tradingd train --tune` is refused for this configuration."""
 
     @model_validator(mode="after")
     def _known_feature_set(self) -> AgentConfig:
         feature_set(self.feature_set)  # ValueError names the unknown set or interval
+        if self.search is not None:
+            for choice in self.search.space:  # every value must make a valid configuration
+                for value in self.search.space[choice]:
+                    self.with_choices({choice: value})
         return self
+
+    def with_choices(self, choices: dict[str, Any]) -> AgentConfig:
+        """This configuration with `section.field` values replaced (a search's choice), validated."""
+        document = self.model_dump(by_alias=True, mode="json")
+        for key, value in choices.items():
+            section, _, name = key.partition(".")
+            document[section][name] = value
+        document.pop("search", None)
+        try:
+            return AgentConfig.model_validate(document)
+        except ValidationError as error:
+            raise ValueError(f"search choice {choices} makes an invalid configuration: {error}") from None
 
     def sections(self) -> dict[str, Any]:
         """JSON documents for the `agent_configurations` columns."""
@@ -154,6 +210,7 @@ class AgentConfig(_Model):
             "environment": self.environment.model_dump(mode="json"),
             "reward": self.reward.model_dump(mode="json"),
             "promotion_gates": self.promotion_gates.model_dump(mode="json"),
+            "search": {} if self.search is None else self.search.model_dump(mode="json"),
         }
 
 
@@ -189,6 +246,6 @@ def agent_config_of(stored: StoredAgent) -> AgentConfig:
         "algorithm": stored.algorithm,
         "feature_set": stored.feature_set,
         "decision_threshold": stored.decision_threshold,
-        **stored.sections,
+        **{key: value for key, value in stored.sections.items() if key != "search" or value},
     }
     return parse_agent_config(document, f"agent {stored.name}")

@@ -37,9 +37,11 @@ from learning.agent_config import AgentConfig, agent_config_of
 from learning.code_version import code_version
 from learning.datasets import DatasetMismatchError, dataset_spec
 from learning.env import MarketData, TradingEnv
+from learning.evaluation.backtest import BacktestSettings
 from learning.evaluation.holdout import HOLDOUT, IN_SAMPLE, HoldoutError, holdout_split, score_span
 from learning.evaluation.world import agent_world, backtest_settings, market_of
 from learning.export import policy_layers, verify_export
+from learning.search import SEARCH, SearchError, search
 from policies.artifact import FORMAT, Layer, PolicyArtifact, checksum, load_artifact
 from storage.agents import AgentStore, AgentVersion, ArtifactStore
 from storage.datasets import DatasetStore
@@ -87,13 +89,18 @@ async def train_agent(
     progress: Callable[[IterationReport], None] | None = None,
     stop_after: int | None = None,
     limits: RiskLimits | None = None,
+    tune: bool = False,
+    on_trial: Callable[[dict[str, Any]], None] | None = None,
 ) -> TrainingResult:
     """Train (or resume training) `agent_name` on the dataset, except its last
     `promotion_gates.holdout_share` of rows, then score the artifact on those (`holdout`). `contract`: the
     pair's (its grid and fees fill the environment's orders, with the agent's slippage). `stop_after` ends
     the run after that many iterations of this call, checkpointed and resumable, as an interruption would.
     `limits`: the risk limit set the environment trades under (its exits and limits, as live trading
-    applies them; the daemon's `[risk]` settings), recorded in the artifact's provenance; None: none."""
+    applies them; the daemon's `[risk]` settings), recorded in the artifact's provenance; None: none.
+    `tune`: first run the agent's `[search]` on the rows before the holdout (`learning.search`; `on_trial`
+    is told of each trial) and train the best configuration; the search is recorded (`training_metrics.
+    search`) before training starts, so a resumed version trains what its search chose."""
     stored = await agents.get(agent_name)
     if stored is None:
         raise TrainingError(f"no agent configuration named {agent_name!r} (create it with `tradingd agent create`)")
@@ -109,12 +116,35 @@ async def train_agent(
         split = holdout_split(dataset.row_count, agent.promotion_gates.holdout_share)
     except HoldoutError as error:
         raise TrainingError(str(error)) from None
+    if tune and agent.search is None:
+        raise TrainingError(f"agent {agent.name} has no [search] section: --tune has nothing to search")
     content = await datasets.load(dataset)
-    world = agent_world(agent)
-    settings = backtest_settings(contract, world, limits, dataset.funding)
-    rules = settings.rules
     rows = np.arange(split.train_rows)
     candles, features = content.candles.take(rows), content.features[rows]
+
+    def settings_of(chosen: AgentConfig) -> BacktestSettings:
+        return backtest_settings(contract, agent_world(chosen), limits, dataset.funding)
+
+    version = await agents.training_version(stored.id, dataset.id)
+    resumed_from = 0
+    if version is None:
+        version = await agents.start_version(stored.id, dataset.id, dataset.feature_set_version_id, code_version())
+    elif version.checkpoint_path is not None:
+        resumed_from = version.iterations_done
+    searched = version.training_metrics.get(SEARCH)
+    if tune and not isinstance(searched, dict):  # a resumed version keeps the choice its search made
+        log.info("search_started", agent=agent.name, version=version.version, rows=len(candles))
+        try:
+            found = search(agent, spec, candles, features, settings_of, on_trial)
+        except SearchError as error:
+            raise TrainingError(str(error)) from None
+        searched = found.record
+        await agents.record_progress(version.id, version.iterations_done, version.checkpoint_path, {SEARCH: searched})
+        version = await agents.version(version.id) or version
+    if isinstance(searched, dict):
+        agent = agent.with_choices(searched["best"]["choices"])
+    settings = settings_of(agent)
+    rules = settings.rules
     # The statistics of the rows trained on only, so nothing of the holdout reaches the model.
     stats = (
         NormalizationStats.of(spec.market_features, features)
@@ -130,13 +160,6 @@ async def train_agent(
         "limits": limits,
         "pair": dataset.pair,
     }
-
-    version = await agents.training_version(stored.id, dataset.id)
-    resumed_from = 0
-    if version is None:
-        version = await agents.start_version(stored.id, dataset.id, dataset.feature_set_version_id, code_version())
-    elif version.checkpoint_path is not None:
-        resumed_from = version.iterations_done
     log.info(
         "training_started",
         agent=agent.name,
@@ -281,6 +304,7 @@ def policy_artifact(
             "algorithm": agent.algorithm,
             "hyperparameters": agent.hyperparameters.model_dump(by_alias=True, mode="json"),
             "environment": agent.environment.model_dump(mode="json"),
+            "reward": agent.reward.model_dump(mode="json"),
             "code_version": code_version(),
         },
     )

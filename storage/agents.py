@@ -30,7 +30,7 @@ class StoredAgent:
     feature_set: str
     decision_threshold: float
     sections: Mapping[str, Any]
-    """hyperparameters, environment, reward, promotion_gates: the JSON documents as stored."""
+    """hyperparameters, environment, reward, promotion_gates, search: the JSON documents as stored."""
     created_at: datetime
 
 
@@ -99,8 +99,8 @@ class AgentStore:
                 """
                 INSERT INTO agent_configurations
                     (name, algorithm, feature_set, decision_threshold, hyperparameters, environment, reward,
-                     promotion_gates)
-                VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb, $7::jsonb, $8::jsonb)
+                     promotion_gates, search)
+                VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb, $7::jsonb, $8::jsonb, $9::jsonb)
                 ON CONFLICT (name) DO NOTHING
                 RETURNING id
                 """,
@@ -109,6 +109,7 @@ class AgentStore:
                 feature_set,
                 decision_threshold,
                 *(sections[key] for key in ("hyperparameters", "environment", "reward", "promotion_gates")),
+                sections.get("search", {}),
             )
         if created is None:
             raise AgentExistsError(f"an agent configuration named {name!r} exists")
@@ -160,7 +161,7 @@ class AgentStore:
         return found
 
     async def record_progress(
-        self, version_id: uuid.UUID, iterations_done: int, checkpoint_path: str, metrics: Mapping[str, Any]
+        self, version_id: uuid.UUID, iterations_done: int, checkpoint_path: str | None, metrics: Mapping[str, Any]
     ) -> None:
         async with self._pool.acquire() as connection:
             await connection.execute(
@@ -278,7 +279,7 @@ def _read_file_uri(uri: str) -> bytes:
 
 _AGENTS = """
     SELECT id, name, algorithm, feature_set, decision_threshold, hyperparameters, environment, reward,
-           promotion_gates, created_at
+           promotion_gates, search, created_at
     FROM agent_configurations
 """
 
@@ -304,7 +305,7 @@ def _agent(row: asyncpg.Record) -> StoredAgent:
         row["algorithm"],
         row["feature_set"],
         float(row["decision_threshold"]),
-        {key: row[key] for key in ("hyperparameters", "environment", "reward", "promotion_gates")},
+        {key: row[key] for key in ("hyperparameters", "environment", "reward", "promotion_gates", "search")},
         row["created_at"],
     )
 

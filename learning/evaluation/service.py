@@ -33,7 +33,7 @@ from learning.evaluation.metrics import Segment, SegmentBook, metrics
 from learning.evaluation.report import market_change, write_evaluation_report
 from learning.evaluation.sample import Sample, TrainingSpan, backtest_sample, baseline_sample, walk_forward_sample
 from learning.evaluation.walk_forward import Evaluation, FixedPolicy, PolicyMaker, evaluate_folds, whole_span
-from learning.evaluation.world import World, agent_world, backtest_settings, market_of
+from learning.evaluation.world import World, agent_world, backtest_settings, market_of, settings_for
 from observability.progress import Reporter, as_step, quiet
 from policies.artifact import load_artifact
 from policies.baselines import BASELINES, ArtifactPolicy, baseline
@@ -231,8 +231,13 @@ class FoldTrainer:
         settings: BacktestSettings,
         lineage: dict[str, Any],
         progress: Reporter = quiet,
+        tuned: bool = False,
     ):
+        """`tuned`: the version was trained with `--tune`, so each fold searches too (nested: on inner
+        folds of the fold's training rows) and trains the configuration it chooses."""
         self.name = name
+        self._tuned = tuned
+        self._chosen: dict[int, AgentConfig] = {}
         self._progress = progress
         self._agent = agent
         self._spec = spec
@@ -241,24 +246,33 @@ class FoldTrainer:
 
     def make(self, fold: Fold, candles: CandleColumns, features: np.ndarray) -> tuple[ArtifactPolicy, dict[str, Any]]:
         # RLlib and torch take seconds to import: only agent walk-forwards pay for them.
+        from learning.search import SEARCH, search
         from learning.training import fit_policy
 
+        agent, searched = self._agent, None
+        if self._tuned:
+            found = search(agent, self._spec, candles, features, lambda chosen: settings_for(self._settings, chosen))
+            agent, searched = found.best, found.record
+        self._chosen[fold.index] = agent
+        settings = self.settings(fold, self._settings)
         stats = NormalizationStats.of(self._spec.market_features, features)
-        market = market_of(candles, features, stats, self._settings)
+        market = market_of(candles, features, stats, settings)
         task = f"fold {fold.index}: train {self.name}"
-        with self._progress(task, self._agent.hyperparameters.iterations, "iteration") as tracker:
+        with self._progress(task, agent.hyperparameters.iterations, "iteration") as tracker:
             artifact, figures = fit_policy(
-                self._agent,
+                agent,
                 self._spec,
                 market,
-                self._settings.rules,
+                settings.rules,
                 self._lineage | {"fold": fold.index, "train_rows": len(candles)},
                 tracker.advance,
-                self._settings.limits,
+                settings.limits,
                 candles.pair,
             )
-        threshold = self._agent.decision_threshold
-        figures[IN_SAMPLE] = score_span(artifact, self._spec, threshold, candles, features, self._settings, "in_sample")
+        if searched is not None:
+            figures[SEARCH] = searched
+        threshold = agent.decision_threshold
+        figures[IN_SAMPLE] = score_span(artifact, self._spec, threshold, candles, features, settings, "in_sample")
         fit = figures[IN_SAMPLE]["metrics"]
         log.info(
             "fold_trained",
@@ -267,9 +281,14 @@ class FoldTrainer:
             train_rows=len(candles),
             in_sample_net_pnl=fit["net_pnl"],
             in_sample_trades=fit["trade_count"],
-            **{key: value for key, value in figures.items() if key != IN_SAMPLE},
+            **{key: value for key, value in figures.items() if key not in (IN_SAMPLE, "search")},
         )
         return ArtifactPolicy(artifact, self._spec, threshold), figures
+
+    def settings(self, fold: Fold, base: BacktestSettings) -> BacktestSettings:
+        """The world of the configuration the fold trained (its search's choice, when tuned)."""
+        chosen = self._chosen.get(fold.index, self._agent)
+        return base if chosen is self._agent else settings_for(base, chosen)
 
 
 async def _subject(
@@ -311,7 +330,8 @@ async def _subject_maker(
             "version": f"{version.version}-walk-forward",
             "agent_version_id": str(version.id),
         }
-        return FoldTrainer(name, agent, spec, settings, lineage, progress)
+        tuned = isinstance(version.training_metrics.get("search"), dict) and agent.search is not None
+        return FoldTrainer(name, agent, spec, settings, lineage, progress, tuned)
     stored = await agents.artifact(version.id)
     if stored is None:
         raise EvaluationError(f"{version.agent} v{version.version} has no artifact")

@@ -33,6 +33,10 @@ class PolicyMaker(Protocol):
         """The policy, and what making it produced worth reporting (training figures)."""
         ...
 
+    def settings(self, fold: Fold, base: BacktestSettings) -> BacktestSettings:
+        """The world the fold's policy is backtested in (`base`, unless making it chose another)."""
+        ...
+
 
 class FixedPolicy:
     """A policy that learns nothing from the training rows: a baseline, or an already trained artifact."""
@@ -43,6 +47,9 @@ class FixedPolicy:
 
     def make(self, fold: Fold, candles: CandleColumns, features: Floats) -> tuple[Policy, dict[str, Any]]:
         return self.policy, {}
+
+    def settings(self, fold: Fold, base: BacktestSettings) -> BacktestSettings:
+        return base
 
 
 @dataclass(frozen=True, eq=False)
@@ -95,7 +102,7 @@ def evaluate_folds(
         training: dict[str, dict[str, Any]] = {}
         for maker in track(makers, f"fold {fold.index}/{len(folds)}: backtests", "backtest", progress):
             policy, made = maker.make(fold, candles.take(train), features[train])
-            result = run_backtest(policy, candles.take(test), features[test], settings)
+            result = run_backtest(policy, candles.take(test), features[test], maker.settings(fold, settings))
             results[maker.name] = result
             if made:
                 training[maker.name] = made

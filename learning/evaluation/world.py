@@ -69,3 +69,9 @@ def market_of(
     step = interval_ms(candles.interval)
     funding = settings.funding.per_bar(candles.open_time_ms, step) if len(settings.funding) else None
     return MarketData(candles.open, candles.close, features, stats, funding)
+
+
+def settings_for(base: BacktestSettings, agent: AgentConfig) -> BacktestSettings:
+    """`base` (its contract, limits and funding) in `agent`'s world: a searched configuration's slippage,
+    size and minimum holding."""
+    return backtest_settings(base.contract, agent_world(agent), base.limits, base.funding)

@@ -19,7 +19,7 @@ from features.engine import FeatureEngine
 from features.normalization import NormalizationStats
 from learning.agent_config import AgentConfig
 from learning.env import MarketData
-from learning.training import ensure_ray, fit_policy, train_agent
+from learning.training import TrainingError, ensure_ray, fit_policy, train_agent
 from policies.artifact import load_artifact
 from storage.agents import AgentStore
 from storage.database import Database
@@ -117,3 +117,61 @@ def test_a_remote_env_runner_trains_the_same_network_twice(
     first, _ = fit_policy(agent, V1, market, RULES, {})
     second, _ = fit_policy(agent, V1, market, RULES, {})
     assert first.to_bytes() == second.to_bytes()
+
+
+async def test_a_tuned_training_searches_nested_and_one_seed_gives_one_checksum(
+    ray_session: None, database: Database, tmp_path: Path, real_candles: Callable[[str], CandleColumns]
+) -> None:
+    """`train --tune`: every sampled configuration with every seed scored on inner folds of the rows before
+    the holdout, the best trained and recorded; the same search again chooses the same and trains the
+    same bytes."""
+    agents = AgentStore(database.pool, tmp_path / "artifacts")
+    datasets = DatasetStore(database.pool)
+    dataset_id = await v1_dataset(database, real_candles("BTCUSDT_1m").take(np.arange(3_000)))
+    space = {"reward.turnover_penalty": [0.0, 0.002], "environment.min_hold_bars": [0, 5]}
+    config = AgentConfig.model_validate(
+        {
+            "name": "tuned",
+            "feature_set": "v1",
+            "hyperparameters": TINY | {"iterations": 1, "num_epochs": 1},
+            "environment": {"episode_bars": 150},
+            "search": {"trials": 1, "seeds": [3, 4], "inner_folds": 2, "space": space},
+        }
+    )
+    await agents.create(config.name, config.algorithm, config.feature_set, config.decision_threshold, config.sections())
+    seen: list[dict[str, Any]] = []
+
+    async def tuned() -> Any:
+        return await train_agent(
+            agents, datasets, agent_name="tuned", dataset_id=dataset_id, contract=CONTRACT,
+            checkpoint_root=tmp_path / "checkpoints", tune=True, on_trial=seen.append,
+        )  # fmt: skip
+
+    first = await tuned()
+    searched = first.version.training_metrics["search"]
+    dataset = await datasets.get(dataset_id)
+    assert dataset is not None
+    assert searched["rows"] == dataset.row_count - dataset.row_count // 5, "the holdout is not searched on"
+    assert len(searched["trials"]) == len(seen) == 2  # 1 configuration x 2 seeds
+    assert {trial["choices"]["hyperparameters.seed"] for trial in searched["trials"]} == {3, 4}
+    for trial in searched["trials"]:
+        assert [fold["fold"] for fold in trial["folds"]] == [1, 2]
+        assert trial["score"] == pytest.approx(np.mean([fold["net_pnl"] for fold in trial["folds"]]))
+    best = searched["best"]
+    assert best["score"] == max(trial["score"] for trial in searched["trials"])
+    stored = await agents.artifact(first.version.id)
+    assert stored is not None
+    provenance = load_artifact(stored.content, stored.checksum).provenance
+    assert provenance["hyperparameters"]["seed"] == best["choices"]["hyperparameters.seed"]
+    assert provenance["environment"]["min_hold_bars"] == best["choices"]["environment.min_hold_bars"]
+    assert provenance["reward"]["turnover_penalty"] == best["choices"]["reward.turnover_penalty"]
+
+    second = await tuned()
+    assert second.version.training_metrics["search"]["best"]["choices"] == best["choices"]
+    assert second.checksum == first.checksum
+    with pytest.raises(TrainingError, match="has no \\[search\\] section"):
+        await agents.create("plain", "PPO", "v1", 0.0, tiny("plain").sections())
+        await train_agent(
+            agents, datasets, agent_name="plain", dataset_id=dataset_id, contract=CONTRACT,
+            checkpoint_root=tmp_path / "checkpoints", tune=True,
+        )  # fmt: skip
