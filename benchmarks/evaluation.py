@@ -111,13 +111,10 @@ def markdown(source: str, bars: int, rates: dict[str, tuple[float, int]], walk: 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--write", action="store_true")
-    parser.add_argument("--iterations", type=int, help="PPO iterations per fold (default: the agent default, 20)")
+    parser.add_argument("--iterations", type=int, default=20, help="PPO iterations per fold (default: 20)")
     args = parser.parse_args()
     candles, features, source = dataset()
-    agent = AgentConfig(name="bench")
-    if args.iterations is not None:
-        hyperparameters = agent.hyperparameters.model_copy(update={"iterations": args.iterations})
-        agent = agent.model_copy(update={"hyperparameters": hyperparameters})
+    agent = AgentConfig(name="bench").with_choices({"hyperparameters.iterations": args.iterations})
 
     rates: dict[str, tuple[float, int]] = {}
     for name, policy in (

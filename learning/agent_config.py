@@ -31,7 +31,9 @@ class _Model(BaseModel):
 class Hyperparameters(_Model):
     """PPO on RLlib's new API stack."""
 
-    iterations: int = Field(default=20, ge=1, le=100_000)
+    iterations: int = Field(default=250, ge=1, le=100_000)
+    """250 x 4,000 = 1M env steps: on a 2-core machine the training return was still rising at 600k
+    steps and had levelled by 1M (docs/agents.md), about 4 minutes."""
     lr: float = Field(default=3e-4, gt=0, lt=1)
     gamma: float = Field(default=0.99, gt=0, le=1)
     lambda_: float = Field(default=0.95, ge=0, le=1, alias="lambda")
@@ -174,7 +176,9 @@ class AgentConfig(_Model):
     algorithm: Algorithm = "PPO"
     feature_set: str = "v2"
     """A feature-set name, with context if any (`v2+5m`): a dataset of another schema is refused."""
-    decision_threshold: float = Field(default=0.5, ge=0, le=1)
+    decision_threshold: float = Field(default=0.0, ge=0, le=1)
+    """Below this confidence the decision is HOLD. 0: the most probable action, always (the rule the
+    environment's deterministic evaluation of the policy applies)."""
     hyperparameters: Hyperparameters = Hyperparameters()
     environment: Environment = Environment()
     reward: Reward = Reward()

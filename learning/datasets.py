@@ -242,6 +242,21 @@ async def build_dataset(
     content_hash = dataset_hash(spec, rows, features)
     feature_set_id = await datasets.feature_set_version(spec.name, spec.schema_hash, spec.names, spec.schema())
     existing = await datasets.find(feature_set_id, content_hash)
+
+    def built(dataset_id: uuid.UUID, row_count: int, reused: bool) -> BuiltDataset:
+        return BuiltDataset(
+            dataset_id,
+            content_hash,
+            row_count,
+            reused,
+            fetched.windows,
+            fetched.candles,
+            rules,
+            rules_source,
+            requests,
+            rates,
+        )
+
     if existing is not None:
         if existing.funding is None:
             await datasets.attach_funding(existing.id, rates)
@@ -259,18 +274,7 @@ async def build_dataset(
             )
             rules, rules_source = existing.contract, existing.contract_source or rules_source
         log.info("dataset_reused", dataset_id=str(existing.id), content_hash=content_hash)
-        return BuiltDataset(
-            existing.id,
-            content_hash,
-            existing.row_count,
-            True,
-            fetched.windows,
-            fetched.candles,
-            rules,
-            rules_source,
-            requests,
-            rates,
-        )
+        return built(existing.id, existing.row_count, True)
     stats = NormalizationStats.of(spec.market_features, features)
     dataset_id = await datasets.create(
         pair=pair,
@@ -294,18 +298,7 @@ async def build_dataset(
         funding_times=len(rates),
         venue_requests=requests,
     )
-    return BuiltDataset(
-        dataset_id,
-        content_hash,
-        len(rows),
-        False,
-        fetched.windows,
-        fetched.candles,
-        rules,
-        rules_source,
-        requests,
-        rates,
-    )
+    return built(dataset_id, len(rows), False)
 
 
 @dataclass

@@ -4,8 +4,9 @@ every bar and end with the same equity; nautilus's own account agrees with our b
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from decimal import Decimal
+from typing import Any
 
 import numpy as np
 import pytest
@@ -43,6 +44,26 @@ def span(real_candles: Callable[[str], CandleColumns]) -> tuple[CandleColumns, n
     return candles.take(rows), features[rows]
 
 
+def environment_of(candles: CandleColumns, features: np.ndarray, funding: np.ndarray | None = None) -> TradingEnv:
+    """The training environment over the whole span, in the backtest's world (no limits)."""
+    market = MarketData(
+        candles.open, candles.close, features, NormalizationStats.of(V2.market_features, features), funding
+    )
+    environment = Environment(episode_bars=len(candles), initial_equity=10_000.0, max_exposure=1.0, slippage_bps=2.0)
+    env = TradingEnv({"market": market, "rules": RULES, "environment": environment, "reward": Reward()})
+    env.reset(options={"start": 0})
+    return env
+
+
+def replayed(env: TradingEnv, decisions: Any) -> Iterator[tuple[bool, dict[str, Any]]]:
+    """The backtest's decisions stepped through `env` (HOLD as the target held): each step's outcome."""
+    held = 0.0
+    for decision in decisions:
+        held = held if decision.target is None else decision.target
+        _, _, terminated, _, info = env.step(env.targets.index(held))
+        yield terminated, info
+
+
 @pytest.mark.parametrize("name", ["ema_cross", "momentum"])
 def test_the_backtest_and_the_environment_trade_alike(span: tuple[CandleColumns, np.ndarray], name: str) -> None:
     candles, features = span
@@ -51,14 +72,8 @@ def test_the_backtest_and_the_environment_trade_alike(span: tuple[CandleColumns,
     assert len(result.segment.fills) > 50, "the baseline should trade often enough to compare"
     assert result.rejections == ()
 
-    market = MarketData(candles.open, candles.close, features, NormalizationStats.of(V2.market_features, features))
-    environment = Environment(episode_bars=len(candles), initial_equity=10_000.0, max_exposure=1.0, slippage_bps=2.0)
-    env = TradingEnv({"market": market, "rules": RULES, "environment": environment, "reward": Reward()})
-    env.reset(options={"start": 0})
-    held = 0.0
-    for decision in result.decisions:
-        held = held if decision.target is None else decision.target
-        _, _, terminated, _, info = env.step(env.targets.index(held))
+    env = environment_of(candles, features)
+    for decision, (terminated, info) in zip(result.decisions, replayed(env, result.decisions), strict=True):
         row = decision.row + 1
         assert not terminated
         assert Decimal(repr(info["position"])) == Decimal(repr(float(book.position[row]))), f"bar {row}"
@@ -178,16 +193,7 @@ def test_funding_is_charged_alike_in_the_environment_and_the_backtest(span: tupl
     assert result.metrics.net_pnl != plain.metrics.net_pnl
     assert result.venue_balance == pytest.approx(result.ledger_balance + result.funding, abs=Decimal("0.00000001"))
 
-    rates = schedule.per_bar(candles.open_time_ms, 60_000)
-    market = MarketData(
-        candles.open, candles.close, features, NormalizationStats.of(V2.market_features, features), rates
-    )
-    environment = Environment(episode_bars=len(candles), initial_equity=10_000.0, max_exposure=1.0, slippage_bps=2.0)
-    env = TradingEnv({"market": market, "rules": RULES, "environment": environment, "reward": Reward()})
-    env.reset(options={"start": 0})
-    held = 0.0
-    for decision in result.decisions:
-        held = held if decision.target is None else decision.target
-        _, _, _, _, info = env.step(env.targets.index(held))
+    env = environment_of(candles, features, schedule.per_bar(candles.open_time_ms, 60_000))
+    for decision, (_, info) in zip(result.decisions, replayed(env, result.decisions), strict=True):
         assert info["equity"] == pytest.approx(book.equity[decision.row + 1], abs=1e-6), f"bar {decision.row + 1}"
     assert info["funding"] == pytest.approx(float(result.funding), abs=1e-8)

@@ -12,12 +12,22 @@ from learning.agent_config import AgentConfig, AgentConfigError, load_agent_conf
 EXAMPLE = Path(__file__).resolve().parents[3] / "config" / "agents" / "example.toml"
 
 
-def test_the_example_file_is_valid_and_spells_out_the_defaults() -> None:
+def test_the_example_file_is_valid_and_differs_from_the_defaults_only_where_it_says() -> None:
     config = load_agent_config(EXAMPLE)
     assert config.name == "ppo-example"
     defaults = AgentConfig(name="ppo-example")
-    assert config == defaults
+    # Its choices for a first real run: half positions, a minimum holding, risk and turnover terms, a search.
+    assert config.environment == defaults.environment.model_copy(
+        update={"position_sizes": (0.5, 1.0), "min_hold_bars": 12}
+    )
+    assert config.reward == defaults.reward.model_copy(update={"drawdown_penalty": 0.5, "turnover_penalty": 0.0005})
+    assert config.search is not None
+    assert (
+        config.model_copy(update={"environment": defaults.environment, "reward": defaults.reward, "search": None})
+        == defaults
+    )
     assert config.sections()["hyperparameters"]["lambda"] == 0.95
+    assert config.hyperparameters.iterations * config.hyperparameters.train_batch_size == 1_000_000
 
 
 def test_targets_follow_position_sizes() -> None:

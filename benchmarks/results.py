@@ -1,0 +1,240 @@
+"""The results page (docs/evaluation.md, "Results"): the example agent (config/agents/example.toml) as
+shipped, evaluated walk-forward on the development candles in ../shared/data, fold by fold beside flat,
+buy-and-hold and the baselines, with its in-sample fit, at each decision interval, and how long it took.
+
+    uv run python -m benchmarks.results [--write] [--cases btc-1m:5m,eth-1h:1h] [--folds 5] [--iterations N]
+
+Each case is a development file and a decision interval: 5m and 15m candles are aggregated from the 1m
+files exactly as `candles import --derive` does; 1h uses the 1h files (a year: the 1m files hold too few
+hourly candles after v2's 1,000-candle warm-up). Every fold trains the agent from scratch on the rows before
+its test span (walk-forward, out of sample), in the agent's world on the offline contract preset, under
+the daemon's default `[risk]` limits, paying the offline funding preset (0.01% every 8 hours). The in-sample
+fit is the fold's artifact backtested on the rows it was trained on. `--iterations` overrides the agent's
+(a quicker, shorter training: the page says so). `--write` replaces the section between the markers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.report import write_section
+from config import load_settings
+from daemon.risk_limits import risk_limits
+from domain.candle_columns import CandleColumns
+from domain.candles import interval_ms, iso_minute
+from domain.funding import base_rate_schedule
+from domain.market import Interval, parse_interval
+from exchange.sim.candle_file import aggregate, as_columns, load_candle_file
+from features.definitions import V2
+from features.engine import FeatureEngine
+from learning.agent_config import AgentConfig, load_agent_config
+from learning.code_version import code_version
+from learning.datasets import preset_contract
+from learning.evaluation.folds import FoldSpec, walk_forward_folds
+from learning.evaluation.holdout import IN_SAMPLE
+from learning.evaluation.metrics import BUY_AND_HOLD, MS_PER_DAY, max_drawdown
+from learning.evaluation.report import market_change
+from learning.evaluation.service import FoldTrainer
+from learning.evaluation.walk_forward import Evaluation, FixedPolicy, PolicyMaker, evaluate_folds
+from learning.evaluation.world import agent_world, backtest_settings
+from policies.baselines import baseline
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "candles"
+EXAMPLE = ROOT / "config" / "agents" / "example.toml"
+EVALUATION_DOC = ROOT / "docs" / "evaluation.md"
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+FILES = {
+    "btc-1m": ("BINANCE_BTCUSDT_1m.csv", "BTC-USDT", "1m"),
+    "eth-1m": ("BINANCE_ETHUSDT_1m.csv", "ETH-USDT", "1m"),
+    "btc-1m-2025-01": ("BINANCE_BTCUSDT_1m_2025-01.csv", "BTC-USDT", "1m"),
+    "eth-1m-2025-01": ("BINANCE_ETHUSDT_1m_2025-01.csv", "ETH-USDT", "1m"),
+    "btc-1h": ("BINANCE_BTCUSDT_1h.csv", "BTC-USDT", "1h"),
+    "eth-1h": ("BINANCE_ETHUSDT_1h.csv", "ETH-USDT", "1h"),
+}
+DEFAULT_CASES = (
+    *(
+        f"{name}:{interval}"
+        for name in ("btc-1m", "eth-1m", "btc-1m-2025-01", "eth-1m-2025-01")
+        for interval in ("5m", "15m")
+    ),
+    "btc-1h:1h",
+    "eth-1h:1h",
+)
+BASELINES = ("momentum", "ema_cross")
+AGENT = "agent"
+DAYS_PER_MONTH = 30
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    file: str
+    pair: str
+    interval: Interval
+
+    @property
+    def label(self) -> str:
+        return f"{self.file} at {self.interval}"
+
+
+def parse_case(text: str) -> Case:
+    name, _, interval = text.partition(":")
+    if name not in FILES or not interval:
+        raise argparse.ArgumentTypeError(f"{text!r}: a case is FILE:INTERVAL, FILE one of {', '.join(FILES)}")
+    file, pair, _ = FILES[name]
+    return Case(name, file, pair, parse_interval(interval))
+
+
+def candles_of(case: Case) -> CandleColumns:
+    file, _, base = FILES[case.name]
+    rows = load_candle_file(DATA / file)
+    if case.interval != base:
+        rows = aggregate(rows, parse_interval(base), case.interval)
+    return as_columns(rows, case.pair, case.interval)
+
+
+def run_case(case: Case, agent: AgentConfig, folds: int) -> dict[str, Any]:
+    """The walk-forward of one case, with per-fold figures of every policy and buy-and-hold."""
+    began = time.monotonic()
+    candles = candles_of(case)
+    engine = FeatureEngine(V2, candles.take(np.arange(V2.warmup_bars)))
+    rows = candles.take(np.arange(V2.warmup_bars, len(candles)))
+    features = engine.run(rows)
+    step = interval_ms(case.interval)
+    funding = base_rate_schedule(int(rows.open_time_ms[0]) + 1, int(rows.open_time_ms[-1]) + step + 1)
+    settings = backtest_settings(preset_contract(case.pair), agent_world(agent), risk_limits(load_settings()), funding)
+    layout = walk_forward_folds(len(rows), FoldSpec(folds))
+    makers: list[PolicyMaker] = [
+        FoldTrainer(AGENT, agent, V2, settings, {"agent": agent.name, "version": "results"}),
+        *(FixedPolicy(baseline(name, V2)) for name in BASELINES),
+    ]
+    evaluation = evaluate_folds(rows, features, layout, makers, settings)
+    market = market_change(evaluation, rows, settings)
+    return {
+        "case": case,
+        "rows": len(rows),
+        "from_ms": int(rows.open_time_ms[0]),
+        "to_ms": int(rows.open_time_ms[-1]),
+        "folds": fold_rows(evaluation, market.books, market.segments, step),
+        "seconds": time.monotonic() - began,
+    }
+
+
+def fold_rows(evaluation: Evaluation, books: Any, segments: Any, step: int) -> list[dict[str, Any]]:
+    out = []
+    for outcome, book, segment in zip(evaluation.evaluated, books, segments, strict=True):
+        agent = outcome.results[AGENT].metrics
+        fit = outcome.training[AGENT][IN_SAMPLE]["metrics"]
+        held = float(book.equity[-1]) - float(segment.initial_equity)
+
+        out.append(
+            {
+                "fold": outcome.fold.index,
+                "days": outcome.fold.test_bars * step / MS_PER_DAY,
+                "train_rows": outcome.fold.train_bars,
+                "agent": agent.net_pnl,
+                "trades": agent.trade_count,
+                "turnover": agent.turnover,
+                "drawdown": agent.max_drawdown,
+                "fees": agent.fees,
+                BUY_AND_HOLD: held,
+                "buy_and_hold_drawdown": max_drawdown(book.equity),
+                **{name: outcome.results[name].metrics.net_pnl for name in BASELINES},
+                IN_SAMPLE: fit["net_pnl"],
+                "in_sample_return": fit["return"],
+            }
+        )
+    return out
+
+
+def money(value: float) -> str:
+    return f"{value:+,.0f}"
+
+
+def section(results: list[dict[str, Any]], agent: AgentConfig, iterations: int, total: float, folds: int) -> str:
+    h = agent.hyperparameters
+    lines = [
+        START,
+        "",
+        f"Measured {datetime.now(UTC):%Y-%m-%d} at `{code_version()}` with "
+        f"`uv run python -m benchmarks.results --write` on {platform.machine()} ({platform.python_version()}), "
+        f"{total / 60:,.1f} minutes in all. The agent: `{agent.name}` from config/agents/example.toml, "
+        f"{iterations} iterations of {h.train_batch_size:,} env steps ({iterations * h.train_batch_size:,} "
+        f"steps per fold{'' if iterations == h.iterations else ', fewer than the shipped ' + str(h.iterations)}), "
+        f"trained from scratch on each of {folds} walk-forward folds; every figure below the in-sample column is "
+        "out of sample, in USDT of a 10,000 starting equity, after fees, slippage and funding.",
+        "",
+    ]
+    for result in results:
+        case, rows = result["case"], result["folds"]
+        lines += [
+            f"### {case.label} ({result['rows']:,} rows, {iso_minute(result['from_ms'])} to "
+            f"{iso_minute(result['to_ms'])}; {result['seconds'] / 60:,.1f} min)",
+            "",
+            "| fold | days | agent | trades | turnover | drawdown | flat | buy & hold | B&H drawdown | momentum "
+            "| ema_cross | in-sample fit |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for row in rows:
+            lines.append(
+                f"| {row['fold']} | {row['days']:.1f} | {money(row['agent'])} | {row['trades']} | "
+                f"{row['turnover']:.1f}x | {row['drawdown']:.1%} | 0 | {money(row[BUY_AND_HOLD])} | "
+                f"{row['buy_and_hold_drawdown']:.1%} | {money(row['momentum'])} | {money(row['ema_cross'])} | "
+                f"{money(row[IN_SAMPLE])} ({row['in_sample_return']:+.1%}) |"
+            )
+        days = sum(row["days"] for row in rows)
+        net = sum(row["agent"] for row in rows)
+        monthly = net / 10_000 / (days / DAYS_PER_MONTH)  # the folds follow each other, 10,000 each
+        over_flat = sum(1 for row in rows if row["agent"] > 0)
+        over_market = sum(1 for row in rows if row["agent"] > row[BUY_AND_HOLD])
+        within = sum(1 for row in rows if row["drawdown"] <= row["buy_and_hold_drawdown"])
+        fits = sum(1 for row in rows if row[IN_SAMPLE] > 0)
+        lines += [
+            "",
+            f"Out of sample: {money(net)} over {days:.0f} days, {monthly:+.2%} of equity a month (each fold "
+            f"trades its own 10,000); above flat in {over_flat} of {len(rows)} folds, above buy-and-hold in "
+            f"{over_market}, drawdown within buy-and-hold's in {within}. In sample, profitable after costs in "
+            f"{fits} of {len(rows)} folds.",
+            "",
+        ]
+    lines.append(END)
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--write", action="store_true")
+    parser.add_argument("--cases", type=lambda text: [parse_case(part) for part in text.split(",")], default=None)
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--iterations", type=int, default=None)
+    args = parser.parse_args()
+    if not DATA.is_dir():
+        raise SystemExit(f"the development candles are not at {DATA}: the results page needs them")
+    agent = load_agent_config(EXAMPLE)
+    if args.iterations is not None:
+        agent = agent.with_choices({"hyperparameters.iterations": args.iterations})
+    cases = args.cases or [parse_case(text) for text in DEFAULT_CASES]
+    began = time.monotonic()
+    results = []
+    for case in cases:
+        result = run_case(case, agent, args.folds)
+        results.append(result)
+        print(f"{case.label}: {sum(row['agent'] for row in result['folds']):+,.0f} USDT out of sample "
+              f"({result['seconds'] / 60:.1f} min)", flush=True)  # fmt: skip
+    text = section(results, agent, agent.hyperparameters.iterations, time.monotonic() - began, args.folds)
+    print(text)
+    if args.write:
+        write_section(START, END, text, heading="Results", doc=EVALUATION_DOC)
+
+
+if __name__ == "__main__":
+    main()
