@@ -7,15 +7,17 @@ Nested, so nothing it chooses has seen the span it will be judged on: `tradingd 
 rows before its holdout, and a walk-forward evaluation of a version trained so searches again inside each
 outer fold's training rows, never touching that fold's test span.
 
-The score of a trial is the mean net PnL (USDT, after fees, slippage and funding) of its artifacts over the
-inner test spans; ties go to the earlier trial. The sampling is seeded from the first seed, so the same
-configuration, data and code choose the same configuration, and train the same artifact.
+The configurations are distinct, drawn without replacement from the space (all of it when it is no
+larger than `trials`) by a generator seeded with the first seed, and each is run with every seed. The
+score of a trial is the mean net PnL (USDT, after fees, slippage and funding) of its artifacts over the
+inner test spans; ties go to the first trial in the choices' order. So the same configuration, data and
+code choose the same configuration, and train the same artifact.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,6 +99,23 @@ def inner_score(
     return {"score": float(np.mean([fold["net_pnl"] for fold in figures])), "folds": figures}
 
 
+def sample_configurations(space: Mapping[str, Sequence[Any]], trials: int, seed: int) -> list[dict[str, Any]]:
+    """`trials` distinct configurations of `space`, drawn without replacement by a generator seeded with
+    `seed` (all of them, in order, when the space holds no more than that)."""
+    keys = sorted(space)
+    sizes = [len(space[key]) for key in keys]
+    total = int(np.prod(sizes)) if keys else 1
+    picks = range(total) if total <= trials else np.random.default_rng(seed).choice(total, trials, replace=False)
+    chosen = []
+    for pick in sorted(int(p) for p in picks):
+        choices, rest = {}, pick
+        for key, size in zip(keys, sizes, strict=True):
+            rest, index = divmod(rest, size)
+            choices[key] = space[key][index]
+        chosen.append(choices)
+    return chosen
+
+
 def search(
     agent: AgentConfig,
     spec: FeatureSetSpec,
@@ -109,7 +128,6 @@ def search(
     CPU at a time; `settings_of` gives the world a trial's configuration backtests in (its slippage and
     minimum holding are its own); `on_trial` is told of each finished trial."""
     from ray import tune
-    from ray.tune.search import BasicVariantGenerator
 
     from learning.training import ensure_ray
 
@@ -118,12 +136,12 @@ def search(
         raise SearchError(f"agent {agent.name} has no [search] section: add one to tune it")
     started = time.monotonic()
     ensure_ray()
-    space: dict[str, Any] = {key: tune.choice(list(values)) for key, values in sorted(plan.space.items())}
-    space[SEED_KEY] = tune.grid_search(list(plan.seeds))
+    runs = [{**choices, SEED_KEY: seed} for choices in sample_configurations(plan.space, plan.trials, plan.seeds[0])
+            for seed in plan.seeds]  # fmt: skip
 
     def trial(config: dict[str, Any], data: tuple[CandleColumns, npt.NDArray[np.float64]]) -> None:
         rows, matrix = data
-        chosen = agent.with_choices(dict(config))
+        chosen = agent.with_choices(dict(config["run"]))
         tune.report(inner_score(chosen, spec, rows, matrix, settings_of(chosen), plan.inner_folds))
 
     class Progress(tune.Callback):
@@ -131,18 +149,12 @@ def search(
             self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any
         ) -> None:
             if on_trial is not None:
-                on_trial({"config": dict(trial.config), "score": result.get("score")})
+                on_trial({"config": dict(trial.config["run"]), "score": result.get("score")})
 
     tuner = tune.Tuner(
         tune.with_resources(tune.with_parameters(trial, data=(candles, features)), {"cpu": 1}),
-        param_space=space,
-        tune_config=tune.TuneConfig(
-            metric="score",
-            mode="max",
-            num_samples=plan.trials,
-            search_alg=BasicVariantGenerator(random_state=plan.seeds[0]),
-            reuse_actors=False,
-        ),
+        param_space={"run": tune.grid_search(runs)},
+        tune_config=tune.TuneConfig(metric="score", mode="max", num_samples=1, reuse_actors=False),
         run_config=tune.RunConfig(verbose=0, callbacks=[Progress()], log_to_file=False),
     )
     grid = tuner.fit()
@@ -152,7 +164,7 @@ def search(
         if outcome.error is not None or outcome.config is None or outcome.metrics is None:
             raise SearchError(f"search trial {index} failed: {outcome.error}")
         figures = outcome.metrics
-        trials.append({"choices": dict(outcome.config), "score": figures["score"], "folds": figures["folds"]})
+        trials.append({"choices": dict(outcome.config["run"]), "score": figures["score"], "folds": figures["folds"]})
     # The order Tune finishes trials in depends on timing; the choice must not.
     trials.sort(key=lambda entry: sorted(entry["choices"].items()))
     best = max(trials, key=lambda entry: entry["score"])
