@@ -130,7 +130,7 @@ def check_gates(
 
 def _holdout_gate(gates: PromotionGates, holdout: Mapping[str, Any] | None) -> GateResult:
     """The artifact itself, out of sample: no worse than `min_net_pnl` and within `max_drawdown`."""
-    threshold = f">= {gates.min_net_pnl}, drawdown <= {gates.max_drawdown}"
+    threshold = f">= {gates.min_net_pnl}, drawdown <= {gates.max_drawdown:.1%}"
     if not isinstance(holdout, Mapping) or not isinstance(holdout.get("metrics"), Mapping):
         detail = "the version's artifact was not scored on a holdout span (trained with holdout_share = 0, or before)"
         return GateResult(HOLDOUT, None, threshold, False, detail)
@@ -139,7 +139,12 @@ def _holdout_gate(gates: PromotionGates, holdout: Mapping[str, Any] | None) -> G
     held = holdout.get(BUY_AND_HOLD)
     market = _number(held.get("net_pnl")) if isinstance(held, Mapping) else None
     passed = net is not None and drawdown is not None and net >= gates.min_net_pnl and drawdown <= gates.max_drawdown
-    detail = f"the last {holdout.get('rows')} rows, untouched by training; drawdown {drawdown}; buy-and-hold {market}"
+    shown_drawdown = "-" if drawdown is None else f"{drawdown:.1%}"
+    shown_market = "-" if market is None else f"{market:,.2f} USDT"
+    detail = (
+        f"the last {holdout.get('rows')} rows, untouched by training; drawdown {shown_drawdown}; "
+        f"buy-and-hold {shown_market}"
+    )
     return GateResult(HOLDOUT, net, threshold, passed, detail)
 
 

@@ -172,7 +172,8 @@ def test_an_evaluation_without_per_fold_buy_and_hold_cannot_pass() -> None:
 def test_the_artifact_s_own_holdout_score_is_a_gate() -> None:
     results = check(GATES, figures(), None)
     gate = next(result for result in results if result.name == "holdout")
-    assert (gate.value, gate.threshold, gate.passed) == (150.0, ">= 100.0, drawdown <= 0.1", True)
+    assert (gate.value, gate.threshold, gate.passed) == (150.0, ">= 100.0, drawdown <= 10.0%", True)
+    assert gate.detail.endswith("drawdown 4.0%; buy-and-hold 90.00 USDT")
     assert "the last 1200 rows, untouched by training" in gate.detail
     losing = HOLDOUT | {"metrics": {"net_pnl": 40.0, "max_drawdown": 0.04}}
     assert failing(check(GATES, figures(), None, losing)) == ["holdout"]
