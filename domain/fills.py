@@ -102,6 +102,12 @@ def market_fill(side: Side, quantity: Decimal, last_price: Decimal, rules: FillR
     return Fill(side, quantity, price, fee(quantity, price, rules.taker_fee), "taker")
 
 
+def exit_fill(quantity: Decimal, last_price: Decimal, rules: FillRules) -> Fill:
+    """The market order that closes a signed position of `quantity` at `last_price`: what an open position
+    at the end of an episode or a backtest is worth leaving by."""
+    return market_fill("SELL" if quantity > 0 else "BUY", abs(quantity), last_price, rules)
+
+
 def limit_fill(side: Side, quantity: Decimal, price: Decimal, rules: FillRules) -> Fill:
     """A resting limit order the market crossed: its own price, the maker fee."""
     return Fill(side, quantity, price, fee(quantity, price, rules.maker_fee), "maker")

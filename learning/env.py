@@ -24,7 +24,7 @@ funding time falls within, by the position held through it (`domain.funding`), a
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
@@ -40,9 +40,9 @@ from trading.kernel import Book, PairKernel, Sizing, fill_candle, observation, p
 from trading.limits import RiskLimits
 
 ENV_RUN = "training"
+"""The run id the environment's client order ids are named with."""
 RUIN = 1e-6
 """The share of the initial equity below which `log_equity` counts equity as gone (log of 0 is -inf)."""
-"""The run id the environment's client order ids are named with."""
 
 Floats = npt.NDArray[np.float64]
 
@@ -139,17 +139,7 @@ class TradingEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
         decision = self.kernel.decide(target, self.book, self._closes[t], t, t)
         price = self._opens[t + 1]  # the orders fill at the next candle's open, as paper fills them
         orders = [(intent.signed_quantity, price) for intent in decision.orders]
-        book = self.book
-        sent = Book(
-            book.quantity,
-            book.entry_price,
-            book.realised,
-            book.fees,
-            book.bars_held,
-            decision.signed_quantity,
-            book.funding,
-        )
-        self.book, fills = fill_candle(sent, orders, self.rules)
+        self.book, fills = fill_candle(replace(self.book, pending=decision.signed_quantity), orders, self.rules)
         if self._funding is not None:  # the position held through the candle pays at its close
             self.book = pay_funding(self.book, self._closes[t + 1], self._funding[t + 1])
         traded = sum((fill.quantity * fill.price for fill in fills), Decimal(0))

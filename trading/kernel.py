@@ -30,13 +30,13 @@ from the same position and equity the rule sizes with.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 import numpy as np
 import numpy.typing as npt
 
-from domain.fills import Fill, FillRules, Position, below_minimum, market_fill, truncate_quantity
+from domain.fills import Fill, FillRules, Position, below_minimum, exit_fill, market_fill, truncate_quantity
 from domain.funding import funding_payment
 from domain.messages import ExitReason, OrderIntent, RiskOutcome
 from domain.orders import client_order_id
@@ -66,8 +66,8 @@ class Sizing:
         fee): what the end of an episode or a backtest is worth, rather than a free exit at the mark."""
         if not book.quantity:
             return self.equity(book, mark)
-        exit_fill = market_fill("SELL" if book.quantity > 0 else "BUY", abs(book.quantity), mark, rules)
-        return self.equity(book, exit_fill.price) - exit_fill.fee
+        closing = exit_fill(book.quantity, mark, rules)
+        return self.equity(book, closing.price) - closing.fee
 
     def max_notional(self, equity: Decimal) -> Decimal:
         return (equity if equity > 0 else ZERO) * self.max_exposure
@@ -138,19 +138,15 @@ def fill_candle(book: Book, orders: Iterable[tuple[Decimal, Decimal]], rules: Fi
         bars = bars_after_fill(before, position.quantity, bars)
         pending -= quantity
     bars = bars_after_candle(position.quantity, bars)
-    book = Book(position.quantity, position.entry_price, position.realised, position.fees, bars, pending, book.funding)
-    return book, fills
+    after = Book(position.quantity, position.entry_price, position.realised, position.fees, bars, pending, book.funding)
+    return after, fills
 
 
 def pay_funding(book: Book, close: Decimal, rate: float) -> Book:
     """`book` once the position held through a candle paid its funding at the candle's close (`rate`: the
     candle's, 0 when no funding time falls within it)."""
     payment = funding_payment(book.quantity, close, rate)
-    if not payment:
-        return book
-    return Book(
-        book.quantity, book.entry_price, book.realised, book.fees, book.bars_held, book.pending, book.funding + payment
-    )
+    return replace(book, funding=book.funding + payment) if payment else book
 
 
 def observation(book: Book, mark: Decimal, sizing: Sizing, equity: Decimal | None = None) -> npt.NDArray[np.float64]:

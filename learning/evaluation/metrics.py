@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from domain.fills import Fill, FillRules, Position, market_fill, rebalance_quantity
+from domain.fills import Fill, FillRules, Position, exit_fill, market_fill, rebalance_quantity
 from domain.funding import funding_payment
 
 Floats = npt.NDArray[np.float64]
@@ -174,10 +174,8 @@ def replay(segment: Segment) -> SegmentBook:
     exit_fee = Decimal(0)
     if position.quantity != 0 and segment.exit_rules is not None:
         # The exit a market order at the last close would make: its slipped price and its fee.
-        exit_fill = market_fill(
-            "SELL" if position.quantity > 0 else "BUY", abs(position.quantity), last, segment.exit_rules
-        )
-        last, exit_fee = exit_fill.price, exit_fill.fee
+        closing = exit_fill(position.quantity, last, segment.exit_rules)
+        last, exit_fee = closing.price, closing.fee
         equity[-1] = float(balance + position.unrealised(last) - exit_fee)
     if open_trade is not None and position.quantity != 0:
         # Realised so far on reductions, plus what is left marked at the last close.
