@@ -179,6 +179,13 @@ async def choose_policy(settings: Settings, database: Database, policy: str) -> 
     agent = next((a for a in await agents.agents() if a.id == version.agent_id), None)
     if agent is None or version.feature_set is None:
         raise RunSetupError(f"agent version {version_id} has no agent configuration or feature set")
+    entries = agent.sections.get("environment", {}).get("entries", ["market"])
+    if "limit" in entries:
+        raise RunSetupError(
+            f"agent version {version_id} enters with post-only limit orders (environment.entries = {list(entries)}): "
+            "paper and live runs do not execute limit entries yet; evaluate it with `tradingd evaluate`, or train "
+            'a version with environment.entries = ["market"] to run it'
+        )
     hold = agent.sections.get("environment", {}).get("min_hold_bars", 0)
     searched = version.training_metrics.get("search")
     if isinstance(searched, dict):  # a tuned version trades the minimum holding its search chose

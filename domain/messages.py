@@ -84,8 +84,9 @@ class PolicyDecision:
 
 @dataclass(frozen=True, slots=True)
 class OrderIntent:
-    """One market order the risk guard allowed. A decision yields at most two: the part that reduces
-    or closes the position (leg 0, reduce-only) and the part that opens the other side (leg 1)."""
+    """One order the risk guard allowed. A decision yields at most two: the part that reduces or closes
+    the position (leg 0, reduce-only, a market order) and the part that opens the other side or grows the
+    position (leg 1: a market order, or a post-only limit at the touch when the policy asked for one)."""
 
     client_order_id: str
     side: Side
@@ -93,6 +94,8 @@ class OrderIntent:
     reduce_only: bool
     reason: ExitReason
     leg: int
+    limit_price: Decimal | None = None
+    """A post-only LIMIT entry's price (`domain.limit_orders`); None: a market order."""
 
     @property
     def signed_quantity(self) -> Decimal:

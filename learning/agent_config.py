@@ -8,12 +8,14 @@ Validated once, strictly (unknown keys refused by name), when created from a TOM
 from __future__ import annotations
 
 import tomllib
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from config.messages import describe_errors
+from domain.limit_orders import EntryKind, LimitRules, Trigger
 from features.definitions import feature_set
 from storage.agents import StoredAgent
 
@@ -62,6 +64,22 @@ class Hyperparameters(_Model):
         return self
 
 
+class LimitEntries(_Model):
+    """How a post-only LIMIT entry at the touch fills (`domain.limit_orders`), when `entries` offers it."""
+
+    trigger: Trigger = "touch"
+    """`touch`: a BUY fills once the low reaches its price; `cross`: once the low trades below it."""
+    expiry_bars: int = Field(default=1, ge=1, le=10_000)
+    """Candles an entry rests before what is left is cancelled (the one it was placed in counts)."""
+    volume_share: float | None = Field(default=0.25, gt=0, le=1)
+    """At most this share of a candle's volume fills per candle (the simulator's default); none: all."""
+
+    @property
+    def rules(self) -> LimitRules:
+        share = None if self.volume_share is None else Decimal(repr(self.volume_share))
+        return LimitRules(self.trigger, self.expiry_bars, share)
+
+
 class Environment(_Model):
     """The training world. Fills, fees and slippage follow `domain.fills`, as paper execution does."""
 
@@ -80,6 +98,10 @@ class Environment(_Model):
     min_hold_bars: int = Field(default=0, ge=0, le=100_000)
     """The decision rule's hysteresis: an open position is held at least this many candles before the
     policy may move it (stop-loss and take-profit exits excepted), in training, backtests and runs alike."""
+    entries: Annotated[tuple[EntryKind, ...], Field(strict=False, min_length=1, max_length=2)] = ("market",)
+    """How the agent may enter: `market` (a taker order at the next open), `limit` (a post-only maker
+    order at the touch, `limit`'s fill model). Both: the agent chooses, each target once per entry kind."""
+    limit: LimitEntries = LimitEntries()
 
     @model_validator(mode="after")
     def _sizes(self) -> Environment:
@@ -87,7 +109,19 @@ class Environment(_Model):
             self.position_sizes
         ):
             raise ValueError("position_sizes must be distinct fractions in (0, 1]")
+        if len(set(self.entries)) != len(self.entries):
+            raise ValueError("entries must be distinct")
         return self
+
+    @property
+    def actions(self) -> tuple[tuple[float, EntryKind], ...]:
+        """(target, entry kind) per action: every target with the first entry kind, then with the next."""
+        return tuple((target, entry) for entry in self.entries for target in self.targets)
+
+    @property
+    def limit_rules(self) -> LimitRules | None:
+        """The limit fill model, when the agent may enter with limits."""
+        return self.limit.rules if "limit" in self.entries else None
 
     @property
     def targets(self) -> tuple[float, ...]:

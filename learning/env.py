@@ -32,13 +32,16 @@ import gymnasium as gym
 import numpy as np
 import numpy.typing as npt
 
-from domain.fills import FillRules, Position
+from domain.fills import Fill, FillRules, Position
+from domain.limit_orders import EntryKind
 from features.normalization import SCALE_CLIP, NormalizationStats
 from features.spec import STATE_FEATURES
 from learning.agent_config import Environment, Reward
 from trading.kernel import Book, PairKernel, Sizing, fill_candle, observation, pay_funding, unlimited
 from trading.limits import RiskLimits
+from trading.resting import RestingEntry, step_candle
 
+ZERO = Decimal(0)
 ENV_RUN = "training"
 """The run id the environment's client order ids are named with."""
 RUIN = 1e-6
@@ -57,12 +60,19 @@ class MarketData:
     stats: NormalizationStats
     funding: Floats | None = None
     """The funding rate charged at each candle's close (`FundingSchedule.per_bar`); None: no funding."""
+    high: Floats | None = None
+    low: Floats | None = None
+    volume: Floats | None = None
+    """Each candle's range and volume: what a resting limit entry fills by (needed only for limits)."""
 
     def __post_init__(self) -> None:
         if not len(self.open) == len(self.close) == len(self.features):
             raise ValueError("open, close and features must have one row per candle")
         if self.funding is not None and len(self.funding) != len(self.close):
             raise ValueError("one funding rate per candle")
+        ranges = (self.high, self.low, self.volume)
+        if any(column is not None and len(column) != len(self.close) for column in ranges):
+            raise ValueError("high, low and volume must have one row per candle")
         if self.features.shape[1] != len(self.stats.names):
             raise ValueError("the normalisation statistics must cover every feature column")
 
@@ -80,6 +90,10 @@ class TradingEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
     _t: int
     _steps_left: int
     _mark: Decimal
+    _resting: RestingEntry | None
+    """The limit entry resting on the book, if one is."""
+    _limit_ended: str | None
+    """How a limit entry ended in the last step (filled, rejected, expired, cancelled by an exit), if one did."""
 
     def __init__(self, config: dict[str, Any]) -> None:
         """`config`: `market` (MarketData), `rules` (FillRules), `environment` (Environment), `reward`
@@ -95,11 +109,19 @@ class TradingEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
         self.sizing = Sizing(
             Decimal(repr(float(self.settings.initial_equity))), Decimal(repr(float(self.settings.max_exposure)))
         )
-        self._opens = [Decimal(repr(price)) for price in self.market.open.tolist()]
-        self._closes = [Decimal(repr(price)) for price in self.market.close.tolist()]
+        self._opens = _decimals(self.market.open)
+        self._closes = _decimals(self.market.close)
         funding = self.market.funding
         self._funding: list[float] | None = None if funding is None or not funding.any() else funding.tolist()
         self.targets: tuple[float, ...] = self.settings.targets
+        self.actions: tuple[tuple[float, EntryKind], ...] = self.settings.actions
+        self.limit_rules = self.settings.limit_rules
+        self._ranges: tuple[list[Decimal], list[Decimal], list[Decimal]] | None = None
+        if self.limit_rules is not None:
+            high, low, volume = self.market.high, self.market.low, self.market.volume
+            if high is None or low is None or volume is None:
+                raise ValueError("limit entries need each candle's high, low and volume in the market data")
+            self._ranges = (_decimals(high), _decimals(low), _decimals(volume))
         self._bust = self.sizing.initial_equity * Decimal(repr(float(self.settings.bust_equity_fraction)))
         self.scaled = self.market.stats.scale(self.market.features).astype(np.float32)
         if len(self.market.close) < 2:
@@ -109,7 +131,7 @@ class TradingEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
         high = np.full(width, np.float32(SCALE_CLIP))
         high[-len(STATE_FEATURES) :] = (1.0, 2.0, 100.0, 1e6)
         self.observation_space = gym.spaces.Box(-high, high, dtype=np.float32)
-        self.action_space = gym.spaces.Discrete(len(self.targets))
+        self.action_space = gym.spaces.Discrete(len(self.actions))
         self._reset_state(0, 1)
 
     def reset(
@@ -132,14 +154,28 @@ class TradingEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
 
     def step(self, action: np.int64 | int) -> tuple[npt.NDArray[np.float32], float, bool, bool, dict[str, Any]]:
         if not self.action_space.contains(np.int64(action)):
-            raise ValueError(f"action {action!r} is not one of 0..{len(self.targets) - 1}")
-        target = self.targets[int(action)]
+            raise ValueError(f"action {action!r} is not one of 0..{len(self.actions) - 1}")
+        target, entry = self.actions[int(action)]
         t = self._t
         before = self._equity
-        decision = self.kernel.decide(target, self.book, self._closes[t], t, t)
+        decision = self.kernel.decide(target, self.book, self._closes[t], t, t, entry=entry)
+        self._limit_ended = None
+        if decision.cancels_resting:
+            self._resting = None
+            self._limit_ended = "cancelled"
         price = self._opens[t + 1]  # the orders fill at the next candle's open, as paper fills them
-        orders = [(intent.signed_quantity, price) for intent in decision.orders]
-        self.book, fills = fill_candle(replace(self.book, pending=decision.signed_quantity), orders, self.rules)
+        orders = []
+        for intent in decision.orders:
+            if intent.limit_price is None:
+                orders.append((intent.signed_quantity, price))
+            else:
+                assert self.limit_rules is not None
+                self._resting = RestingEntry.of(intent, self.limit_rules)
+        limit_fills = self._step_resting(t + 1)
+        self.book, fills = fill_candle(
+            replace(self.book, pending=decision.signed_quantity), orders, self.rules, limit_fills
+        )
+        self.book = replace(self.book, resting=ZERO if self._resting is None else self._resting.signed)
         if self._funding is not None:  # the position held through the candle pays at its close
             self.book = pay_funding(self.book, self._closes[t + 1], self._funding[t + 1])
         traded = sum((fill.quantity * fill.price for fill in fills), Decimal(0))
@@ -168,13 +204,29 @@ class TradingEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
         info["orders"] = decision.orders
         info["fills"] = tuple(fills)
         info["risk"] = decision.outcome
+        info["limit_ended"] = self._limit_ended
         return self._observation(), float(reward), terminated, truncated, info
 
-    def action_for(self, target: float | None) -> int:
-        """The action that asks for `target`; HOLD (None) is the held target's, which trades nothing, as the
-        kernel treats HOLD."""
+    def action_for(self, target: float | None, entry: EntryKind = "market") -> int:
+        """The action that asks for `target` with `entry`; HOLD (None) is the held target's, which trades
+        nothing, as the kernel treats HOLD."""
         chosen = self.kernel.held_target if target is None else target
-        return self.targets.index(0.0 if chosen is None else chosen)
+        return self.actions.index((0.0 if chosen is None else chosen, entry))
+
+    def _step_resting(self, t: int) -> tuple[Fill, ...]:
+        """The resting limit entry through candle `t`: its fill, if any; a rejected or expired one tells the
+        kernel the position is not the held target's."""
+        if self._resting is None:
+            return ()
+        assert self._ranges is not None
+        assert self.limit_rules is not None
+        high, low, volume = self._ranges
+        step = step_candle(self._resting, self._opens[t], low[t], high[t], volume[t], self.rules, self.limit_rules)
+        self._resting = step.resting
+        self._limit_ended = step.ended or self._limit_ended
+        if step.ended in ("rejected", "expired"):
+            self.kernel.expired()
+        return () if step.fill is None else (step.fill,)
 
     @property
     def position(self) -> Position:
@@ -184,6 +236,7 @@ class TradingEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
 
     def _reset_state(self, start: int, steps: int) -> None:
         self.book = Book()
+        self._resting = None
         self.kernel = PairKernel(
             self.pair,
             ENV_RUN,
@@ -217,6 +270,11 @@ class TradingEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
             "fees": float(book.fees),
             "funding": float(book.funding),
             "realised": float(book.realised),
+            "resting": float(book.resting),
             "orders": (),
             "fills": (),
         }
+
+
+def _decimals(column: Floats) -> list[Decimal]:
+    return [Decimal(repr(value)) for value in column.tolist()]

@@ -297,7 +297,7 @@ def policy_artifact(
         market_features=spec.market_features,
         state_features=spec.state_features,
         normalization=stats,
-        targets=agent.environment.targets,
+        targets=tuple(target for target, _ in agent.environment.actions),
         decision_threshold=agent.decision_threshold,
         provenance={
             **provenance,
@@ -307,6 +307,7 @@ def policy_artifact(
             "reward": agent.reward.model_dump(mode="json"),
             "code_version": code_version(),
         },
+        entries=tuple(entry for _, entry in agent.environment.actions) if agent.environment.limit_rules else (),
     )
 
 

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from domain.limit_orders import ENTRY_KINDS, EntryKind
 from features.normalization import NormalizationStats
 from features.spec import FeatureSetSpec
 
@@ -56,6 +57,9 @@ class PolicyArtifact:
     decision_threshold: float
     provenance: Mapping[str, Any]
     """Agent, version, dataset, algorithm, training metrics and code version: recorded, not interpreted."""
+    entries: tuple[EntryKind, ...] = ()
+    """How each action enters (`market` or `limit`, one per target); empty: every action at market (an
+    agent without limit entries, whose artifact does not record them)."""
 
     def __post_init__(self) -> None:
         if not self.layers:
@@ -73,6 +77,8 @@ class PolicyArtifact:
             raise ArtifactError(
                 f"the network has {self.layers[-1].weight.shape[1]} outputs for {len(self.targets)} actions"
             )
+        if self.entries and (len(self.entries) != len(self.targets) or not set(self.entries) <= set(ENTRY_KINDS)):
+            raise ArtifactError(f"the artifact's entries {list(self.entries)} do not name one kind per action")
         if self.normalization.names != self.market_features:
             raise ArtifactError("the normalisation statistics do not cover the market features in order")
 
@@ -88,7 +94,12 @@ class PolicyArtifact:
             "targets": list(self.targets),
             "decision_threshold": self.decision_threshold,
             "provenance": dict(self.provenance),
+            **({"entries": list(self.entries)} if self.entries else {}),
         }
+
+    def entry(self, action: int) -> EntryKind:
+        """How `action` enters a position."""
+        return self.entries[action] if self.entries else "market"
 
     def to_bytes(self) -> bytes:
         buffer = io.BytesIO()
@@ -151,6 +162,7 @@ def _decode(content: bytes) -> PolicyArtifact:
         targets=tuple(float(t) for t in meta["targets"]),
         decision_threshold=float(meta["decision_threshold"]),
         provenance=meta["provenance"],
+        entries=tuple(meta.get("entries", ())),
     )
 
 

@@ -14,6 +14,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from domain.limit_orders import EntryKind
 from features.spec import FeatureSetSpec
 from policies.artifact import PolicyArtifact
 from policies.network import NumpyNetwork, greedy
@@ -32,6 +33,8 @@ class Decision:
     action: int | None = None
     """The policy's action index (an artifact's), when it has one."""
     hold_reason: str | None = None
+    entry: EntryKind = "market"
+    """How a position this decision opens or grows is entered (`domain.limit_orders`)."""
 
     @property
     def hold(self) -> bool:
@@ -76,7 +79,7 @@ class ArtifactPolicy:
         action, confidence = greedy(self._network.logits(inputs))
         if confidence < self.threshold:
             return Decision(None, confidence, action, BELOW_THRESHOLD)
-        return Decision(self.artifact.targets[action], confidence, action)
+        return Decision(self.artifact.targets[action], confidence, action, entry=self.artifact.entry(action))
 
     def actions(self, observations: npt.NDArray[np.float32]) -> npt.NDArray[np.int64]:
         """Greedy actions for a batch of environment observations (already scaled)."""

@@ -36,8 +36,9 @@ from decimal import Decimal
 import numpy as np
 import numpy.typing as npt
 
-from domain.fills import Fill, FillRules, Position, below_minimum, exit_fill, market_fill, truncate_quantity
+from domain.fills import Fill, FillRules, Position, Side, below_minimum, exit_fill, market_fill, truncate_quantity
 from domain.funding import funding_payment
+from domain.limit_orders import EntryKind, touch_price
 from domain.messages import ExitReason, OrderIntent, RiskOutcome
 from domain.orders import client_order_id
 from domain.trading_state import TradingState
@@ -89,11 +90,28 @@ class Book:
     """Signed quantity of orders sent that have not filled yet (a venue that fills later than paper)."""
     funding: Decimal = ZERO
     """Funding paid (negative: received), `domain.funding`: charged in training and backtests."""
+    resting: Decimal = ZERO
+    """Signed quantity still to fill of a resting limit entry (`domain.limit_orders`): while it rests the
+    pair's decisions wait, exits excepted (they cancel it)."""
 
     @classmethod
-    def of(cls, position: Position, bars_held: int, pending: Decimal = ZERO, funding: Decimal = ZERO) -> Book:
+    def of(
+        cls,
+        position: Position,
+        bars_held: int,
+        pending: Decimal = ZERO,
+        funding: Decimal = ZERO,
+        resting: Decimal = ZERO,
+    ) -> Book:
         return cls(
-            position.quantity, position.entry_price, position.realised, position.fees, bars_held, pending, funding
+            position.quantity,
+            position.entry_price,
+            position.realised,
+            position.fees,
+            bars_held,
+            pending,
+            funding,
+            resting,
         )
 
     @property
@@ -121,9 +139,15 @@ def project(book: Book, candles: Iterable[Iterable[tuple[Decimal, Decimal]]], ru
     return book
 
 
-def fill_candle(book: Book, orders: Iterable[tuple[Decimal, Decimal]], rules: FillRules) -> tuple[Book, list[Fill]]:
+def fill_candle(
+    book: Book,
+    orders: Iterable[tuple[Decimal, Decimal]],
+    rules: FillRules,
+    limit_fills: Iterable[Fill] = (),
+) -> tuple[Book, list[Fill]]:
     """`book` after one candle whose open fills `orders` ((signed quantity, price), in order) at market,
-    as paper fills them, and the fills; a filled order leaves `pending`."""
+    as paper fills them, then `limit_fills` (a resting limit entry's, `trading.resting`), and the fills;
+    a filled market order leaves `pending`."""
     position = Position(book.quantity, book.entry_price, book.realised, book.fees)
     bars = book.bars_held
     pending = book.pending
@@ -137,8 +161,22 @@ def fill_candle(book: Book, orders: Iterable[tuple[Decimal, Decimal]], rules: Fi
         fills.append(fill)
         bars = bars_after_fill(before, position.quantity, bars)
         pending -= quantity
+    for fill in limit_fills:
+        before = position.quantity
+        position.apply(fill)
+        fills.append(fill)
+        bars = bars_after_fill(before, position.quantity, bars)
     bars = bars_after_candle(position.quantity, bars)
-    after = Book(position.quantity, position.entry_price, position.realised, position.fees, bars, pending, book.funding)
+    after = Book(
+        position.quantity,
+        position.entry_price,
+        position.realised,
+        position.fees,
+        bars,
+        pending,
+        book.funding,
+        book.resting,
+    )
     return after, fills
 
 
@@ -187,6 +225,8 @@ class Proposal:
     interval_start_ms: int
     trades: bool
     """False for HOLD and for the held target: nothing was sized."""
+    cancels_resting: bool = False
+    """An exit while a limit entry rests: it is cancelled before the exit's orders are sent."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,10 +237,13 @@ class Decision:
     orders: tuple[OrderIntent, ...]
     outcome: RiskOutcome
     reason: ExitReason
+    cancels_resting: bool = False
+    """The resting limit entry is cancelled first (an exit is due)."""
 
     @property
     def signed_quantity(self) -> Decimal:
-        return sum((order.signed_quantity for order in self.orders), ZERO)
+        """What the decision's market orders add to the position (a limit entry rests: not counted)."""
+        return sum((order.signed_quantity for order in self.orders if order.limit_price is None), ZERO)
 
 
 ALLOWED = RiskOutcome(True)
@@ -231,9 +274,11 @@ class PairKernel:
         sequence: int,
         interval_start_ms: int,
         state: TradingState = "ACTIVE",
+        entry: EntryKind = "market",
     ) -> Proposal:
         """Steps 1-6 for a decision at `close` (the decision candle's, whose interval starts at
-        `interval_start_ms`; `sequence` numbers its client order ids)."""
+        `interval_start_ms`; `sequence` numbers its client order ids). `entry`: how the leg that opens or
+        grows the position is sent (a `limit` rests at the touch of `close`)."""
         reason = self._exit(book, close)
         equity = self.sizing.equity(book, close)
         if reason != "target":
@@ -258,17 +303,22 @@ class PairKernel:
             if not verdict.allowed:
                 outcome = RiskOutcome(False, verdict.reason, dict(verdict.details))
                 break
+            side: Side = "BUY" if signed > 0 else "SELL"
+            limit = entry == "limit" and not reduce_only and reason == "target"
             intent = OrderIntent(
                 client_order_id(self.run_id, self.pair, sequence * LEGS_PER_DECISION + leg),
-                "BUY" if signed > 0 else "SELL",
+                side,
                 abs(signed),
                 reduce_only,
                 reason,
                 leg,
+                touch_price(side, close, self.rules) if limit else None,
             )
             legs.append(Leg(intent, signed, after, after * close, check.reduces_only))
             position = after
-        return Proposal(target, quantity, reason, tuple(legs), outcome, interval_start_ms, True)
+        return Proposal(
+            target, quantity, reason, tuple(legs), outcome, interval_start_ms, True, cancels_resting=book.resting != 0
+        )
 
     def commit(self, proposal: Proposal, accepted: int | None = None, denial: RiskOutcome | None = None) -> Decision:
         """Step 7's end: the first `accepted` legs (all by default) are sent; `denial` is the account's
@@ -283,7 +333,13 @@ class PairKernel:
             outcome = proposal.pair_outcome
         if proposal.trades and outcome.allowed:
             self.held_target = proposal.target if proposal.reason == "target" else 0.0
-        return Decision(proposal.target_quantity, tuple(leg.intent for leg in legs), outcome, proposal.reason)
+        return Decision(
+            proposal.target_quantity,
+            tuple(leg.intent for leg in legs),
+            outcome,
+            proposal.reason,
+            proposal.cancels_resting,
+        )
 
     def decide(
         self,
@@ -293,6 +349,7 @@ class PairKernel:
         sequence: int,
         interval_start_ms: int,
         state: TradingState = "ACTIVE",
+        entry: EntryKind = "market",
     ) -> Decision:
         """The whole rule for a single pair whose account allows everything (training, backtests).
         When nothing trades (HOLD, or the held target again, with no exit due) it returns `HOLD` without
@@ -301,11 +358,17 @@ class PairKernel:
             book, close
         ) == "target":
             return HOLD
-        return self.commit(self.propose(target, book, close, sequence, interval_start_ms, state))
+        return self.commit(self.propose(target, book, close, sequence, interval_start_ms, state, entry))
+
+    def expired(self) -> None:
+        """A limit entry ended without filling in full (expired, or rejected as it would have taken): the
+        position is not the held target's, so the next decision sizes again whatever it asks."""
+        self.held_target = None
 
     def _holding(self, book: Book) -> bool:
-        """The position is open and younger than `min_hold_bars`: the policy may not move it yet."""
-        return book.quantity != 0 and book.bars_held < self.min_hold_bars
+        """The position is open and younger than `min_hold_bars`, or a limit entry rests: the policy may
+        not move it yet."""
+        return book.resting != 0 or (book.quantity != 0 and book.bars_held < self.min_hold_bars)
 
     def _exit(self, book: Book, close: Decimal) -> ExitReason:
         """Why the position must move at `close` whatever the policy says, or "target" (it need not)."""

@@ -19,7 +19,7 @@ import numpy.typing as npt
 from nautilus_trader.backtest.engine import BacktestEngine
 from nautilus_trader.config import BacktestEngineConfig, LoggingConfig
 from nautilus_trader.model.currencies import USDT
-from nautilus_trader.model.enums import AccountType, OmsType
+from nautilus_trader.model.enums import AccountType, BookType, OmsType
 from nautilus_trader.model.identifiers import TraderId
 from nautilus_trader.model.objects import Money
 
@@ -28,6 +28,7 @@ from domain.candles import interval_ms
 from domain.fills import FillRules
 from domain.funding import NO_FUNDING, FundingSchedule
 from domain.instruments import Contract
+from domain.limit_orders import LimitRules
 from learning.evaluation.metrics import Metrics, Segment, SegmentBook, buy_and_hold, metrics, replay
 from learning.evaluation.strategy import BarBook, BarDecision, PolicyStrategy
 from learning.evaluation.venue import VENUE, VenueFees, bar_type, instrument_id, market_data, perpetual
@@ -53,6 +54,9 @@ class BacktestSettings:
     """The decision rule's minimum holding (the agent's `environment.min_hold_bars`)."""
     funding: FundingSchedule = NO_FUNDING
     """The pair's funding rates over the span (the dataset's), charged as the environment charges them."""
+    limit_rules: LimitRules | None = None
+    """The limit fill model of the policy's limit entries (the agent's `environment.limit`); None: the
+    policy enters at market only."""
 
     def __post_init__(self) -> None:
         if self.leverage < 1:
@@ -126,13 +130,15 @@ def run_backtest(
             base_currency=USDT,
             default_leverage=Decimal(settings.leverage),
             fee_model=VenueFees(settings.rules),
-            bar_execution=False,  # the book is the open's quote; bars only tell the strategy a candle closed
+            book_type=BookType.L2_MBP,
+            bar_execution=False,  # the books are the open's and the range's; bars only tell a candle closed
             trade_execution=False,
+            liquidity_consumption=True,  # a range's depth fills once: the volume share of a candle
         )
         instrument = perpetual(contract, settings.leverage)
         engine.add_instrument(instrument)
-        bars, quotes = market_data(contract, settings.rules, candles)
-        engine.add_data(quotes)
+        bars, books = market_data(contract, settings.rules, candles, settings.limit_rules)
+        engine.add_data(books)
         engine.add_data(bars)
         strategy = PolicyStrategy(
             policy,
@@ -150,6 +156,8 @@ def run_backtest(
             pair=contract.symbol,
             min_hold_bars=settings.min_hold_bars,
             funding_rates=rates,
+            limit_rules=settings.limit_rules,
+            price_precision=contract.price_precision,
         )
         engine.add_strategy(strategy)
         _skip_portfolio_analyzer(engine)

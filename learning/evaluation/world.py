@@ -16,6 +16,7 @@ from domain.candles import interval_ms
 from domain.fills import FillRules
 from domain.funding import NO_FUNDING, FundingSchedule
 from domain.instruments import Contract
+from domain.limit_orders import LimitRules
 from features.normalization import NormalizationStats
 from learning.agent_config import AgentConfig
 from learning.env import MarketData
@@ -32,6 +33,8 @@ class World:
     slippage_bps: Decimal
     min_hold_bars: int = 0
     """The decision rule's minimum holding."""
+    limit_rules: LimitRules | None = None
+    """The limit fill model of the agent's limit entries (None: it enters at market)."""
 
 
 def agent_world(agent: AgentConfig) -> World:
@@ -42,6 +45,7 @@ def agent_world(agent: AgentConfig) -> World:
         environment.max_exposure,
         Decimal(repr(environment.slippage_bps)),
         environment.min_hold_bars,
+        environment.limit_rules,
     )
 
 
@@ -59,6 +63,7 @@ def backtest_settings(
         limits=limits,
         min_hold_bars=world.min_hold_bars,
         funding=NO_FUNDING if funding is None else funding,
+        limit_rules=world.limit_rules,
     )
 
 
@@ -68,7 +73,7 @@ def market_of(
     """What the training environment trades over `candles`: prices, features and the funding of `settings`."""
     step = interval_ms(candles.interval)
     funding = settings.funding.per_bar(candles.open_time_ms, step) if len(settings.funding) else None
-    return MarketData(candles.open, candles.close, features, stats, funding)
+    return MarketData(candles.open, candles.close, features, stats, funding, candles.high, candles.low, candles.volume)
 
 
 def settings_for(base: BacktestSettings, agent: AgentConfig) -> BacktestSettings:
