@@ -27,6 +27,7 @@ from daemon.supervisor import PairPlan
 from domain.candles import datetime_to_ms, interval_ms, ms_to_datetime
 from domain.errors import VenueError
 from domain.fills import FillRules
+from domain.limit_orders import LimitRules
 from domain.market import Interval
 from exchange.bingx.rest import BingXRest, Credentials, RetryPolicy
 from exchange.sim.candle_file import CandleFileError
@@ -34,6 +35,7 @@ from exchange.sim.replay import ReplayClock, ReplaySeries
 from exchange.sim.series import series_from_spec
 from exchange.sim.server import BingXSimulator
 from features.definitions import feature_set
+from learning.agent_config import LimitEntries, agent_config_of
 from market_data.runner import FeedSchedule
 from observability import get_logger
 from pipeline.execution.bingx_setup import venue_leverage
@@ -147,6 +149,8 @@ class RunChoice:
     baseline: str | None
     min_hold_bars: int = 0
     """The agent's decision rule's minimum holding (a baseline's: none)."""
+    limit_entries: dict[str, object] | None = None
+    """The agent's limit fill model (`environment.limit`) when it enters with limits; None: at market."""
 
 
 @dataclass(frozen=True)
@@ -179,18 +183,26 @@ async def choose_policy(settings: Settings, database: Database, policy: str) -> 
     agent = next((a for a in await agents.agents() if a.id == version.agent_id), None)
     if agent is None or version.feature_set is None:
         raise RunSetupError(f"agent version {version_id} has no agent configuration or feature set")
-    entries = agent.sections.get("environment", {}).get("entries", ["market"])
-    if "limit" in entries:
+    environment = agent_config_of(agent).environment
+    limit_entries = None if environment.limit_rules is None else environment.limit.model_dump(mode="json")
+    if limit_entries is not None and settings.exchange.mode == "live":
         raise RunSetupError(
-            f"agent version {version_id} enters with post-only limit orders (environment.entries = {list(entries)}): "
-            "paper and live runs do not execute limit entries yet; evaluate it with `tradingd evaluate`, or train "
-            'a version with environment.entries = ["market"] to run it'
+            f"agent version {version_id} enters with post-only limit orders (environment.entries = "
+            f"{list(environment.entries)}): live runs do not place limit entries on BingX yet; run it on paper, "
+            'or train a version with environment.entries = ["market"] for a live run'
         )
     hold = agent.sections.get("environment", {}).get("min_hold_bars", 0)
     searched = version.training_metrics.get("search")
     if isinstance(searched, dict):  # a tuned version trades the minimum holding its search chose
         hold = searched["best"]["choices"].get("environment.min_hold_bars", hold)
-    return RunChoice(version.feature_set, agent.decision_threshold, version_id, None, int(hold))
+    return RunChoice(version.feature_set, agent.decision_threshold, version_id, None, int(hold), limit_entries)
+
+
+def limit_rules_of(stored: object) -> LimitRules | None:
+    """The limit fill model a run's settings recorded for its agent (None: it enters at market)."""
+    if stored is None:
+        return None
+    return LimitEntries.model_validate(stored).rules
 
 
 def check_run_intervals(settings: Settings, interval: Interval, feature_set_name: str) -> None:
@@ -312,6 +324,7 @@ async def start_run(settings: Settings, database: Database, checked: StartCheck,
             "max_exposure": str(settings.run.max_exposure),
             "slippage_bps": str(settings.run.slippage_bps),
             "min_hold_bars": choice.min_hold_bars,
+            **({"limit_entries": choice.limit_entries} if choice.limit_entries is not None else {}),
             "origin": origin,
         },
         agent_version_id=choice.agent_version_id,
@@ -489,6 +502,7 @@ async def build_plans(
             Decimal(str(run_settings.get("initial_equity", settings.run.initial_equity))),
             Decimal(str(run_settings.get("max_exposure", settings.run.max_exposure))),
             int(run_settings.get("min_hold_bars", 0)),
+            limit_rules_of(run_settings.get("limit_entries")),
         )
         plans.append(
             PairPlan(

@@ -17,6 +17,7 @@ from decimal import Decimal
 from typing import Literal
 
 from domain.candles import Candle, interval_ms
+from domain.limit_orders import EntryKind
 from domain.market import Interval
 
 Side = Literal["BUY", "SELL"]
@@ -80,6 +81,8 @@ class PolicyDecision:
     agent_version_id: str | None = None
     model_artifact_id: str | None = None
     dataset_version_id: str | None = None
+    entry: EntryKind = "market"
+    """How a position the decision opens or grows is entered (`domain.limit_orders`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +125,8 @@ class OrderPlan:
     """The effective state: the strictest of the pair's and the account's."""
     blocked_by: tuple[str, ...] = ()
     """What holds the pair back (`daily_loss_limit`, `source_stale`, the operator's reason, ...)."""
+    cancels_resting: bool = False
+    """An exit is due while a limit entry rests: execution cancels it before sending the orders."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,3 +147,6 @@ class PositionReport:
     bars_held: int
     version: int
     """Increases with every report of the pair, so a late report never overwrites a newer one."""
+    resting: Decimal = Decimal(0)
+    """The signed quantity still to fill of resting limit entries (not in `working`: they fill by the
+    limit fill model, not at the next open)."""

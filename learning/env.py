@@ -156,6 +156,15 @@ class TradingEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
         if not self.action_space.contains(np.int64(action)):
             raise ValueError(f"action {action!r} is not one of 0..{len(self.actions) - 1}")
         target, entry = self.actions[int(action)]
+        return self.step_decision(target, entry)
+
+    def step_decision(
+        self, target: float | None, entry: EntryKind = "market"
+    ) -> tuple[npt.NDArray[np.float32], float, bool, bool, dict[str, Any]]:
+        """`step` for a decision rather than an action: a target (or HOLD, None, which no action is: the
+        kernel keeps the position) and how to enter. For scripted decisions and a backtest's, replayed."""
+        if target is not None and (target, entry) not in self.actions:
+            raise ValueError(f"({target}, {entry!r}) is not one of the environment's actions")
         t = self._t
         before = self._equity
         decision = self.kernel.decide(target, self.book, self._closes[t], t, t, entry=entry)
@@ -214,8 +223,8 @@ class TradingEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
         return self.actions.index((0.0 if chosen is None else chosen, entry))
 
     def _step_resting(self, t: int) -> tuple[Fill, ...]:
-        """The resting limit entry through candle `t`: its fill, if any; a rejected or expired one tells the
-        kernel the position is not the held target's."""
+        """The resting limit entry through candle `t`: its fill, if any; one that ended without filling in
+        full tells the kernel nothing is held."""
         if self._resting is None:
             return ()
         assert self._ranges is not None

@@ -152,8 +152,8 @@ class TradingJournal:
             await connection.execute(
                 """
                 INSERT INTO trade_executions (id, run_id, trade_id, decision_trace_id, client_order_id, pair, mode,
-                    side, order_type, reduce_only, quantity, stop_price, state)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'intent')
+                    side, order_type, reduce_only, quantity, stop_price, price, state)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'intent')
                 """,
                 e.id,
                 e.run_id,
@@ -167,6 +167,7 @@ class TradingJournal:
                 e.reduce_only,
                 e.quantity,
                 e.stop_price,
+                e.price,
             )
             await connection.execute(
                 "INSERT INTO trade_state_events (execution_id, from_state, to_state, reason) "

@@ -96,9 +96,11 @@ class ExecutionRow:
     reduce_only: bool
     quantity: Decimal
     reason: str
-    order_type: Literal["MARKET", "STOP_MARKET", "TAKE_PROFIT_MARKET"] = "MARKET"
+    order_type: Literal["MARKET", "LIMIT", "STOP_MARKET", "TAKE_PROFIT_MARKET"] = "MARKET"
     stop_price: Decimal | None = None
     """A protective order's trigger."""
+    price: Decimal | None = None
+    """A limit entry's price."""
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal
 
+from domain.limit_orders import LimitRules
 from domain.market import Interval
 from domain.messages import PositionReport
 from trading.kernel import Book, Sizing
@@ -25,6 +26,8 @@ class PairContext:
     """A full target (1.0) is a position of this fraction of the equity, as in the training environment."""
     min_hold_bars: int = 0
     """The decision rule's minimum holding: the agent's `environment.min_hold_bars`, as it trained."""
+    limit_rules: LimitRules | None = None
+    """The limit fill model of the agent's limit entries (`environment.limit`), when it makes them."""
 
     def actor_key(self, role: str) -> str:
         """The checkpoint key of this pair's actor of `role` in this run."""

@@ -8,13 +8,17 @@ decision candle's open). In order:
 2. **Exits**: an open position beyond its stop-loss or take-profit distance from its entry price, at the
    decision close, is closed whatever the policy says (the limit set's `stop_loss_pct`/`take_profit_pct`).
 3. **Held target**: the target the position was last moved to, chosen again, trades nothing, so a held
-   position is not churned as equity moves. **Minimum holding**: an open position held fewer than
+   position is not churned as equity moves (after a limit entry ended without filling in full, nothing
+   is held: the next target sizes again, `expired`). While a limit entry rests the policy waits; an exit
+   due cancels the entry and closes at market. **Minimum holding**: an open position held fewer than
    `min_hold_bars` candles keeps its target whatever the policy says (hysteresis against flipping between
    near-ties); the exits of step 2 still close it.
 4. **Sizing**: the target times the maximum notional (`max_exposure` of the equity at the decision
    close: initial equity plus realised PnL after fees plus unrealised PnL), divided by the decision close,
    truncated to the step. The order is the difference to the position plus what is still to fill.
-5. **Legs**: a move through zero is a reduce-only close (leg 0), then the opening order (leg 1).
+5. **Legs**: a move through zero is a reduce-only close (leg 0), then the opening order (leg 1). Legs
+   are market orders; with `entry = "limit"` the leg that opens or grows the position is a post-only
+   limit at the touch of the decision close (`domain.limit_orders`); exits are always at market.
 6. **Pair checks** (`limits.PairRiskGuard`): trading state, allowed instruments, orders per interval,
    order and position notional, leverage; an order that only reduces passes the size limits. A denial
    stops the plan there; a close already allowed is still sent. A leg below the venue's minimums (other
@@ -129,13 +133,20 @@ def bars_after_candle(quantity: Decimal, bars_held: int) -> int:
     return bars_held + 1 if quantity != 0 else bars_held
 
 
-def project(book: Book, candles: Iterable[Iterable[tuple[Decimal, Decimal]]], rules: FillRules) -> Book:
+def project(
+    book: Book,
+    candles: Iterable[Iterable[tuple[Decimal, Decimal]]],
+    rules: FillRules,
+    limit_fills: Iterable[Iterable[Fill]] | None = None,
+) -> Book:
     """`book` after more candles, each given as the orders that fill at its open ((signed quantity,
-    open price), in the order they fill), at market, as paper fills them; a filled order leaves
-    `pending`. For a caller that knows the position only as it was before those candles (the live
-    risk guard between execution's reports)."""
+    open price), in the order they fill), at market, as paper fills them, then a resting limit entry's
+    fills in it (`limit_fills`, one list per candle); a filled order leaves `pending`. For a caller that
+    knows the position only as it was before those candles (the live risk guard between execution's
+    reports)."""
+    limits = iter(limit_fills) if limit_fills is not None else None
     for orders in candles:
-        book, _ = fill_candle(book, orders, rules)
+        book, _ = fill_candle(book, orders, rules, next(limits, ()) if limits is not None else ())
     return book
 
 
@@ -317,7 +328,14 @@ class PairKernel:
             legs.append(Leg(intent, signed, after, after * close, check.reduces_only))
             position = after
         return Proposal(
-            target, quantity, reason, tuple(legs), outcome, interval_start_ms, True, cancels_resting=book.resting != 0
+            target,
+            quantity,
+            reason,
+            tuple(legs),
+            outcome,
+            interval_start_ms,
+            True,
+            cancels_resting=book.resting != 0,
         )
 
     def commit(self, proposal: Proposal, accepted: int | None = None, denial: RiskOutcome | None = None) -> Decision:
@@ -361,8 +379,9 @@ class PairKernel:
         return self.commit(self.propose(target, book, close, sequence, interval_start_ms, state, entry))
 
     def expired(self) -> None:
-        """A limit entry ended without filling in full (expired, or rejected as it would have taken): the
-        position is not the held target's, so the next decision sizes again whatever it asks."""
+        """A limit entry ended without filling in full (it expired, or post-only rejected it at an open it
+        would have taken at): the position is not the held target's, so the next decision sizes again
+        whatever target it asks for (HOLD still keeps the position as it is)."""
         self.held_target = None
 
     def _holding(self, book: Book) -> bool:

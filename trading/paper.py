@@ -3,9 +3,13 @@ net position, and the trade it belongs to. Pure (no I/O, no clock); the executio
 it reports. It fills with the shared fill model and bar count, as `trading.kernel.fill_candle` does for
 the training environment (which needs no trades or order ids); the agreement test holds them equal.
 
-Orders are market orders and fill at the open of the next final candle, as in the training
-environment, with the shared fill model (`domain.fills`): slippage against the taker onto the tick
-grid, the taker fee, step truncation. A trade is one position's life: created with the order that
+Market orders fill at the open of the next final candle, as in the training environment, with the
+shared fill model (`domain.fills`): slippage against the taker onto the tick grid, the taker fee, step
+truncation. A post-only limit entry (an intent with a limit price, placed with the limit fill model it
+was decided under) fills candle by candle after them, by the one limit fill model
+(`domain.limit_orders`, stepped by `trading.resting` as the environment steps it): rejected at an open
+it would take at, filled in full at an open that went through it, in the range by the volume share,
+cancelled once it expires. A trade is one position's life: created with the order that
 opens it (status `open`, no entry price until it fills), closed when the position returns to zero.
 A decision that flips the position sends two orders, a reduce-only close and an opening order, so
 every trade closes and opens cleanly.
@@ -14,20 +18,27 @@ every trade closes and opens cleanly.
 from __future__ import annotations
 
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from decimal import Decimal
 from typing import Any, Literal
 
 from domain.candles import Candle
 from domain.fills import Fill, FillRules, Position, market_fill
+from domain.limit_orders import LimitRules
 from domain.messages import ExitReason, OrderIntent, Side
 from domain.orders import OrderState
 from trading.kernel import bars_after_candle, bars_after_fill
 from trading.protection import ProtectiveOrder
+from trading.resting import RestingEntry, step_candle
 
 TradeSide = Literal["long", "short"]
 TradeOrigin = Literal["decision", "external"]
 NOTHING_TO_REDUCE = "reduce_only_nothing_to_reduce"
+POST_ONLY_WOULD_TAKE = "post_only_would_take"
+"""A limit entry the open went through as it was placed: post-only refuses to take liquidity."""
+LIMIT_EXPIRED = "limit_expired"
+EXIT_CANCELS_ENTRY = "exit_cancels_entry"
+SUPERSEDED = "superseded_by_new_orders"
 CHECKPOINT_VERSION = 1
 
 
@@ -48,6 +59,12 @@ class WorkingOrder:
     filled_value: Decimal = Decimal(0)
     """The sum of quantity times price over its fills."""
     fees_paid: Decimal = Decimal(0)
+    limit_price: Decimal | None = None
+    """A post-only limit entry's price; None: a market order."""
+    limit_rules: LimitRules | None = None
+    """A limit entry's fill model, its `expiry_bars` what is left of its life (candles)."""
+    rested: bool = False
+    """A limit entry on the book since an earlier candle's open."""
 
     @property
     def remaining(self) -> Decimal:
@@ -129,11 +146,25 @@ class PaperBook:
 
     @property
     def working_quantity(self) -> Decimal:
-        return sum((order.signed_quantity for order in self.working.values()), Decimal(0))
+        """What working market orders are still to fill, signed (limit entries: `resting_quantity`)."""
+        return sum((o.signed_quantity for o in self.working.values() if o.limit_price is None), Decimal(0))
 
-    def place(self, intent: OrderIntent, sequence: int, now_ms: int) -> tuple[WorkingOrder, Trade, bool]:
+    @property
+    def resting_quantity(self) -> Decimal:
+        """What resting limit entries are still to fill, signed."""
+        return sum((o.signed_quantity for o in self.working.values() if o.limit_price is not None), Decimal(0))
+
+    def resting_entries(self) -> list[WorkingOrder]:
+        return [order for order in self.working.values() if order.limit_price is not None]
+
+    def place(
+        self, intent: OrderIntent, sequence: int, now_ms: int, limits: LimitRules | None = None
+    ) -> tuple[WorkingOrder, Trade, bool]:
         """Accept an order; returns it, its trade, and whether that trade is new. Raises ValueError for
-        a reduce-only order with nothing to reduce (the risk guard never plans one)."""
+        a reduce-only order with nothing to reduce (the risk guard never plans one), and for a limit
+        entry without `limits` (the fill model it was decided under)."""
+        if intent.limit_price is not None and limits is None:
+            raise ValueError(f"order {intent.client_order_id} is a limit entry, but no limit fill model was given")
         if intent.client_order_id in self.working:
             raise ValueError(f"order {intent.client_order_id} is already working")
         created = False
@@ -165,22 +196,64 @@ class PaperBook:
             intent.reason,
             sequence,
             trade.id,
+            limit_price=intent.limit_price,
+            limit_rules=limits if intent.limit_price is not None else None,
         )
         self.working[order.client_order_id] = order
         return order, trade, created
 
     def on_candle(self, candle: Candle) -> list[BookEvent]:
-        """A final candle: every working order fills at its open (a reduce-only one only as far as the
-        position reaches), then the bars-held count moves on. A candle seen before does nothing."""
-        return self.on_open(candle.open_time_ms, Decimal(repr(candle.open)))
+        """A final candle: every working market order fills at its open (a reduce-only one only as far
+        as the position reaches), then each limit entry takes its step of the candle, then the bars-held
+        count moves on. A candle seen before does nothing."""
+        if self.last_open_ms is not None and candle.open_time_ms <= self.last_open_ms:
+            return []
+        price = Decimal(repr(candle.open))
+        events = self._fill_market(price, candle.open_time_ms)
+        for order in [o for o in self.working.values() if o.limit_price is not None]:
+            events.extend(self._step_limit(order, price, candle))
+        self.bars_held = bars_after_candle(self.position.quantity, self.bars_held)
+        return events
 
     def on_open(self, open_ms: int, price: Decimal) -> list[BookEvent]:
-        """`on_candle` for a final candle that opened at `open_ms` at `price`."""
+        """`on_candle` for a final candle that opened at `open_ms` at `price`, when only market orders work."""
         if self.last_open_ms is not None and open_ms <= self.last_open_ms:
             return []
+        events = self._fill_market(price, open_ms)
+        self.bars_held = bars_after_candle(self.position.quantity, self.bars_held)
+        return events
+
+    def _step_limit(self, order: WorkingOrder, price: Decimal, candle: Candle) -> list[BookEvent]:
+        """One candle of a limit entry (`trading.resting.step_candle`, as the environment steps it)."""
+        assert order.limit_price is not None
+        assert order.limit_rules is not None
+        entry = RestingEntry(
+            order.client_order_id,
+            order.side,
+            order.limit_price,
+            order.remaining,
+            order.limit_rules.expiry_bars,
+            order.rested,
+        )
+        high, low, volume = (Decimal(repr(value)) for value in (candle.high, candle.low, candle.volume))
+        step = step_candle(entry, price, low, high, volume, self.rules, order.limit_rules)
+        events: list[BookEvent] = []
+        if step.fill is not None:
+            if step.fill.quantity == order.remaining:
+                del self.working[order.client_order_id]
+            events.append(self._filled(order, step.fill, candle.open_time_ms))
+        if step.ended in ("rejected", "expired"):
+            del self.working[order.client_order_id]
+            events.append(self._cancelled(order, POST_ONLY_WOULD_TAKE if step.ended == "rejected" else LIMIT_EXPIRED))
+        elif step.resting is not None:
+            order.rested = True
+            order.limit_rules = replace(order.limit_rules, expiry_bars=step.resting.candles_left)
+        return events
+
+    def _fill_market(self, price: Decimal, open_ms: int) -> list[BookEvent]:
         self.last_open_ms = open_ms
         events: list[BookEvent] = []
-        for key in list(self.working):
+        for key in [k for k, o in self.working.items() if o.limit_price is None]:
             order = self.working.pop(key)
             quantity = order.remaining
             if order.reduce_only:
@@ -191,7 +264,6 @@ class PaperBook:
                     continue
             fill = market_fill(order.side, quantity, price, self.rules)
             events.append(self._filled(order, fill, open_ms))
-        self.bars_held = bars_after_candle(self.position.quantity, self.bars_held)
         return events
 
     def pass_candle(self, open_ms: int) -> None:
@@ -377,7 +449,25 @@ def _order_json(order: WorkingOrder) -> dict[str, Any]:
         "filled": str(order.filled),
         "filled_value": str(order.filled_value),
         "fees_paid": str(order.fees_paid),
+        **_limit_json(order),
     }
+
+
+def _limit_json(order: WorkingOrder) -> dict[str, Any]:
+    if order.limit_price is None or order.limit_rules is None:
+        return {}
+    rules = order.limit_rules
+    share = None if rules.volume_share is None else str(rules.volume_share)
+    limit = {"trigger": rules.trigger, "candles_left": rules.expiry_bars, "volume_share": share}
+    return {"limit_price": str(order.limit_price), "limit": limit, "rested": order.rested}
+
+
+def _limit_from_json(item: dict[str, Any]) -> LimitRules | None:
+    limit = item.get("limit")  # market orders, and checkpoints from before limit entries, have none
+    if limit is None:
+        return None
+    share = limit["volume_share"]
+    return LimitRules(limit["trigger"], int(limit["candles_left"]), None if share is None else Decimal(share))
 
 
 def _order_from_json(item: dict[str, Any]) -> WorkingOrder:
@@ -394,6 +484,9 @@ def _order_from_json(item: dict[str, Any]) -> WorkingOrder:
         Decimal(item.get("filled", "0")),  # checkpoints from before partial fills have none
         Decimal(item.get("filled_value", "0")),
         Decimal(item.get("fees_paid", "0")),
+        None if item.get("limit_price") is None else Decimal(item["limit_price"]),
+        _limit_from_json(item),
+        bool(item.get("rested", False)),
     )
 
 

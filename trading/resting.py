@@ -4,9 +4,10 @@ the order ended if it did."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
 from domain.fills import Fill, FillRules, Side, limit_fill
 from domain.limit_orders import LimitRules, opens_through, range_fill
@@ -68,3 +69,25 @@ def step_candle(
     if entry.candles_left <= 1:
         return CandleStep(fill, None, "expired")
     return CandleStep(fill, replace(entry, remaining=remaining, candles_left=entry.candles_left - 1, rested=True), None)
+
+
+def resting_json(entry: RestingEntry) -> dict[str, str | int | bool]:
+    return {
+        "client_order_id": entry.client_order_id,
+        "side": entry.side,
+        "price": str(entry.price),
+        "remaining": str(entry.remaining),
+        "candles_left": entry.candles_left,
+        "rested": entry.rested,
+    }
+
+
+def resting_from_json(item: Mapping[str, Any]) -> RestingEntry:
+    return RestingEntry(
+        str(item["client_order_id"]),
+        item["side"],
+        Decimal(item["price"]),
+        Decimal(item["remaining"]),
+        int(item["candles_left"]),
+        bool(item["rested"]),
+    )

@@ -138,11 +138,11 @@ class RiskActor(ActorShell):
         return self.account
 
     async def _handle(self, decision: PolicyDecision) -> None:
-        held = self.core.held_target
+        before = self.core.to_json()
         plan, change = await self.core.plan(decision)
         await self._changed(change, decision.input.trace_id)
         await self._announce(self.core.changes(), decision.input.trace_id)
-        if self.core.held_target != held and change is None:
+        if change is None and self.core.to_json() != before:  # the held target or the resting entry moved
             await self._checkpoint()
         if not plan.risk.allowed:
             log.info(

@@ -211,7 +211,8 @@ class PolicyStrategy(Strategy):  # type: ignore[misc]  # nautilus's Cython base 
         return self._resting_remaining if self._resting.side == OrderSide.BUY else -self._resting_remaining
 
     def _cancel_resting(self, expired: bool = True) -> None:
-        """The resting entry ends unfilled (in part): it expired, or an exit is due."""
+        """The resting entry ends unfilled (in part): it expired (nothing is held, as the kernel is told),
+        or an exit is due."""
         if self._resting is None:
             return
         self.cancel_order(self._resting)

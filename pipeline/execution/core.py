@@ -39,7 +39,7 @@ from storage.records import (
     TradeRow,
 )
 from trading.context import PairContext
-from trading.paper import BookEvent, OrderFilled, PaperBook, Trade, WorkingOrder
+from trading.paper import EXIT_CANCELS_ENTRY, SUPERSEDED, BookEvent, OrderFilled, PaperBook, Trade, WorkingOrder
 from trading.protection import Protection, ProtectionRule, ProtectiveOrder, wanted
 
 ROLE = "execution"
@@ -191,6 +191,13 @@ class ExecutionCore:
         self.mark = Decimal(repr(market.candle.close))
         trades: dict[uuid.UUID, Trade] = {}
         updates = self._event_updates(events, trades)
+        if plan.cancels_resting or plan.orders:
+            # An exit is due, or new orders come while an entry rests (the risk guard waits while one
+            # rests, so only after it lost track of it): the entry must not fill after them.
+            reason = EXIT_CANCELS_ENTRY if plan.cancels_resting else SUPERSEDED
+            cancelled = [self.book.cancel(o.client_order_id, reason) for o in self.book.resting_entries()]
+            updates += self._event_updates(list(cancelled), trades)
+            events = [*events, *cancelled]
         placed: list[WorkingOrder] = []
         skipped: list[str] = []
         unfit: str | None = None
@@ -201,7 +208,9 @@ class ExecutionCore:
                 skipped.append(intent.client_order_id)
                 continue
             try:
-                order, trade, _ = self.book.place(intent, market.sequence, market.candle.open_time_ms)
+                order, trade, _ = self.book.place(
+                    intent, market.sequence, market.candle.open_time_ms, self.context.limit_rules
+                )
             except ValueError as error:
                 # The plan was made on a position the book no longer holds (a live fill booked after the
                 # risk guard planned): this leg and the ones after it are not sent; the next plan is made
@@ -574,6 +583,7 @@ class ExecutionCore:
             position.fees,
             self.book.bars_held,
             self.version,
+            self.book.resting_quantity,
         )
 
     def equity(self) -> Decimal:
@@ -679,6 +689,8 @@ class ExecutionCore:
             reduce_only=order.reduce_only,
             quantity=order.quantity,
             reason=order.reason,
+            order_type="MARKET" if order.limit_price is None else "LIMIT",
+            price=order.limit_price,
         )
 
     def _metrics(self, plan: OrderPlan, events: list[BookEvent], latency_ms: float) -> list[MetricRow]:

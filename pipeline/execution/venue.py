@@ -141,7 +141,8 @@ class PaperVenue:
                 "fee": str(fill.fee),
                 "candle_open_ms": candle_open_ms,
             }
-            return VenueStep(client_order_id, "filled", "paper_fill", evidence)
+            state: OrderState = "filled" if event.order.remaining == 0 else "partially_filled"
+            return VenueStep(client_order_id, state, "paper_fill", evidence)
         return VenueStep(client_order_id, "cancelled", event.reason, {"venue": self.name})
 
     def take_news(self) -> list[VenueOrderUpdate]:

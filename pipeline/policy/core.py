@@ -15,6 +15,7 @@ from decimal import Decimal
 import numpy as np
 
 from domain.fills import FillRules
+from domain.limit_orders import EntryKind
 from domain.messages import MarketInput, PolicyDecision, PositionReport
 from policies.baselines import Policy
 from trading.context import PairContext
@@ -65,10 +66,18 @@ class PolicyCore:
         if self.enforce_provenance and not self._provenance_complete(market):
             return self._decision(market, None, 1.0, None, PROVENANCE_MISSING)
         decision = self.policy.decide(np.asarray(market.features, dtype=np.float64), self._state(market))
-        return self._decision(market, decision.target, decision.confidence, decision.action, decision.hold_reason)
+        return self._decision(
+            market, decision.target, decision.confidence, decision.action, decision.hold_reason, decision.entry
+        )
 
     def _decision(
-        self, market: MarketInput, target: float | None, confidence: float, action: int | None, hold: str | None
+        self,
+        market: MarketInput,
+        target: float | None,
+        confidence: float,
+        action: int | None,
+        hold: str | None,
+        entry: EntryKind = "market",
     ) -> PolicyDecision:
         return PolicyDecision(
             market,
@@ -80,6 +89,7 @@ class PolicyCore:
             self.provenance.agent_version_id,
             self.provenance.model_artifact_id,
             self.provenance.dataset_version_id,
+            entry,
         )
 
     def _state(self, market: MarketInput) -> np.ndarray:

@@ -23,12 +23,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, Protocol
 
 from domain.candles import Candle
-from domain.fills import FillRules
+from domain.fills import Fill, FillRules
 from domain.market import interval_duration
 from domain.messages import OrderPlan, PolicyDecision, PositionReport, RiskOutcome
 from domain.trading_state import Origin, StateChange, TradingState, strictest
@@ -38,6 +38,7 @@ from pipeline.risk.blocks import AccountView, Announcer, Block, Transition, effe
 from trading.context import PairContext
 from trading.kernel import Book, PairKernel, project
 from trading.limits import PairRiskGuard, RiskLimits
+from trading.resting import RestingEntry, resting_from_json, resting_json, step_candle
 
 
 class AccountLink(Protocol):
@@ -111,6 +112,13 @@ class RiskCore:
     """The open of each candle decided since the last report (where the orders sent then fill)."""
     _sent: dict[int, tuple[Decimal, ...]] = field(default_factory=dict, repr=False)
     """The signed legs sent per decision sequence, until a report shows them filled."""
+    resting: RestingEntry | None = None
+    """The limit entry sent and still resting, as the paper venue steps it through each decided candle
+    (`trading.resting`, the one limit fill model): the kernel waits while it rests."""
+    resting_since: int = -1
+    """The decision sequence that sent `resting`."""
+    _limit_fills: dict[int, Fill] = field(default_factory=dict, repr=False)
+    """What the resting entry filled per decided candle, until a report covers that candle."""
 
     def __post_init__(self) -> None:
         self.kernel = PairKernel(
@@ -240,6 +248,12 @@ class RiskCore:
             del self._sent[sequence]
         for sequence in [s for s in self._opens if s <= report.last_sequence]:
             del self._opens[sequence]
+        for sequence in [s for s in self._limit_fills if s <= report.last_sequence]:
+            del self._limit_fills[sequence]
+        if self.resting is not None and report.resting == 0 and self.resting_since <= report.last_sequence:
+            # Execution's book holds no entry any more (the operator cancelled it, or it ended): nor do we.
+            self.resting = None
+            self.kernel.expired()
 
     # ---------------------------------------------------------------- blocks
 
@@ -323,7 +337,10 @@ class RiskCore:
         self._opens[market.sequence] = Decimal(repr(candle.open))
         for sequence in sorted(self._opens)[:-KEPT_CANDLES]:
             del self._opens[sequence]
+        self._step_resting(market.sequence, candle)
         book = self.book(market.sequence)
+        # A limit entry only from an agent trained with them (run setup gives the context their model).
+        entry = decision.entry if self.context.limit_rules is not None else "market"
         proposal = self.kernel.propose(
             decision.target,
             book,
@@ -331,6 +348,7 @@ class RiskCore:
             market.sequence,
             candle.open_time_ms,
             self.trading_state,
+            entry,
         )
         accepted, denial = len(proposal.legs), None
         for index, leg in enumerate(proposal.legs):
@@ -342,11 +360,34 @@ class RiskCore:
         outcome = result.outcome
         if not outcome.allowed and outcome.reason in ("trading_halted", "reduce_only") and self.pauses.reason:
             outcome = RiskOutcome(False, outcome.reason, {**outcome.details, "why": self.pauses.reason})
-        if result.orders:
+        if result.cancels_resting:
+            self.resting = None
+        market_legs = tuple(o.signed_quantity for o in result.orders if o.limit_price is None)
+        if market_legs:
             # Set, not added: a decision sent again (after a restart downstream) replaces its own orders.
             self.in_flight[market.sequence] = result.signed_quantity
-            self._sent[market.sequence] = tuple(o.quantity if o.side == "BUY" else -o.quantity for o in result.orders)
-        return OrderPlan(decision, result.target_quantity, result.orders, outcome, state, blocked_by), change
+            self._sent[market.sequence] = market_legs
+        for order in result.orders:
+            if order.limit_price is not None and self.context.limit_rules is not None:
+                self.resting, self.resting_since = RestingEntry.of(order, self.context.limit_rules), market.sequence
+        plan = OrderPlan(
+            decision, result.target_quantity, result.orders, outcome, state, blocked_by, result.cancels_resting
+        )
+        return plan, change
+
+    def _step_resting(self, sequence: int, candle: Candle) -> None:
+        """The resting entry through the candle being decided, as the paper venue will step it."""
+        rules = self.context.limit_rules
+        if self.resting is None or rules is None or self.resting_since >= sequence:
+            return
+        values = (candle.open, candle.low, candle.high, candle.volume)
+        open_price, low, high, volume = (Decimal(repr(value)) for value in values)
+        step = step_candle(self.resting, open_price, low, high, volume, self.rules, rules)
+        if step.fill is not None:
+            self._limit_fills[sequence] = step.fill
+        self.resting = step.resting
+        if step.ended in ("rejected", "expired"):
+            self.kernel.expired()
 
     def book(self, sequence: int) -> Book:
         """The position when the candle of `sequence` is decided: execution's last report, with every
@@ -369,7 +410,9 @@ class RiskCore:
             fill_at = next((s for s in candles if s > placed), None)
             if fill_at is not None:
                 fills[fill_at].append((quantity, self._opens[fill_at]))
-        return project(base, (fills[s] for s in candles), self.rules)
+        limit_fills = [[self._limit_fills[s]] if s in self._limit_fills else [] for s in candles]
+        book = project(base, (fills[s] for s in candles), self.rules, limit_fills)
+        return replace(book, resting=Decimal(0) if self.resting is None else self.resting.signed)
 
     def _projected(self) -> Decimal:
         report = self.position
@@ -387,6 +430,7 @@ class RiskCore:
             "venue": self.pauses.venue,
             "venue_reason": self.pauses.venue_reason,
             "held_target": self.held_target,
+            "resting": None if self.resting is None else {**resting_json(self.resting), "since": self.resting_since},
         }
 
     def restore(self, document: dict[str, Any]) -> None:
@@ -402,6 +446,9 @@ class RiskCore:
             document.get("venue_reason"),
         )
         self.held_target = document.get("held_target")
+        resting = document.get("resting")  # checkpoints from before limit entries have none
+        self.resting = None if resting is None else resting_from_json(resting)
+        self.resting_since = -1 if resting is None else int(resting["since"])
         self.announcer = Announcer(b for b in self.blocks() if b.origin == "automatic")  # announced before
 
     def status(self) -> dict[str, Any]:

@@ -31,11 +31,12 @@ from domain.candle_columns import CandleColumns
 from domain.candles import Candle, ms_to_datetime
 from domain.fills import FillRules, market_fill
 from domain.instruments import Contract
+from domain.limit_orders import EntryKind, LimitRules
 from domain.messages import MarketInput, OrderIntent, PolicyDecision, decision_sequence
 from features.batch import batch_features
 from features.definitions import V2
 from features.normalization import NormalizationStats
-from learning.agent_config import Environment, Reward
+from learning.agent_config import Environment, LimitEntries, Reward
 from learning.env import MarketData, TradingEnv
 from learning.evaluation.backtest import BacktestSettings, run_backtest
 from pipeline.execution.core import ExecutionCore
@@ -80,18 +81,25 @@ def script(bars: int, seed: int) -> list[float | None]:
     return [float(rng.choice(TARGETS)) if rng.random() < 0.06 else None for _ in range(bars)]
 
 
-class Scripted:
-    """A policy that says what the script says, bar after bar."""
+def limit_script(bars: int, seed: int) -> list[tuple[float | None, EntryKind]]:
+    """`script`, each new target entered as a post-only limit two times in three."""
+    rng = np.random.default_rng(seed + 1)
+    return [(target, "limit" if rng.random() < 0.67 else "market") for target in script(bars, seed)]
 
-    def __init__(self, targets: list[float | None]) -> None:
+
+class Scripted:
+    """A policy that says what the script says, bar after bar (a target, or a target and its entry)."""
+
+    def __init__(self, targets: list[float | None] | list[tuple[float | None, EntryKind]]) -> None:
         self.name = "scripted"
         self.targets = targets
         self.calls = 0
 
     def decide(self, market_features: Floats, state: Floats) -> Decision:
-        target = self.targets[self.calls]
+        step = self.targets[self.calls]
+        target, entry = step if isinstance(step, tuple) else (step, "market")
         self.calls += 1
-        return Decision(target, 1.0, None, "scripted_hold" if target is None else None)
+        return Decision(target, 1.0, None, "scripted_hold" if target is None else None, entry)
 
 
 class Account:
@@ -117,11 +125,11 @@ class Bar:
     position: Decimal
     fees: Decimal
     equity: Decimal
-    orders: tuple[tuple[str, Decimal, bool, str, int], ...]
+    orders: tuple[tuple[str, Decimal, bool, str, int, Decimal | None], ...]
 
 
-def orders_of(intents: tuple[OrderIntent, ...]) -> tuple[tuple[str, Decimal, bool, str, int], ...]:
-    return tuple((o.side, o.quantity, o.reduce_only, o.reason, o.leg) for o in intents)
+def orders_of(intents: tuple[OrderIntent, ...]) -> tuple[tuple[str, Decimal, bool, str, int, Decimal | None], ...]:
+    return tuple((o.side, o.quantity, o.reduce_only, o.reason, o.leg, o.limit_price) for o in intents)
 
 
 @pytest.fixture(scope="module")
@@ -135,13 +143,16 @@ def market(real_candles: Callable[[str], CandleColumns]) -> dict[str, tuple[Cand
 
 
 async def live(
-    spans: dict[str, tuple[CandleColumns, Floats]], deciders: dict[str, Callable[[], Policy]], limits: RiskLimits
+    spans: dict[str, tuple[CandleColumns, Floats]],
+    deciders: dict[str, Callable[[], Policy]],
+    limits: RiskLimits,
+    limit_rules: LimitRules | None = None,
 ) -> dict[str, list[Bar]]:
     """Both pairs through their risk guards (one account) and paper books, candle by candle."""
     account = Account()
     pipelines = {}
     for pair in spans:
-        context = PairContext(RUN_ID, pair, "1m", "paper", "v2", "p", EQUITY, D(1))
+        context = PairContext(RUN_ID, pair, "1m", "paper", "v2", "p", EQUITY, D(1), limit_rules=limit_rules)
         risk = RiskCore(context, limits, RULES[pair], account)
         risk.reconciled()
         policy = PolicyCore(deciders[pair](), context, rules=RULES[pair])
@@ -188,15 +199,27 @@ async def live(
 
 
 def environment(
-    candles: CandleColumns, features: Floats, pair: str, decisions: list[float | None], limits: RiskLimits
+    candles: CandleColumns,
+    features: Floats,
+    pair: str,
+    decisions: list[float | None] | list[tuple[float | None, EntryKind]],
+    limits: RiskLimits,
+    limit: LimitEntries | None = None,
 ) -> list[Bar]:
     stats = NormalizationStats.of(V2.market_features, features)
+    ranges = (candles.high, candles.low, candles.volume)
+    entries: tuple[EntryKind, ...] = ("market",) if limit is None else ("market", "limit")
     env = TradingEnv(
         {
-            "market": MarketData(candles.open, candles.close, features, stats),
+            "market": MarketData(candles.open, candles.close, features, stats, None, *ranges),
             "rules": RULES[pair],
             "environment": Environment(
-                episode_bars=BARS, position_sizes=(0.5, 1.0), initial_equity=10_000.0, max_exposure=1.0
+                episode_bars=BARS,
+                position_sizes=(0.5, 1.0),
+                initial_equity=10_000.0,
+                max_exposure=1.0,
+                entries=entries,
+                limit=limit or LimitEntries(),
             ),
             "reward": Reward(),
             "limits": limits,
@@ -205,10 +228,9 @@ def environment(
     )
     _, info = env.reset(options={"start": 0})
     bars = []
-    for target in decisions:
-        # HOLD is the target held already: the kernel trades neither (an exit still may).
-        action = env.targets.index(info["target"] if target is None else target)
-        _, _, terminated, _, info = env.step(action)
+    for step in decisions:
+        target, entry = step if isinstance(step, tuple) else (step, "market")
+        _, _, terminated, _, info = env.step_decision(target, entry)
         assert not terminated
         bars.append(Bar(env.position.quantity, env.position.fees, info["equity_exact"], orders_of(info["orders"])))
     return bars
@@ -286,3 +308,30 @@ async def test_live_training_and_backtest_agree_on_a_baseline(market: dict[str, 
         counted = reasons(live_bars[pair])
         assert counted.get("stop_loss", 0) + counted.get("take_profit", 0) >= 3, counted
         assert counted.get("target", 0) >= 20, counted
+
+
+async def test_live_training_and_backtest_agree_on_limit_entries(
+    market: dict[str, tuple[CandleColumns, Floats]],
+) -> None:
+    """Post-only limit entries (two in three new targets) through the paper venue, the environment and
+    nautilus, by the one limit fill model: touch, three candles to live, a small share of each candle's
+    volume, so entries fill in parts, expire, are rejected at an open and are cancelled by exits."""
+    limit = LimitEntries(trigger="touch", expiry_bars=3, volume_share=0.0005)
+    scripts = {pair: limit_script(BARS, seed) for pair, seed in zip(market, (15, 51), strict=True)}
+    live_bars = await live(
+        market, {pair: (lambda s=s: Scripted(s)) for pair, s in scripts.items()}, LIMITS, limit.rules
+    )
+    for pair, (candles, features) in market.items():
+        decisions = scripts[pair][: BARS - 1]
+        settings = BacktestSettings(
+            CONTRACTS[pair], RULES[pair], EQUITY, 1.0, leverage=5, limits=LIMITS, limit_rules=limit.rules
+        )
+        backtest = run_backtest(Scripted(decisions), candles, features, settings)
+        env_bars = environment(candles, features, pair, decisions, LIMITS, limit)
+        assert_agree(pair, live_bars[pair], env_bars, backtest)
+        makers = [timed for timed in backtest.segment.fills if timed.fill.liquidity == "maker"]
+        entries = sum(1 for bar in live_bars[pair] for order in bar.orders if order[5] is not None)
+        assert entries >= 30, entries
+        assert len(makers) > entries, "entries should fill in parts over several candles"
+        counted = reasons(live_bars[pair])
+        assert counted.get("stop_loss", 0) + counted.get("take_profit", 0) >= 3, counted

@@ -25,7 +25,7 @@ from learning.env import MarketData, TradingEnv
 from learning.evaluation.backtest import BacktestSettings, run_backtest
 from learning.evaluation.metrics import replay
 from policies.artifact import Layer, PolicyArtifact
-from policies.baselines import ArtifactPolicy
+from policies.baselines import ArtifactPolicy, Decision
 from trading.limits import RiskLimits
 
 CONTRACT = Contract(
@@ -141,9 +141,7 @@ SCRIPT: dict[int, tuple[float | None, str]] = {
 class ScriptedPolicy:
     name = "scripted"
 
-    def decide(self, market_features: np.ndarray, state: np.ndarray) -> object:
-        from policies.baselines import Decision
-
+    def decide(self, market_features: np.ndarray, state: np.ndarray) -> Decision:
         target, entry = SCRIPT.get(int(market_features[0]), (None, "market"))
         return Decision(target, 1.0, None, None if target is not None else "scripted", entry=entry)  # type: ignore[arg-type]
 

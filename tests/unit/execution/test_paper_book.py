@@ -9,9 +9,17 @@ import pytest
 
 from domain.candles import Candle
 from domain.fills import Fill
+from domain.limit_orders import LimitRules
 from domain.messages import OrderIntent
 from tests.execution_plans import RULES
-from trading.paper import NOTHING_TO_REDUCE, OrderCancelled, OrderFilled, PaperBook
+from trading.paper import (
+    LIMIT_EXPIRED,
+    NOTHING_TO_REDUCE,
+    POST_ONLY_WOULD_TAKE,
+    OrderCancelled,
+    OrderFilled,
+    PaperBook,
+)
 
 
 def candle(minute: int, open_: float) -> Candle:
@@ -205,3 +213,44 @@ def test_a_flips_legs_heard_in_the_wrong_order_leave_the_same_position_and_the_n
     assert book.trade is not None
     assert (book.trade.side, book.trade.status) == ("short", "open")
     assert book.working == {}
+
+
+def limit_order(cid: str, side: str, quantity: str, price: str) -> OrderIntent:
+    return OrderIntent(cid, side, Decimal(quantity), False, "target", 1, Decimal(price))  # type: ignore[arg-type]
+
+
+def test_a_limit_entry_fills_by_the_limit_fill_model_and_survives_a_checkpoint() -> None:
+    """A post-only BUY at 100.0: a candle whose low stays above it fills nothing, a thin one fills its
+    volume share (a maker fill at the limit), the checkpoint keeps what is left and its life, and the
+    rest expires after the third candle."""
+    book = PaperBook("BTC-USDT", RULES)
+    with pytest.raises(ValueError, match="no limit fill model"):
+        book.place(limit_order("x", "BUY", "1", "100.0"), 1, 0)
+    book.place(limit_order("a", "BUY", "1", "100.0"), 1, 0, LimitRules("touch", 3, Decimal("0.25")))
+    assert book.working_quantity == 0
+    assert book.resting_quantity == Decimal(1)
+    assert book.on_candle(Candle("BTC-USDT", "1m", 120_000, 100.5, 101.0, 100.1, 100.8, 10.0)) == []
+    (part,) = book.on_candle(Candle("BTC-USDT", "1m", 180_000, 100.5, 101.0, 99.9, 100.2, 2.0))
+    assert isinstance(part, OrderFilled)
+    assert (part.fill.quantity, part.fill.price, part.fill.liquidity) == (Decimal("0.5"), Decimal("100.0"), "maker")
+    assert part.fill.fee == Decimal("0.01000000")  # 0.5 * 100 * 0.0002, the maker fee
+    restored = PaperBook.from_json("BTC-USDT", RULES, book.to_json())
+    (resting,) = restored.resting_entries()
+    assert resting.remaining == Decimal("0.5")
+    assert resting.rested
+    assert resting.limit_rules == LimitRules("touch", 1, Decimal("0.25"))  # one candle of its three left
+    (expired,) = restored.on_candle(Candle("BTC-USDT", "1m", 240_000, 100.5, 101.0, 100.2, 100.8, 10.0))
+    assert isinstance(expired, OrderCancelled)
+    assert expired.reason == LIMIT_EXPIRED
+    assert restored.position.quantity == Decimal("0.5")
+    assert not restored.working
+
+
+def test_a_limit_entry_the_open_goes_through_is_rejected_by_post_only() -> None:
+    book = PaperBook("BTC-USDT", RULES)
+    _, trade, _ = book.place(limit_order("a", "BUY", "1", "100.0"), 1, 0, LimitRules())
+    (rejected,) = book.on_candle(Candle("BTC-USDT", "1m", 120_000, 99.0, 99.5, 98.5, 99.2, 10.0))
+    assert isinstance(rejected, OrderCancelled)
+    assert rejected.reason == POST_ONLY_WOULD_TAKE
+    assert trade.status == "cancelled"
+    assert book.trade is None
