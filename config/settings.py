@@ -151,7 +151,8 @@ class FeatureSettings(Section):
 
     feature_set: FeatureSetName = "v2"
     context: ContextIntervals = ()
-    """Higher intervals whose features join the feature set (e.g. `5m`, `1h` beside 1m candles)."""
+    """Other intervals whose features join the feature set: longer (`5m`, `1h` beside 1m candles) or shorter
+    (`1m` beside 5m, 15m or 1h candles; docs/features.md)."""
     ood_zscore_limit: float = Field(default=8.0, gt=0)
     max_missing_critical: int = Field(default=0, ge=0)
     max_freshness_sec: float = Field(default=120.0, gt=0)

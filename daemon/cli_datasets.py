@@ -48,7 +48,10 @@ def add_dataset_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
         type=intervals,
         default=None,
         metavar="INTERVALS",
-        help="higher intervals whose features join the set, e.g. 5m,1h (default: from config; 'none' for none)",
+        help=(
+            "other intervals whose features join the set: longer (5m,1h beside 1m) or 1m beside 5m, 15m, 1h "
+            "(default: from config; 'none' for none)"
+        ),
     )
     build.add_argument(
         "--contract",

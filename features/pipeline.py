@@ -16,7 +16,7 @@ import numpy.typing as npt
 from domain.candle_columns import CandleColumns
 from domain.candles import interval_ms
 from domain.market import Interval
-from features.context import ContextAligner
+from features.context import ContextAligner, context_cutoff_ms
 from features.engine import FeatureEngine
 from features.spec import FeatureSetSpec
 
@@ -51,7 +51,7 @@ class FeaturePipeline:
             if candles.pair != history.pair or candles.interval != interval:
                 raise ValueError(f"context {interval} was given {candles.pair} {candles.interval} candles")
             engine = FeatureEngine(plain, candles)
-            aligner = ContextAligner(interval, len(self._sources))
+            aligner = ContextAligner(interval, history.interval, len(self._sources))
             assert engine.last_open_ms is not None
             aligner.add(engine.last_open_ms, engine.latest[self._sources])
             self._context[interval] = (engine, aligner)
@@ -69,7 +69,7 @@ class FeaturePipeline:
     def update_context(
         self, interval: Interval, open_time_ms: int, o: float, h: float, low: float, c: float, v: float
     ) -> None:
-        """A context candle became final: base candles opening at or after its close will see it."""
+        """A context candle became final: base candles whose cutoff it closed by will see it."""
         try:
             engine, aligner = self._context[interval]
         except KeyError:
@@ -77,16 +77,17 @@ class FeaturePipeline:
         aligner.add(open_time_ms, engine.update(open_time_ms, o, h, low, c, v)[self._sources])
 
     def run(self, candles: CandleColumns, context: Mapping[Interval, CandleColumns] = NO_CANDLES) -> Floats:
-        """`update` for each base candle, with every context candle fed as soon as it has closed: one row
-        of market features per base candle. Context candles closing after the last base candle opens
-        are left unfed (they may not be used yet)."""
+        """`update` for each base candle, with every context candle fed as soon as it has closed by the
+        base candle's cutoff (`context_cutoff_ms`): one row of market features per base candle. Context
+        candles closing after the last base candle's cutoff are left unfed (they may not be used yet)."""
         feeds = []
         for interval in self.spec.context:
             more = context.get(interval)
             if more is not None and len(more):
                 closes = more.open_time_ms + interval_ms(interval)
-                # For each base candle: how many context candles have closed by its open.
-                due = np.searchsorted(closes, candles.open_time_ms, side="right").tolist()
+                # For each base candle: how many context candles have closed by its cutoff.
+                cutoffs = context_cutoff_ms(candles.open_time_ms, candles.interval, interval)
+                due = np.searchsorted(closes, cutoffs, side="right").tolist()
                 feeds.append((interval, more, due))
         fed = [0] * len(feeds)
         rows = np.empty((len(candles), len(self.spec.market_features)))

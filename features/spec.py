@@ -83,14 +83,15 @@ class FeatureSetSpec:
         return replace(self, name=self.name.split(CONTEXT_SEPARATOR)[0], context=())
 
     def check_interval(self, interval: Interval) -> None:
-        """Refuse a base interval that a context interval does not strictly exceed in whole multiples."""
+        """Refuse a base interval that a context interval equals, or that a context interval does not
+        divide (a shorter context) or is not a whole multiple of (a longer one)."""
         base = _fixed_ms(interval)
         for context in self.context:
             step = _fixed_ms(context)
-            if step <= base or step % base:
+            if step == base or (step > base and step % base) or (step < base and base % step):
                 raise ValueError(
                     f"context interval {context} must be longer than the base interval {interval} and a "
-                    f"whole multiple of it"
+                    f"whole multiple of it, or shorter and a whole fraction of it"
                 )
 
     def schema(self) -> dict[str, object]:

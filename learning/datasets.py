@@ -31,6 +31,7 @@ from domain.instruments import Contract
 from domain.market import Interval
 from exchange.bingx.rest import FUNDING_MAX_LIMIT, BingXRest
 from exchange.sim.server import ContractSpec
+from features.context import context_cutoff_ms
 from features.definitions import feature_set
 from features.normalization import NormalizationStats
 from features.pipeline import FeaturePipeline
@@ -162,11 +163,12 @@ async def build_dataset(
         raise DatasetBuildError("the span holds no candle: --to must be after --from")
     windows = [_Window(interval, start - spec.warmup_bars * step, end)]
     for context_interval in spec.context:
-        # The first row uses the last context candle closed by `start`; the engine opens on it and
-        # the `warmup_bars - 1` before it, and is fed the rest up to the last row's open.
+        # The first row uses the last context candle closed by its cutoff (`context_cutoff_ms`); the
+        # engine opens on it and the `warmup_bars - 1` before it, and is fed the rest up to the last
+        # row's cutoff.
         context_step = interval_ms(context_interval)
-        first_used = start // context_step * context_step - context_step
-        context_end = (end - step) // context_step * context_step
+        first_used = context_cutoff_ms(start, interval, context_interval) // context_step * context_step - context_step
+        context_end = context_cutoff_ms(end - step, interval, context_interval) // context_step * context_step
         windows.append(_Window(context_interval, first_used - (spec.warmup_bars - 1) * context_step, context_end))
 
     # The store first: stored candles are final, so a complete window needs nothing from the venue.
@@ -431,7 +433,8 @@ def _run_features(
         chunk_context = {}
         for interval, more in context.items():
             closes = more.open_time_ms + interval_ms(interval)
-            due = int(np.searchsorted(closes, chunk.open_time_ms[-1], side="right"))
+            cutoff = context_cutoff_ms(int(chunk.open_time_ms[-1]), chunk.interval, interval)
+            due = int(np.searchsorted(closes, cutoff, side="right"))
             chunk_context[interval] = more.take(np.arange(fed[interval], max(fed[interval], due)))
             fed[interval] = max(fed[interval], due)
         parts.append(pipeline.run(chunk, chunk_context))

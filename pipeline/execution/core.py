@@ -39,7 +39,16 @@ from storage.records import (
     TradeRow,
 )
 from trading.context import PairContext
-from trading.paper import EXIT_CANCELS_ENTRY, SUPERSEDED, BookEvent, OrderFilled, PaperBook, Trade, WorkingOrder
+from trading.paper import (
+    EXIT_CANCELS_ENTRY,
+    SUPERSEDED,
+    BookEvent,
+    OrderCancelled,
+    OrderFilled,
+    PaperBook,
+    Trade,
+    WorkingOrder,
+)
 from trading.protection import Protection, ProtectionRule, ProtectiveOrder, wanted
 
 ROLE = "execution"
@@ -733,7 +742,7 @@ class ExecutionCore:
     ) -> dict[str, Any]:
         decision = plan.decision
         market = decision.input
-        return {
+        line = {
             "pair": market.pair,
             "run_id": self.context.run_id,
             "trace_id": market.trace_id,
@@ -752,6 +761,15 @@ class ExecutionCore:
             "position": str(self.book.position.quantity),
             "latency_ms": round(latency_ms, 3),
         }
+        limits = {o.client_order_id: str(o.limit_price) for o in placed if o.limit_price is not None}
+        if limits:  # post-only entries placed: their prices
+            line["limit_orders"] = limits
+        if self.book.resting_quantity:
+            line["resting"] = str(self.book.resting_quantity)
+        ended = [e.reason for e in events if isinstance(e, OrderCancelled) and e.order.limit_price is not None]
+        if ended:  # how limit entries ended unfilled (post-only rejection, expiry, an exit's cancel)
+            line["limit_ended"] = ended
+        return line
 
 
 def action_name(target: float | None) -> str:

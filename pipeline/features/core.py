@@ -26,6 +26,7 @@ from domain.candle_columns import CandleColumns
 from domain.candles import Candle, interval_ms
 from domain.market import Interval
 from domain.messages import InputSnapshot, MarketInput, decision_sequence, trace_id
+from features.context import context_cutoff_ms
 from features.gates import GateVerdict, check_integrity, check_quality
 from features.normalization import NormalizationStats
 from features.pipeline import FeaturePipeline
@@ -104,10 +105,9 @@ class FeatureCore:
         self.newest_known_ms = last_open_ms
         self._window.extend(base[-GATE_WINDOW_BARS:])
         for interval in self.spec.context:
+            cutoff = context_cutoff_ms(last_open_ms, self.context.interval, interval)
             closed = [
-                c
-                for c in context_history[interval].to_candles()
-                if c.open_time_ms + interval_ms(interval) <= last_open_ms
+                c for c in context_history[interval].to_candles() if c.open_time_ms + interval_ms(interval) <= cutoff
             ]
             self._context_history[interval] = closed[-self.spec.warmup_bars :]
             self._context_last[interval] = closed[-1].open_time_ms if closed else None
@@ -249,11 +249,13 @@ class FeatureCore:
     # ---------------------------------------------------------------- context
 
     def _context_wanted(self, base_open_ms: int) -> list[tuple[Interval, int, int]]:
-        """Context candles that have closed by `base_open_ms` but are neither fed nor pending."""
+        """Context candles that have closed by the cutoff of the base candle opening at `base_open_ms`
+        (`context_cutoff_ms`) but are neither fed nor pending."""
         wanted = []
         for interval in self.spec.context:
             step = interval_ms(interval)
-            newest_closed = (base_open_ms // step) * step - step  # the last context candle closed by then
+            cutoff = context_cutoff_ms(base_open_ms, self.context.interval, interval)
+            newest_closed = (cutoff // step) * step - step  # the last context candle closed by then
             last = self._context_last[interval]
             start = newest_closed if last is None else last + step
             need = range(start, newest_closed + 1, step)
@@ -264,9 +266,10 @@ class FeatureCore:
     def _feed_context(self, base_open_ms: int) -> None:
         for interval in self.spec.context:
             step = interval_ms(interval)
+            cutoff = context_cutoff_ms(base_open_ms, self.context.interval, interval)
             pending = self._pending_context[interval]
             for t in sorted(pending):
-                if t + step > base_open_ms:
+                if t + step > cutoff:
                     break
                 candle = pending.pop(t)
                 self._context_last[interval] = t

@@ -172,6 +172,44 @@ def test_context_candles_are_fed_before_the_base_candles_that_use_them(real_cand
 
 
 def test_the_core_refuses_an_interval_its_feature_set_cannot_use() -> None:
-    spec = feature_set("v1", context=("5m",))
-    with pytest.raises(ValueError, match="5m"):
-        FeatureCore(PairContext("r", "BTC-USDT", "1h", "paper", spec.name, "p", Decimal(1)), spec, GateSettings())
+    spec = feature_set("v1", context=("3m",))
+    with pytest.raises(ValueError, match="3m"):  # neither a multiple nor a fraction of 5m
+        FeatureCore(PairContext("r", "BTC-USDT", "5m", "paper", spec.name, "p", Decimal(1)), spec, GateSettings())
+
+
+def test_1m_context_under_5m_decisions_is_there_before_the_decision_and_equals_the_dataset_path(
+    real_candles: Load,
+) -> None:
+    """5m decisions over the 1m feed: the 1m candles arrive as they close (five per 5m candle, the last
+    with the 5m candle itself); each decision uses the 1m candle that closed a minute earlier, never waits
+    for the one closing with it, and has the dataset path's features."""
+    minutes = real_candles("BTCUSDT_1m").take(np.arange(0, 8_000))
+    five = resample(minutes, "5m")
+    spec = feature_set("v1", context=("1m",))
+    context = PairContext("run-1", "BTC-USDT", "5m", "paper", spec.name, "baseline:momentum", Decimal(10_000))
+    start = spec.warmup_bars + 10
+    opened_at = int(five.open_time_ms[start])
+    core = FeatureCore(context, spec, GateSettings(gap_patience_sec=5.0), clock=Clock())
+    known = minutes.take(np.flatnonzero(minutes.open_time_ms < opened_at + 300_000))
+    core.open(five.take(np.arange(0, start + 1)), {"1m": known}, opened_at)
+    decided: list[MarketInput] = []
+    ones = minutes.to_candles()
+    core.add([c for c in ones if c.open_time_ms == opened_at + 240_000])  # past the opened one's cutoff
+    for candle in five.to_candles()[start + 1 :]:
+        closing = candle.open_time_ms + 300_000
+        # The 1m candles of this 5m candle, all but the last, before it; the last one arrives after it.
+        early = [c for c in ones if candle.open_time_ms <= c.open_time_ms < closing - 60_000]
+        core.add(early)
+        core.add([candle])
+        decided.extend(core.process())
+        core.add([c for c in ones if c.open_time_ms == closing - 60_000])
+    assert len(decided) == len(five) - start - 1
+    assert all(d.forced_hold is None for d in decided), "no decision waited for the 1m candle closing with it"
+    cutoff = opened_at + 240_000
+    closed = minutes.take(np.flatnonzero(minutes.open_time_ms + 60_000 <= cutoff))
+    reference = FeaturePipeline(
+        spec,
+        five.take(np.arange(0, start + 1)),
+        {"1m": closed.take(np.arange(len(closed) - spec.warmup_bars, len(closed)))},
+    ).run(five.take(np.arange(start + 1, len(five))), {"1m": minutes.take(np.arange(len(closed), len(minutes)))})
+    np.testing.assert_array_equal(np.array([d.features for d in decided]), reference)

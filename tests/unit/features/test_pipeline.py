@@ -13,7 +13,7 @@ from domain.candle_columns import CandleColumns
 from domain.candles import interval_ms
 from domain.market import Interval
 from features.batch import batch_features
-from features.context import align_context
+from features.context import align_context, context_cutoff_ms
 from features.definitions import V1, V2, feature_set
 from features.engine import FeatureEngine
 from features.pipeline import FeaturePipeline
@@ -35,7 +35,8 @@ def open_pipeline(
     opened_at = int(base.open_time_ms[start])
     context_history, rest = {}, {}
     for interval, candles in context.items():
-        closed = int(np.searchsorted(candles.open_time_ms + interval_ms(interval), opened_at, side="right"))
+        cutoff = context_cutoff_ms(opened_at, base.interval, interval)
+        closed = int(np.searchsorted(candles.open_time_ms + interval_ms(interval), cutoff, side="right"))
         context_history[interval] = candles.take(np.arange(closed - spec.warmup_bars, closed))
         rest[interval] = candles.take(np.arange(closed, len(candles)))
     return FeaturePipeline(spec, history, context_history), rest
@@ -49,7 +50,7 @@ def reference(spec: FeatureSetSpec, base: CandleColumns, context: dict[Interval,
     for interval in spec.context:
         candles = context[interval]
         values = batch_features(plain, candles)[:, columns]
-        parts.append(align_context(base.open_time_ms, candles.open_time_ms, interval, values))
+        parts.append(align_context(base.open_time_ms, candles.open_time_ms, interval, values, base.interval))
     return np.hstack(parts)
 
 
@@ -85,6 +86,31 @@ def test_minute_candles_with_5m_and_1h_context_equal_the_aligned_batch(
     pipeline, rest = open_pipeline(spec, base, context, start)
     got = pipeline.run(base.take(np.arange(start, start + 4_000)), rest)
     assert_close(spec, got, reference(spec, base, context)[start : start + 4_000])
+
+
+@pytest.mark.parametrize("interval", ["5m", "15m", "1h"])
+def test_decisions_over_minute_candles_with_1m_context_equal_the_aligned_batch(
+    real_candles: Load, interval: Interval
+) -> None:
+    """A 5m, 15m or 1h decision sees the features of the 1m candle that closed one minute before it did
+    (final a minute earlier, so live never races for it), and nothing later."""
+    spec = V2.with_context(["1m"])
+    minutes = real_candles("BTCUSDT_1m")
+    base = resample(minutes, interval)
+    step = interval_ms(interval)
+    start = 1_010 * 60_000 // step + 1  # past the 1m warm-up (1000 candles) and the base's own
+    start = max(start, V2.warmup_bars)
+    stop = min(len(base), start + 400)
+    assert stop - start >= 100, f"{len(base)} {interval} candles leave too few rows after the warm-up"
+    pipeline, rest = open_pipeline(spec, base, {"1m": minutes}, start)
+    got = pipeline.run(base.take(np.arange(start, stop)), rest)
+    assert_close(spec, got, reference(spec, base, {"1m": minutes})[start:stop])
+    own = batch_features(V2, minutes)[:, [V2.interval_features.index(name) for name in V2.context_sources]]
+    context_columns = slice(len(V2.interval_features), None)
+    for i in range(0, stop - start, 37):
+        close = int(base.open_time_ms[start + i]) + step
+        used = int(np.flatnonzero(minutes.open_time_ms == close - 2 * 60_000)[0])  # it closed at close - 1m
+        assert np.allclose(got[i, context_columns], own[used], rtol=1e-9, atol=1e-12)
 
 
 def test_a_base_candle_sees_the_context_candle_that_closed_when_it_opened_and_nothing_later(real_candles: Load) -> None:
