@@ -4,7 +4,7 @@ every bar and end with the same equity; nautilus's own account agrees with our b
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -15,7 +15,7 @@ from domain.candle_columns import CandleColumns
 from domain.fills import FillRules
 from domain.funding import FundingSchedule
 from domain.instruments import Contract
-from features.batch import batch_features
+from domain.limit_orders import EntryKind
 from features.definitions import V2
 from features.normalization import NormalizationStats
 from features.spec import STATE_FEATURES
@@ -34,14 +34,6 @@ RULES = FillRules.of(CONTRACT, Decimal(2))
 SETTINGS = BacktestSettings(CONTRACT, RULES, Decimal(10_000), max_exposure=1.0, leverage=5)
 STOPS = RiskLimits("stops", Decimal(20_000), Decimal(20_000), 3, Decimal(2), Decimal("0.004"), Decimal("0.006"))
 """Exits close enough to fire on 1m candles, so the exits' precedence over the minimum holding is exercised."""
-
-
-@pytest.fixture(scope="module")
-def span(real_candles: Callable[[str], CandleColumns]) -> tuple[CandleColumns, np.ndarray]:
-    candles = real_candles("BTCUSDT_1m")
-    features = batch_features(V2, candles)
-    rows = np.arange(2_000, 6_000)
-    return candles.take(rows), features[rows]
 
 
 def environment_of(candles: CandleColumns, features: np.ndarray, funding: np.ndarray | None = None) -> TradingEnv:
@@ -111,26 +103,33 @@ def test_gapped_candles_are_refused(span: tuple[CandleColumns, np.ndarray]) -> N
         run_backtest(baseline("hold", V2), candles.take(rows), features[rows], SETTINGS)
 
 
-def scripted_artifact(threshold: float) -> PolicyArtifact:
-    """A network whose logits are three of V2's market features as scaled, chosen so the actions move
-    often and come near ties: short on `ret_1`, flat on `ret_5`, long on `ret_15` (whichever is largest)."""
+def scripted_artifact(
+    threshold: float,
+    features: tuple[str, ...] = ("ret_1", "ret_5", "ret_15"),
+    targets: tuple[float, ...] = (-1.0, 0.0, 1.0),
+    entries: tuple[EntryKind, ...] = (),
+) -> PolicyArtifact:
+    """A network whose logits are V2 market features as scaled, one per action, chosen so the actions move
+    often and come near ties: by default short on `ret_1`, flat on `ret_5`, long on `ret_15` (whichever is
+    largest)."""
     inputs = len(V2.market_features) + len(STATE_FEATURES)
-    weight = np.zeros((inputs, 3), dtype=np.float32)
-    for action, name in enumerate(("ret_1", "ret_5", "ret_15")):
+    weight = np.zeros((inputs, len(features)), dtype=np.float32)
+    for action, name in enumerate(features):
         weight[V2.market_features.index(name), action] = 1.0
     stats = NormalizationStats(
         V2.market_features, np.zeros(len(V2.market_features)), np.full(len(V2.market_features), 0.002), 1
     )
     return PolicyArtifact(
-        layers=(Layer(weight, np.zeros(3, dtype=np.float32), "linear"),),
+        layers=(Layer(weight, np.zeros(len(features), dtype=np.float32), "linear"),),
         feature_set=V2.name,
         feature_schema_hash=V2.schema_hash,
         market_features=V2.market_features,
         state_features=STATE_FEATURES,
         normalization=stats,
-        targets=(-1.0, 0.0, 1.0),
+        targets=targets,
         decision_threshold=threshold,
         provenance={},
+        entries=entries,
     )
 
 

@@ -6,66 +6,40 @@ nautilus's own account agrees with our book to the cent. A hand-built span check
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from decimal import Decimal
 
 import numpy as np
 import pytest
 
 from domain.candle_columns import CandleColumns
-from domain.fills import FillRules
-from domain.instruments import Contract
 from domain.limit_orders import LimitRules, Trigger
-from features.batch import batch_features
 from features.definitions import V2
 from features.normalization import NormalizationStats
-from features.spec import STATE_FEATURES
 from learning.agent_config import Environment, LimitEntries, Reward
 from learning.env import MarketData, TradingEnv
 from learning.evaluation.backtest import BacktestSettings, run_backtest
 from learning.evaluation.metrics import replay
-from policies.artifact import Layer, PolicyArtifact
+from policies.artifact import PolicyArtifact
 from policies.baselines import ArtifactPolicy, Decision
+from tests.integration.evaluation.test_backtest_agreement import (  # one contract and limit set for both
+    CONTRACT,
+    RULES,
+    STOPS,
+    scripted_artifact,
+)
 from trading.limits import RiskLimits
 
-CONTRACT = Contract(
-    "BTC-USDT", 1, 4, Decimal("0.0001"), Decimal("2"), Decimal("0.0002"), Decimal("0.0005"), 125, 125, 1, True
-)
-RULES = FillRules.of(CONTRACT, Decimal(2))
-STOPS = RiskLimits("stops", Decimal(20_000), Decimal(20_000), 3, Decimal(2), Decimal("0.004"), Decimal("0.006"))
-"""Exits close enough to fire on 1m candles: an exit while an entry rests cancels it."""
 ENTRIES = ("market", "limit")
 
 
-@pytest.fixture(scope="module")
-def span(real_candles: Callable[[str], CandleColumns]) -> tuple[CandleColumns, np.ndarray]:
-    candles = real_candles("BTCUSDT_1m")
-    features = batch_features(V2, candles)
-    rows = np.arange(2_000, 5_000)
-    return candles.take(rows), features[rows]
-
-
 def limit_artifact() -> PolicyArtifact:
-    """Six actions (short, flat, long, each at market and as a limit), their logits three of V2's scaled
-    features each, so the agent moves often and enters both ways."""
-    inputs = len(V2.market_features) + len(STATE_FEATURES)
-    weight = np.zeros((inputs, 6), dtype=np.float32)
-    for action, name in enumerate(("ret_1", "ret_5", "ret_15", "ret_60", "body_ratio", "ret_zscore_60")):
-        weight[V2.market_features.index(name), action] = 1.0
-    stats = NormalizationStats(
-        V2.market_features, np.zeros(len(V2.market_features)), np.full(len(V2.market_features), 0.002), 1
-    )
-    return PolicyArtifact(
-        layers=(Layer(weight, np.zeros(6, dtype=np.float32), "linear"),),
-        feature_set=V2.name,
-        feature_schema_hash=V2.schema_hash,
-        market_features=V2.market_features,
-        state_features=STATE_FEATURES,
-        normalization=stats,
-        targets=(-1.0, 0.0, 1.0, -1.0, 0.0, 1.0),
-        decision_threshold=0.0,
-        provenance={},
-        entries=("market", "market", "market", "limit", "limit", "limit"),
+    """Six actions (short, flat, long, each at market and as a limit), their logits V2 scaled features, so
+    the agent moves often and enters both ways."""
+    return scripted_artifact(
+        0.0,
+        ("ret_1", "ret_5", "ret_15", "ret_60", "body_ratio", "ret_zscore_60"),
+        (-1.0, 0.0, 1.0, -1.0, 0.0, 1.0),
+        ("market", "market", "market", "limit", "limit", "limit"),
     )
 
 
