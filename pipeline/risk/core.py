@@ -12,6 +12,10 @@
   (`book`). Each leg the pair allows is put to the account guard in order; a denial stops the plan
   there and is recorded with its reason; a close already allowed is still sent (reducing risk is
   never held back by a denial of what comes after it).
+- **Limit entries**: a post-only entry it sent is stepped through each candle it decides by the one limit
+  fill model, as the paper venue will fill it (`resting`): its fills join the projection until a report
+  covers them, the kernel waits while it rests, and one that ended without filling in full leaves no
+  target held. A report showing execution holds no entry any more (an operator's cancel) ends it here too.
 - **Effective state**: each decision first tells the account guard the time of its candle (its close:
   the venue's clock, which the trading day follows) and hears the account's state; the plan carries the
   strictest of the pair's and the account's, with what blocks it (`blocked_by`), so a decision line
