@@ -185,12 +185,6 @@ async def choose_policy(settings: Settings, database: Database, policy: str) -> 
         raise RunSetupError(f"agent version {version_id} has no agent configuration or feature set")
     environment = agent_config_of(agent).environment
     limit_entries = None if environment.limit_rules is None else environment.limit.model_dump(mode="json")
-    if limit_entries is not None and settings.exchange.mode == "live":
-        raise RunSetupError(
-            f"agent version {version_id} enters with post-only limit orders (environment.entries = "
-            f"{list(environment.entries)}): live runs do not place limit entries on BingX yet; run it on paper, "
-            'or train a version with environment.entries = ["market"] for a live run'
-        )
     hold = agent.sections.get("environment", {}).get("min_hold_bars", 0)
     searched = version.training_metrics.get("search")
     if isinstance(searched, dict):  # a tuned version trades the minimum holding its search chose

@@ -268,11 +268,29 @@ class PaperBook:
 
     def pass_candle(self, open_ms: int) -> None:
         """A final candle on a live venue, where nothing fills from candles: the bars-held count moves
-        on (once per candle)."""
+        on, and each limit entry placed before it has one candle less to live (once per candle; one in
+        its last candle stays at 1: `expiring` names it, for the venue to cancel)."""
         if self.last_open_ms is not None and open_ms <= self.last_open_ms:
             return
         self.last_open_ms = open_ms
         self.bars_held = bars_after_candle(self.position.quantity, self.bars_held)
+        for order in self.resting_entries():
+            assert order.limit_rules is not None
+            order.rested = True
+            if order.limit_rules.expiry_bars > 1:
+                order.limit_rules = replace(order.limit_rules, expiry_bars=order.limit_rules.expiry_bars - 1)
+
+    def expiring(self, open_ms: int, sequence: int) -> list[WorkingOrder]:
+        """On a live venue, the limit entries whose life ends with the final candle that opened at
+        `open_ms` (decided as `sequence`): placed before it, in their last candle. The limit fill model
+        cancels them at that candle's close (`LIMIT_EXPIRED`); a venue holds them until asked."""
+        if self.last_open_ms is not None and open_ms <= self.last_open_ms:
+            return []  # decided before
+        return [
+            order
+            for order in self.resting_entries()
+            if order.sequence < sequence and order.limit_rules is not None and order.limit_rules.expiry_bars <= 1
+        ]
 
     def relink(self, client_order_id: str, at_ms: int) -> None:
         """A live venue's news of a working order whose trade has ended meanwhile (its fills and the

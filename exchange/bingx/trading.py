@@ -15,6 +15,9 @@ from exchange.bingx.rest import BingXRest
 Side = Literal["BUY", "SELL"]
 OrderType = Literal["MARKET", "LIMIT"]
 ConditionalType = Literal["STOP_MARKET", "TAKE_PROFIT_MARKET"]
+TimeInForce = Literal["GTC", "PostOnly"]
+"""A LIMIT order's `timeInForce` (API.md 6.2, exact casing): `PostOnly` is refused (101215) rather than
+filled when it would take liquidity."""
 CLIENT_ORDER_ID = re.compile(r"^[a-z0-9_-]{1,40}$")
 OPEN_STATUSES = frozenset({"NEW", "PENDING", "PARTIALLY_FILLED"})
 
@@ -34,6 +37,8 @@ class VenueOrder:
     stop_price: Decimal | None = None
     """A conditional order's trigger (None for MARKET and LIMIT)."""
     reduce_only: bool = False
+    price: Decimal | None = None
+    """A LIMIT order's price (None for MARKET and the conditional types)."""
 
     @property
     def open(self) -> bool:
@@ -82,16 +87,21 @@ class BingXTrading:
         client_order_id: str,
         price: Decimal | None = None,
         reduce_only: bool = False,
+        time_in_force: TimeInForce | None = None,
     ) -> VenueOrder:
         if not CLIENT_ORDER_ID.match(client_order_id):
             # The venue lower-cases ids; ours are lower-case already so the echo matches what we stored.
             raise ValueError("client order ids must be 1-40 characters of [a-z0-9_-]")
         if (order_type == "LIMIT") != (price is not None):
             raise ValueError("LIMIT orders need a price; MARKET orders take none")
+        if time_in_force is not None and order_type != "LIMIT":
+            raise ValueError("timeInForce is a LIMIT order's")
         params = _order_params(symbol, side, order_type, quantity, reduce_only)
         params["clientOrderId"] = client_order_id
         if price is not None:
             params["price"] = _text(price)
+        if time_in_force is not None:
+            params["timeInForce"] = time_in_force
         data = await self.rest.write("POST", "/openApi/swap/v2/trade/order", params)
         echo = _object(data, "order")
         echoed_id = str(echo.get("clientOrderID", echo.get("clientOrderId", "")))
@@ -239,6 +249,7 @@ def _order(row: Any) -> VenueOrder:
             commission=Decimal(str(row.get("commission", "0") or "0")),
             stop_price=_stop_price(row.get("stopPrice")),
             reduce_only=row.get("reduceOnly") in (True, "true"),
+            price=_stop_price(row.get("price")) if str(row.get("type")) == "LIMIT" else None,
         )
     except (KeyError, TypeError, ValueError, ArithmeticError) as error:
         raise WireFormatError(f"malformed order: {error}") from None
@@ -253,7 +264,8 @@ def _order_params(symbol: str, side: Side, order_type: str, quantity: Decimal, r
 
 
 def _stop_price(value: Any) -> Decimal | None:
-    """A trigger as the venue sends it: a number or a string; empty or 0 for an order without one."""
+    """A trigger (or a limit's price) as the venue sends it: a number or a string; empty or 0 for an
+    order without one."""
     if value in (None, "", 0, "0"):
         return None
     price = Decimal(str(value))

@@ -4,7 +4,10 @@ Market orders fill at once at the last replayed price moved against the taker by
 rounded onto the tick grid against the taker too (so any slippage costs at least a tick), paying
 the taker fee; limit orders rest until the replayed price crosses them and fill at their price, paying
 the maker fee (with `limit_volume_share`, at most that share of each candle's volume: a big order on thin
-candles fills partially, PARTIALLY_FILLED, over several). Venue rules enforced with BingX's codes:
+candles fills partially, PARTIALLY_FILLED, over several). A limit that is marketable when it is placed (a
+market order on its side at the last price, slippage included, would pay no more than it: the one rule of
+`domain.limit_orders.opens_through`) takes liquidity: a `GTC` one fills at once as that market order
+(taker), a `PostOnly` one is refused (101215) and not booked. Venue rules enforced with BingX's codes:
 quantity truncated to the step size, minimum quantity and notional (101400), reduce-only that would open
 or grow a position (101290), insufficient margin (101204), client order id 1-40 characters, lower-cased,
 unique (101481).
@@ -35,12 +38,15 @@ from decimal import ROUND_DOWN, Decimal
 from typing import Literal
 
 from domain.fills import Fill, FillRules, Position, Side, below_minimum, limit_fill, market_fill, truncate_quantity
+from domain.limit_orders import opens_through
 
 OrderType = Literal["MARKET", "LIMIT", "STOP_MARKET", "TAKE_PROFIT_MARKET"]
 CONDITIONAL: tuple[OrderType, ...] = ("STOP_MARKET", "TAKE_PROFIT_MARKET")
 MarginType = Literal["CROSSED", "ISOLATED", "SEPARATE_ISOLATED"]
 MARGIN_TYPES: tuple[MarginType, ...] = ("CROSSED", "ISOLATED", "SEPARATE_ISOLATED")
 Status = Literal["NEW", "PARTIALLY_FILLED", "FILLED", "CANCELLED"]
+TimeInForce = Literal["GTC", "PostOnly"]
+"""What the simulator honours of API.md 6.2's `timeInForce` (IOC and FOK are refused, 109400)."""
 
 
 class AccountError(Exception):
@@ -63,6 +69,7 @@ class SimOrder:
     status: Status = "NEW"
     stop_price: Decimal | None = None
     close_position: bool = False
+    time_in_force: TimeInForce = "GTC"
     executed: Decimal = Decimal(0)
     last_realised: Decimal = Decimal(0)
     """The realised PnL of its latest fill (for the stream's `rp`)."""
@@ -120,6 +127,7 @@ class SimAccount:
         *,
         stop_price: Decimal | None = None,
         close_position: bool = False,
+        time_in_force: TimeInForce = "GTC",
     ) -> SimOrder:
         rules = self.rules.get(symbol)
         if rules is None:
@@ -134,10 +142,16 @@ class SimAccount:
         if client_order_id and client_order_id in self.by_client_id:
             raise AccountError(101481, f"clientOrderID {client_order_id} already used")
         quantity = truncate_quantity(quantity, rules)
+        takes = False
         if order_type == "LIMIT":
             if price is None or price <= 0:
                 raise AccountError(109400, "price is required for LIMIT orders")
             price = price.quantize(rules.tick, rounding=ROUND_DOWN)
+            takes = opens_through(side, price, last_price, rules)
+            if takes and time_in_force == "PostOnly":
+                raise AccountError(101215, "PostOnly order would have taken liquidity, so it was cancelled")
+        elif time_in_force == "PostOnly":
+            raise AccountError(109400, "timeInForce PostOnly is for LIMIT orders")
         reference = price if order_type == "LIMIT" and price is not None else last_price
         if below_minimum(quantity, reference, rules):
             raise AccountError(101400, f"order below the minimum ({rules.min_quantity} / {rules.min_notional} USDT)")
@@ -159,13 +173,14 @@ class SimAccount:
             price,
             reduce_only,
             now_ms,
+            time_in_force=time_in_force,
             update_ms=now_ms,
         )
         self.orders[order.order_id] = order
         if client_order_id:
             self.by_client_id[client_order_id] = order.order_id
         self._changed(order, "NEW", None)
-        if order_type == "MARKET":
+        if order_type == "MARKET" or takes:  # a marketable GTC limit takes at the market price (at most its own)
             self._fill(order, market_fill(side, quantity, last_price, rules), now_ms)
         return order
 

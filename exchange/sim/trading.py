@@ -25,7 +25,7 @@ from aiohttp import web
 
 from domain.fills import Side
 from exchange.bingx.signing import verify
-from exchange.sim.account import AccountError, OrderType, SimAccount, SimOrder
+from exchange.sim.account import AccountError, OrderType, SimAccount, SimOrder, TimeInForce
 from exchange.sim.crash_window import CrashWindow
 from exchange.sim.envelope import error, ok, ok_without_data
 
@@ -204,6 +204,7 @@ class TradingRoutes:
         if last is None:
             raise AccountError(109425, f"symbol {symbol} does not exist")
         client_id = params.get("clientOrderId", params.get("clientOrderID", ""))
+        time_in_force = _time_in_force(params.get("timeInForce", "GTC"))
         price = Decimal(params["price"]) if "price" in params else None
         close_position = params.get("closePosition", "false").lower() == "true"
         order = self.account.place(
@@ -218,6 +219,7 @@ class TradingRoutes:
             _now(),
             stop_price=Decimal(params["stopPrice"]) if "stopPrice" in params else None,
             close_position=close_position,
+            time_in_force=time_in_force,
         )
         if self.faults.lose_next_order_response:
             self.faults.lose_next_order_response = False
@@ -233,6 +235,7 @@ class TradingRoutes:
             "quantity": str(order.quantity),
             "price": str(order.price or 0),
             "stopPrice": str(order.stop_price or 0),
+            "timeInForce": order.time_in_force,
             "closePosition": "true" if order.close_position else "false",
             "reduceOnly": order.reduce_only,
             "status": order.status,
@@ -411,6 +414,16 @@ _TYPES: dict[str, OrderType] = {
     "STOP_MARKET": "STOP_MARKET",
     "TAKE_PROFIT_MARKET": "TAKE_PROFIT_MARKET",
 }
+
+
+def _time_in_force(value: str) -> TimeInForce:
+    """API.md 6.2's `timeInForce`, exact casing: GTC and PostOnly are honoured; IOC and FOK are the
+    venue's but not simulated, so they are refused rather than treated as GTC."""
+    if value in ("GTC", "PostOnly"):
+        return "PostOnly" if value == "PostOnly" else "GTC"
+    if value in ("IOC", "FOK"):
+        raise AccountError(109400, f"timeInForce {value} is not simulated: use GTC or PostOnly")
+    raise AccountError(109400, f"timeInForce must be GTC, IOC, FOK or PostOnly (exact casing), not {value!r}")
 
 
 def _order_json(order: SimOrder) -> dict[str, Any]:

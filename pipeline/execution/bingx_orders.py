@@ -51,8 +51,11 @@ from domain.orders import OrderState
 from exchange.bingx.trading import BingXTrading, VenueOrder
 from exchange.bingx.wire import TIMESTAMP_MISMATCH
 from pipeline.execution.venue import VenueOrderUpdate, VenueStep
+from trading.paper import POST_ONLY_WOULD_TAKE
 
 VENUE = "bingx"
+POST_ONLY_TAKES = 101215
+"""A PostOnly order that would have taken liquidity, refused (API.md 2.4)."""
 PAIR_HALTING_CODES = frozenset({101415})
 """The pair is suspended from opening: no order of the pair can succeed until it is lifted."""
 HISTORY_LOOKBACK_MS = 10 * 60_000
@@ -80,6 +83,10 @@ class OrderToPlace(Protocol):
     def quantity(self) -> Decimal: ...
     @property
     def reduce_only(self) -> bool: ...
+    @property
+    def limit_price(self) -> Decimal | None:
+        """A post-only LIMIT entry's price (sent `timeInForce=PostOnly`); None: a MARKET order."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -196,11 +203,16 @@ class BingXOrders:
         return self.contract.symbol
 
     async def place(self, order: OrderToPlace, price: Decimal, intent_ms: int) -> Placement:
-        """Send `order` (a MARKET order; `price` is the price its notional is checked at) once; see the
-        module docstring for every outcome. `intent_ms`: when its intent was committed (venue time),
-        where a history search for it starts."""
+        """Send `order` once: a MARKET order (`price` is the price its notional is checked at), or a
+        post-only LIMIT at its `limit_price` (refused by the venue, 101215, when it would take: the
+        entry ends `rejected` as `post_only_would_take`, as the limit fill model's would). See the module
+        docstring for every outcome. `intent_ms`: when its intent was committed (venue time), where a
+        history search for it starts."""
         cid = order.client_order_id
-        refusal = contract_refusal(self.contract, order.quantity, price)
+        limit = order.limit_price
+        refusal = contract_refusal(self.contract, order.quantity, price if limit is None else limit)
+        if refusal is None and limit is not None and limit % self.contract.tick_size:
+            refusal = f"limit price {limit} is not on the tick grid {self.contract.tick_size}"
         if refusal is not None:
             check = {"venue": VENUE, "check": "contract", "detail": refusal}
             return Placement((VenueStep(cid, "rejected", "contract_rules", check),), reason=refusal)
@@ -209,8 +221,9 @@ class BingXOrders:
         for attempt in range(self.send_backoff.attempts):
             try:
                 echo = await self.trading.place_order(
-                    self.symbol, order.side, "MARKET", order.quantity, client_order_id=cid,
-                    reduce_only=order.reduce_only,
+                    self.symbol, order.side, "MARKET" if limit is None else "LIMIT", order.quantity,
+                    client_order_id=cid, reduce_only=order.reduce_only, price=limit,
+                    time_in_force=None if limit is None else "PostOnly",
                 )  # fmt: skip
             except (NotSentError, RateLimitedError) as error:  # not booked: the same id once more
                 attempts.append(_error_evidence(error))
@@ -270,7 +283,9 @@ class BingXOrders:
     # ---------------------------------------------------------------- internals
 
     def _refused(self, submitted: VenueStep, error: VenueError, consequence: Consequence) -> Placement:
-        rejected = VenueStep(submitted.client_order_id, "rejected", f"{VENUE}_refused", _error_evidence(error))
+        # A post-only entry that would have taken ends as the limit fill model's rejection does.
+        reason = POST_ONLY_WOULD_TAKE if error.code == POST_ONLY_TAKES else f"{VENUE}_refused"
+        rejected = VenueStep(submitted.client_order_id, "rejected", reason, _error_evidence(error))
         return Placement((submitted, rejected), consequence, str(error))
 
     async def _resolve(

@@ -41,6 +41,7 @@ from storage.records import (
 from trading.context import PairContext
 from trading.paper import (
     EXIT_CANCELS_ENTRY,
+    LIMIT_EXPIRED,
     SUPERSEDED,
     BookEvent,
     OrderCancelled,
@@ -200,9 +201,11 @@ class ExecutionCore:
         self.mark = Decimal(repr(market.candle.close))
         trades: dict[uuid.UUID, Trade] = {}
         updates = self._event_updates(events, trades)
-        if plan.cancels_resting or plan.orders:
+        if (plan.cancels_resting or plan.orders) and not self.venue.holds_orders:
             # An exit is due, or new orders come while an entry rests (the risk guard waits while one
-            # rests, so only after it lost track of it): the entry must not fill after them.
+            # rests, so only after it lost track of it): the entry must not fill after them. A live
+            # venue's entries were asked to cancel before the plan (`resting_to_cancel`); one it did not
+            # answer for stays requested, for its news or the next read to end.
             reason = EXIT_CANCELS_ENTRY if plan.cancels_resting else SUPERSEDED
             cancelled = [self.book.cancel(o.client_order_id, reason) for o in self.book.resting_entries()]
             updates += self._event_updates(list(cancelled), trades)
@@ -244,6 +247,21 @@ class ExecutionCore:
         if unfit is not None:
             log["plan_unfit"] = unfit
         return Step(commit, market.sequence, tuple(placed), closed, log)
+
+    def resting_to_cancel(self, plan: OrderPlan) -> list[tuple[str, list[WorkingOrder]]]:
+        """On a live venue, before a plan is recorded: the limit entries to cancel there first, by why
+        (the limit fill model's order of events at the candle's close): an exit is due
+        (`EXIT_CANCELS_ENTRY`), new orders come while one rests (`SUPERSEDED`), or an entry's life ends
+        with this candle (`LIMIT_EXPIRED`). Nothing for a candle decided before, or on paper (the book
+        cancels them itself, in the plan's step)."""
+        market = plan.decision.input
+        if not self.venue.holds_orders or market.sequence <= self.last_sequence:
+            return []
+        resting = self.book.resting_entries()
+        if resting and (plan.cancels_resting or plan.orders):
+            return [(EXIT_CANCELS_ENTRY if plan.cancels_resting else SUPERSEDED, resting)]
+        expiring = self.book.expiring(market.candle.open_time_ms, market.sequence)
+        return [(LIMIT_EXPIRED, expiring)] if expiring else []
 
     def _reducible(self, intent: OrderIntent) -> bool:
         """Whether a reduce-only order has a position of the other side to reduce."""

@@ -79,12 +79,16 @@ class ExecutionStage:
     async def on_plan(self, plan: OrderPlan) -> Recorded | None:
         """Record a plan, then submit its orders; None when its candle was decided before (nothing
         changes then)."""
+        cancelled: dict[str, str] = {}
+        for reason, orders in self.core.resting_to_cancel(plan):  # a live venue's entries, before the plan
+            cancelled.update(dict.fromkeys(await self._cancel_on_venue(orders, reason), reason))
         step = self.core.on_plan(plan)
         if step is None or not await self._write(step):
             return None
         await self._submit(list(step.submit))
         await self.protect()
-        return Recorded(self.core.report(), (*step.closed_trades, *self.take_closed()), step.log)
+        log = {**step.log, "limit_ended": [*step.log.get("limit_ended", ()), *cancelled.values()]}
+        return Recorded(self.core.report(), (*step.closed_trades, *self.take_closed()), log if cancelled else step.log)
 
     async def cancel_trade(self, trade_id: uuid.UUID, reason: str = "operator_cancel") -> list[str]:
         """Cancel the working orders of a trade; the client order ids cancelled."""
@@ -99,19 +103,23 @@ class ExecutionStage:
         if not orders:
             return []
         if self.venue.holds_orders:
-            step, asked = self.core.request_cancel(orders, reason)
-            await self._write(step)
-            news = await self.venue.cancel(asked, reason)
-            cancelled = []
-            for update in news:
-                await self.on_venue_update(update)
-                if update.state in ("cancelled", "expired"):
-                    cancelled.append(update.client_order_id)
-            return cancelled
+            return await self._cancel_on_venue(orders, reason)
         step = in_book()
         await self._write(step)
         assert isinstance(step.answer, tuple)
         return list(step.answer)
+
+    async def _cancel_on_venue(self, orders: list[WorkingOrder], reason: str) -> list[str]:
+        """A live venue's cancel: each order `cancel_requested` (written first), then booked on the venue's
+        word; the client order ids it cancelled (one that filled first is booked filled)."""
+        step, asked = self.core.request_cancel(orders, reason)
+        await self._write(step)
+        cancelled = []
+        for update in await self.venue.cancel(asked, reason):
+            await self.on_venue_update(update)
+            if update.state in ("cancelled", "expired"):
+                cancelled.append(update.client_order_id)
+        return cancelled
 
     async def close_trade(self, trade_id: uuid.UUID) -> str:
         """An operator's reduce-only exit of the open trade (see `ExecutionCore.close_trade`)."""

@@ -12,10 +12,14 @@
   (`book`). Each leg the pair allows is put to the account guard in order; a denial stops the plan
   there and is recorded with its reason; a close already allowed is still sent (reducing risk is
   never held back by a denial of what comes after it).
-- **Limit entries**: a post-only entry it sent is stepped through each candle it decides by the one limit
-  fill model, as the paper venue will fill it (`resting`): its fills join the projection until a report
-  covers them, the kernel waits while it rests, and one that ended without filling in full leaves no
-  target held. A report showing execution holds no entry any more (an operator's cancel) ends it here too.
+- **Limit entries**: on paper, a post-only entry it sent is stepped through each candle it decides by the
+  one limit fill model, as the paper venue will fill it (`resting`): its fills join the projection until
+  a report covers them. On a live venue, whose fills the model cannot foretell, the entry only ages
+  candle by candle (execution cancels it there when its life ends) and what it filled is what
+  execution reports. Either way the kernel waits while it rests, and one that ended without filling in
+  full (the position a full fill leaves, `resting_full`, not reached) leaves no target held. A report
+  showing execution holds no entry any more (filled on the venue, refused post-only, an operator's
+  cancel) ends it here too.
 - **Effective state**: each decision first tells the account guard the time of its candle (its close:
   the venue's clock, which the trading day follows) and hears the account's state; the plan carries the
   strictest of the pair's and the account's, with what blocks it (`blocked_by`), so a decision line
@@ -121,6 +125,8 @@ class RiskCore:
     (`trading.resting`, the one limit fill model): the kernel waits while it rests."""
     resting_since: int = -1
     """The decision sequence that sent `resting`."""
+    resting_full: Decimal | None = None
+    """The position `resting` leaves when it fills in full (its decision's target quantity)."""
     _limit_fills: dict[int, Fill] = field(default_factory=dict, repr=False)
     """What the resting entry filled per decided candle, until a report covers that candle."""
 
@@ -254,10 +260,21 @@ class RiskCore:
             del self._opens[sequence]
         for sequence in [s for s in self._limit_fills if s <= report.last_sequence]:
             del self._limit_fills[sequence]
-        if self.resting is not None and report.resting == 0 and self.resting_since <= report.last_sequence:
-            # Execution's book holds no entry any more (the operator cancelled it, or it ended): nor do we.
+        if self.resting is None or self.resting_since > report.last_sequence:
+            return
+        if report.resting == 0:
+            # Execution's book holds no entry any more (it filled on the venue, the venue refused it
+            # post-only, the operator cancelled it): nor do we. Short of a full fill, no target is held.
+            if report.quantity != self.resting_full:
+                self.kernel.expired()
             self.resting = None
-            self.kernel.expired()
+        elif self.live:  # what is left of it on the venue, as execution last heard
+            self.resting = replace(self.resting, remaining=abs(report.resting))
+
+    @property
+    def live(self) -> bool:
+        """Orders fill on a live venue, by its word, not by the paper fill model."""
+        return self.context.mode == "live"
 
     # ---------------------------------------------------------------- blocks
 
@@ -374,6 +391,7 @@ class RiskCore:
         for order in result.orders:
             if order.limit_price is not None and self.context.limit_rules is not None:
                 self.resting, self.resting_since = RestingEntry.of(order, self.context.limit_rules), market.sequence
+                self.resting_full = result.target_quantity
         plan = OrderPlan(
             decision, result.target_quantity, result.orders, outcome, state, blocked_by, result.cancels_resting
         )
@@ -383,6 +401,13 @@ class RiskCore:
         """The resting entry through the candle being decided, as the paper venue will step it."""
         rules = self.context.limit_rules
         if self.resting is None or rules is None or self.resting_since >= sequence:
+            return
+        if self.live:  # the venue fills it: it only ages here (execution cancels it there at its end)
+            if self.resting.candles_left <= 1:
+                self.resting = None
+                self.kernel.expired()
+            else:
+                self.resting = replace(self.resting, candles_left=self.resting.candles_left - 1, rested=True)
             return
         values = (candle.open, candle.low, candle.high, candle.volume)
         open_price, low, high, volume = (Decimal(repr(value)) for value in values)
@@ -434,8 +459,12 @@ class RiskCore:
             "venue": self.pauses.venue,
             "venue_reason": self.pauses.venue_reason,
             "held_target": self.held_target,
-            "resting": None if self.resting is None else {**resting_json(self.resting), "since": self.resting_since},
+            "resting": None if self.resting is None else self._resting_json(self.resting),
         }
+
+    def _resting_json(self, resting: RestingEntry) -> dict[str, Any]:
+        full = None if self.resting_full is None else str(self.resting_full)
+        return {**resting_json(resting), "since": self.resting_since, "full": full}
 
     def restore(self, document: dict[str, Any]) -> None:
         """The operator's and the automatic pause survive a restart; reconciliation is done again."""
@@ -453,6 +482,8 @@ class RiskCore:
         resting = document.get("resting")  # checkpoints from before limit entries have none
         self.resting = None if resting is None else resting_from_json(resting)
         self.resting_since = -1 if resting is None else int(resting["since"])
+        full = None if resting is None else resting.get("full")
+        self.resting_full = None if full is None else Decimal(full)
         self.announcer = Announcer(b for b in self.blocks() if b.origin == "automatic")  # announced before
 
     def status(self) -> dict[str, Any]:

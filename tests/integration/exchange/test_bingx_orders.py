@@ -33,6 +33,7 @@ class Order:
     side: Literal["BUY", "SELL"] = "BUY"
     quantity: Decimal = Decimal("0.5")
     reduce_only: bool = False
+    limit_price: Decimal | None = None
 
 
 async def no_sleep(_seconds: float) -> None:

@@ -202,3 +202,52 @@ async def test_a_lost_response_is_resolved_by_client_order_id(sim: BingXSimulato
             await trading.place_order("BTC-USDT", "SELL", "MARKET", Decimal("0.3"), client_order_id="lost-1")
         (position,) = await trading.positions()
         assert position.quantity == Decimal("-0.3")
+
+
+async def test_a_post_only_limit_rests_as_a_maker_and_one_that_would_take_is_refused_unbooked(
+    sim: BingXSimulator,
+) -> None:
+    """At the last price 100, a market buy pays 100.1 (2 bps of slippage, rounded up a tick): a PostOnly
+    buy at 100.1 would take (101215, not booked), one at 100.0 rests and fills at its price, as a maker,
+    once minute 1 trades down to it; a GTC buy at 101 takes at once, as the market order would."""
+    async with client(sim) as rest:
+        trading = BingXTrading(rest)
+        with pytest.raises(RejectedError) as takes:
+            await trading.place_order(
+                "BTC-USDT", "BUY", "LIMIT", Decimal("0.2"), client_order_id="po-take", price=Decimal("100.1"),
+                time_in_force="PostOnly",
+            )  # fmt: skip
+        assert takes.value.code == 101215
+        assert [o for o in await trading.all_orders("BTC-USDT") if o.client_order_id == "po-take"] == []
+        resting = await trading.place_order(
+            "BTC-USDT", "BUY", "LIMIT", Decimal("0.2"), client_order_id="po-rest", price=Decimal("100.0"),
+            time_in_force="PostOnly",
+        )  # fmt: skip
+        assert (resting.status, resting.price) == ("NEW", Decimal("100.0"))
+        taken = await trading.place_order(
+            "BTC-USDT", "BUY", "LIMIT", Decimal("0.2"), client_order_id="gtc-take", price=Decimal("101")
+        )
+        assert (taken.status, taken.avg_price) == ("FILLED", Decimal("100.1"))
+        taker = await trading.query_order("BTC-USDT", client_order_id="gtc-take")
+        assert taker.commission == Decimal("-0.01001"), "the taker's 5 bps of 20.02 USDT"
+        assert (await trading.query_order("BTC-USDT", client_order_id="po-rest")).status == "NEW"
+        await sim.market.step(60)  # minute 1 trades down through 100
+        filled = await trading.query_order("BTC-USDT", client_order_id="po-rest")
+        assert (filled.status, filled.avg_price, filled.commission) == ("FILLED", Decimal("100"), Decimal("-0.004"))
+
+
+async def test_time_in_force_is_refused_when_not_simulated_or_misspelt(sim: BingXSimulator) -> None:
+    async with client(sim) as rest:
+        for value in ("IOC", "FOK", "postonly"):
+            with pytest.raises(RejectedError) as refused:
+                await rest.write(
+                    "POST", "/openApi/swap/v2/trade/order",
+                    {"symbol": "BTC-USDT", "side": "BUY", "positionSide": "BOTH", "type": "LIMIT", "quantity": "0.1",
+                     "price": "90", "timeInForce": value, "clientOrderId": f"tif-{value.lower()}"},
+                )  # fmt: skip
+            assert refused.value.code == 109400
+            assert value in str(refused.value)
+        with pytest.raises(ValueError, match="LIMIT"):
+            await BingXTrading(rest).place_order(
+                "BTC-USDT", "BUY", "MARKET", Decimal("0.1"), client_order_id="tif-m", time_in_force="PostOnly"
+            )

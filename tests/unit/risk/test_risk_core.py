@@ -238,3 +238,82 @@ async def test_limits_and_the_account_guard_deny_with_their_reason() -> None:
     other.reconciled()
     plan, _ = await other.plan(decision(1, 1.0, pair="DOGE-USDT"))
     assert plan.risk.reason == "instrument_not_allowed"
+
+
+def limit_core(mode: str, expiry: int) -> RiskCore:
+    from dataclasses import replace
+
+    from domain.limit_orders import LimitRules
+
+    context = replace(CONTEXT, mode=mode, limit_rules=LimitRules("touch", expiry, None))
+    core = RiskCore(context, LIMITS, RULES, Account())
+    core.reconciled()
+    return core
+
+
+def limit_decision(minute: int, target: float | None) -> PolicyDecision:
+    """A decision asking for limit entries; its candle opens at 101 and trades down to 99 (closes 100)."""
+    from dataclasses import replace
+
+    made = decision(minute, target)
+    candle = replace(made.input.candle, open=101.0, high=101.0, low=99.0)
+    return replace(made, input=replace(made.input, candle=candle), entry="limit")
+
+
+def limit_report(quantity: str, resting: str, last_minute: int, version: int) -> PositionReport:
+    from dataclasses import replace
+
+    return replace(report(quantity, last_minute=last_minute, version=version), resting=D(resting))
+
+
+@pytest.mark.parametrize("mode", ["paper", "live"])
+async def test_a_live_entry_fills_by_the_venues_reports_and_a_paper_one_by_the_model(mode: str) -> None:
+    """Candle 2 trades down through the entry's price: the paper model fills it there; on a live venue only the
+    report says what filled, and until it does the pair waits. A full fill keeps the target held."""
+    core = limit_core(mode, expiry=5)
+    sent, _ = await core.plan(limit_decision(1, 1.0))
+    (entry,) = sent.orders
+    assert (entry.side, entry.quantity, entry.limit_price) == ("BUY", D(50), D(100))
+    core.on_report(limit_report("0", "50", 1, 1))
+    waited, _ = await core.plan(limit_decision(2, 1.0))
+    assert waited.orders == ()
+    sequence = decision_sequence("1m", T0 + 2 * 60_000)
+    if mode == "paper":
+        assert core.resting is None
+        assert core.book(sequence).quantity == D(50), "the model filled it at candle 2"
+        return
+    assert core.resting is not None
+    assert core.book(sequence).quantity == 0, "nothing assumed filled"
+    core.on_report(limit_report("20", "30", 2, 2))  # the venue filled 20 of it
+    assert core.resting is not None
+    assert core.resting.remaining == D(30)
+    core.on_report(limit_report("50", "0", 2, 3))  # and then the rest
+    assert core.resting is None
+    assert core.kernel.held_target == 1.0
+    held, _ = await core.plan(limit_decision(3, 1.0))
+    assert held.orders == ()
+
+
+async def test_a_live_entry_ages_and_its_end_unfilled_lets_the_target_be_sized_again() -> None:
+    core = limit_core("live", expiry=2)
+    await core.plan(limit_decision(1, 1.0))
+    core.on_report(limit_report("0", "50", 1, 1))
+    aging, _ = await core.plan(limit_decision(2, 1.0))
+    assert aging.orders == ()
+    assert core.resting is not None
+    assert core.resting.candles_left == 1
+    core.on_report(limit_report("10", "40", 2, 2))
+    ended, _ = await core.plan(limit_decision(3, 1.0))  # its last candle: execution cancels it on the venue
+    assert core.kernel.held_target == 1.0, "sized again at once: the rest of the target"
+    (again,) = ended.orders
+    assert (again.side, again.quantity, again.limit_price) == ("BUY", D(40), D(100))
+
+
+async def test_a_live_entry_refused_post_only_holds_no_target() -> None:
+    core = limit_core("live", expiry=3)
+    await core.plan(limit_decision(1, 1.0))
+    core.on_report(limit_report("0", "0", 1, 1))  # the venue refused it (101215): nothing rests, nothing held
+    assert core.resting is None
+    assert core.kernel.held_target is None
+    retried, _ = await core.plan(limit_decision(2, 1.0))
+    assert [o.quantity for o in retried.orders] == [D(50)]
