@@ -365,6 +365,10 @@ class ExecutionCore:
         """Cancel the working orders of a trade; the step's answer is the client order ids cancelled."""
         return self._book_change(lambda: list(self.book.cancel_trade(trade_id, reason)))
 
+    def cancel_orders(self, orders: Sequence[WorkingOrder], reason: str) -> Step:
+        """Cancel these working orders in the book (paper); the step's answer is their client order ids."""
+        return self._book_change(lambda: [self.book.cancel(o.client_order_id, reason) for o in orders])
+
     def trade_orders(self, trade_id: uuid.UUID) -> list[WorkingOrder]:
         """The working orders `cancel_trade` would cancel, in order."""
         return self.book.trade_orders(trade_id)

@@ -22,7 +22,7 @@ from pipeline.execution.venue import PaperVenue, ProtectiveVenue, Venue, VenueOr
 from storage.checkpoints import ActorState, CheckpointStore
 from storage.journal import TradingJournal
 from trading.context import PairContext
-from trading.paper import Trade, WorkingOrder
+from trading.paper import EXIT_CANCELS_ENTRY, Trade, WorkingOrder
 from trading.protection import ProtectionRule
 
 
@@ -122,7 +122,13 @@ class ExecutionStage:
         return cancelled
 
     async def close_trade(self, trade_id: uuid.UUID) -> str:
-        """An operator's reduce-only exit of the open trade (see `ExecutionCore.close_trade`)."""
+        """An operator's reduce-only exit of the open trade (see `ExecutionCore.close_trade`). An entry of
+        the trade still resting is cancelled first, as an exit cancels it in the limit fill model: filled
+        after the exit, it would open what the operator closed."""
+        core = self.core
+        resting = [o for o in core.book.resting_entries() if o.trade_id == trade_id]
+        if resting and core.book.position.quantity != 0:
+            await self._cancel(resting, EXIT_CANCELS_ENTRY, lambda: core.cancel_orders(resting, EXIT_CANCELS_ENTRY))
         step = self.core.close_trade(trade_id, await self.journal.orders_traced(operator_trace(trade_id)))
         await self._write(step)
         await self._submit(list(step.submit))

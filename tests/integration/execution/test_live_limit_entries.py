@@ -159,3 +159,23 @@ async def test_an_exit_cancels_the_resting_entry_on_the_venue_first(
     again = await stage_on(database, context, rest, expiry=5)
     assert again.core.book.working == {}
     assert again.core.book.position.quantity == 0
+
+
+async def test_an_operator_close_cancels_the_rest_of_the_entry_on_the_venue_first(
+    database: Database, context: PairContext, rest: BingXRest, sim: BingXSimulator
+) -> None:
+    stage = await stage_on(database, context, rest, expiry=5)
+    await stage.on_plan(limit_plan(context, 0, "BUY", "3", "99.9"))
+    (order,) = stage.core.book.working.values()
+    await sim.market.step(60)  # minute 1: a quarter of its 10 BTC, 2.5, fills at 99.9
+    assert isinstance(stage.venue, BingXVenue)
+    part = await stage.on_venue_update(await stage.venue.read(order.client_order_id))
+    assert part is not None
+    assert (part.report.quantity, part.report.resting) == (Decimal("2.5"), Decimal("0.5"))
+    trade_id = stage.core.book.trade.id if stage.core.book.trade else None
+    assert trade_id is not None
+    closing = await stage.close_trade(trade_id)
+    entry = await BingXTrading(rest).query_order(PAIR, client_order_id=order.client_order_id)
+    assert (entry.status, entry.executed_quantity) == ("CANCELLED", Decimal("2.5"))
+    exit_order = await BingXTrading(rest).query_order(PAIR, client_order_id=closing)
+    assert (exit_order.side, exit_order.quantity, exit_order.reduce_only) == ("SELL", Decimal("2.5"), True)

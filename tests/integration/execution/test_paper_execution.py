@@ -239,3 +239,38 @@ async def test_a_candle_the_journal_has_decided_is_refused_and_leaves_the_book_a
     recorded = await execution.on_plan(plan(context, 2, 100.0, None, []))
     assert recorded is not None
     assert recorded.report.quantity == Decimal(1)
+
+
+async def test_an_operator_close_cancels_the_rest_of_a_resting_entry_first(
+    database: Database, context: PairContext
+) -> None:
+    """A post-only BUY of 2 at 99 fills 0.75 in candle 1 (a quarter of its volume); closing the trade
+    then cancels the 1.25 still resting before the exit is placed: filled after it, it would reopen what
+    the operator closed (and the book, whose trade had ended, could not place the fill)."""
+    from dataclasses import replace
+
+    from domain.limit_orders import LimitRules
+    from trading.paper import EXIT_CANCELS_ENTRY
+
+    limited = replace(context, limit_rules=LimitRules("touch", 5, Decimal("0.25")))
+    execution = core(database, limited)
+    await execution.restore()
+    entering = plan(limited, 0, 100.0, 1.0, [("BUY", "2", False)])
+    (intent,) = entering.orders
+    await execution.on_plan(replace(entering, orders=(replace(intent, limit_price=Decimal(99)),)))
+    filled = await execution.on_plan(plan(limited, 1, 100.0, None, []))  # its low, 95, reaches 99
+    assert filled is not None
+    assert (filled.report.quantity, filled.report.resting) == (Decimal("0.75"), Decimal("1.25"))
+    trade_id = uuid.UUID(str(await database.pool.fetchval("SELECT id FROM trades")))
+    closing = await execution.close_trade(trade_id)
+    assert execution.core.book.resting_entries() == []
+    assert list(execution.core.book.working) == [closing]
+    closed = await execution.on_plan(plan(limited, 2, 101.0, None, []))
+    assert closed is not None
+    assert (closed.report.quantity, closed.report.resting) == (0, 0)
+    trade = await database.pool.fetchrow("SELECT status, close_reason FROM trades")
+    assert (trade["status"], trade["close_reason"]) == ("closed", "operator")
+    ended = await database.pool.fetchval(
+        "SELECT reason FROM trade_state_events WHERE to_state = 'cancelled' ORDER BY id DESC LIMIT 1"
+    )
+    assert ended == EXIT_CANCELS_ENTRY
