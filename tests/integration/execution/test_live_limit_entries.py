@@ -5,18 +5,13 @@ their life ends or an exit is due, each ending recorded with the limit fill mode
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from decimal import Decimal
 
-import pytest
-
 from domain.limit_orders import LimitRules
 from domain.messages import OrderPlan
-from exchange.bingx.rest import BingXRest, Credentials, RetryPolicy
+from exchange.bingx.rest import BingXRest
 from exchange.bingx.trading import BingXTrading
-from exchange.sim.candle_file import FileCandle
-from exchange.sim.replay import ReplayClock, ReplaySeries
 from exchange.sim.server import BingXSimulator
 from pipeline.execution.bingx_orders import Backoff, BingXOrders
 from pipeline.execution.bingx_venue import BingXVenue
@@ -27,33 +22,6 @@ from storage.journal import TradingJournal
 from tests.execution_plans import PAIR, RULES, no_sleep, plan
 from trading.context import PairContext
 from trading.paper import EXIT_CANCELS_ENTRY, LIMIT_EXPIRED, POST_ONLY_WOULD_TAKE
-
-KEY, SECRET = "limit-key-0001", "limit-secret-0001-abcdefghijklmnop"
-T0 = 1_700_000_040_000
-MINUTE = 60_000
-
-
-@pytest.fixture
-async def sim() -> AsyncIterator[BingXSimulator]:
-    rows = [
-        FileCandle(T0, "100.0", "100.5", "99.5", "100.0", "10"),
-        FileCandle(T0 + MINUTE, "100.0", "100.2", "95.0", "96.5", "10"),  # down through 99.9
-        FileCandle(T0 + 2 * MINUTE, "96.5", "97.0", "96.0", "96.8", "10"),
-    ]
-    simulator = BingXSimulator([ReplaySeries(PAIR, "1m", rows)], ReplayClock(T0 + 59_000), api_keys={KEY: SECRET})
-    await simulator.start()
-    yield simulator
-    await simulator.stop()
-
-
-@pytest.fixture
-async def rest(sim: BingXSimulator) -> AsyncIterator[BingXRest]:
-    client = BingXRest(
-        sim.rest_url, Credentials(KEY, SECRET), retry=RetryPolicy(attempts=3, base_delay_sec=0), sleep=no_sleep,
-        timeout_sec=5.0,
-    )  # fmt: skip
-    yield client
-    await client.close()
 
 
 async def stage_on(database: Database, context: PairContext, rest: BingXRest, expiry: int = 1) -> ExecutionStage:

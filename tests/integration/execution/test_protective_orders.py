@@ -8,15 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 from decimal import Decimal
 
-import pytest
-
-from exchange.bingx.rest import BingXRest, Credentials, RetryPolicy
+from exchange.bingx.rest import BingXRest
 from exchange.bingx.trading import BingXTrading, VenueOrder
-from exchange.sim.candle_file import FileCandle
-from exchange.sim.replay import ReplayClock, ReplaySeries
 from exchange.sim.server import BingXSimulator
 from pipeline.execution.bingx_orders import Backoff, BingXOrders
 from pipeline.execution.bingx_venue import BingXVenue
@@ -29,31 +24,9 @@ from tests.execution_plans import PAIR, RULES, no_sleep, plan
 from trading.context import PairContext
 from trading.protection import ProtectionRule
 
-KEY, SECRET = "stop-key-0001", "stop-secret-0001-abcdefghijklmnop"
 MINUTE = 60_000
 T0 = 1_700_000_040_000
 RULE = ProtectionRule(Decimal("0.02"), Decimal("0.05"))
-
-
-@pytest.fixture
-async def sim() -> AsyncIterator[BingXSimulator]:
-    rows = [
-        FileCandle(T0, "100.0", "100.5", "99.5", "100.0", "10"),
-        FileCandle(T0 + MINUTE, "100.0", "100.2", "95.0", "96.5", "10"),  # falls through a 2% stop
-        FileCandle(T0 + 2 * MINUTE, "96.5", "97.0", "96.0", "96.5", "10"),
-    ]
-    simulator = BingXSimulator([ReplaySeries(PAIR, "1m", rows)], ReplayClock(T0 + 59_000), api_keys={KEY: SECRET})
-    await simulator.start()
-    yield simulator
-    await simulator.stop()
-
-
-@pytest.fixture
-async def rest(sim: BingXSimulator) -> AsyncIterator[BingXRest]:
-    client = BingXRest(sim.rest_url, Credentials(KEY, SECRET), retry=RetryPolicy(attempts=2, base_delay_sec=0),
-                       sleep=no_sleep)  # fmt: skip
-    yield client
-    await client.close()
 
 
 async def stage_on(database: Database, context: PairContext, rest: BingXRest) -> ExecutionStage:

@@ -11,7 +11,7 @@ from decimal import Decimal
 
 import pytest
 
-from exchange.bingx.rest import BingXRest, Credentials, RetryPolicy
+from exchange.bingx.rest import BingXRest
 from exchange.bingx.trading import BingXTrading
 from exchange.sim.candle_file import FileCandle
 from exchange.sim.replay import ReplayClock, ReplaySeries
@@ -25,9 +25,9 @@ from storage.checkpoints import CheckpointStore
 from storage.database import Database
 from storage.journal import TradingJournal
 from tests.execution_plans import PAIR, RULES, no_sleep, plan
+from tests.integration.execution.conftest import KEY, SECRET
 from trading.context import PairContext
 
-KEY, SECRET = "reco-key-0001", "reco-secret-0001-abcdefghijklmnop"
 T0 = 1_700_000_040_000
 
 
@@ -38,14 +38,6 @@ async def sim() -> AsyncIterator[BingXSimulator]:
     await simulator.start()
     yield simulator
     await simulator.stop()
-
-
-@pytest.fixture
-async def rest(sim: BingXSimulator) -> AsyncIterator[BingXRest]:
-    client = BingXRest(sim.rest_url, Credentials(KEY, SECRET), retry=RetryPolicy(attempts=2, base_delay_sec=0),
-                       sleep=no_sleep)  # fmt: skip
-    yield client
-    await client.close()
 
 
 async def stage_on(database: Database, context: PairContext, rest: BingXRest) -> ExecutionStage:
