@@ -79,16 +79,16 @@ class ExecutionStage:
     async def on_plan(self, plan: OrderPlan) -> Recorded | None:
         """Record a plan, then submit its orders; None when its candle was decided before (nothing
         changes then)."""
-        cancelled: dict[str, str] = {}
-        for reason, orders in self.core.resting_to_cancel(plan):  # a live venue's entries, before the plan
-            cancelled.update(dict.fromkeys(await self._cancel_on_venue(orders, reason), reason))
+        ended: list[str] = []  # why each of a live venue's entries was cancelled before the plan
+        for reason, orders in self.core.resting_to_cancel(plan):
+            ended += [reason for _ in await self._cancel_on_venue(orders, reason)]
         step = self.core.on_plan(plan)
         if step is None or not await self._write(step):
             return None
         await self._submit(list(step.submit))
         await self.protect()
-        log = {**step.log, "limit_ended": [*step.log.get("limit_ended", ()), *cancelled.values()]}
-        return Recorded(self.core.report(), (*step.closed_trades, *self.take_closed()), log if cancelled else step.log)
+        log = {**step.log, "limit_ended": [*step.log.get("limit_ended", ()), *ended]} if ended else step.log
+        return Recorded(self.core.report(), (*step.closed_trades, *self.take_closed()), log)
 
     async def cancel_trade(self, trade_id: uuid.UUID, reason: str = "operator_cancel") -> list[str]:
         """Cancel the working orders of a trade; the client order ids cancelled."""
