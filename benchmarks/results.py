@@ -3,6 +3,7 @@ shipped, evaluated walk-forward on the development candles in ../shared/data, fo
 buy-and-hold and the baselines, with its in-sample fit, at each decision interval, and how long it took.
 
     uv run python -m benchmarks.results [--write] [--cases btc-1m:5m,eth-1h:1h] [--folds 5] [--iterations N]
+                                        [--doc docs/evaluation.md]
 
 Each case is a development file and a decision interval: 5m and 15m candles are aggregated from the 1m
 files exactly as `candles import --derive` does; 1h uses the 1h files (a year: the 1m files hold too few
@@ -10,13 +11,15 @@ hourly candles after v2's 1,000-candle warm-up). Every fold trains the agent fro
 its test span (walk-forward, out of sample), in the agent's world on the offline contract preset, under
 the daemon's default `[risk]` limits, paying the offline funding preset (0.01% every 8 hours). The in-sample
 fit is the fold's artifact backtested on the rows it was trained on. `--iterations` overrides the agent's
-(a quicker, shorter training: the page says so). `--write` replaces the section between the markers.
+(a quicker, shorter training: the page says so). `--write` replaces each measured case's block in the
+section between the markers as soon as the case ends, and keeps the blocks of the cases not measured.
 """
 
 from __future__ import annotations
 
 import argparse
 import platform
+import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -80,6 +83,10 @@ class Case:
     file: str
     pair: str
     interval: Interval
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}:{self.interval}"
 
     @property
     def label(self) -> str:
@@ -160,54 +167,84 @@ def money(value: float) -> str:
     return f"{value:+,.0f}"
 
 
-def section(results: list[dict[str, Any]], agent: AgentConfig, iterations: int, total: float, folds: int) -> str:
+CASE_MARK = "<!-- results:case {} -->"
+CASE_PATTERN = re.compile(r"<!-- results:case (\S+) -->")
+PREAMBLE = (
+    "Each case below says when, at which commit and with how much training it was measured: "
+    "`uv run python -m benchmarks.results --write --cases CASE` measures one again and leaves the others. "
+    "The agent is `{agent}` from config/agents/example.toml, trained from scratch on each walk-forward fold; "
+    "every figure below the in-sample column is out of sample, in USDT of a 10,000 starting equity, after "
+    "fees, slippage and funding."
+)
+
+
+def case_block(result: dict[str, Any], agent: AgentConfig, iterations: int, folds: int) -> str:
+    """One case's subsection, opened by its marker, with its own date, commit and training."""
+    case, rows = result["case"], result["folds"]
     h = agent.hyperparameters
     lines = [
-        START,
+        CASE_MARK.format(case.key),
+        f"### {case.label} ({result['rows']:,} rows, {iso_minute(result['from_ms'])} to "
+        f"{iso_minute(result['to_ms'])}; {result['seconds'] / 60:,.1f} min)",
         "",
-        f"Measured {datetime.now(UTC):%Y-%m-%d} at `{code_version()}` with "
-        f"`uv run python -m benchmarks.results --write` on {platform.machine()} ({platform.python_version()}), "
-        f"{total / 60:,.1f} minutes in all. The agent: `{agent.name}` from config/agents/example.toml, "
-        f"{iterations} iterations of {h.train_batch_size:,} env steps ({iterations * h.train_batch_size:,} "
-        f"steps per fold{'' if iterations == h.iterations else ', fewer than the shipped ' + str(h.iterations)}), "
-        f"trained from scratch on each of {folds} walk-forward folds; every figure below the in-sample column is "
-        "out of sample, in USDT of a 10,000 starting equity, after fees, slippage and funding.",
+        f"Measured {datetime.now(UTC):%Y-%m-%d} at `{code_version()}` on {platform.machine()} "
+        f"({platform.python_version()}): {iterations} iterations of {h.train_batch_size:,} env steps "
+        f"({iterations * h.train_batch_size:,} steps per fold"
+        f"{'' if iterations == h.iterations else ', fewer than the shipped ' + str(h.iterations)}), {folds} folds.",
+        "",
+        "| fold | days | agent | trades | turnover | drawdown | flat | buy & hold | B&H drawdown | momentum "
+        "| ema_cross | in-sample fit |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['fold']} | {row['days']:.1f} | {money(row['agent'])} | {row['trades']} | "
+            f"{row['turnover']:.1f}x | {row['drawdown']:.1%} | 0 | {money(row[BUY_AND_HOLD])} | "
+            f"{row['buy_and_hold_drawdown']:.1%} | {money(row['momentum'])} | {money(row['ema_cross'])} | "
+            f"{money(row[IN_SAMPLE])} ({row['in_sample_return']:+.1%}) |"
+        )
+    days = sum(row["days"] for row in rows)
+    net = sum(row["agent"] for row in rows)
+    monthly = net / 10_000 / (days / DAYS_PER_MONTH)  # the folds follow each other, 10,000 each
+    over_flat = sum(1 for row in rows if row["agent"] > 0)
+    over_market = sum(1 for row in rows if row["agent"] > row[BUY_AND_HOLD])
+    within = sum(1 for row in rows if row["drawdown"] <= row["buy_and_hold_drawdown"])
+    fits = sum(1 for row in rows if row[IN_SAMPLE] > 0)
+    lines += [
+        "",
+        f"Out of sample: {money(net)} over {days:.0f} days, {monthly:+.2%} of equity a month (each fold "
+        f"trades its own 10,000); above flat in {over_flat} of {len(rows)} folds, above buy-and-hold in "
+        f"{over_market}, drawdown within buy-and-hold's in {within}. In sample, profitable after costs in "
+        f"{fits} of {len(rows)} folds.",
         "",
     ]
-    for result in results:
-        case, rows = result["case"], result["folds"]
-        lines += [
-            f"### {case.label} ({result['rows']:,} rows, {iso_minute(result['from_ms'])} to "
-            f"{iso_minute(result['to_ms'])}; {result['seconds'] / 60:,.1f} min)",
-            "",
-            "| fold | days | agent | trades | turnover | drawdown | flat | buy & hold | B&H drawdown | momentum "
-            "| ema_cross | in-sample fit |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-        ]
-        for row in rows:
-            lines.append(
-                f"| {row['fold']} | {row['days']:.1f} | {money(row['agent'])} | {row['trades']} | "
-                f"{row['turnover']:.1f}x | {row['drawdown']:.1%} | 0 | {money(row[BUY_AND_HOLD])} | "
-                f"{row['buy_and_hold_drawdown']:.1%} | {money(row['momentum'])} | {money(row['ema_cross'])} | "
-                f"{money(row[IN_SAMPLE])} ({row['in_sample_return']:+.1%}) |"
-            )
-        days = sum(row["days"] for row in rows)
-        net = sum(row["agent"] for row in rows)
-        monthly = net / 10_000 / (days / DAYS_PER_MONTH)  # the folds follow each other, 10,000 each
-        over_flat = sum(1 for row in rows if row["agent"] > 0)
-        over_market = sum(1 for row in rows if row["agent"] > row[BUY_AND_HOLD])
-        within = sum(1 for row in rows if row["drawdown"] <= row["buy_and_hold_drawdown"])
-        fits = sum(1 for row in rows if row[IN_SAMPLE] > 0)
-        lines += [
-            "",
-            f"Out of sample: {money(net)} over {days:.0f} days, {monthly:+.2%} of equity a month (each fold "
-            f"trades its own 10,000); above flat in {over_flat} of {len(rows)} folds, above buy-and-hold in "
-            f"{over_market}, drawdown within buy-and-hold's in {within}. In sample, profitable after costs in "
-            f"{fits} of {len(rows)} folds.",
-            "",
-        ]
-    lines.append(END)
     return "\n".join(lines)
+
+
+def case_blocks(section: str) -> dict[str, str]:
+    """The blocks of a results section by case key (the text from one case marker to the next)."""
+    marks = list(CASE_PATTERN.finditer(section))
+    ends = [mark.start() for mark in marks[1:]] + [section.find(END) if END in section else len(section)]
+    ends = ends[: len(marks)]  # no mark: no block
+    return {
+        mark.group(1): section[mark.start() : end].rstrip("\n") + "\n" for mark, end in zip(marks, ends, strict=True)
+    }
+
+
+def merged_section(previous: str, blocks: dict[str, str], agent: AgentConfig) -> str:
+    """The section with `blocks` measured now in place of their old ones, every other case kept, in the
+    order of the default cases (any other case after them)."""
+    kept = {**case_blocks(previous), **blocks}
+    order = [key for key in DEFAULT_CASES if key in kept] + sorted(key for key in kept if key not in DEFAULT_CASES)
+    body = "\n".join(kept[key] for key in order)
+    return f"{START}\n\n{PREAMBLE.format(agent=agent.name)}\n\n{body}\n{END}"
+
+
+def current_section(doc: Path) -> str:
+    text = doc.read_text() if doc.exists() else ""
+    if START not in text:
+        return ""
+    return START + text.partition(START)[2].partition(END)[0] + END
 
 
 def main() -> None:
@@ -216,6 +253,7 @@ def main() -> None:
     parser.add_argument("--cases", type=lambda text: [parse_case(part) for part in text.split(",")], default=None)
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--iterations", type=int, default=None)
+    parser.add_argument("--doc", type=Path, default=EVALUATION_DOC, help="the page to write (docs/evaluation.md)")
     args = parser.parse_args()
     if not DATA.is_dir():
         raise SystemExit(f"the development candles are not at {DATA}: the results page needs them")
@@ -223,17 +261,14 @@ def main() -> None:
     if args.iterations is not None:
         agent = agent.with_choices({"hyperparameters.iterations": args.iterations})
     cases = args.cases or [parse_case(text) for text in DEFAULT_CASES]
-    began = time.monotonic()
-    results = []
+    iterations = agent.hyperparameters.iterations
     for case in cases:
         result = run_case(case, agent, args.folds)
-        results.append(result)
-        print(f"{case.label}: {sum(row['agent'] for row in result['folds']):+,.0f} USDT out of sample "
-              f"({result['seconds'] / 60:.1f} min)", flush=True)  # fmt: skip
-    text = section(results, agent, agent.hyperparameters.iterations, time.monotonic() - began, args.folds)
-    print(text)
-    if args.write:
-        write_section(START, END, text, heading="Results", doc=EVALUATION_DOC)
+        block = case_block(result, agent, iterations, args.folds)
+        print(block, flush=True)
+        if args.write:  # each case as it ends: a long run interrupted keeps what it measured
+            section = merged_section(current_section(args.doc), {case.key: block}, agent)
+            write_section(START, END, section, heading="Results", doc=args.doc)
 
 
 if __name__ == "__main__":
