@@ -10,6 +10,7 @@ import contextlib
 import os
 import socket
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
@@ -28,7 +29,7 @@ from domain.candles import datetime_to_ms, interval_ms, ms_to_datetime
 from domain.errors import VenueError
 from domain.fills import FillRules
 from domain.limit_orders import LimitRules
-from domain.market import Interval
+from domain.market import Interval, parse_interval
 from exchange.bingx.rest import BingXRest, Credentials, RetryPolicy
 from exchange.sim.candle_file import CandleFileError
 from exchange.sim.replay import ReplayClock, ReplaySeries
@@ -45,6 +46,7 @@ from pipeline.policy.core import ModelProvenance
 from pipeline.policy.source import PolicySource
 from pipeline.risk.account import AccountPolicy
 from storage.agents import AgentStore
+from storage.candles import CandleStore
 from storage.database import Database
 from storage.datasets import DatasetStore
 from storage.journal import TradingJournal
@@ -74,11 +76,29 @@ class RunSetupError(RuntimeError):
 async def start_replay_venue(
     settings: Settings, config_path: Path | None, resume: Run | None = None, database: Database | None = None
 ) -> tuple[BingXSimulator, Settings]:
-    """The in-process simulator serving `replay.candles`; the settings point the exchange at it.
+    """The in-process simulator serving `replay.candles` from `replay_start`; the settings point the
+    exchange at it."""
+    replay = settings.replay
+    series = replay_series(settings, config_path, resume)
+    start = await replay_start(settings, series, resume, database)
+    venue = BingXSimulator(series, ReplayClock(start.start_ms), pace=replay.speed)
+    await venue.start()
+    log.info(
+        "replay_venue_started",
+        rest_url=venue.rest_url,
+        speed=replay.speed,
+        start_ms=start.start_ms,
+        resumed_after_ms=start.resumed_after_ms,
+        stored_until_ms=start.stored_until_ms,
+        run_id=None if resume is None else str(resume.id),
+    )
+    exchange = settings.exchange.model_copy(update={"rest_url": venue.rest_url, "ws_url": venue.ws_url})
+    return venue, settings.model_copy(update={"exchange": exchange})
 
-    A new run's replay starts `replay.start_bars` into the files. A resumed run's replay starts where the
-    run stopped deciding: just after the last candle its pairs decided (the earliest of them), so the run
-    trades on at once, with no candle skipped and none decided twice."""
+
+def replay_series(settings: Settings, config_path: Path | None, resume: Run | None = None) -> list[ReplaySeries]:
+    """The series of `replay.candles` (relative files beside the config file); every pair of the run
+    must have one."""
     replay = settings.replay
     base_dir = _base_dir(config_path)
     series: list[ReplaySeries] = []
@@ -91,32 +111,59 @@ async def start_replay_venue(
     missing = [p for p in pairs if not any(s.pair == p for s in series)]
     if missing:
         raise RunSetupError(f"replay.candles has no file for {missing}")
+    return series
+
+
+@dataclass(frozen=True)
+class ReplayStart:
+    start_ms: int
+    resumed_after_ms: int | None = None
+    """The last candle the resumed run decided (the replay starts just after it)."""
+    stored_until_ms: int | None = None
+    """The newest stored candle, when a new replay starts just after it."""
+
+
+async def replay_start(
+    settings: Settings, series: Sequence[ReplaySeries], resume: Run | None, database: Database | None
+) -> ReplayStart:
+    """Where the replay's clock starts.
+
+    A new run's replay starts `replay.start_bars` into the files, or just after the newest candle the
+    store holds of its pairs at the run's interval when that is later: the replay's market time never goes
+    back before what is stored (a stopped run's candles, an imported file), since the features resume
+    after the stored candles and would otherwise wait, deciding nothing, until the replay caught up. A
+    store holding the files to their end is refused. A resumed run's replay starts where the run stopped
+    deciding: just after the last candle its pairs decided (the earliest of them), so the run trades on at
+    once, with no candle skipped and none decided twice."""
     base = min(series, key=lambda s: s.step_ms)
-    start = min(s.first_ms for s in series) + replay.start_bars * base.step_ms
-    resumed_after = None
-    if resume is not None and database is not None:
-        resumed_after = await last_decided_ms(database, resume)
-        if resumed_after is not None:
-            start = resumed_after + interval_ms(resume.interval)
-            end = max(s.last_ms + s.step_ms for s in series)
-            if start >= end:
-                raise RunSetupError(
-                    f"run {resume.id} has decided every candle of replay.candles (the last at "
-                    f"{ms_to_datetime(resumed_after).isoformat()}): stop it (`tradingd runs stop {resume.id}`) to "
-                    "replay the files from the start, or give longer files",
-                )
-    venue = BingXSimulator(series, ReplayClock(start), pace=replay.speed)
-    await venue.start()
-    log.info(
-        "replay_venue_started",
-        rest_url=venue.rest_url,
-        speed=replay.speed,
-        start_ms=start,
-        resumed_after_ms=resumed_after,
-        run_id=None if resume is None else str(resume.id),
-    )
-    exchange = settings.exchange.model_copy(update={"rest_url": venue.rest_url, "ws_url": venue.ws_url})
-    return venue, settings.model_copy(update={"exchange": exchange})
+    start = min(s.first_ms for s in series) + settings.replay.start_bars * base.step_ms
+    end = max(s.last_ms + s.step_ms for s in series)
+    if database is None:
+        return ReplayStart(start)
+    if resume is not None and (resumed_after := await last_decided_ms(database, resume)) is not None:
+        start = resumed_after + interval_ms(resume.interval)
+        if start >= end:
+            raise RunSetupError(
+                f"run {resume.id} has decided every candle of replay.candles (the last at "
+                f"{ms_to_datetime(resumed_after).isoformat()}): stop it (`tradingd runs stop {resume.id}`) and "
+                "delete its candles (`tradingd db reset --table candles --yes`) to replay the files from the "
+                "start, or give longer files",
+            )
+        return ReplayStart(start, resumed_after_ms=resumed_after)
+    pairs = resume.pairs if resume is not None else settings.market_data.pairs
+    interval = settings.run.interval if resume is None else parse_interval(resume.interval)
+    stored_until = await newest_stored_ms(database, pairs, interval)
+    if stored_until is None or stored_until + interval_ms(interval) <= start:
+        return ReplayStart(start)
+    if stored_until + interval_ms(interval) >= end:
+        raise RunSetupError(
+            f"the store already holds {interval} candles of {', '.join(pairs)} up to "
+            f"{ms_to_datetime(stored_until).isoformat()}, the end of replay.candles: a new replay starts after "
+            "the newest stored candle, so it would have nothing left to decide. Give the replay a data directory "
+            "of its own (storage.data_dir or TRADINGD_DATA_DIR), or delete the stored candles "
+            "(`tradingd db reset --table candles --yes`)",
+        )
+    return ReplayStart(stored_until + interval_ms(interval), stored_until_ms=stored_until)
 
 
 async def last_decided_ms(database: Database, run: Run) -> int | None:
@@ -126,6 +173,14 @@ async def last_decided_ms(database: Database, run: Run) -> int | None:
     decided = [await journal.last_decided(run.id, pair, run.interval) for pair in run.pairs]
     times = [datetime_to_ms(moment) for moment in decided if moment is not None]
     return min(times) if times else None
+
+
+async def newest_stored_ms(database: Database, pairs: Sequence[str], interval: Interval) -> int | None:
+    """The open time of the newest candle the store holds of any of `pairs` at `interval`, whatever its
+    source; None when it holds none."""
+    store = CandleStore.of(database)
+    ends = [span[1] for pair in pairs if (span := await store.span(pair, interval)) is not None]
+    return max(ends) if ends else None
 
 
 def _base_dir(config_path: Path | None) -> Path:
