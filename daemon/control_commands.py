@@ -26,6 +26,7 @@ from daemon.supervisor import DesiredStateNotSaved
 from domain.market import INTERVALS
 from exchange.bingx.rest import Credentials
 from observability import get_logger, register_secrets
+from pipeline.execution.core import NotClosableError
 from pipeline.risk.blocks import not_running
 from storage.availability import database_unreachable, within
 from storage.desired_state import ACCOUNT, DesiredState
@@ -124,6 +125,8 @@ async def _call[T](answer: Awaitable[T]) -> T:
     except ActorUnavailable as error:
         if isinstance(error.cause, KeyError):
             raise CommandError("not_found", str(error.cause).strip("'\"")) from None
+        if isinstance(error.cause, NotClosableError):
+            raise CommandError("not_closable", str(error.cause)) from None
         raise CommandError("unavailable", f"the {error.role} actor did not answer: {error.detail}") from None
 
 

@@ -55,6 +55,11 @@ from trading.protection import Protection, ProtectionRule, ProtectiveOrder, want
 ROLE = "execution"
 
 
+class NotClosableError(ValueError):
+    """An operator's close of a trade that exists but holds nothing to close yet (its opening order is
+    working: cancel it instead) or is closing already."""
+
+
 class FeeUnknownError(ValueError):
     """The stream told of more filled than its newest fill: the fee of what it missed is known only from a
     read of the order (its totals)."""
@@ -569,8 +574,8 @@ class ExecutionCore:
         """An operator's reduce-only exit of the open trade, filling at the next candle's open; the step's
         answer is its client order id. Asking while one is working sends nothing more. The id derives
         from the trade and from `sent`, how many closes the operator sent for it before (the journal's
-        count under `operator_trace`: a cancelled one's id is spent). KeyError when there is nothing
-        to close."""
+        count under `operator_trace`: a cancelled one's id is spent). KeyError when the trade is not the
+        open one; NotClosableError when it holds nothing to close."""
         trade = self.book.trade
         if trade is None or trade.id != trade_id:
             raise KeyError(f"trade {trade_id} is not the open trade of {self.context.pair}")
@@ -580,9 +585,11 @@ class ExecutionCore:
         position = self.book.position.quantity
         quantity = abs(position + self._reducing())
         if position == 0:
-            raise KeyError(f"trade {trade_id} has no position yet: its opening order is working (cancel-trade)")
+            raise NotClosableError(
+                f"trade {trade_id} has no position yet: its opening order is working (cancel it: `ctl cancel-trade`)"
+            )
         if quantity == 0:
-            raise KeyError(f"trade {trade_id} is closing already: a reduce-only order for all of it is working")
+            raise NotClosableError(f"trade {trade_id} is closing already: a reduce-only order for all of it is working")
         trace = operator_trace(trade_id)
         key = f"{self.context.pair}#close" + (f"#{sent}" if sent else "")
         cid = client_order_id(self.context.run_id, key, int(trade_id.hex[:9], 16))

@@ -16,7 +16,7 @@ from domain.messages import (
     Side,
 )
 from domain.orders import OrderTransitionError
-from pipeline.execution.core import ExecutionCore, FeeUnknownError, Step
+from pipeline.execution.core import ExecutionCore, FeeUnknownError, NotClosableError, Step
 from pipeline.execution.venue import PaperVenue, VenueOrderUpdate, VenueStep
 from tests.execution_plans import PAIR, RULES
 from tests.execution_plans import plan as shared_plan
@@ -135,6 +135,17 @@ def test_an_operator_step_refused_leaves_the_trade_working_and_a_second_close_se
     core.recorded(repeat)
     with pytest.raises(KeyError):
         core.close_trade(uuid.uuid4(), sent=0)
+
+
+def test_a_close_of_a_trade_with_nothing_to_close_is_refused_as_such_not_as_unknown() -> None:
+    core = ExecutionCore(CONTEXT, RULES)
+    written(core, core.on_plan(plan(0, 100.0, 1.0, [("BUY", "1", False)])))
+    assert core.book.trade is not None
+    trade_id = core.book.trade.id
+    with pytest.raises(NotClosableError, match="no position yet: its opening order is working"):
+        core.close_trade(trade_id, sent=0)  # the opening order has not filled: cancel-trade is the way
+    written(core, core.on_plan(plan(1, 100.0, None, [])))
+    assert [o.reduce_only for o in written(core, core.close_trade(trade_id, sent=0)).submit] == [True]
 
 
 def test_a_restart_from_the_checkpoint_submits_the_intents_a_crash_left_unsent() -> None:
