@@ -202,7 +202,8 @@ async def _money(state: DaemonState, supervisor: Any, account: object, pairs: di
     open trades, with their unrealised PnL at the pair's last mark, are read beside it).
 
     The pairs of a paper run trade one paper account of `run.initial_equity`: its balance is that plus
-    every pair's realised PnL less fees, its equity the balance plus the open positions' unrealised PnL.
+    every pair's realised PnL less fees and funding, its equity the balance plus the open positions'
+    unrealised PnL.
     Both are None while a pair's execution actor does not answer (its PnL is unknown then). A live run's
     are the venue's, as the account guard last read them (`venue_equity_read_at`)."""
     assert state.run is not None
@@ -216,7 +217,7 @@ async def _money(state: DaemonState, supervisor: Any, account: object, pairs: di
         if not isinstance(position, Mapping):
             known = False
             continue
-        balance += Decimal(position["realised_pnl"]) - Decimal(position["fees"])
+        balance += Decimal(position["realised_pnl"]) - Decimal(position["fees"]) - Decimal(position.get("funding", 0))
         unrealised += Decimal(position["unrealised_pnl"])
     venue = account.get("venue_equity") if isinstance(account, Mapping) else None
     if isinstance(account, Mapping) and venue is not None:  # live: the venue's word

@@ -127,6 +127,8 @@ class Position:
     realised: Decimal = Decimal(0)
     """Realised PnL before fees."""
     fees: Decimal = Decimal(0)
+    funding: Decimal = Decimal(0)
+    """Funding paid at funding times (negative: received), `domain.funding`; never part of a fill."""
 
     def apply(self, fill: Fill) -> Decimal:
         """Book a fill; returns the PnL it realised (before its fee)."""

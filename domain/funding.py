@@ -90,3 +90,10 @@ def funding_payment(quantity: Decimal, mark: Decimal, rate: float) -> Decimal:
     if not quantity or not rate:
         return Decimal(0)
     return (quantity * mark * Decimal(repr(float(rate)))).quantize(FEE_QUANTUM)
+
+
+def funding_times_within(open_ms: int, interval_ms: int) -> list[int]:
+    """The funding times a candle's span `(open, open + interval]` holds (the rule of `per_bar`): those
+    its close pays for, on the position held through it."""
+    first = open_ms // FUNDING_INTERVAL_MS * FUNDING_INTERVAL_MS + FUNDING_INTERVAL_MS
+    return list(range(first, open_ms + interval_ms + 1, FUNDING_INTERVAL_MS))

@@ -150,3 +150,5 @@ class PositionReport:
     resting: Decimal = Decimal(0)
     """The signed quantity still to fill of resting limit entries (not in `working`: they fill by the
     limit fill model, not at the next open)."""
+    funding: Decimal = Decimal(0)
+    """Funding the pair's positions paid in this run (negative: received)."""

@@ -44,6 +44,10 @@ class TradingJournal:
         self._pool = pool
         self._checkpoints = CheckpointStore(pool)
 
+    @property
+    def pool(self) -> asyncpg.Pool:
+        return self._pool
+
     async def commit(self, commit: Commit) -> bool:
         """Write `commit` in one transaction. False when its decision was recorded before (nothing is
         written then)."""
@@ -120,12 +124,12 @@ class TradingJournal:
             await connection.executemany(
                 """
                 INSERT INTO trades AS t (id, run_id, pair, mode, side, status, quantity, entry_price, exit_price, fees,
-                    realized_pnl, close_reason, opened_at, closed_at, origin)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+                    realized_pnl, close_reason, opened_at, closed_at, origin, funding)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
                 ON CONFLICT (id) DO UPDATE SET status = excluded.status, quantity = excluded.quantity,
                     entry_price = excluded.entry_price, exit_price = excluded.exit_price, fees = excluded.fees,
                     realized_pnl = excluded.realized_pnl, close_reason = excluded.close_reason,
-                    closed_at = excluded.closed_at, updated_at = now()
+                    closed_at = excluded.closed_at, funding = excluded.funding, updated_at = now()
                 """,
                 [
                     (
@@ -144,10 +148,34 @@ class TradingJournal:
                         ms_to_datetime(t.opened_at_ms),
                         None if t.closed_at_ms is None else ms_to_datetime(t.closed_at_ms),
                         t.origin,
+                        t.funding,
                     )
                     for t in commit.trades
                 ],
             )
+        for f in commit.funding:
+            await connection.execute(
+                """
+                INSERT INTO funding_payments (run_id, pair, funding_time, trade_id, mode, quantity, mark, rate, payment)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                """,
+                f.run_id,
+                f.pair,
+                ms_to_datetime(f.funding_time_ms),
+                f.trade_id,
+                f.mode,
+                f.quantity,
+                f.mark,
+                f.rate,
+                f.payment,
+            )
+            if f.trade_closed_before:
+                await connection.execute(
+                    "UPDATE trades SET funding = funding + $2, realized_pnl = realized_pnl - $2, updated_at = now() "
+                    "WHERE id = $1",
+                    f.trade_id,
+                    f.payment,
+                )
         for e in commit.new_executions:
             await connection.execute(
                 """

@@ -81,6 +81,25 @@ class TradeRow:
     opened_at_ms: int
     closed_at_ms: int | None
     origin: Literal["decision", "external"] = "decision"
+    funding: Decimal = Decimal(0)
+
+
+@dataclass(frozen=True)
+class FundingRow:
+    """What a run's position paid at one funding time (`funding_payments`)."""
+
+    run_id: uuid.UUID
+    pair: str
+    mode: Mode
+    funding_time_ms: int
+    trade_id: uuid.UUID
+    quantity: Decimal
+    mark: Decimal
+    rate: Decimal
+    payment: Decimal
+    trade_closed_before: bool = False
+    """The trade had left the book (closed before the rate was known): the journal adds the payment to
+    its row (funding, and realized_pnl net of it) rather than a trade row carrying it."""
 
 
 @dataclass(frozen=True)
@@ -139,6 +158,7 @@ class Commit:
     updates: Sequence[ExecutionUpdate] = ()
     checkpoint: Checkpoint | None = None
     metrics: Sequence[MetricRow] = ()
+    funding: Sequence[FundingRow] = ()
 
 
 @dataclass(frozen=True)

@@ -93,7 +93,7 @@ class Book:
     pending: Decimal = ZERO
     """Signed quantity of orders sent that have not filled yet (a venue that fills later than paper)."""
     funding: Decimal = ZERO
-    """Funding paid (negative: received), `domain.funding`: charged in training and backtests."""
+    """Funding paid (negative: received), `domain.funding`: charged in training, backtests and runs."""
     resting: Decimal = ZERO
     """Signed quantity still to fill of a resting limit entry (`domain.limit_orders`): while it rests the
     pair's decisions wait, exits excepted (they cancel it)."""
@@ -104,9 +104,10 @@ class Book:
         position: Position,
         bars_held: int,
         pending: Decimal = ZERO,
-        funding: Decimal = ZERO,
+        funding: Decimal | None = None,
         resting: Decimal = ZERO,
     ) -> Book:
+        """`funding`: the position's own (`Position.funding`) unless given."""
         return cls(
             position.quantity,
             position.entry_price,
@@ -114,7 +115,7 @@ class Book:
             position.fees,
             bars_held,
             pending,
-            funding,
+            position.funding if funding is None else funding,
             resting,
         )
 

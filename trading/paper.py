@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from domain.candles import Candle
 from domain.fills import Fill, FillRules, Position, market_fill
+from domain.funding import funding_payment
 from domain.limit_orders import LimitRules
 from domain.messages import ExitReason, OrderIntent, Side
 from domain.orders import OrderState
@@ -97,6 +98,8 @@ class Trade:
     close_reason: str | None = None
     origin: TradeOrigin = "decision"
     """`external`: a venue position reconciliation adopted (no order of ours opened it)."""
+    funding: Decimal = Decimal(0)
+    """Funding its position paid while open (negative: received)."""
 
     @property
     def exit_price(self) -> Decimal | None:
@@ -104,7 +107,37 @@ class Trade:
 
     @property
     def net_pnl(self) -> Decimal:
-        return self.realised - self.fees
+        return self.realised - self.fees - self.funding
+
+
+@dataclass(frozen=True)
+class FundingDue:
+    """A funding time the position was held through, waiting for the venue's rate: the quantity held
+    through the candle holding it, that candle's close, and the trade it belongs to."""
+
+    time_ms: int
+    quantity: Decimal
+    mark: Decimal
+    trade_id: uuid.UUID
+
+    def to_json(self) -> dict[str, Any]:
+        return {"time_ms": self.time_ms, "quantity": str(self.quantity), "mark": str(self.mark),
+                "trade_id": str(self.trade_id)}  # fmt: skip
+
+    @classmethod
+    def from_json(cls, item: dict[str, Any]) -> FundingDue:
+        return cls(int(item["time_ms"]), Decimal(item["quantity"]), Decimal(item["mark"]), uuid.UUID(item["trade_id"]))
+
+
+@dataclass(frozen=True)
+class FundingPaid:
+    """A funding time paid: what was due, the venue's rate, the payment (negative: received), and the
+    trade it was booked on (None: the trade had left the book, closed before the rate was known)."""
+
+    due: FundingDue
+    rate: Decimal
+    payment: Decimal
+    trade: Trade | None
 
 
 @dataclass(frozen=True)
@@ -143,6 +176,8 @@ class PaperBook:
     the book, and not working orders: the venue triggers them."""
     protections_placed: int = 0
     """How many protective orders the book has planned: the next one's id derives from it."""
+    funding_due: list[FundingDue] = field(default_factory=list)
+    """Funding times held through whose rate is not known yet, oldest first."""
 
     @property
     def working_quantity(self) -> Decimal:
@@ -359,6 +394,32 @@ class PaperBook:
     def unrealised(self, mark: Decimal) -> Decimal:
         return self.position.unrealised(mark)
 
+    # ---------------------------------------------------------------- funding
+
+    def owe_funding(self, time_ms: int, mark: Decimal) -> None:
+        """The position held through the candle holding funding time `time_ms` (after the fills at its
+        open and in its range), marked at its close, owes that time's funding; nothing when flat."""
+        if self.position.quantity == 0 or self.trade is None:
+            return
+        if any(due.time_ms == time_ms for due in self.funding_due):
+            return
+        self.funding_due.append(FundingDue(time_ms, self.position.quantity, mark, self.trade.id))
+
+    def pay_funding(self, rates: dict[int, Decimal]) -> list[FundingPaid]:
+        """Pay each due funding time whose rate `rates` holds: `quantity x mark x rate` (a long pays a
+        positive rate), on the account and on its trade while the book still holds it."""
+        paid: list[FundingPaid] = []
+        for due in [d for d in self.funding_due if d.time_ms in rates]:
+            rate = rates[due.time_ms]
+            payment = funding_payment(due.quantity, due.mark, float(rate))
+            self.position.funding += payment
+            trade = next((t for t in (self.trade, self.next_trade) if t is not None and t.id == due.trade_id), None)
+            if trade is not None:
+                trade.funding += payment
+            paid.append(FundingPaid(due, rate, payment, trade))
+            self.funding_due.remove(due)
+        return paid
+
     # ---------------------------------------------------------------- bookkeeping
 
     def _trade_of(self, order: WorkingOrder) -> Trade:
@@ -424,6 +485,7 @@ class PaperBook:
             "last_open_ms": self.last_open_ms,
             "protection": [order.to_json() for order in self.protection.values()],
             "protections_placed": self.protections_placed,
+            "funding_due": [due.to_json() for due in self.funding_due],
         }
 
     @classmethod
@@ -446,6 +508,8 @@ class PaperBook:
             # Checkpoints from before live trading have no protection.
             {item["client_order_id"]: ProtectiveOrder.from_json(item) for item in document.get("protection", [])},
             int(document.get("protections_placed", 0)),
+            # Checkpoints from before runs paid funding owe none.
+            [FundingDue.from_json(item) for item in document.get("funding_due", [])],
         )
 
 
@@ -522,6 +586,7 @@ def _trade_json(trade: Trade) -> dict[str, Any]:
         "status": trade.status,
         "close_reason": trade.close_reason,
         "origin": trade.origin,
+        "funding": str(trade.funding),
     }
 
 
@@ -539,4 +604,5 @@ def _trade_from_json(item: dict[str, Any]) -> Trade:
         item["status"],
         item["close_reason"],
         item.get("origin", "decision"),  # checkpoints from before adoption have none
+        Decimal(item.get("funding", "0")),  # nor from before runs paid funding
     )

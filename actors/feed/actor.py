@@ -7,7 +7,8 @@ the stream's catch-up on connecting fills from the newest stored candle, and the
 has (never trading on candles it lacks). With nothing stored it raises, and the supervisor waits for
 the venue (`daemon.supervisor.waiting_on`). Then the
 feed runs (websocket, REST catch-up and hole healing, gap monitor, retries) and passes every candle
-it stores as final on to the feature actor.
+it stores as final on to the feature actor, once the venue's rate of each funding time the candles hold
+is stored (`market_data.funding`: execution pays funding with it).
 """
 
 from __future__ import annotations
@@ -24,11 +25,13 @@ from domain.candles import Candle, interval_ms
 from domain.errors import TemporaryVenueError
 from domain.market import Interval
 from exchange.bingx.rest import BingXRest
+from market_data.funding import FundingCollector
 from market_data.healing import heal_range
 from market_data.live import FeedTopic
 from market_data.runner import FeedRunner, FeedSchedule
 from observability import get_logger
 from storage.candles import CandleStore
+from storage.funding_rates import FundingRateStore
 from storage.retry_queue import RetryQueue
 from storage.source_status import SourceStatusStore
 
@@ -58,6 +61,7 @@ class FeedActor(ActorShell):
         self.forwarded = 0
         self.warmed: dict[str, int] = {}
         self.metrics: asyncio.Task[None] | None = None
+        self.funding: FundingCollector | None = None
 
     async def ready(self, peers: Peers) -> dict[str, Any]:
         self.features = peers.get("features", FeaturesHandle)
@@ -67,6 +71,10 @@ class FeedActor(ActorShell):
             self.rest = BingXRest(self.source.rest_url, recv_window_ms=self.source.recv_window_ms)
             for interval in self.source.intervals:
                 self.warmed[interval] = await self._warm_up_at_start(store, interval)
+            self.funding = FundingCollector(self.rest, FundingRateStore(self.database.pool), self.pair)
+            newest = await store.span(self.pair, self.source.intervals[0])
+            if newest is not None:
+                await self.funding.warm_up(newest[1])
             self.runner = FeedRunner(
                 self.rest,
                 self.source.ws_url,
@@ -129,6 +137,8 @@ class FeedActor(ActorShell):
         return len(healed.stored)
 
     async def _forward(self, candles: list[Candle]) -> None:
+        if self.funding is not None:  # the rates of the funding times they hold, before their plans need them
+            await self.funding.on_final(candles)
         if self.features is not None:
             self.features.candles(candles)
             self.forwarded += len(candles)

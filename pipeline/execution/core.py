@@ -23,7 +23,9 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
-from domain.fills import Fill, FillRules
+from domain.candles import interval_ms
+from domain.fills import Fill, FillRules, Position
+from domain.funding import funding_times_within
 from domain.messages import OrderIntent, OrderPlan, PolicyDecision, PositionReport
 from domain.orders import FINAL_STATES, OrderState, client_order_id, transition
 from pipeline.execution.metrics import MetricSummary
@@ -34,6 +36,7 @@ from storage.records import (
     DecisionRow,
     ExecutionRow,
     ExecutionUpdate,
+    FundingRow,
     MetricRow,
     SnapshotRow,
     TradeRow,
@@ -148,6 +151,7 @@ class ExecutionCore:
         book = PaperBook.from_json(self.context.pair, self.rules, dict(handed_over["book"]))
         book.position.realised = Decimal(0)
         book.position.fees = Decimal(0)
+        book.position.funding = Decimal(0)
         return {"book": book.to_json(), "mark": str(handed_over["mark"])}
 
     def reconcile(self, recorded: Mapping[str, OrderState]) -> list[WorkingOrder]:
@@ -193,19 +197,32 @@ class ExecutionCore:
 
     # ---------------------------------------------------------------- plans
 
-    def on_plan(self, plan: OrderPlan) -> Step | None:
-        """A plan's step; None when its candle was decided before (nothing changes then)."""
+    def on_plan(self, plan: OrderPlan, rates: Mapping[int, Decimal] | None = None) -> Step | None:
+        """A plan's step; None when its candle was decided before (nothing changes then). `rates`: the
+        venue's funding rates the stage found for `funding_wanted(plan)`, by funding time."""
         if plan.decision.input.sequence <= self.last_sequence:
             return None  # the checkpoint, written with each decision, says this candle was decided
-        return self._pending(lambda: self._plan(plan))
+        return self._pending(lambda: self._plan(plan, dict(rates or {})))
 
-    def _plan(self, plan: OrderPlan) -> Step:
+    def funding_wanted(self, plan: OrderPlan) -> list[int]:
+        """The funding times whose rates the plan's step may pay: those still due, and those the plan's
+        candle holds (`domain.funding`)."""
+        candle = plan.decision.input.candle
+        held = funding_times_within(candle.open_time_ms, interval_ms(self.context.interval))
+        return sorted({*(due.time_ms for due in self.book.funding_due), *held})
+
+    def _plan(self, plan: OrderPlan, rates: dict[int, Decimal]) -> Step:
         decision = plan.decision
         market = decision.input
+        trades: dict[uuid.UUID, Trade] = {}
+        funding = self._pay_funding(rates, trades)  # times held through before this candle, rates now known
         events = self.venue.fills(self.book, market.candle)
         self.mark = Decimal(repr(market.candle.close))
-        trades: dict[uuid.UUID, Trade] = {}
         updates = self._event_updates(events, trades)
+        # The position held through this candle (after its fills) pays the funding times it holds.
+        for time_ms in funding_times_within(market.candle.open_time_ms, interval_ms(self.context.interval)):
+            self.book.owe_funding(time_ms, self.mark)
+        funding += self._pay_funding(rates, trades)
         if (plan.cancels_resting or plan.orders) and not self.venue.holds_orders:
             # An exit is due, or new orders come while an entry rests (the risk guard waits while one
             # rests, so only after it lost track of it): the entry must not fill after them. A live
@@ -244,14 +261,42 @@ class ExecutionCore:
             new_executions=[self._execution_row(o, market.trace_id) for o in placed],
             updates=updates,
             metrics=self._metrics(plan, events, latency_ms),
+            funding=funding,
         )
         closed = tuple(t for t in trades.values() if t.status == "closed")
         log = self._log_line(plan, events, placed, latency_ms)
+        if funding:
+            log["funding"] = {str(row.funding_time_ms): str(row.payment) for row in funding}
+        if self.book.funding_due:
+            log["funding_due"] = [due.time_ms for due in self.book.funding_due]
         if skipped:
             log["skipped_nothing_to_reduce"] = skipped
         if unfit is not None:
             log["plan_unfit"] = unfit
         return Step(commit, market.sequence, tuple(placed), closed, log)
+
+    def _pay_funding(self, rates: dict[int, Decimal], trades: dict[uuid.UUID, Trade]) -> list[FundingRow]:
+        """The due funding times `rates` knows, paid: their rows, and their trades (still in the book) in
+        `trades` so the step writes them with their funding."""
+        rows = []
+        for paid in self.book.pay_funding(rates):
+            if paid.trade is not None:
+                trades[paid.trade.id] = paid.trade
+            rows.append(
+                FundingRow(
+                    uuid.UUID(self.context.run_id),
+                    self.context.pair,
+                    self.context.mode,
+                    paid.due.time_ms,
+                    paid.due.trade_id,
+                    paid.due.quantity,
+                    paid.due.mark,
+                    paid.rate,
+                    paid.payment,
+                    trade_closed_before=paid.trade is None,
+                )
+            )
+        return rows
 
     def resting_to_cancel(self, plan: OrderPlan) -> list[tuple[str, list[WorkingOrder]]]:
         """On a live venue, before a plan is recorded: the limit entries to cancel there first, by why
@@ -622,11 +667,23 @@ class ExecutionCore:
             self.book.bars_held,
             self.version,
             self.book.resting_quantity,
+            position.funding,
         )
 
     def equity(self) -> Decimal:
         position = self.book.position
-        return self.context.initial_equity + position.realised - position.fees + position.unrealised(self.mark)
+        # Summed left to right as the kernel's Sizing.equity sums it: the same Decimal digits.
+        return (
+            self.context.initial_equity
+            + position.realised
+            - position.fees
+            - position.funding
+            + position.unrealised(self.mark)
+        )
+
+    def _net(self, position: Position) -> Decimal:
+        """The pair's PnL in this run: realised, less fees and funding, plus unrealised at the mark."""
+        return position.realised - position.fees - position.funding + position.unrealised(self.mark)
 
     def status(self) -> dict[str, Any]:
         position = self.book.position
@@ -638,8 +695,10 @@ class ExecutionCore:
             "mark": str(self.mark),
             "realised_pnl": str(position.realised),
             "fees": str(position.fees),
+            "funding": str(position.funding),
+            "funding_due": [due.time_ms for due in self.book.funding_due],
             "unrealised_pnl": str(position.unrealised(self.mark)),
-            "net_pnl": str(position.realised - position.fees + position.unrealised(self.mark)),
+            "net_pnl": str(self._net(position)),
             "open_trade": None if self.book.trade is None else str(self.book.trade.id),
             "last_sequence": self.last_sequence,
             "metrics": self.metrics.to_json(),
@@ -712,6 +771,7 @@ class ExecutionCore:
             opened_at_ms=trade.opened_at_ms,
             closed_at_ms=(self.book.last_open_ms or trade.opened_at_ms) if closed else None,
             origin=trade.origin,
+            funding=trade.funding,
         )
 
     def _execution_row(self, order: WorkingOrder, trace: str) -> ExecutionRow:

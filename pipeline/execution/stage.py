@@ -17,13 +17,17 @@ from typing import Any
 
 from domain.fills import FillRules
 from domain.messages import OrderPlan
+from observability import get_logger
 from pipeline.execution.core import ROLE, STATE_VERSION, ExecutionCore, Recorded, Step, operator_trace
 from pipeline.execution.venue import PaperVenue, ProtectiveVenue, Venue, VenueOrderUpdate, VenueStep
 from storage.checkpoints import ActorState, CheckpointStore
+from storage.funding_rates import FundingRateStore
 from storage.journal import TradingJournal
 from trading.context import PairContext
 from trading.paper import EXIT_CANCELS_ENTRY, Trade, WorkingOrder
 from trading.protection import ProtectionRule
+
+log = get_logger("tradingd.execution")
 
 
 class ExecutionStage:
@@ -42,6 +46,7 @@ class ExecutionStage:
         self._closed: list[Trade] = []
         self.core = ExecutionCore(context, rules, self.venue)
         self.journal = journal
+        self.funding = FundingRateStore(journal.pool)
         self.state = ActorState(checkpoints, self.core.key, ROLE, context.pair, STATE_VERSION)
         self.run_id = uuid.UUID(context.run_id)
         self.pair = context.pair
@@ -82,13 +87,25 @@ class ExecutionStage:
         ended: list[str] = []  # why each of a live venue's entries was cancelled before the plan
         for reason, orders in self.core.resting_to_cancel(plan):
             ended += [reason for _ in await self._cancel_on_venue(orders, reason)]
-        step = self.core.on_plan(plan)
+        step = self.core.on_plan(plan, await self._funding_rates(plan))
         if step is None or not await self._write(step):
             return None
         await self._submit(list(step.submit))
         await self.protect()
         log = {**step.log, "limit_ended": [*step.log.get("limit_ended", ()), *ended]} if ended else step.log
         return Recorded(self.core.report(), (*step.closed_trades, *self.take_closed()), log)
+
+    async def _funding_rates(self, plan: OrderPlan) -> dict[int, Decimal]:
+        """The stored rates of the funding times the plan's step may pay. A read that fails pays nothing
+        now: what is due stays due, for a later plan (the step's own write reports an outage)."""
+        wanted = self.core.funding_wanted(plan)
+        if not wanted or plan.decision.input.sequence <= self.core.last_sequence:
+            return {}
+        try:
+            return await self.funding.rates(self.pair, wanted)
+        except Exception as error:
+            log.warning("funding_rates_unread", pair=self.pair, times=wanted, error=f"{type(error).__name__}: {error}")
+            return {}
 
     async def cancel_trade(self, trade_id: uuid.UUID, reason: str = "operator_cancel") -> list[str]:
         """Cancel the working orders of a trade; the client order ids cancelled."""

@@ -3,7 +3,7 @@ loss limit, and the circuit breaker.
 
 The breaker trips after `breaker_max_losses` losing trades in a row, or when the account's equity falls
 `breaker_max_drawdown` USDT below its peak, unrealised PnL included: on paper the pairs' marked value
-(every pair's realised PnL less fees plus its open position at the last mark, counted from 0, `mark`),
+(every pair's realised PnL less fees and funding plus its open position at the last mark, counted from 0, `mark`),
 on a live venue the venue's own equity (wallet balance plus unrealised PnL, `mark_equity`). Tripped, the
 account is REDUCING: no order may add exposure, orders that reduce it still go (the protective stops
 stay), and the daemon cancels the pairs' opening orders (and, with `flatten_on_trip`, closes their

@@ -431,7 +431,13 @@ class RiskCore:
         base = Book(pending=sum((q for _, q in orders), Decimal(0)))
         if report is not None:
             base = Book(
-                report.quantity, report.entry_price, report.realised, report.fees, report.bars_held, base.pending
+                report.quantity,
+                report.entry_price,
+                report.realised,
+                report.fees,
+                report.bars_held,
+                base.pending,
+                report.funding,
             )
         candles = sorted(s for s in self._opens if last < s <= sequence)
         fills: dict[int, list[tuple[Decimal, Decimal]]] = {s: [] for s in candles}

@@ -198,8 +198,8 @@ class AccountDesk:
 
 
 def marked_value(report: PositionReport) -> Decimal | None:
-    """A pair's realised PnL less fees plus its open position at its mark; None for a position not marked
-    yet (no candle since it was adopted)."""
+    """A pair's realised PnL less fees and funding plus its open position at its mark; None for a position
+    not marked yet (no candle since it was adopted)."""
     if report.quantity != 0 and report.mark <= 0:
         return None
-    return report.realised - report.fees + report.quantity * (report.mark - report.entry_price)
+    return report.realised - report.fees - report.funding + report.quantity * (report.mark - report.entry_price)

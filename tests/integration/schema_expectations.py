@@ -32,6 +32,8 @@ OWN_TABLES = (
     "alerts",
     "agent_promotions",
     "operator_desired_states",
+    "funding_rates",
+    "funding_payments",
 )
 HYPERTABLES = ("candles", "market_input_snapshots", "observability_metrics", "trade_decisions")
 RETENTION = {"market_input_snapshots", "observability_metrics"}

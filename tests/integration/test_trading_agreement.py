@@ -30,6 +30,7 @@ import pytest
 from domain.candle_columns import CandleColumns
 from domain.candles import Candle, ms_to_datetime
 from domain.fills import FillRules, market_fill
+from domain.funding import NO_FUNDING, FundingSchedule, base_rate_schedule
 from domain.instruments import Contract
 from domain.limit_orders import EntryKind, LimitRules
 from domain.messages import MarketInput, OrderIntent, PolicyDecision, decision_sequence
@@ -147,8 +148,11 @@ async def live(
     deciders: dict[str, Callable[[], Policy]],
     limits: RiskLimits,
     limit_rules: LimitRules | None = None,
+    funding: FundingSchedule = NO_FUNDING,
 ) -> dict[str, list[Bar]]:
-    """Both pairs through their risk guards (one account) and paper books, candle by candle."""
+    """Both pairs through their risk guards (one account) and paper books, candle by candle; the venue's
+    `funding` rates are what the stage would find stored for the times each plan may pay."""
+    rates = {int(t): D(repr(float(r))) for t, r in zip(funding.times_ms, funding.rates, strict=True)}
     account = Account()
     pipelines = {}
     for pair in spans:
@@ -181,7 +185,7 @@ async def live(
             plan, _ = await risk.plan(decision)
             # The execution stage without its journal: each step the core returns is accepted as written,
             # then its orders go to the paper venue and the venue's answers are the next step.
-            step = execution.on_plan(plan)
+            step = execution.on_plan(plan, {t: rates[t] for t in execution.funding_wanted(plan) if t in rates})
             assert step is not None, f"{pair} bar {t}: a new candle is always a new decision"
             execution.recorded(step)
             if step.submit:
@@ -191,7 +195,7 @@ async def live(
             mark = D(repr(candle.close))
             risk.on_report(report)
             policy.on_report(report)
-            equity = EQUITY + position.realised - position.fees + position.unrealised(mark)
+            equity = EQUITY + position.realised - position.fees - position.funding + position.unrealised(mark)
             assert equity == execution.equity()
             bars[pair].append(Bar(position.quantity, position.fees, equity, orders_of(plan.orders)))
     assert account.checks > 0
@@ -205,13 +209,15 @@ def environment(
     decisions: list[float | None] | list[tuple[float | None, EntryKind]],
     limits: RiskLimits,
     limit: LimitEntries | None = None,
+    funding: FundingSchedule = NO_FUNDING,
 ) -> list[Bar]:
     stats = NormalizationStats.of(V2.market_features, features)
+    rates = funding.per_bar(candles.open_time_ms, 60_000) if len(funding) else None
     ranges = (candles.high, candles.low, candles.volume)
     entries: tuple[EntryKind, ...] = ("market",) if limit is None else ("market", "limit")
     env = TradingEnv(
         {
-            "market": MarketData(candles.open, candles.close, features, stats, None, *ranges),
+            "market": MarketData(candles.open, candles.close, features, stats, rates, *ranges),
             "rules": RULES[pair],
             "environment": Environment(
                 episode_bars=BARS,
@@ -267,7 +273,8 @@ def assert_agree(pair: str, live_bars: list[Bar], env_bars: list[Bar], backtest:
             marked = here.equity if t < BARS - 1 else here.equity - exit_cost(here.position, pair, backtest)
             assert abs(marked - trained.equity) <= tolerance, f"{pair} bar {t}: environment equity"
     assert backtest.rejections == ()
-    assert backtest.venue_balance == pytest.approx(backtest.ledger_balance, abs=tolerance)
+    # nautilus's account knows no funding: its balance is ours before the funding we paid.
+    assert backtest.venue_balance == pytest.approx(backtest.ledger_balance + backtest.funding, abs=tolerance)
 
 
 def reasons(bars: list[Bar]) -> dict[str, int]:
@@ -278,17 +285,34 @@ def reasons(bars: list[Bar]) -> dict[str, int]:
     return counted
 
 
+def varied_funding(candles: CandleColumns) -> FundingSchedule:
+    """A funding rate at every funding time of the span, large and of both signs, so that paying it
+    moves the equity well beyond the tolerance (the offline preset's 0.01% would too, barely)."""
+    preset = base_rate_schedule(int(candles.open_time_ms[0]), int(candles.open_time_ms[-1]) + 60_000)
+    rates = np.array([0.002 if i % 3 else -0.0015 for i in range(len(preset))])
+    return FundingSchedule(preset.times_ms, rates, "test:varied")
+
+
 async def test_live_training_and_backtest_agree_on_scripted_decisions(
     market: dict[str, tuple[CandleColumns, Floats]],
 ) -> None:
+    """Funding charged too, at varied rates: paper pays it as the environment and nautilus do."""
     scripts = {pair: script(BARS, seed) for pair, seed in zip(market, (15, 51), strict=True)}
-    live_bars = await live(market, {pair: (lambda s=s: Scripted(s)) for pair, s in scripts.items()}, LIMITS)
+    funding = varied_funding(market["BTC-USDT"][0])
+    assert [int(t) for t in funding.times_ms] == [int(t) for t in varied_funding(market["ETH-USDT"][0]).times_ms]
+    live_bars = await live(
+        market, {pair: (lambda s=s: Scripted(s)) for pair, s in scripts.items()}, LIMITS, funding=funding
+    )
     for pair, (candles, features) in market.items():
         decisions = scripts[pair][: BARS - 1]
-        settings = BacktestSettings(CONTRACTS[pair], RULES[pair], EQUITY, 1.0, leverage=5, limits=LIMITS)
+        settings = BacktestSettings(
+            CONTRACTS[pair], RULES[pair], EQUITY, 1.0, leverage=5, limits=LIMITS, funding=funding
+        )
         backtest = run_backtest(Scripted(decisions), candles, features, settings)
-        env_bars = environment(candles, features, pair, decisions, LIMITS)
+        env_bars = environment(candles, features, pair, decisions, LIMITS, funding=funding)
         assert_agree(pair, live_bars[pair], env_bars, backtest)
+        assert len(funding) >= 6
+        assert backtest.funding != 0, f"{pair}: no funding paid (flat through every funding time?)"
         counted = reasons(live_bars[pair])
         assert counted.get("stop_loss", 0) >= 3, counted
         assert counted.get("take_profit", 0) >= 3, counted

@@ -13,6 +13,7 @@ from domain.messages import (
     OrderIntent,
     OrderPlan,
 )
+from pipeline.execution.core import NotClosableError
 from pipeline.execution.stage import ExecutionStage
 from storage.checkpoints import CheckpointStore, FencedError
 from storage.database import Database
@@ -181,7 +182,7 @@ async def test_an_operator_close_cancelled_can_be_sent_again_and_closes_the_trad
     await execution.restore()
     await execution.on_plan(plan(context, 0, 100.0, 1.0, [("BUY", "1", False)]))
     trade_id = uuid.UUID(str(await database.pool.fetchval("SELECT id FROM trades")))
-    with pytest.raises(KeyError, match="opening order is working"):
+    with pytest.raises(NotClosableError, match="opening order is working"):
         await execution.close_trade(trade_id)  # nothing filled yet: cancel-trade is the way out
     await execution.on_plan(plan(context, 1, 100.0, None, []))
     first = await execution.close_trade(trade_id)
