@@ -21,7 +21,7 @@ from typing import Any, Literal
 from aiohttp import web
 
 from domain.fills import FillRules
-from domain.funding import BASE_RATE, FUNDING_INTERVAL_MS
+from domain.funding import BASE_RATE, FUNDING_INTERVAL_MS, funding_payment
 from domain.instruments import Contract
 from domain.market import INTERVALS, parse_interval
 from exchange.sim.account import AccountError, SimAccount
@@ -157,6 +157,10 @@ class BingXSimulator:
         # The most recent requests only: `tradingd sim` may run for days.
         self.request_log: deque[RequestRecord] = deque(maxlen=REQUEST_LOG_SIZE)
         self._runner: web.AppRunner | None = None
+        self._funded_until: int | None = None
+        """The clock at the last funding settlement (None: not started; a start charges from then on)."""
+        self.funding_paid: list[tuple[str, int, Decimal]] = []
+        """(symbol, funding time, payment) of every funding the account paid, oldest first."""
         self.rest_url = ""
         self.ws_url = ""
 
@@ -212,6 +216,7 @@ class BingXSimulator:
         return series.view(stop - 1, now) if stop else None
 
     def _settle_orders(self) -> None:
+        self._settle_funding()
         for symbol in self.contracts:
             view = self._current_view(symbol)
             if view is not None and self.account.open_orders(symbol):
@@ -222,6 +227,38 @@ class BingXSimulator:
                     _wall_ms(),  # order times are the venue's wall clock, like every order's
                     (view.open_time_ms, Decimal(view.volume)),
                 )
+
+    def _settle_funding(self) -> None:
+        """Every funding time the clock passed since the last tick: each open position pays `quantity x
+        mark x rate` from the balance (a long pays a positive rate), the mark being the close of the
+        candle that ends at the funding time (the daemon's rule, `domain.funding`), and the user streams
+        hear an `ACCOUNT_UPDATE` with `m = FUNDING_FEE` (API.md 5.5)."""
+        now = self.clock.now_ms()
+        settled, self._funded_until = self._funded_until, now
+        if settled is None or now <= settled:
+            return
+        rate = Decimal(self.options.funding_rate)
+        first = settled // FUNDING_INTERVAL_MS * FUNDING_INTERVAL_MS + FUNDING_INTERVAL_MS
+        for time_ms in range(first, now + 1, FUNDING_INTERVAL_MS):
+            for symbol, position in sorted(self.account.positions.items()):
+                mark = self._close_ending_at(symbol, time_ms)
+                if position.quantity == 0 or mark is None:
+                    continue
+                payment = funding_payment(position.quantity, mark, float(rate))
+                self.account.balance -= payment
+                self.funding_paid.append((symbol, time_ms, payment))
+                self.user_streams.funding_fee(symbol)
+
+    def _close_ending_at(self, symbol: str, time_ms: int) -> Decimal | None:
+        """The close of the symbol's candle (smallest interval) that ends at `time_ms`, if it has one."""
+        candidates = [s for (pair, _), s in self.series.items() if pair == symbol]
+        if not candidates:
+            return None
+        series = min(candidates, key=lambda s: s.step_ms)
+        index = series.index_at_or_after(time_ms - series.step_ms)
+        if index >= len(series.times) or series.times[index] != time_ms - series.step_ms:
+            return None
+        return Decimal(series.rows[index].close)
 
     def requests_to(self, path: str) -> list[RequestRecord]:
         return [record for record in self.request_log if record.path == path]

@@ -6,7 +6,8 @@
 - A websocket on the market path with `?listenKey=` gets the account's events, gzip like every frame,
   with the same heartbeat: `ORDER_TRADE_UPDATE` on every order change (`x` NEW, TRADE, CANCELED; `X` the
   status, spelled `CANCELED` here as on the venue's stream) and `ACCOUNT_UPDATE` after every fill (`m`
-  ORDER; the USDT balance and the symbol's position, `pa` signed in one-way mode). When its key expires the
+  ORDER; the USDT balance and the symbol's position, `pa` signed in one-way mode) and every funding paid
+  (`m` FUNDING_FEE). When its key expires the
   connection gets `{"e": "listenKeyExpired"}` and is closed.
 
 The account is one for every API key, so every open listenKey gets every event. What the venue answers to
@@ -98,13 +99,17 @@ class UserStreams:
         if fill is not None:
             self._publish({"e": "ACCOUNT_UPDATE", "E": now, "a": self._account_event(order.symbol)})
 
-    def _account_event(self, symbol: str) -> dict[str, Any]:
+    def funding_fee(self, symbol: str) -> None:
+        """The account paid (or received) funding on its `symbol` position: its balances and position."""
+        self._publish({"e": "ACCOUNT_UPDATE", "E": _wall_ms(), "a": self._account_event(symbol, "FUNDING_FEE")})
+
+    def _account_event(self, symbol: str, reason: str = "ORDER") -> dict[str, Any]:
         position = self.account.positions.get(symbol, Position())
         mark = self.last_price(symbol) or position.entry_price
         balance = str(self.account.balance)
         margin = "isolated" if self.account.margin_type_of(symbol) != "CROSSED" else "cross"
         return {
-            "m": "ORDER",
+            "m": reason,
             "B": [{"a": "USDT", "wb": balance, "cw": balance, "bc": "0"}],
             "P": [
                 {
