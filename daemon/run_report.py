@@ -141,7 +141,7 @@ def _overlay(trade: TradeRow) -> Trade:
         trade.entry_price,
         trade.exit_price,
         trade.quantity,
-        net + trade.fees,  # the stored realised PnL is net of fees
+        net + trade.fees + trade.funding,  # the stored realised PnL is net of fees and funding
         trade.fees,
         trade.close_reason or "unknown",
     )
@@ -160,7 +160,7 @@ def _listed(trade: TradeRow) -> TradeListRow:
         trade.entry_price,
         trade.exit_price,
         trade.fees,
-        None if net is None else net + trade.fees,
+        None if net is None else net + trade.fees + trade.funding,
         net,
         trade.close_reason or "",
     )
@@ -202,6 +202,7 @@ def _figures(trades: list[TradeRow], closed: list[TradeRow]) -> dict[str, Any]:
         "wins": sum(1 for net in nets if net > 0),
         "net_pnl": float(sum(nets, Decimal(0))),
         "fees": float(sum((trade.fees for trade in trades), Decimal(0))),
+        "funding": float(sum((trade.funding for trade in trades), Decimal(0))),
         "best_trade": float(max(nets)) if nets else None,
         "worst_trade": float(min(nets)) if nets else None,
         "average_holding_minutes": sum(holding) / len(holding) / 60_000 if holding else None,
@@ -215,7 +216,8 @@ def _pair_section(
     win_rate = f"{figures['wins'] / figures['closed']:.1%}" if figures["closed"] else "-"
     lines = (
         f"<p>{figures['closed']} closed trades (win rate {win_rate}), {figures['open']} open; "
-        f"net PnL {figures['net_pnl']:,.2f} USDT after {figures['fees']:,.2f} fees.</p>"
+        f"net PnL {figures['net_pnl']:,.2f} USDT after {figures['fees']:,.2f} fees and {figures['funding']:,.2f} "
+        "funding.</p>"
     )
     compared = ["", "net PnL", "return", "closed trades", "win rate", "best", "worst", "avg holding", "fees"]
     held = figures.get("buy_and_hold")

@@ -19,7 +19,7 @@ class RunHistory:
         rows = await self._pool.fetch(
             """
             SELECT id, run_id, pair, mode, side, status, quantity, entry_price, exit_price, fees, realized_pnl,
-                   close_reason, opened_at, closed_at
+                   close_reason, opened_at, closed_at, origin, funding
             FROM trades WHERE run_id = $1 ORDER BY opened_at, id
             """,
             run_id,
@@ -40,6 +40,8 @@ class RunHistory:
                 row["close_reason"],
                 datetime_to_ms(row["opened_at"]),
                 None if row["closed_at"] is None else datetime_to_ms(row["closed_at"]),
+                row["origin"],
+                row["funding"],
             )
             for row in rows
         ]

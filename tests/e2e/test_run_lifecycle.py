@@ -8,7 +8,9 @@
   adopts it; `--flatten` closes it first; offline, `tradingd runs stop` follows the same rule (and
   refuses `--flatten`, which needs the daemon);
 - a replay stopped and started again continues after its last decision: no candle skipped, none twice,
-  and no wait for the replay clock to catch up.
+  and no wait for the replay clock to catch up;
+- a paper run pays funding: the feed stores the venue's rate of the funding time its candles pass, and
+  each position held through it pays quantity x close x rate, on its trade and in `ctl status`.
 """
 
 from __future__ import annotations
@@ -267,7 +269,7 @@ def test_runs_stop_refuses_open_positions_keeps_them_for_the_next_run_or_flatten
 # ---------------------------------------------------------------------------------------------- replay
 
 
-def replay_config(directory: Path, files: dict[str, Path], speed: int) -> Path:
+def replay_config(directory: Path, files: dict[str, Path], speed: int, start_bars: int = 1200) -> Path:
     path = directory / "replay.toml"
     candles = [f"{pair}:1m:{file}" for pair, file in files.items()]
     path.write_text(
@@ -280,7 +282,7 @@ intervals = ["1m"]
 [replay]
 candles = {json.dumps(candles)}
 speed = {speed}
-start_bars = 1200
+start_bars = {start_bars}
 [run]
 policy = "momentum"
 [account]
@@ -341,3 +343,69 @@ def test_a_restarted_replay_continues_after_its_last_decision(
     for pair, times in decided(postgres_url).items():
         assert times == list(range(times[0], times[-1] + 60_000, 60_000)), f"{pair}: a candle skipped or repeated"
         assert len(times) > len(before[pair])
+
+
+FIRST_FUNDING_BARS = 1467
+"""The files start 2025-05-04 15:33 UTC: 2025-05-05 16:00 UTC is 1,467 candles in."""
+FIRST_FUNDING_MS = 1_746_460_800_000
+
+
+def test_a_paper_replay_pays_funding_at_the_funding_time(
+    tmp_path: Path, shared_candles: Path, postgres_url: str
+) -> None:
+    # The replay clock runs while the daemon starts (2 candles a second): it starts 90 candles before the
+    # funding time, and the test follows the first funding time at least 5 candles after the first
+    # decision (on a machine slow to start, the next one, 8 hours of candles later).
+    files = cut_files(shared_candles, tmp_path, FIRST_FUNDING_BARS + 480 + 60)
+    config = replay_config(tmp_path, files, 120, start_bars=FIRST_FUNDING_BARS - 90)
+    urls = {"rest_url": "http://127.0.0.1:9", "ws_url": "ws://127.0.0.1:9"}  # replaced by the replay venue
+    with daemon(config, urls, postgres_url, tmp_path) as d:
+        for key in ("BINGX_REST_URL", "BINGX_WS_URL"):
+            d.env.pop(key)
+        d.start()
+        d.wait_ready()
+        d.wait_until(lambda: all(decided(postgres_url).values()), 300, "a first decision of each pair")
+        first = max(times[0] for times in decided(postgres_url).values())
+        funding_ms = next(t for t in (FIRST_FUNDING_MS, FIRST_FUNDING_MS + 28_800_000) if t >= first + 300_000)
+        d.wait_until(
+            lambda: all(times[-1] >= funding_ms + 60_000 for times in decided(postgres_url).values()),
+            600,
+            "decisions past the funding time",
+        )
+        status = d.ctl("status")
+        assert d.terminate() == 0
+    rates = query(postgres_url, "SELECT pair, rate, source FROM funding_rates WHERE funding_time = to_timestamp($1)",
+                  funding_ms / 1000)  # fmt: skip
+    assert sorted((r["pair"], r["rate"], r["source"]) for r in rates) == [
+        (pair, Decimal("0.0001"), "venue") for pair in sorted(PAIRS)
+    ]  # the simulator's rate, as its funding history gives it
+    payments = query(postgres_url, "SELECT * FROM funding_payments ORDER BY pair")
+    assert payments, "no pair held a position through the funding time"
+    assert funding_ms in {int(row["funding_time"].timestamp() * 1000) for row in payments}
+    by_trade: dict[Any, Decimal] = {}
+    for row in payments:
+        pair, time_ms = row["pair"], int(row["funding_time"].timestamp() * 1000)
+        close = Decimal(repr(query(
+            postgres_url,
+            "SELECT close FROM candles WHERE pair = $1 AND interval = '1m' AND open_time = to_timestamp($2)",
+            pair,
+            (time_ms - 60_000) / 1000,
+        )[0][0]))  # fmt: skip
+        assert row["mark"] == close  # the close of the candle ending at the funding time
+        # the position held through that candle: every fill of an order decided before it
+        held = query(
+            postgres_url,
+            "SELECT coalesce(sum(CASE side WHEN 'BUY' THEN filled_quantity ELSE -filled_quantity END), 0) "
+            "FROM trade_executions e JOIN trade_decisions d ON d.trace_id = e.decision_trace_id "
+            "WHERE e.pair = $1 AND d.candle_open_time < to_timestamp($2)",
+            pair,
+            (time_ms - 60_000) / 1000,
+        )[0][0]
+        assert row["quantity"] == held
+        assert row["payment"] == (row["quantity"] * close * Decimal("0.0001")).quantize(Decimal("0.00000001"))
+        by_trade[row["trade_id"]] = by_trade.get(row["trade_id"], Decimal(0)) + row["payment"]
+    for trade_id, paid in by_trade.items():
+        assert query(postgres_url, "SELECT funding FROM trades WHERE id = $1", trade_id)[0][0] == paid
+    for pair in PAIRS:
+        paid = sum((row["payment"] for row in payments if row["pair"] == pair), Decimal(0))
+        assert Decimal(status["pairs"][pair]["position"]["funding"]) == paid
