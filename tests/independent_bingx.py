@@ -8,6 +8,7 @@ a form body in the caller's order (the docs' examples); a JSON object body (Bing
 from __future__ import annotations
 
 import asyncio
+import gzip
 import hashlib
 import hmac
 import http.client
@@ -16,6 +17,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from typing import Any, Literal
 
 Placement = Literal["query", "form", "json"]
@@ -85,3 +87,22 @@ def _text(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+async def stream_events(ws: Any, count: int, wanted: Callable[[dict[str, Any]], bool] = lambda _: True) -> list[Any]:
+    """The next `count` events of a user-data stream websocket (aiohttp) that `wanted` keeps, gunzipped
+    and decoded, answering its pings, within a generous deadline."""
+    found: list[Any] = []
+    async with asyncio.timeout(60):
+        while len(found) < count:
+            message = await ws.receive()
+            if not isinstance(message.data, bytes):
+                raise AssertionError(f"the stream ended: {message.type}")
+            text = gzip.decompress(message.data).decode()
+            if text == "Ping":
+                await ws.send_str("Pong")
+                continue
+            event = json.loads(text)
+            if wanted(event):
+                found.append(event)
+    return found

@@ -15,10 +15,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import time
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -297,6 +299,18 @@ format = "json"
     return path
 
 
+@contextlib.contextmanager
+def replay_daemon(config: Path, postgres_url: str, tmp_path: Path) -> Iterator[Daemon]:
+    """The daemon on a replay config, started and ready: its venue is the replay's own, not a URL."""
+    urls = {"rest_url": "http://127.0.0.1:9", "ws_url": "ws://127.0.0.1:9"}  # replaced by the replay venue
+    with daemon(config, urls, postgres_url, tmp_path) as d:
+        for key in ("BINGX_REST_URL", "BINGX_WS_URL"):
+            d.env.pop(key)
+        d.start()
+        d.wait_ready()
+        yield d
+
+
 def decided(url: str) -> dict[str, list[int]]:
     rows = query(
         url,
@@ -315,12 +329,7 @@ def test_a_restarted_replay_continues_after_its_last_decision(
     files = cut_files(shared_candles, tmp_path, 3000)
     speed = 120
     config = replay_config(tmp_path, files, speed)
-    urls = {"rest_url": "http://127.0.0.1:9", "ws_url": "ws://127.0.0.1:9"}  # replaced by the replay venue
-    with daemon(config, urls, postgres_url, tmp_path) as d:
-        for key in ("BINGX_REST_URL", "BINGX_WS_URL"):
-            d.env.pop(key)
-        d.start()
-        d.wait_ready()
+    with replay_daemon(config, postgres_url, tmp_path) as d:
         # far enough that a replay restarting at start_bars would replay what the run decided already
         d.wait_until(lambda: all(len(times) >= 20 for times in decided(postgres_url).values()), 300, "decisions")
         assert d.terminate() == 0
@@ -358,12 +367,7 @@ def test_a_paper_replay_pays_funding_at_the_funding_time(
     # decision (on a machine slow to start, the next one, 8 hours of candles later).
     files = cut_files(shared_candles, tmp_path, FIRST_FUNDING_BARS + 480 + 60)
     config = replay_config(tmp_path, files, 120, start_bars=FIRST_FUNDING_BARS - 90)
-    urls = {"rest_url": "http://127.0.0.1:9", "ws_url": "ws://127.0.0.1:9"}  # replaced by the replay venue
-    with daemon(config, urls, postgres_url, tmp_path) as d:
-        for key in ("BINGX_REST_URL", "BINGX_WS_URL"):
-            d.env.pop(key)
-        d.start()
-        d.wait_ready()
+    with replay_daemon(config, postgres_url, tmp_path) as d:
         d.wait_until(lambda: all(decided(postgres_url).values()), 300, "a first decision of each pair")
         first = max(times[0] for times in decided(postgres_url).values())
         funding_ms = next(t for t in (FIRST_FUNDING_MS, FIRST_FUNDING_MS + 28_800_000) if t >= first + 300_000)

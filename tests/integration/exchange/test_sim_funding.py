@@ -5,9 +5,6 @@ checked by an independent client."""
 
 from __future__ import annotations
 
-import asyncio
-import gzip
-import json
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
@@ -19,7 +16,7 @@ from domain.funding import FUNDING_INTERVAL_MS
 from exchange.sim.candle_file import FileCandle
 from exchange.sim.replay import ReplayClock, ReplaySeries
 from exchange.sim.server import BingXSimulator, SimulatorOptions
-from tests.independent_bingx import IndependentBingX, call_in_thread
+from tests.independent_bingx import IndependentBingX, call_in_thread, stream_events
 
 KEY, SECRET = "independent-key", "independent-secret-0123456789"
 MINUTE = 60_000
@@ -55,19 +52,9 @@ async def balance(sim: BingXSimulator) -> Decimal:
 
 
 async def account_updates(ws: aiohttp.ClientWebSocketResponse, reason: str) -> dict[str, Any]:
-    """The next ACCOUNT_UPDATE for `reason`, answering pings, within a generous deadline."""
-    async with asyncio.timeout(60):
-        while True:
-            message = await ws.receive()
-            if message.type != aiohttp.WSMsgType.BINARY:
-                raise AssertionError(f"the stream ended: {message.type}")
-            text = gzip.decompress(message.data).decode()
-            if text == "Ping":
-                await ws.send_str("Pong")
-                continue
-            event = json.loads(text)
-            if event.get("e") == "ACCOUNT_UPDATE" and event["a"]["m"] == reason:
-                return event
+    """The next ACCOUNT_UPDATE for `reason`."""
+    [event] = await stream_events(ws, 1, lambda e: e.get("e") == "ACCOUNT_UPDATE" and e["a"]["m"] == reason)
+    return dict(event)
 
 
 @pytest.mark.parametrize(("side", "paid"), [("SELL", Decimal("-0.1030")), ("BUY", Decimal("0.1030"))])

@@ -4,8 +4,6 @@ balance events on the websocket, its expiry, and the venue closing it."""
 from __future__ import annotations
 
 import asyncio
-import gzip
-import json
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
@@ -16,7 +14,7 @@ import pytest
 from exchange.sim.candle_file import FileCandle
 from exchange.sim.replay import ReplayClock, ReplaySeries
 from exchange.sim.server import BingXSimulator
-from tests.independent_bingx import IndependentBingX, call_in_thread
+from tests.independent_bingx import IndependentBingX, call_in_thread, stream_events
 
 KEY, SECRET = "independent-key", "independent-secret-0123456789"
 T0 = 1_700_000_040_000
@@ -40,19 +38,7 @@ async def signed(sim: BingXSimulator, method: str, path: str, **params: Any) -> 
 
 
 async def events(ws: aiohttp.ClientWebSocketResponse, count: int) -> list[dict[str, Any]]:
-    """The next `count` events (answering pings), within a generous deadline."""
-    found: list[dict[str, Any]] = []
-    async with asyncio.timeout(60):
-        while len(found) < count:
-            message = await ws.receive()
-            if message.type != aiohttp.WSMsgType.BINARY:
-                raise AssertionError(f"the stream ended: {message.type}")
-            text = gzip.decompress(message.data).decode()
-            if text == "Ping":
-                await ws.send_str("Pong")
-                continue
-            found.append(json.loads(text))
-    return found
+    return await stream_events(ws, count)
 
 
 async def test_orders_and_fills_arrive_on_the_stream_in_order(sim: BingXSimulator) -> None:
