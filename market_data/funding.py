@@ -47,14 +47,11 @@ class FundingCollector:
     async def warm_up(self, newest_open_ms: int) -> int:
         """The rates of the last `WARM_UP_TIMES` funding times up to the venue's newest candle, asked
         once (they are for a restart's payments due; a time the venue has no rate for is not asked
-        again); how many were new. Never raises."""
+        again); how many were new. Never raises; runs beside `on_final` (it leaves `wanted` alone)."""
         self.newest_ms = max(self.newest_ms, newest_open_ms)
         last = newest_open_ms // FUNDING_INTERVAL_MS * FUNDING_INTERVAL_MS
-        recent = {last - i * FUNDING_INTERVAL_MS for i in range(WARM_UP_TIMES)}
-        self.wanted.update(recent)
-        stored = await self._collect()
-        self.wanted -= recent
-        return stored
+        fetched = await self._fetch(sorted(last - i * FUNDING_INTERVAL_MS for i in range(WARM_UP_TIMES)))
+        return 0 if fetched is None else fetched[0]
 
     async def on_final(self, candles: Sequence[Candle]) -> int:
         """Before `candles` go on: the rates of the funding times they hold, and of those still wanted;
@@ -69,26 +66,35 @@ class FundingCollector:
         if stale:
             log.error("funding_rate_given_up", pair=self.pair, funding_times=sorted(stale))
             self.wanted -= stale
+        asked = sorted(self.wanted)
+        fetched = await self._fetch(asked)
+        if fetched is None:
+            return 0
+        stored, not_given = fetched
+        self.wanted -= set(asked) - not_given
+        if self.wanted:
+            log.info("funding_rate_not_given_yet", pair=self.pair, funding_times=sorted(self.wanted))
+        return stored
+
+    async def _fetch(self, times: list[int]) -> tuple[int, set[int]] | None:
+        """Fetch and store the rates of those of `times` not stored yet: how many were stored and which
+        the venue did not give; None when the venue or the store failed (logged)."""
         try:
-            missing = await self.store.missing(self.pair, sorted(self.wanted))
+            missing = await self.store.missing(self.pair, times)
             if not missing:
-                self.wanted.clear()
-                return 0
+                return 0, set()
             fetched = await asyncio.wait_for(
                 self.rest.funding_rates(self.pair, missing[0], missing[-1]), FETCH_TIMEOUT_SEC
             )
             found: list[tuple[int, Decimal]] = [(t, rate) for t, rate in fetched if t in set(missing)]
             stored = await self.store.store(self.pair, found, SOURCE)
         except (VenueError, TimeoutError, OSError) as error:
-            log.warning("funding_rate_unavailable", pair=self.pair, funding_times=sorted(self.wanted), error=str(error))
-            return 0
+            log.warning("funding_rate_unavailable", pair=self.pair, funding_times=times, error=str(error))
+            return None
         except Exception as error:
-            log.warning("funding_rate_unstored", pair=self.pair, funding_times=sorted(self.wanted),
+            log.warning("funding_rate_unstored", pair=self.pair, funding_times=times,
                         error=f"{type(error).__name__}: {error}")  # fmt: skip
-            return 0
-        self.wanted = set(missing) - {t for t, _ in found}
+            return None
         if found:
             log.info("funding_rates_stored", pair=self.pair, rates={str(t): str(r) for t, r in found}, new=stored)
-        if self.wanted:
-            log.info("funding_rate_not_given_yet", pair=self.pair, funding_times=sorted(self.wanted))
-        return stored
+        return stored, set(missing) - {t for t, _ in found}

@@ -62,6 +62,7 @@ class FeedActor(ActorShell):
         self.warmed: dict[str, int] = {}
         self.metrics: asyncio.Task[None] | None = None
         self.funding: FundingCollector | None = None
+        self.funding_warm_up: asyncio.Task[int] | None = None
 
     async def ready(self, peers: Peers) -> dict[str, Any]:
         self.features = peers.get("features", FeaturesHandle)
@@ -73,8 +74,8 @@ class FeedActor(ActorShell):
                 self.warmed[interval] = await self._warm_up_at_start(store, interval)
             self.funding = FundingCollector(self.rest, FundingRateStore(self.database.pool), self.pair)
             newest = await store.span(self.pair, self.source.intervals[0])
-            if newest is not None:
-                await self.funding.warm_up(newest[1])
+            if newest is not None:  # beside the feed, not before it: a slow venue delays no start
+                self.funding_warm_up = asyncio.get_running_loop().create_task(self.funding.warm_up(newest[1]))
             self.runner = FeedRunner(
                 self.rest,
                 self.source.ws_url,
@@ -106,6 +107,8 @@ class FeedActor(ActorShell):
         return await self._warm_up(CandleStore.of(self.database), interval, bars)
 
     async def stop_tasks(self) -> None:
+        if self.funding_warm_up is not None:
+            self.funding_warm_up.cancel()
         if self.metrics is not None:
             self.metrics.cancel()
         if self.runner is not None:
