@@ -137,7 +137,9 @@ async def replay_start(
     once, with no candle skipped and none decided twice."""
     base = min(series, key=lambda s: s.step_ms)
     start = min(s.first_ms for s in series) + settings.replay.start_bars * base.step_ms
-    end = max(s.last_ms + s.step_ms for s in series)
+    pairs = resume.pairs if resume is not None else settings.market_data.pairs
+    # The replay ends for the run once any of its pairs' files ends: that pair decides nothing after it.
+    end = min(max(s.last_ms + s.step_ms for s in series if s.pair == pair) for pair in pairs)
     if database is None:
         return ReplayStart(start)
     if resume is not None and (resumed_after := await last_decided_ms(database, resume)) is not None:
@@ -150,7 +152,6 @@ async def replay_start(
                 "start, or give longer files",
             )
         return ReplayStart(start, resumed_after_ms=resumed_after)
-    pairs = resume.pairs if resume is not None else settings.market_data.pairs
     interval = settings.run.interval if resume is None else parse_interval(resume.interval)
     stored_until = await newest_stored_ms(database, pairs, interval)
     if stored_until is None or stored_until + interval_ms(interval) <= start:
@@ -158,7 +159,8 @@ async def replay_start(
     if stored_until + interval_ms(interval) >= end:
         raise RunSetupError(
             f"the store already holds {interval} candles of {', '.join(pairs)} up to "
-            f"{ms_to_datetime(stored_until).isoformat()}, the end of replay.candles: a new replay starts after "
+            f"{ms_to_datetime(stored_until).isoformat()}, the end of replay.candles (of a pair's file, at least): "
+            "a new replay starts after "
             "the newest stored candle, so it would have nothing left to decide. Give the replay a data directory "
             "of its own (storage.data_dir or TRADINGD_DATA_DIR), or delete the stored candles "
             "(`tradingd db reset --table candles --yes`)",

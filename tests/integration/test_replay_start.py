@@ -18,9 +18,9 @@ ROWS = 1_500
 START_BARS = 1_200
 
 
-def candle_file(path: Path, pair: str) -> None:
+def candle_file(path: Path, pair: str, rows: int = ROWS) -> None:
     lines = ["open_time_ms,open,high,low,close,volume"]
-    for i in range(ROWS):
+    for i in range(rows):
         price = 100 + (i % 7)
         lines.append(f"{T0 + i * MINUTE},{price},{price + 1},{price - 1},{price + 0.5},{10 + i % 3}")
     path.write_text("\n".join(lines) + "\n")
@@ -92,3 +92,13 @@ async def test_a_store_holding_the_files_to_their_end_is_refused_saying_what_to_
     assert "storage.data_dir" in message
     assert "tradingd db reset --table candles --yes" in message
     assert await CandleStore.of(database).span("ETH-USDT", "1m") == (T0, T0 + (ROWS - 1) * MINUTE)
+
+
+async def test_a_store_holding_one_pairs_file_to_its_end_is_refused_though_another_file_is_longer(
+    database: Database, config: Path, tmp_path: Path
+) -> None:
+    candle_file(tmp_path / "ETH-USDT.csv", "ETH-USDT", rows=ROWS + 3)  # ends 3 minutes after BTC's
+    await store(database, "BTC-USDT", range(ROWS))
+    settings = load_settings(config)
+    with pytest.raises(RunSetupError, match=r"the end of replay\.candles"):
+        await replay_start(settings, replay_series(settings, config), None, database)
