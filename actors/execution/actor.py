@@ -25,7 +25,7 @@ from domain.messages import OrderPlan, PositionReport
 from domain.trading_state import TradingState
 from exchange.bingx.rest import Credentials
 from observability import get_logger, register_secrets
-from pipeline.execution.core import ExecutionCore, FeeUnknownError
+from pipeline.execution.core import ExecutionCore, FeeUnknownError, NotClosableError
 from pipeline.execution.live_venue import LiveVenue, LiveVenueSource, open_live_venue, pair_state
 from pipeline.execution.reconciliation import Reconciler, Reconciliation
 from pipeline.execution.stage import ExecutionStage
@@ -212,7 +212,8 @@ class ExecutionActor(ActorShell):
                 result = await operation()
                 await self._closed(tuple(self._stage().take_closed()), None)
                 done.set_result(result)
-            except (KeyError, FeeUnknownError) as error:  # an unknown trade; news the book cannot cost: nothing changed
+            except (KeyError, NotClosableError, FeeUnknownError) as error:  # nothing changed: an unknown trade, one
+                # with nothing to close, news the book cannot cost
                 done.set_exception(error)
                 return
             except BaseException as error:  # the caller hears of it before the inbox ends the worker

@@ -622,6 +622,12 @@ class ExecutionCore:
         count under `operator_trace`: a cancelled one's id is spent). KeyError when the trade is not the
         open one; NotClosableError when it holds nothing to close."""
         trade = self.book.trade
+        following = self.book.next_trade
+        if following is not None and following.id == trade_id:
+            raise NotClosableError(
+                f"trade {trade_id} has no position yet: its opening order is working, after the close of the trade "
+                "it follows (cancel it: `ctl cancel-trade`)"
+            )
         if trade is None or trade.id != trade_id:
             raise KeyError(f"trade {trade_id} is not the open trade of {self.context.pair}")
         for working in self.book.working.values():

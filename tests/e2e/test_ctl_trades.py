@@ -74,6 +74,32 @@ def trade_status(url: str, trade_id: uuid.UUID) -> str:
     return str(query(url, "SELECT status FROM trades WHERE id = $1", trade_id)[0][0])
 
 
+def catch_an_opening_order(d: Daemon, url: str, simulator: subprocess.Popen[str]) -> asyncpg.Record:
+    """A trade whose opening order works (decided, not filled: no entry price; from flat, or the opening leg
+    of a flip), the simulator stopped so it stays so: stopped, every stored candle decided, looked at; let
+    go for a candle when there is none."""
+    pairs = [str(row[0]) for row in query(url, "SELECT DISTINCT pair FROM trades")]
+    for _ in range(120):
+        simulator.send_signal(signal.SIGSTOP)
+        for pair in pairs:
+            d.wait_until(
+                lambda pair=pair: newest_decided(url, pair) >= newest_stored(url, pair),  # type: ignore[misc]
+                60,
+                "every stored candle decided",
+            )
+        rows = query(url, "SELECT id, pair FROM trades WHERE status = 'open' AND entry_price IS NULL")
+        if rows:
+            return rows[0]
+        stored = {pair: newest_stored(url, pair) for pair in pairs}
+        simulator.send_signal(signal.SIGCONT)
+        d.wait_until(
+            lambda at=stored: any(newest_stored(url, p) > at[p] for p in pairs),  # type: ignore[misc]
+            60,
+            "a next candle",
+        )
+    raise AssertionError("no opening order was caught working")
+
+
 def hold_an_open_trade(d: Daemon, url: str) -> asyncpg.Record:
     """An open trade with a filled position whose pair is paused (HALTED: the policy sends no order that
     could close it). The policy may close the trade in the moment before the pause lands; then the pair
@@ -231,5 +257,21 @@ def test_an_operator_closes_and_cancels_a_trade_through_ctl(
             ("close-trade", "rejected", unknown),
             ("cancel-trade", "rejected", "not-a-trade"),
         ]
+
+        # a trade whose opening order has not filled: close-trade is refused as such (cancel-trade is the
+        # way), and the execution actor answers on (a refusal it raised once ended its worker)
+        before = {p: view["restarts"] for p, view in status(d)["pairs"].items()}
+        opening = catch_an_opening_order(d, postgres_url, simulator)
+        refused = ctl(d, "close-trade", str(opening["id"]))
+        assert refused.returncode == 1
+        assert f"close-trade refused (not_closable): trade {opening['id']} has no position yet" in refused.stderr
+        assert "ctl cancel-trade" in refused.stderr
+        cancelled = ctl(d, "cancel-trade", str(opening["id"]))
+        assert cancelled.returncode == 0, cancelled.stderr
+        assert trade_status(postgres_url, opening["id"]) == "cancelled"
+        simulator.send_signal(signal.SIGCONT)
+        after = status(d)["pairs"]
+        assert {p: view["restarts"] for p, view in after.items()} == before, "no actor restarted"
+        assert all(view["state"] == "running" for view in after.values())
         assert decisions(postgres_url, pair) > 0
         assert d.terminate() == 0
