@@ -188,7 +188,8 @@ def case_block(result: dict[str, Any], agent: AgentConfig, iterations: int, fold
         f"{iso_minute(result['to_ms'])}; {result['seconds'] / 60:,.1f} min)",
         "",
         f"Measured {datetime.now(UTC):%Y-%m-%d} at `{code_version()}` on {platform.machine()} "
-        f"({platform.python_version()}): {iterations} iterations of {h.train_batch_size:,} env steps "
+        f"({platform.python_version()}): {iterations} iteration{'' if iterations == 1 else 's'} of "
+        f"{h.train_batch_size:,} env steps "
         f"({iterations * h.train_batch_size:,} steps per fold"
         f"{'' if iterations == h.iterations else ', fewer than the shipped ' + str(h.iterations)}), {folds} folds.",
         "",

@@ -207,9 +207,12 @@ class ExecutionCore:
     def funding_wanted(self, plan: OrderPlan) -> list[int]:
         """The funding times whose rates the plan's step may pay: those still due, and those the plan's
         candle holds (`domain.funding`)."""
-        candle = plan.decision.input.candle
-        held = funding_times_within(candle.open_time_ms, interval_ms(self.context.interval))
+        held = self._funding_times(plan.decision.input.candle.open_time_ms)
         return sorted({*(due.time_ms for due in self.book.funding_due), *held})
+
+    def _funding_times(self, open_ms: int) -> list[int]:
+        """The funding times the run's candle opening at `open_ms` holds."""
+        return funding_times_within(open_ms, interval_ms(self.context.interval))
 
     def _plan(self, plan: OrderPlan, rates: dict[int, Decimal]) -> Step:
         decision = plan.decision
@@ -220,7 +223,7 @@ class ExecutionCore:
         self.mark = Decimal(repr(market.candle.close))
         updates = self._event_updates(events, trades)
         # The position held through this candle (after its fills) pays the funding times it holds.
-        for time_ms in funding_times_within(market.candle.open_time_ms, interval_ms(self.context.interval)):
+        for time_ms in self._funding_times(market.candle.open_time_ms):
             self.book.owe_funding(time_ms, self.mark)
         funding += self._pay_funding(rates, trades)
         if (plan.cancels_resting or plan.orders) and not self.venue.holds_orders:

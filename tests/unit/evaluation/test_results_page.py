@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from benchmarks.report import write_section
-from benchmarks.results import END, EXAMPLE, START, case_blocks, current_section, merged_section
+from benchmarks.results import END, EVALUATION_DOC, EXAMPLE, START, case_blocks, current_section, merged_section
 from learning.agent_config import load_agent_config
 
 AGENT = load_agent_config(EXAMPLE)
@@ -47,6 +47,6 @@ def test_writing_a_case_into_a_page_leaves_the_rest_of_the_page(tmp_path: Path) 
 
 
 def test_the_shipped_page_reads_back_unchanged() -> None:
-    section = current_section(Path(EXAMPLE).parents[2] / "docs" / "evaluation.md")
+    section = current_section(EVALUATION_DOC)
     assert case_blocks(section), "the results page has no case blocks"
     assert merged_section(section, {}, AGENT) == section
