@@ -144,6 +144,7 @@ def _overlay(trade: TradeRow) -> Trade:
         net + trade.fees + trade.funding,  # the stored realised PnL is net of fees and funding
         trade.fees,
         trade.close_reason or "unknown",
+        trade.funding,
     )
 
 
@@ -160,6 +161,7 @@ def _listed(trade: TradeRow) -> TradeListRow:
         trade.entry_price,
         trade.exit_price,
         trade.fees,
+        trade.funding,
         None if net is None else net + trade.fees + trade.funding,
         net,
         trade.close_reason or "",

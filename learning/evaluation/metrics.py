@@ -81,10 +81,13 @@ class Trade:
     fees: Decimal
     reason: str = SIGNAL_EXIT
     """Why it closed (`end_of_data` for a position still open at the end, marked at the last close)."""
+    funding: Decimal = Decimal(0)
+    """Funding paid while it was open (negative: received)."""
 
     @property
     def net(self) -> Decimal:
-        return self.pnl - self.fees
+        """After fees and funding, as a run's trade row stores its realised PnL."""
+        return self.pnl - self.fees - self.funding
 
     @property
     def holding_ms(self) -> int:
@@ -167,6 +170,8 @@ def replay(segment: Segment) -> SegmentBook:
             paid = funding_payment(position.quantity, mark, float(rates[bar]))
             balance -= paid
             funding += paid
+            if open_trade is not None:
+                open_trade.funding += paid
         equity[bar] = float(balance + position.unrealised(mark))
         held[bar] = float(position.quantity)
     last = Decimal(repr(float(segment.close[-1]))) if bars else Decimal(0)
@@ -190,6 +195,7 @@ def replay(segment: Segment) -> SegmentBook:
             open_trade.pnl + position.unrealised(last),
             open_trade.fees + exit_fee,
             END_OF_DATA,
+            open_trade.funding,
         )
     return SegmentBook(
         equity,
@@ -214,6 +220,7 @@ class _OpenTrade:
     fees: Decimal = Decimal(0)
     exit_value: Decimal = Decimal(0)
     exit_quantity: Decimal = Decimal(0)
+    funding: Decimal = Decimal(0)
 
 
 def _book_trade(
@@ -248,6 +255,7 @@ def _book_trade(
         trade.pnl,
         trade.fees,
         timed.reason or (SIGNAL_EXIT if after == 0 else SIGNAL_FLIP),
+        trade.funding,
     )
     if after == 0:
         return None, closed

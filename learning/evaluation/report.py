@@ -81,11 +81,13 @@ TRADE_COLUMNS = (
     "entry_price",
     "exit_price",
     "fees",
+    "funding",
     "pnl",
     "net_pnl",
     "reason",
 )
-"""The trade list's columns: times in UTC ISO 8601; `pnl` before fees, `net_pnl` after them (USDT)."""
+"""The trade list's columns: times in UTC ISO 8601; `pnl` before fees and funding, `net_pnl` after them,
+`funding` what the trade paid while open (negative: received; USDT)."""
 SHARPE_NOTE = (
     f"Sharpe and Sortino are computed from daily returns of equity (UTC days, the equity at each day's last "
     f"close over the previous day's), annualised by the square root of 365 (crypto trades every day), with no "
@@ -327,6 +329,7 @@ class TradeListRow:
     entry_price: Decimal | None
     exit_price: Decimal | None
     fees: Decimal
+    funding: Decimal
     pnl: Decimal | None
     net_pnl: Decimal | None
     reason: str
@@ -343,6 +346,7 @@ class TradeListRow:
             _text(self.entry_price),
             _text(self.exit_price),
             str(self.fees),
+            str(self.funding),
             _text(self.pnl),
             _text(self.net_pnl),
             self.reason,
@@ -362,6 +366,7 @@ def trade_row(trade: Trade, pair: str, fold: int | None) -> TradeListRow:
         trade.entry_price,
         _rounded(trade.exit_price),
         trade.fees,
+        trade.funding,
         _rounded(trade.pnl),
         _rounded(trade.net),
         trade.reason,

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import os
 import socket
@@ -413,3 +414,21 @@ def test_a_paper_replay_pays_funding_at_the_funding_time(
     for pair in PAIRS:
         paid = sum((row["payment"] for row in payments if row["pair"] == pair), Decimal(0))
         assert Decimal(status["pairs"][pair]["position"]["funding"]) == paid
+    # `report run` lists each trade's funding, and its net PnL after it.
+    run_id = query(postgres_url, "SELECT id FROM agent_runs")[0][0]
+    drawn = tradingd(d.env, "--config", str(config), "report", "run", str(run_id), "--out", str(tmp_path / "report"))
+    assert drawn.returncode == 0, drawn.stderr[-2000:]
+    with (tmp_path / "report" / "trades.csv").open(newline="") as handle:
+        listed = list(csv.DictReader(handle))
+    for pair in PAIRS:
+        lines = [line for line in listed if line["pair"] == pair]
+        stored = query(postgres_url, "SELECT funding, realized_pnl, status FROM trades WHERE pair = $1", pair)
+        assert len(lines) == len(stored)
+        assert sum(Decimal(line["funding"]) for line in lines) == sum(row["funding"] for row in stored)
+        closed = [line for line in lines if line["status"] == "closed"]
+        assert sum(Decimal(line["net_pnl"]) for line in closed) == sum(
+            row["realized_pnl"] for row in stored if row["status"] == "closed"
+        )
+        for line in closed:
+            assert Decimal(line["pnl"]) - Decimal(line["fees"]) - Decimal(line["funding"]) == Decimal(line["net_pnl"])
+    assert any(Decimal(line["funding"]) != 0 for line in listed)

@@ -71,3 +71,22 @@ def test_buy_and_hold_pays_funding_while_it_holds() -> None:
     # 5.00 held (500 USDT at the first open, 100) x 100 x 0.001 at bar 1's close; at the last bar it is sold.
     assert funded.funding == pytest.approx(0.5)
     assert funded.net_pnl == pytest.approx(plain.net_pnl - 0.5)
+
+
+def test_each_trade_carries_the_funding_it_paid_while_open_and_its_net_is_after_it() -> None:
+    closes = np.array([100.0, 110.0, 90.0, 95.0, 95.0])
+    buy = TimedFill(1, MINUTE, Fill("BUY", Decimal(2), Decimal(100), Decimal("0.2"), "taker"))
+    # Bar 3 opens by selling 3: the long closes and a short of 1 opens, each with its share of the fee.
+    flip = TimedFill(3, 3 * MINUTE, Fill("SELL", Decimal(3), Decimal(90), Decimal("0.3"), "taker"))
+    rates = np.array([0.01, 0.01, -0.02, 0.0, 0.01])
+    book = replay(Segment(Decimal(1000), closes, [buy, flip], MINUTE, 0, funding_rates=rates))
+    (long,) = book.trades
+    # The long paid 2 x 110 x 0.01 = 2.2 at bar 1 and received 2 x 90 x 0.02 = 3.6 at bar 2.
+    assert long.funding == Decimal("-1.4")
+    # Realised 2 x (90 - 100) = -20, fees 0.2 + 0.3 x 2/3 = 0.4: net -20 - 0.4 + 1.4 = -19.
+    assert long.net == Decimal("-19.0")
+    # The short, still open, received 1 x 95 x 0.01 = 0.95 at bar 4, the last.
+    assert book.open_trade is not None
+    assert book.open_trade.funding == Decimal("-0.95")
+    # The trades' nets add up to the equity's change, funding included.
+    assert float(long.net + book.open_trade.net) == pytest.approx(book.equity[-1] - 1000)

@@ -113,7 +113,7 @@ def test_the_trade_list_has_its_columns_and_one_row_per_trade(
     assert all(re.fullmatch(r"2025-01-0\dT\d\d:\d\d:00Z", record["entry_time"]) for record in records)
     assert {record["fold"] for record in records} == {"1", "2", "3"}
     first = records[0]
-    assert Decimal(first["pnl"]) - Decimal(first["fees"]) == pytest.approx(
+    assert Decimal(first["pnl"]) - Decimal(first["fees"]) - Decimal(first["funding"]) == pytest.approx(
         Decimal(first["net_pnl"]), abs=Decimal("1e-9")
     )
     net = sum(Decimal(record["net_pnl"]) for record in records if record["status"] == "closed")
