@@ -42,10 +42,10 @@ from learning.agent_config import AgentConfig, load_agent_config
 from learning.code_version import code_version
 from learning.datasets import preset_contract
 from learning.evaluation.folds import FoldSpec, walk_forward_folds
-from learning.evaluation.holdout import IN_SAMPLE
+from learning.evaluation.holdout import HOLDOUT, IN_SAMPLE
 from learning.evaluation.metrics import BUY_AND_HOLD, MS_PER_DAY, max_drawdown
 from learning.evaluation.report import market_change
-from learning.evaluation.service import FoldTrainer
+from learning.evaluation.service import STOOD_ASIDE, FoldTrainer
 from learning.evaluation.walk_forward import Evaluation, FixedPolicy, PolicyMaker, evaluate_folds
 from learning.evaluation.world import agent_world, backtest_settings
 from policies.baselines import baseline
@@ -140,7 +140,9 @@ def fold_rows(evaluation: Evaluation, books: Any, segments: Any, step: int) -> l
     out = []
     for outcome, book, segment in zip(evaluation.evaluated, books, segments, strict=True):
         agent = outcome.results[AGENT].metrics
-        fit = outcome.training[AGENT][IN_SAMPLE]["metrics"]
+        training = outcome.training.get(AGENT, {})
+        fit = training[IN_SAMPLE]["metrics"] if IN_SAMPLE in training else None
+        holdout = training[HOLDOUT]["metrics"]["net_pnl"] if HOLDOUT in training else None
         held = float(book.equity[-1]) - float(segment.initial_equity)
 
         out.append(
@@ -156,8 +158,10 @@ def fold_rows(evaluation: Evaluation, books: Any, segments: Any, step: int) -> l
                 BUY_AND_HOLD: held,
                 "buy_and_hold_drawdown": max_drawdown(book.equity),
                 **{name: outcome.results[name].metrics.net_pnl for name in BASELINES},
-                IN_SAMPLE: fit["net_pnl"],
-                "in_sample_return": fit["return"],
+                IN_SAMPLE: None if fit is None else fit["net_pnl"],
+                "in_sample_return": None if fit is None else fit["return"],
+                HOLDOUT: holdout,
+                STOOD_ASIDE: STOOD_ASIDE in training,
             }
         )
     return out
@@ -182,6 +186,7 @@ def case_block(result: dict[str, Any], agent: AgentConfig, iterations: int, fold
     """One case's subsection, opened by its marker, with its own date, commit and training."""
     case, rows = result["case"], result["folds"]
     h = agent.hyperparameters
+    gated = agent.promotion_gates.walk_forward_holdout
     lines = [
         CASE_MARK.format(case.key),
         f"### {case.label} ({result['rows']:,} rows, {iso_minute(result['from_ms'])} to "
@@ -194,15 +199,17 @@ def case_block(result: dict[str, Any], agent: AgentConfig, iterations: int, fold
         f"{'' if iterations == h.iterations else ', fewer than the shipped ' + str(h.iterations)}), {folds} folds.",
         "",
         "| fold | days | agent | trades | turnover | drawdown | flat | buy & hold | B&H drawdown | momentum "
-        "| ema_cross | in-sample fit |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| ema_cross | in-sample fit |" + (" its holdout |" if gated else ""),
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |" + (" --- |" if gated else ""),
     ]
     for row in rows:
+        fit = "-" if row[IN_SAMPLE] is None else f"{money(row[IN_SAMPLE])} ({row['in_sample_return']:+.1%})"
+        holdout = "-" if row[HOLDOUT] is None else money(row[HOLDOUT])
         lines.append(
-            f"| {row['fold']} | {row['days']:.1f} | {money(row['agent'])} | {row['trades']} | "
-            f"{row['turnover']:.1f}x | {row['drawdown']:.1%} | 0 | {money(row[BUY_AND_HOLD])} | "
+            f"| {row['fold']} | {row['days']:.1f} | {money(row['agent'])}{' (aside)' if row[STOOD_ASIDE] else ''} | "
+            f"{row['trades']} | {row['turnover']:.1f}x | {row['drawdown']:.1%} | 0 | {money(row[BUY_AND_HOLD])} | "
             f"{row['buy_and_hold_drawdown']:.1%} | {money(row['momentum'])} | {money(row['ema_cross'])} | "
-            f"{money(row[IN_SAMPLE])} ({row['in_sample_return']:+.1%}) |"
+            f"{fit} |" + (f" {holdout} |" if gated else "")
         )
     days = sum(row["days"] for row in rows)
     net = sum(row["agent"] for row in rows)
@@ -210,13 +217,20 @@ def case_block(result: dict[str, Any], agent: AgentConfig, iterations: int, fold
     over_flat = sum(1 for row in rows if row["agent"] > 0)
     over_market = sum(1 for row in rows if row["agent"] > row[BUY_AND_HOLD])
     within = sum(1 for row in rows if row["drawdown"] <= row["buy_and_hold_drawdown"])
-    fits = sum(1 for row in rows if row[IN_SAMPLE] > 0)
+    fits = sum(1 for row in rows if row[IN_SAMPLE] is not None and row[IN_SAMPLE] > 0)
+    aside = sum(1 for row in rows if row[STOOD_ASIDE])
     lines += [
         "",
         f"Out of sample: {money(net)} over {days:.0f} days, {monthly:+.2%} of equity a month (each fold "
         f"trades its own 10,000); above flat in {over_flat} of {len(rows)} folds, above buy-and-hold in "
         f"{over_market}, drawdown within buy-and-hold's in {within}. In sample, profitable after costs in "
-        f"{fits} of {len(rows)} folds.",
+        f"{fits} of {len(rows)} folds."
+        + (
+            f" Trained on the first {1 - agent.promotion_gates.holdout_share:.0%} of each fold's training rows, "
+            f"it stood aside in {aside} of {len(rows)} folds, where its holdout (the rest) failed the holdout gate."
+            if gated
+            else ""
+        ),
         "",
     ]
     return "\n".join(lines)

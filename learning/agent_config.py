@@ -165,6 +165,17 @@ class PromotionGates(_Model):
     """The last share of the training dataset's rows `tradingd train` keeps from the agent and scores the
     artifact on (`learning.evaluation.holdout`); the `holdout` gate reads that score. 0 trains on every
     row, and such a version cannot be promoted."""
+    walk_forward_holdout: bool = False
+    """A walk-forward fold trains as `tradingd train` does: it keeps the last `holdout_share` of the fold's
+    training rows from the agent and scores the artifact on them; when that score fails the holdout gate,
+    the fold stands aside (trades nothing) over its test span, as a version failing the gate is never
+    promoted. Off: each fold trains on all its training rows and always trades."""
+
+    @model_validator(mode="after")
+    def _a_holdout_to_stand_aside_by(self) -> PromotionGates:
+        if self.walk_forward_holdout and self.holdout_share == 0:
+            raise ValueError("walk_forward_holdout needs a holdout: holdout_share must be above 0")
+        return self
 
 
 SEARCHABLE = ("hyperparameters", "environment", "reward")

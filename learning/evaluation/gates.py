@@ -123,12 +123,12 @@ def check_gates(
             )
         )
     results += _fold_gates(gates, candidate)
-    results.append(_holdout_gate(gates, holdout))
+    results.append(holdout_gate(gates, holdout))
     results.append(_champion_gate(net, champion))
     return results
 
 
-def _holdout_gate(gates: PromotionGates, holdout: Mapping[str, Any] | None) -> GateResult:
+def holdout_gate(gates: PromotionGates, holdout: Mapping[str, Any] | None) -> GateResult:
     """The artifact itself, out of sample: no worse than `min_net_pnl` and within `max_drawdown`."""
     threshold = f">= {gates.min_net_pnl}, drawdown <= {gates.max_drawdown:.1%}"
     if not isinstance(holdout, Mapping) or not isinstance(holdout.get("metrics"), Mapping):

@@ -28,7 +28,8 @@ from learning.code_version import code_version
 from learning.datasets import DatasetMismatchError, dataset_spec
 from learning.evaluation.backtest import BacktestResult, BacktestSettings
 from learning.evaluation.folds import Fold, FoldError, FoldSpec, walk_forward_folds
-from learning.evaluation.holdout import IN_SAMPLE, score_span
+from learning.evaluation.gates import holdout_gate
+from learning.evaluation.holdout import HOLDOUT, IN_SAMPLE, HoldoutError, holdout_split, score_span
 from learning.evaluation.metrics import Segment, SegmentBook, metrics
 from learning.evaluation.report import market_change, write_evaluation_report
 from learning.evaluation.sample import Sample, TrainingSpan, backtest_sample, baseline_sample, walk_forward_sample
@@ -36,7 +37,7 @@ from learning.evaluation.walk_forward import Evaluation, FixedPolicy, PolicyMake
 from learning.evaluation.world import World, agent_world, backtest_settings, market_of, settings_for
 from observability.progress import Reporter, as_step, quiet
 from policies.artifact import load_artifact
-from policies.baselines import BASELINES, ArtifactPolicy, baseline
+from policies.baselines import BASELINES, ArtifactPolicy, HoldPolicy, Policy, baseline
 from storage.agents import AgentStore, AgentVersion
 from storage.datasets import DatasetStore, DatasetVersion
 from storage.evaluations import EvaluationKind, EvaluationStore
@@ -44,6 +45,8 @@ from trading.limits import RiskLimits
 
 log = structlog.get_logger("tradingd.evaluation")
 EVALUABLE = ("trained", "evaluated", "promoted", "retired")
+STOOD_ASIDE = "stood_aside"
+"""A fold's training figure: why its artifact did not trade its test span (`walk_forward_holdout`)."""
 
 
 class EvaluationError(ValueError):
@@ -244,11 +247,21 @@ class FoldTrainer:
         self._settings = settings
         self._lineage = lineage
 
-    def make(self, fold: Fold, candles: CandleColumns, features: np.ndarray) -> tuple[ArtifactPolicy, dict[str, Any]]:
+    def make(self, fold: Fold, candles: CandleColumns, features: np.ndarray) -> tuple[Policy, dict[str, Any]]:
         # RLlib and torch take seconds to import: only agent walk-forwards pay for them.
         from learning.search import SEARCH, search
         from learning.training import fit_policy
 
+        gates = self._agent.promotion_gates
+        held: np.ndarray | None = None
+        if gates.walk_forward_holdout:
+            try:
+                split = holdout_split(len(candles), gates.holdout_share)
+            except HoldoutError as error:
+                return self._stand_aside(fold, {}, f"no holdout to score it on: {error}")
+            held = np.arange(split.train_rows, len(candles))
+            rows = np.arange(split.train_rows)
+            candles, features, kept = candles.take(rows), features[rows], (candles.take(held), features[held])
         agent, searched = self._agent, None
         if self._tuned:
             found = search(agent, self._spec, candles, features, lambda chosen: settings_for(self._settings, chosen))
@@ -283,7 +296,18 @@ class FoldTrainer:
             in_sample_trades=fit["trade_count"],
             **{key: value for key, value in figures.items() if key not in (IN_SAMPLE, "search")},
         )
+        if held is not None:
+            figures[HOLDOUT] = score_span(artifact, self._spec, threshold, *kept, settings, "out_of_sample")
+            gate = holdout_gate(gates, figures[HOLDOUT])
+            if not gate.passed:
+                return self._stand_aside(fold, figures, f"its holdout net PnL {gate.value} failed {gate.threshold}")
         return ArtifactPolicy(artifact, self._spec, threshold), figures
+
+    def _stand_aside(self, fold: Fold, figures: dict[str, Any], why: str) -> tuple[Policy, dict[str, Any]]:
+        """The fold trades nothing: flat from its test span's first bar to its last, as an unpromoted
+        version does."""
+        log.info("fold_stands_aside", policy=self.name, fold=fold.index, reason=why)
+        return HoldPolicy(), figures | {STOOD_ASIDE: why}
 
     def settings(self, fold: Fold, base: BacktestSettings) -> BacktestSettings:
         """The world of the configuration the fold trained (its search's choice, when tuned)."""

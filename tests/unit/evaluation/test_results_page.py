@@ -50,3 +50,27 @@ def test_the_shipped_page_reads_back_unchanged() -> None:
     section = current_section(EVALUATION_DOC)
     assert case_blocks(section), "the results page has no case blocks"
     assert merged_section(section, {}, AGENT) == section
+
+
+def test_a_fold_that_stood_aside_is_shown_so_with_its_holdout() -> None:
+    from benchmarks.results import BUY_AND_HOLD, HOLDOUT, IN_SAMPLE, STOOD_ASIDE, Case, case_block
+    from domain.market import parse_interval
+
+    gated = AGENT.model_copy(
+        update={"promotion_gates": AGENT.promotion_gates.model_copy(update={"walk_forward_holdout": True})}
+    )
+    row = {
+        "fold": 1, "days": 3.0, "train_rows": 900, "agent": 0.0, "trades": 0, "turnover": 0.0, "drawdown": 0.0,
+        "fees": 0.0, BUY_AND_HOLD: 25.0, "buy_and_hold_drawdown": 0.02, "momentum": -5.0, "ema_cross": 7.0,
+        IN_SAMPLE: 300.0, "in_sample_return": 0.03, HOLDOUT: -42.0, STOOD_ASIDE: True,
+    }  # fmt: skip
+    traded = row | {"fold": 2, "agent": 12.0, "trades": 3, HOLDOUT: 8.0, STOOD_ASIDE: False}
+    case = Case("btc-1m", "BINANCE_BTCUSDT_1m.csv", "BTC-USDT", parse_interval("15m"))
+    result = {"case": case, "folds": [row, traded], "rows": 1000, "from_ms": 0, "to_ms": 60_000, "seconds": 60.0}
+    text = case_block(result, gated, 1, 2)
+    assert "| 1 | 3.0 | +0 (aside) | 0 |" in text
+    assert text.count(" its holdout |") == 1
+    assert "| +300 (+3.0%) | -42 |" in text
+    assert "| +300 (+3.0%) | +8 |" in text
+    assert "it stood aside in 1 of 2 folds" in text
+    assert "(aside)" not in case_block(result | {"folds": [traded]}, AGENT, 1, 1)

@@ -49,6 +49,10 @@ def test_targets_follow_position_sizes() -> None:
         ({"name": "a", "reward": {"sharpe_bonus": 1.0}}, "reward.sharpe_bonus: unknown key; [reward] takes"),
         ({"name": "a", "hyperparameters": {"lamda": 0.9}}, "did you mean hyperparameters.lambda?"),
         ({"name": "a", "decision_threshold": 1.5}, "decision_threshold = 1.5: must be at most 1"),
+        (
+            {"name": "a", "promotion_gates": {"walk_forward_holdout": True, "holdout_share": 0.0}},
+            "walk_forward_holdout needs a holdout: holdout_share must be above 0",
+        ),
     ],
 )
 def test_bad_configurations_name_the_field(document: dict[str, object], message: str) -> None:
