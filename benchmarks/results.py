@@ -42,10 +42,10 @@ from learning.agent_config import AgentConfig, load_agent_config
 from learning.code_version import code_version
 from learning.datasets import preset_contract
 from learning.evaluation.folds import FoldSpec, walk_forward_folds
-from learning.evaluation.holdout import HOLDOUT, IN_SAMPLE
+from learning.evaluation.holdout import HOLDOUT, IN_SAMPLE, STOOD_ASIDE
 from learning.evaluation.metrics import BUY_AND_HOLD, MS_PER_DAY, max_drawdown
 from learning.evaluation.report import market_change
-from learning.evaluation.service import STOOD_ASIDE, FoldTrainer
+from learning.evaluation.service import FoldTrainer
 from learning.evaluation.walk_forward import Evaluation, FixedPolicy, PolicyMaker, evaluate_folds
 from learning.evaluation.world import agent_world, backtest_settings
 from policies.baselines import baseline

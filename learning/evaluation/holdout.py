@@ -28,6 +28,9 @@ if TYPE_CHECKING:  # nautilus takes seconds to import: only scoring pays for it,
 
 HOLDOUT = "holdout"
 IN_SAMPLE = "in_sample"
+STOOD_ASIDE = "stood_aside"
+"""A walk-forward fold's training figure: why its artifact did not trade the test span
+(`promotion_gates.walk_forward_holdout`)."""
 REPORTED = (
     "net_pnl",
     "return",

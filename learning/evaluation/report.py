@@ -26,6 +26,7 @@ from domain.candle_columns import CandleColumns
 from domain.candles import iso_minute
 from learning.evaluation import charts, interactive
 from learning.evaluation.backtest import BacktestSettings, market_segment
+from learning.evaluation.holdout import STOOD_ASIDE
 from learning.evaluation.metrics import (
     BUY_AND_HOLD,
     END_OF_DATA,
@@ -482,10 +483,16 @@ def _fold_table(
                 f"{market.price_changes[index]:+.2%}",
                 str(mine.trade_count),
                 format_metric("win_rate", mine.win_rate),
-                "",
+                _stood_aside(outcome.training.get(subject, {})),
             ]
         )
     return header, rows
+
+
+def _stood_aside(training: Mapping[str, Any]) -> str:
+    """The note of a fold whose agent stood aside (`promotion_gates.walk_forward_holdout`)."""
+    why = training.get(STOOD_ASIDE)
+    return f"stood aside: {why}" if isinstance(why, str) else ""
 
 
 def _section(heading: str, content: str) -> str:

@@ -29,7 +29,7 @@ from learning.datasets import DatasetMismatchError, dataset_spec
 from learning.evaluation.backtest import BacktestResult, BacktestSettings
 from learning.evaluation.folds import Fold, FoldError, FoldSpec, walk_forward_folds
 from learning.evaluation.gates import holdout_gate
-from learning.evaluation.holdout import HOLDOUT, IN_SAMPLE, HoldoutError, holdout_split, score_span
+from learning.evaluation.holdout import HOLDOUT, IN_SAMPLE, STOOD_ASIDE, HoldoutError, holdout_split, score_span
 from learning.evaluation.metrics import Segment, SegmentBook, metrics
 from learning.evaluation.report import market_change, write_evaluation_report
 from learning.evaluation.sample import Sample, TrainingSpan, backtest_sample, baseline_sample, walk_forward_sample
@@ -45,8 +45,6 @@ from trading.limits import RiskLimits
 
 log = structlog.get_logger("tradingd.evaluation")
 EVALUABLE = ("trained", "evaluated", "promoted", "retired")
-STOOD_ASIDE = "stood_aside"
-"""A fold's training figure: why its artifact did not trade its test span (`walk_forward_holdout`)."""
 
 
 class EvaluationError(ValueError):

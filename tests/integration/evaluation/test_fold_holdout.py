@@ -18,8 +18,8 @@ from features.definitions import V1
 from features.engine import FeatureEngine
 from learning.agent_config import AgentConfig
 from learning.evaluation.folds import FoldSpec, walk_forward_folds
-from learning.evaluation.holdout import HOLDOUT, IN_SAMPLE
-from learning.evaluation.service import STOOD_ASIDE, FoldTrainer
+from learning.evaluation.holdout import HOLDOUT, IN_SAMPLE, STOOD_ASIDE
+from learning.evaluation.service import FoldTrainer
 from learning.evaluation.walk_forward import evaluate_folds
 from learning.evaluation.world import agent_world, backtest_settings
 from learning.training import ensure_ray
